@@ -1,0 +1,211 @@
+package domain
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/binary"
+	"encoding/hex"
+	"hash/crc32"
+	"net/netip"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// API key token layout: "rdev_" + ID + "_" + secret + checksum. The secret is
+// 26 base32 characters (130 random bits); the checksum is CRC-32 of everything
+// before it, so a mistyped key is rejected before any lookup.
+const (
+	tokenPrefix    = "rdev_"
+	secretLength   = 26
+	checksumLength = 7
+	// TokenLength is the length of every API key token.
+	TokenLength = len(tokenPrefix) + IDLength + 1 + secretLength + checksumLength
+)
+
+// Limits on API key fields.
+const (
+	MaxKeyNameLength    = 100
+	MaxAllowedCIDRs     = 64
+	MaxKeyRateLimit     = 100_000
+	MaxRotationGrace    = 30 * 24 * time.Hour
+	MaxKeyScopesEntries = 32
+)
+
+// APIKeyStatus is the derived state of a key at a point in time.
+type APIKeyStatus string
+
+// The key states.
+const (
+	APIKeyActive  APIKeyStatus = "ACTIVE"
+	APIKeyExpired APIKeyStatus = "EXPIRED"
+	APIKeyRevoked APIKeyStatus = "REVOKED"
+)
+
+// APIKey is a credential. Only the SHA-256 of its secret is kept; the token is
+// shown once, when the key is created or rotated.
+type APIKey struct {
+	ID     string
+	Name   string
+	Scopes Scopes
+	// SecretHash is the hex SHA-256 of the current secret.
+	SecretHash string
+	// PreviousSecretHash still authenticates until PreviousSecretExpiresAt,
+	// so a rotated key keeps working during its grace period.
+	PreviousSecretHash      string
+	PreviousSecretExpiresAt *time.Time
+	// AllowedCIDRs, when not empty, limits the client addresses the key may
+	// be used from.
+	AllowedCIDRs []netip.Prefix
+	// RateLimit overrides the default requests per second; 0 means default.
+	RateLimit int
+	// CreatedBy is the ID of the key that created this one, "" for keys made
+	// by an operator with `rdev keys create`.
+	CreatedBy  string
+	CreatedAt  time.Time
+	ExpiresAt  *time.Time
+	RevokedAt  *time.Time
+	LastUsedAt *time.Time
+}
+
+// Status returns the key's state at now.
+func (k *APIKey) Status(now time.Time) APIKeyStatus {
+	switch {
+	case k.RevokedAt != nil:
+		return APIKeyRevoked
+	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
+		return APIKeyExpired
+	default:
+		return APIKeyActive
+	}
+}
+
+// MatchesSecret reports, in constant time, whether secret is the key's current
+// secret or its previous one still within its grace period.
+func (k *APIKey) MatchesSecret(secret string, now time.Time) bool {
+	h := hashSecret(secret)
+	ok := subtle.ConstantTimeCompare([]byte(h), []byte(k.SecretHash)) == 1
+	if k.PreviousSecretHash != "" && k.PreviousSecretExpiresAt != nil && now.Before(*k.PreviousSecretExpiresAt) {
+		ok = subtle.ConstantTimeCompare([]byte(h), []byte(k.PreviousSecretHash)) == 1 || ok
+	}
+	return ok
+}
+
+// AllowsAddr reports whether the key may be used from addr.
+func (k *APIKey) AllowsAddr(addr netip.Addr) bool {
+	if len(k.AllowedCIDRs) == 0 {
+		return true
+	}
+	addr = addr.Unmap()
+	for _, p := range k.AllowedCIDRs {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// APIKeyFilter selects keys for FindAPIKeys, sorted by ID.
+type APIKeyFilter struct {
+	AfterID string
+	Limit   int
+}
+
+// APIKeyRepository stores API keys.
+type APIKeyRepository interface {
+	// CreateAPIKey inserts k. It returns ECONFLICT if the ID exists.
+	CreateAPIKey(ctx context.Context, k *APIKey) error
+	// FindAPIKeyByID returns ENOTFOUND if there is no such key.
+	FindAPIKeyByID(ctx context.Context, id string) (*APIKey, error)
+	// FindAPIKeys returns keys sorted by ID.
+	FindAPIKeys(ctx context.Context, f APIKeyFilter) ([]*APIKey, error)
+	// UpdateAPIKey loads the key, lets update change it, and saves it, in one
+	// transaction. It returns ENOTFOUND, or update's error unchanged.
+	UpdateAPIKey(ctx context.Context, id string, update func(*APIKey) error) (*APIKey, error)
+	// TouchAPIKeys sets last-used times, keeping the later of the stored and
+	// given time. Unknown IDs are ignored.
+	TouchAPIKeys(ctx context.Context, lastUsed map[string]time.Time) error
+}
+
+// newToken makes a token for a key ID and returns it with its secret.
+func newToken(id string) (token, secret string) {
+	var b [17]byte // 136 bits; base32 keeps the first 130.
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms.
+	}
+	secret = idEncoding.EncodeToString(b[:])[:secretLength]
+	body := tokenPrefix + id + "_" + secret
+	return body + tokenChecksum(body), secret
+}
+
+func tokenChecksum(body string) string {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], crc32.ChecksumIEEE([]byte(body)))
+	return idEncoding.EncodeToString(b[:])
+}
+
+// ParseToken splits a token into its key ID and secret. It returns
+// EUNAUTHENTICATED for a malformed token or a wrong checksum.
+func ParseToken(token string) (id, secret string, err error) {
+	if !strings.HasPrefix(token, tokenPrefix) || len(token) != TokenLength ||
+		token[len(tokenPrefix)+IDLength] != '_' {
+		return "", "", Errorf(EUNAUTHENTICATED, "malformed API key: expected rdev_<id>_<secret> of %d characters", TokenLength)
+	}
+	id = token[len(tokenPrefix) : len(tokenPrefix)+IDLength]
+	rest := token[len(tokenPrefix)+IDLength+1:]
+	secret, sum := rest[:secretLength], rest[secretLength:]
+	if !validID(id) || !inIDAlphabet(secret) {
+		return "", "", Errorf(EUNAUTHENTICATED, "malformed API key: unexpected characters")
+	}
+	want := tokenChecksum(token[:len(token)-checksumLength])
+	if subtle.ConstantTimeCompare([]byte(sum), []byte(want)) != 1 {
+		return "", "", Errorf(EUNAUTHENTICATED, "malformed API key: checksum mismatch (is it mistyped?)")
+	}
+	return id, secret, nil
+}
+
+func hashSecret(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// validateKeyName returns EINVALID unless name is 1..MaxKeyNameLength
+// printable characters.
+func validateKeyName(name string) error {
+	if strings.TrimSpace(name) == "" {
+		return Errorf(EINVALID, "name: must not be empty")
+	}
+	if !utf8.ValidString(name) || utf8.RuneCountInString(name) > MaxKeyNameLength {
+		return Errorf(EINVALID, "name: must be valid UTF-8 of at most %d characters", MaxKeyNameLength)
+	}
+	for _, r := range name {
+		if !unicode.IsPrint(r) {
+			return Errorf(EINVALID, "name: must not contain control characters")
+		}
+	}
+	return nil
+}
+
+// ParseCIDRs parses CIDR prefixes (IPv4 or IPv6; a bare address means just
+// that address). It returns EINVALID naming the first bad entry.
+func ParseCIDRs(entries []string) ([]netip.Prefix, error) {
+	if len(entries) > MaxAllowedCIDRs {
+		return nil, Errorf(EINVALID, "allowedCIDRs: at most %d entries, got %d", MaxAllowedCIDRs, len(entries))
+	}
+	out := make([]netip.Prefix, 0, len(entries))
+	for _, e := range entries {
+		e = strings.TrimSpace(e)
+		if p, err := netip.ParsePrefix(e); err == nil {
+			out = append(out, p.Masked())
+		} else if a, err := netip.ParseAddr(e); err == nil && a.Zone() == "" {
+			a = a.Unmap()
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		} else {
+			return nil, Errorf(EINVALID, "allowedCIDRs: %q is not a CIDR prefix such as 10.0.0.0/8 or 2001:db8::/32", e)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,244 @@
+package domain
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// APIKeyService issues, authenticates, rotates and revokes API keys.
+type APIKeyService struct {
+	repo APIKeyRepository
+	now  func() time.Time
+
+	mu       sync.Mutex
+	lastUsed map[string]time.Time // not yet written; see FlushUsage
+}
+
+// NewAPIKeyService returns a service over repo.
+func NewAPIKeyService(repo APIKeyRepository) *APIKeyService {
+	return &APIKeyService{repo: repo, now: time.Now, lastUsed: map[string]time.Time{}}
+}
+
+// CreateAPIKey is the input of APIKeyService.Create.
+type CreateAPIKey struct {
+	Name         string
+	Scopes       []string
+	ExpiresAt    *time.Time
+	AllowedCIDRs []string
+	// RateLimit overrides the default requests per second; nil or 0 keeps it.
+	RateLimit *int
+}
+
+// Authenticate resolves a bearer token to its key, seen from addr. It returns
+// EUNAUTHENTICATED for a malformed, unknown, wrong, expired or revoked key,
+// and EFORBIDDEN when addr is outside the key's allowed CIDRs.
+func (s *APIKeyService) Authenticate(ctx context.Context, token string, addr netip.Addr) (*APIKey, error) {
+	id, secret, err := ParseToken(token)
+	if err != nil {
+		return nil, err
+	}
+	k, err := s.repo.FindAPIKeyByID(ctx, id)
+	if ErrorCode(err) == ENOTFOUND {
+		return nil, Errorf(EUNAUTHENTICATED, "invalid API key")
+	} else if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	if !k.MatchesSecret(secret, now) {
+		return nil, Errorf(EUNAUTHENTICATED, "invalid API key")
+	}
+	switch k.Status(now) {
+	case APIKeyRevoked:
+		return nil, Errorf(EUNAUTHENTICATED, "API key %s has been revoked", k.ID)
+	case APIKeyExpired:
+		return nil, Errorf(EUNAUTHENTICATED, "API key %s has expired", k.ID)
+	case APIKeyActive:
+	}
+	if !k.AllowsAddr(addr) {
+		return nil, Errorf(EFORBIDDEN, "API key %s may not be used from %s", k.ID, addr)
+	}
+	s.recordUse(k.ID, now)
+	return k, nil
+}
+
+// Create issues a key and returns it with its token, which is shown only
+// here. The caller needs keys:write and may only grant scopes it holds
+// itself (EFORBIDDEN otherwise); bad input returns EINVALID.
+func (s *APIKeyService) Create(ctx context.Context, in CreateAPIKey) (*APIKey, string, error) {
+	caller, err := Authorize(ctx, ScopeKeysWrite)
+	if err != nil {
+		return nil, "", err
+	}
+	k, err := s.newKey(in)
+	if err != nil {
+		return nil, "", err
+	}
+	if !caller.Scopes().Covers(k.Scopes) {
+		return nil, "", Errorf(EFORBIDDEN, "scopes: a key cannot grant scopes its creator lacks")
+	}
+	k.CreatedBy = caller.KeyID()
+	token, secret := newToken(k.ID)
+	k.SecretHash = hashSecret(secret)
+	if err := s.repo.CreateAPIKey(ctx, k); err != nil {
+		return nil, "", err
+	}
+	return k, token, nil
+}
+
+func (s *APIKeyService) newKey(in CreateAPIKey) (*APIKey, error) {
+	now := s.now()
+	if err := validateKeyName(in.Name); err != nil {
+		return nil, err
+	}
+	if len(in.Scopes) > MaxKeyScopesEntries {
+		return nil, Errorf(EINVALID, "scopes: at most %d entries", MaxKeyScopesEntries)
+	}
+	scopes, err := ParseScopes(in.Scopes)
+	if err != nil {
+		return nil, err
+	}
+	cidrs, err := ParseCIDRs(in.AllowedCIDRs)
+	if err != nil {
+		return nil, err
+	}
+	if in.ExpiresAt != nil && !in.ExpiresAt.After(now) {
+		return nil, Errorf(EINVALID, "expiresAt: must be in the future")
+	}
+	k := &APIKey{
+		ID: NewID(now), Name: in.Name, Scopes: scopes, AllowedCIDRs: cidrs,
+		CreatedAt: now.UTC().Truncate(time.Microsecond), ExpiresAt: utcMicros(in.ExpiresAt),
+	}
+	if in.RateLimit != nil {
+		if *in.RateLimit < 0 || *in.RateLimit > MaxKeyRateLimit {
+			return nil, Errorf(EINVALID, "rateLimit: must be between 0 and %d requests per second", MaxKeyRateLimit)
+		}
+		k.RateLimit = *in.RateLimit
+	}
+	return k, nil
+}
+
+// Viewer returns the calling key. It returns EUNAUTHENTICATED when the
+// caller is not an API key.
+func (s *APIKeyService) Viewer(ctx context.Context) (*APIKey, error) {
+	c := CallerFromContext(ctx)
+	if c == nil || c.Key == nil {
+		return nil, Errorf(EUNAUTHENTICATED, "authentication required: send Authorization: Bearer <API key>")
+	}
+	return c.Key, nil
+}
+
+// Get returns a key. It needs keys:read; ENOTFOUND if there is no such key.
+func (s *APIKeyService) Get(ctx context.Context, id string) (*APIKey, error) {
+	if _, err := Authorize(ctx, ScopeKeysRead); err != nil {
+		return nil, err
+	}
+	if !validID(id) {
+		return nil, Errorf(ENOTFOUND, "API key %q not found", id)
+	}
+	return s.repo.FindAPIKeyByID(ctx, id)
+}
+
+// List returns a page of keys, oldest first. It needs keys:read.
+func (s *APIKeyService) List(ctx context.Context, req PageRequest) (Page[*APIKey], error) {
+	if _, err := Authorize(ctx, ScopeKeysRead); err != nil {
+		return Page[*APIKey]{}, err
+	}
+	keys, err := s.repo.FindAPIKeys(ctx, APIKeyFilter{AfterID: req.After, Limit: req.First + 1})
+	if err != nil {
+		return Page[*APIKey]{}, err
+	}
+	return pageOf(keys, req), nil
+}
+
+// Revoke revokes a key at once; revoking it again is a no-op. It needs
+// keys:write and every scope of the target (EFORBIDDEN otherwise).
+func (s *APIKeyService) Revoke(ctx context.Context, id string) (*APIKey, error) {
+	return s.changeKey(ctx, id, func(k *APIKey) error {
+		if k.RevokedAt == nil {
+			now := s.now().UTC().Truncate(time.Microsecond)
+			k.RevokedAt = &now
+		}
+		return nil
+	})
+}
+
+// Rotate gives a key a new secret and returns the new token. The old secret
+// keeps working for grace (0 ends it at once). It needs keys:write and every
+// scope of the target; a revoked or expired key returns ECONFLICT.
+func (s *APIKeyService) Rotate(ctx context.Context, id string, grace time.Duration) (*APIKey, string, error) {
+	if grace < 0 || grace > MaxRotationGrace {
+		return nil, "", Errorf(EINVALID, "gracePeriodSeconds: must be between 0 and %d", int(MaxRotationGrace.Seconds()))
+	}
+	var token string
+	k, err := s.changeKey(ctx, id, func(k *APIKey) error {
+		now := s.now()
+		if st := k.Status(now); st != APIKeyActive {
+			return Errorf(ECONFLICT, "API key %s is %s and cannot be rotated", k.ID, st)
+		}
+		var secret string
+		token, secret = newToken(k.ID)
+		k.PreviousSecretHash, k.SecretHash = k.SecretHash, hashSecret(secret)
+		k.PreviousSecretExpiresAt = utcMicros(new(now.Add(grace)))
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return k, token, nil
+}
+
+// changeKey applies change to a key the caller may manage.
+func (s *APIKeyService) changeKey(ctx context.Context, id string, change func(*APIKey) error) (*APIKey, error) {
+	caller, err := Authorize(ctx, ScopeKeysWrite)
+	if err != nil {
+		return nil, err
+	}
+	if !validID(id) {
+		return nil, Errorf(ENOTFOUND, "API key %q not found", id)
+	}
+	return s.repo.UpdateAPIKey(ctx, id, func(k *APIKey) error {
+		if k.ID != caller.KeyID() && !caller.Scopes().Covers(k.Scopes) {
+			return Errorf(EFORBIDDEN, "API key %s holds scopes this key lacks", k.ID)
+		}
+		return change(k)
+	})
+}
+
+func (s *APIKeyService) recordUse(id string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastUsed[id] = at
+}
+
+// FlushUsage writes the last-used times recorded since the previous flush in
+// one batch, so authentication never writes per request.
+func (s *APIKeyService) FlushUsage(ctx context.Context) error {
+	s.mu.Lock()
+	batch := s.lastUsed
+	s.lastUsed = map[string]time.Time{}
+	s.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	if err := s.repo.TouchAPIKeys(ctx, batch); err != nil {
+		s.mu.Lock()
+		for id, t := range batch {
+			if cur, ok := s.lastUsed[id]; !ok || t.After(cur) {
+				s.lastUsed[id] = t
+			}
+		}
+		s.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+func utcMicros(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC().Truncate(time.Microsecond)
+	return &u
+}

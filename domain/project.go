@@ -1,0 +1,137 @@
+package domain
+
+import (
+	"context"
+	"maps"
+	"regexp"
+	"time"
+)
+
+// ProjectStatus is the state of a project's pod (or local directory).
+type ProjectStatus string
+
+// The project states.
+const (
+	ProjectPending  ProjectStatus = "PENDING"
+	ProjectRunning  ProjectStatus = "RUNNING"
+	ProjectNotReady ProjectStatus = "NOT_READY"
+	ProjectFailed   ProjectStatus = "FAILED"
+	ProjectGone     ProjectStatus = "GONE"
+)
+
+// ProjectStatuses lists every project state.
+var ProjectStatuses = []ProjectStatus{ProjectPending, ProjectRunning, ProjectNotReady, ProjectFailed, ProjectGone}
+
+// MaxProjectIDLength is the longest project ID (a DNS-1123 label).
+const MaxProjectIDLength = 63
+
+// projectIDPattern is a DNS-1123 label, the rule Kubernetes applies to label
+// values used as project names.
+var projectIDPattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// Project is a long-lived development environment that commands run in: a
+// labelled pod on Kubernetes, a directory in embedded mode.
+type Project struct {
+	// ID is the project's name, unique within rdev.
+	ID          string
+	Namespace   string
+	Status      ProjectStatus
+	Labels      map[string]string
+	Annotations map[string]string
+	CreatedAt   time.Time
+}
+
+// ProjectFilter selects projects for FindProjects, sorted by ID. Zero fields
+// select everything.
+type ProjectFilter struct {
+	Status  ProjectStatus
+	Labels  map[string]string
+	AfterID string
+	Limit   int
+}
+
+// Matches reports whether p passes the status and label parts of the filter.
+func (f ProjectFilter) Matches(p *Project) bool {
+	if f.Status != "" && p.Status != f.Status {
+		return false
+	}
+	for k, v := range f.Labels {
+		if got, ok := p.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// ProjectRepository is where projects come from: a local directory tree or a
+// Kubernetes informer cache. Reads are cheap and never hit a remote API per
+// call.
+type ProjectRepository interface {
+	// FindProjectByID returns ENOTFOUND if there is no such project.
+	FindProjectByID(ctx context.Context, id string) (*Project, error)
+	// FindProjects returns the matching projects sorted by ID.
+	FindProjects(ctx context.Context, f ProjectFilter) ([]*Project, error)
+}
+
+// ValidateProjectID returns EINVALID unless id is a DNS-1123 label.
+func ValidateProjectID(id string) error {
+	if len(id) > MaxProjectIDLength || !projectIDPattern.MatchString(id) {
+		return Errorf(EINVALID, "projectId: %q is not a DNS-1123 label (lower-case letters, digits and '-', at most %d characters)", truncate(id, 80), MaxProjectIDLength)
+	}
+	return nil
+}
+
+// ProjectService answers questions about projects.
+type ProjectService struct {
+	repo ProjectRepository
+}
+
+// NewProjectService returns a service over repo.
+func NewProjectService(repo ProjectRepository) *ProjectService {
+	return &ProjectService{repo: repo}
+}
+
+// Get returns a project. It needs projects:read; ENOTFOUND if there is none.
+func (s *ProjectService) Get(ctx context.Context, id string) (*Project, error) {
+	if _, err := Authorize(ctx, ScopeProjectsRead); err != nil {
+		return nil, err
+	}
+	if ValidateProjectID(id) != nil {
+		return nil, Errorf(ENOTFOUND, "project %q not found", truncate(id, 80))
+	}
+	return s.repo.FindProjectByID(ctx, id)
+}
+
+// List returns a page of projects sorted by ID. It needs projects:read.
+func (s *ProjectService) List(ctx context.Context, f ProjectFilter, req PageRequest) (Page[*Project], error) {
+	if _, err := Authorize(ctx, ScopeProjectsRead); err != nil {
+		return Page[*Project]{}, err
+	}
+	if f.Status != "" && !validProjectStatus(f.Status) {
+		return Page[*Project]{}, Errorf(EINVALID, "status: unknown project status %q", f.Status)
+	}
+	f.Labels = maps.Clone(f.Labels)
+	f.AfterID, f.Limit = req.After, req.First+1
+	ps, err := s.repo.FindProjects(ctx, f)
+	if err != nil {
+		return Page[*Project]{}, err
+	}
+	return pageOf(ps, req), nil
+}
+
+func validProjectStatus(s ProjectStatus) bool {
+	for _, v := range ProjectStatuses {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// truncate shortens s for an error message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

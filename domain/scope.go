@@ -1,0 +1,86 @@
+package domain
+
+import (
+	"slices"
+	"strings"
+)
+
+// Scope names one permission an API key can hold.
+type Scope string
+
+// The scopes. ScopeAdmin implies every other scope.
+const (
+	ScopeProjectsRead  Scope = "projects:read"
+	ScopeCommandsRead  Scope = "commands:read"
+	ScopeCommandsWrite Scope = "commands:write"
+	ScopeKeysRead      Scope = "keys:read"
+	ScopeKeysWrite     Scope = "keys:write"
+	ScopeWebhooksRead  Scope = "webhooks:read"
+	ScopeWebhooksWrite Scope = "webhooks:write"
+	ScopeAuditRead     Scope = "audit:read"
+	ScopeAdmin         Scope = "admin"
+)
+
+// AllScopes lists every scope in a stable order.
+var AllScopes = []Scope{
+	ScopeProjectsRead, ScopeCommandsRead, ScopeCommandsWrite,
+	ScopeKeysRead, ScopeKeysWrite, ScopeWebhooksRead, ScopeWebhooksWrite,
+	ScopeAuditRead, ScopeAdmin,
+}
+
+// Valid reports whether s is a known scope.
+func (s Scope) Valid() bool { return slices.Contains(AllScopes, s) }
+
+// Scopes is a set of scopes, kept sorted and without duplicates.
+type Scopes []Scope
+
+// ParseScopes parses scope names, dropping duplicates. It returns EINVALID for
+// an unknown name or an empty list.
+func ParseScopes(names []string) (Scopes, error) {
+	if len(names) == 0 {
+		return nil, Errorf(EINVALID, "scopes: at least one scope is required")
+	}
+	out := make(Scopes, 0, len(names))
+	for _, n := range names {
+		s := Scope(strings.TrimSpace(n))
+		if !s.Valid() {
+			return nil, Errorf(EINVALID, "scopes: unknown scope %q (known: %s)", n, joinScopes(AllScopes))
+		}
+		out = append(out, s)
+	}
+	return out.normalize(), nil
+}
+
+func (ss Scopes) normalize() Scopes {
+	out := slices.Clone(ss)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Has reports whether the set grants s, directly or through ScopeAdmin.
+func (ss Scopes) Has(s Scope) bool {
+	return slices.Contains(ss, s) || slices.Contains(ss, ScopeAdmin)
+}
+
+// Covers reports whether the set grants every scope of other.
+func (ss Scopes) Covers(other Scopes) bool {
+	for _, s := range other {
+		if !ss.Has(s) {
+			return false
+		}
+	}
+	return true
+}
+
+// Strings returns the scope names.
+func (ss Scopes) Strings() []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = string(s)
+	}
+	return out
+}
+
+func joinScopes(ss []Scope) string {
+	return strings.Join(Scopes(ss).Strings(), ", ")
+}
