@@ -672,19 +672,19 @@ type Mutation {
   Issues a new API key. The token is returned only here. A key can never be
   given a scope its creator lacks (FORBIDDEN).
   """
-  createAPIKey(input: CreateAPIKeyInput!): CreateAPIKeyPayload! @hasScope(scope: KEYS_WRITE)
+  createAPIKey("What to create." input: CreateAPIKeyInput!): CreateAPIKeyPayload! @hasScope(scope: KEYS_WRITE)
 
   """
   Revokes a key; it fails with UNAUTHENTICATED from the next request on.
   Revoking a revoked key is a no-op.
   """
-  revokeAPIKey(input: RevokeAPIKeyInput!): RevokeAPIKeyPayload! @hasScope(scope: KEYS_WRITE)
+  revokeAPIKey("Which key to revoke." input: RevokeAPIKeyInput!): RevokeAPIKeyPayload! @hasScope(scope: KEYS_WRITE)
 
   """
   Gives a key a new secret and returns the new token. The old token keeps
   working for the grace period given, then fails.
   """
-  rotateAPIKey(input: RotateAPIKeyInput!): RotateAPIKeyPayload! @hasScope(scope: KEYS_WRITE)
+  rotateAPIKey("Which key to rotate, and how." input: RotateAPIKeyInput!): RotateAPIKeyPayload! @hasScope(scope: KEYS_WRITE)
 }
 
 """

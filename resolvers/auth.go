@@ -1,0 +1,132 @@
+package resolvers
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+
+	"github.com/rdev-hq/rdev/domain"
+)
+
+// authenticator resolves the caller of every request: its address (through
+// trusted proxies only), its request ID, and its API key if it sent one.
+type authenticator struct {
+	keys    *domain.APIKeyService
+	trusted []netip.Prefix
+}
+
+// middleware puts a *domain.Caller in the request context. A request without
+// credentials goes on anonymously (fields that need a key refuse it); a
+// request with bad credentials is refused here, before any resolver runs.
+func (a *authenticator) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		caller := &domain.Caller{
+			Addr:      clientAddr(r, a.trusted),
+			UserAgent: clip(r.UserAgent(), 256),
+			RequestID: requestIDFrom(r),
+		}
+		w.Header().Set("X-Request-ID", caller.RequestID)
+		if h := r.Header.Get("Authorization"); h != "" {
+			key, err := a.authenticate(r.Context(), h, caller.Addr)
+			if err != nil {
+				writeError(w, 0, err)
+				return
+			}
+			caller.Key = key
+		}
+		next.ServeHTTP(w, r.WithContext(domain.NewContextWithCaller(r.Context(), caller)))
+	})
+}
+
+// authenticate checks a credential: "Bearer <token>", or a bare token where a
+// client cannot send a scheme (WebSocket connection_init payloads).
+func (a *authenticator) authenticate(ctx context.Context, credential string, addr netip.Addr) (*domain.APIKey, error) {
+	token := strings.TrimSpace(credential)
+	if scheme, rest, ok := strings.Cut(token, " "); ok {
+		if !strings.EqualFold(scheme, "Bearer") {
+			return nil, domain.Errorf(domain.EUNAUTHENTICATED, "unsupported authorization scheme %q: use Bearer <API key>", clip(scheme, 32))
+		}
+		token = strings.TrimSpace(rest)
+	}
+	return a.keys.Authenticate(ctx, token, addr)
+}
+
+// websocketInit authenticates a WebSocket connection from its
+// connection_init payload ("authorization" or "Authorization"). Without one
+// the connection keeps the caller of its upgrade request.
+func (a *authenticator) websocketInit(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+	credential := payload.Authorization()
+	caller := domain.CallerFromContext(ctx)
+	if credential == "" || caller == nil {
+		return ctx, nil, nil
+	}
+	key, err := a.authenticate(ctx, credential, caller.Addr)
+	if err != nil {
+		return ctx, nil, errors.New(domain.ErrorCode(err) + ": " + domain.ErrorMessage(err))
+	}
+	c := *caller
+	c.Key = key
+	return domain.NewContextWithCaller(ctx, &c), nil, nil
+}
+
+// clientAddr returns the client's address. X-Forwarded-For is believed only
+// when the connection comes from a trusted proxy, and then only up to the
+// first hop that is not itself a trusted proxy.
+func clientAddr(r *http.Request, trusted []netip.Prefix) netip.Addr {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}
+	}
+	addr = addr.Unmap().WithZone("")
+	if !isTrusted(addr, trusted) {
+		return addr
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		addr = hop.Unmap().WithZone("")
+		if !isTrusted(addr, trusted) {
+			break
+		}
+	}
+	return addr
+}
+
+func isTrusted(addr netip.Addr, trusted []netip.Prefix) bool {
+	for _, p := range trusted {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// requestIDFrom keeps a client's X-Request-ID if it is short and plain, and
+// makes a new one otherwise.
+func requestIDFrom(r *http.Request) string {
+	id := r.Header.Get("X-Request-ID")
+	if id == "" || len(id) > 64 || strings.Trim(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != "" {
+		return domain.NewID(time.Now())
+	}
+	return id
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

@@ -1,0 +1,121 @@
+package resolvers
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rdev-hq/rdev/domain"
+)
+
+// memKeys is an in-memory domain.APIKeyRepository.
+type memKeys struct {
+	mu    sync.Mutex
+	keys  map[string]domain.APIKey
+	calls int // store calls, to prove rejected requests reach none
+}
+
+func newMemKeys() *memKeys { return &memKeys{keys: map[string]domain.APIKey{}} }
+
+func (m *memKeys) CreateAPIKey(_ context.Context, k *domain.APIKey) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls++
+	if _, ok := m.keys[k.ID]; ok {
+		return domain.Errorf(domain.ECONFLICT, "exists")
+	}
+	m.keys[k.ID] = *k
+	return nil
+}
+
+func (m *memKeys) FindAPIKeyByID(_ context.Context, id string) (*domain.APIKey, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls++
+	k, ok := m.keys[id]
+	if !ok {
+		return nil, domain.Errorf(domain.ENOTFOUND, "API key %q not found", id)
+	}
+	return &k, nil
+}
+
+func (m *memKeys) FindAPIKeys(_ context.Context, f domain.APIKeyFilter) ([]*domain.APIKey, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls++
+	var out []*domain.APIKey
+	for _, id := range slices.Sorted(maps.Keys(m.keys)) {
+		if id > f.AfterID && (f.Limit == 0 || len(out) < f.Limit) {
+			k := m.keys[id]
+			out = append(out, &k)
+		}
+	}
+	return out, nil
+}
+
+func (m *memKeys) UpdateAPIKey(_ context.Context, id string, update func(*domain.APIKey) error) (*domain.APIKey, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls++
+	k, ok := m.keys[id]
+	if !ok {
+		return nil, domain.Errorf(domain.ENOTFOUND, "API key %q not found", id)
+	}
+	if err := update(&k); err != nil {
+		return nil, err
+	}
+	m.keys[id] = k
+	return &k, nil
+}
+
+func (m *memKeys) TouchAPIKeys(_ context.Context, lastUsed map[string]time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls++
+	for id, t := range lastUsed {
+		if k, ok := m.keys[id]; ok {
+			k.LastUsedAt = &t
+			m.keys[id] = k
+		}
+	}
+	return nil
+}
+
+func (m *memKeys) storeCalls() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.calls
+}
+
+// memProjects is a fixed domain.ProjectRepository. A project named "panic"
+// panics and one named "broken" fails, to exercise the error paths.
+type memProjects struct{ projects []*domain.Project }
+
+func (m *memProjects) FindProjectByID(_ context.Context, id string) (*domain.Project, error) {
+	switch id {
+	case "panic":
+		panic("boom: secret internals")
+	case "broken":
+		return nil, errors.New("dial tcp 10.0.0.7:5432: connection refused")
+	}
+	for _, p := range m.projects {
+		if p.ID == id {
+			return p, nil
+		}
+	}
+	return nil, domain.Errorf(domain.ENOTFOUND, "project %q not found", id)
+}
+
+func (m *memProjects) FindProjects(_ context.Context, f domain.ProjectFilter) ([]*domain.Project, error) {
+	var out []*domain.Project
+	for _, p := range m.projects {
+		if strings.Compare(p.ID, f.AfterID) > 0 && f.Matches(p) && (f.Limit == 0 || len(out) < f.Limit) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,166 @@
+package resolvers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/99designs/gqlgen/graphql/playground"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/rdev-hq/rdev/domain"
+	"github.com/rdev-hq/rdev/graph"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultMaxBodyBytes     = 1 << 20
+	DefaultParserTokenLimit = 15_000
+	DefaultKeepAlive        = 15 * time.Second
+)
+
+// Config shapes the HTTP edge. Zero values take the defaults above.
+type Config struct {
+	Logger *slog.Logger
+	// GraphiQL serves the GraphiQL explorer at "/".
+	GraphiQL bool
+	// Introspection allows __schema and __type queries.
+	Introspection bool
+	// MaxBodyBytes caps a request body.
+	MaxBodyBytes int64
+	// ParserTokenLimit caps the tokens in one GraphQL document.
+	ParserTokenLimit int
+	// TrustedProxies are the addresses whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+	// KeepAlive is the interval of WebSocket pings and SSE keep-alives.
+	KeepAlive time.Duration
+	// Websocket accepts WebSocket upgrades; it also decides which Origins
+	// may connect. Nil disables the WebSocket transport.
+	Websocket transport.WebsocketImplementation
+	// Ready reports whether the server can serve: nil means ready.
+	Ready func(context.Context) error
+}
+
+// NewHandler returns the HTTP handler for the whole API: /graphql (POST, GET
+// for queries, WebSocket with graphql-transport-ws and graphql-ws, and SSE),
+// GraphiQL at / when enabled, /healthz and /readyz.
+func NewHandler(root *Resolver, cfg Config) http.Handler {
+	cfg = withDefaults(cfg)
+	auth := &authenticator{keys: root.APIKeyService, trusted: cfg.TrustedProxies}
+
+	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: root, Directives: directives()}))
+	srv.AddTransport(transport.Options{})
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+	srv.AddTransport(transport.SSE{KeepAlivePingInterval: cfg.KeepAlive})
+	if cfg.Websocket != nil {
+		srv.AddTransport(transport.Websocket{
+			Implementation:        cfg.Websocket,
+			InitFunc:              auth.websocketInit,
+			InitTimeout:           10 * time.Second,
+			KeepAlivePingInterval: cfg.KeepAlive,
+			PingPongInterval:      cfg.KeepAlive,
+		})
+	}
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.SetParserTokenLimit(cfg.ParserTokenLimit)
+	srv.SetErrorPresenter(errorPresenter(cfg.Logger))
+	srv.SetRecoverFunc(recoverFunc(cfg.Logger))
+	if cfg.Introspection {
+		srv.Use(extension.Introspection{})
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/graphql", auth.middleware(limitBody(srv, cfg.MaxBodyBytes)))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeStatus(w, http.StatusOK, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if cfg.Ready != nil {
+			if err := cfg.Ready(r.Context()); err != nil {
+				writeStatus(w, http.StatusServiceUnavailable, "not ready: "+domain.ErrorMessage(err))
+				return
+			}
+		}
+		writeStatus(w, http.StatusOK, "ready")
+	})
+	if cfg.GraphiQL {
+		mux.Handle("GET /{$}", playground.Handler("rdev", "/graphql"))
+	}
+	return mux
+}
+
+func withDefaults(cfg Config) Config {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.ParserTokenLimit <= 0 {
+		cfg.ParserTokenLimit = DefaultParserTokenLimit
+	}
+	if cfg.KeepAlive <= 0 {
+		cfg.KeepAlive = DefaultKeepAlive
+	}
+	return cfg
+}
+
+// limitBody refuses a declared oversized body at once and cuts an undeclared
+// one off at max bytes.
+func limitBody(next http.Handler, max int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > max {
+			writeError(w, http.StatusRequestEntityTooLarge, domain.Errorf(domain.EINVALID, "request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, max))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, max)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// httpStatus maps an error code to the status of a request refused before
+// GraphQL execution.
+var httpStatus = map[string]int{
+	domain.EUNAUTHENTICATED: http.StatusUnauthorized,
+	domain.EFORBIDDEN:       http.StatusForbidden,
+	domain.ENOTFOUND:        http.StatusNotFound,
+	domain.EINVALID:         http.StatusBadRequest,
+	domain.ECONFLICT:        http.StatusConflict,
+	domain.ERATELIMITED:     http.StatusTooManyRequests,
+	domain.EUNAVAILABLE:     http.StatusServiceUnavailable,
+	domain.EINTERNAL:        http.StatusInternalServerError,
+}
+
+// writeError answers with a GraphQL-shaped error body, so clients read the
+// same extensions.code whether a request fails before or during execution.
+// A status of 0 is taken from the error's code.
+func writeError(w http.ResponseWriter, status int, err error) {
+	code := domain.ErrorCode(err)
+	if status == 0 {
+		status = httpStatus[code]
+	}
+	if code == domain.EUNAUTHENTICATED {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="rdev"`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]any{{
+		"message":    domain.ErrorMessage(err),
+		"extensions": map[string]any{"code": code},
+	}}})
+}
+
+func writeStatus(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = fmt.Fprintln(w, msg)
+}
