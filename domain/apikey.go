@@ -99,7 +99,7 @@ func (k *APIKey) AllowsAddr(addr netip.Addr) bool {
 	if len(k.AllowedCIDRs) == 0 {
 		return true
 	}
-	addr = addr.Unmap()
+	addr = addr.Unmap().WithZone("") // a zoned address is in no prefix
 	for _, p := range k.AllowedCIDRs {
 		if p.Contains(addr) {
 			return true
@@ -199,6 +199,10 @@ func ParseCIDRs(entries []string) ([]netip.Prefix, error) {
 	for _, e := range entries {
 		e = strings.TrimSpace(e)
 		if p, err := netip.ParsePrefix(e); err == nil {
+			if p.Addr().Is4In6() && p.Bits() >= 96 {
+				// Client addresses are compared unmapped, so the prefix must be too.
+				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+			}
 			out = append(out, p.Masked())
 		} else if a, err := netip.ParseAddr(e); err == nil && a.Zone() == "" {
 			a = a.Unmap()

@@ -168,6 +168,9 @@ func (s *APIKeyService) Revoke(ctx context.Context, id string) (*APIKey, error) 
 // keeps working for grace (0 ends it at once). It needs keys:write and every
 // scope of the target; a revoked or expired key returns ECONFLICT.
 func (s *APIKeyService) Rotate(ctx context.Context, id string, grace time.Duration) (*APIKey, string, error) {
+	if _, err := Authorize(ctx, ScopeKeysWrite); err != nil {
+		return nil, "", err
+	}
 	if grace < 0 || grace > MaxRotationGrace {
 		return nil, "", Errorf(EINVALID, "gracePeriodSeconds: must be between 0 and %d", int(MaxRotationGrace.Seconds()))
 	}
@@ -209,7 +212,9 @@ func (s *APIKeyService) changeKey(ctx context.Context, id string, change func(*A
 func (s *APIKeyService) recordUse(id string, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.lastUsed[id] = at
+	if cur, ok := s.lastUsed[id]; !ok || at.After(cur) {
+		s.lastUsed[id] = at
+	}
 }
 
 // FlushUsage writes the last-used times recorded since the previous flush in

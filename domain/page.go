@@ -58,8 +58,11 @@ func EncodeCursor(key string) string {
 // DecodeCursor returns the sort key inside a cursor made by EncodeCursor, or
 // EINVALID.
 func DecodeCursor(cursor string) (string, error) {
+	if len(cursor) > 700 {
+		return "", Errorf(EINVALID, "after: malformed cursor")
+	}
 	b, err := base64.RawURLEncoding.DecodeString(cursor)
-	if err != nil || !strings.HasPrefix(string(b), cursorPrefix) || len(b) > 512 {
+	if err != nil || len(b) > 512 || !strings.HasPrefix(string(b), cursorPrefix) {
 		return "", Errorf(EINVALID, "after: malformed cursor")
 	}
 	return strings.TrimPrefix(string(b), cursorPrefix), nil
