@@ -68,6 +68,9 @@ func (a *authenticator) websocketInit(ctx context.Context, payload transport.Ini
 	}
 	key, err := a.authenticate(ctx, credential, caller.Addr)
 	if err != nil {
+		// 4403 is graphql-transport-ws's "Forbidden" close code.
+		ctx = transport.WithWebsocketCloseCode(ctx, 4403)
+		ctx = transport.AppendCloseReason(ctx, "Forbidden: "+clip(domain.ErrorMessage(err), 100))
 		return ctx, nil, errors.New(domain.ErrorCode(err) + ": " + domain.ErrorMessage(err))
 	}
 	c := *caller

@@ -57,10 +57,12 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	auth := &authenticator{keys: root.APIKeyService, trusted: cfg.TrustedProxies}
 
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: root, Directives: directives()}))
+	// The first transport that supports a request serves it, so SSE (a POST
+	// that accepts text/event-stream) must come before POST.
+	srv.AddTransport(transport.SSE{KeepAlivePingInterval: cfg.KeepAlive})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
-	srv.AddTransport(transport.SSE{KeepAlivePingInterval: cfg.KeepAlive})
 	if cfg.Websocket != nil {
 		srv.AddTransport(transport.Websocket{
 			Implementation:        cfg.Websocket,

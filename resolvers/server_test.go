@@ -24,7 +24,7 @@ type testServer struct {
 	trusted []netip.Prefix
 }
 
-func newTestServer(t *testing.T) *testServer {
+func newTestServer(t testing.TB) *testServer {
 	t.Helper()
 	ts := &testServer{keys: newMemKeys(), logs: &bytes.Buffer{}}
 	ts.svc = domain.NewAPIKeyService(ts.keys)
@@ -47,7 +47,7 @@ func newTestServer(t *testing.T) *testServer {
 }
 
 // createKey makes a key as the operator and returns its token.
-func (ts *testServer) createKey(t *testing.T, name string, scopes ...domain.Scope) string {
+func (ts *testServer) createKey(t testing.TB, name string, scopes ...domain.Scope) string {
 	t.Helper()
 	_, token, err := ts.svc.Create(domain.NewOperatorContext(context.Background()), domain.CreateAPIKey{
 		Name: name, Scopes: domain.Scopes(scopes).Strings(),
@@ -428,5 +428,26 @@ func TestHandler_Health(t *testing.T) {
 		if res.StatusCode != want {
 			t.Errorf("%s: got %d, want %d", path, res.StatusCode, want)
 		}
+	}
+}
+
+func TestHandler_SSE(t *testing.T) {
+	ts := newTestServer(t)
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, ts.URL+"/graphql",
+		strings.NewReader(`{"query":"{ projects { nodes { id } } }"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+ts.admin)
+	res, err := ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = res.Body.Close() }()
+	body, _ := io.ReadAll(res.Body)
+	if ct := res.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q, body %s", ct, body)
+	}
+	if !strings.Contains(string(body), "event: next\ndata: {\"data\":{\"projects\"") || !strings.Contains(string(body), "event: complete") {
+		t.Fatalf("unexpected stream: %s", body)
 	}
 }

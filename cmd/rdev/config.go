@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/uptrace/bun/migrate"
+
+	"github.com/rdev-hq/rdev/infra/bunstore"
+	"github.com/rdev-hq/rdev/infra/postgres"
+	"github.com/rdev-hq/rdev/infra/sqlite"
+	"github.com/rdev-hq/rdev/migrations"
+)
+
+// storeConfig is the database configuration every subcommand shares.
+type storeConfig struct {
+	DatabaseURL string
+	DataDir     string
+}
+
+func (c *storeConfig) register(f *envFlags) {
+	f.String(&c.DatabaseURL, "database-url", "DATABASE_URL", "",
+		"PostgreSQL URL, e.g. postgres://user@host:5432/db?sslmode=disable; empty uses SQLite in the data directory")
+	f.String(&c.DataDir, "data-dir", "RDEV_DATA_DIR", "./data", "directory of the embedded SQLite database")
+}
+
+// embedded reports whether rdev runs on its embedded SQLite database.
+func (c *storeConfig) embedded() bool { return c.DatabaseURL == "" }
+
+// where describes the database for log lines, without credentials.
+func (c *storeConfig) where() string {
+	if c.embedded() {
+		return "sqlite:" + c.sqlitePath()
+	}
+	return "postgres"
+}
+
+func (c *storeConfig) sqlitePath() string { return filepath.Join(c.DataDir, "rdev.db") }
+
+// open opens the configured store and returns it with its migrations.
+func (c *storeConfig) open(ctx context.Context) (*bunstore.Store, *migrate.Migrations, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if c.embedded() {
+		s, err := sqlite.Open(ctx, c.sqlitePath())
+		if err != nil {
+			return nil, nil, fmt.Errorf("open %s: %w", c.where(), err)
+		}
+		return s, migrations.SQLite(), nil
+	}
+	s, err := postgres.Open(ctx, c.DatabaseURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", c.where(), err)
+	}
+	return s, migrations.Postgres(), nil
+}
+
+// openMigrated opens the store and brings its schema up to date.
+func (c *storeConfig) openMigrated(ctx context.Context) (*bunstore.Store, *migrate.Migrations, error) {
+	s, ms, err := c.open(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := s.Migrate(ctx, ms); err != nil {
+		_ = s.Close()
+		return nil, nil, fmt.Errorf("migrate %s: %w", c.where(), err)
+	}
+	return s, ms, nil
+}

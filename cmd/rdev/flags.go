@@ -1,0 +1,121 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// envFlags is a flag set whose every flag also reads an environment
+// variable: the flag wins over the variable, the variable over the default.
+// Help output names both, so `rdev serve --help` is the configuration
+// reference.
+type envFlags struct {
+	*flag.FlagSet
+	getenv func(string) string
+	errs   []error
+}
+
+func newEnvFlags(name string, getenv func(string) string, out io.Writer) *envFlags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	return &envFlags{FlagSet: fs, getenv: getenv}
+}
+
+func (f *envFlags) usage(env, usage string) string {
+	if env == "" {
+		return usage
+	}
+	return usage + " (env " + env + ")"
+}
+
+func (f *envFlags) lookup(env string) (string, bool) {
+	if env == "" {
+		return "", false
+	}
+	v := f.getenv(env)
+	return v, v != ""
+}
+
+// String defines a string flag backed by env.
+func (f *envFlags) String(p *string, name, env, def, usage string) {
+	if v, ok := f.lookup(env); ok {
+		def = v
+	}
+	f.StringVar(p, name, def, f.usage(env, usage))
+}
+
+// Int defines an int flag backed by env.
+func (f *envFlags) Int(p *int, name, env string, def int, usage string) {
+	if v, ok := f.lookup(env); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Errorf("%s: %q is not an integer", env, v))
+		} else {
+			def = n
+		}
+	}
+	f.IntVar(p, name, def, f.usage(env, usage))
+}
+
+// Bool defines a bool flag backed by env.
+func (f *envFlags) Bool(p *bool, name, env string, def bool, usage string) {
+	if v, ok := f.lookup(env); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Errorf("%s: %q is not true or false", env, v))
+		} else {
+			def = b
+		}
+	}
+	f.BoolVar(p, name, def, f.usage(env, usage))
+}
+
+// Duration defines a duration flag backed by env.
+func (f *envFlags) Duration(p *time.Duration, name, env string, def time.Duration, usage string) {
+	if v, ok := f.lookup(env); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Errorf("%s: %q is not a duration such as 30s or 5m", env, v))
+		} else {
+			def = d
+		}
+	}
+	f.DurationVar(p, name, def, f.usage(env, usage))
+}
+
+// List defines a comma-separated list flag backed by env.
+func (f *envFlags) List(p *[]string, name, env, usage string) {
+	if v, ok := f.lookup(env); ok {
+		*p = splitList(v)
+	}
+	f.Func(name, f.usage(env, usage+" (comma-separated)"), func(s string) error {
+		*p = splitList(s)
+		return nil
+	})
+}
+
+// Parse parses args and reports bad environment values first.
+func (f *envFlags) Parse(args []string) error {
+	if err := f.FlagSet.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError(err.Error())
+	}
+	return errors.Join(f.errs...)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rdev-hq/rdev/domain"
+)
+
+// runKeys manages API keys directly in the configured database, as the
+// operator: this is how the first admin key is made.
+func runKeys(ctx context.Context, args []string, c cli) error {
+	if len(args) == 0 {
+		return usageError("keys needs one of: create, list, revoke")
+	}
+	var cfg storeConfig
+	var in domain.CreateAPIKey
+	var admin, asJSON bool
+	var expires time.Duration
+	var scopes, cidrs []string
+	var rateLimit int
+	f := newEnvFlags("rdev keys "+args[0], c.getenv, c.stderr)
+	cfg.register(f)
+	f.BoolVar(&asJSON, "json", false, "print JSON instead of text")
+	if args[0] == "create" {
+		f.StringVar(&in.Name, "name", "", "the key's name (required)")
+		f.List(&scopes, "scopes", "", "scopes to grant: "+strings.Join(domain.Scopes(domain.AllScopes).Strings(), ", "))
+		f.BoolVar(&admin, "admin", false, "grant the admin scope (every scope)")
+		f.DurationVar(&expires, "expires", 0, "lifetime, e.g. 720h; 0 means it never expires")
+		f.List(&cidrs, "allowed-cidrs", "", "client CIDRs the key may be used from")
+		f.IntVar(&rateLimit, "rate-limit", 0, "the key's own requests per second; 0 uses the server default")
+	}
+	if err := f.Parse(args[1:]); err != nil {
+		return err
+	}
+	s, _, err := cfg.openMigrated(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = s.Close() }()
+	svc := domain.NewAPIKeyService(s)
+	ctx = domain.NewOperatorContext(ctx)
+
+	switch args[0] {
+	case "create":
+		if admin {
+			scopes = append(scopes, string(domain.ScopeAdmin))
+		}
+		in.Scopes, in.AllowedCIDRs, in.RateLimit = scopes, cidrs, &rateLimit
+		if expires > 0 {
+			in.ExpiresAt = new(time.Now().Add(expires))
+		}
+		k, token, err := svc.Create(ctx, in)
+		if err != nil {
+			return cliError(err)
+		}
+		if asJSON {
+			return json.NewEncoder(c.stdout).Encode(map[string]any{"id": k.ID, "name": k.Name, "scopes": k.Scopes.Strings(), "token": token})
+		}
+		_, err = fmt.Fprintf(c.stdout, "Created API key %s (%s) with scopes %s.\n"+
+			"Its token is shown only now:\n\n  %s\n\nSend it as the header  Authorization: Bearer %s\n",
+			k.ID, k.Name, strings.Join(k.Scopes.Strings(), ","), token, token)
+		return err
+	case "list":
+		return listKeys(ctx, svc, c, asJSON)
+	case "revoke":
+		if f.NArg() != 1 {
+			return usageError("keys revoke needs the key ID")
+		}
+		k, err := svc.Revoke(ctx, f.Arg(0))
+		if err != nil {
+			return cliError(err)
+		}
+		_, err = fmt.Fprintf(c.stdout, "Revoked API key %s (%s) at %s.\n", k.ID, k.Name, k.RevokedAt.Format(time.RFC3339))
+		return err
+	}
+	return usageError(fmt.Sprintf("keys: unknown action %q (want create, list or revoke)", args[0]))
+}
+
+func listKeys(ctx context.Context, svc *domain.APIKeyService, c cli, asJSON bool) error {
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	if !asJSON {
+		_, _ = fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tSCOPES\tCREATED\tLAST USED")
+	}
+	enc := json.NewEncoder(c.stdout)
+	now := time.Now()
+	req := domain.PageRequest{First: domain.MaxPageSize}
+	for {
+		page, err := svc.List(ctx, req)
+		if err != nil {
+			return cliError(err)
+		}
+		for _, k := range page.Items {
+			if asJSON {
+				if err := enc.Encode(map[string]any{"id": k.ID, "name": k.Name, "status": k.Status(now), "scopes": k.Scopes.Strings(), "createdAt": k.CreatedAt, "lastUsedAt": k.LastUsedAt}); err != nil {
+					return err
+				}
+				continue
+			}
+			lastUsed := "never"
+			if k.LastUsedAt != nil {
+				lastUsed = k.LastUsedAt.Format(time.RFC3339)
+			}
+			_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Status(now),
+				strings.Join(k.Scopes.Strings(), ","), k.CreatedAt.Format(time.RFC3339), lastUsed)
+		}
+		if !page.HasNextPage {
+			break
+		}
+		req.After = page.Items[len(page.Items)-1].ID
+	}
+	return tw.Flush()
+}
+
+// cliError shows a domain error's message and code, never internals.
+func cliError(err error) error {
+	if code := domain.ErrorCode(err); code != domain.EINTERNAL {
+		return fmt.Errorf("%s (%s)", domain.ErrorMessage(err), code)
+	}
+	return err
+}

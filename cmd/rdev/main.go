@@ -1,0 +1,87 @@
+// Command rdev is the rdev server and its operator CLI.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Set at build time with -ldflags "-X main.version=… -X main.commit=…".
+var (
+	version = "dev"
+	commit  = ""
+)
+
+const usage = `rdev runs commands in long-lived development pods and streams their output.
+
+Usage:
+  rdev serve [flags]                     run the API server (embedded defaults: SQLite, ./workspace)
+  rdev migrate up|down|status [flags]    manage the database schema
+  rdev keys create --name N --scopes S   create an API key and print its token once
+  rdev keys list                         list API keys
+  rdev keys revoke ID                    revoke an API key
+  rdev version                           print the version
+
+Run "rdev COMMAND --help" for the flags of a command. Every flag can also be
+set by the environment variable named in its help.
+`
+
+// cli is what a subcommand may touch of the outside world.
+type cli struct {
+	getenv func(string) string
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], cli{getenv: os.Getenv, stdout: os.Stdout, stderr: os.Stderr})
+	stop()
+	os.Exit(code)
+}
+
+// run executes one subcommand and returns the process exit code.
+func run(ctx context.Context, args []string, c cli) int {
+	if len(args) == 0 {
+		_, _ = fmt.Fprint(c.stderr, usage)
+		return 2
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		err = runServe(ctx, rest, c)
+	case "migrate":
+		err = runMigrate(ctx, rest, c)
+	case "keys":
+		err = runKeys(ctx, rest, c)
+	case "version", "--version":
+		_, err = fmt.Fprintf(c.stdout, "rdev %s %s\n", version, commit)
+	case "help", "-h", "--help":
+		_, err = fmt.Fprint(c.stdout, usage)
+	default:
+		_, _ = fmt.Fprintf(c.stderr, "rdev: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, new(usageError)):
+		_, _ = fmt.Fprintf(c.stderr, "rdev: %v\n", err)
+		return 2
+	case err != nil:
+		_, _ = fmt.Fprintf(c.stderr, "rdev: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// usageError is a mistake in how a command was called (exit status 2).
+type usageError string
+
+func (e usageError) Error() string { return string(e) }

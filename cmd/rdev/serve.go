@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/uptrace/bun/migrate"
+
+	"github.com/rdev-hq/rdev/domain"
+	"github.com/rdev-hq/rdev/infra/bunstore"
+	"github.com/rdev-hq/rdev/infra/local"
+	"github.com/rdev-hq/rdev/infra/websocket"
+	"github.com/rdev-hq/rdev/resolvers"
+)
+
+// serveConfig is everything `rdev serve` can be told.
+type serveConfig struct {
+	store              storeConfig
+	Host               string
+	Port               int
+	Workspace          string
+	ExampleProject     string
+	GraphiQL           string
+	Introspection      string
+	AllowedOrigins     []string
+	TrustedProxies     []string
+	MaxBodyBytes       int
+	ParserTokenLimit   int
+	KeepAlive          time.Duration
+	ShutdownTimeout    time.Duration
+	UsageFlushInterval time.Duration
+	AutoMigrate        bool
+	logConfig
+}
+
+func (c *serveConfig) register(f *envFlags) {
+	c.store.register(f)
+	f.String(&c.Host, "host", "RDEV_HOST", "0.0.0.0", "address to listen on")
+	f.Int(&c.Port, "port", "PORT", 8080, "port to listen on")
+	f.String(&c.Workspace, "workspace", "RDEV_WORKSPACE", "./workspace", "root of local projects: each subdirectory is a project")
+	f.String(&c.ExampleProject, "example-project", "RDEV_EXAMPLE_PROJECT", "demo", "project directory created in an empty workspace (empty: none)")
+	f.String(&c.GraphiQL, "graphiql", "RDEV_GRAPHIQL", "auto", "serve GraphiQL at /: true, false, or auto (on with the embedded database)")
+	f.String(&c.Introspection, "introspection", "RDEV_INTROSPECTION", "auto", "allow schema introspection: true, false, or auto (on with the embedded database)")
+	f.List(&c.AllowedOrigins, "allowed-origins", "RDEV_ALLOWED_ORIGINS", "browser Origins allowed to open WebSockets besides the server's own (* for any)")
+	f.List(&c.TrustedProxies, "trusted-proxies", "RDEV_TRUSTED_PROXIES", "CIDRs of proxies whose X-Forwarded-For is believed")
+	f.Int(&c.MaxBodyBytes, "max-body-bytes", "RDEV_MAX_BODY_BYTES", resolvers.DefaultMaxBodyBytes, "largest request body accepted")
+	f.Int(&c.ParserTokenLimit, "parser-token-limit", "RDEV_PARSER_TOKEN_LIMIT", resolvers.DefaultParserTokenLimit, "most tokens in one GraphQL document")
+	f.Duration(&c.KeepAlive, "keepalive", "RDEV_KEEPALIVE", resolvers.DefaultKeepAlive, "WebSocket ping and SSE keep-alive interval")
+	f.Duration(&c.ShutdownTimeout, "shutdown-timeout", "RDEV_SHUTDOWN_TIMEOUT", 15*time.Second, "how long to drain requests on SIGTERM")
+	f.Duration(&c.UsageFlushInterval, "usage-flush-interval", "RDEV_USAGE_FLUSH_INTERVAL", time.Minute, "how often API keys' last-used times are written")
+	f.Bool(&c.AutoMigrate, "auto-migrate", "RDEV_AUTO_MIGRATE", true, "apply pending migrations at start-up")
+	c.logConfig.register(f)
+}
+
+func runServe(ctx context.Context, args []string, c cli) error {
+	var cfg serveConfig
+	f := newEnvFlags("rdev serve", c.getenv, c.stderr)
+	cfg.register(f)
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	if f.NArg() > 0 {
+		return usageError("serve takes no arguments, got " + f.Arg(0))
+	}
+	log, err := cfg.logger(c.stderr)
+	if err != nil {
+		return err
+	}
+	s, err := openServer(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	s.banner(ctx, c)
+	return s.run(ctx)
+}
+
+// server is a running `rdev serve`: its store, services and HTTP server.
+type server struct {
+	cfg   serveConfig
+	log   *slog.Logger
+	store *bunstore.Store
+	ms    *migrate.Migrations
+	keys  *domain.APIKeyService
+	http  *http.Server
+	ln    net.Listener
+}
+
+func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server, error) {
+	graphiql, err := autoBool("RDEV_GRAPHIQL", cfg.GraphiQL, cfg.store.embedded())
+	if err != nil {
+		return nil, err
+	}
+	introspection, err := autoBool("RDEV_INTROSPECTION", cfg.Introspection, cfg.store.embedded())
+	if err != nil {
+		return nil, err
+	}
+	trusted, err := domain.ParseCIDRs(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("RDEV_TRUSTED_PROXIES: %s", domain.ErrorMessage(err))
+	}
+
+	s := &server{cfg: cfg, log: log}
+	if cfg.AutoMigrate {
+		s.store, s.ms, err = cfg.store.openMigrated(ctx)
+	} else {
+		s.store, s.ms, err = cfg.store.open(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	projects := local.NewProjects(cfg.Workspace)
+	if err := projects.EnsureRoot(cfg.ExampleProject); err != nil {
+		_ = s.store.Close()
+		return nil, fmt.Errorf("workspace %s: %w", cfg.Workspace, err)
+	}
+	s.keys = domain.NewAPIKeyService(s.store)
+	root := &resolvers.Resolver{
+		ProjectService: domain.NewProjectService(projects),
+		APIKeyService:  s.keys,
+	}
+	h := resolvers.NewHandler(root, resolvers.Config{
+		Logger:           log,
+		GraphiQL:         graphiql,
+		Introspection:    introspection,
+		MaxBodyBytes:     int64(cfg.MaxBodyBytes),
+		ParserTokenLimit: cfg.ParserTokenLimit,
+		TrustedProxies:   trusted,
+		KeepAlive:        cfg.KeepAlive,
+		Websocket:        &websocket.Implementation{CheckOrigin: websocket.OriginChecker(cfg.AllowedOrigins)},
+		Ready:            s.ready,
+	})
+	s.ln, err = net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		_ = s.store.Close()
+		return nil, err
+	}
+	s.http = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// ready reports whether the database answers and its schema is current.
+func (s *server) ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		return domain.Errorf(domain.EUNAVAILABLE, "database unreachable")
+	}
+	n, err := s.store.PendingMigrations(ctx, s.ms)
+	if err != nil {
+		return err
+	} else if n > 0 {
+		return domain.Errorf(domain.EUNAVAILABLE, "%d database migrations pending: run rdev migrate up", n)
+	}
+	return nil
+}
+
+// run serves until ctx ends, then drains: new connections stop at once,
+// streams are told to end, and in-flight requests get ShutdownTimeout.
+func (s *server) run(ctx context.Context) error {
+	base, cancelStreams := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelStreams()
+	s.http.BaseContext = func(net.Listener) context.Context { return base }
+	s.http.RegisterOnShutdown(cancelStreams)
+
+	flushDone := make(chan struct{})
+	go func() {
+		defer close(flushDone)
+		s.flushUsage(base)
+	}()
+
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(s.ln) }()
+	s.log.Info("rdev serving", "addr", s.ln.Addr().String(), "database", s.cfg.store.where(), "workspace", s.cfg.Workspace, "version", version)
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	err := s.http.Shutdown(sctx)
+	cancelStreams()
+	<-flushDone
+	if ferr := s.keys.FlushUsage(sctx); ferr != nil {
+		s.log.Warn("writing API key usage", "err", ferr)
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	s.log.Info("stopped")
+	return nil
+}
+
+// flushUsage writes API keys' last-used times every UsageFlushInterval.
+func (s *server) flushUsage(ctx context.Context) {
+	t := time.NewTicker(s.cfg.UsageFlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.keys.FlushUsage(ctx); err != nil {
+				s.log.Warn("writing API key usage", "err", err)
+			}
+		}
+	}
+}
+
+func (s *server) close() {
+	if err := s.store.Close(); err != nil {
+		s.log.Warn("closing database", "err", err)
+	}
+}
+
+// banner tells a person at a terminal where rdev is and how to start.
+func (s *server) banner(ctx context.Context, c cli) {
+	port := s.ln.Addr().(*net.TCPAddr).Port
+	url := fmt.Sprintf("http://localhost:%d", port)
+	_, _ = fmt.Fprintf(c.stdout, "rdev %s listening on %s\n  GraphQL:  %s/graphql\n", version, s.ln.Addr(), url)
+	if graphiql, _ := autoBool("", s.cfg.GraphiQL, s.cfg.store.embedded()); graphiql {
+		_, _ = fmt.Fprintf(c.stdout, "  GraphiQL: %s/\n", url)
+	}
+	keys, err := s.store.FindAPIKeys(ctx, domain.APIKeyFilter{Limit: 1})
+	if err == nil && len(keys) == 0 {
+		_, _ = fmt.Fprintf(c.stdout, "No API keys yet. Create the first one with:\n  rdev keys create --name admin --admin\n"+
+			"then send it as the header  Authorization: Bearer <token>\n")
+	}
+}
+
+// autoBool reads "true", "false" or "auto" (which means auto).
+func autoBool(name, v string, auto bool) (bool, error) {
+	switch v {
+	case "auto", "":
+		return auto, nil
+	case "true", "1", "on":
+		return true, nil
+	case "false", "0", "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("%s: %q is not true, false or auto", name, v)
+}

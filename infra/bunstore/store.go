@@ -1,0 +1,85 @@
+// Package bunstore implements rdev's storage ports on a *bun.DB. The same code
+// serves every dialect; infra/postgres and infra/sqlite open the database and
+// hand it here. Errors are translated at this boundary: a missing row becomes
+// domain.ENOTFOUND, a unique violation domain.ECONFLICT, an unreachable
+// database domain.EUNAVAILABLE, and anything else is wrapped with %w.
+package bunstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
+
+	"github.com/rdev-hq/rdev/domain"
+)
+
+// Store is rdev's storage on one database.
+type Store struct {
+	db *bun.DB
+}
+
+var _ domain.APIKeyRepository = (*Store)(nil)
+
+// New returns a store over db. The store owns db from then on: Close closes it.
+func New(db *bun.DB) *Store {
+	return &Store{db: db}
+}
+
+// DB returns the database, for adapters that need what only their dialect
+// offers (such as Postgres LISTEN/NOTIFY). Prefer adding methods to Store.
+func (s *Store) DB() *bun.DB {
+	return s.db
+}
+
+// Ping checks that the database answers. It returns EUNAVAILABLE, wrapping
+// the cause, if it does not.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	return s.db.Close()
+}
+
+// unavailable returns an EUNAVAILABLE error that also wraps cause, so clients
+// see only that the database is unreachable while logs keep the reason.
+func unavailable(cause error) error {
+	return fmt.Errorf("%w: %w", domain.Errorf(domain.EUNAVAILABLE, "the database is unavailable"), cause)
+}
+
+// isPostgres reports whether row locks (SELECT ... FOR UPDATE) are needed and
+// available. SQLite has none; its write transactions are serialized instead.
+func (s *Store) isPostgres() bool {
+	return s.db.Dialect().Name() == dialect.PG
+}
+
+// inTx runs fn in a transaction and returns fn's error unchanged, so domain
+// errors from callbacks pass through; failures to begin or commit are wrapped.
+// The transaction is rolled back if fn fails or panics.
+func (s *Store) inTx(ctx context.Context, fn func(ctx context.Context, tx bun.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{})
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			_ = tx.Rollback() // the error that matters is already being returned.
+		}
+	}()
+	if err := fn(ctx, tx); err != nil {
+		return err
+	}
+	committed = true
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}

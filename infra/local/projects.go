@@ -1,0 +1,299 @@
+// Package local runs rdev on a single machine without Kubernetes: projects are
+// directories under one root, and commands run as local processes in them.
+package local
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"unicode"
+
+	"github.com/rdev-hq/rdev/domain"
+)
+
+// labelsPath is where a project keeps its optional labels, relative to the
+// project directory.
+var labelsPath = filepath.Join(".rdev", "labels")
+
+// maxLabelsSize caps how much of a labels file is read; labels are a handful
+// of short lines, so anything past this is ignored.
+const maxLabelsSize = 64 << 10
+
+// Projects is a domain.ProjectRepository over a directory: each subdirectory
+// of the root whose name is a valid project ID (a DNS-1123 label) is a
+// RUNNING project.
+//
+// Only real directories count. Symbolic links in the root are ignored, even
+// when they point at a directory, so a project always lives under the root
+// and a link cannot smuggle an outside directory (where commands would run)
+// into the project list. Hidden entries, files and names that are not valid
+// project IDs are ignored too.
+//
+// A project's CreatedAt is its directory's modification time, the closest
+// portable stand-in for a creation time. Its labels come from the optional
+// file .rdev/labels inside it: "key=value" lines, where blank lines and lines
+// starting with '#' are skipped, and so are malformed lines (no '=', an empty
+// key, a key with spaces in it, or control characters). The labels file must be a regular file;
+// a symbolic link there is ignored.
+type Projects struct {
+	root string
+}
+
+var _ domain.ProjectRepository = (*Projects)(nil)
+
+// NewProjects returns the projects under root. A relative root is made
+// absolute against the current directory now, so later changes of directory
+// do not move it. The root does not need to exist yet; see EnsureRoot.
+func NewProjects(root string) *Projects {
+	if abs, err := filepath.Abs(root); err == nil {
+		root = abs
+	}
+	return &Projects{root: filepath.Clean(root)}
+}
+
+// Root returns the absolute directory that holds the projects.
+func (p *Projects) Root() string { return p.root }
+
+// FindProjectByID returns the project named id. It returns ENOTFOUND when
+// there is no such directory, and also for an id that is not a valid project
+// ID, which is rejected before it is used in any path.
+func (p *Projects) FindProjectByID(ctx context.Context, id string) (*domain.Project, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	info, err := p.stat(id)
+	if err != nil {
+		return nil, err
+	}
+	return p.load(id, info)
+}
+
+// FindProjects returns the projects that match f, sorted by ID: those whose
+// ID sorts after f.AfterID, at most f.Limit of them (0 or less means no
+// limit). A missing root directory holds no projects and is not an error;
+// other file-system errors are returned wrapped (internal errors).
+func (p *Projects) FindProjects(ctx context.Context, f domain.ProjectFilter) ([]*domain.Project, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(p.root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return []*domain.Project{}, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("local: list projects in %s: %w", p.root, err)
+	}
+	out := []*domain.Project{}
+	// os.ReadDir sorts by file name, which is the ID order.
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if f.Limit > 0 && len(out) >= f.Limit {
+			break
+		}
+		id := e.Name()
+		if id <= f.AfterID || !isProjectEntry(e) {
+			continue
+		}
+		info, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed since the listing
+		} else if err != nil {
+			return nil, fmt.Errorf("local: stat project %s: %w", id, err)
+		}
+		proj, err := p.load(id, info)
+		if err != nil {
+			return nil, err
+		}
+		if f.Matches(proj) {
+			out = append(out, proj)
+		}
+	}
+	return out, nil
+}
+
+// Dir returns the absolute directory of the project named id, where its
+// commands run. It returns ENOTFOUND like FindProjectByID.
+func (p *Projects) Dir(id string) (string, error) {
+	if _, err := p.stat(id); err != nil {
+		return "", err
+	}
+	return filepath.Join(p.root, id), nil
+}
+
+// EnsureRoot creates the root directory if it is missing and, when it holds
+// no project yet and example is not empty, creates the project example (with
+// a README.txt inside) so that a first run has something to list. It returns
+// EINVALID if example is not a valid project ID.
+func (p *Projects) EnsureRoot(example string) error {
+	if example != "" {
+		if err := domain.ValidateProjectID(example); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(p.root, 0o750); err != nil {
+		return fmt.Errorf("local: create project root: %w", err)
+	}
+	if example == "" {
+		return nil
+	}
+	entries, err := os.ReadDir(p.root)
+	if err != nil {
+		return fmt.Errorf("local: list projects in %s: %w", p.root, err)
+	}
+	for _, e := range entries {
+		if isProjectEntry(e) {
+			return nil
+		}
+	}
+	dir := filepath.Join(p.root, example)
+	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("local: create example project: %w", err)
+	}
+	readme := fmt.Sprintf(`This is %[1]q, an example rdev project.
+
+Every directory directly under %[2]s whose name is a DNS-1123 label
+(lower-case letters, digits and '-') is a project, and commands sent to it
+run in its directory. Add a directory to add a project.
+
+Optional labels go in .rdev/labels inside a project, one key=value a line:
+
+    team=platform
+    tier=dev
+`, example, p.root)
+	if err := os.WriteFile(filepath.Join(dir, "README.txt"), []byte(readme), 0o600); err != nil {
+		return fmt.Errorf("local: write example project: %w", err)
+	}
+	return nil
+}
+
+// stat returns the directory of the project named id, or ENOTFOUND. The id is
+// validated before it touches the file system, so it cannot name anything but
+// a direct child of the root.
+func (p *Projects) stat(id string) (fs.FileInfo, error) {
+	if domain.ValidateProjectID(id) != nil {
+		return nil, notFound(id)
+	}
+	info, err := os.Lstat(filepath.Join(p.root, id))
+	switch {
+	case errors.Is(err, fs.ErrNotExist), isNotDir(err):
+		return nil, notFound(id)
+	case err != nil:
+		return nil, fmt.Errorf("local: stat project %s: %w", id, err)
+	case !info.IsDir():
+		// A file or a symbolic link is not a project.
+		return nil, notFound(id)
+	}
+	return info, nil
+}
+
+// load builds the project named id from its directory's info.
+func (p *Projects) load(id string, info fs.FileInfo) (*domain.Project, error) {
+	labels, err := p.readLabels(id)
+	if err != nil {
+		return nil, err
+	}
+	return &domain.Project{
+		ID:          id,
+		Status:      domain.ProjectRunning,
+		Labels:      labels,
+		Annotations: map[string]string{},
+		CreatedAt:   info.ModTime().UTC(),
+	}, nil
+}
+
+// readLabels reads the project's labels file, if it has one. Reads go through
+// an os.Root at the project directory, so the file cannot resolve to anything
+// outside it.
+func (p *Projects) readLabels(id string) (map[string]string, error) {
+	root, err := os.OpenRoot(filepath.Join(p.root, id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string]string{}, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("local: open project %s: %w", id, err)
+	}
+	defer root.Close()
+
+	// Both .rdev and the file in it must be what they claim, not symbolic
+	// links: a link is ignored, like one in the project root.
+	for _, c := range []struct {
+		name string
+		ok   func(fs.FileMode) bool
+	}{
+		{filepath.Dir(labelsPath), fs.FileMode.IsDir},
+		{labelsPath, fs.FileMode.IsRegular},
+	} {
+		info, err := root.Lstat(c.name)
+		if errors.Is(err, fs.ErrNotExist) || isNotDir(err) || (err == nil && !c.ok(info.Mode())) {
+			return map[string]string{}, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("local: project %s labels: %w", id, err)
+		}
+	}
+	f, err := root.Open(labelsPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string]string{}, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("local: project %s labels: %w", id, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxLabelsSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("local: project %s labels: %w", id, err)
+	}
+	if len(b) > maxLabelsSize {
+		// Keep whole lines only, so a cut does not shorten a value.
+		b = b[:max(0, bytes.LastIndexByte(b[:maxLabelsSize], '\n'))]
+	}
+	return parseLabels(string(b)), nil
+}
+
+// parseLabels parses "key=value" lines. Keys and values are trimmed of
+// surrounding spaces; the value is everything after the first '='. Blank
+// lines, '#' comments and malformed lines (no '=', an empty key, a key with
+// spaces, control characters anywhere) are skipped; a later line wins over an
+// earlier one with the same key.
+func parseLabels(s string) map[string]string {
+	labels := map[string]string{}
+	for line := range strings.Lines(s) {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		k = strings.TrimSpace(k)
+		v = strings.TrimSpace(v)
+		if !ok || k == "" || strings.ContainsFunc(k, unicode.IsSpace) ||
+			strings.ContainsFunc(k, unicode.IsControl) || strings.ContainsFunc(v, unicode.IsControl) {
+			continue
+		}
+		labels[k] = v
+	}
+	return labels
+}
+
+// isProjectEntry reports whether a root entry is a project: a real directory
+// (not a symbolic link) whose name is a valid project ID.
+func isProjectEntry(e fs.DirEntry) bool {
+	return e.Type().IsDir() && domain.ValidateProjectID(e.Name()) == nil
+}
+
+// isNotDir reports whether err says a path component is not a directory, as
+// when the root itself is a file.
+func isNotDir(err error) bool {
+	return errors.Is(err, syscall.ENOTDIR)
+}
+
+func notFound(id string) error {
+	if len(id) > 80 {
+		id = id[:80] + "…"
+	}
+	return domain.Errorf(domain.ENOTFOUND, "project %q not found", id)
+}

@@ -1,0 +1,89 @@
+package postgres_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/rdev-hq/rdev/domain"
+	"github.com/rdev-hq/rdev/infra/bunstore"
+	"github.com/rdev-hq/rdev/infra/postgres"
+	"github.com/rdev-hq/rdev/infra/storetest"
+	"github.com/rdev-hq/rdev/internal/testenv"
+	"github.com/rdev-hq/rdev/migrations"
+)
+
+func TestAPIKeyRepository(t *testing.T) {
+	storetest.TestAPIKeyRepository(t, func(t *testing.T) domain.APIKeyRepository {
+		return mustOpenMigrated(t)
+	})
+}
+
+func TestMigrations(t *testing.T) {
+	storetest.TestMigrations(t, mustOpen, migrations.Postgres)
+}
+
+func TestOpen(t *testing.T) {
+	t.Run("WithSchema", func(t *testing.T) {
+		_, schema := testenv.PostgresSchema(t)
+		s, err := postgres.Open(t.Context(), testenv.PostgresURL(), postgres.WithSchema(schema))
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		var got string
+		if err := s.DB().NewRaw("SELECT current_schema()").Scan(t.Context(), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got != schema {
+			t.Errorf("current_schema() = %q, want %q", got, schema)
+		}
+	})
+
+	t.Run("ErrUnavailable", func(t *testing.T) {
+		t.Parallel()
+		// Nothing listens on port 1.
+		_, err := postgres.Open(t.Context(), "postgres://postgres:secret@127.0.0.1:1/test?sslmode=disable")
+		if code := domain.ErrorCode(err); code != domain.EUNAVAILABLE {
+			t.Fatalf("Open(unreachable) = %v (code %q), want code %q", err, code, domain.EUNAVAILABLE)
+		}
+		if msg := err.Error(); strings.Contains(msg, "secret") {
+			t.Errorf("the error shows the password: %s", msg)
+		}
+	})
+
+	t.Run("ErrInvalid", func(t *testing.T) {
+		t.Parallel()
+		for _, dsn := range []string{"mysql://root@localhost/db", "postgres://u:p@[::1/x", "://"} {
+			_, err := postgres.Open(t.Context(), dsn)
+			if code := domain.ErrorCode(err); code != domain.EINVALID {
+				t.Errorf("Open(%q) = %v (code %q), want code %q", dsn, err, code, domain.EINVALID)
+			}
+		}
+	})
+}
+
+// mustOpen connects to a new, empty schema of the test database, dropped when
+// the test ends.
+func mustOpen(t *testing.T) *bunstore.Store {
+	t.Helper()
+	dsn, _ := testenv.PostgresSchema(t)
+	s, err := postgres.Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatalf("postgres.Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+func mustOpenMigrated(t *testing.T) *bunstore.Store {
+	t.Helper()
+	s := mustOpen(t)
+	if err := s.Migrate(t.Context(), migrations.Postgres()); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	return s
+}

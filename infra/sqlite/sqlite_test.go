@@ -1,0 +1,149 @@
+package sqlite_test
+
+import (
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rdev-hq/rdev/domain"
+	"github.com/rdev-hq/rdev/infra/bunstore"
+	"github.com/rdev-hq/rdev/infra/sqlite"
+	"github.com/rdev-hq/rdev/infra/storetest"
+	"github.com/rdev-hq/rdev/migrations"
+)
+
+func TestAPIKeyRepository(t *testing.T) {
+	storetest.TestAPIKeyRepository(t, func(t *testing.T) domain.APIKeyRepository {
+		return mustOpenMigrated(t)
+	})
+}
+
+func TestMigrations(t *testing.T) {
+	storetest.TestMigrations(t, mustOpen, migrations.SQLite)
+}
+
+func TestOpen(t *testing.T) {
+	t.Run("OK", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "a", "b", "rdev.db")
+		s, err := sqlite.Open(t.Context(), path)
+		if err != nil {
+			t.Fatalf("Open(%s): %v", path, err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		if _, err := os.Stat(path); err != nil {
+			t.Fatalf("database file: %v", err)
+		}
+		// Every pooled connection must have the settings, not just the first.
+		ctx := t.Context()
+		for i := range 3 {
+			conn, err := s.DB().Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			var journal string
+			var fk, busy int
+			if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&journal); err != nil {
+				t.Fatal(err)
+			}
+			if err := conn.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil {
+				t.Fatal(err)
+			}
+			if err := conn.QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(&busy); err != nil {
+				t.Fatal(err)
+			}
+			if journal != "wal" || fk != 1 || busy < 1000 {
+				t.Errorf("connection %d: journal_mode=%s foreign_keys=%d busy_timeout=%d; want wal, 1, >=1000", i, journal, fk, busy)
+			}
+		}
+	})
+
+	t.Run("PathWithQueryCharacters", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "odd?name#x&y=z.db")
+		s, err := sqlite.Open(t.Context(), path)
+		if err != nil {
+			t.Fatalf("Open(%s): %v", path, err)
+		}
+		_ = s.Close()
+		if _, err := os.Stat(path); err != nil {
+			t.Fatalf("the database is not at the path given: %v", err)
+		}
+	})
+
+	t.Run("ErrUnavailable", func(t *testing.T) {
+		// A directory where the file should be.
+		path := t.TempDir()
+		s, err := sqlite.Open(t.Context(), path)
+		if err == nil {
+			_ = s.Close()
+		}
+		if code := domain.ErrorCode(err); code != domain.EUNAVAILABLE {
+			t.Fatalf("Open(a directory) = %v (code %q), want code %q", err, code, domain.EUNAVAILABLE)
+		}
+	})
+}
+
+// Writers on many connections must queue for the write lock, not fail with
+// SQLITE_BUSY.
+func TestConcurrentWrites(t *testing.T) {
+	s := mustOpenMigrated(t)
+	ctx := t.Context()
+	k := &domain.APIKey{ID: domain.NewID(time.Now()), Name: "k", Scopes: domain.Scopes{domain.ScopeAdmin}, SecretHash: "x", CreatedAt: time.Now()}
+	if err := s.CreateAPIKey(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			var err error
+			switch i % 4 {
+			case 0:
+				_, err = s.UpdateAPIKey(ctx, k.ID, func(k *domain.APIKey) error { k.RateLimit++; return nil })
+			case 1:
+				err = s.CreateAPIKey(ctx, &domain.APIKey{ID: domain.NewID(time.Now()), Name: "k", SecretHash: "x", CreatedAt: time.Now()})
+			case 2:
+				err = s.TouchAPIKeys(ctx, map[string]time.Time{k.ID: time.Now()})
+			case 3:
+				_, err = s.FindAPIKeys(ctx, domain.APIKeyFilter{})
+			}
+			if err != nil {
+				t.Errorf("operation %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	got, err := s.FindAPIKeyByID(ctx, k.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (n + 3) / 4; got.RateLimit != want {
+		t.Errorf("RateLimit = %d, want %d", got.RateLimit, want)
+	}
+}
+
+// mustOpen opens an empty database in a fresh temporary file.
+func mustOpen(t *testing.T) *bunstore.Store {
+	t.Helper()
+	s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "rdev.db"))
+	if err != nil {
+		t.Fatalf("sqlite.Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+func mustOpenMigrated(t *testing.T) *bunstore.Store {
+	t.Helper()
+	s := mustOpen(t)
+	if err := s.Migrate(t.Context(), migrations.SQLite()); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	return s
+}
