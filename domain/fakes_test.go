@@ -136,13 +136,6 @@ func (r *keyRepo) stored(id string) *APIKey {
 	return nil
 }
 
-// put stores k directly, bypassing the service.
-func (r *keyRepo) put(k *APIKey) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.keys[k.ID] = cloneKey(k)
-}
-
 // set runs f with the repo locked, to change its failure switches.
 func (r *keyRepo) set(f func(r *keyRepo)) {
 	r.mu.Lock()

@@ -118,13 +118,13 @@ func withDefaults(cfg Config) Config {
 
 // limitBody refuses a declared oversized body at once and cuts an undeclared
 // one off at max bytes.
-func limitBody(next http.Handler, max int64) http.Handler {
+func limitBody(next http.Handler, limit int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > max {
-			writeError(w, http.StatusRequestEntityTooLarge, domain.Errorf(domain.EINVALID, "request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, max))
+		if r.ContentLength > limit {
+			writeError(w, http.StatusRequestEntityTooLarge, domain.Errorf(domain.EINVALID, "request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, limit))
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, max)
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		next.ServeHTTP(w, r)
 	})
 }

@@ -17,11 +17,10 @@ import (
 
 type testServer struct {
 	*httptest.Server
-	keys    *memKeys
-	svc     *domain.APIKeyService
-	logs    *bytes.Buffer
-	admin   string // token with every scope
-	trusted []netip.Prefix
+	keys  *memKeys
+	svc   *domain.APIKeyService
+	logs  *bytes.Buffer
+	admin string // token with every scope
 }
 
 func newTestServer(t testing.TB) *testServer {

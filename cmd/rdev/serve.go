@@ -136,7 +136,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		Websocket:        &websocket.Implementation{CheckOrigin: websocket.OriginChecker(cfg.AllowedOrigins)},
 		Ready:            s.ready,
 	})
-	s.ln, err = net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
+	s.ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
 	if err != nil {
 		_ = s.store.Close()
 		return nil, err

@@ -1,0 +1,106 @@
+# rdev developer tasks. `make help` lists them; .ci/run (CI) uses the same
+# targets. A line's "## text" is its help.
+
+# Pinned tool versions: the only place they are set. bash scripts/install-tools.sh
+# reads them from here. gqlgen's version comes from go.mod (see tools.go).
+GOLANGCI_LINT_VERSION := v2.15.0
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.SUFFIXES:
+
+GO ?= go
+PKG ?= ./... ## Packages for test, vet, lint, bench (e.g. PKG=./domain/...)
+TESTFLAGS ?= -race -count=1 ## Flags for `make test` and `make cover`
+BENCHFLAGS ?= -benchmem ## Extra flags for `make bench` (e.g. -benchtime=2s -count=6)
+LINTFLAGS ?= ## Extra flags for golangci-lint run (e.g. --fix)
+ARGS ?= ## Extra arguments for `rdev serve` in `make run`
+RDEV_TOOLS_DIR ?= $(HOME)/.cache/rdev-tools ## Cache of pinned tools, one dir per version
+
+GOLANGCI_LINT := $(strip $(RDEV_TOOLS_DIR))/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
+
+# Stamped into the binary (cmd/rdev: var version, commit string).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse --short --verify -q HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X main.version=$(strip $(VERSION)) -X main.commit=$(strip $(COMMIT))
+
+.PHONY: help
+help: ## List the targets and the variables they take
+	@awk 'BEGIN { FS = ":.*## "; print "Usage: make TARGET [VAR=value ...]\n\nTargets:" } \
+		/^[a-zA-Z0-9_.-]+:.*## / { printf "  %-15s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@awk 'BEGIN { print "\nVariables (default in brackets):" } \
+		/^[A-Z_]+ *[?:]?=.*## / { \
+			name = $$1; value = $$0; sub(/^[A-Z_]+ *[?:]?= */, "", value); \
+			desc = value; sub(/^[^#]*## /, "", desc); sub(/ *##.*$$/, "", value); \
+			printf "  %-15s %s [%s]\n", name, desc, value }' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build bin/rdev with the version and commit stamped in
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/rdev ./cmd/rdev
+
+.PHONY: run
+run: build ## Build, then run `bin/rdev serve $(ARGS)` (SQLite and local executor by default)
+	./bin/rdev serve $(ARGS)
+
+.PHONY: test
+test: ## Run the tests: go test $(TESTFLAGS) $(PKG); set RDEV_REQUIRE_SERVICES=1 to fail, not skip, without Postgres
+	$(GO) test $(TESTFLAGS) $(PKG)
+
+.PHONY: cover
+cover: ## Run the tests with coverage into coverage.out and print the total
+	$(GO) test $(TESTFLAGS) -covermode=atomic -coverprofile=coverage.out $(PKG)
+	$(GO) tool cover -func=coverage.out | tail -n 1
+
+.PHONY: bench
+bench: ## Run the benchmarks, no tests: go test -run '^$' -bench . $(BENCHFLAGS) $(PKG)
+	$(GO) test -run '^$$' -bench . $(BENCHFLAGS) $(PKG)
+
+.PHONY: e2e
+e2e: ## Run only the end-to-end tests (TestE2E_* in cmd/rdev: real binary, Node clients), after npm ci
+	bash scripts/npm-ci.sh
+	$(GO) test -count=1 -run '^TestE2E' ./cmd/rdev/...
+
+.PHONY: generate
+generate: ## Regenerate graph/ and resolver stubs with the gqlgen pinned in go.mod
+	$(GO) run github.com/99designs/gqlgen generate
+
+.PHONY: generate-check
+generate-check: ## Run generate and fail, with the diff, if it changed any file
+	@bash scripts/generate-check.sh
+
+.PHONY: fmt
+fmt: ## Format the hand-written Go files with gofmt -s
+	@files="$$(bash scripts/gofiles.sh)"; [[ -z "$$files" ]] || gofmt -s -w $$files
+
+.PHONY: fmt-check
+fmt-check: ## Fail, listing them, if any hand-written Go file is not gofmt -s clean
+	@files="$$(bash scripts/gofiles.sh)"; [[ -n "$$files" ]] || exit 0; \
+	bad="$$(gofmt -s -l $$files)"; \
+	if [[ -n "$$bad" ]]; then \
+		echo "fmt-check: FAILED: these files need 'make fmt':" >&2; echo "$$bad" >&2; \
+		gofmt -s -d $$bad >&2; exit 1; \
+	fi; echo "fmt-check: all Go files are formatted"
+
+.PHONY: vet
+vet: ## Run go vet on $(PKG)
+	$(GO) vet $(PKG)
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## Run golangci-lint (pinned, installed on first use) on $(PKG)
+	$(GOLANGCI_LINT) run $(LINTFLAGS) $(PKG)
+
+$(GOLANGCI_LINT):
+	@GOLANGCI_LINT_VERSION=$(GOLANGCI_LINT_VERSION) RDEV_TOOLS_DIR="$(strip $(RDEV_TOOLS_DIR))" bash scripts/install-tools.sh >/dev/null
+
+.PHONY: tools
+tools: ## Install the pinned tools (golangci-lint) into $(RDEV_TOOLS_DIR) if missing
+	@GOLANGCI_LINT_VERSION=$(GOLANGCI_LINT_VERSION) RDEV_TOOLS_DIR="$(strip $(RDEV_TOOLS_DIR))" bash scripts/install-tools.sh
+
+.PHONY: ci
+ci: ## Run the CI script (.ci/run) locally
+	bash .ci/run
+
+.PHONY: clean
+clean: ## Remove build and coverage output (not data/ or workspace/)
+	rm -rf bin/ coverage.out coverage.html
