@@ -51,41 +51,32 @@ func (f *envFlags) String(p *string, name, env, def, usage string) {
 
 // Int defines an int flag backed by env.
 func (f *envFlags) Int(p *int, name, env string, def int, usage string) {
-	if v, ok := f.lookup(env); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("%s: %q is not an integer", env, v))
-		} else {
-			def = n
-		}
-	}
-	f.IntVar(p, name, def, f.usage(env, usage))
+	f.IntVar(p, name, envValue(f, env, def, strconv.Atoi, "an integer"), f.usage(env, usage))
 }
 
 // Bool defines a bool flag backed by env.
 func (f *envFlags) Bool(p *bool, name, env string, def bool, usage string) {
-	if v, ok := f.lookup(env); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("%s: %q is not true or false", env, v))
-		} else {
-			def = b
-		}
-	}
-	f.BoolVar(p, name, def, f.usage(env, usage))
+	f.BoolVar(p, name, envValue(f, env, def, strconv.ParseBool, "true or false"), f.usage(env, usage))
 }
 
 // Duration defines a duration flag backed by env.
 func (f *envFlags) Duration(p *time.Duration, name, env string, def time.Duration, usage string) {
-	if v, ok := f.lookup(env); ok {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("%s: %q is not a duration such as 30s or 5m", env, v))
-		} else {
-			def = d
-		}
+	f.DurationVar(p, name, envValue(f, env, def, time.ParseDuration, "a duration such as 30s or 5m"), f.usage(env, usage))
+}
+
+// envValue parses env's value, or returns def if it is unset. A value that
+// does not parse is recorded for Parse to report, naming want.
+func envValue[T any](f *envFlags, env string, def T, parse func(string) (T, error), want string) T {
+	v, ok := f.lookup(env)
+	if !ok {
+		return def
 	}
-	f.DurationVar(p, name, def, f.usage(env, usage))
+	x, err := parse(v)
+	if err != nil {
+		f.errs = append(f.errs, fmt.Errorf("%s: %q is not %s", env, v, want))
+		return def
+	}
+	return x
 }
 
 // List defines a comma-separated list flag backed by env.
