@@ -31,9 +31,11 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
 	APIKey() APIKeyResolver
+	Command() CommandResolver
 	Mutation() MutationResolver
 	Project() ProjectResolver
 	Query() QueryResolver
+	Subscription() SubscriptionResolver
 }
 
 type DirectiveRoot struct {
@@ -68,9 +70,63 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	CancelCommandPayload struct {
+		Command func(childComplexity int) int
+	}
+
+	Command struct {
+		Argv            func(childComplexity int) int
+		CancelRequested func(childComplexity int) int
+		ClientToken     func(childComplexity int) int
+		CreatedAt       func(childComplexity int) int
+		DurationMs      func(childComplexity int) int
+		EnvNames        func(childComplexity int) int
+		ExitCode        func(childComplexity int) int
+		FinishedAt      func(childComplexity int) int
+		ID              func(childComplexity int) int
+		LastSeq         func(childComplexity int) int
+		OutputBytes     func(childComplexity int) int
+		Priority        func(childComplexity int) int
+		Project         func(childComplexity int) int
+		ProjectID       func(childComplexity int) int
+		Reason          func(childComplexity int) int
+		Signal          func(childComplexity int) int
+		StartedAt       func(childComplexity int) int
+		Status          func(childComplexity int) int
+		SubmittedByID   func(childComplexity int) int
+		TimeoutSeconds  func(childComplexity int) int
+		Truncated       func(childComplexity int) int
+		Type            func(childComplexity int) int
+		Workdir         func(childComplexity int) int
+	}
+
+	CommandConnection struct {
+		Edges    func(childComplexity int) int
+		Nodes    func(childComplexity int) int
+		PageInfo func(childComplexity int) int
+	}
+
+	CommandEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	CommandFinished struct {
+		Command    func(childComplexity int) int
+		DurationMs func(childComplexity int) int
+		ExitCode   func(childComplexity int) int
+		LastSeq    func(childComplexity int) int
+		Status     func(childComplexity int) int
+		Truncated  func(childComplexity int) int
+	}
+
 	CreateAPIKeyPayload struct {
 		APIKey func(childComplexity int) int
 		Token  func(childComplexity int) int
+	}
+
+	ExecuteCommandPayload struct {
+		Command func(childComplexity int) int
 	}
 
 	Label struct {
@@ -79,9 +135,18 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
-		CreateAPIKey func(childComplexity int, input model.CreateAPIKeyInput) int
-		RevokeAPIKey func(childComplexity int, input model.RevokeAPIKeyInput) int
-		RotateAPIKey func(childComplexity int, input model.RotateAPIKeyInput) int
+		CancelCommand  func(childComplexity int, input model.CancelCommandInput) int
+		CreateAPIKey   func(childComplexity int, input model.CreateAPIKeyInput) int
+		ExecuteCommand func(childComplexity int, input model.ExecuteCommandInput) int
+		RevokeAPIKey   func(childComplexity int, input model.RevokeAPIKeyInput) int
+		RotateAPIKey   func(childComplexity int, input model.RotateAPIKeyInput) int
+	}
+
+	OutputChunk struct {
+		At     func(childComplexity int) int
+		Data   func(childComplexity int) int
+		Seq    func(childComplexity int) int
+		Stream func(childComplexity int) int
 	}
 
 	PageInfo struct {
@@ -93,6 +158,7 @@ type ComplexityRoot struct {
 
 	Project struct {
 		Annotations func(childComplexity int) int
+		Commands    func(childComplexity int, status *domain.CommandStatus, first *int) int
 		CreatedAt   func(childComplexity int) int
 		ID          func(childComplexity int) int
 		Labels      func(childComplexity int) int
@@ -114,9 +180,26 @@ type ComplexityRoot struct {
 	Query struct {
 		APIKey   func(childComplexity int, id string) int
 		APIKeys  func(childComplexity int, first *int, after *string) int
+		Command  func(childComplexity int, id string) int
+		Commands func(childComplexity int, projectID *string, status *domain.CommandStatus, first *int, after *string) int
 		Project  func(childComplexity int, id string) int
 		Projects func(childComplexity int, first *int, after *string, filter *model.ProjectFilter) int
+		Queue    func(childComplexity int) int
 		Viewer   func(childComplexity int) int
+	}
+
+	Queue struct {
+		Concurrency     func(childComplexity int) int
+		MaxQueuedPerKey func(childComplexity int) int
+		PerProject      func(childComplexity int) int
+		Queued          func(childComplexity int) int
+		QueuedTotal     func(childComplexity int) int
+		Running         func(childComplexity int) int
+	}
+
+	QueueDepth struct {
+		Count    func(childComplexity int) int
+		Priority func(childComplexity int) int
 	}
 
 	RevokeAPIKeyPayload struct {
@@ -126,6 +209,11 @@ type ComplexityRoot struct {
 	RotateAPIKeyPayload struct {
 		APIKey func(childComplexity int) int
 		Token  func(childComplexity int) int
+	}
+
+	Subscription struct {
+		CommandEvents func(childComplexity int, projectID string) int
+		CommandOutput func(childComplexity int, commandID string, afterSeq *int) int
 	}
 }
 
@@ -140,14 +228,37 @@ type APIKeyResolver interface {
 	RateLimit(ctx context.Context, obj *domain.APIKey) (*int, error)
 	CreatedByID(ctx context.Context, obj *domain.APIKey) (*string, error)
 }
+type CommandResolver interface {
+	Project(ctx context.Context, obj *domain.Command) (*domain.Project, error)
+
+	EnvNames(ctx context.Context, obj *domain.Command) ([]string, error)
+
+	TimeoutSeconds(ctx context.Context, obj *domain.Command) (int, error)
+
+	ExitCode(ctx context.Context, obj *domain.Command) (*int, error)
+	Signal(ctx context.Context, obj *domain.Command) (*string, error)
+	Reason(ctx context.Context, obj *domain.Command) (*string, error)
+
+	SubmittedByID(ctx context.Context, obj *domain.Command) (*string, error)
+
+	DurationMs(ctx context.Context, obj *domain.Command) (*int, error)
+	OutputBytes(ctx context.Context, obj *domain.Command) (int, error)
+
+	LastSeq(ctx context.Context, obj *domain.Command) (int, error)
+	ClientToken(ctx context.Context, obj *domain.Command) (*string, error)
+}
 type MutationResolver interface {
 	CreateAPIKey(ctx context.Context, input model.CreateAPIKeyInput) (*model.CreateAPIKeyPayload, error)
 	RevokeAPIKey(ctx context.Context, input model.RevokeAPIKeyInput) (*model.RevokeAPIKeyPayload, error)
 	RotateAPIKey(ctx context.Context, input model.RotateAPIKeyInput) (*model.RotateAPIKeyPayload, error)
+	ExecuteCommand(ctx context.Context, input model.ExecuteCommandInput) (*model.ExecuteCommandPayload, error)
+	CancelCommand(ctx context.Context, input model.CancelCommandInput) (*model.CancelCommandPayload, error)
 }
 type ProjectResolver interface {
 	Labels(ctx context.Context, obj *domain.Project) ([]*model.Label, error)
 	Annotations(ctx context.Context, obj *domain.Project) ([]*model.Label, error)
+
+	Commands(ctx context.Context, obj *domain.Project, status *domain.CommandStatus, first *int) (*model.CommandConnection, error)
 }
 type QueryResolver interface {
 	Viewer(ctx context.Context) (*domain.APIKey, error)
@@ -155,6 +266,13 @@ type QueryResolver interface {
 	Project(ctx context.Context, id string) (*domain.Project, error)
 	APIKeys(ctx context.Context, first *int, after *string) (*model.APIKeyConnection, error)
 	APIKey(ctx context.Context, id string) (*domain.APIKey, error)
+	Command(ctx context.Context, id string) (*domain.Command, error)
+	Commands(ctx context.Context, projectID *string, status *domain.CommandStatus, first *int, after *string) (*model.CommandConnection, error)
+	Queue(ctx context.Context) (*model.Queue, error)
+}
+type SubscriptionResolver interface {
+	CommandOutput(ctx context.Context, commandID string, afterSeq *int) (<-chan model.CommandOutputEvent, error)
+	CommandEvents(ctx context.Context, projectID string) (<-chan *domain.Command, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -280,6 +398,221 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.APIKeyEdge.Node(childComplexity), true
 
+	case "CancelCommandPayload.command":
+		if e.ComplexityRoot.CancelCommandPayload.Command == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CancelCommandPayload.Command(childComplexity), true
+
+	case "Command.argv":
+		if e.ComplexityRoot.Command.Argv == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.Argv(childComplexity), true
+	case "Command.cancelRequested":
+		if e.ComplexityRoot.Command.CancelRequested == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.CancelRequested(childComplexity), true
+	case "Command.clientToken":
+		if e.ComplexityRoot.Command.ClientToken == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.ClientToken(childComplexity), true
+	case "Command.createdAt":
+		if e.ComplexityRoot.Command.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.CreatedAt(childComplexity), true
+	case "Command.durationMs":
+		if e.ComplexityRoot.Command.DurationMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.DurationMs(childComplexity), true
+	case "Command.envNames":
+		if e.ComplexityRoot.Command.EnvNames == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.EnvNames(childComplexity), true
+	case "Command.exitCode":
+		if e.ComplexityRoot.Command.ExitCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.ExitCode(childComplexity), true
+	case "Command.finishedAt":
+		if e.ComplexityRoot.Command.FinishedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.FinishedAt(childComplexity), true
+	case "Command.id":
+		if e.ComplexityRoot.Command.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.ID(childComplexity), true
+	case "Command.lastSeq":
+		if e.ComplexityRoot.Command.LastSeq == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.LastSeq(childComplexity), true
+	case "Command.outputBytes":
+		if e.ComplexityRoot.Command.OutputBytes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.OutputBytes(childComplexity), true
+	case "Command.priority":
+		if e.ComplexityRoot.Command.Priority == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.Priority(childComplexity), true
+	case "Command.project":
+		if e.ComplexityRoot.Command.Project == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.Project(childComplexity), true
+	case "Command.projectId":
+		if e.ComplexityRoot.Command.ProjectID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.ProjectID(childComplexity), true
+	case "Command.reason":
+		if e.ComplexityRoot.Command.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.Reason(childComplexity), true
+	case "Command.signal":
+		if e.ComplexityRoot.Command.Signal == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.Signal(childComplexity), true
+	case "Command.startedAt":
+		if e.ComplexityRoot.Command.StartedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.StartedAt(childComplexity), true
+	case "Command.status":
+		if e.ComplexityRoot.Command.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.Status(childComplexity), true
+	case "Command.submittedById":
+		if e.ComplexityRoot.Command.SubmittedByID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.SubmittedByID(childComplexity), true
+	case "Command.timeoutSeconds":
+		if e.ComplexityRoot.Command.TimeoutSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.TimeoutSeconds(childComplexity), true
+	case "Command.truncated":
+		if e.ComplexityRoot.Command.Truncated == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.Truncated(childComplexity), true
+	case "Command.type":
+		if e.ComplexityRoot.Command.Type == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.Type(childComplexity), true
+	case "Command.workdir":
+		if e.ComplexityRoot.Command.Workdir == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.Workdir(childComplexity), true
+
+	case "CommandConnection.edges":
+		if e.ComplexityRoot.CommandConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CommandConnection.Edges(childComplexity), true
+	case "CommandConnection.nodes":
+		if e.ComplexityRoot.CommandConnection.Nodes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CommandConnection.Nodes(childComplexity), true
+	case "CommandConnection.pageInfo":
+		if e.ComplexityRoot.CommandConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CommandConnection.PageInfo(childComplexity), true
+
+	case "CommandEdge.cursor":
+		if e.ComplexityRoot.CommandEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CommandEdge.Cursor(childComplexity), true
+	case "CommandEdge.node":
+		if e.ComplexityRoot.CommandEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CommandEdge.Node(childComplexity), true
+
+	case "CommandFinished.command":
+		if e.ComplexityRoot.CommandFinished.Command == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CommandFinished.Command(childComplexity), true
+	case "CommandFinished.durationMs":
+		if e.ComplexityRoot.CommandFinished.DurationMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CommandFinished.DurationMs(childComplexity), true
+	case "CommandFinished.exitCode":
+		if e.ComplexityRoot.CommandFinished.ExitCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CommandFinished.ExitCode(childComplexity), true
+	case "CommandFinished.lastSeq":
+		if e.ComplexityRoot.CommandFinished.LastSeq == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CommandFinished.LastSeq(childComplexity), true
+	case "CommandFinished.status":
+		if e.ComplexityRoot.CommandFinished.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CommandFinished.Status(childComplexity), true
+	case "CommandFinished.truncated":
+		if e.ComplexityRoot.CommandFinished.Truncated == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CommandFinished.Truncated(childComplexity), true
+
 	case "CreateAPIKeyPayload.apiKey":
 		if e.ComplexityRoot.CreateAPIKeyPayload.APIKey == nil {
 			break
@@ -292,6 +625,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CreateAPIKeyPayload.Token(childComplexity), true
+
+	case "ExecuteCommandPayload.command":
+		if e.ComplexityRoot.ExecuteCommandPayload.Command == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExecuteCommandPayload.Command(childComplexity), true
 
 	case "Label.key":
 		if e.ComplexityRoot.Label.Key == nil {
@@ -306,6 +646,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Label.Value(childComplexity), true
 
+	case "Mutation.cancelCommand":
+		if e.ComplexityRoot.Mutation.CancelCommand == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_cancelCommand_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CancelCommand(childComplexity, args["input"].(model.CancelCommandInput)), true
 	case "Mutation.createAPIKey":
 		if e.ComplexityRoot.Mutation.CreateAPIKey == nil {
 			break
@@ -317,6 +668,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateAPIKey(childComplexity, args["input"].(model.CreateAPIKeyInput)), true
+	case "Mutation.executeCommand":
+		if e.ComplexityRoot.Mutation.ExecuteCommand == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_executeCommand_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ExecuteCommand(childComplexity, args["input"].(model.ExecuteCommandInput)), true
 	case "Mutation.revokeAPIKey":
 		if e.ComplexityRoot.Mutation.RevokeAPIKey == nil {
 			break
@@ -339,6 +701,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RotateAPIKey(childComplexity, args["input"].(model.RotateAPIKeyInput)), true
+
+	case "OutputChunk.at":
+		if e.ComplexityRoot.OutputChunk.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutputChunk.At(childComplexity), true
+	case "OutputChunk.data":
+		if e.ComplexityRoot.OutputChunk.Data == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutputChunk.Data(childComplexity), true
+	case "OutputChunk.seq":
+		if e.ComplexityRoot.OutputChunk.Seq == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutputChunk.Seq(childComplexity), true
+	case "OutputChunk.stream":
+		if e.ComplexityRoot.OutputChunk.Stream == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutputChunk.Stream(childComplexity), true
 
 	case "PageInfo.endCursor":
 		if e.ComplexityRoot.PageInfo.EndCursor == nil {
@@ -371,6 +758,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Project.Annotations(childComplexity), true
+	case "Project.commands":
+		if e.ComplexityRoot.Project.Commands == nil {
+			break
+		}
+
+		args, err := ec.field_Project_commands_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Project.Commands(childComplexity, args["status"].(*domain.CommandStatus), args["first"].(*int)), true
 	case "Project.createdAt":
 		if e.ComplexityRoot.Project.CreatedAt == nil {
 			break
@@ -456,6 +854,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.APIKeys(childComplexity, args["first"].(*int), args["after"].(*string)), true
+	case "Query.command":
+		if e.ComplexityRoot.Query.Command == nil {
+			break
+		}
+
+		args, err := ec.field_Query_command_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Command(childComplexity, args["id"].(string)), true
+	case "Query.commands":
+		if e.ComplexityRoot.Query.Commands == nil {
+			break
+		}
+
+		args, err := ec.field_Query_commands_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Commands(childComplexity, args["projectId"].(*string), args["status"].(*domain.CommandStatus), args["first"].(*int), args["after"].(*string)), true
 
 	case "Query.project":
 		if e.ComplexityRoot.Query.Project == nil {
@@ -479,12 +899,68 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Projects(childComplexity, args["first"].(*int), args["after"].(*string), args["filter"].(*model.ProjectFilter)), true
+	case "Query.queue":
+		if e.ComplexityRoot.Query.Queue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Queue(childComplexity), true
 	case "Query.viewer":
 		if e.ComplexityRoot.Query.Viewer == nil {
 			break
 		}
 
 		return e.ComplexityRoot.Query.Viewer(childComplexity), true
+
+	case "Queue.concurrency":
+		if e.ComplexityRoot.Queue.Concurrency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Queue.Concurrency(childComplexity), true
+	case "Queue.maxQueuedPerKey":
+		if e.ComplexityRoot.Queue.MaxQueuedPerKey == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Queue.MaxQueuedPerKey(childComplexity), true
+	case "Queue.perProject":
+		if e.ComplexityRoot.Queue.PerProject == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Queue.PerProject(childComplexity), true
+	case "Queue.queued":
+		if e.ComplexityRoot.Queue.Queued == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Queue.Queued(childComplexity), true
+	case "Queue.queuedTotal":
+		if e.ComplexityRoot.Queue.QueuedTotal == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Queue.QueuedTotal(childComplexity), true
+	case "Queue.running":
+		if e.ComplexityRoot.Queue.Running == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Queue.Running(childComplexity), true
+
+	case "QueueDepth.count":
+		if e.ComplexityRoot.QueueDepth.Count == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QueueDepth.Count(childComplexity), true
+	case "QueueDepth.priority":
+		if e.ComplexityRoot.QueueDepth.Priority == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QueueDepth.Priority(childComplexity), true
 
 	case "RevokeAPIKeyPayload.apiKey":
 		if e.ComplexityRoot.RevokeAPIKeyPayload.APIKey == nil {
@@ -506,6 +982,29 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.RotateAPIKeyPayload.Token(childComplexity), true
 
+	case "Subscription.commandEvents":
+		if e.ComplexityRoot.Subscription.CommandEvents == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_commandEvents_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.CommandEvents(childComplexity, args["projectId"].(string)), true
+	case "Subscription.commandOutput":
+		if e.ComplexityRoot.Subscription.CommandOutput == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_commandOutput_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.CommandOutput(childComplexity, args["commandId"].(string), args["afterSeq"].(*int)), true
+
 	}
 	return 0, false
 }
@@ -515,7 +1014,10 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	ec := newExecutionContext(opCtx, e, make(chan graphql.DeferredResult))
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
+			graphql.NewInputUnmarshaler("CancelCommandInput", ec.unmarshalInputCancelCommandInput),
 			graphql.NewInputUnmarshaler("CreateAPIKeyInput", ec.unmarshalInputCreateAPIKeyInput),
+			graphql.NewInputUnmarshaler("EnvVarInput", ec.unmarshalInputEnvVarInput),
+			graphql.NewInputUnmarshaler("ExecuteCommandInput", ec.unmarshalInputExecuteCommandInput),
 			graphql.NewInputUnmarshaler("LabelInput", ec.unmarshalInputLabelInput),
 			graphql.NewInputUnmarshaler("ProjectFilter", ec.unmarshalInputProjectFilter),
 			graphql.NewInputUnmarshaler("RevokeAPIKeyInput", ec.unmarshalInputRevokeAPIKeyInput),
@@ -570,6 +1072,23 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 				Data: buf.Bytes(),
 			}
 		}
+	case ast.Subscription:
+		next := ec._Subscription(ctx, opCtx.Operation.SelectionSet)
+
+		var buf bytes.Buffer
+		return func(ctx context.Context) *graphql.Response {
+			buf.Reset()
+			data := next(ctx)
+
+			if data == nil {
+				return nil
+			}
+			data.MarshalGQL(&buf)
+
+			return &graphql.Response{
+				Data: buf.Bytes(),
+			}
+		}
 
 	default:
 		return graphql.OneShot(graphql.ErrorResponse(ctx, "unsupported GraphQL operation"))
@@ -604,6 +1123,7 @@ any valid key may use it with @authenticated.
 schema {
   query: Query
   mutation: Mutation
+  subscription: Subscription
 }
 
 """
@@ -662,6 +1182,30 @@ type Query {
   One API key by ID. Errors with NOT_FOUND if there is none.
   """
   apiKey("The key's ID (the part after rdev_)." id: ID!): APIKey @hasScope(scope: KEYS_READ)
+
+  """
+  One command by ID. Errors with NOT_FOUND if there is none.
+  """
+  command("The command's ID." id: ID!): Command @hasScope(scope: COMMANDS_READ)
+
+  """
+  Commands, newest first, optionally of one project and in one state.
+  """
+  commands(
+    "Only commands of this project."
+    projectId: ID
+    "Only commands in this state."
+    status: CommandStatus
+    "How many commands to return, 0 to 100 (default 20)."
+    first: Int
+    "A cursor from a previous page."
+    after: String
+  ): CommandConnection! @hasScope(scope: COMMANDS_READ)
+
+  """
+  The command queue: depth by priority, running commands and the limits.
+  """
+  queue: Queue! @hasScope(scope: COMMANDS_READ)
 }
 
 """
@@ -685,6 +1229,299 @@ type Mutation {
   working for the grace period given, then fails.
   """
   rotateAPIKey("Which key to rotate, and how." input: RotateAPIKeyInput!): RotateAPIKeyPayload! @hasScope(scope: KEYS_WRITE)
+
+  """
+  Queues a command in a project and returns it QUEUED; follow it with the
+  commandOutput subscription. The same clientToken from the same key returns
+  the command already queued and runs nothing twice. A key with too many
+  commands queued gets RATE_LIMITED.
+  """
+  executeCommand("What to run, where, and how." input: ExecuteCommandInput!): ExecuteCommandPayload! @hasScope(scope: COMMANDS_WRITE)
+
+  """
+  Cancels a command: a queued one ends CANCELLED at once; a running one is
+  stopped, with its child processes (SIGTERM, then SIGKILL). CONFLICT if it
+  already ended.
+  """
+  cancelCommand("Which command to cancel." input: CancelCommandInput!): CancelCommandPayload! @hasScope(scope: COMMANDS_WRITE)
+}
+
+"""
+Live streams. Over WebSocket (graphql-transport-ws or graphql-ws) or SSE.
+"""
+type Subscription {
+  """
+  A command's output after afterSeq: stored chunks first, then live ones, then
+  one CommandFinished — in seq order, with no gap or duplicate, whether the
+  command is queued, running or long finished. To resume after a dropped
+  connection, pass the last seq received as afterSeq.
+  """
+  commandOutput(
+    "The command to follow."
+    commandId: ID!
+    "Send only chunks with a greater seq; default 0 (everything)."
+    afterSeq: Int
+  ): CommandOutputEvent! @hasScope(scope: COMMANDS_READ)
+
+  """
+  Status changes (queued, running, finished) of every command in a project.
+  """
+  commandEvents("The project to watch." projectId: ID!): Command! @hasScope(scope: COMMANDS_READ)
+}
+
+"""
+How a command's program is given.
+"""
+enum CommandType {
+  "argv is executed as given, without a shell."
+  EXEC
+  "shell is run by /bin/sh -c."
+  SHELL
+  "prompt is passed to the Claude Code CLI (claude -p) as one argument, never through a shell."
+  CLAUDE
+}
+
+"""
+Queue priority: higher runs first, first-in first-out within one.
+"""
+enum Priority {
+  "After everything else."
+  LOW
+  "The default."
+  NORMAL
+  "Before NORMAL and LOW."
+  HIGH
+  "Before everything else."
+  URGENT
+}
+
+"""
+Where a command is in its life.
+"""
+enum CommandStatus {
+  "Waiting for a free slot."
+  QUEUED
+  "Running now."
+  RUNNING
+  "Exited with status 0."
+  SUCCEEDED
+  "Exited with another status, was killed by a signal, or could not start."
+  FAILED
+  "Cancelled on request."
+  CANCELLED
+  "Killed when its timeout passed."
+  TIMED_OUT
+  "Was running when the rdev process that ran it stopped; it is never re-run."
+  INTERRUPTED
+}
+
+"""
+An output stream.
+"""
+enum Stream {
+  "Standard output."
+  STDOUT
+  "Standard error."
+  STDERR
+}
+
+"""
+One run of a program in a project.
+"""
+type Command {
+  "The command's ID; IDs sort by creation time."
+  id: ID!
+  "The project's ID."
+  projectId: ID!
+  "The project it runs in; null if the project is gone."
+  project: Project
+  "How the program was given."
+  type: CommandType!
+  "Exactly what is executed."
+  argv: [String!]!
+  "The names of the environment variables it was given (values are not shown)."
+  envNames: [String!]!
+  "The working directory, relative to the project root; empty for the root."
+  workdir: String!
+  "Queue priority."
+  priority: Priority!
+  "The timeout in seconds."
+  timeoutSeconds: Int!
+  "Where the command is in its life."
+  status: CommandStatus!
+  "The exit status, when the process exited by itself."
+  exitCode: Int
+  "The signal that ended the process, e.g. SIGKILL."
+  signal: String
+  "Why it failed, was cancelled, timed out or was interrupted."
+  reason: String
+  "Whether a cancel was requested and is being carried out."
+  cancelRequested: Boolean!
+  "The ID of the API key that submitted it; null for the operator."
+  submittedById: ID
+  "When it was queued."
+  createdAt: Time!
+  "When it started running."
+  startedAt: Time
+  "When it ended."
+  finishedAt: Time
+  "How long it ran, in milliseconds; null until it ends."
+  durationMs: Int
+  "Bytes of output written, stored or not."
+  outputBytes: Int!
+  "Whether output passed the cap: the head and the tail were kept, the middle dropped."
+  truncated: Boolean!
+  "The highest output seq stored so far."
+  lastSeq: Int!
+  "The idempotency token it was submitted with."
+  clientToken: String
+}
+
+"""
+A numbered piece of a command's output.
+"""
+type OutputChunk {
+  "1, 2, 3 … per command, across both streams."
+  seq: Int!
+  "Which stream it came from."
+  stream: Stream!
+  "The text; a chunk never splits a UTF-8 character."
+  data: String!
+  "When it was written."
+  at: Time!
+}
+
+"""
+The last event of a commandOutput stream.
+"""
+type CommandFinished {
+  "The command as it ended."
+  command: Command!
+  "How it ended."
+  status: CommandStatus!
+  "The exit status, when the process exited by itself."
+  exitCode: Int
+  "How long it ran, in milliseconds."
+  durationMs: Int!
+  "Whether output passed the cap."
+  truncated: Boolean!
+  "The seq of the last stored chunk."
+  lastSeq: Int!
+}
+
+"""
+An item of a commandOutput stream.
+"""
+union CommandOutputEvent = OutputChunk | CommandFinished
+
+"""
+An environment variable for a command.
+"""
+input EnvVarInput {
+  "The name: letters, digits and _, not starting with a digit."
+  name: String!
+  "The value."
+  value: String!
+}
+
+"""
+Input of executeCommand. Give exactly one of argv, shell and prompt.
+"""
+input ExecuteCommandInput {
+  "The project to run in; it must be RUNNING."
+  projectId: ID!
+  "How the program is given; inferred from argv, shell or prompt when omitted."
+  type: CommandType
+  "The program and its arguments (EXEC)."
+  argv: [String!]
+  "A script for /bin/sh -c (SHELL)."
+  shell: String
+  "A prompt for the Claude Code CLI (CLAUDE)."
+  prompt: String
+  "Environment variables."
+  env: [EnvVarInput!]
+  "The working directory, relative to the project root."
+  workdir: String
+  "Queue priority; default NORMAL."
+  priority: Priority
+  "The timeout in seconds; default and maximum are set by the server."
+  timeoutSeconds: Int
+  "An idempotency token: the same token from the same key returns the same command."
+  clientToken: String
+}
+
+"""
+Result of executeCommand.
+"""
+type ExecuteCommandPayload {
+  "The command, QUEUED (or as it is now, for a repeated clientToken)."
+  command: Command!
+}
+
+"""
+Input of cancelCommand.
+"""
+input CancelCommandInput {
+  "The command to cancel."
+  id: ID!
+}
+
+"""
+Result of cancelCommand.
+"""
+type CancelCommandPayload {
+  "The command: CANCELLED if it was queued, or still RUNNING with cancelRequested set."
+  command: Command!
+}
+
+"""
+The command queue.
+"""
+type Queue {
+  "Queued commands by priority, highest first."
+  queued: [QueueDepth!]!
+  "All queued commands."
+  queuedTotal: Int!
+  "Running commands, in every rdev process."
+  running: Int!
+  "How many commands one rdev process runs at once."
+  concurrency: Int!
+  "How many commands run at once in one project."
+  perProject: Int!
+  "How many commands one API key may have queued."
+  maxQueuedPerKey: Int!
+}
+
+"""
+How many commands wait at one priority.
+"""
+type QueueDepth {
+  "The priority."
+  priority: Priority!
+  "How many commands wait at it."
+  count: Int!
+}
+
+"""
+A page of commands.
+"""
+type CommandConnection {
+  "The commands with their cursors."
+  edges: [CommandEdge!]!
+  "The commands alone."
+  nodes: [Command!]!
+  "Paging information."
+  pageInfo: PageInfo!
+}
+
+"""
+A command and its cursor.
+"""
+type CommandEdge {
+  "Where this command sits in the list."
+  cursor: String!
+  "The command."
+  node: Command!
 }
 
 """
@@ -847,6 +1684,13 @@ type Project {
   annotations: [Label!]!
   "When the project was created."
   createdAt: Time!
+  "The project's commands, newest first. Needs the commands:read scope."
+  commands(
+    "Only commands in this state."
+    status: CommandStatus
+    "How many commands to return, 0 to 100 (default 20)."
+    first: Int
+  ): CommandConnection!
 }
 
 """
@@ -996,6 +1840,88 @@ func (ec *executionContext) childFields_APIKeyEdge(ctx context.Context, field gr
 	return nil, fmt.Errorf("no field named %q was found under type APIKeyEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_CancelCommandPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "command":
+		return ec.fieldContext_CancelCommandPayload_command(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CancelCommandPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_Command(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Command_id(ctx, field)
+	case "projectId":
+		return ec.fieldContext_Command_projectId(ctx, field)
+	case "project":
+		return ec.fieldContext_Command_project(ctx, field)
+	case "type":
+		return ec.fieldContext_Command_type(ctx, field)
+	case "argv":
+		return ec.fieldContext_Command_argv(ctx, field)
+	case "envNames":
+		return ec.fieldContext_Command_envNames(ctx, field)
+	case "workdir":
+		return ec.fieldContext_Command_workdir(ctx, field)
+	case "priority":
+		return ec.fieldContext_Command_priority(ctx, field)
+	case "timeoutSeconds":
+		return ec.fieldContext_Command_timeoutSeconds(ctx, field)
+	case "status":
+		return ec.fieldContext_Command_status(ctx, field)
+	case "exitCode":
+		return ec.fieldContext_Command_exitCode(ctx, field)
+	case "signal":
+		return ec.fieldContext_Command_signal(ctx, field)
+	case "reason":
+		return ec.fieldContext_Command_reason(ctx, field)
+	case "cancelRequested":
+		return ec.fieldContext_Command_cancelRequested(ctx, field)
+	case "submittedById":
+		return ec.fieldContext_Command_submittedById(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Command_createdAt(ctx, field)
+	case "startedAt":
+		return ec.fieldContext_Command_startedAt(ctx, field)
+	case "finishedAt":
+		return ec.fieldContext_Command_finishedAt(ctx, field)
+	case "durationMs":
+		return ec.fieldContext_Command_durationMs(ctx, field)
+	case "outputBytes":
+		return ec.fieldContext_Command_outputBytes(ctx, field)
+	case "truncated":
+		return ec.fieldContext_Command_truncated(ctx, field)
+	case "lastSeq":
+		return ec.fieldContext_Command_lastSeq(ctx, field)
+	case "clientToken":
+		return ec.fieldContext_Command_clientToken(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Command", field.Name)
+}
+
+func (ec *executionContext) childFields_CommandConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_CommandConnection_edges(ctx, field)
+	case "nodes":
+		return ec.fieldContext_CommandConnection_nodes(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_CommandConnection_pageInfo(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CommandConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_CommandEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_CommandEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_CommandEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CommandEdge", field.Name)
+}
+
 func (ec *executionContext) childFields_CreateAPIKeyPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "apiKey":
@@ -1004,6 +1930,14 @@ func (ec *executionContext) childFields_CreateAPIKeyPayload(ctx context.Context,
 		return ec.fieldContext_CreateAPIKeyPayload_token(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CreateAPIKeyPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_ExecuteCommandPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "command":
+		return ec.fieldContext_ExecuteCommandPayload_command(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ExecuteCommandPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_Label(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1044,6 +1978,8 @@ func (ec *executionContext) childFields_Project(ctx context.Context, field graph
 		return ec.fieldContext_Project_annotations(ctx, field)
 	case "createdAt":
 		return ec.fieldContext_Project_createdAt(ctx, field)
+	case "commands":
+		return ec.fieldContext_Project_commands(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Project", field.Name)
 }
@@ -1068,6 +2004,34 @@ func (ec *executionContext) childFields_ProjectEdge(ctx context.Context, field g
 		return ec.fieldContext_ProjectEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ProjectEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_Queue(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "queued":
+		return ec.fieldContext_Queue_queued(ctx, field)
+	case "queuedTotal":
+		return ec.fieldContext_Queue_queuedTotal(ctx, field)
+	case "running":
+		return ec.fieldContext_Queue_running(ctx, field)
+	case "concurrency":
+		return ec.fieldContext_Queue_concurrency(ctx, field)
+	case "perProject":
+		return ec.fieldContext_Queue_perProject(ctx, field)
+	case "maxQueuedPerKey":
+		return ec.fieldContext_Queue_maxQueuedPerKey(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Queue", field.Name)
+}
+
+func (ec *executionContext) childFields_QueueDepth(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "priority":
+		return ec.fieldContext_QueueDepth_priority(ctx, field)
+	case "count":
+		return ec.fieldContext_QueueDepth_count(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type QueueDepth", field.Name)
 }
 
 func (ec *executionContext) childFields_RevokeAPIKeyPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1218,12 +2182,40 @@ func (ec *executionContext) dir_hasScope_args(ctx context.Context, rawArgs map[s
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_cancelCommand_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.CancelCommandInput, error) {
+			return ec.unmarshalNCancelCommandInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐCancelCommandInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createAPIKey_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (model.CreateAPIKeyInput, error) {
 			return ec.unmarshalNCreateAPIKeyInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐCreateAPIKeyInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_executeCommand_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.ExecuteCommandInput, error) {
+			return ec.unmarshalNExecuteCommandInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐExecuteCommandInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -1257,6 +2249,28 @@ func (ec *executionContext) field_Mutation_rotateAPIKey_args(ctx context.Context
 		return nil, err
 	}
 	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Project_commands_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) (*domain.CommandStatus, error) {
+			return ec.unmarshalOCommandStatus2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
 	return args, nil
 }
 
@@ -1310,6 +2324,58 @@ func (ec *executionContext) field_Query_apiKeys_args(ctx context.Context, rawArg
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_command_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_commands_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "projectId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["projectId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) (*domain.CommandStatus, error) {
+			return ec.unmarshalOCommandStatus2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg3
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_project_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1351,6 +2417,42 @@ func (ec *executionContext) field_Query_projects_args(ctx context.Context, rawAr
 		return nil, err
 	}
 	args["filter"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_commandEvents_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "projectId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["projectId"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_commandOutput_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "commandId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["commandId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "afterSeq",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["afterSeq"] = arg1
 	return args, nil
 }
 
@@ -1855,6 +2957,874 @@ func (ec *executionContext) fieldContext_APIKeyEdge_node(_ context.Context, fiel
 	return fc, nil
 }
 
+func (ec *executionContext) _CancelCommandPayload_command(ctx context.Context, field graphql.CollectedField, obj *model.CancelCommandPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CancelCommandPayload_command(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Command, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Command) graphql.Marshaler {
+			return ec.marshalNCommand2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommand(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CancelCommandPayload_command(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CancelCommandPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Command(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Command_id(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Command_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Command_projectId(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_projectId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ProjectID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Command_projectId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Command_project(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_project(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Command().Project(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Project) graphql.Marshaler {
+			return ec.marshalOProject2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProject(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Command_project(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Command",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Project(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Command_type(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_type(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Type, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.CommandType) graphql.Marshaler {
+			return ec.marshalNCommandType2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandType(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Command_type(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, false, false, "CommandType")
+}
+
+func (ec *executionContext) _Command_argv(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_argv(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Argv, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Command_argv(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, false, false, "String")
+}
+
+func (ec *executionContext) _Command_envNames(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_envNames(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Command().EnvNames(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Command_envNames(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, true, true, "String")
+}
+
+func (ec *executionContext) _Command_workdir(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_workdir(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Workdir, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Command_workdir(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, false, false, "String")
+}
+
+func (ec *executionContext) _Command_priority(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_priority(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Priority, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.Priority) graphql.Marshaler {
+			return ec.marshalNPriority2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Command_priority(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, false, false, "Priority")
+}
+
+func (ec *executionContext) _Command_timeoutSeconds(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_timeoutSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Command().TimeoutSeconds(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Command_timeoutSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, true, true, "Int")
+}
+
+func (ec *executionContext) _Command_status(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.CommandStatus) graphql.Marshaler {
+			return ec.marshalNCommandStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Command_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, false, false, "CommandStatus")
+}
+
+func (ec *executionContext) _Command_exitCode(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_exitCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Command().ExitCode(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Command_exitCode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, true, true, "Int")
+}
+
+func (ec *executionContext) _Command_signal(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_signal(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Command().Signal(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Command_signal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, true, true, "String")
+}
+
+func (ec *executionContext) _Command_reason(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Command().Reason(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Command_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, true, true, "String")
+}
+
+func (ec *executionContext) _Command_cancelRequested(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_cancelRequested(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CancelRequested, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Command_cancelRequested(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Command_submittedById(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_submittedById(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Command().SubmittedByID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Command_submittedById(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, true, true, "ID")
+}
+
+func (ec *executionContext) _Command_createdAt(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Command_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Command_startedAt(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_startedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StartedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Command_startedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Command_finishedAt(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_finishedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FinishedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Command_finishedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Command_durationMs(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_durationMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Command().DurationMs(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Command_durationMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, true, true, "Int")
+}
+
+func (ec *executionContext) _Command_outputBytes(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_outputBytes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Command().OutputBytes(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Command_outputBytes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, true, true, "Int")
+}
+
+func (ec *executionContext) _Command_truncated(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_truncated(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Truncated, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Command_truncated(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Command_lastSeq(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_lastSeq(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Command().LastSeq(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Command_lastSeq(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, true, true, "Int")
+}
+
+func (ec *executionContext) _Command_clientToken(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_clientToken(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Command().ClientToken(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Command_clientToken(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, true, true, "String")
+}
+
+func (ec *executionContext) _CommandConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.CommandConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CommandConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.CommandEdge) graphql.Marshaler {
+			return ec.marshalNCommandEdge2ᚕᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐCommandEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CommandConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CommandConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CommandEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CommandConnection_nodes(ctx context.Context, field graphql.CollectedField, obj *model.CommandConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CommandConnection_nodes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Nodes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*domain.Command) graphql.Marshaler {
+			return ec.marshalNCommand2ᚕᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CommandConnection_nodes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CommandConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Command(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CommandConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.CommandConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CommandConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CommandConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CommandConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CommandEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.CommandEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CommandEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CommandEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CommandEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _CommandEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.CommandEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CommandEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Command) graphql.Marshaler {
+			return ec.marshalNCommand2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommand(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CommandEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CommandEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Command(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CommandFinished_command(ctx context.Context, field graphql.CollectedField, obj *model.CommandFinished) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CommandFinished_command(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Command, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Command) graphql.Marshaler {
+			return ec.marshalNCommand2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommand(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CommandFinished_command(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CommandFinished",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Command(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CommandFinished_status(ctx context.Context, field graphql.CollectedField, obj *model.CommandFinished) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CommandFinished_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.CommandStatus) graphql.Marshaler {
+			return ec.marshalNCommandStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CommandFinished_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CommandFinished", field, false, false, "CommandStatus")
+}
+
+func (ec *executionContext) _CommandFinished_exitCode(ctx context.Context, field graphql.CollectedField, obj *model.CommandFinished) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CommandFinished_exitCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExitCode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CommandFinished_exitCode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CommandFinished", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CommandFinished_durationMs(ctx context.Context, field graphql.CollectedField, obj *model.CommandFinished) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CommandFinished_durationMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DurationMs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CommandFinished_durationMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CommandFinished", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CommandFinished_truncated(ctx context.Context, field graphql.CollectedField, obj *model.CommandFinished) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CommandFinished_truncated(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Truncated, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CommandFinished_truncated(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CommandFinished", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _CommandFinished_lastSeq(ctx context.Context, field graphql.CollectedField, obj *model.CommandFinished) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CommandFinished_lastSeq(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastSeq, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CommandFinished_lastSeq(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CommandFinished", field, false, false, "Int")
+}
+
 func (ec *executionContext) _CreateAPIKeyPayload_apiKey(ctx context.Context, field graphql.CollectedField, obj *model.CreateAPIKeyPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -1908,6 +3878,38 @@ func (ec *executionContext) _CreateAPIKeyPayload_token(ctx context.Context, fiel
 }
 func (ec *executionContext) fieldContext_CreateAPIKeyPayload_token(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("CreateAPIKeyPayload", field, false, false, "String")
+}
+
+func (ec *executionContext) _ExecuteCommandPayload_command(ctx context.Context, field graphql.CollectedField, obj *model.ExecuteCommandPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExecuteCommandPayload_command(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Command, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Command) graphql.Marshaler {
+			return ec.marshalNCommand2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommand(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExecuteCommandPayload_command(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ExecuteCommandPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Command(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _Label_key(ctx context.Context, field graphql.CollectedField, obj *model.Label) (ret graphql.Marshaler) {
@@ -2140,6 +4142,222 @@ func (ec *executionContext) fieldContext_Mutation_rotateAPIKey(ctx context.Conte
 		return fc, err
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_executeCommand(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_executeCommand(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ExecuteCommand(ctx, fc.Args["input"].(model.ExecuteCommandInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope(ctx, "COMMANDS_WRITE")
+				if err != nil {
+					var zeroVal *model.ExecuteCommandPayload
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal *model.ExecuteCommandPayload
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ExecuteCommandPayload) graphql.Marshaler {
+			return ec.marshalNExecuteCommandPayload2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐExecuteCommandPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_executeCommand(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ExecuteCommandPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_executeCommand_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_cancelCommand(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_cancelCommand(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CancelCommand(ctx, fc.Args["input"].(model.CancelCommandInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope(ctx, "COMMANDS_WRITE")
+				if err != nil {
+					var zeroVal *model.CancelCommandPayload
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal *model.CancelCommandPayload
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CancelCommandPayload) graphql.Marshaler {
+			return ec.marshalNCancelCommandPayload2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐCancelCommandPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_cancelCommand(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CancelCommandPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_cancelCommand_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _OutputChunk_seq(ctx context.Context, field graphql.CollectedField, obj *model.OutputChunk) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutputChunk_seq(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Seq, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutputChunk_seq(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutputChunk", field, false, false, "Int")
+}
+
+func (ec *executionContext) _OutputChunk_stream(ctx context.Context, field graphql.CollectedField, obj *model.OutputChunk) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutputChunk_stream(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Stream, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.Stream) graphql.Marshaler {
+			return ec.marshalNStream2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐStream(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutputChunk_stream(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutputChunk", field, false, false, "Stream")
+}
+
+func (ec *executionContext) _OutputChunk_data(ctx context.Context, field graphql.CollectedField, obj *model.OutputChunk) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutputChunk_data(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Data, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutputChunk_data(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutputChunk", field, false, false, "String")
+}
+
+func (ec *executionContext) _OutputChunk_at(ctx context.Context, field graphql.CollectedField, obj *model.OutputChunk) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutputChunk_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutputChunk_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutputChunk", field, false, false, "Time")
 }
 
 func (ec *executionContext) _PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) (ret graphql.Marshaler) {
@@ -2388,6 +4606,50 @@ func (ec *executionContext) _Project_createdAt(ctx context.Context, field graphq
 }
 func (ec *executionContext) fieldContext_Project_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Project", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Project_commands(ctx context.Context, field graphql.CollectedField, obj *domain.Project) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Project_commands(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Project().Commands(ctx, obj, fc.Args["status"].(*domain.CommandStatus), fc.Args["first"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandConnection) graphql.Marshaler {
+			return ec.marshalNCommandConnection2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐCommandConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Project_commands(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Project",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CommandConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Project_commands_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _ProjectConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.ProjectConnection) (ret graphql.Marshaler) {
@@ -2834,6 +5096,180 @@ func (ec *executionContext) fieldContext_Query_apiKey(ctx context.Context, field
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_command(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_command(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Command(ctx, fc.Args["id"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope(ctx, "COMMANDS_READ")
+				if err != nil {
+					var zeroVal *domain.Command
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal *domain.Command
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Command) graphql.Marshaler {
+			return ec.marshalOCommand2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommand(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_command(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Command(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_command_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_commands(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_commands(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Commands(ctx, fc.Args["projectId"].(*string), fc.Args["status"].(*domain.CommandStatus), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope(ctx, "COMMANDS_READ")
+				if err != nil {
+					var zeroVal *model.CommandConnection
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal *model.CommandConnection
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandConnection) graphql.Marshaler {
+			return ec.marshalNCommandConnection2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐCommandConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_commands(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CommandConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_commands_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_queue(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_queue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().Queue(ctx)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope(ctx, "COMMANDS_READ")
+				if err != nil {
+					var zeroVal *model.Queue
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal *model.Queue
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Queue) graphql.Marshaler {
+			return ec.marshalNQueue2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐQueue(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_queue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Queue(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query___type(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2908,6 +5344,199 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _Queue_queued(ctx context.Context, field graphql.CollectedField, obj *model.Queue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Queue_queued(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Queued, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.QueueDepth) graphql.Marshaler {
+			return ec.marshalNQueueDepth2ᚕᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐQueueDepthᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Queue_queued(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Queue",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_QueueDepth(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Queue_queuedTotal(ctx context.Context, field graphql.CollectedField, obj *model.Queue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Queue_queuedTotal(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.QueuedTotal, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Queue_queuedTotal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Queue", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Queue_running(ctx context.Context, field graphql.CollectedField, obj *model.Queue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Queue_running(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Running, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Queue_running(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Queue", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Queue_concurrency(ctx context.Context, field graphql.CollectedField, obj *model.Queue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Queue_concurrency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Concurrency, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Queue_concurrency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Queue", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Queue_perProject(ctx context.Context, field graphql.CollectedField, obj *model.Queue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Queue_perProject(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PerProject, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Queue_perProject(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Queue", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Queue_maxQueuedPerKey(ctx context.Context, field graphql.CollectedField, obj *model.Queue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Queue_maxQueuedPerKey(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MaxQueuedPerKey, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Queue_maxQueuedPerKey(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Queue", field, false, false, "Int")
+}
+
+func (ec *executionContext) _QueueDepth_priority(ctx context.Context, field graphql.CollectedField, obj *model.QueueDepth) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QueueDepth_priority(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Priority, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.Priority) graphql.Marshaler {
+			return ec.marshalNPriority2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QueueDepth_priority(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QueueDepth", field, false, false, "Priority")
+}
+
+func (ec *executionContext) _QueueDepth_count(ctx context.Context, field graphql.CollectedField, obj *model.QueueDepth) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QueueDepth_count(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Count, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QueueDepth_count(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QueueDepth", field, false, false, "Int")
 }
 
 func (ec *executionContext) _RevokeAPIKeyPayload_apiKey(ctx context.Context, field graphql.CollectedField, obj *model.RevokeAPIKeyPayload) (ret graphql.Marshaler) {
@@ -2995,6 +5624,130 @@ func (ec *executionContext) _RotateAPIKeyPayload_token(ctx context.Context, fiel
 }
 func (ec *executionContext) fieldContext_RotateAPIKeyPayload_token(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("RotateAPIKeyPayload", field, false, false, "String")
+}
+
+func (ec *executionContext) _Subscription_commandOutput(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_commandOutput(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().CommandOutput(ctx, fc.Args["commandId"].(string), fc.Args["afterSeq"].(*int))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope(ctx, "COMMANDS_READ")
+				if err != nil {
+					var zeroVal model.CommandOutputEvent
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal model.CommandOutputEvent
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v model.CommandOutputEvent) graphql.Marshaler {
+			return ec.marshalNCommandOutputEvent2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐCommandOutputEvent(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_commandOutput(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type CommandOutputEvent does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_commandOutput_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Subscription_commandEvents(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_commandEvents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().CommandEvents(ctx, fc.Args["projectId"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope(ctx, "COMMANDS_READ")
+				if err != nil {
+					var zeroVal *domain.Command
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal *domain.Command
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Command) graphql.Marshaler {
+			return ec.marshalNCommand2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommand(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_commandEvents(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Command(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_commandEvents_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) ___Directive_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
@@ -4070,6 +6823,48 @@ func (ec *executionContext) fieldContext___Type_isOneOf(_ context.Context, field
 
 // region    **************************** input.gotpl *****************************
 
+func (ec *executionContext) unmarshalInputCancelCommandInput(ctx context.Context, obj any) (model.CancelCommandInput, error) {
+	var it model.CancelCommandInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"id"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "id":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("id"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ID = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCancelCommandInput unmarshals raw into the CancelCommandInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCancelCommandInput(ctx context.Context, raw any) (model.CancelCommandInput, error) {
+	var out model.CancelCommandInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CancelCommandInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputCreateAPIKeyInput(ctx context.Context, obj any) (model.CreateAPIKeyInput, error) {
 	var it model.CreateAPIKeyInput
 	if obj == nil {
@@ -4137,6 +6932,160 @@ func (ec *executionContext) unmarshalInputCreateAPIKeyInput(ctx context.Context,
 func UnmarshalCreateAPIKeyInput(ctx context.Context, raw any) (model.CreateAPIKeyInput, error) {
 	var out model.CreateAPIKeyInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateAPIKeyInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputEnvVarInput(ctx context.Context, obj any) (model.EnvVarInput, error) {
+	var it model.EnvVarInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"name", "value"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "value":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("value"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Value = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalEnvVarInput unmarshals raw into the EnvVarInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalEnvVarInput(ctx context.Context, raw any) (model.EnvVarInput, error) {
+	var out model.EnvVarInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "EnvVarInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputExecuteCommandInput(ctx context.Context, obj any) (model.ExecuteCommandInput, error) {
+	var it model.ExecuteCommandInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"projectId", "type", "argv", "shell", "prompt", "env", "workdir", "priority", "timeoutSeconds", "clientToken"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "projectId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("projectId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ProjectID = data
+		case "type":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("type"))
+			data, err := ec.unmarshalOCommandType2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandType(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Type = data
+		case "argv":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("argv"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Argv = data
+		case "shell":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("shell"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Shell = data
+		case "prompt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("prompt"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Prompt = data
+		case "env":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("env"))
+			data, err := ec.unmarshalOEnvVarInput2ᚕᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐEnvVarInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Env = data
+		case "workdir":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("workdir"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Workdir = data
+		case "priority":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("priority"))
+			data, err := ec.unmarshalOPriority2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Priority = data
+		case "timeoutSeconds":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("timeoutSeconds"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TimeoutSeconds = data
+		case "clientToken":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clientToken"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClientToken = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalExecuteCommandInput unmarshals raw into the ExecuteCommandInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalExecuteCommandInput(ctx context.Context, raw any) (model.ExecuteCommandInput, error) {
+	var out model.ExecuteCommandInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ExecuteCommandInput", raw, &out)
 	return out, err
 }
 
@@ -4333,6 +7282,33 @@ func UnmarshalRotateAPIKeyInput(ctx context.Context, raw any) (model.RotateAPIKe
 
 // region    ************************** interface.gotpl ***************************
 
+func (ec *executionContext) _CommandOutputEvent(ctx context.Context, sel ast.SelectionSet, obj model.CommandOutputEvent) graphql.Marshaler {
+	switch obj := (obj).(type) {
+	case nil:
+		return graphql.Null
+	case model.OutputChunk:
+		return ec._OutputChunk(ctx, sel, &obj)
+	case *model.OutputChunk:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._OutputChunk(ctx, sel, obj)
+	case model.CommandFinished:
+		return ec._CommandFinished(ctx, sel, &obj)
+	case *model.CommandFinished:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._CommandFinished(ctx, sel, obj)
+	default:
+		if typedObj, ok := obj.(graphql.Marshaler); ok {
+			return typedObj
+		} else {
+			panic(fmt.Errorf("unexpected type %T; non-generated variants of CommandOutputEvent must implement graphql.Marshaler", obj))
+		}
+	}
+}
+
 // endregion ************************** interface.gotpl ***************************
 
 // region    **************************** object.gotpl ****************************
@@ -4511,6 +7487,332 @@ func (ec *executionContext) _APIKeyEdge(ctx context.Context, sel ast.SelectionSe
 	return out
 }
 
+var cancelCommandPayloadImplementors = []string{"CancelCommandPayload"}
+
+func (ec *executionContext) _CancelCommandPayload(ctx context.Context, sel ast.SelectionSet, obj *model.CancelCommandPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, cancelCommandPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CancelCommandPayload")
+		case "command":
+			out.Values[i] = ec._CancelCommandPayload_command(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var commandImplementors = []string{"Command"}
+
+func (ec *executionContext) _Command(ctx context.Context, sel ast.SelectionSet, obj *domain.Command) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, commandImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Command")
+		case "id":
+			out.Values[i] = ec._Command_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "projectId":
+			out.Values[i] = ec._Command_projectId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "project":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Command_project(ctx, field, obj)
+				})
+		case "type":
+			out.Values[i] = ec._Command_type(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "argv":
+			out.Values[i] = ec._Command_argv(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "envNames":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Command_envNames(ctx, field, obj)
+				})
+		case "workdir":
+			out.Values[i] = ec._Command_workdir(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "priority":
+			out.Values[i] = ec._Command_priority(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "timeoutSeconds":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Command_timeoutSeconds(ctx, field, obj)
+				})
+		case "status":
+			out.Values[i] = ec._Command_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "exitCode":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Command_exitCode(ctx, field, obj)
+				})
+		case "signal":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Command_signal(ctx, field, obj)
+				})
+		case "reason":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Command_reason(ctx, field, obj)
+				})
+		case "cancelRequested":
+			out.Values[i] = ec._Command_cancelRequested(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "submittedById":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Command_submittedById(ctx, field, obj)
+				})
+		case "createdAt":
+			out.Values[i] = ec._Command_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "startedAt":
+			out.Values[i] = ec._Command_startedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "finishedAt":
+			out.Values[i] = ec._Command_finishedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "durationMs":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Command_durationMs(ctx, field, obj)
+				})
+		case "outputBytes":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Command_outputBytes(ctx, field, obj)
+				})
+		case "truncated":
+			out.Values[i] = ec._Command_truncated(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "lastSeq":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Command_lastSeq(ctx, field, obj)
+				})
+		case "clientToken":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Command_clientToken(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var commandConnectionImplementors = []string{"CommandConnection"}
+
+func (ec *executionContext) _CommandConnection(ctx context.Context, sel ast.SelectionSet, obj *model.CommandConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, commandConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CommandConnection")
+		case "edges":
+			out.Values[i] = ec._CommandConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "nodes":
+			out.Values[i] = ec._CommandConnection_nodes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._CommandConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var commandEdgeImplementors = []string{"CommandEdge"}
+
+func (ec *executionContext) _CommandEdge(ctx context.Context, sel ast.SelectionSet, obj *model.CommandEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, commandEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CommandEdge")
+		case "cursor":
+			out.Values[i] = ec._CommandEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._CommandEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var commandFinishedImplementors = []string{"CommandFinished", "CommandOutputEvent"}
+
+func (ec *executionContext) _CommandFinished(ctx context.Context, sel ast.SelectionSet, obj *model.CommandFinished) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, commandFinishedImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CommandFinished")
+		case "command":
+			out.Values[i] = ec._CommandFinished_command(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "status":
+			out.Values[i] = ec._CommandFinished_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "exitCode":
+			out.Values[i] = ec._CommandFinished_exitCode(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "durationMs":
+			out.Values[i] = ec._CommandFinished_durationMs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "truncated":
+			out.Values[i] = ec._CommandFinished_truncated(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "lastSeq":
+			out.Values[i] = ec._CommandFinished_lastSeq(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var createAPIKeyPayloadImplementors = []string{"CreateAPIKeyPayload"}
 
 func (ec *executionContext) _CreateAPIKeyPayload(ctx context.Context, sel ast.SelectionSet, obj *model.CreateAPIKeyPayload) graphql.Marshaler {
@@ -4529,6 +7831,39 @@ func (ec *executionContext) _CreateAPIKeyPayload(ctx context.Context, sel ast.Se
 			}
 		case "token":
 			out.Values[i] = ec._CreateAPIKeyPayload_token(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var executeCommandPayloadImplementors = []string{"ExecuteCommandPayload"}
+
+func (ec *executionContext) _ExecuteCommandPayload(ctx context.Context, sel ast.SelectionSet, obj *model.ExecuteCommandPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, executeCommandPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ExecuteCommandPayload")
+		case "command":
+			out.Values[i] = ec._ExecuteCommandPayload_command(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -4624,6 +7959,68 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_rotateAPIKey(ctx, field)
 			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "executeCommand":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_executeCommand(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cancelCommand":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_cancelCommand(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var outputChunkImplementors = []string{"OutputChunk", "CommandOutputEvent"}
+
+func (ec *executionContext) _OutputChunk(ctx context.Context, sel ast.SelectionSet, obj *model.OutputChunk) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, outputChunkImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("OutputChunk")
+		case "seq":
+			out.Values[i] = ec._OutputChunk_seq(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "stream":
+			out.Values[i] = ec._OutputChunk_stream(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "data":
+			out.Values[i] = ec._OutputChunk_data(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "at":
+			out.Values[i] = ec._OutputChunk_at(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -4735,6 +8132,12 @@ func (ec *executionContext) _Project(ctx context.Context, sel ast.SelectionSet, 
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "commands":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Project_commands(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -4882,6 +8285,24 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_apiKey(ctx, field)
 				})
+		case "command":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_command(ctx, field)
+				})
+		case "commands":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_commands(ctx, field)
+				})
+		case "queue":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_queue(ctx, field)
+				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Query___type(ctx, field)
@@ -4895,6 +8316,102 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			})
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var queueImplementors = []string{"Queue"}
+
+func (ec *executionContext) _Queue(ctx context.Context, sel ast.SelectionSet, obj *model.Queue) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, queueImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Queue")
+		case "queued":
+			out.Values[i] = ec._Queue_queued(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "queuedTotal":
+			out.Values[i] = ec._Queue_queuedTotal(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "running":
+			out.Values[i] = ec._Queue_running(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "concurrency":
+			out.Values[i] = ec._Queue_concurrency(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "perProject":
+			out.Values[i] = ec._Queue_perProject(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "maxQueuedPerKey":
+			out.Values[i] = ec._Queue_maxQueuedPerKey(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var queueDepthImplementors = []string{"QueueDepth"}
+
+func (ec *executionContext) _QueueDepth(ctx context.Context, sel ast.SelectionSet, obj *model.QueueDepth) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, queueDepthImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("QueueDepth")
+		case "priority":
+			out.Values[i] = ec._QueueDepth_priority(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "count":
+			out.Values[i] = ec._QueueDepth_count(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -4982,6 +8499,28 @@ func (ec *executionContext) _RotateAPIKeyPayload(ctx context.Context, sel ast.Se
 	}
 
 	return out
+}
+
+var subscriptionImplementors = []string{"Subscription"}
+
+func (ec *executionContext) _Subscription(ctx context.Context, sel ast.SelectionSet) func(ctx context.Context) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, subscriptionImplementors)
+	ctx = graphql.WithFieldContext(ctx, &graphql.FieldContext{
+		Object: "Subscription",
+	})
+	if len(fields) != 1 {
+		graphql.AddErrorf(ctx, "must subscribe to exactly one stream")
+		return nil
+	}
+
+	switch fields[0].Name {
+	case "commandOutput":
+		return ec._Subscription_commandOutput(ctx, fields[0])
+	case "commandEvents":
+		return ec._Subscription_commandEvents(ctx, fields[0])
+	default:
+		panic("unknown field " + strconv.Quote(fields[0].Name))
+	}
 }
 
 var __DirectiveImplementors = []string{"__Directive"}
@@ -5444,6 +8983,147 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 	return res
 }
 
+func (ec *executionContext) unmarshalNCancelCommandInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐCancelCommandInput(ctx context.Context, v any) (model.CancelCommandInput, error) {
+	res, err := ec.unmarshalInputCancelCommandInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCancelCommandPayload2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐCancelCommandPayload(ctx context.Context, sel ast.SelectionSet, v *model.CancelCommandPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CancelCommandPayload!")
+		return graphql.Null
+	}
+	return ec._CancelCommandPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCommand2ᚕᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandᚄ(ctx context.Context, sel ast.SelectionSet, v []*domain.Command) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNCommand2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommand(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNCommand2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommand(ctx context.Context, sel ast.SelectionSet, v *domain.Command) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Command!")
+		return graphql.Null
+	}
+	return ec._Command(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCommandConnection2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐCommandConnection(ctx context.Context, sel ast.SelectionSet, v *model.CommandConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CommandConnection!")
+		return graphql.Null
+	}
+	return ec._CommandConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCommandEdge2ᚕᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐCommandEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.CommandEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNCommandEdge2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐCommandEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNCommandEdge2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐCommandEdge(ctx context.Context, sel ast.SelectionSet, v *model.CommandEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CommandEdge!")
+		return graphql.Null
+	}
+	return ec._CommandEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCommandOutputEvent2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐCommandOutputEvent(ctx context.Context, sel ast.SelectionSet, v model.CommandOutputEvent) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CommandOutputEvent!")
+		return graphql.Null
+	}
+	return ec._CommandOutputEvent(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNCommandStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus(ctx context.Context, v any) (domain.CommandStatus, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNCommandStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus[tmp]
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCommandStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus(ctx context.Context, sel ast.SelectionSet, v domain.CommandStatus) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNCommandStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "CommandStatus!")
+	}
+	return res
+}
+
+var (
+	unmarshalNCommandStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus = map[string]domain.CommandStatus{
+		"QUEUED":      domain.CommandQueued,
+		"RUNNING":     domain.CommandRunning,
+		"SUCCEEDED":   domain.CommandSucceeded,
+		"FAILED":      domain.CommandFailed,
+		"CANCELLED":   domain.CommandCancelled,
+		"TIMED_OUT":   domain.CommandTimedOut,
+		"INTERRUPTED": domain.CommandInterrupted,
+	}
+	marshalNCommandStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus = map[domain.CommandStatus]string{
+		domain.CommandQueued:      "QUEUED",
+		domain.CommandRunning:     "RUNNING",
+		domain.CommandSucceeded:   "SUCCEEDED",
+		domain.CommandFailed:      "FAILED",
+		domain.CommandCancelled:   "CANCELLED",
+		domain.CommandTimedOut:    "TIMED_OUT",
+		domain.CommandInterrupted: "INTERRUPTED",
+	}
+)
+
+func (ec *executionContext) unmarshalNCommandType2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandType(ctx context.Context, v any) (domain.CommandType, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNCommandType2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandType[tmp]
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCommandType2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandType(ctx context.Context, sel ast.SelectionSet, v domain.CommandType) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNCommandType2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandType[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "CommandType!")
+	}
+	return res
+}
+
+var (
+	unmarshalNCommandType2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandType = map[string]domain.CommandType{
+		"EXEC":   domain.CommandExec,
+		"SHELL":  domain.CommandShell,
+		"CLAUDE": domain.CommandClaude,
+	}
+	marshalNCommandType2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandType = map[domain.CommandType]string{
+		domain.CommandExec:   "EXEC",
+		domain.CommandShell:  "SHELL",
+		domain.CommandClaude: "CLAUDE",
+	}
+)
+
 func (ec *executionContext) unmarshalNCreateAPIKeyInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐCreateAPIKeyInput(ctx context.Context, v any) (model.CreateAPIKeyInput, error) {
 	res, err := ec.unmarshalInputCreateAPIKeyInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -5457,6 +9137,24 @@ func (ec *executionContext) marshalNCreateAPIKeyPayload2ᚖgithubᚗcomᚋrdev�
 	return ec._CreateAPIKeyPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNEnvVarInput2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐEnvVarInput(ctx context.Context, v any) (*model.EnvVarInput, error) {
+	res, err := ec.unmarshalInputEnvVarInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNExecuteCommandInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐExecuteCommandInput(ctx context.Context, v any) (model.ExecuteCommandInput, error) {
+	res, err := ec.unmarshalInputExecuteCommandInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNExecuteCommandPayload2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐExecuteCommandPayload(ctx context.Context, sel ast.SelectionSet, v *model.ExecuteCommandPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ExecuteCommandPayload!")
+		return graphql.Null
+	}
+	return ec._ExecuteCommandPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNID2string(ctx context.Context, v any) (string, error) {
 	res, err := graphql.UnmarshalID(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -5467,6 +9165,20 @@ func (ec *executionContext) marshalNID2string(ctx context.Context, sel ast.Selec
 	res := graphql.MarshalID(v)
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "ID!")
+	}
+	return res
+}
+
+func (ec *executionContext) unmarshalNInt2int(ctx context.Context, v any) (int, error) {
+	res, err := graphql.UnmarshalInt(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNInt2int(ctx context.Context, sel ast.SelectionSet, v int) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalInt(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Int!")
 	}
 	return res
 }
@@ -5507,6 +9219,36 @@ func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋrdevᚑhqᚋrdev�
 	}
 	return ec._PageInfo(ctx, sel, v)
 }
+
+func (ec *executionContext) unmarshalNPriority2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority(ctx context.Context, v any) (domain.Priority, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNPriority2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority[tmp]
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNPriority2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority(ctx context.Context, sel ast.SelectionSet, v domain.Priority) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNPriority2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Priority!")
+	}
+	return res
+}
+
+var (
+	unmarshalNPriority2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority = map[string]domain.Priority{
+		"LOW":    domain.PriorityLow,
+		"NORMAL": domain.PriorityNormal,
+		"HIGH":   domain.PriorityHigh,
+		"URGENT": domain.PriorityUrgent,
+	}
+	marshalNPriority2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority = map[domain.Priority]string{
+		domain.PriorityLow:    "LOW",
+		domain.PriorityNormal: "NORMAL",
+		domain.PriorityHigh:   "HIGH",
+		domain.PriorityUrgent: "URGENT",
+	}
+)
 
 func (ec *executionContext) marshalNProject2ᚕᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectᚄ(ctx context.Context, sel ast.SelectionSet, v []*domain.Project) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
@@ -5595,6 +9337,38 @@ var (
 		domain.ProjectGone:     "GONE",
 	}
 )
+
+func (ec *executionContext) marshalNQueue2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐQueue(ctx context.Context, sel ast.SelectionSet, v *model.Queue) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Queue!")
+		return graphql.Null
+	}
+	return ec._Queue(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNQueueDepth2ᚕᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐQueueDepthᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.QueueDepth) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNQueueDepth2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐQueueDepth(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNQueueDepth2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐQueueDepth(ctx context.Context, sel ast.SelectionSet, v *model.QueueDepth) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "QueueDepth!")
+		return graphql.Null
+	}
+	return ec._QueueDepth(ctx, sel, v)
+}
 
 func (ec *executionContext) unmarshalNRevokeAPIKeyInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐRevokeAPIKeyInput(ctx context.Context, v any) (model.RevokeAPIKeyInput, error) {
 	res, err := ec.unmarshalInputRevokeAPIKeyInput(ctx, v)
@@ -5691,6 +9465,32 @@ func (ec *executionContext) marshalNScope2ᚕgithubᚗcomᚋrdevᚑhqᚋrdevᚋd
 
 	return ret
 }
+
+func (ec *executionContext) unmarshalNStream2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐStream(ctx context.Context, v any) (domain.Stream, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNStream2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐStream[tmp]
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNStream2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐStream(ctx context.Context, sel ast.SelectionSet, v domain.Stream) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNStream2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐStream[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Stream!")
+	}
+	return res
+}
+
+var (
+	unmarshalNStream2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐStream = map[string]domain.Stream{
+		"STDOUT": domain.Stdout,
+		"STDERR": domain.Stderr,
+	}
+	marshalNStream2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐStream = map[domain.Stream]string{
+		domain.Stdout: "STDOUT",
+		domain.Stderr: "STDERR",
+	}
+)
 
 func (ec *executionContext) unmarshalNString2string(ctx context.Context, v any) (string, error) {
 	res, err := graphql.UnmarshalString(v)
@@ -5928,6 +9728,102 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	return res
 }
 
+func (ec *executionContext) marshalOCommand2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommand(ctx context.Context, sel ast.SelectionSet, v *domain.Command) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Command(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOCommandStatus2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus(ctx context.Context, v any) (*domain.CommandStatus, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalOCommandStatus2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus[tmp]
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOCommandStatus2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus(ctx context.Context, sel ast.SelectionSet, v *domain.CommandStatus) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(marshalOCommandStatus2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus[*v])
+	return res
+}
+
+var (
+	unmarshalOCommandStatus2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus = map[string]domain.CommandStatus{
+		"QUEUED":      domain.CommandQueued,
+		"RUNNING":     domain.CommandRunning,
+		"SUCCEEDED":   domain.CommandSucceeded,
+		"FAILED":      domain.CommandFailed,
+		"CANCELLED":   domain.CommandCancelled,
+		"TIMED_OUT":   domain.CommandTimedOut,
+		"INTERRUPTED": domain.CommandInterrupted,
+	}
+	marshalOCommandStatus2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus = map[domain.CommandStatus]string{
+		domain.CommandQueued:      "QUEUED",
+		domain.CommandRunning:     "RUNNING",
+		domain.CommandSucceeded:   "SUCCEEDED",
+		domain.CommandFailed:      "FAILED",
+		domain.CommandCancelled:   "CANCELLED",
+		domain.CommandTimedOut:    "TIMED_OUT",
+		domain.CommandInterrupted: "INTERRUPTED",
+	}
+)
+
+func (ec *executionContext) unmarshalOCommandType2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandType(ctx context.Context, v any) (*domain.CommandType, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalOCommandType2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandType[tmp]
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOCommandType2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandType(ctx context.Context, sel ast.SelectionSet, v *domain.CommandType) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(marshalOCommandType2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandType[*v])
+	return res
+}
+
+var (
+	unmarshalOCommandType2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandType = map[string]domain.CommandType{
+		"EXEC":   domain.CommandExec,
+		"SHELL":  domain.CommandShell,
+		"CLAUDE": domain.CommandClaude,
+	}
+	marshalOCommandType2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandType = map[domain.CommandType]string{
+		domain.CommandExec:   "EXEC",
+		domain.CommandShell:  "SHELL",
+		domain.CommandClaude: "CLAUDE",
+	}
+)
+
+func (ec *executionContext) unmarshalOEnvVarInput2ᚕᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐEnvVarInputᚄ(ctx context.Context, v any) ([]*model.EnvVarInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*model.EnvVarInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNEnvVarInput2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐEnvVarInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
 func (ec *executionContext) unmarshalOID2ᚖstring(ctx context.Context, v any) (*string, error) {
 	if v == nil {
 		return nil, nil
@@ -5980,6 +9876,40 @@ func (ec *executionContext) unmarshalOLabelInput2ᚕᚖgithubᚗcomᚋrdevᚑhq�
 	}
 	return res, nil
 }
+
+func (ec *executionContext) unmarshalOPriority2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority(ctx context.Context, v any) (*domain.Priority, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalOPriority2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority[tmp]
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOPriority2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority(ctx context.Context, sel ast.SelectionSet, v *domain.Priority) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(marshalOPriority2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority[*v])
+	return res
+}
+
+var (
+	unmarshalOPriority2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority = map[string]domain.Priority{
+		"LOW":    domain.PriorityLow,
+		"NORMAL": domain.PriorityNormal,
+		"HIGH":   domain.PriorityHigh,
+		"URGENT": domain.PriorityUrgent,
+	}
+	marshalOPriority2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority = map[domain.Priority]string{
+		domain.PriorityLow:    "LOW",
+		domain.PriorityNormal: "NORMAL",
+		domain.PriorityHigh:   "HIGH",
+		domain.PriorityUrgent: "URGENT",
+	}
+)
 
 func (ec *executionContext) marshalOProject2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProject(ctx context.Context, sel ast.SelectionSet, v *domain.Project) graphql.Marshaler {
 	if v == nil {

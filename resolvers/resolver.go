@@ -9,4 +9,5 @@ import "github.com/rdev-hq/rdev/domain"
 type Resolver struct {
 	ProjectService *domain.ProjectService
 	APIKeyService  *domain.APIKeyService
+	CommandService *domain.CommandService
 }

@@ -7,6 +7,8 @@ package resolvers
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/rdev-hq/rdev/domain"
@@ -49,6 +51,57 @@ func (r *aPIKeyResolver) CreatedByID(ctx context.Context, obj *domain.APIKey) (*
 	return &obj.CreatedBy, nil
 }
 
+func (r *commandResolver) Project(ctx context.Context, obj *domain.Command) (*domain.Project, error) {
+	p, err := r.ProjectService.Get(ctx, obj.ProjectID)
+	if domain.ErrorCode(err) == domain.ENOTFOUND {
+		return nil, nil
+	}
+	return p, err
+}
+
+func (r *commandResolver) EnvNames(ctx context.Context, obj *domain.Command) ([]string, error) {
+	return slices.Sorted(maps.Keys(obj.Env)), nil
+}
+
+func (r *commandResolver) TimeoutSeconds(ctx context.Context, obj *domain.Command) (int, error) {
+	return int(obj.Timeout.Seconds()), nil
+}
+
+func (r *commandResolver) ExitCode(ctx context.Context, obj *domain.Command) (*int, error) {
+	return obj.ExitCode, nil
+}
+
+func (r *commandResolver) Signal(ctx context.Context, obj *domain.Command) (*string, error) {
+	return optional(obj.Signal), nil
+}
+
+func (r *commandResolver) Reason(ctx context.Context, obj *domain.Command) (*string, error) {
+	return optional(obj.Reason), nil
+}
+
+func (r *commandResolver) SubmittedByID(ctx context.Context, obj *domain.Command) (*string, error) {
+	return optional(obj.KeyID), nil
+}
+
+func (r *commandResolver) DurationMs(ctx context.Context, obj *domain.Command) (*int, error) {
+	if obj.FinishedAt == nil {
+		return nil, nil
+	}
+	return new(int(obj.Duration().Milliseconds())), nil
+}
+
+func (r *commandResolver) OutputBytes(ctx context.Context, obj *domain.Command) (int, error) {
+	return int(obj.OutputBytes), nil
+}
+
+func (r *commandResolver) LastSeq(ctx context.Context, obj *domain.Command) (int, error) {
+	return int(obj.LastSeq), nil
+}
+
+func (r *commandResolver) ClientToken(ctx context.Context, obj *domain.Command) (*string, error) {
+	return optional(obj.ClientToken), nil
+}
+
 // CreateAPIKey is the resolver for the createAPIKey field.
 func (r *mutationResolver) CreateAPIKey(ctx context.Context, input model.CreateAPIKeyInput) (*model.CreateAPIKeyPayload, error) {
 	k, token, err := r.APIKeyService.Create(ctx, domain.CreateAPIKey{
@@ -86,6 +139,22 @@ func (r *mutationResolver) RotateAPIKey(ctx context.Context, input model.RotateA
 	return &model.RotateAPIKeyPayload{APIKey: k, Token: token}, nil
 }
 
+func (r *mutationResolver) ExecuteCommand(ctx context.Context, input model.ExecuteCommandInput) (*model.ExecuteCommandPayload, error) {
+	c, err := r.CommandService.Execute(ctx, executeCommand(input))
+	if err != nil {
+		return nil, err
+	}
+	return &model.ExecuteCommandPayload{Command: c}, nil
+}
+
+func (r *mutationResolver) CancelCommand(ctx context.Context, input model.CancelCommandInput) (*model.CancelCommandPayload, error) {
+	c, err := r.CommandService.Cancel(ctx, input.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &model.CancelCommandPayload{Command: c}, nil
+}
+
 // Labels is the resolver for the labels field.
 func (r *projectResolver) Labels(ctx context.Context, obj *domain.Project) ([]*model.Label, error) {
 	return labels(obj.Labels), nil
@@ -94,6 +163,18 @@ func (r *projectResolver) Labels(ctx context.Context, obj *domain.Project) ([]*m
 // Annotations is the resolver for the annotations field.
 func (r *projectResolver) Annotations(ctx context.Context, obj *domain.Project) ([]*model.Label, error) {
 	return labels(obj.Annotations), nil
+}
+
+func (r *projectResolver) Commands(ctx context.Context, obj *domain.Project, status *domain.CommandStatus, first *int) (*model.CommandConnection, error) {
+	req, err := domain.NewPageRequest(first, nil)
+	if err != nil {
+		return nil, err
+	}
+	p, err := loadersFrom(ctx).projectCommands(ctx, obj.ID, deref(status), req.First)
+	if err != nil {
+		return nil, err
+	}
+	return commandConnection(p), nil
 }
 
 // Viewer is the resolver for the viewer field.
@@ -137,7 +218,45 @@ func (r *queryResolver) APIKey(ctx context.Context, id string) (*domain.APIKey, 
 	return r.APIKeyService.Get(ctx, id)
 }
 
+func (r *queryResolver) Command(ctx context.Context, id string) (*domain.Command, error) {
+	return r.CommandService.Get(ctx, id)
+}
+
+func (r *queryResolver) Commands(ctx context.Context, projectID *string, status *domain.CommandStatus, first *int, after *string) (*model.CommandConnection, error) {
+	req, err := domain.NewPageRequest(first, after)
+	if err != nil {
+		return nil, err
+	}
+	p, err := r.CommandService.List(ctx, domain.CommandFilter{ProjectID: deref(projectID), Status: deref(status)}, req)
+	if err != nil {
+		return nil, err
+	}
+	return commandConnection(p), nil
+}
+
+func (r *queryResolver) Queue(ctx context.Context) (*model.Queue, error) {
+	q, err := r.CommandService.Queue(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return queue(q), nil
+}
+
+func (r *subscriptionResolver) CommandOutput(ctx context.Context, commandID string, afterSeq *int) (<-chan model.CommandOutputEvent, error) {
+	events, err := r.CommandService.Output(ctx, commandID, int64(deref(afterSeq)))
+	if err != nil {
+		return nil, err
+	}
+	return mapChan(ctx, events, outputEvent), nil
+}
+
+func (r *subscriptionResolver) CommandEvents(ctx context.Context, projectID string) (<-chan *domain.Command, error) {
+	return r.CommandService.Events(ctx, projectID)
+}
+
 func (r *Resolver) APIKey() graph.APIKeyResolver { return &aPIKeyResolver{r} }
+
+func (r *Resolver) Command() graph.CommandResolver { return &commandResolver{r} }
 
 func (r *Resolver) Mutation() graph.MutationResolver { return &mutationResolver{r} }
 
@@ -145,9 +264,13 @@ func (r *Resolver) Project() graph.ProjectResolver { return &projectResolver{r} 
 
 func (r *Resolver) Query() graph.QueryResolver { return &queryResolver{r} }
 
+func (r *Resolver) Subscription() graph.SubscriptionResolver { return &subscriptionResolver{r} }
+
 type (
-	aPIKeyResolver   struct{ *Resolver }
-	mutationResolver struct{ *Resolver }
-	projectResolver  struct{ *Resolver }
-	queryResolver    struct{ *Resolver }
+	aPIKeyResolver       struct{ *Resolver }
+	commandResolver      struct{ *Resolver }
+	mutationResolver     struct{ *Resolver }
+	projectResolver      struct{ *Resolver }
+	queryResolver        struct{ *Resolver }
+	subscriptionResolver struct{ *Resolver }
 )

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
@@ -76,6 +77,9 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	srv.SetParserTokenLimit(cfg.ParserTokenLimit)
 	srv.SetErrorPresenter(errorPresenter(cfg.Logger))
 	srv.SetRecoverFunc(recoverFunc(cfg.Logger))
+	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+		return next(withLoaders(ctx, newLoaders(root.CommandService)))
+	})
 	if cfg.Introspection {
 		srv.Use(extension.Introspection{})
 	}

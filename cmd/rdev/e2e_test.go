@@ -46,6 +46,8 @@ func TestMain(m *testing.M) {
 type instance struct {
 	t   *testing.T
 	env []string
+	// workspace is the root of the instance's local projects.
+	workspace string
 }
 
 func newInstance(t *testing.T, extra ...string) *instance {
@@ -56,7 +58,7 @@ func newInstance(t *testing.T, extra ...string) *instance {
 		"RDEV_LOG_FORMAT=text",
 		"DATABASE_URL=",
 	)
-	return &instance{t: t, env: append(env, extra...)}
+	return &instance{t: t, env: append(env, extra...), workspace: filepath.Join(dir, "workspace")}
 }
 
 // cli runs `rdev args…` to completion and returns its stdout, stderr and

@@ -26,6 +26,8 @@ Usage:
   rdev keys create --name N --scopes S   create an API key and print its token once
   rdev keys list                         list API keys
   rdev keys revoke ID                    revoke an API key
+  rdev exec PROJECT -- ARGV…             run a command in a project and stream its output
+  rdev logs [--follow] COMMAND_ID        print a command's output
   rdev version                           print the version
 
 Run "rdev COMMAND --help" for the flags of a command. Every flag can also be
@@ -60,6 +62,10 @@ func run(ctx context.Context, args []string, c cli) int {
 		err = runMigrate(ctx, rest, c)
 	case "keys":
 		err = runKeys(ctx, rest, c)
+	case "exec":
+		return runExec(ctx, rest, c)
+	case "logs":
+		return runLogs(ctx, rest, c)
 	case "version", "--version":
 		_, err = fmt.Fprintf(c.stdout, "rdev %s %s\n", version, commit)
 	case "help", "-h", "--help":

@@ -8,13 +8,16 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/uptrace/bun/migrate"
 
 	"github.com/rdev-hq/rdev/domain"
 	"github.com/rdev-hq/rdev/infra/bunstore"
+	"github.com/rdev-hq/rdev/infra/hub"
 	"github.com/rdev-hq/rdev/infra/local"
+	"github.com/rdev-hq/rdev/infra/postgres"
 	"github.com/rdev-hq/rdev/infra/websocket"
 	"github.com/rdev-hq/rdev/resolvers"
 )
@@ -36,6 +39,7 @@ type serveConfig struct {
 	ShutdownTimeout    time.Duration
 	UsageFlushInterval time.Duration
 	AutoMigrate        bool
+	commands           commandConfig
 	logConfig
 }
 
@@ -55,6 +59,7 @@ func (c *serveConfig) register(f *envFlags) {
 	f.Duration(&c.ShutdownTimeout, "shutdown-timeout", "RDEV_SHUTDOWN_TIMEOUT", 15*time.Second, "how long to drain requests on SIGTERM")
 	f.Duration(&c.UsageFlushInterval, "usage-flush-interval", "RDEV_USAGE_FLUSH_INTERVAL", time.Minute, "how often API keys' last-used times are written")
 	f.Bool(&c.AutoMigrate, "auto-migrate", "RDEV_AUTO_MIGRATE", true, "apply pending migrations at start-up")
+	c.commands.register(f)
 	c.logConfig.register(f)
 }
 
@@ -83,13 +88,16 @@ func runServe(ctx context.Context, args []string, c cli) error {
 
 // server is a running `rdev serve`: its store, services and HTTP server.
 type server struct {
-	cfg   serveConfig
-	log   *slog.Logger
-	store *bunstore.Store
-	ms    *migrate.Migrations
-	keys  *domain.APIKeyService
-	http  *http.Server
-	ln    net.Listener
+	cfg        serveConfig
+	log        *slog.Logger
+	store      *bunstore.Store
+	ms         *migrate.Migrations
+	keys       *domain.APIKeyService
+	commands   *domain.CommandService
+	dispatcher *domain.Dispatcher
+	bcast      *postgres.Broadcaster // nil on SQLite: one process
+	http       *http.Server
+	ln         net.Listener
 }
 
 func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server, error) {
@@ -104,6 +112,10 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 	trusted, err := domain.ParseCIDRs(cfg.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("RDEV_TRUSTED_PROXIES: %s", domain.ErrorMessage(err))
+	}
+	limits, err := cfg.commands.limits()
+	if err != nil {
+		return nil, err
 	}
 
 	s := &server{cfg: cfg, log: log}
@@ -121,9 +133,23 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		return nil, fmt.Errorf("workspace %s: %w", cfg.Workspace, err)
 	}
 	s.keys = domain.NewAPIKeyService(s.store)
+	events := hub.New()
+	var bcast domain.Broadcaster
+	if !cfg.store.embedded() {
+		s.bcast = postgres.NewBroadcaster(s.store)
+		bcast = s.bcast
+	}
+	s.commands = domain.NewCommandService(s.store, projects, events, bcast, limits)
+	s.dispatcher = domain.NewDispatcher(s.store, projects,
+		local.NewExecutor(projects, local.WithKillGrace(cfg.commands.KillGrace)), events, bcast,
+		domain.DispatcherConfig{
+			Concurrency: limits.Concurrency, PerProject: limits.PerProject,
+			LeaseTTL: cfg.commands.LeaseTTL, Output: cfg.commands.output(), Logger: log,
+		})
 	root := &resolvers.Resolver{
 		ProjectService: domain.NewProjectService(projects),
 		APIKeyService:  s.keys,
+		CommandService: s.commands,
 	}
 	h := resolvers.NewHandler(root, resolvers.Config{
 		Logger:           log,
@@ -174,11 +200,19 @@ func (s *server) run(ctx context.Context) error {
 	s.http.BaseContext = func(net.Listener) context.Context { return base }
 	s.http.RegisterOnShutdown(cancelStreams)
 
-	flushDone := make(chan struct{})
-	go func() {
-		defer close(flushDone)
-		s.flushUsage(base)
-	}()
+	var workers sync.WaitGroup
+	workers.Go(func() { s.flushUsage(base) })
+	dispatchCtx, stopDispatch := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopDispatch()
+	workers.Go(func() { _ = s.dispatcher.Run(dispatchCtx) })
+	if s.bcast != nil {
+		workers.Go(func() {
+			relay := func(topic string, e domain.Event) { s.commands.Relay(base, topic, e) }
+			if err := s.bcast.Listen(base, relay); err != nil && base.Err() == nil {
+				s.log.Error("listening for other rdev processes", "err", err)
+			}
+		})
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.ln) }()
@@ -194,7 +228,8 @@ func (s *server) run(ctx context.Context) error {
 	defer cancel()
 	err := s.http.Shutdown(sctx)
 	cancelStreams()
-	<-flushDone
+	stopDispatch() // running commands end INTERRUPTED
+	workers.Wait()
 	if ferr := s.keys.FlushUsage(sctx); ferr != nil {
 		s.log.Warn("writing API key usage", "err", ferr)
 	}

@@ -8,6 +8,11 @@ import (
 	"github.com/rdev-hq/rdev/domain"
 )
 
+// An item of a commandOutput stream.
+type CommandOutputEvent interface {
+	IsCommandOutputEvent()
+}
+
 // A page of API keys.
 type APIKeyConnection struct {
 	// The keys with their cursors.
@@ -25,6 +30,54 @@ type APIKeyEdge struct {
 	// The key.
 	Node *domain.APIKey `json:"node"`
 }
+
+// Input of cancelCommand.
+type CancelCommandInput struct {
+	// The command to cancel.
+	ID string `json:"id"`
+}
+
+// Result of cancelCommand.
+type CancelCommandPayload struct {
+	// The command: CANCELLED if it was queued, or still RUNNING with cancelRequested set.
+	Command *domain.Command `json:"command"`
+}
+
+// A page of commands.
+type CommandConnection struct {
+	// The commands with their cursors.
+	Edges []*CommandEdge `json:"edges"`
+	// The commands alone.
+	Nodes []*domain.Command `json:"nodes"`
+	// Paging information.
+	PageInfo *PageInfo `json:"pageInfo"`
+}
+
+// A command and its cursor.
+type CommandEdge struct {
+	// Where this command sits in the list.
+	Cursor string `json:"cursor"`
+	// The command.
+	Node *domain.Command `json:"node"`
+}
+
+// The last event of a commandOutput stream.
+type CommandFinished struct {
+	// The command as it ended.
+	Command *domain.Command `json:"command"`
+	// How it ended.
+	Status domain.CommandStatus `json:"status"`
+	// The exit status, when the process exited by itself.
+	ExitCode *int `json:"exitCode,omitempty"`
+	// How long it ran, in milliseconds.
+	DurationMs int `json:"durationMs"`
+	// Whether output passed the cap.
+	Truncated bool `json:"truncated"`
+	// The seq of the last stored chunk.
+	LastSeq int `json:"lastSeq"`
+}
+
+func (CommandFinished) IsCommandOutputEvent() {}
 
 // Input of createAPIKey.
 type CreateAPIKeyInput struct {
@@ -48,6 +101,44 @@ type CreateAPIKeyPayload struct {
 	Token string `json:"token"`
 }
 
+// An environment variable for a command.
+type EnvVarInput struct {
+	// The name: letters, digits and _, not starting with a digit.
+	Name string `json:"name"`
+	// The value.
+	Value string `json:"value"`
+}
+
+// Input of executeCommand. Give exactly one of argv, shell and prompt.
+type ExecuteCommandInput struct {
+	// The project to run in; it must be RUNNING.
+	ProjectID string `json:"projectId"`
+	// How the program is given; inferred from argv, shell or prompt when omitted.
+	Type *domain.CommandType `json:"type,omitempty"`
+	// The program and its arguments (EXEC).
+	Argv []string `json:"argv,omitempty"`
+	// A script for /bin/sh -c (SHELL).
+	Shell *string `json:"shell,omitempty"`
+	// A prompt for the Claude Code CLI (CLAUDE).
+	Prompt *string `json:"prompt,omitempty"`
+	// Environment variables.
+	Env []*EnvVarInput `json:"env,omitempty"`
+	// The working directory, relative to the project root.
+	Workdir *string `json:"workdir,omitempty"`
+	// Queue priority; default NORMAL.
+	Priority *domain.Priority `json:"priority,omitempty"`
+	// The timeout in seconds; default and maximum are set by the server.
+	TimeoutSeconds *int `json:"timeoutSeconds,omitempty"`
+	// An idempotency token: the same token from the same key returns the same command.
+	ClientToken *string `json:"clientToken,omitempty"`
+}
+
+// Result of executeCommand.
+type ExecuteCommandPayload struct {
+	// The command, QUEUED (or as it is now, for a repeated clientToken).
+	Command *domain.Command `json:"command"`
+}
+
 // A key and value, from a label or an annotation.
 type Label struct {
 	// The key.
@@ -67,6 +158,20 @@ type LabelInput struct {
 // The write entry points. Every mutation takes effect atomically.
 type Mutation struct {
 }
+
+// A numbered piece of a command's output.
+type OutputChunk struct {
+	// 1, 2, 3 … per command, across both streams.
+	Seq int `json:"seq"`
+	// Which stream it came from.
+	Stream domain.Stream `json:"stream"`
+	// The text; a chunk never splits a UTF-8 character.
+	Data string `json:"data"`
+	// When it was written.
+	At time.Time `json:"at"`
+}
+
+func (OutputChunk) IsCommandOutputEvent() {}
 
 // Where a page of a connection sits in the whole list.
 type PageInfo struct {
@@ -110,6 +215,30 @@ type ProjectFilter struct {
 type Query struct {
 }
 
+// The command queue.
+type Queue struct {
+	// Queued commands by priority, highest first.
+	Queued []*QueueDepth `json:"queued"`
+	// All queued commands.
+	QueuedTotal int `json:"queuedTotal"`
+	// Running commands, in every rdev process.
+	Running int `json:"running"`
+	// How many commands one rdev process runs at once.
+	Concurrency int `json:"concurrency"`
+	// How many commands run at once in one project.
+	PerProject int `json:"perProject"`
+	// How many commands one API key may have queued.
+	MaxQueuedPerKey int `json:"maxQueuedPerKey"`
+}
+
+// How many commands wait at one priority.
+type QueueDepth struct {
+	// The priority.
+	Priority domain.Priority `json:"priority"`
+	// How many commands wait at it.
+	Count int `json:"count"`
+}
+
 // Input of revokeAPIKey.
 type RevokeAPIKeyInput struct {
 	// The key to revoke.
@@ -136,4 +265,8 @@ type RotateAPIKeyPayload struct {
 	APIKey *domain.APIKey `json:"apiKey"`
 	// The new bearer token. It is shown only this once.
 	Token string `json:"token"`
+}
+
+// Live streams. Over WebSocket (graphql-transport-ws or graphql-ws) or SSE.
+type Subscription struct {
 }

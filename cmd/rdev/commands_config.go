@@ -1,0 +1,66 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/rdev-hq/rdev/domain"
+)
+
+// commandConfig is how `rdev serve` queues, runs and records commands.
+type commandConfig struct {
+	Concurrency     int
+	PerProject      int
+	MaxQueuedPerKey int
+	DefaultTimeout  time.Duration
+	MaxTimeout      time.Duration
+	OutputCap       int
+	OutputTail      int
+	KillGrace       time.Duration
+	LeaseTTL        time.Duration
+	ClaudeCommand   string
+}
+
+func (c *commandConfig) register(f *envFlags) {
+	d := domain.DefaultCommandLimits
+	f.Int(&c.Concurrency, "concurrent-commands", "CONCURRENT_COMMANDS", d.Concurrency, "commands this process runs at once")
+	f.Int(&c.PerProject, "per-project-commands", "RDEV_PER_PROJECT_COMMANDS", d.PerProject, "commands that run at once in one project, across all processes")
+	f.Int(&c.MaxQueuedPerKey, "max-queued-per-key", "RDEV_MAX_QUEUED_PER_KEY", d.MaxQueuedPerKey, "commands one API key may have queued (0: no limit)")
+	f.Duration(&c.DefaultTimeout, "command-timeout", "RDEV_COMMAND_TIMEOUT", d.DefaultTimeout, "timeout of a command that sets none")
+	f.Duration(&c.MaxTimeout, "max-command-timeout", "RDEV_MAX_COMMAND_TIMEOUT", d.MaxTimeout, "largest timeout a command may set")
+	f.Int(&c.OutputCap, "output-cap", "RDEV_OUTPUT_CAP", int(domain.DefaultOutputConfig.Cap), "output bytes stored per command; past it the head and a tail window are kept")
+	f.Int(&c.OutputTail, "output-tail", "RDEV_OUTPUT_TAIL", int(domain.DefaultOutputConfig.TailWindow), "bytes of a truncated command's tail that are kept")
+	f.Duration(&c.KillGrace, "kill-grace", "RDEV_KILL_GRACE", 5*time.Second, "time between SIGTERM and SIGKILL when a command is cancelled or times out")
+	f.Duration(&c.LeaseTTL, "lease-ttl", "RDEV_LEASE_TTL", 30*time.Second, "a running command is INTERRUPTED this long after its process stops renewing it")
+	f.String(&c.ClaudeCommand, "claude-command", "RDEV_CLAUDE_COMMAND", strings.Join(d.ClaudeCommand, " "), "program and flags of CLAUDE commands; the prompt follows after -p")
+}
+
+func (c *commandConfig) limits() (domain.CommandLimits, error) {
+	l := domain.DefaultCommandLimits
+	switch {
+	case c.Concurrency < 1:
+		return l, fmt.Errorf("CONCURRENT_COMMANDS: must be at least 1, got %d", c.Concurrency)
+	case c.PerProject < 1:
+		return l, fmt.Errorf("RDEV_PER_PROJECT_COMMANDS: must be at least 1, got %d", c.PerProject)
+	case c.MaxQueuedPerKey < 0:
+		return l, fmt.Errorf("RDEV_MAX_QUEUED_PER_KEY: must not be negative, got %d", c.MaxQueuedPerKey)
+	case c.DefaultTimeout <= 0 || c.MaxTimeout < c.DefaultTimeout:
+		return l, fmt.Errorf("RDEV_COMMAND_TIMEOUT must be positive and at most RDEV_MAX_COMMAND_TIMEOUT")
+	case c.OutputCap < 1024 || c.OutputTail < 0 || c.OutputTail > c.OutputCap:
+		return l, fmt.Errorf("RDEV_OUTPUT_CAP must be at least 1024 and RDEV_OUTPUT_TAIL between 0 and it")
+	case c.LeaseTTL < time.Second:
+		return l, fmt.Errorf("RDEV_LEASE_TTL: must be at least 1s, got %s", c.LeaseTTL)
+	}
+	claude := strings.Fields(c.ClaudeCommand)
+	if len(claude) == 0 {
+		return l, fmt.Errorf("RDEV_CLAUDE_COMMAND: must name a program")
+	}
+	l.Concurrency, l.PerProject, l.MaxQueuedPerKey = c.Concurrency, c.PerProject, c.MaxQueuedPerKey
+	l.DefaultTimeout, l.MaxTimeout, l.ClaudeCommand = c.DefaultTimeout, c.MaxTimeout, claude
+	return l, nil
+}
+
+func (c *commandConfig) output() domain.OutputConfig {
+	return domain.OutputConfig{Cap: int64(c.OutputCap), TailWindow: int64(c.OutputTail)}
+}

@@ -1,0 +1,209 @@
+package main_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rdev-hq/rdev/internal/testenv"
+)
+
+// nodeClients returns the node binary and the clients' directory, or skips
+// (fails under RDEV_REQUIRE_SERVICES=1) when they are not installed.
+func nodeClients(t *testing.T) (node, dir string) {
+	t.Helper()
+	dir, err := filepath.Abs("testdata/clients")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err = exec.LookPath("node")
+	testenv.RequireService(t, "node", err)
+	_, err = os.Stat(filepath.Join(dir, "node_modules", "@apollo", "client"))
+	testenv.RequireService(t, "npm clients (run: npm ci --prefix cmd/rdev/testdata/clients)", err)
+	return node, dir
+}
+
+// runNode runs one of the client scripts against s and returns its output.
+func runNode(t *testing.T, s *server, token, script string, env ...string) string {
+	t.Helper()
+	node, dir := nodeClients(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, script)
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(), "RDEV_URL="+s.url, "RDEV_TOKEN="+token), env...)
+	out, err := cmd.CombinedOutput()
+	t.Logf("node %s:\n%s", script, out)
+	if err != nil {
+		t.Fatalf("node %s failed: %v\nserver: %s", script, err, s.output())
+	}
+	return string(out)
+}
+
+// TestE2E_CommandOutputClients runs commands printing 10,000 lines and
+// follows them with graphql-ws, subscriptions-transport-ws, graphql-sse and
+// Apollo Client, then disconnects at line 5,000 and resumes with afterSeq.
+func TestE2E_CommandOutputClients(t *testing.T) {
+	in := newInstance(t, "RDEV_PER_PROJECT_COMMANDS=4")
+	s := in.serve()
+	token, _ := in.createKey("--name", "node", "--admin")
+	out := runNode(t, s, token, "commands.mjs", "RDEV_PROJECT=demo")
+	if n := strings.Count(out, "ok "); n < 12 {
+		t.Fatalf("expected at least 12 passed checks, got %d", n)
+	}
+}
+
+// waitGone polls until pid no longer exists.
+func waitGone(pid int, within time.Duration) bool {
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
+			return true
+		}
+	}
+	return false
+}
+
+// readPIDs waits for a file of PIDs, one per line, with at least n lines.
+func readPIDs(t *testing.T, path string, n int) []int {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		b, _ := os.ReadFile(path)
+		lines := strings.Fields(string(b))
+		if len(lines) >= n {
+			pids := make([]int, 0, n)
+			for _, l := range lines[:n] {
+				pid, err := strconv.Atoi(l)
+				if err != nil {
+					t.Fatalf("%s: %v", path, err)
+				}
+				pids = append(pids, pid)
+			}
+			return pids
+		}
+	}
+	t.Fatalf("no %d PIDs in %s", n, path)
+	return nil
+}
+
+// TestE2E_CancelAndTimeoutKillProcesses checks with the process table that
+// cancel and timeout stop the command and every process it started.
+func TestE2E_CancelAndTimeoutKillProcesses(t *testing.T) {
+	in := newInstance(t, "RDEV_KILL_GRACE=1s", "RDEV_PER_PROJECT_COMMANDS=2")
+	s := in.serve()
+	token, _ := in.createKey("--name", "t", "--admin")
+	ws := in.workspace
+	// The script records its own PID and a child's, then waits; the child
+	// ignores SIGTERM, so only SIGKILL after the grace period ends it.
+	script := func(file string) string {
+		return fmt.Sprintf(`echo $$ > %[1]s.tmp; (trap "" TERM; sleep 300) & echo $! >> %[1]s.tmp; mv %[1]s.tmp %[1]s; wait`, file)
+	}
+	execute := func(shell string, timeout int) string {
+		in := map[string]any{"projectId": "demo", "shell": shell}
+		if timeout > 0 {
+			in["timeoutSeconds"] = timeout
+		}
+		r := s.query(token, `mutation($in: ExecuteCommandInput!) { executeCommand(input: $in) { command { id } } }`, map[string]any{"in": in})
+		if len(r.Errors) > 0 {
+			t.Fatalf("execute: %+v", r.Errors)
+		}
+		return r.Data["executeCommand"].(map[string]any)["command"].(map[string]any)["id"].(string)
+	}
+	status := func(id string) map[string]any {
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			r := s.query(token, `query($id: ID!) { command(id: $id) { status reason signal exitCode } }`, map[string]any{"id": id})
+			c, _ := r.Data["command"].(map[string]any)
+			if c != nil && c["status"] != "RUNNING" && c["status"] != "QUEUED" {
+				return c
+			}
+		}
+		t.Fatalf("command %s did not end", id)
+		return nil
+	}
+
+	cancelled := execute(script("cancel.pids"), 0)
+	timedOut := execute(script("timeout.pids"), 2)
+	pids := readPIDs(t, filepath.Join(ws, "demo", "cancel.pids"), 2)
+	if r := s.query(token, `mutation($id: ID!) { cancelCommand(input: {id: $id}) { command { status cancelRequested } } }`, map[string]any{"id": cancelled}); len(r.Errors) > 0 {
+		t.Fatalf("cancel: %+v", r.Errors)
+	}
+	if c := status(cancelled); c["status"] != "CANCELLED" {
+		t.Errorf("cancelled command ended %v", c)
+	}
+	tpids := readPIDs(t, filepath.Join(ws, "demo", "timeout.pids"), 2)
+	if c := status(timedOut); c["status"] != "TIMED_OUT" {
+		t.Errorf("timed-out command ended %v", c)
+	}
+	for _, pid := range append(pids, tpids...) {
+		if !waitGone(pid, 5*time.Second) {
+			t.Errorf("process %d is still running after its command ended", pid)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	if r := s.query(token, `mutation($id: ID!) { cancelCommand(input: {id: $id}) { command { id } } }`, map[string]any{"id": cancelled}); r.code() != "CONFLICT" {
+		t.Errorf("cancelling a finished command: %+v", r)
+	}
+}
+
+// TestE2E_TwoProcessesOnePostgres runs two rdev processes on one database:
+// a command submitted to one is followed, complete, through the other, and
+// every command runs exactly once.
+func TestE2E_TwoProcessesOnePostgres(t *testing.T) {
+	url, _ := testenv.PostgresSchema(t)
+	a := newInstance(t, "DATABASE_URL="+url, "RDEV_PER_PROJECT_COMMANDS=8")
+	b := &instance{t: t, env: a.env, workspace: a.workspace}
+	sa, sb := a.serve(), b.serve()
+	token, _ := a.createKey("--name", "two", "--admin")
+
+	// Follow through B a command queued through A (either may run it).
+	r := sa.query(token, `mutation { executeCommand(input: {projectId: "demo", shell: "for i in $(seq 1 2000); do echo line $i; done"}) { command { id } } }`, nil)
+	if len(r.Errors) > 0 {
+		t.Fatalf("%+v", r.Errors)
+	}
+	id := r.Data["executeCommand"].(map[string]any)["command"].(map[string]any)["id"].(string)
+	out := runNode(t, sb, token, "follow.mjs", "RDEV_COMMAND="+id)
+	var want strings.Builder
+	for i := 1; i <= 2000; i++ {
+		fmt.Fprintf(&want, "line %d\n", i)
+	}
+	if !strings.Contains(out, "ok follow") || !strings.Contains(out, fmt.Sprintf("bytes=%d", want.Len())) {
+		t.Fatalf("following through the other process: %s", out)
+	}
+
+	// Many commands through both: each runs exactly once.
+	const n = 40
+	ids := map[string]bool{}
+	for i := range n {
+		s := sa
+		if i%2 == 1 {
+			s = sb
+		}
+		r := s.query(token, fmt.Sprintf(`mutation { executeCommand(input: {projectId: "demo", shell: "echo run %d >> runs.log"}) { command { id } } }`, i), nil)
+		if len(r.Errors) > 0 {
+			t.Fatalf("%+v", r.Errors)
+		}
+		ids[r.Data["executeCommand"].(map[string]any)["command"].(map[string]any)["id"].(string)] = true
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		r := sa.query(token, `{ queue { queuedTotal running } }`, nil)
+		q, _ := r.Data["queue"].(map[string]any)
+		if q != nil && q["queuedTotal"] == float64(0) && q["running"] == float64(0) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the queue did not drain: %+v", r)
+		}
+	}
+	log, _ := os.ReadFile(filepath.Join(a.workspace, "demo", "runs.log"))
+	for i := range n {
+		if c := strings.Count(string(log), fmt.Sprintf("run %d\n", i)); c != 1 {
+			t.Errorf("command %d ran %d times", i, c)
+		}
+	}
+}

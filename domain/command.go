@@ -1,0 +1,186 @@
+package domain
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// CommandType says how a command's argv was made.
+type CommandType string
+
+// The command types.
+const (
+	// CommandExec runs argv as given.
+	CommandExec CommandType = "EXEC"
+	// CommandShell runs a script with /bin/sh -c.
+	CommandShell CommandType = "SHELL"
+	// CommandClaude runs the Claude Code CLI with a prompt as one argv
+	// element, never through a shell.
+	CommandClaude CommandType = "CLAUDE"
+)
+
+// Priority orders the queue: higher runs first, FIFO within a priority.
+type Priority int
+
+// The priorities.
+const (
+	PriorityLow Priority = iota
+	PriorityNormal
+	PriorityHigh
+	PriorityUrgent
+)
+
+// Priorities lists every priority, lowest first.
+var Priorities = []Priority{PriorityLow, PriorityNormal, PriorityHigh, PriorityUrgent}
+
+var priorityNames = map[Priority]string{
+	PriorityLow: "LOW", PriorityNormal: "NORMAL", PriorityHigh: "HIGH", PriorityUrgent: "URGENT",
+}
+
+// String returns the priority's name, e.g. "HIGH".
+func (p Priority) String() string {
+	if n, ok := priorityNames[p]; ok {
+		return n
+	}
+	return "UNKNOWN"
+}
+
+// ParsePriority parses a priority name. It returns EINVALID for an unknown one.
+func ParsePriority(name string) (Priority, error) {
+	for p, n := range priorityNames {
+		if n == name {
+			return p, nil
+		}
+	}
+	return 0, Errorf(EINVALID, "priority: unknown priority %q (want LOW, NORMAL, HIGH or URGENT)", clipMessage(name))
+}
+
+// CommandStatus is where a command is in its life.
+type CommandStatus string
+
+// The command states. QUEUED and RUNNING are live; the rest are final.
+const (
+	CommandQueued      CommandStatus = "QUEUED"
+	CommandRunning     CommandStatus = "RUNNING"
+	CommandSucceeded   CommandStatus = "SUCCEEDED"
+	CommandFailed      CommandStatus = "FAILED"
+	CommandCancelled   CommandStatus = "CANCELLED"
+	CommandTimedOut    CommandStatus = "TIMED_OUT"
+	CommandInterrupted CommandStatus = "INTERRUPTED"
+)
+
+// CommandStatuses lists every command state.
+var CommandStatuses = []CommandStatus{
+	CommandQueued, CommandRunning, CommandSucceeded, CommandFailed,
+	CommandCancelled, CommandTimedOut, CommandInterrupted,
+}
+
+// Final reports whether the status is an end state.
+func (s CommandStatus) Final() bool {
+	return s != CommandQueued && s != CommandRunning && s != ""
+}
+
+// Command is one run of a program in a project. Commands are never re-run:
+// one that was RUNNING when its process died ends INTERRUPTED.
+type Command struct {
+	ID        string
+	ProjectID string
+	// KeyID is the API key that submitted it ("" for the operator).
+	KeyID string
+	Type  CommandType
+	// Argv is exactly what is executed.
+	Argv    []string
+	Env     map[string]string
+	Workdir string
+	// Priority orders the queue.
+	Priority Priority
+	// Timeout ends the command TIMED_OUT; 0 means the server default.
+	Timeout time.Duration
+	// ClientToken makes submission idempotent per key; "" for none.
+	ClientToken string
+
+	Status CommandStatus
+	// ExitCode is set when the process exited by itself.
+	ExitCode *int
+	// Signal names the signal that ended the process, e.g. "SIGKILL".
+	Signal string
+	// Reason explains a FAILED, CANCELLED, TIMED_OUT or INTERRUPTED end.
+	Reason string
+
+	CreatedAt  time.Time
+	StartedAt  *time.Time
+	FinishedAt *time.Time
+
+	// OutputBytes counts every byte the command wrote, stored or not.
+	OutputBytes int64
+	// Truncated is set when output passed the cap: the head and a tail
+	// window were kept, the middle dropped.
+	Truncated bool
+	// LastSeq is the highest output sequence number stored.
+	LastSeq int64
+
+	// CancelRequested asks the dispatcher that runs the command to stop it.
+	CancelRequested bool
+	// Owner is the dispatcher holding the command's lease while it runs.
+	Owner          string
+	LeaseExpiresAt *time.Time
+}
+
+// Duration returns how long the command ran, or 0 if it has not finished.
+func (c *Command) Duration() time.Duration {
+	if c.StartedAt == nil || c.FinishedAt == nil {
+		return 0
+	}
+	return c.FinishedAt.Sub(*c.StartedAt)
+}
+
+// Clone returns a deep copy.
+func (c *Command) Clone() *Command {
+	cp := *c
+	cp.Argv = slices.Clone(c.Argv)
+	cp.Env = maps.Clone(c.Env)
+	return &cp
+}
+
+// Stream names an output stream.
+type Stream string
+
+// The output streams.
+const (
+	Stdout Stream = "STDOUT"
+	Stderr Stream = "STDERR"
+)
+
+// OutputChunk is a numbered piece of a command's output. Seq runs 1, 2, 3 …
+// per command across both streams; chunks never split a UTF-8 character.
+type OutputChunk struct {
+	CommandID string
+	Seq       int64
+	Stream    Stream
+	Data      string
+	At        time.Time
+}
+
+// clipMessage shortens user input quoted in an error message.
+func clipMessage(s string) string {
+	const n = 80
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}
+
+// hasControl reports whether s holds a control character other than tab,
+// newline and carriage return.
+func hasControl(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool {
+		return (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || r == 0x7f
+	}) >= 0
+}

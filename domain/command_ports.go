@@ -1,0 +1,194 @@
+package domain
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// CommandFilter selects commands for FindCommands, newest first.
+type CommandFilter struct {
+	ProjectID string
+	Status    CommandStatus
+	// BeforeID pages backwards from the newest: only IDs below it.
+	BeforeID string
+	Limit    int
+}
+
+// ClaimRequest asks the queue for work.
+type ClaimRequest struct {
+	// Owner names the claiming dispatcher; it holds the leases.
+	Owner string
+	// Max is how many commands to claim at most.
+	Max int
+	// PerProject caps RUNNING commands per project, across all owners.
+	PerProject int
+	// LeaseUntil is when the new leases expire unless renewed.
+	LeaseUntil time.Time
+	// Now is the start time recorded on claimed commands.
+	Now time.Time
+}
+
+// Finish is the final state written by FinishCommand.
+type Finish struct {
+	Status      CommandStatus
+	ExitCode    *int
+	Signal      string
+	Reason      string
+	FinishedAt  time.Time
+	OutputBytes int64
+	Truncated   bool
+	LastSeq     int64
+}
+
+// QueueStats describes the queue at one moment.
+type QueueStats struct {
+	// Queued counts QUEUED commands by priority.
+	Queued map[Priority]int
+	// Running counts RUNNING commands.
+	Running int
+}
+
+// CommandRepository stores commands, their queue state and their output.
+type CommandRepository interface {
+	// CreateCommand inserts a QUEUED command. It returns ECONFLICT when the
+	// key already has a command with the same ClientToken.
+	CreateCommand(ctx context.Context, c *Command) error
+	// FindCommandByID returns ENOTFOUND if there is no such command.
+	FindCommandByID(ctx context.Context, id string) (*Command, error)
+	// FindCommandByClientToken returns ENOTFOUND if the key has none.
+	FindCommandByClientToken(ctx context.Context, keyID, token string) (*Command, error)
+	// FindCommands returns matching commands, newest first.
+	FindCommands(ctx context.Context, f CommandFilter) ([]*Command, error)
+	// FindCommandsForProjects returns, for each of projectIDs, its newest
+	// commands (at most limit, newest first; only those in status unless it
+	// is ""), in one query. Projects without commands are absent.
+	FindCommandsForProjects(ctx context.Context, projectIDs []string, status CommandStatus, limit int) (map[string][]*Command, error)
+	// CountQueued counts the QUEUED commands a key submitted.
+	CountQueued(ctx context.Context, keyID string) (int, error)
+	// QueueStats counts queued commands by priority and running ones.
+	QueueStats(ctx context.Context) (QueueStats, error)
+
+	// ClaimCommands moves up to r.Max QUEUED commands to RUNNING for r.Owner,
+	// highest priority first and FIFO within one, never letting a project
+	// exceed r.PerProject RUNNING commands. Concurrent claims, from any
+	// number of processes, never claim one command twice.
+	ClaimCommands(ctx context.Context, r ClaimRequest) ([]*Command, error)
+	// RenewLeases extends the leases owner holds on ids until until, and
+	// returns the IDs among them whose cancellation was requested.
+	RenewLeases(ctx context.Context, owner string, ids []string, until time.Time) (cancel []string, err error)
+	// ExpireLeases ends every RUNNING command whose lease expired before now
+	// as INTERRUPTED, and returns them.
+	ExpireLeases(ctx context.Context, now time.Time) ([]*Command, error)
+	// RequestCancel cancels a QUEUED command at once (CANCELLED, with
+	// reason), or flags a RUNNING one for its owner to stop. It returns the
+	// command as it is after the change; ECONFLICT if it already ended;
+	// ENOTFOUND if there is none.
+	RequestCancel(ctx context.Context, id, reason string, now time.Time) (*Command, error)
+	// FinishCommand writes a RUNNING command's final state, if owner still
+	// holds it. It returns ECONFLICT if the command is no longer RUNNING
+	// under owner (its lease expired and it was interrupted).
+	FinishCommand(ctx context.Context, id, owner string, f Finish) (*Command, error)
+
+	// AppendOutput stores chunks (of one or more commands) in one write.
+	AppendOutput(ctx context.Context, chunks []OutputChunk) error
+	// ReadOutput returns up to limit chunks of a command with Seq > afterSeq,
+	// in Seq order.
+	ReadOutput(ctx context.Context, commandID string, afterSeq int64, limit int) ([]OutputChunk, error)
+}
+
+// ExecRequest is what an Executor runs.
+type ExecRequest struct {
+	Project *Project
+	Argv    []string
+	Env     map[string]string
+	// Workdir is relative to the project's root; "" means the root.
+	Workdir string
+}
+
+// ExecResult is how a process ended.
+type ExecResult struct {
+	// ExitCode is the process's exit status; -1 if a signal ended it.
+	ExitCode int
+	// Signal names the signal that ended it ("" if none), e.g. "SIGTERM".
+	Signal string
+}
+
+// Executor runs a process in a project. Exec blocks until the process has
+// ended. When ctx ends first, Exec must stop the process itself and every
+// process it started (SIGTERM, then SIGKILL after a grace period), not just
+// stop reading its output, and return once they are gone. It writes output
+// to stdout and stderr as it arrives; the two writers may be called
+// concurrently. An error means the process could not be run at all (ENOTFOUND
+// for a missing project or program, EUNAVAILABLE when the backend is down).
+type Executor interface {
+	Exec(ctx context.Context, req ExecRequest, stdout, stderr io.Writer) (ExecResult, error)
+}
+
+// EventKind says what a hub Event reports.
+type EventKind int
+
+// The event kinds.
+const (
+	// EventOutput carries stored output chunks, or only UpTo when another
+	// process stored them.
+	EventOutput EventKind = iota
+	// EventStatus carries a command whose status changed.
+	EventStatus
+	// EventCancel asks the process running Command.ID to stop it.
+	EventCancel
+	// EventQueued says new work is queued.
+	EventQueued
+)
+
+// Event is what the hub fans out. Topics: CommandTopic for output and status
+// of one command, ProjectTopic for status of a project's commands, and
+// QueueTopic for dispatchers.
+type Event struct {
+	Kind EventKind
+	// Command is set for EventStatus and EventCancel.
+	Command *Command
+	// CommandID is set for every command event.
+	CommandID string
+	// Chunks are stored output, in Seq order; may be empty for EventOutput
+	// from another process, which sets only UpTo.
+	Chunks []OutputChunk
+	// UpTo is the highest Seq stored when the event was made.
+	UpTo int64
+}
+
+// CommandTopic is the hub topic of one command's output and status.
+func CommandTopic(id string) string { return "command:" + id }
+
+// ProjectTopic is the hub topic of status changes in a project.
+func ProjectTopic(id string) string { return "project:" + id }
+
+// QueueTopic is the hub topic that wakes dispatchers and carries cancels.
+const QueueTopic = "queue"
+
+// Hub fans events out to subscribers in this process. Publish never blocks:
+// a subscriber whose buffer is full is dropped and told so, and must catch up
+// from storage.
+type Hub interface {
+	Publish(topic string, e Event)
+	Subscribe(topic string, buffer int) HubSubscription
+}
+
+// HubSubscription is one subscriber's view of a topic.
+type HubSubscription interface {
+	// Events delivers events in publish order. It is closed by Close, or
+	// when the subscriber fell behind (then Lagged reports true).
+	Events() <-chan Event
+	// Lagged reports whether events were dropped because the buffer was full.
+	Lagged() bool
+	// Close unsubscribes; it is safe to call more than once.
+	Close()
+}
+
+// Broadcaster carries events to other rdev processes sharing the database
+// (Postgres LISTEN/NOTIFY); they republish them on their own hub. Only IDs
+// and sequence numbers travel; receivers read the rest from storage. In a
+// single process it does nothing.
+type Broadcaster interface {
+	Broadcast(ctx context.Context, topic string, e Event) error
+}

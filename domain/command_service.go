@@ -1,0 +1,207 @@
+package domain
+
+import (
+	"context"
+	"time"
+)
+
+// CommandService queues, cancels and reports commands, and streams their
+// output. Running them is the Dispatcher's job.
+type CommandService struct {
+	commands CommandRepository
+	projects ProjectRepository
+	hub      Hub
+	bcast    Broadcaster
+	limits   CommandLimits
+	now      func() time.Time
+}
+
+// NewCommandService returns a service. bcast may be nil in a single process.
+func NewCommandService(commands CommandRepository, projects ProjectRepository, hub Hub, bcast Broadcaster, limits CommandLimits) *CommandService {
+	return &CommandService{commands: commands, projects: projects, hub: hub, bcast: bcast, limits: limits, now: time.Now}
+}
+
+// Execute validates and queues a command and returns it QUEUED. The same
+// ClientToken from the same key returns the existing command and queues
+// nothing. It needs commands:write; EINVALID for bad input, ENOTFOUND for an
+// unknown project, ECONFLICT for a project that is not RUNNING, ERATELIMITED
+// when the key has too many commands queued.
+func (s *CommandService) Execute(ctx context.Context, in ExecuteCommand) (*Command, error) {
+	caller, err := Authorize(ctx, ScopeCommandsWrite)
+	if err != nil {
+		return nil, err
+	}
+	c, err := commandFrom(in, s.limits)
+	if err != nil {
+		return nil, err
+	}
+	if c.ClientToken != "" {
+		if prev, err := s.commands.FindCommandByClientToken(ctx, caller.KeyID(), c.ClientToken); err == nil {
+			return prev, nil
+		} else if ErrorCode(err) != ENOTFOUND {
+			return nil, err
+		}
+	}
+	p, err := s.projects.FindProjectByID(ctx, c.ProjectID)
+	if err != nil {
+		return nil, err
+	}
+	if p.Status != ProjectRunning {
+		return nil, Errorf(ECONFLICT, "project %s is %s: commands run only in RUNNING projects", p.ID, p.Status)
+	}
+	if s.limits.MaxQueuedPerKey > 0 {
+		n, err := s.commands.CountQueued(ctx, caller.KeyID())
+		if err != nil {
+			return nil, err
+		}
+		if n >= s.limits.MaxQueuedPerKey {
+			return nil, Errorf(ERATELIMITED, "queue full: this key already has %d commands queued (limit %d); wait for some to start", n, s.limits.MaxQueuedPerKey)
+		}
+	}
+	now := s.now().UTC().Truncate(time.Microsecond)
+	c.ID, c.KeyID, c.CreatedAt = NewID(now), caller.KeyID(), now
+	if err := s.commands.CreateCommand(ctx, c); err != nil {
+		if ErrorCode(err) == ECONFLICT && c.ClientToken != "" {
+			// A concurrent request with the same token won the race.
+			return s.commands.FindCommandByClientToken(ctx, caller.KeyID(), c.ClientToken)
+		}
+		return nil, err
+	}
+	s.publish(ctx, QueueTopic, Event{Kind: EventQueued, CommandID: c.ID})
+	s.publishStatus(ctx, c)
+	return c, nil
+}
+
+// Cancel stops a command: a QUEUED one ends CANCELLED at once, a RUNNING one
+// is stopped by the process that runs it (the process and its children are
+// killed). It needs commands:write; ENOTFOUND for an unknown command,
+// ECONFLICT for one that already ended.
+func (s *CommandService) Cancel(ctx context.Context, id string) (*Command, error) {
+	caller, err := Authorize(ctx, ScopeCommandsWrite)
+	if err != nil {
+		return nil, err
+	}
+	if !validID(id) {
+		return nil, commandNotFound(id)
+	}
+	reason := "cancelled by the operator"
+	if caller.KeyID() != "" {
+		reason = "cancelled by API key " + caller.KeyID()
+	}
+	c, err := s.commands.RequestCancel(ctx, id, reason, s.now().UTC())
+	if err != nil {
+		return nil, err
+	}
+	if c.Status == CommandCancelled {
+		s.publishStatus(ctx, c)
+	} else {
+		s.publish(ctx, QueueTopic, Event{Kind: EventCancel, CommandID: c.ID, Command: c})
+	}
+	return c, nil
+}
+
+// Get returns a command. It needs commands:read; ENOTFOUND if there is none.
+func (s *CommandService) Get(ctx context.Context, id string) (*Command, error) {
+	if _, err := Authorize(ctx, ScopeCommandsRead); err != nil {
+		return nil, err
+	}
+	if !validID(id) {
+		return nil, commandNotFound(id)
+	}
+	return s.commands.FindCommandByID(ctx, id)
+}
+
+// List returns a page of commands, newest first, optionally of one project
+// and in one state. It needs commands:read.
+func (s *CommandService) List(ctx context.Context, f CommandFilter, req PageRequest) (Page[*Command], error) {
+	if _, err := Authorize(ctx, ScopeCommandsRead); err != nil {
+		return Page[*Command]{}, err
+	}
+	if f.Status != "" && !validCommandStatus(f.Status) {
+		return Page[*Command]{}, Errorf(EINVALID, "status: unknown command status %q", clipMessage(string(f.Status)))
+	}
+	f.BeforeID, f.Limit = req.After, req.First+1
+	cs, err := s.commands.FindCommands(ctx, f)
+	if err != nil {
+		return Page[*Command]{}, err
+	}
+	return pageOf(cs, req), nil
+}
+
+// ListForProjects returns the first page of commands of each project, newest
+// first, in one store query (a dataloader batches Project.commands with it).
+// It needs commands:read.
+func (s *CommandService) ListForProjects(ctx context.Context, projectIDs []string, status CommandStatus, first int) (map[string]Page[*Command], error) {
+	if _, err := Authorize(ctx, ScopeCommandsRead); err != nil {
+		return nil, err
+	}
+	if status != "" && !validCommandStatus(status) {
+		return nil, Errorf(EINVALID, "status: unknown command status %q", clipMessage(string(status)))
+	}
+	found, err := s.commands.FindCommandsForProjects(ctx, projectIDs, status, first+1)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]Page[*Command], len(projectIDs))
+	for _, id := range projectIDs {
+		out[id] = pageOf(found[id], PageRequest{First: first})
+	}
+	return out, nil
+}
+
+// QueueInfo describes the queue and its limits.
+type QueueInfo struct {
+	QueueStats
+	// Concurrency is this process's limit of running commands.
+	Concurrency int
+	// PerProject is the limit of running commands per project.
+	PerProject int
+	// MaxQueuedPerKey is the limit of queued commands per API key.
+	MaxQueuedPerKey int
+}
+
+// Queue reports queue depth by priority, running commands and the limits. It
+// needs commands:read.
+func (s *CommandService) Queue(ctx context.Context) (QueueInfo, error) {
+	if _, err := Authorize(ctx, ScopeCommandsRead); err != nil {
+		return QueueInfo{}, err
+	}
+	st, err := s.commands.QueueStats(ctx)
+	if err != nil {
+		return QueueInfo{}, err
+	}
+	return QueueInfo{
+		QueueStats: st, Concurrency: s.limits.Concurrency,
+		PerProject: s.limits.PerProject, MaxQueuedPerKey: s.limits.MaxQueuedPerKey,
+	}, nil
+}
+
+func (s *CommandService) publishStatus(ctx context.Context, c *Command) {
+	publishStatus(ctx, s.hub, s.bcast, c)
+}
+
+// publish sends e to this process's hub and to the other processes.
+func (s *CommandService) publish(ctx context.Context, topic string, e Event) {
+	publish(ctx, s.hub, s.bcast, topic, e)
+}
+
+func publish(ctx context.Context, hub Hub, bcast Broadcaster, topic string, e Event) {
+	hub.Publish(topic, e)
+	if bcast != nil {
+		// Best effort: other processes also poll and re-read storage.
+		_ = bcast.Broadcast(ctx, topic, e)
+	}
+}
+
+func commandNotFound(id string) error {
+	return Errorf(ENOTFOUND, "command %q not found", clipMessage(id))
+}
+
+func validCommandStatus(s CommandStatus) bool {
+	for _, v := range CommandStatuses {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

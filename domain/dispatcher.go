@@ -1,0 +1,276 @@
+package domain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// DispatcherConfig shapes a Dispatcher.
+type DispatcherConfig struct {
+	// Owner names this process in leases; unique per process.
+	Owner string
+	// Concurrency is how many commands this process runs at once.
+	Concurrency int
+	// PerProject is how many commands run at once in one project, across
+	// every process.
+	PerProject int
+	// LeaseTTL is how long a running command's lease lasts unless renewed;
+	// it is renewed every LeaseTTL/3.
+	LeaseTTL time.Duration
+	// PollInterval is how often the queue is checked without a wake-up.
+	PollInterval time.Duration
+	Output       OutputConfig
+	Logger       *slog.Logger
+}
+
+// Causes of a command's context ending, which decide its final state.
+var (
+	errCancelled = errors.New("cancelled on request")
+	errShutdown  = errors.New("server shutting down")
+	errTimedOut  = errors.New("timed out")
+)
+
+// Dispatcher claims queued commands and runs them with an Executor: at most
+// Concurrency at once in this process, with leases renewed while they run,
+// and expired leases of dead processes turned INTERRUPTED.
+type Dispatcher struct {
+	repo     CommandRepository
+	projects ProjectRepository
+	exec     Executor
+	hub      Hub
+	bcast    Broadcaster
+	cfg      DispatcherConfig
+	log      *slog.Logger
+	now      func() time.Time
+
+	mu      sync.Mutex
+	running map[string]context.CancelCauseFunc
+	freed   chan struct{}
+	wg      sync.WaitGroup
+}
+
+// NewDispatcher returns a dispatcher; bcast may be nil in a single process.
+func NewDispatcher(repo CommandRepository, projects ProjectRepository, exec Executor, hub Hub, bcast Broadcaster, cfg DispatcherConfig) *Dispatcher {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = DefaultCommandLimits.Concurrency
+	}
+	if cfg.PerProject <= 0 {
+		cfg.PerProject = DefaultCommandLimits.PerProject
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 30 * time.Second
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.Owner == "" {
+		cfg.Owner = NewID(time.Now())
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Dispatcher{
+		repo: repo, projects: projects, exec: exec, hub: hub, bcast: bcast, cfg: cfg, log: log,
+		now: time.Now, running: map[string]context.CancelCauseFunc{}, freed: make(chan struct{}, 1),
+	}
+}
+
+// Run dispatches until ctx ends. Then it stops the commands it runs (they
+// end INTERRUPTED) and returns once they are recorded.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	sub := d.hub.Subscribe(QueueTopic, 1024)
+	defer func() { sub.Close() }()
+	base, stopAll := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stopAll(errShutdown)
+
+	var hb sync.WaitGroup
+	hb.Go(func() { d.heartbeat(ctx) })
+	poll := time.NewTicker(d.cfg.PollInterval)
+	defer poll.Stop()
+	for {
+		d.dispatch(ctx, base)
+		select {
+		case <-ctx.Done():
+			stopAll(errShutdown)
+			d.wg.Wait()
+			hb.Wait()
+			return nil
+		case e, ok := <-sub.Events():
+			if !ok {
+				sub = d.hub.Subscribe(QueueTopic, 1024)
+				continue
+			}
+			if e.Kind == EventCancel {
+				d.cancelLocal(e.CommandID)
+			}
+		case <-d.freed:
+		case <-poll.C:
+		}
+	}
+}
+
+// dispatch claims as many commands as there are free slots and starts them.
+func (d *Dispatcher) dispatch(ctx, base context.Context) {
+	d.mu.Lock()
+	free := d.cfg.Concurrency - len(d.running)
+	d.mu.Unlock()
+	if free <= 0 || ctx.Err() != nil {
+		return
+	}
+	now := d.now().UTC().Truncate(time.Microsecond)
+	claimed, err := d.repo.ClaimCommands(ctx, ClaimRequest{
+		Owner: d.cfg.Owner, Max: free, PerProject: d.cfg.PerProject,
+		LeaseUntil: now.Add(d.cfg.LeaseTTL), Now: now,
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Warn("claiming commands", "err", err)
+		}
+		return
+	}
+	for _, c := range claimed {
+		rctx, cancel := context.WithCancelCause(base)
+		d.mu.Lock()
+		d.running[c.ID] = cancel
+		d.mu.Unlock()
+		d.wg.Go(func() {
+			defer d.release(c.ID)
+			d.run(rctx, c)
+		})
+	}
+}
+
+func (d *Dispatcher) release(id string) {
+	d.mu.Lock()
+	if cancel, ok := d.running[id]; ok {
+		cancel(nil)
+		delete(d.running, id)
+	}
+	d.mu.Unlock()
+	select {
+	case d.freed <- struct{}{}:
+	default:
+	}
+}
+
+// cancelLocal stops a command if this process runs it.
+func (d *Dispatcher) cancelLocal(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if cancel, ok := d.running[id]; ok {
+		cancel(errCancelled)
+	}
+}
+
+// heartbeat renews this process's leases, picks up cancel requests made
+// elsewhere, and interrupts commands whose process died.
+func (d *Dispatcher) heartbeat(ctx context.Context) {
+	t := time.NewTicker(d.cfg.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d.mu.Lock()
+		ids := make([]string, 0, len(d.running))
+		for id := range d.running {
+			ids = append(ids, id)
+		}
+		d.mu.Unlock()
+		now := d.now().UTC()
+		if len(ids) > 0 {
+			cancel, err := d.repo.RenewLeases(ctx, d.cfg.Owner, ids, now.Add(d.cfg.LeaseTTL))
+			if err != nil {
+				d.log.Warn("renewing leases", "err", err)
+			}
+			for _, id := range cancel {
+				d.cancelLocal(id)
+			}
+		}
+		expired, err := d.repo.ExpireLeases(ctx, now)
+		if err != nil {
+			d.log.Warn("expiring leases", "err", err)
+		}
+		for _, c := range expired {
+			d.log.Warn("command interrupted: its lease expired", "command", c.ID, "owner", c.Owner)
+			publishStatus(ctx, d.hub, d.bcast, c)
+		}
+	}
+}
+
+// run executes one claimed command and records how it ended.
+func (d *Dispatcher) run(ctx context.Context, c *Command) {
+	publishStatus(ctx, d.hub, d.bcast, c)
+	rec := newRecorder(c.ID, d.cfg.Output, d.repo, d.hub, d.bcast, d.log, d.now)
+	xctx, cancel := context.WithTimeoutCause(ctx, c.Timeout, errTimedOut)
+	defer cancel()
+
+	var res ExecResult
+	p, err := d.projects.FindProjectByID(xctx, c.ProjectID)
+	if err == nil && p.Status != ProjectRunning {
+		err = Errorf(ECONFLICT, "project %s is %s", p.ID, p.Status)
+	}
+	if err == nil {
+		res, err = d.exec.Exec(xctx, ExecRequest{Project: p, Argv: c.Argv, Env: c.Env, Workdir: c.Workdir},
+			rec.writer(Stdout), rec.writer(Stderr))
+	}
+	fin := Finish{FinishedAt: d.now().UTC().Truncate(time.Microsecond)}
+	fin.OutputBytes, fin.LastSeq, fin.Truncated = rec.close()
+	d.decide(&fin, c, res, err, context.Cause(xctx))
+
+	final, ferr := d.repo.FinishCommand(context.WithoutCancel(ctx), c.ID, d.cfg.Owner, fin)
+	if ferr != nil {
+		// The lease was lost (the command is already INTERRUPTED) or the
+		// database is down; either way the stored state stands.
+		d.log.Warn("recording the end of a command", "command", c.ID, "status", fin.Status, "err", ferr)
+		return
+	}
+	publishStatus(context.WithoutCancel(ctx), d.hub, d.bcast, final)
+}
+
+// decide sets a command's final status from how its context and process
+// ended.
+func (d *Dispatcher) decide(fin *Finish, c *Command, res ExecResult, err, cause error) {
+	switch {
+	case errors.Is(cause, errTimedOut):
+		fin.Status, fin.Reason = CommandTimedOut, fmt.Sprintf("timed out after %s", c.Timeout)
+	case errors.Is(cause, errCancelled):
+		fin.Status, fin.Reason = CommandCancelled, "cancelled on request"
+	case errors.Is(cause, errShutdown):
+		fin.Status, fin.Reason = CommandInterrupted, "interrupted: the server shut down"
+	case err != nil:
+		fin.Status, fin.Reason = CommandFailed, ErrorMessage(err)
+		if ErrorCode(err) == EINTERNAL {
+			d.log.Error("executing a command", "command", c.ID, "err", err)
+		}
+		return
+	case res.Signal == "" && res.ExitCode == 0:
+		fin.Status = CommandSucceeded
+	default:
+		fin.Status = CommandFailed
+		if res.Signal != "" {
+			fin.Reason = "killed by " + res.Signal
+		} else {
+			fin.Reason = fmt.Sprintf("exited with status %d", res.ExitCode)
+		}
+	}
+	if res.Signal != "" {
+		fin.Signal = res.Signal
+	} else if err == nil {
+		fin.ExitCode = new(res.ExitCode)
+	}
+}
+
+// publishStatus tells subscribers of the command and of its project.
+func publishStatus(ctx context.Context, hub Hub, bcast Broadcaster, c *Command) {
+	e := Event{Kind: EventStatus, CommandID: c.ID, Command: c, UpTo: c.LastSeq}
+	publish(ctx, hub, bcast, CommandTopic(c.ID), e)
+	publish(ctx, hub, bcast, ProjectTopic(c.ProjectID), e)
+}

@@ -1,0 +1,282 @@
+package domain
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// OutputConfig shapes how a command's output is cut and kept.
+type OutputConfig struct {
+	// Cap is the most output bytes stored per command. Past it the command
+	// keeps running, the first Cap-TailWindow bytes and the last TailWindow
+	// bytes are kept, and the command is marked truncated.
+	Cap        int64
+	TailWindow int64
+	// MaxChunk is the largest chunk; output is cut at the last newline
+	// within it where there is one, and never inside a UTF-8 character.
+	MaxChunk int
+	// FlushDelay is how long a partial line waits for its newline before it
+	// is sent on its own.
+	FlushDelay time.Duration
+	// MaxPending is how many bytes may wait for storage before the
+	// command's writes block (back-pressure, never loss).
+	MaxPending int
+}
+
+// DefaultOutputConfig is used for zero fields.
+var DefaultOutputConfig = OutputConfig{
+	Cap: 10 << 20, TailWindow: 1 << 20, MaxChunk: 16 << 10,
+	FlushDelay: 10 * time.Millisecond, MaxPending: 4 << 20,
+}
+
+func (c OutputConfig) withDefaults() OutputConfig {
+	d := DefaultOutputConfig
+	if c.Cap > 0 {
+		d.Cap = c.Cap
+	}
+	if c.TailWindow > 0 {
+		d.TailWindow = min(c.TailWindow, d.Cap)
+	} else {
+		d.TailWindow = min(d.TailWindow, d.Cap/2)
+	}
+	if c.MaxChunk > 0 {
+		d.MaxChunk = max(c.MaxChunk, utf8.UTFMax)
+	}
+	if c.FlushDelay > 0 {
+		d.FlushDelay = c.FlushDelay
+	}
+	if c.MaxPending > 0 {
+		d.MaxPending = c.MaxPending
+	}
+	return d
+}
+
+// recorder turns a command's two output streams into numbered chunks,
+// stores them in batches (one write takes everything that accumulated while
+// the previous one ran), and publishes each batch after it is stored, so a
+// subscriber never sees a chunk that storage does not have yet — except the
+// live tail of a truncated command, which is stored when it ends.
+type recorder struct {
+	cfg      OutputConfig
+	cmdID    string
+	repo     CommandRepository
+	hub      Hub
+	bcast    Broadcaster
+	log      *slog.Logger
+	now      func() time.Time
+	headRoom int64 // bytes that may still be stored before truncation
+
+	mu         sync.Mutex
+	drained    *sync.Cond // signalled when pending shrinks or work arrives
+	seq        int64      // last seq given out
+	total      int64      // every byte written
+	lastStored int64
+	truncated  bool
+	partial    map[Stream][]byte
+	timers     map[Stream]*time.Timer
+	pending    []OutputChunk
+	pendingLen int
+	tail       []OutputChunk
+	tailLen    int64
+	closed     bool
+	done       chan struct{}
+}
+
+func newRecorder(cmdID string, cfg OutputConfig, repo CommandRepository, hub Hub, bcast Broadcaster, log *slog.Logger, now func() time.Time) *recorder {
+	cfg = cfg.withDefaults()
+	r := &recorder{
+		cfg: cfg, cmdID: cmdID, repo: repo, hub: hub, bcast: bcast, log: log, now: now,
+		headRoom: cfg.Cap - cfg.TailWindow,
+		partial:  map[Stream][]byte{}, timers: map[Stream]*time.Timer{},
+		done: make(chan struct{}),
+	}
+	r.drained = sync.NewCond(&r.mu)
+	go r.store()
+	return r
+}
+
+// writer returns the io.Writer for one stream.
+func (r *recorder) writer(s Stream) io.Writer { return streamWriter{r, s} }
+
+type streamWriter struct {
+	r *recorder
+	s Stream
+}
+
+// Write never fails; it blocks only while too much output waits for
+// storage.
+func (w streamWriter) Write(p []byte) (int, error) {
+	w.r.write(w.s, p)
+	return len(p), nil
+}
+
+func (r *recorder) write(s Stream, p []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for r.pendingLen > r.cfg.MaxPending && !r.closed {
+		r.drained.Wait()
+	}
+	buf := append(r.partial[s], p...)
+	buf = r.cutLines(s, buf)
+	r.partial[s] = buf
+	if len(buf) > 0 {
+		r.armFlush(s)
+	}
+}
+
+// cutLines emits every complete line of buf, in chunks of at most MaxChunk,
+// and returns the unfinished rest.
+func (r *recorder) cutLines(s Stream, buf []byte) []byte {
+	for len(buf) > 0 {
+		var n int
+		if len(buf) > r.cfg.MaxChunk {
+			n = bytes.LastIndexByte(buf[:r.cfg.MaxChunk], '\n') + 1
+			if n == 0 {
+				n = runeBoundary(buf, r.cfg.MaxChunk)
+			}
+		} else if n = bytes.LastIndexByte(buf, '\n') + 1; n == 0 {
+			break
+		}
+		r.emit(s, buf[:n])
+		buf = buf[n:]
+	}
+	return bytes.Clone(buf)
+}
+
+// runeBoundary returns the largest n ≤ limit that does not split a UTF-8
+// character of buf (or limit itself when the bytes there are not UTF-8).
+func runeBoundary(buf []byte, limit int) int {
+	for n := limit; n > limit-utf8.UTFMax && n > 0; n-- {
+		if utf8.RuneStart(buf[n]) {
+			return n
+		}
+	}
+	return limit
+}
+
+// armFlush sends a partial line on its own if no newline follows soon, so
+// prompts and progress bars show up live.
+func (r *recorder) armFlush(s Stream) {
+	if t := r.timers[s]; t != nil {
+		t.Reset(r.cfg.FlushDelay)
+		return
+	}
+	r.timers[s] = time.AfterFunc(r.cfg.FlushDelay, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.flushPartial(s, false)
+	})
+}
+
+// flushPartial emits a stream's unfinished line. Unless final, a trailing
+// incomplete UTF-8 character waits for its remaining bytes.
+func (r *recorder) flushPartial(s Stream, final bool) {
+	buf := r.partial[s]
+	n := len(buf)
+	if !final && n > 0 {
+		if i := runeBoundary(buf, n-1); !utf8.FullRune(buf[i:]) {
+			n = i
+		}
+	}
+	if n > 0 {
+		r.emit(s, buf[:n])
+		r.partial[s] = bytes.Clone(buf[n:])
+	}
+}
+
+// emit numbers a chunk and routes it to storage or, past the cap, to the
+// tail window (published live at once, stored at the end).
+func (r *recorder) emit(s Stream, data []byte) {
+	r.seq++
+	c := OutputChunk{CommandID: r.cmdID, Seq: r.seq, Stream: s, Data: string(data), At: r.now().UTC().Truncate(time.Microsecond)}
+	r.total += int64(len(data))
+	if int64(len(data)) <= r.headRoom && !r.truncated {
+		r.headRoom -= int64(len(data))
+		r.pending = append(r.pending, c)
+		r.pendingLen += len(data)
+		r.drained.Broadcast()
+		return
+	}
+	r.truncated = true
+	r.tail = append(r.tail, c)
+	r.tailLen += int64(len(data))
+	for len(r.tail) > 1 && r.tailLen-int64(len(r.tail[0].Data)) >= r.cfg.TailWindow {
+		r.tailLen -= int64(len(r.tail[0].Data))
+		r.tail = r.tail[1:]
+	}
+	r.hub.Publish(CommandTopic(r.cmdID), Event{Kind: EventOutput, CommandID: r.cmdID, Chunks: []OutputChunk{c}, UpTo: r.lastStored})
+}
+
+// store is the storage loop: it writes whatever accumulated, in one batch,
+// then publishes it, until closed and drained.
+func (r *recorder) store() {
+	defer close(r.done)
+	for {
+		r.mu.Lock()
+		for len(r.pending) == 0 && !r.closed {
+			r.drained.Wait()
+		}
+		if len(r.pending) == 0 && r.closed {
+			r.mu.Unlock()
+			return
+		}
+		batch := r.pending
+		r.pending, r.pendingLen = nil, 0
+		r.drained.Broadcast()
+		r.mu.Unlock()
+
+		r.append(batch)
+	}
+}
+
+// append stores a batch, retrying briefly, then publishes it.
+func (r *recorder) append(batch []OutputChunk) {
+	ctx := context.Background()
+	var err error
+	for attempt, wait := 0, 50*time.Millisecond; attempt < 5; attempt, wait = attempt+1, wait*2 {
+		if err = r.repo.AppendOutput(ctx, batch); err == nil {
+			break
+		}
+		time.Sleep(wait)
+	}
+	if err != nil {
+		r.log.Error("output lost: storing failed", "command", r.cmdID, "chunks", len(batch), "err", err)
+		r.mu.Lock()
+		r.truncated = true
+		r.mu.Unlock()
+		return
+	}
+	upTo := batch[len(batch)-1].Seq
+	r.mu.Lock()
+	r.lastStored = upTo
+	r.mu.Unlock()
+	e := Event{Kind: EventOutput, CommandID: r.cmdID, Chunks: batch, UpTo: upTo}
+	publish(ctx, r.hub, r.bcast, CommandTopic(r.cmdID), e)
+}
+
+// close sends unfinished lines, stores the tail window and waits until all
+// output is stored. It returns the totals for the command's final state.
+func (r *recorder) close() (total int64, lastStored int64, truncated bool) {
+	r.mu.Lock()
+	for s, t := range r.timers {
+		t.Stop()
+		delete(r.timers, s)
+	}
+	for _, s := range []Stream{Stdout, Stderr} {
+		r.flushPartial(s, true)
+	}
+	r.pending = append(r.pending, r.tail...)
+	r.tail = nil
+	r.closed = true
+	r.drained.Broadcast()
+	r.mu.Unlock()
+	<-r.done
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.total, r.lastStored, r.truncated
+}

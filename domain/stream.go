@@ -1,0 +1,250 @@
+package domain
+
+import (
+	"context"
+	"time"
+)
+
+// OutputEvent is one item of a command's output stream: a chunk, or, last,
+// the finished command.
+type OutputEvent struct {
+	Chunk    *OutputChunk
+	Finished *Command
+}
+
+// Stream tuning: how many chunks one storage read returns, how large a
+// subscriber's hub buffer is, and how often a quiet stream re-checks storage
+// (a safety net for a missed cross-process signal).
+const (
+	streamReadBatch = 500
+	streamBuffer    = 256
+	streamRecheck   = 2 * time.Second
+)
+
+// Output streams a command's output after afterSeq: first what is stored,
+// then live chunks, then the finished command — in Seq order, without gaps
+// (other than the dropped middle of a truncated command) or duplicates,
+// whether the command is queued, running or long finished, and whichever
+// process runs it. The channel closes after the finished event, or when ctx
+// ends. It needs commands:read; ENOTFOUND for an unknown command, EINVALID
+// for a negative afterSeq or one past the end of a finished command.
+func (s *CommandService) Output(ctx context.Context, id string, afterSeq int64) (<-chan OutputEvent, error) {
+	if _, err := Authorize(ctx, ScopeCommandsRead); err != nil {
+		return nil, err
+	}
+	if !validID(id) {
+		return nil, commandNotFound(id)
+	}
+	if afterSeq < 0 {
+		return nil, Errorf(EINVALID, "afterSeq: must not be negative, got %d", afterSeq)
+	}
+	c, err := s.commands.FindCommandByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if c.Status.Final() && afterSeq > c.LastSeq {
+		return nil, Errorf(EINVALID, "afterSeq: %d is past the end of the output of command %s (its last seq is %d)", afterSeq, id, c.LastSeq)
+	}
+	out := make(chan OutputEvent, 16)
+	st := &outputStream{s: s, id: id, last: afterSeq, out: out}
+	go st.run(ctx)
+	return out, nil
+}
+
+// outputStream is one subscriber's replay-then-tail loop.
+type outputStream struct {
+	s    *CommandService
+	id   string
+	last int64 // highest seq sent
+	out  chan<- OutputEvent
+}
+
+func (st *outputStream) run(ctx context.Context) {
+	defer close(st.out)
+	for ctx.Err() == nil {
+		// Subscribe before reading storage: whatever is stored after the
+		// read arrives on the subscription, so nothing falls in between.
+		sub := st.s.hub.Subscribe(CommandTopic(st.id), streamBuffer)
+		done := st.follow(ctx, sub)
+		sub.Close()
+		if done {
+			return
+		}
+		// The subscriber lagged: catch up from storage and subscribe anew.
+	}
+}
+
+// follow sends stored output, then tails sub. It returns true when the
+// stream is over (finished, ctx ended or storage failed) and false when the
+// subscription dropped this subscriber.
+func (st *outputStream) follow(ctx context.Context, sub HubSubscription) bool {
+	if !st.catchUp(ctx) {
+		return true
+	}
+	if done, ok := st.finishIfFinal(ctx, nil); done || !ok {
+		return true
+	}
+	recheck := time.NewTicker(streamRecheck)
+	defer recheck.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return true
+		case e, ok := <-sub.Events():
+			if !ok {
+				return false
+			}
+			switch e.Kind {
+			case EventOutput:
+				if !st.onOutput(ctx, e) {
+					return true
+				}
+			case EventStatus:
+				if e.Command != nil && e.Command.Status.Final() {
+					done, _ := st.finishIfFinal(ctx, e.Command)
+					if done {
+						return true
+					}
+				}
+			case EventCancel, EventQueued:
+			}
+		case <-recheck.C:
+			if !st.catchUp(ctx) {
+				return true
+			}
+			if done, ok := st.finishIfFinal(ctx, nil); done || !ok {
+				return true
+			}
+		}
+	}
+}
+
+// onOutput sends the new chunks of an output event, first filling any gap
+// from storage. It returns false when the stream must end.
+func (st *outputStream) onOutput(ctx context.Context, e Event) bool {
+	if len(e.Chunks) == 0 || e.Chunks[0].Seq > st.last+1 {
+		if !st.catchUp(ctx) {
+			return false
+		}
+	}
+	for i := range e.Chunks {
+		if c := &e.Chunks[i]; c.Seq > st.last {
+			if !st.send(ctx, OutputEvent{Chunk: c}) {
+				return false
+			}
+			st.last = c.Seq
+		}
+	}
+	return true
+}
+
+// catchUp sends every stored chunk after the last one sent.
+func (st *outputStream) catchUp(ctx context.Context) bool {
+	for {
+		chunks, err := st.s.commands.ReadOutput(ctx, st.id, st.last, streamReadBatch)
+		if err != nil {
+			return false
+		}
+		for i := range chunks {
+			if !st.send(ctx, OutputEvent{Chunk: &chunks[i]}) {
+				return false
+			}
+			st.last = chunks[i].Seq
+		}
+		if len(chunks) < streamReadBatch {
+			return true
+		}
+	}
+}
+
+// finishIfFinal ends the stream if the command has ended: it sends the rest
+// of the stored output and then the finished command. c is the command as an
+// event reported it, or nil to read it from storage. done reports that the
+// stream is over; ok is false if it must end for another reason.
+func (st *outputStream) finishIfFinal(ctx context.Context, c *Command) (done, ok bool) {
+	if c == nil {
+		var err error
+		if c, err = st.s.commands.FindCommandByID(ctx, st.id); err != nil {
+			return true, false
+		}
+	}
+	if !c.Status.Final() {
+		return false, true
+	}
+	// The final state is written after the last chunk is stored.
+	if !st.catchUp(ctx) {
+		return true, false
+	}
+	st.send(ctx, OutputEvent{Finished: c})
+	return true, true
+}
+
+func (st *outputStream) send(ctx context.Context, e OutputEvent) bool {
+	select {
+	case st.out <- e:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Events streams status changes of a project's commands (queued, started,
+// finished) until ctx ends. It needs commands:read; ENOTFOUND for an unknown
+// project.
+func (s *CommandService) Events(ctx context.Context, projectID string) (<-chan *Command, error) {
+	if _, err := Authorize(ctx, ScopeCommandsRead); err != nil {
+		return nil, err
+	}
+	if ValidateProjectID(projectID) != nil {
+		return nil, Errorf(ENOTFOUND, "project %q not found", clipMessage(projectID))
+	}
+	if _, err := s.projects.FindProjectByID(ctx, projectID); err != nil {
+		return nil, err
+	}
+	out := make(chan *Command, 16)
+	go func() {
+		defer close(out)
+		for ctx.Err() == nil {
+			sub := s.hub.Subscribe(ProjectTopic(projectID), streamBuffer)
+			forwardStatus(ctx, sub, out)
+			sub.Close()
+		}
+	}()
+	return out, nil
+}
+
+// forwardStatus sends the commands of sub's status events to out until ctx
+// ends or sub drops this subscriber.
+func forwardStatus(ctx context.Context, sub HubSubscription, out chan<- *Command) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-sub.Events():
+			if !ok {
+				return
+			}
+			if e.Kind != EventStatus || e.Command == nil {
+				continue
+			}
+			select {
+			case out <- e.Command:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// Relay publishes on this process's hub an event another process broadcast,
+// first loading from storage what the broadcast left out.
+func (s *CommandService) Relay(ctx context.Context, topic string, e Event) {
+	if e.Kind == EventStatus || e.Kind == EventCancel {
+		c, err := s.commands.FindCommandByID(ctx, e.CommandID)
+		if err != nil {
+			return
+		}
+		e.Command = c
+	}
+	s.hub.Publish(topic, e)
+}

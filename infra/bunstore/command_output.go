@@ -1,0 +1,144 @@
+package bunstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/uptrace/bun"
+
+	"github.com/rdev-hq/rdev/domain"
+)
+
+// One INSERT statement of AppendOutput holds at most this many chunks and
+// about this many bytes of output, so a large batch does not make one huge
+// statement.
+const (
+	outputRowsPerStatement  = 1000
+	outputBytesPerStatement = 1 << 20
+)
+
+// SQLSTATE and SQLite extended result code for foreign-key violations.
+const (
+	pgForeignKeyViolation           = "23503"
+	sqliteConstraintForeignKey      = 787
+	sqliteForeignKeyMessageFragment = "FOREIGN KEY constraint failed"
+)
+
+// AppendOutput stores chunks, of one or more commands, in one transaction:
+// all or none. It returns EINVALID for a chunk with a Seq below 1 or an
+// unknown stream, ENOTFOUND if a chunk's command does not exist, and
+// ECONFLICT if a chunk's (CommandID, Seq) is already stored.
+//
+// On Postgres the transaction commits with synchronous_commit off: output is
+// written often and in bulk, and a crash of the database server may lose
+// the last few hundred milliseconds of it, not worth a disk flush per batch.
+// The whole batch goes in one round trip.
+func (s *Store) AppendOutput(ctx context.Context, chunks []domain.OutputChunk) error {
+	if len(chunks) == 0 {
+		return nil
+	}
+	batches, err := outputBatches(chunks)
+	if err != nil {
+		return err
+	}
+	if s.isPostgres() {
+		err = s.appendOutputPG(ctx, batches)
+	} else {
+		err = s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+			for _, b := range batches {
+				if _, err := tx.NewInsert().Model(&b).Exec(ctx); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	switch {
+	case err == nil:
+		return nil
+	case isUniqueViolation(err):
+		return domain.Errorf(domain.ECONFLICT, "command output: a chunk's sequence number is already stored")
+	case isForeignKeyViolation(err):
+		return domain.Errorf(domain.ENOTFOUND, "command output: no such command")
+	default:
+		return fmt.Errorf("append command output: %w", err)
+	}
+}
+
+// appendOutputPG sends every INSERT, after SET LOCAL, as one multi-statement
+// query: Postgres runs it as one implicit transaction, rolled back whole if
+// a statement fails.
+func (s *Store) appendOutputPG(ctx context.Context, batches [][]*outputRow) error {
+	var sb strings.Builder
+	sb.WriteString("SET LOCAL synchronous_commit = off")
+	gen := s.db.QueryGen()
+	var buf []byte
+	for _, b := range batches {
+		var err error
+		buf, err = s.db.NewInsert().Model(&b).AppendQuery(gen, buf[:0])
+		if err != nil {
+			return fmt.Errorf("format insert: %w", err)
+		}
+		sb.WriteString(";\n")
+		sb.Write(buf)
+	}
+	_, err := s.db.ExecContext(ctx, sb.String())
+	return err
+}
+
+// outputBatches validates chunks and splits them into INSERT-sized batches.
+func outputBatches(chunks []domain.OutputChunk) ([][]*outputRow, error) {
+	var batches [][]*outputRow
+	var cur []*outputRow
+	size := 0
+	for _, ch := range chunks {
+		if ch.Seq < 1 {
+			return nil, domain.Errorf(domain.EINVALID, "command output %s: sequence number %d is below 1", ch.CommandID, ch.Seq)
+		}
+		if ch.Stream != domain.Stdout && ch.Stream != domain.Stderr {
+			return nil, domain.Errorf(domain.EINVALID, "command output %s: unknown stream %q", ch.CommandID, ch.Stream)
+		}
+		if len(cur) == outputRowsPerStatement || (len(cur) > 0 && size+len(ch.Data) > outputBytesPerStatement) {
+			batches, cur, size = append(batches, cur), nil, 0
+		}
+		cur = append(cur, newOutputRow(ch))
+		size += len(ch.Data)
+	}
+	return append(batches, cur), nil
+}
+
+// ReadOutput returns the chunks of commandID with Seq above afterSeq, in Seq
+// order, at most limit of them (all when limit is 0). A command without
+// output, or an unknown one, has none.
+func (s *Store) ReadOutput(ctx context.Context, commandID string, afterSeq int64, limit int) ([]domain.OutputChunk, error) {
+	var rows []*outputRow
+	q := s.db.NewSelect().Model(&rows).
+		Where("command_id = ?", commandID).
+		Where("seq > ?", afterSeq).
+		Order("seq")
+	if limit > 0 {
+		q = q.Limit(int64(limit))
+	}
+	if err := noRows(q.Scan(ctx)); err != nil {
+		return nil, fmt.Errorf("read output of command %s: %w", commandID, err)
+	}
+	out := make([]domain.OutputChunk, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, r.chunk())
+	}
+	return out, nil
+}
+
+// isForeignKeyViolation reports whether err is a foreign-key violation,
+// matching the drivers' errors by their methods like isUniqueViolation.
+func isForeignKeyViolation(err error) bool {
+	if pe, ok := errors.AsType[pgError](err); ok {
+		return pe.Field('C') == pgForeignKeyViolation
+	}
+	if se, ok := errors.AsType[sqliteError](err); ok {
+		return se.Code() == sqliteConstraintForeignKey || strings.Contains(se.Error(), sqliteForeignKeyMessageFragment)
+	}
+	return false
+}

@@ -1,0 +1,348 @@
+package bunstore
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/rdev-hq/rdev/domain"
+)
+
+// LeaseExpiredReason is the Reason of a command that ExpireLeases ended.
+const LeaseExpiredReason = "lease expired: the process running it stopped"
+
+// claimLockSQL takes a transaction-scoped advisory lock that serializes
+// claims across every process sharing the database, so the per-project
+// RUNNING count a claim reads cannot be changed by another claim before it
+// commits. The key is "rdev" in the high 32 bits and the OID of the commands
+// table (found through search_path) in the low ones: one lock per schema,
+// unlikely to collide with another application's advisory locks.
+const claimLockSQL = `SELECT pg_advisory_xact_lock((x'72646576'::bigint << 32) | 'commands'::regclass::oid::bigint)`
+
+// queuedRow is what a claim reads of a queued command to choose it.
+type queuedRow struct {
+	ID        string `bun:"id"`
+	ProjectID string `bun:"project_id"`
+	Priority  int    `bun:"priority"`
+}
+
+// ClaimCommands moves up to r.Max QUEUED commands to RUNNING under r.Owner,
+// with leases until r.LeaseUntil and r.Now as their start, and returns them
+// in claim order: highest priority first, then oldest (lowest ID) first. A
+// project's command is skipped while the project has r.PerProject RUNNING
+// commands, counting those of every owner; r.PerProject <= 0 means no cap.
+// It returns EINVALID for an empty r.Owner.
+//
+// On Postgres the claim holds a transaction-scoped advisory lock, so claims
+// from any number of processes take turns and the per-project cap is exact;
+// queued rows are picked FOR UPDATE SKIP LOCKED, so a claim never waits for a
+// row another transaction (such as a cancellation) holds. On SQLite the
+// transaction holds the database's write lock from its start.
+func (s *Store) ClaimCommands(ctx context.Context, r domain.ClaimRequest) ([]*domain.Command, error) {
+	if r.Owner == "" {
+		return nil, domain.Errorf(domain.EINVALID, "claim: the owner is empty")
+	}
+	if r.Max <= 0 {
+		return nil, nil
+	}
+	var rows []*commandRow
+	err := s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		if s.isPostgres() {
+			// Its own statement: in READ COMMITTED each statement sees what
+			// was committed when it started, so the counts read next include
+			// the previous lock holder's claims.
+			if _, err := tx.ExecContext(ctx, claimLockSQL); err != nil {
+				return fmt.Errorf("claim: lock: %w", err)
+			}
+		}
+		ids, err := s.pickQueued(ctx, tx, r)
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		err = tx.NewUpdate().Model((*commandRow)(nil)).
+			Set("status = ?", string(domain.CommandRunning)).
+			Set("owner = ?", r.Owner).
+			Set("lease_expires_at = ?", storedTime(r.LeaseUntil)).
+			Set("started_at = ?", storedTime(r.Now)).
+			// By ID alone: the rows are locked (on SQLite, the database is)
+			// and still QUEUED, and a status condition here could lead the
+			// planner to the queue's partial index instead of the primary key.
+			Where("id IN (?)", bun.In(ids)).
+			Returning("*").
+			Scan(ctx, &rows)
+		if err := noRows(err); err != nil {
+			return fmt.Errorf("claim: update: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(rows, func(a, b *commandRow) int {
+		return cmp.Or(cmp.Compare(b.Priority, a.Priority), cmp.Compare(a.ID, b.ID))
+	})
+	return commandsOf(rows), nil
+}
+
+// pickQueued chooses the IDs of the commands a claim takes, reading the
+// queue in claim order a page at a time and skipping projects that are full.
+// On Postgres the rows it reads stay locked until tx ends.
+func (s *Store) pickQueued(ctx context.Context, tx bun.Tx, r domain.ClaimRequest) ([]string, error) {
+	capped := r.PerProject > 0
+	running := map[string]int{}
+	var full []string
+	if capped {
+		var counts []struct {
+			ProjectID string `bun:"project_id"`
+			N         int    `bun:"n"`
+		}
+		// Running commands are those with a lease (a CHECK constraint says
+		// so); asking for the lease reads only the running index.
+		err := tx.NewSelect().Model((*commandRow)(nil)).
+			Column("project_id").
+			ColumnExpr("count(*) AS n").
+			Where("lease_expires_at IS NOT NULL").
+			Group("project_id").
+			Scan(ctx, &counts)
+		if err := noRows(err); err != nil {
+			return nil, fmt.Errorf("claim: count running commands: %w", err)
+		}
+		for _, c := range counts {
+			running[c.ProjectID] = c.N
+			if c.N >= r.PerProject {
+				full = append(full, c.ProjectID)
+			}
+		}
+	}
+
+	// A page is only as long as the claim: on Postgres every row read is
+	// locked, which costs a write per row. Full projects are left out of
+	// each page, so every page yields at least one command, and a claim
+	// needs more than one page only when a page holds several commands of a
+	// project with fewer free slots.
+	page := r.Max
+	var picked []string
+	var last *queuedRow
+	for {
+		var rows []queuedRow
+		q := tx.NewSelect().Model((*commandRow)(nil)).
+			Column("id", "project_id", "priority").
+			Where("status = ?", string(domain.CommandQueued)).
+			OrderExpr("priority DESC, id ASC").
+			Limit(int64(page))
+		if len(full) > 0 {
+			q = q.Where("project_id NOT IN (?)", bun.In(full))
+		}
+		if last != nil {
+			// After the last row read, in (priority DESC, id ASC) order.
+			q = q.Where("priority <= ? AND (priority < ? OR id > ?)", last.Priority, last.Priority, last.ID)
+		}
+		if s.isPostgres() {
+			q = q.For("UPDATE SKIP LOCKED")
+		}
+		if err := noRows(q.Scan(ctx, &rows)); err != nil {
+			return nil, fmt.Errorf("claim: read queue: %w", err)
+		}
+		for _, row := range rows {
+			if capped && running[row.ProjectID] >= r.PerProject {
+				continue
+			}
+			picked = append(picked, row.ID)
+			if len(picked) == r.Max {
+				return picked, nil
+			}
+			running[row.ProjectID]++
+			if capped && running[row.ProjectID] == r.PerProject {
+				full = append(full, row.ProjectID)
+			}
+		}
+		if len(rows) < page {
+			return picked, nil
+		}
+		last = &rows[len(rows)-1]
+	}
+}
+
+// RenewLeases extends to until the leases owner holds on the RUNNING
+// commands among ids, and returns, sorted, the IDs among those whose
+// cancellation was requested. IDs that are unknown, no longer RUNNING or
+// held by another owner are ignored.
+func (s *Store) RenewLeases(ctx context.Context, owner string, ids []string, until time.Time) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	var rows []struct {
+		ID              string `bun:"id"`
+		CancelRequested bool   `bun:"cancel_requested"`
+	}
+	err := s.db.NewUpdate().Model((*commandRow)(nil)).
+		Set("lease_expires_at = ?", storedTime(until)).
+		Where("id IN (?)", s.lockedInIDOrder(s.db.NewSelect().Model((*commandRow)(nil)).
+			Column("id").
+			Where("id IN (?)", bun.In(ids)).
+			Where("status = ?", string(domain.CommandRunning)).
+			Where("owner = ?", owner), false)).
+		Where("status = ?", string(domain.CommandRunning)).
+		Where("owner = ?", owner).
+		Returning("id, cancel_requested").
+		Scan(ctx, &rows)
+	if err := noRows(err); err != nil {
+		return nil, fmt.Errorf("renew leases: %w", err)
+	}
+	var cancel []string
+	for _, r := range rows {
+		if r.CancelRequested {
+			cancel = append(cancel, r.ID)
+		}
+	}
+	slices.Sort(cancel)
+	return cancel, nil
+}
+
+// ExpireLeases ends every RUNNING command whose lease expired before now as
+// INTERRUPTED (with LeaseExpiredReason, finished at now, its lease cleared
+// and its owner kept), and returns them in ID order. Concurrent calls never return the same command twice.
+func (s *Store) ExpireLeases(ctx context.Context, now time.Time) ([]*domain.Command, error) {
+	now = storedTime(now)
+	var rows []*commandRow
+	err := s.db.NewUpdate().Model((*commandRow)(nil)).
+		Set("status = ?", string(domain.CommandInterrupted)).
+		Set("reason = ?", LeaseExpiredReason).
+		Set("finished_at = ?", now).
+		Set("lease_expires_at = NULL").
+		Where("id IN (?)", s.lockedInIDOrder(s.db.NewSelect().Model((*commandRow)(nil)).
+			Column("id").
+			Where("status = ?", string(domain.CommandRunning)).
+			Where("lease_expires_at < ?", now), true)).
+		Where("status = ?", string(domain.CommandRunning)).
+		Returning("*").
+		Scan(ctx, &rows)
+	if err := noRows(err); err != nil {
+		return nil, fmt.Errorf("expire leases: %w", err)
+	}
+	slices.SortFunc(rows, func(a, b *commandRow) int { return cmp.Compare(a.ID, b.ID) })
+	return commandsOf(rows), nil
+}
+
+// lockedInIDOrder makes q, a subquery of IDs for a multi-row UPDATE, lock its
+// rows in ID order on Postgres (skipping rows others hold, if skip), so two
+// such UPDATEs never deadlock by locking shared rows in opposite orders.
+func (s *Store) lockedInIDOrder(q *bun.SelectQuery, skip bool) *bun.SelectQuery {
+	if !s.isPostgres() {
+		return q
+	}
+	q = q.OrderExpr("id")
+	if skip {
+		return q.For("UPDATE SKIP LOCKED")
+	}
+	return q.For("UPDATE")
+}
+
+// RequestCancel cancels a QUEUED command at once (CANCELLED with reason,
+// finished at now), or flags a RUNNING one for its owner to stop, recording
+// reason (a RUNNING command already flagged is left as it is). It returns the
+// command as it is after the change; ECONFLICT if it already ended;
+// ENOTFOUND if there is no such command. The command's row is locked while
+// it decides (on SQLite, the database is), so a concurrent claim or finish
+// happens wholly before or after it.
+func (s *Store) RequestCancel(ctx context.Context, id, reason string, now time.Time) (*domain.Command, error) {
+	var out *commandRow
+	err := s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		row := new(commandRow)
+		q := tx.NewSelect().Model(row).Where("?TableAlias.id = ?", id)
+		if s.isPostgres() {
+			q = q.For("UPDATE")
+		}
+		if err := q.Scan(ctx); errors.Is(err, sql.ErrNoRows) {
+			return commandNotFound(id)
+		} else if err != nil {
+			return fmt.Errorf("cancel command %s: %w", id, err)
+		}
+		// By ID alone, for the primary key (see ClaimCommands).
+		u := tx.NewUpdate().Model((*commandRow)(nil)).Where("id = ?", id).Returning("*")
+		switch domain.CommandStatus(row.Status) {
+		case domain.CommandQueued:
+			u = u.Set("status = ?", string(domain.CommandCancelled)).
+				Set("reason = ?", reason).
+				Set("finished_at = ?", storedTime(now))
+		case domain.CommandRunning:
+			if row.CancelRequested {
+				out = row
+				return nil
+			}
+			u = u.Set("cancel_requested = ?", true).Set("reason = ?", reason)
+		default:
+			return domain.Errorf(domain.ECONFLICT, "command %s already ended (%s)", id, row.Status)
+		}
+		var rows []*commandRow
+		if err := noRows(u.Scan(ctx, &rows)); err != nil {
+			return fmt.Errorf("cancel command %s: %w", id, err)
+		}
+		if len(rows) != 1 {
+			return fmt.Errorf("cancel command %s: updated %d rows", id, len(rows))
+		}
+		out = rows[0]
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out.command(), nil
+}
+
+// FinishCommand writes the final state f of a command that is RUNNING under
+// owner, clears its lease (keeping its owner), and returns the command as
+// stored. It returns ECONFLICT if the
+// command is no longer RUNNING under owner (its lease expired and it was
+// interrupted, or it was never claimed by owner), ENOTFOUND if there is no
+// such command, and EINVALID if f.Status is not a final status.
+func (s *Store) FinishCommand(ctx context.Context, id, owner string, f domain.Finish) (*domain.Command, error) {
+	if !f.Status.Final() || !slices.Contains(domain.CommandStatuses, f.Status) {
+		return nil, domain.Errorf(domain.EINVALID, "finish command %s: %q is not a final status", id, f.Status)
+	}
+	var rows []*commandRow
+	err := s.db.NewUpdate().Model((*commandRow)(nil)).
+		Set("status = ?", string(f.Status)).
+		Set("exit_code = ?", f.ExitCode).
+		Set("signal = ?", f.Signal).
+		Set("reason = ?", f.Reason).
+		Set("finished_at = ?", storedTime(f.FinishedAt)).
+		Set("output_bytes = ?", f.OutputBytes).
+		Set("truncated = ?", f.Truncated).
+		Set("last_seq = ?", f.LastSeq).
+		Set("lease_expires_at = NULL").
+		Where("id = ?", id).
+		Where("status = ?", string(domain.CommandRunning)).
+		Where("owner = ?", owner).
+		Returning("*").
+		Scan(ctx, &rows)
+	if err := noRows(err); err != nil {
+		return nil, fmt.Errorf("finish command %s: %w", id, err)
+	}
+	if len(rows) == 1 {
+		return rows[0].command(), nil
+	}
+	c, err := s.FindCommandByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if c.Status == domain.CommandRunning {
+		return nil, domain.Errorf(domain.ECONFLICT, "command %s is running under another owner", id)
+	}
+	return nil, domain.Errorf(domain.ECONFLICT, "command %s is no longer running (%s)", id, c.Status)
+}
+
+// noRows treats a query that matched nothing as a success: bun's Scan into a
+// slice may report sql.ErrNoRows.
+func noRows(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	return err
+}

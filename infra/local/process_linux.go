@@ -1,0 +1,332 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/rdev-hq/rdev/domain"
+)
+
+const (
+	// copyBufferSize is the read size of each output pipe.
+	copyBufferSize = 32 << 10
+	// pollInterval is how often /proc is scanned while waiting for a
+	// stopped process group to be gone.
+	pollInterval = 20 * time.Millisecond
+	// goneTimeout bounds the wait, after SIGKILL, for the group to be gone:
+	// a process stuck in the kernel (uninterruptible sleep) can outlive
+	// SIGKILL for a while, and Exec should not hang on it for ever.
+	goneTimeout = 10 * time.Second
+	// closeDelay is how long the pipes may stay open after the process
+	// group is gone (held by a process that escaped the group) before they
+	// are closed under it.
+	closeDelay = 200 * time.Millisecond
+)
+
+// process is one started command: its main process, which leads a process
+// group of its own, and the two goroutines that copy its output.
+type process struct {
+	cmd  *exec.Cmd
+	pgid int
+	// exited is closed when the main process has exited. It is not reaped
+	// (waited for) until the end, so its PID, and with it the process
+	// group ID, cannot be reused while this process still signals the group.
+	exited chan struct{}
+	// copied is closed when both output pipes have been read to the end or
+	// closed.
+	copied chan struct{}
+	pipes  []*os.File
+}
+
+// run starts cmd and follows it to its end (see Executor for the rules).
+func (e *Executor) run(ctx context.Context, cmd *exec.Cmd, project string, stdout, stderr io.Writer) (domain.ExecResult, error) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return domain.ExecResult{}, fmt.Errorf("local: output pipe: %w", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return domain.ExecResult{}, fmt.Errorf("local: output pipe: %w", err)
+	}
+	// *os.File outputs are handed to the process as they are: os/exec starts
+	// no copying goroutines of its own, and Wait does not wait for the pipes.
+	cmd.Stdout, cmd.Stderr = outW, errW
+	err = cmd.Start()
+	// The write ends now belong to the process alone, so the read ends see
+	// EOF once every process holding them has let go.
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return domain.ExecResult{}, startError(err, cmd.Args[0], project)
+	}
+
+	p := &process{
+		cmd:    cmd,
+		pgid:   cmd.Process.Pid,
+		exited: make(chan struct{}),
+		copied: make(chan struct{}),
+		pipes:  []*os.File{outR, errR},
+	}
+	go func() {
+		waitExited(p.pgid)
+		close(p.exited)
+	}()
+	var wg sync.WaitGroup
+	wg.Go(func() { copyOutput(stdout, outR) })
+	wg.Go(func() { copyOutput(stderr, errR) })
+	go func() {
+		wg.Wait()
+		close(p.copied)
+	}()
+
+	p.follow(ctx, e.grace, e.drain)
+	for _, f := range p.pipes {
+		f.Close()
+	}
+	// The main process exited long ago; this only reaps it.
+	_ = cmd.Wait()
+	return result(cmd.ProcessState)
+}
+
+// follow returns when the main process has exited, its output has been read,
+// and, if it had to be stopped, its process group is gone.
+func (p *process) follow(ctx context.Context, grace, drain time.Duration) {
+	select {
+	case <-p.exited:
+		drained := time.NewTimer(drain)
+		defer drained.Stop()
+		select {
+		case <-p.copied:
+			return
+		case <-drained.C:
+			// A process left behind holds the output open.
+		case <-ctx.Done():
+		}
+	case <-ctx.Done():
+	}
+	p.stop(grace)
+	<-p.exited
+	p.awaitGone(goneTimeout)
+	closed := time.NewTimer(closeDelay)
+	defer closed.Stop()
+	select {
+	case <-p.copied:
+	case <-closed.C:
+		// Held by a process outside the group: stop reading. Close makes
+		// the blocked reads return.
+		for _, f := range p.pipes {
+			f.Close()
+		}
+		<-p.copied
+	}
+}
+
+// stop sends SIGTERM to the process group, then SIGKILL once grace has
+// passed unless every process in the group has ended by then.
+func (p *process) stop(grace time.Duration) {
+	p.signal(syscall.SIGTERM)
+	deadline := time.NewTimer(grace)
+	defer deadline.Stop()
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-deadline.C:
+			p.signal(syscall.SIGKILL)
+			return
+		case <-tick.C:
+			if p.gone() {
+				return
+			}
+		}
+	}
+}
+
+// awaitGone waits, at most timeout, for every process of the group to end.
+func (p *process) awaitGone(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for !p.gone() && time.Now().Before(deadline) {
+		time.Sleep(pollInterval)
+	}
+}
+
+// gone reports whether the main process has exited and no other process of
+// its group is alive. If /proc cannot be read, only the main process counts.
+func (p *process) gone() bool {
+	select {
+	case <-p.exited:
+	default:
+		return false
+	}
+	alive, err := groupAlive(p.pgid)
+	return err == nil && !alive
+}
+
+// signal sends sig to every process in the group. An empty group is not an
+// error; the unreaped main process keeps the group ID from being reused.
+func (p *process) signal(sig syscall.Signal) {
+	_ = syscall.Kill(-p.pgid, sig)
+}
+
+// copyOutput copies r to w until r ends. It writes what each read returns at
+// once, so output is live. After a failed write it keeps reading and drops
+// the rest, so the process never blocks on a full pipe.
+func copyOutput(w io.Writer, r io.Reader) {
+	buf := make([]byte, copyBufferSize)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 && w != nil {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				w = nil
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// waitExited blocks until the process pid has exited, without reaping it.
+func waitExited(pid int) {
+	const pPID = 1     // P_PID in <sys/wait.h>
+	var info [128]byte // siginfo_t; its content is not needed
+	for {
+		_, _, errno := syscall.Syscall6(syscall.SYS_WAITID, pPID, uintptr(pid),
+			uintptr(unsafe.Pointer(&info)), syscall.WEXITED|syscall.WNOWAIT, 0, 0)
+		if errno != syscall.EINTR {
+			// 0, or ECHILD if it was reaped already: either way it exited.
+			return
+		}
+	}
+}
+
+// groupAlive reports whether a process of group pgid is alive, zombies (dead
+// but not yet reaped by their parent) not counted, by scanning /proc.
+func groupAlive(pgid int) (bool, error) {
+	d, err := os.Open("/proc")
+	if err != nil {
+		return false, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return false, err
+	}
+	buf := make([]byte, 512)
+	for _, name := range names {
+		if name[0] < '1' || name[0] > '9' {
+			continue
+		}
+		n, err := readHead("/proc/"+name+"/stat", buf)
+		if err != nil {
+			continue // ended since the listing
+		}
+		state, pgrp, ok := parseStat(buf[:n])
+		if ok && pgrp == pgid && state != 'Z' && state != 'X' {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// readHead reads the start of a file into buf.
+func readHead(name string, buf []byte) (int, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return f.Read(buf)
+}
+
+// parseStat returns the state and process group of a /proc/<pid>/stat line:
+// "pid (comm) state ppid pgrp …". The command name may hold spaces and
+// parentheses, so the fields are counted from its last ')'.
+func parseStat(b []byte) (state byte, pgrp int, ok bool) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 3 || len(f[0]) != 1 {
+		return 0, 0, false
+	}
+	pgrp, err := strconv.Atoi(string(f[2]))
+	if err != nil {
+		return 0, 0, false
+	}
+	return f[0][0], pgrp, true
+}
+
+// startError turns a failed start into a domain error: a program (or the
+// interpreter its #! line names) that does not exist is ENOTFOUND, one that
+// cannot be executed is EINVALID.
+func startError(err error, name, project string) error {
+	var errno syscall.Errno
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return domain.Errorf(domain.ENOTFOUND, "program %q (or the interpreter it names) not found in project %q", clip(name), project)
+	case errors.As(err, &errno) && (errno == syscall.EACCES || errno == syscall.EPERM ||
+		errno == syscall.ENOEXEC || errno == syscall.EISDIR || errno == syscall.ENOTDIR ||
+		errno == syscall.ELOOP || errno == syscall.E2BIG):
+		return domain.Errorf(domain.EINVALID, "program %q in project %q cannot be run: %v", clip(name), project, errno)
+	}
+	return fmt.Errorf("local: start %q in project %q: %w", name, project, err)
+}
+
+// result describes how the reaped process ended.
+func result(ps *os.ProcessState) (domain.ExecResult, error) {
+	if ps == nil {
+		return domain.ExecResult{}, errors.New("local: process state missing after wait")
+	}
+	ws, ok := ps.Sys().(syscall.WaitStatus)
+	if ok && ws.Signaled() {
+		return domain.ExecResult{ExitCode: -1, Signal: signalName(ws.Signal())}, nil
+	}
+	return domain.ExecResult{ExitCode: ps.ExitCode()}, nil
+}
+
+// signalNames are the Linux signals' names; syscall.Signal.String gives
+// descriptions ("terminated") instead.
+var signalNames = map[syscall.Signal]string{
+	syscall.SIGABRT: "SIGABRT", syscall.SIGALRM: "SIGALRM", syscall.SIGBUS: "SIGBUS",
+	syscall.SIGCHLD: "SIGCHLD", syscall.SIGCONT: "SIGCONT", syscall.SIGFPE: "SIGFPE",
+	syscall.SIGHUP: "SIGHUP", syscall.SIGILL: "SIGILL", syscall.SIGINT: "SIGINT",
+	syscall.SIGIO: "SIGIO", syscall.SIGKILL: "SIGKILL", syscall.SIGPIPE: "SIGPIPE",
+	syscall.SIGPROF: "SIGPROF", syscall.SIGPWR: "SIGPWR", syscall.SIGQUIT: "SIGQUIT",
+	syscall.SIGSEGV: "SIGSEGV", syscall.SIGSTKFLT: "SIGSTKFLT", syscall.SIGSTOP: "SIGSTOP",
+	syscall.SIGSYS: "SIGSYS", syscall.SIGTERM: "SIGTERM", syscall.SIGTRAP: "SIGTRAP",
+	syscall.SIGTSTP: "SIGTSTP", syscall.SIGTTIN: "SIGTTIN", syscall.SIGTTOU: "SIGTTOU",
+	syscall.SIGURG: "SIGURG", syscall.SIGUSR1: "SIGUSR1", syscall.SIGUSR2: "SIGUSR2",
+	syscall.SIGVTALRM: "SIGVTALRM", syscall.SIGWINCH: "SIGWINCH", syscall.SIGXCPU: "SIGXCPU",
+	syscall.SIGXFSZ: "SIGXFSZ",
+}
+
+// signalName returns a signal's name, e.g. "SIGTERM"; real-time signals are
+// "SIGRTMIN+n".
+func signalName(s syscall.Signal) string {
+	if n, ok := signalNames[s]; ok {
+		return n
+	}
+	const rtmin = 34 // SIGRTMIN as the C library defines it
+	if s >= rtmin {
+		return fmt.Sprintf("SIGRTMIN+%d", int(s)-rtmin)
+	}
+	return fmt.Sprintf("SIG%d", int(s))
+}

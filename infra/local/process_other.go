@@ -1,0 +1,16 @@
+//go:build !linux
+
+package local
+
+import (
+	"context"
+	"io"
+	"os/exec"
+
+	"github.com/rdev-hq/rdev/domain"
+)
+
+// run refuses: the Executor watches processes through Linux interfaces.
+func (e *Executor) run(_ context.Context, _ *exec.Cmd, _ string, _, _ io.Writer) (domain.ExecResult, error) {
+	return domain.ExecResult{}, domain.Errorf(domain.EUNAVAILABLE, "the local executor runs on Linux only")
+}
