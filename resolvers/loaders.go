@@ -16,7 +16,9 @@ type projectCommandsKey struct {
 	First     int
 }
 
-func (k projectCommandsKey) String() string { return fmt.Sprintf("%s/%s/%d", k.ProjectID, k.Status, k.First) }
+func (k projectCommandsKey) String() string {
+	return fmt.Sprintf("%s/%s/%d", k.ProjectID, k.Status, k.First)
+}
 
 // loaders batch per-parent fields of one GraphQL operation into single store
 // queries. They live for one operation, so nothing is cached across requests.
