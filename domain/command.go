@@ -25,9 +25,9 @@ const (
 // Priority orders the queue: higher runs first, FIFO within a priority.
 type Priority int
 
-// The priorities.
+// The priorities. The zero value is NORMAL.
 const (
-	PriorityLow Priority = iota
+	PriorityLow Priority = iota - 1
 	PriorityNormal
 	PriorityHigh
 	PriorityUrgent

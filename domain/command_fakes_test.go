@@ -26,7 +26,8 @@ type commandRepo struct {
 	created int
 	output  map[string][]OutputChunk // by command, in Seq order
 
-	creates, appends, reads, claims int
+	// claims counts ClaimCommands calls.
+	claims int
 	// lateChunks are chunks stored after their command reached a final
 	// state; dupSeqs are seqs stored twice. Both must stay empty.
 	lateChunks []OutputChunk
@@ -73,7 +74,6 @@ func (r *commandRepo) CreateCommand(_ context.Context, c *Command) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.creates++
 	if r.createErr != nil {
 		return r.createErr
 	}
@@ -202,6 +202,7 @@ func (r *commandRepo) QueueStats(_ context.Context) (QueueStats, error) {
 			st.Queued[c.Priority]++
 		case CommandRunning:
 			st.Running++
+		default:
 		}
 	}
 	return st, nil
@@ -233,6 +234,7 @@ func (r *commandRepo) ClaimCommands(_ context.Context, req ClaimRequest) ([]*Com
 			running[c.ProjectID]++
 		case CommandQueued:
 			queued = append(queued, c)
+		default:
 		}
 	}
 	slices.SortFunc(queued, func(a, b *Command) int {
@@ -342,7 +344,6 @@ func (r *commandRepo) AppendOutput(_ context.Context, chunks []OutputChunk) erro
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.appends++
 	for _, ch := range chunks {
 		if c, ok := r.cmds[ch.CommandID]; ok && c.Status.Final() {
 			r.lateChunks = append(r.lateChunks, ch)
@@ -361,7 +362,6 @@ func (r *commandRepo) AppendOutput(_ context.Context, chunks []OutputChunk) erro
 func (r *commandRepo) ReadOutput(_ context.Context, commandID string, afterSeq int64, limit int) ([]OutputChunk, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.reads++
 	if r.readErr != nil {
 		return nil, r.readErr
 	}
@@ -416,12 +416,6 @@ func (r *commandRepo) claimCount() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.claims
-}
-
-func (r *commandRepo) readCount() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.reads
 }
 
 // checkOrdering fails the test if a chunk was stored after its command's
@@ -742,13 +736,6 @@ func lines(stream Stream, n int) []execStep {
 }
 
 func numberedLine(i int) string { return fmt.Sprintf("line %05d\n", i) }
-
-// setProject replaces (or adds) a project in a projectRepo.
-func setProject(r *projectRepo, p *Project) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.projects[p.ID] = p
-}
 
 // waitFor polls cond until it holds, failing the test after a generous
 // deadline. Conditions are waited for, never slept for.

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -23,8 +24,8 @@ type CommandLimits struct {
 	Concurrency int
 	// PerProject is how many commands run at once in one project.
 	PerProject int
-	// ClaudeCommand is the argv prefix of CLAUDE commands; the prompt follows
-	// as one element after "-p".
+	// ClaudeCommand is the argv prefix of CLAUDE commands; "-p", "--" and the
+	// prompt, as one element, follow.
 	ClaudeCommand []string
 }
 
@@ -95,12 +96,13 @@ func commandFrom(in ExecuteCommand, lim CommandLimits) (*Command, error) {
 	c.Timeout = lim.DefaultTimeout
 	if in.TimeoutSeconds != nil {
 		t := *in.TimeoutSeconds
-		if t <= 0 || time.Duration(t)*time.Second > lim.MaxTimeout {
+		if t <= 0 || int64(t) > int64(lim.MaxTimeout/time.Second) {
 			return nil, Errorf(EINVALID, "timeoutSeconds: must be between 1 and %d, got %d", int(lim.MaxTimeout.Seconds()), t)
 		}
 		c.Timeout = time.Duration(t) * time.Second
 	}
-	if len(in.ClientToken) > MaxClientTokenLength || !utf8.ValidString(in.ClientToken) || hasControl(in.ClientToken) {
+	if utf8.RuneCountInString(in.ClientToken) > MaxClientTokenLength || !utf8.ValidString(in.ClientToken) ||
+		strings.IndexFunc(in.ClientToken, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
 		return nil, Errorf(EINVALID, "clientToken: must be at most %d printable characters", MaxClientTokenLength)
 	}
 	c.ClientToken = in.ClientToken
@@ -131,7 +133,9 @@ func argvFrom(in ExecuteCommand, lim CommandLimits) (CommandType, []string, erro
 		if err := ValidatePrompt(in.Prompt, lim.MaxPromptBytes); err != nil {
 			return "", nil, err
 		}
-		argv := append(append([]string{}, lim.ClaudeCommand...), "-p", in.Prompt)
+		// "--" ends the options, so a prompt like "--dangerously-skip-permissions"
+		// stays a prompt.
+		argv := append(append([]string{}, lim.ClaudeCommand...), "-p", "--", in.Prompt)
 		return CommandClaude, argv, nil
 	}
 	return "", nil, Errorf(EINVALID, "type: %s does not go with the program given (EXEC takes argv, SHELL takes shell, CLAUDE takes prompt)", clipMessage(string(typ)))

@@ -123,7 +123,7 @@ func TestCommandFrom(t *testing.T) {
 		{name: "ErrInvalidTimeoutZero", in: with(ls, func(in *ExecuteCommand) { in.TimeoutSeconds = ptr(0) }), wantErr: "timeoutSeconds"},
 		{name: "ErrInvalidTimeoutNegative", in: with(ls, func(in *ExecuteCommand) { in.TimeoutSeconds = ptr(-5) }), wantErr: "timeoutSeconds"},
 		{name: "ErrInvalidTimeoutTooLong", in: with(ls, func(in *ExecuteCommand) { in.TimeoutSeconds = ptr(3601) }), wantErr: "between 1 and 3600"},
-		{name: "ErrInvalidPriorityNegative", in: with(ls, func(in *ExecuteCommand) { in.Priority = -1 }), wantErr: "priority"},
+		{name: "ErrInvalidPriorityNegative", in: with(ls, func(in *ExecuteCommand) { in.Priority = -2 }), wantErr: "priority"},
 		{name: "ErrInvalidPriorityTooHigh", in: with(ls, func(in *ExecuteCommand) { in.Priority = PriorityUrgent + 1 }), wantErr: "priority"},
 		{name: "ErrInvalidClientTokenTooLong", in: with(ls, func(in *ExecuteCommand) { in.ClientToken = strings.Repeat("t", MaxClientTokenLength+1) }), wantErr: "clientToken"},
 		{name: "ErrInvalidClientTokenControl", in: with(ls, func(in *ExecuteCommand) { in.ClientToken = "tok\x1b" }), wantErr: "clientToken"},
@@ -199,7 +199,7 @@ func TestCommandFrom_Claude(t *testing.T) {
 				if err != nil {
 					t.Fatalf("type %q: commandFrom: %v", typ, err)
 				}
-				want := append(slices.Clone(lim.ClaudeCommand), "-p", prompt)
+				want := append(slices.Clone(lim.ClaudeCommand), "-p", "--", prompt)
 				if c.Type != CommandClaude || !slices.Equal(c.Argv, want) {
 					t.Errorf("type %q: got type %s argv %q, want CLAUDE %q", typ, c.Type, c.Argv, want)
 				}
@@ -261,8 +261,6 @@ func TestValidatePrompt(t *testing.T) {
 // TestCommandFrom_TimeoutOverflow checks that a huge timeoutSeconds is
 // rejected rather than wrapping around into a short (or negative) timeout.
 func TestCommandFrom_TimeoutOverflow(t *testing.T) {
-	skipBug(t, "command_input.go:98 multiplies time.Duration(t)*time.Second before comparing with MaxTimeout; "+
-		"timeoutSeconds 18446744074 overflows to ~290ms and is accepted; compare t > int(lim.MaxTimeout/time.Second) first")
 	for _, secs := range []int{18446744074, 9223372037, 1 << 62} {
 		c, err := commandFrom(ExecuteCommand{ProjectID: "web", Argv: []string{"ls"}, TimeoutSeconds: ptr(secs)}, testLimits())
 		if ErrorCode(err) != EINVALID {
@@ -274,9 +272,6 @@ func TestCommandFrom_TimeoutOverflow(t *testing.T) {
 // TestCommandFrom_ClientTokenPrintable checks the documented rule "at most
 // 128 printable characters".
 func TestCommandFrom_ClientTokenPrintable(t *testing.T) {
-	skipBug(t, "command_input.go:103 checks the client token with hasControl, which lets tab, newline and CR through, "+
-		"though the message promises \"printable characters\"; and it counts bytes, so 100 'é' (200 bytes) are refused. "+
-		"Reject every unicode.IsControl rune and count runes (or say \"bytes\" in the message)")
 	for _, tok := range []string{"a\tb", "a\nb", "a\rb"} {
 		if _, err := commandFrom(ExecuteCommand{ProjectID: "web", Argv: []string{"ls"}, ClientToken: tok}, testLimits()); ErrorCode(err) != EINVALID {
 			t.Errorf("client token %q accepted, want EINVALID", tok)
@@ -362,9 +357,6 @@ func TestClipMessage(t *testing.T) {
 // argv [... "-p" "--dangerously-skip-permissions"] turns the flag on
 // instead of passing a prompt.
 func TestCommandFrom_ClaudePromptNotAnOption(t *testing.T) {
-	skipBug(t, "command_input.go:134 builds ClaudeCommand + \"-p\" + prompt; claude's -p/--print takes no value, "+
-		"so a prompt such as \"--dangerously-skip-permissions\" or \"--allowedTools=Bash\" is parsed as an option "+
-		"(argument injection). Put \"--\" before the prompt, or refuse prompts that start with \"-\"")
 	for _, prompt := range []string{"--dangerously-skip-permissions", "--allowedTools=Bash(*)", "-c"} {
 		c, err := commandFrom(ExecuteCommand{ProjectID: "web", Prompt: prompt}, testLimits())
 		if ErrorCode(err) == EINVALID {

@@ -78,7 +78,8 @@ type CommandRepository interface {
 	// returns the IDs among them whose cancellation was requested.
 	RenewLeases(ctx context.Context, owner string, ids []string, until time.Time) (cancel []string, err error)
 	// ExpireLeases ends every RUNNING command whose lease expired before now
-	// as INTERRUPTED, and returns them.
+	// as INTERRUPTED, with LastSeq and OutputBytes taken from its stored
+	// output, and returns them.
 	ExpireLeases(ctx context.Context, now time.Time) ([]*Command, error)
 	// RequestCancel cancels a QUEUED command at once (CANCELLED, with
 	// reason), or flags a RUNNING one for its owner to stop. It returns the

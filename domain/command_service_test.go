@@ -276,14 +276,10 @@ func TestCommandService_Execute_Idempotent(t *testing.T) {
 // the other get IDs in the same order: stores claim FIFO by ID and list
 // newest first by ID.
 func TestCommandService_Execute_FIFOIDs(t *testing.T) {
-	skipBug(t, "id.go:25 NewID fills the low 32 bits with random bytes, so two commands queued in the same "+
-		"millisecond get IDs in random order; bunstore claims \"priority DESC, id ASC\" and lists by ID, so FIFO "+
-		"within a priority and newest-first are broken at millisecond scale. Make IDs monotonic within a "+
-		"millisecond (e.g. a per-process counter in the low bits, as ULID's monotonic entropy does)")
 	e := newCommandEnv(t)
 	clk := newClock()
 	e.svc.now = clk.Now
-	e.limits.MaxQueuedPerKey = 0
+	e.svc.limits.MaxQueuedPerKey = 0
 	var prev string
 	for i := range 50 {
 		c, err := e.svc.Execute(operatorContext(t), ls())
@@ -584,8 +580,9 @@ func TestCommandService_Events(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, "the events subscription", func() bool { return e.hub.subscribers(ProjectTopic("web")) == 1 })
-		c := &Command{ID: NewID(time.Now()), ProjectID: "web", Status: CommandRunning}
+		var c *Command
 		for range streamBuffer + 100 {
+			c = &Command{ID: NewID(time.Now()), ProjectID: "web", Status: CommandRunning}
 			e.hub.Publish(ProjectTopic("web"), Event{Kind: EventStatus, CommandID: c.ID, Command: c})
 		}
 		waitFor(t, "the hub to drop the reader", func() bool { return e.hub.dropCount() > 0 })
@@ -636,13 +633,6 @@ func TestCommandService_Events(t *testing.T) {
 // moment it is stored, before Execute has published QUEUED. Subscribers
 // must still never see a command go back from RUNNING to QUEUED.
 func TestCommandService_Events_Order(t *testing.T) {
-	skipBug(t, "command_service.go:70-71 publishes QUEUED after CreateCommand returns, when a dispatcher (polling, "+
-		"or in another process) may already have claimed the command and published RUNNING or even its final "+
-		"status; Events subscribers then see RUNNING, SUCCEEDED, QUEUED and are left believing the command is "+
-		"queued (seen under -race in about 1 run of 30 of TestDispatcher_StatusEvents before it was made to queue "+
-		"first). Fix: make status streams monotonic per command (forwardStatus drops an event whose status is "+
-		"earlier in QUEUED < RUNNING < final than one already sent for that command), or give Command a version "+
-		"that subscribers compare")
 	e := newCommandEnv(t)
 	ctx, cancel := context.WithCancel(keyContext(t, readerKey))
 	defer cancel()

@@ -32,6 +32,7 @@ var (
 	errCancelled = errors.New("cancelled on request")
 	errShutdown  = errors.New("server shutting down")
 	errTimedOut  = errors.New("timed out")
+	errLeaseLost = errors.New("lease lost")
 )
 
 // Dispatcher claims queued commands and runs them with an Executor: at most
@@ -159,11 +160,13 @@ func (d *Dispatcher) release(id string) {
 }
 
 // cancelLocal stops a command if this process runs it.
-func (d *Dispatcher) cancelLocal(id string) {
+func (d *Dispatcher) cancelLocal(id string) { d.stopLocal(id, errCancelled) }
+
+func (d *Dispatcher) stopLocal(id string, cause error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if cancel, ok := d.running[id]; ok {
-		cancel(errCancelled)
+		cancel(cause)
 	}
 }
 
@@ -200,6 +203,11 @@ func (d *Dispatcher) heartbeat(ctx context.Context) {
 		}
 		for _, c := range expired {
 			d.log.Warn("command interrupted: its lease expired", "command", c.ID, "owner", c.Owner)
+			if c.Owner == d.cfg.Owner {
+				// This process could not renew in time: the command is
+				// recorded INTERRUPTED, so its process must stop too.
+				d.stopLocal(c.ID, errLeaseLost)
+			}
 			publishStatus(ctx, d.hub, d.bcast, c)
 		}
 	}
@@ -209,7 +217,11 @@ func (d *Dispatcher) heartbeat(ctx context.Context) {
 func (d *Dispatcher) run(ctx context.Context, c *Command) {
 	publishStatus(ctx, d.hub, d.bcast, c)
 	rec := newRecorder(c.ID, d.cfg.Output, d.repo, d.hub, d.bcast, d.log, d.now)
-	xctx, cancel := context.WithTimeoutCause(ctx, c.Timeout, errTimedOut)
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = DefaultCommandLimits.DefaultTimeout
+	}
+	xctx, cancel := context.WithTimeoutCause(ctx, timeout, errTimedOut)
 	defer cancel()
 
 	var res ExecResult
@@ -221,8 +233,9 @@ func (d *Dispatcher) run(ctx context.Context, c *Command) {
 		res, err = d.exec.Exec(xctx, ExecRequest{Project: p, Argv: c.Argv, Env: c.Env, Workdir: c.Workdir},
 			rec.writer(Stdout), rec.writer(Stderr))
 	}
-	fin := Finish{FinishedAt: d.now().UTC().Truncate(time.Microsecond)}
+	var fin Finish
 	fin.OutputBytes, fin.LastSeq, fin.Truncated = rec.close()
+	fin.FinishedAt = d.now().UTC().Truncate(time.Microsecond)
 	d.decide(&fin, c, res, err, context.Cause(xctx))
 
 	final, ferr := d.repo.FinishCommand(context.WithoutCancel(ctx), c.ID, d.cfg.Owner, fin)
@@ -245,6 +258,8 @@ func (d *Dispatcher) decide(fin *Finish, c *Command, res ExecResult, err, cause 
 		fin.Status, fin.Reason = CommandCancelled, "cancelled on request"
 	case errors.Is(cause, errShutdown):
 		fin.Status, fin.Reason = CommandInterrupted, "interrupted: the server shut down"
+	case errors.Is(cause, errLeaseLost):
+		fin.Status, fin.Reason = CommandInterrupted, "interrupted: this server lost the command's lease"
 	case err != nil:
 		fin.Status, fin.Reason = CommandFailed, ErrorMessage(err)
 		if ErrorCode(err) == EINTERNAL {

@@ -4,7 +4,9 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
+	"math"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -16,15 +18,35 @@ var idEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadd
 // IDLength is the length of every ID made by NewID.
 const IDLength = 16
 
+// ids keeps NewID monotonic within this process.
+var ids struct {
+	sync.Mutex
+	ms   uint64
+	rand uint32
+}
+
 // NewID returns a 16-character ID: 48 bits of milliseconds since the Unix
-// epoch followed by 32 random bits. IDs made later sort after earlier ones, so
-// storage can page by ID alone.
+// epoch followed by 32 bits that start random each millisecond and count up
+// within it. IDs made later in one process sort after earlier ones — the
+// queue's first-in first-out order and paging by ID rely on it.
 func NewID(now time.Time) string {
-	var b [10]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
-	if _, err := rand.Read(b[6:]); err != nil {
-		panic(err) // crypto/rand never fails on supported platforms.
+	ms := uint64(now.UnixMilli())
+	ids.Lock()
+	if ms <= ids.ms && ids.rand < math.MaxUint32 {
+		ms, ids.rand = ids.ms, ids.rand+1
+	} else {
+		var r [4]byte
+		if _, err := rand.Read(r[:]); err != nil {
+			panic(err) // crypto/rand never fails on supported platforms.
+		}
+		// Leave room to count up within the millisecond.
+		ms, ids.rand = max(ms, ids.ms+1), binary.BigEndian.Uint32(r[:])>>1
 	}
+	ids.ms = ms
+	var b [10]byte
+	binary.BigEndian.PutUint64(b[:8], ms<<16)
+	binary.BigEndian.PutUint32(b[6:], ids.rand)
+	ids.Unlock()
 	return idEncoding.EncodeToString(b[:])
 }
 

@@ -14,7 +14,8 @@ import (
 type OutputConfig struct {
 	// Cap is the most output bytes stored per command. Past it the command
 	// keeps running, the first Cap-TailWindow bytes and the last TailWindow
-	// bytes are kept, and the command is marked truncated.
+	// bytes (or a little less, in whole chunks) are kept, and the command is
+	// marked truncated.
 	Cap        int64
 	TailWindow int64
 	// MaxChunk is the largest chunk; output is cut at the last newline
@@ -30,7 +31,7 @@ type OutputConfig struct {
 
 // DefaultOutputConfig is used for zero fields.
 var DefaultOutputConfig = OutputConfig{
-	Cap: 10 << 20, TailWindow: 1 << 20, MaxChunk: 16 << 10,
+	Cap: 10 << 20, TailWindow: 1 << 20, MaxChunk: 64 << 10,
 	FlushDelay: 10 * time.Millisecond, MaxPending: 4 << 20,
 }
 
@@ -56,35 +57,48 @@ func (c OutputConfig) withDefaults() OutputConfig {
 	return d
 }
 
-// recorder turns a command's two output streams into numbered chunks,
-// stores them in batches (one write takes everything that accumulated while
-// the previous one ran), and publishes each batch after it is stored, so a
-// subscriber never sees a chunk that storage does not have yet — except the
+// recorder turns a command's two output streams into numbered chunks and
+// stores them in batches: one write takes everything that accumulated while
+// the previous one ran, merging adjacent pieces of one stream into chunks of
+// up to MaxChunk. So an idle command's line is stored at once, and a busy
+// one's output travels in large chunks. Each batch is published after it is
+// stored, so a subscriber never sees a chunk that storage lacks — except the
 // live tail of a truncated command, which is stored when it ends.
 type recorder struct {
-	cfg      OutputConfig
-	cmdID    string
-	repo     CommandRepository
-	hub      Hub
-	bcast    Broadcaster
-	log      *slog.Logger
-	now      func() time.Time
-	headRoom int64 // bytes that may still be stored before truncation
+	cfg   OutputConfig
+	cmdID string
+	repo  CommandRepository
+	hub   Hub
+	bcast Broadcaster
+	log   *slog.Logger
+	now   func() time.Time
 
 	mu         sync.Mutex
 	drained    *sync.Cond // signalled when pending shrinks or work arrives
-	seq        int64      // last seq given out
-	total      int64      // every byte written
-	lastStored int64
-	truncated  bool
 	partial    map[Stream][]byte
 	timers     map[Stream]*time.Timer
-	pending    []OutputChunk
+	pending    []segment
 	pendingLen int
+	closed     bool
+
+	// Owned by the store goroutine until done is closed.
+	seq        int64 // last seq given out
+	total      int64 // every byte written
+	lastStored int64
+	pastHead   bool // output outgrew the head: the rest goes to the tail window
+	truncated  bool // output was dropped from the tail window (or lost)
+	headRoom   int64 // bytes that may still be stored in the head
 	tail       []OutputChunk
 	tailLen    int64
-	closed     bool
 	done       chan struct{}
+}
+
+// segment is a piece of one stream that ends at a line or character
+// boundary, waiting to be numbered and stored.
+type segment struct {
+	stream Stream
+	data   []byte
+	at     time.Time
 }
 
 func newRecorder(cmdID string, cfg OutputConfig, repo CommandRepository, hub Hub, bcast Broadcaster, log *slog.Logger, now func() time.Time) *recorder {
@@ -129,7 +143,7 @@ func (r *recorder) write(s Stream, p []byte) {
 	}
 }
 
-// cutLines emits every complete line of buf, in chunks of at most MaxChunk,
+// cutLines emits every complete line of buf, in pieces of at most MaxChunk,
 // and returns the unfinished rest.
 func (r *recorder) cutLines(s Stream, buf []byte) []byte {
 	for len(buf) > 0 {
@@ -179,7 +193,11 @@ func (r *recorder) flushPartial(s Stream, final bool) {
 	buf := r.partial[s]
 	n := len(buf)
 	if !final && n > 0 {
-		if i := runeBoundary(buf, n-1); !utf8.FullRune(buf[i:]) {
+		i := n - 1 // the start of the last character
+		for i > 0 && i > n-utf8.UTFMax && !utf8.RuneStart(buf[i]) {
+			i--
+		}
+		if !utf8.FullRune(buf[i:]) {
 			n = i
 		}
 	}
@@ -189,31 +207,19 @@ func (r *recorder) flushPartial(s Stream, final bool) {
 	}
 }
 
-// emit numbers a chunk and routes it to storage or, past the cap, to the
-// tail window (published live at once, stored at the end).
+// emit queues a piece for the store loop. The caller holds r.mu.
 func (r *recorder) emit(s Stream, data []byte) {
-	r.seq++
-	c := OutputChunk{CommandID: r.cmdID, Seq: r.seq, Stream: s, Data: string(data), At: r.now().UTC().Truncate(time.Microsecond)}
-	r.total += int64(len(data))
-	if int64(len(data)) <= r.headRoom && !r.truncated {
-		r.headRoom -= int64(len(data))
-		r.pending = append(r.pending, c)
-		r.pendingLen += len(data)
-		r.drained.Broadcast()
+	if r.closed {
 		return
 	}
-	r.truncated = true
-	r.tail = append(r.tail, c)
-	r.tailLen += int64(len(data))
-	for len(r.tail) > 1 && r.tailLen-int64(len(r.tail[0].Data)) >= r.cfg.TailWindow {
-		r.tailLen -= int64(len(r.tail[0].Data))
-		r.tail = r.tail[1:]
-	}
-	r.hub.Publish(CommandTopic(r.cmdID), Event{Kind: EventOutput, CommandID: r.cmdID, Chunks: []OutputChunk{c}, UpTo: r.lastStored})
+	r.pending = append(r.pending, segment{stream: s, data: bytes.Clone(data), at: r.now()})
+	r.pendingLen += len(data)
+	r.drained.Broadcast()
 }
 
-// store is the storage loop: it writes whatever accumulated, in one batch,
-// then publishes it, until closed and drained.
+// store is the storage loop: it numbers, stores and publishes whatever
+// accumulated, batch by batch, until closed and drained; then it stores the
+// tail window of a truncated command.
 func (r *recorder) store() {
 	defer close(r.done)
 	for {
@@ -221,46 +227,84 @@ func (r *recorder) store() {
 		for len(r.pending) == 0 && !r.closed {
 			r.drained.Wait()
 		}
-		if len(r.pending) == 0 && r.closed {
-			r.mu.Unlock()
-			return
-		}
 		batch := r.pending
 		r.pending, r.pendingLen = nil, 0
 		r.drained.Broadcast()
+		closed := r.closed
 		r.mu.Unlock()
 
-		r.append(batch)
+		if len(batch) > 0 {
+			r.commit(batch)
+		} else if closed {
+			break
+		}
+	}
+	if len(r.tail) > 0 {
+		r.append(r.tail)
+		r.tail = nil
 	}
 }
 
-// append stores a batch, retrying briefly, then publishes it.
-func (r *recorder) append(batch []OutputChunk) {
+// commit numbers a batch of pieces (merging neighbours of one stream), stores
+// the chunks that fit under the cap, and sends the rest live into the tail
+// window.
+func (r *recorder) commit(batch []segment) {
+	var stored, live []OutputChunk
+	for i := 0; i < len(batch); {
+		seg := batch[i]
+		data := seg.data
+		for i++; i < len(batch) && batch[i].stream == seg.stream && len(data)+len(batch[i].data) <= r.cfg.MaxChunk; i++ {
+			data = append(data, batch[i].data...)
+		}
+		r.seq++
+		c := OutputChunk{CommandID: r.cmdID, Seq: r.seq, Stream: seg.stream, Data: string(data), At: seg.at.UTC().Truncate(time.Microsecond)}
+		size := int64(len(data))
+		r.total += size
+		if !r.pastHead && size <= r.headRoom {
+			r.headRoom -= size
+			stored = append(stored, c)
+			continue
+		}
+		r.pastHead = true
+		live = append(live, c)
+		r.tail = append(r.tail, c)
+		r.tailLen += size
+		for len(r.tail) > 0 && r.tailLen > r.cfg.TailWindow {
+			r.tailLen -= int64(len(r.tail[0].Data))
+			r.tail = r.tail[1:]
+			r.truncated = true
+		}
+	}
+	if len(stored) > 0 {
+		r.append(stored)
+	}
+	if len(live) > 0 {
+		r.hub.Publish(CommandTopic(r.cmdID), Event{Kind: EventOutput, CommandID: r.cmdID, Chunks: live, UpTo: r.lastStored})
+	}
+}
+
+// append stores chunks, retrying briefly, then publishes them.
+func (r *recorder) append(chunks []OutputChunk) {
 	ctx := context.Background()
 	var err error
-	for attempt, wait := 0, 50*time.Millisecond; attempt < 5; attempt, wait = attempt+1, wait*2 {
-		if err = r.repo.AppendOutput(ctx, batch); err == nil {
+	for attempt, wait := 1, 50*time.Millisecond; ; attempt, wait = attempt+1, wait*2 {
+		if err = r.repo.AppendOutput(ctx, chunks); err == nil || attempt == 5 {
 			break
 		}
 		time.Sleep(wait)
 	}
 	if err != nil {
-		r.log.Error("output lost: storing failed", "command", r.cmdID, "chunks", len(batch), "err", err)
-		r.mu.Lock()
+		r.log.Error("output lost: storing failed", "command", r.cmdID, "chunks", len(chunks), "err", err)
 		r.truncated = true
-		r.mu.Unlock()
 		return
 	}
-	upTo := batch[len(batch)-1].Seq
-	r.mu.Lock()
-	r.lastStored = upTo
-	r.mu.Unlock()
-	e := Event{Kind: EventOutput, CommandID: r.cmdID, Chunks: batch, UpTo: upTo}
+	r.lastStored = chunks[len(chunks)-1].Seq
+	e := Event{Kind: EventOutput, CommandID: r.cmdID, Chunks: chunks, UpTo: r.lastStored}
 	publish(ctx, r.hub, r.bcast, CommandTopic(r.cmdID), e)
 }
 
-// close sends unfinished lines, stores the tail window and waits until all
-// output is stored. It returns the totals for the command's final state.
+// close sends unfinished lines, waits until all output and the tail window
+// are stored, and returns the totals for the command's final state.
 func (r *recorder) close() (total int64, lastStored int64, truncated bool) {
 	r.mu.Lock()
 	for s, t := range r.timers {
@@ -270,13 +314,9 @@ func (r *recorder) close() (total int64, lastStored int64, truncated bool) {
 	for _, s := range []Stream{Stdout, Stderr} {
 		r.flushPartial(s, true)
 	}
-	r.pending = append(r.pending, r.tail...)
-	r.tail = nil
 	r.closed = true
 	r.drained.Broadcast()
 	r.mu.Unlock()
 	<-r.done
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	return r.total, r.lastStored, r.truncated
 }

@@ -214,8 +214,11 @@ func (s *CommandService) Events(ctx context.Context, projectID string) (<-chan *
 }
 
 // forwardStatus sends the commands of sub's status events to out until ctx
-// ends or sub drops this subscriber.
+// ends or sub drops this subscriber. A command's states only move forward:
+// an event that arrives after a later state (QUEUED published after the
+// command already started) is dropped.
 func forwardStatus(ctx context.Context, sub HubSubscription, out chan<- *Command) {
+	seen := map[string]int{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -227,6 +230,11 @@ func forwardStatus(ctx context.Context, sub HubSubscription, out chan<- *Command
 			if e.Kind != EventStatus || e.Command == nil {
 				continue
 			}
+			rank := statusRank(e.Command.Status)
+			if prev, ok := seen[e.Command.ID]; ok && rank <= prev {
+				continue
+			}
+			seen[e.Command.ID] = rank
 			select {
 			case out <- e.Command:
 			case <-ctx.Done():
@@ -234,6 +242,17 @@ func forwardStatus(ctx context.Context, sub HubSubscription, out chan<- *Command
 			}
 		}
 	}
+}
+
+// statusRank orders states in a command's life: queued, running, final.
+func statusRank(s CommandStatus) int {
+	switch s {
+	case CommandQueued:
+		return 0
+	case CommandRunning:
+		return 1
+	}
+	return 2
 }
 
 // Relay publishes on this process's hub an event another process broadcast,

@@ -95,6 +95,7 @@ type server struct {
 	keys       *domain.APIKeyService
 	commands   *domain.CommandService
 	dispatcher *domain.Dispatcher
+	hub        *hub.Hub
 	bcast      *postgres.Broadcaster // nil on SQLite: one process
 	http       *http.Server
 	ln         net.Listener
@@ -133,7 +134,8 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		return nil, fmt.Errorf("workspace %s: %w", cfg.Workspace, err)
 	}
 	s.keys = domain.NewAPIKeyService(s.store)
-	events := hub.New()
+	s.hub = hub.New()
+	events := s.hub
 	var bcast domain.Broadcaster
 	if !cfg.store.embedded() {
 		s.bcast = postgres.NewBroadcaster(s.store)

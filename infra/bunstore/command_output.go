@@ -46,14 +46,7 @@ func (s *Store) AppendOutput(ctx context.Context, chunks []domain.OutputChunk) e
 	if s.isPostgres() {
 		err = s.appendOutputPG(ctx, batches)
 	} else {
-		err = s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-			for _, b := range batches {
-				if _, err := tx.NewInsert().Model(&b).Exec(ctx); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		err = s.appendOutputSQLite(ctx, batches)
 	}
 	switch {
 	case err == nil:
@@ -86,6 +79,30 @@ func (s *Store) appendOutputPG(ctx context.Context, batches [][]*outputRow) erro
 	}
 	_, err := s.db.ExecContext(ctx, sb.String())
 	return err
+}
+
+// appendOutputSQLite inserts with one prepared statement and bound
+// parameters: SQLite then never parses the output itself as SQL text, which
+// bun's inlined (hex) literals would make it do.
+func (s *Store) appendOutputSQLite(ctx context.Context, batches [][]*outputRow) error {
+	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		stmt, err := tx.Tx.PrepareContext(ctx, "INSERT INTO command_output (command_id, seq, stream, data, at) VALUES (?, ?, ?, ?, ?)")
+		if err != nil {
+			return err
+		}
+		defer func() { _ = stmt.Close() }()
+		for _, b := range batches {
+			for _, r := range b {
+				// The time is bound as the dialect writes it, so reads parse it
+				// the same way as every other stored time.
+				at := strings.Trim(string(s.db.Dialect().AppendTime(nil, r.At)), "'")
+				if _, err := stmt.ExecContext(ctx, r.CommandID, r.Seq, r.Stream, r.Data, at); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 }
 
 // outputBatches validates chunks and splits them into INSERT-sized batches.

@@ -73,7 +73,7 @@ func (s *Store) ClaimCommands(ctx context.Context, r domain.ClaimRequest) ([]*do
 			// By ID alone: the rows are locked (on SQLite, the database is)
 			// and still QUEUED, and a status condition here could lead the
 			// planner to the queue's partial index instead of the primary key.
-			Where("id IN (?)", bun.In(ids)).
+			Where("id IN (?)", bun.List(ids)).
 			Returning("*").
 			Scan(ctx, &rows)
 		if err := noRows(err); err != nil {
@@ -121,15 +121,15 @@ func (s *Store) pickQueued(ctx context.Context, tx bun.Tx, r domain.ClaimRequest
 		}
 	}
 
-	// A page is only as long as the claim: on Postgres every row read is
-	// locked, which costs a write per row. Full projects are left out of
-	// each page, so every page yields at least one command, and a claim
-	// needs more than one page only when a page holds several commands of a
-	// project with fewer free slots.
-	page := r.Max
+	// A page holds only as many rows as are still wanted: on Postgres every
+	// row read is locked, which costs a write per row. Full projects are left
+	// out of each page, so every page yields at least one command, and a
+	// claim needs another page only when one held more commands of a
+	// project than it has free slots.
 	var picked []string
 	var last *queuedRow
 	for {
+		page := r.Max - len(picked)
 		var rows []queuedRow
 		q := tx.NewSelect().Model((*commandRow)(nil)).
 			Column("id", "project_id", "priority").
@@ -137,7 +137,7 @@ func (s *Store) pickQueued(ctx context.Context, tx bun.Tx, r domain.ClaimRequest
 			OrderExpr("priority DESC, id ASC").
 			Limit(int64(page))
 		if len(full) > 0 {
-			q = q.Where("project_id NOT IN (?)", bun.In(full))
+			q = q.Where("project_id NOT IN (?)", bun.List(full))
 		}
 		if last != nil {
 			// After the last row read, in (priority DESC, id ASC) order.
@@ -185,7 +185,7 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, ids []string, unt
 		Set("lease_expires_at = ?", storedTime(until)).
 		Where("id IN (?)", s.lockedInIDOrder(s.db.NewSelect().Model((*commandRow)(nil)).
 			Column("id").
-			Where("id IN (?)", bun.In(ids)).
+			Where("id IN (?)", bun.List(ids)).
 			Where("status = ?", string(domain.CommandRunning)).
 			Where("owner = ?", owner), false)).
 		Where("status = ?", string(domain.CommandRunning)).
@@ -207,7 +207,9 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, ids []string, unt
 
 // ExpireLeases ends every RUNNING command whose lease expired before now as
 // INTERRUPTED (with LeaseExpiredReason, finished at now, its lease cleared
-// and its owner kept), and returns them in ID order. Concurrent calls never return the same command twice.
+// and its owner kept), with LastSeq and OutputBytes those of its stored
+// output (the bytes it wrote past a cap are unknown), and returns them in ID
+// order. Concurrent calls never return the same command twice.
 func (s *Store) ExpireLeases(ctx context.Context, now time.Time) ([]*domain.Command, error) {
 	now = storedTime(now)
 	var rows []*commandRow
@@ -216,6 +218,8 @@ func (s *Store) ExpireLeases(ctx context.Context, now time.Time) ([]*domain.Comm
 		Set("reason = ?", LeaseExpiredReason).
 		Set("finished_at = ?", now).
 		Set("lease_expires_at = NULL").
+		Set("last_seq = (SELECT coalesce(max(seq), 0) FROM command_output WHERE command_id = ?TableAlias.id)").
+		Set("output_bytes = (SELECT coalesce(sum(length(data)), 0) FROM command_output WHERE command_id = ?TableAlias.id)").
 		Where("id IN (?)", s.lockedInIDOrder(s.db.NewSelect().Model((*commandRow)(nil)).
 			Column("id").
 			Where("status = ?", string(domain.CommandRunning)).

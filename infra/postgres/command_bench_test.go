@@ -70,9 +70,9 @@ func BenchmarkClaimCommands(b *testing.B) {
 }
 
 // claimAndFinish claims up to 32 commands at a time under owner, finishing
-// them on finishers goroutines, until it has claimed max or the queue is
+// them on finishers goroutines, until it has claimed most or the queue is
 // empty. It returns how many it claimed.
-func claimAndFinish(b *testing.B, s *bunstore.Store, owner string, max, finishers int) int {
+func claimAndFinish(b *testing.B, s *bunstore.Store, owner string, most, finishers int) int {
 	ctx := b.Context()
 	work := make(chan *domain.Command, 64)
 	var wg sync.WaitGroup
@@ -87,7 +87,7 @@ func claimAndFinish(b *testing.B, s *bunstore.Store, owner string, max, finisher
 		})
 	}
 	n := 0
-	for n < max {
+	for n < most {
 		now := time.Now()
 		cs, err := s.ClaimCommands(ctx, domain.ClaimRequest{
 			Owner: owner, Max: 32, PerProject: 1000, LeaseUntil: now.Add(time.Minute), Now: now,
@@ -158,7 +158,7 @@ func queueCommands(tb testing.TB, s *bunstore.Store, n int) {
 	tb.Helper()
 	_, err := s.DB().ExecContext(tb.Context(), `
 		INSERT INTO commands (id, project_id, key_id, type, argv, priority, status, created_at)
-		SELECT 'c' || lpad(i::text, 12, '0'), 'project-' || (i % 1000), 'key', 'EXEC', '["true"]', i % 4, 'QUEUED', now()
+		SELECT 'c' || lpad(i::text, 12, '0'), 'project-' || (i % 1000), 'key', 'EXEC', '["true"]', i % 4 - 1, 'QUEUED', now()
 		FROM generate_series(1, ?) AS i`, n)
 	if err != nil {
 		tb.Fatalf("queue %d commands: %v", n, err)

@@ -21,7 +21,7 @@ func TestCommandRepository(t *testing.T) {
 // three rdev processes sharing the database.
 func TestClaimCommands_Race(t *testing.T) {
 	stores := mustOpenShared(t, 3)
-	storetest.TestClaimRace(t, []domain.CommandRepository{stores[0], stores[1], stores[2]}, 3)
+	storetest.TestClaimRace(t, []domain.CommandRepository{stores[0], stores[1], stores[2]}, 3, 1000)
 }
 
 func TestClaimCommands_Order(t *testing.T) {

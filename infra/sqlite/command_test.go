@@ -25,7 +25,7 @@ func TestClaimCommands_Race(t *testing.T) {
 	if err := first.Migrate(t.Context(), migrations.SQLite()); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	storetest.TestClaimRace(t, []domain.CommandRepository{first, mustOpenFile(t, path)}, 2)
+	storetest.TestClaimRace(t, []domain.CommandRepository{first, mustOpenFile(t, path)}, 2, raceCommands)
 }
 
 func TestClaimCommands_Order(t *testing.T) {

@@ -115,7 +115,7 @@ func testFindAPIKeys(t *testing.T, newRepo func(t *testing.T) domain.APIKeyRepos
 			// IDs start with a millisecond timestamp: give each key its own
 			// millisecond, in an order that is not the insertion order.
 			k := newAPIKey()
-			k.ID = domain.NewID(base.Add(time.Duration((i*3)%n) * time.Millisecond))
+			k.ID = idAt(base.Add(time.Duration((i*3)%n) * time.Millisecond))
 			k.AllowedCIDRs = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), 32)}
 			mustCreateAPIKey(t, t.Context(), repo, k)
 			keys = append(keys, k)

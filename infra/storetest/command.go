@@ -322,10 +322,10 @@ func testFindCommandsForProjects(t *testing.T, newRepo func(t *testing.T) domain
 		// More projects than one query of a store may take.
 		var projects []string
 		want := map[string][]*domain.Command{}
-		for i := range 450 {
+		for i := range 260 {
 			p := "p" + strings.Repeat("x", i%3) + string(rune('a'+i%26)) + string(rune('a'+i/26))
 			projects = append(projects, p)
-			if i%2 == 0 {
+			if i%5 == 0 {
 				c := newCommand(p, i)
 				mustCreateCommand(t, ctx, repo, c)
 				want[p] = []*domain.Command{c}
@@ -336,7 +336,7 @@ func testFindCommandsForProjects(t *testing.T, newRepo func(t *testing.T) domain
 			t.Fatalf("FindCommandsForProjects: %v", err)
 		}
 		if diff := cmp.Diff(want, got, cmpOpts...); diff != "" {
-			t.Errorf("FindCommandsForProjects(450 projects) (-want +got):\n%s", diff)
+			t.Errorf("FindCommandsForProjects(260 projects) (-want +got):\n%s", diff)
 		}
 	})
 }
@@ -395,16 +395,21 @@ func testQueueStats(t *testing.T, newRepo func(t *testing.T) domain.CommandRepos
 	})
 }
 
-// commandBase is when the commands of newCommand are made: IDs made from it
-// by increasing i sort in that order.
+// commandBase is when the commands of newCommand are made.
 var commandBase = time.Now().Add(-time.Hour)
+
+// commandID returns the ID of the i-th test command, made i milliseconds
+// after commandBase: IDs sort by i, whatever order they are made in.
+func commandID(i int) string {
+	return idAt(commandBase.Add(time.Duration(i) * time.Millisecond))
+}
 
 // newCommand returns a queued command of project with only the required
 // fields set. Commands made with a higher i have higher IDs.
 func newCommand(project string, i int) *domain.Command {
 	made := commandBase.Add(time.Duration(i) * time.Millisecond)
 	return &domain.Command{
-		ID:        domain.NewID(made),
+		ID:        commandID(i),
 		ProjectID: project,
 		KeyID:     "key1",
 		Type:      domain.CommandExec,

@@ -99,6 +99,17 @@ func testAppendOutput(t *testing.T, newRepo func(t *testing.T) domain.CommandRep
 			t.Fatalf("AppendOutput(stored seq) = %v (code %q), want code %q", err, code, domain.ECONFLICT)
 		}
 		assertOutput(t, repo, c.ID, 0, 0, first)
+
+		// Nor does one too large for one statement whose last chunk clashes.
+		var many []domain.OutputChunk
+		for seq := range int64(1500) {
+			many = append(many, chunk(c.ID, seq+3, "new"))
+		}
+		err = repo.AppendOutput(ctx, append(many, chunk(c.ID, 1, "again")))
+		if code := domain.ErrorCode(err); code != domain.ECONFLICT {
+			t.Fatalf("AppendOutput(1,501 chunks, the last stored) = %v (code %q), want code %q", err, code, domain.ECONFLICT)
+		}
+		assertOutput(t, repo, c.ID, 0, 0, first)
 	})
 
 	t.Run("ErrNotFound", func(t *testing.T) {

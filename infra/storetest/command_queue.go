@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"context"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -46,7 +45,7 @@ func testClaimCommands(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 		t.Parallel()
 		repo, ctx := newRepo(t), t.Context()
 		// Random priorities and projects, created in random order.
-		rng := rand.New(rand.NewPCG(1, 2))
+		rng := seeded(1, 2)
 		var all []*domain.Command
 		for _, i := range rng.Perm(40) {
 			c := newCommand([]string{"web", "api", "db"}[rng.IntN(3)], i)
@@ -237,6 +236,10 @@ func testExpireLeases(t *testing.T, newRepo func(t *testing.T) domain.CommandRep
 		alsoExpired := claim("dead", -time.Millisecond)
 		alive := claim("alive", time.Second)
 		// cs[3] stays queued.
+		out := []domain.OutputChunk{chunk(expired.ID, 1, "ünï"), chunk(expired.ID, 2, ""), chunk(expired.ID, 3, "x\x00y"), chunk(alive.ID, 1, "other")}
+		if err := repo.AppendOutput(ctx, out); err != nil {
+			t.Fatal(err)
+		}
 
 		when := now.Add(567 * time.Nanosecond).In(elsewhere)
 		got, err := repo.ExpireLeases(ctx, when)
@@ -252,6 +255,8 @@ func testExpireLeases(t *testing.T, newRepo func(t *testing.T) domain.CommandRep
 			w.LeaseExpiresAt = nil // no lease once ended; the owner stays
 			want = append(want, w)
 		}
+		// From the stored output.
+		want[0].LastSeq, want[0].OutputBytes = 3, int64(len("ünï")+len("x\x00y"))
 		if diff := cmp.Diff(want, got, cmpOpts...); diff != "" {
 			t.Errorf("ExpireLeases (-want +got):\n%s", diff)
 		}
@@ -563,10 +568,10 @@ func claimOrder(cs []*domain.Command) []*domain.Command {
 	return out
 }
 
-// claimRequest asks for up to max commands with a lease of a minute.
-func claimRequest(owner string, max, perProject int) domain.ClaimRequest {
+// claimRequest asks for up to most commands with a lease of a minute.
+func claimRequest(owner string, most, perProject int) domain.ClaimRequest {
 	now := time.Now()
-	return domain.ClaimRequest{Owner: owner, Max: max, PerProject: perProject, LeaseUntil: now.Add(time.Minute), Now: now}
+	return domain.ClaimRequest{Owner: owner, Max: most, PerProject: perProject, LeaseUntil: now.Add(time.Minute), Now: now}
 }
 
 func succeeded() domain.Finish {

@@ -17,13 +17,11 @@ import (
 // views (connection pools) of one empty, migrated database, as separate
 // processes would have. claimers goroutines per repository claim 1 to 8
 // commands at a time, with at most one RUNNING per project, and finish them
-// at once, until 1,000 commands in 50 projects have all run: each must be
-// claimed exactly once, and no project may ever have two running.
-func TestClaimRace(t *testing.T, repos []domain.CommandRepository, claimers int) {
-	const (
-		commands = 1000
-		projects = 50
-	)
+// at once, until the given number of commands (1,000 makes a good test) in
+// 50 projects have all run: each must be claimed exactly once, and no
+// project may ever have two running.
+func TestClaimRace(t *testing.T, repos []domain.CommandRepository, claimers, commands int) {
+	const projects = 50
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	mustCreateRandomQueue(t, ctx, repos[0], commands, projects)
@@ -38,7 +36,7 @@ func TestClaimRace(t *testing.T, repos []domain.CommandRepository, claimers int)
 		for g := range claimers {
 			owner := fmt.Sprintf("repo%d-claimer%d", ri, g)
 			wg.Go(func() {
-				rng := rand.New(rand.NewPCG(uint64(ri), uint64(g)))
+				rng := seeded(uint64(ri), uint64(g))
 				for ctx.Err() == nil {
 					now := time.Now()
 					cs, err := repo.ClaimCommands(ctx, domain.ClaimRequest{
@@ -129,7 +127,7 @@ func TestClaimOrderAtScale(t *testing.T, repo domain.CommandRepository) {
 	ctx := t.Context()
 	all := mustCreateRandomQueue(t, ctx, repo, 1000, 50)
 	var got []string
-	rng := rand.New(rand.NewPCG(3, 4))
+	rng := seeded(3, 4)
 	for len(got) < len(all) {
 		cs := mustClaim(t, ctx, repo, claimRequest("d1", 1+rng.IntN(32), 0))
 		if len(cs) == 0 {
@@ -146,7 +144,7 @@ func TestClaimOrderAtScale(t *testing.T, repo domain.CommandRepository) {
 // with random priorities, created in an order unrelated to their IDs.
 func mustCreateRandomQueue(tb testing.TB, ctx context.Context, repo domain.CommandRepository, n, projects int) []*domain.Command {
 	tb.Helper()
-	rng := rand.New(rand.NewPCG(5, 6))
+	rng := seeded(5, 6)
 	cs := make([]*domain.Command, 0, n)
 	for _, i := range rng.Perm(n) {
 		c := newCommand(fmt.Sprintf("project-%02d", rng.IntN(projects)), i)
@@ -178,4 +176,10 @@ func queuedTotal(st domain.QueueStats) int {
 		n += q
 	}
 	return n
+}
+
+// seeded returns a random generator with a fixed seed, so that a test's data
+// is the same on every run.
+func seeded(a, b uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(a, b)) //nolint:gosec // G404: reproducible test data, not secrets.
 }

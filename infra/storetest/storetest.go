@@ -5,6 +5,8 @@ package storetest
 
 import (
 	"crypto/rand"
+	"encoding/base32"
+	"encoding/binary"
 	"encoding/hex"
 	"net/netip"
 	"testing"
@@ -46,4 +48,17 @@ func assertUTC(tb testing.TB, what string, ts ...*time.Time) {
 			tb.Errorf("%s: time #%d is in %v, want UTC", what, i, t.Location())
 		}
 	}
+}
+
+// idEncoding is domain.NewID's: base32, extended hex alphabet, lower case.
+var idEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
+
+// idAt returns an ID shaped like domain.NewID's for the millisecond of t.
+// Tests that need IDs in a given order use it: domain.NewID keeps the IDs
+// of one process in the order of its calls, whatever time it is given.
+func idAt(t time.Time) string {
+	var b [10]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(t.UnixMilli())<<16)
+	_, _ = rand.Read(b[6:]) // crypto/rand never fails on supported platforms.
+	return idEncoding.EncodeToString(b[:])
 }

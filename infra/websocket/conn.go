@@ -1,7 +1,6 @@
 package websocket
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -77,7 +76,7 @@ func (c *conn) NextReader() (int, io.Reader, error) {
 // flight at a normal close (such as a cancelled subscription's "complete")
 // as a failure.
 func (c *conn) WriteJSON(v any) error {
-	data, err := json.Marshal(v)
+	data, err := marshal(v)
 	if err != nil {
 		return err
 	}

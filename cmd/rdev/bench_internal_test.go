@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/rdev-hq/rdev/domain"
+)
+
+// streamMessage is one graphql-transport-ws message of a commandOutput stream.
+type streamMessage struct {
+	Type    string `json:"type"`
+	Payload struct {
+		Data struct {
+			CommandOutput struct {
+				Typename string `json:"__typename"`
+				Seq      int64  `json:"seq"`
+				Data     string `json:"data"`
+				Status   string `json:"status"`
+			} `json:"commandOutput"`
+		} `json:"data"`
+	} `json:"payload"`
+}
+
+// follow subscribes to a command's chunks and calls chunk for each until
+// the stream completes; it returns the final status.
+func (ts *testServer) follow(tb testing.TB, id string, chunk func(data string)) string {
+	tb.Helper()
+	c := ts.subscribeData(tb, id)
+	defer func() { _ = c.Close() }()
+	return readStream(tb, c, chunk)
+}
+
+func (ts *testServer) subscribeData(tb testing.TB, id string) *websocket.Conn {
+	tb.Helper()
+	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}}
+	c, res, err := d.Dial("ws"+ts.url[len("http"):]+"/graphql", nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_ = res.Body.Close()
+	_ = c.WriteJSON(map[string]any{"type": "connection_init", "payload": map[string]any{"authorization": "Bearer " + ts.token}})
+	var ack streamMessage
+	if err := c.ReadJSON(&ack); err != nil || ack.Type != "connection_ack" {
+		tb.Fatalf("init: %v %q", err, ack.Type)
+	}
+	_ = c.WriteJSON(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{
+		"query":     `subscription($id: ID!) { commandOutput(commandId: $id) { __typename ... on OutputChunk { seq data } ... on CommandFinished { status } } }`,
+		"variables": map[string]any{"id": id},
+	}})
+	return c
+}
+
+func readStream(tb testing.TB, c *websocket.Conn, chunk func(data string)) string {
+	status := ""
+	for {
+		_, r, err := c.NextReader()
+		if err != nil {
+			tb.Errorf("read: %v", err)
+			return status
+		}
+		var m streamMessage
+		if err := json.NewDecoder(r).Decode(&m); err != nil {
+			tb.Errorf("decode: %v", err)
+			return status
+		}
+		switch m.Type {
+		case "next":
+			if o := m.Payload.Data.CommandOutput; o.Typename == "OutputChunk" {
+				chunk(o.Data)
+			} else {
+				status = o.Status
+			}
+		case "complete":
+			return status
+		case "ping":
+			_ = c.WriteJSON(map[string]any{"type": "pong"})
+		case "error":
+			tb.Errorf("subscription error: %+v", m)
+			return status
+		}
+	}
+}
+
+// BenchmarkOutputThroughput compares the bytes per second a subscriber
+// receives of a command's output with the baseline of reading the same
+// command's output straight from its pipe, in the same run.
+func BenchmarkOutputThroughput(b *testing.B) {
+	const lines = 5_000_000 // about 38 MB
+	argv := []string{"seq", "1", strconv.Itoa(lines)}
+	b.Run("baseline=pipe", func(b *testing.B) {
+		var n int64
+		for b.Loop() {
+			cmd := exec.CommandContext(context.Background(), argv[0], argv[1:]...)
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			m, _ := io.Copy(io.Discard, out)
+			_ = cmd.Wait()
+			n += m
+		}
+		b.ReportMetric(float64(n)/b.Elapsed().Seconds()/1e6, "MB/s")
+	})
+	b.Run("subscription", func(b *testing.B) {
+		ts := startTestServer(b, map[string]string{"RDEV_OUTPUT_CAP": strconv.Itoa(64 << 20)})
+		var n int64
+		for b.Loop() {
+			id := ts.execute(b, map[string]any{"projectId": "demo", "argv": argv})
+			n += ts.drain(b, id)
+		}
+		b.ReportMetric(float64(n)/b.Elapsed().Seconds()/1e6, "MB/s")
+	})
+}
+
+// drain reads a command's whole output stream as a thin client would:
+// frames are not decoded, so the client (sharing the machine) costs little.
+// It returns the output bytes, from the command's lastSeq chunks' total as
+// the server reports it.
+func (ts *testServer) drain(tb testing.TB, id string) int64 {
+	tb.Helper()
+	c := ts.subscribeData(tb, id)
+	defer func() { _ = c.Close() }()
+	for {
+		_, data, err := c.ReadMessage()
+		if err != nil {
+			tb.Fatalf("read: %v", err)
+		}
+		if strings.HasPrefix(string(data), `{"id":"1","type":"complete"`) || strings.Contains(string(data[:min(len(data), 40)]), `"complete"`) {
+			break
+		}
+		if strings.Contains(string(data[:min(len(data), 40)]), `"error"`) {
+			tb.Fatalf("subscription error: %s", data)
+		}
+	}
+	cmd, err := ts.commands.Get(domain.NewOperatorContext(context.Background()), id)
+	if err != nil || cmd.Status != domain.CommandSucceeded {
+		tb.Fatalf("command %v: %v", cmd, err)
+	}
+	return cmd.OutputBytes
+}
+
+// BenchmarkLineLatency measures the time from a process writing a line to
+// a subscriber receiving it; each line carries its write time.
+func BenchmarkLineLatency(b *testing.B) {
+	ts := startTestServer(b, nil)
+	var lat []time.Duration
+	for b.Loop() {
+		id := ts.execute(b, map[string]any{"projectId": "demo", "shell": `for i in $(seq 1 200); do date +%s%N; sleep 0.002; done`})
+		ts.follow(b, id, func(d string) {
+			now := time.Now()
+			for _, l := range strings.Fields(d) {
+				if ns, err := strconv.ParseInt(l, 10, 64); err == nil {
+					lat = append(lat, now.Sub(time.Unix(0, ns)))
+				}
+			}
+		})
+	}
+	slices.Sort(lat)
+	if len(lat) == 0 {
+		b.Fatal("no lines")
+	}
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkFanOut has 1,000 subscribers follow one command and reports the
+// chunks delivered per second across all of them.
+func BenchmarkFanOut(b *testing.B) {
+	const subscribers = 1000
+	ts := startTestServer(b, nil)
+	var delivered int64
+	var mu sync.Mutex
+	for b.Loop() {
+		id := ts.execute(b, map[string]any{"projectId": "demo", "shell": `sleep 1; for i in $(seq 1 2000); do echo line $i; done`})
+		conns := make([]*websocket.Conn, subscribers)
+		for i := range conns {
+			conns[i] = ts.subscribeData(b, id)
+		}
+		var wg sync.WaitGroup
+		start := time.Now()
+		for _, c := range conns {
+			wg.Go(func() {
+				var n int64
+				readStream(b, c, func(string) { n++ })
+				_ = c.Close()
+				mu.Lock()
+				delivered += n
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		_ = start
+	}
+	b.ReportMetric(float64(delivered)/b.Elapsed().Seconds(), "chunks/s")
+}

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/rdev-hq/rdev/domain"
+)
+
+// testServer runs `rdev serve` in this process on a loopback port with
+// embedded defaults in a temporary directory, so tests can look inside it.
+type testServer struct {
+	*server
+	url   string
+	token string
+}
+
+func startTestServer(tb testing.TB, env map[string]string) *testServer {
+	tb.Helper()
+	dir := tb.TempDir()
+	vars := map[string]string{
+		"RDEV_DATA_DIR": filepath.Join(dir, "data"), "RDEV_WORKSPACE": filepath.Join(dir, "workspace"),
+		"RDEV_HOST": "127.0.0.1", "PORT": "0", "LOG_LEVEL": "error",
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	var cfg serveConfig
+	f := newEnvFlags("test", func(k string) string { return vars[k] }, io.Discard)
+	cfg.register(f)
+	if err := f.Parse(nil); err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := openServer(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.run(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("run: %v", err)
+		}
+		s.close()
+	})
+	_, token, err := s.keys.Create(domain.NewOperatorContext(ctx), domain.CreateAPIKey{Name: "test", Scopes: []string{"admin"}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &testServer{server: s, url: "http://" + s.ln.Addr().String(), token: token}
+}
+
+// execute queues a command over HTTP and returns its ID.
+func (ts *testServer) execute(tb testing.TB, input map[string]any) string {
+	tb.Helper()
+	body, _ := json.Marshal(map[string]any{
+		"query":     `mutation($in: ExecuteCommandInput!) { executeCommand(input: $in) { command { id } } }`,
+		"variables": map[string]any{"in": input},
+	})
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, ts.url+"/graphql", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+ts.token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer func() { _ = res.Body.Close() }()
+	var out struct {
+		Data struct {
+			ExecuteCommand struct{ Command struct{ ID string } }
+		}
+		Errors []any
+	}
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil || len(out.Errors) > 0 {
+		tb.Fatalf("execute: %v %v", err, out.Errors)
+	}
+	return out.Data.ExecuteCommand.Command.ID
+}
+
+// subscribeRaw opens a graphql-transport-ws connection and subscribes to a
+// command's output, without reading further.
+func (ts *testServer) subscribeRaw(tb testing.TB, commandID string) *websocket.Conn {
+	tb.Helper()
+	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}}
+	c, res, err := d.Dial("ws"+ts.url[len("http"):]+"/graphql", nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_ = res.Body.Close()
+	must := func(err error) {
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	must(c.WriteJSON(map[string]any{"type": "connection_init", "payload": map[string]any{"authorization": "Bearer " + ts.token}}))
+	var ack struct{ Type string }
+	must(c.ReadJSON(&ack))
+	if ack.Type != "connection_ack" {
+		tb.Fatalf("got %q, want connection_ack", ack.Type)
+	}
+	must(c.WriteJSON(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{
+		"query":     `subscription($id: ID!) { commandOutput(commandId: $id) { __typename } }`,
+		"variables": map[string]any{"id": commandID},
+	}}))
+	return c
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(within time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
+}
+
+// TestServer_SubscriptionsComeAndGo opens 1,024 WebSocket subscriptions to
+// one running command, closes them, and checks that every subscription and
+// goroutine they made is gone.
+func TestServer_SubscriptionsComeAndGo(t *testing.T) {
+	ts := startTestServer(t, nil)
+	id := ts.execute(t, map[string]any{"projectId": "demo", "argv": []string{"sleep", "60"}})
+	topic := domain.CommandTopic(id)
+	runtime.GC()
+	baseline := runtime.NumGoroutine()
+
+	const n = 1024
+	conns := make([]*websocket.Conn, 0, n)
+	for range n {
+		conns = append(conns, ts.subscribeRaw(t, id))
+	}
+	if !waitFor(20*time.Second, func() bool { return ts.hub.Subscribers(topic) == n }) {
+		t.Fatalf("%d of %d subscriptions reached the hub", ts.hub.Subscribers(topic), n)
+	}
+	peak := runtime.NumGoroutine()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	ok := waitFor(20*time.Second, func() bool {
+		return ts.hub.Subscribers(topic) == 0 && runtime.NumGoroutine() <= baseline+5
+	})
+	t.Logf("goroutines: baseline %d, with %d subscriptions %d, after closing %d", baseline, n, peak, runtime.NumGoroutine())
+	if !ok {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("subscriptions left behind: %d in the hub, %d goroutines (baseline %d)\n%s",
+			ts.hub.Subscribers(topic), runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
+	}
+	if peak < baseline+n {
+		t.Errorf("expected at least one goroutine per subscription: peak %d, baseline %d", peak, baseline)
+	}
+}
