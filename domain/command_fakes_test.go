@@ -287,6 +287,8 @@ func (r *commandRepo) ExpireLeases(_ context.Context, now time.Time) ([]*Command
 	for _, c := range r.cmds {
 		if c.Status == CommandRunning && c.LeaseExpiresAt != nil && c.LeaseExpiresAt.Before(now) {
 			c.Status, c.Reason, c.FinishedAt = CommandInterrupted, leaseExpiredReason, new(now)
+			// The port: LastSeq and OutputBytes come from the stored output.
+			c.LastSeq, c.OutputBytes = r.lastSeqLocked(c.ID), r.outputBytesLocked(c.ID)
 			out = append(out, c.Clone())
 		}
 	}
@@ -379,6 +381,14 @@ func (r *commandRepo) lastSeqLocked(id string) int64 {
 		return s[len(s)-1].Seq
 	}
 	return 0
+}
+
+func (r *commandRepo) outputBytesLocked(id string) int64 {
+	var n int64
+	for _, ch := range r.output[id] {
+		n += int64(len(ch.Data))
+	}
+	return n
 }
 
 // command returns a copy of the stored command, or nil.

@@ -85,8 +85,8 @@ type recorder struct {
 	seq        int64 // last seq given out
 	total      int64 // every byte written
 	lastStored int64
-	pastHead   bool // output outgrew the head: the rest goes to the tail window
-	truncated  bool // output was dropped from the tail window (or lost)
+	pastHead   bool  // output outgrew the head: the rest goes to the tail window
+	truncated  bool  // output was dropped from the tail window (or lost)
 	headRoom   int64 // bytes that may still be stored in the head
 	tail       []OutputChunk
 	tailLen    int64

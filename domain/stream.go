@@ -17,7 +17,7 @@ type OutputEvent struct {
 // (a safety net for a missed cross-process signal).
 const (
 	streamReadBatch = 500
-	streamBuffer    = 256
+	streamBuffer    = 32
 	streamRecheck   = 2 * time.Second
 )
 
@@ -29,6 +29,13 @@ const (
 // ends. It needs commands:read; ENOTFOUND for an unknown command, EINVALID
 // for a negative afterSeq or one past the end of a finished command.
 func (s *CommandService) Output(ctx context.Context, id string, afterSeq int64) (<-chan OutputEvent, error) {
+	return OutputAs(ctx, s, id, afterSeq, func(e OutputEvent) OutputEvent { return e })
+}
+
+// OutputAs is Output with each event mapped by f on the stream's own
+// goroutine, so a transport that needs its own event type costs no extra
+// goroutine per subscriber.
+func OutputAs[T any](ctx context.Context, s *CommandService, id string, afterSeq int64, f func(OutputEvent) T) (<-chan T, error) {
 	if _, err := Authorize(ctx, ScopeCommandsRead); err != nil {
 		return nil, err
 	}
@@ -45,9 +52,19 @@ func (s *CommandService) Output(ctx context.Context, id string, afterSeq int64) 
 	if c.Status.Final() && afterSeq > c.LastSeq {
 		return nil, Errorf(EINVALID, "afterSeq: %d is past the end of the output of command %s (its last seq is %d)", afterSeq, id, c.LastSeq)
 	}
-	out := make(chan OutputEvent, 16)
-	st := &outputStream{s: s, id: id, last: afterSeq, out: out}
-	go st.run(ctx)
+	out := make(chan T, 4)
+	st := &outputStream{s: s, id: id, last: afterSeq, send: func(ctx context.Context, e OutputEvent) bool {
+		select {
+		case out <- f(e):
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}}
+	go func() {
+		defer close(out)
+		st.run(ctx)
+	}()
 	return out, nil
 }
 
@@ -56,11 +73,10 @@ type outputStream struct {
 	s    *CommandService
 	id   string
 	last int64 // highest seq sent
-	out  chan<- OutputEvent
+	send func(context.Context, OutputEvent) bool
 }
 
 func (st *outputStream) run(ctx context.Context) {
-	defer close(st.out)
 	for ctx.Err() == nil {
 		// Subscribe before reading storage: whatever is stored after the
 		// read arrives on the subscription, so nothing falls in between.
@@ -177,15 +193,6 @@ func (st *outputStream) finishIfFinal(ctx context.Context, c *Command) (done, ok
 	}
 	st.send(ctx, OutputEvent{Finished: c})
 	return true, true
-}
-
-func (st *outputStream) send(ctx context.Context, e OutputEvent) bool {
-	select {
-	case st.out <- e:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // Events streams status changes of a project's commands (queued, started,

@@ -464,7 +464,9 @@ func TestCommandService_Output_ContextEnds(t *testing.T) {
 func TestCommandService_Output_TruncationGap(t *testing.T) {
 	e := newCommandEnv(t)
 	p := newProducer(t, e) // only for the RUNNING command
-	rec := newRecorder(p.id, OutputConfig{Cap: 1000, TailWindow: 500, FlushDelay: time.Hour}, e.repo, e.hub, nil, discardLogger, time.Now)
+	// MaxChunk 100 keeps each 100-byte line a chunk of its own: the lines
+	// that wait together are not merged, so the head ends exactly at the cap.
+	rec := newRecorder(p.id, OutputConfig{Cap: 1000, TailWindow: 500, MaxChunk: 100, FlushDelay: time.Hour}, e.repo, e.hub, nil, discardLogger, time.Now)
 	ch := output(t, t.Context(), e, p.id, 0)
 	waitFor(t, "the stream to subscribe", func() bool { return e.hub.subscribers(CommandTopic(p.id)) == 1 })
 
@@ -486,6 +488,9 @@ func TestCommandService_Output_TruncationGap(t *testing.T) {
 	}
 	publishStatus(context.Background(), e.hub, nil, c)
 	chunks, fin := collectOutput(t, ch)
+	if got, want := seqs(e.repo.stored(p.id)), seqRange(1, 6); !slices.Equal(got, want) || tot.truncated {
+		t.Fatalf("storage holds seqs %v (truncated %v), want %v", got, tot.truncated, want)
+	}
 	if got, want := seqs(chunks), seqs(e.repo.stored(p.id)); !slices.Equal(got, want) {
 		t.Errorf("live stream got seqs %v, storage holds %v", got, want)
 	}
@@ -503,6 +508,10 @@ func TestCommandService_Output_InterruptedResume(t *testing.T) {
 	expired, err := e.repo.ExpireLeases(context.Background(), time.Now().Add(2*time.Hour))
 	if err != nil || len(expired) != 1 {
 		t.Fatalf("ExpireLeases = %v, %v", expired, err)
+	}
+	// ExpireLeases takes LastSeq and OutputBytes from the stored output.
+	if want := int64(len(joined(e.repo.stored(p.id), ""))); expired[0].LastSeq != 3 || expired[0].OutputBytes != want {
+		t.Fatalf("interrupted command has LastSeq %d OutputBytes %d, want 3 and %d", expired[0].LastSeq, expired[0].OutputBytes, want)
 	}
 	ch, err := e.svc.Output(keyContext(t, readerKey), p.id, 2)
 	if err != nil {

@@ -1,7 +1,6 @@
 package resolvers
 
 import (
-	"context"
 	"slices"
 
 	"github.com/rdev-hq/rdev/domain"
@@ -55,23 +54,6 @@ func outputEvent(e domain.OutputEvent) model.CommandOutputEvent {
 	}
 	ch := e.Chunk
 	return &model.OutputChunk{Seq: int(ch.Seq), Stream: ch.Stream, Data: ch.Data, At: ch.At}
-}
-
-// mapChan forwards in to a new channel through f until in closes or ctx
-// ends, so the subscription's goroutines end with the client.
-func mapChan[T, U any](ctx context.Context, in <-chan T, f func(T) U) <-chan U {
-	out := make(chan U, 1)
-	go func() {
-		defer close(out)
-		for v := range in {
-			select {
-			case out <- f(v):
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return out
 }
 
 func deref[T any](p *T) T {

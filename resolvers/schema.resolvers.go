@@ -243,11 +243,7 @@ func (r *queryResolver) Queue(ctx context.Context) (*model.Queue, error) {
 }
 
 func (r *subscriptionResolver) CommandOutput(ctx context.Context, commandID string, afterSeq *int) (<-chan model.CommandOutputEvent, error) {
-	events, err := r.CommandService.Output(ctx, commandID, int64(deref(afterSeq)))
-	if err != nil {
-		return nil, err
-	}
-	return mapChan(ctx, events, outputEvent), nil
+	return domain.OutputAs(ctx, r.CommandService, commandID, int64(deref(afterSeq)), outputEvent)
 }
 
 func (r *subscriptionResolver) CommandEvents(ctx context.Context, projectID string) (<-chan *domain.Command, error) {

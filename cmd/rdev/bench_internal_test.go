@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -177,33 +182,98 @@ func BenchmarkLineLatency(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }
 
-// BenchmarkFanOut has 1,000 subscribers follow one command and reports the
-// chunks delivered per second across all of them.
+// BenchmarkFanOut has 1,000 subscribers follow one command printing 2,000
+// lines and reports lines delivered per second across all of them, timed
+// from the command's first line to the last subscriber's end.
 func BenchmarkFanOut(b *testing.B) {
-	const subscribers = 1000
+	const subscribers, lines = 1000, 2000
 	ts := startTestServer(b, nil)
-	var delivered int64
+	gate := filepath.Join(ts.cfg.Workspace, "demo", "fanout.go")
+	var delivered, messages int64
+	var elapsed time.Duration
 	var mu sync.Mutex
 	for b.Loop() {
-		id := ts.execute(b, map[string]any{"projectId": "demo", "shell": `sleep 1; for i in $(seq 1 2000); do echo line $i; done`})
+		_ = os.Remove(gate)
+		id := ts.execute(b, map[string]any{"projectId": "demo", "shell": "while [ ! -f fanout.go ]; do sleep 0.01; done; seq 1 " + strconv.Itoa(lines)})
 		conns := make([]*websocket.Conn, subscribers)
 		for i := range conns {
 			conns[i] = ts.subscribeData(b, id)
 		}
 		var wg sync.WaitGroup
-		start := time.Now()
 		for _, c := range conns {
 			wg.Go(func() {
-				var n int64
-				readStream(b, c, func(string) { n++ })
+				var n, m int64
+				readStream(b, c, func(d string) { n, m = n+int64(strings.Count(d, "\n")), m+1 })
 				_ = c.Close()
 				mu.Lock()
-				delivered += n
+				delivered, messages = delivered+n, messages+m
 				mu.Unlock()
 			})
 		}
+		start := time.Now()
+		if err := os.WriteFile(gate, nil, 0o600); err != nil {
+			b.Fatal(err)
+		}
 		wg.Wait()
-		_ = start
+		elapsed += time.Since(start)
 	}
-	b.ReportMetric(float64(delivered)/b.Elapsed().Seconds(), "chunks/s")
+	if want := int64(b.N) * subscribers * lines; delivered != want {
+		b.Fatalf("delivered %d lines, want %d", delivered, want)
+	}
+	b.ReportMetric(float64(delivered)/elapsed.Seconds(), "lines/s")
+	b.ReportMetric(float64(messages)/elapsed.Seconds(), "msgs/s")
+}
+
+// serverMemory is the heap and stack memory in use in this process after a
+// collection.
+func serverMemory() int64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse + m.StackInuse)
+}
+
+// withClients runs this test binary as a client process holding n
+// connections (subscribed to commandID unless it is ""), and returns the
+// server memory measured while they are open.
+func (ts *testServer) withClients(b *testing.B, n int, commandID string) int64 {
+	b.Helper()
+	cmd := exec.CommandContext(context.Background(), os.Args[0])
+	cmd.Env = append(os.Environ(), fmt.Sprintf("RDEV_BENCH_CLIENT=%s %s %d %s", ts.url, ts.token, n, commandID))
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	if strings.TrimSpace(line) != "ready" {
+		b.Fatalf("client: %q", line)
+	}
+	mem := serverMemory()
+	_ = stdin.Close()
+	_ = cmd.Wait()
+	return mem
+}
+
+// BenchmarkIdleSubscriptionMemory reports the server memory (heap and
+// stacks, after GC) of one idle commandOutput subscription, and of one bare
+// authenticated WebSocket connection as the baseline, with 1,000 of each
+// held open by a separate client process.
+func BenchmarkIdleSubscriptionMemory(b *testing.B) {
+	const n = 1000
+	ts := startTestServer(b, nil)
+	id := ts.execute(b, map[string]any{"projectId": "demo", "argv": []string{"sleep", "600"}})
+	var conn, sub float64
+	for b.Loop() {
+		before := serverMemory()
+		conns := ts.withClients(b, n, "")
+		waitFor(10*time.Second, func() bool { return runtime.NumGoroutine() < 100 })
+		subs := ts.withClients(b, n, id)
+		conn += float64(conns-before) / n
+		sub += float64(subs-before) / n
+	}
+	b.ReportMetric(conn/float64(b.N), "B/conn")
+	b.ReportMetric(sub/float64(b.N), "B/sub")
+	b.ReportMetric((sub-conn)/float64(b.N), "B/sub-over-conn")
 }

@@ -207,3 +207,40 @@ func TestE2E_TwoProcessesOnePostgres(t *testing.T) {
 		}
 	}
 }
+
+// TestE2E_ExecCLI runs `rdev exec` as a user would: output arrives on the
+// right streams and the exit code is the command's.
+func TestE2E_ExecCLI(t *testing.T) {
+	in := newInstance(t)
+	s := in.serve()
+	token, _ := in.createKey("--name", "cli", "--admin")
+	cli := &instance{t: t, env: append(append([]string{}, in.env...), "RDEV_SERVER="+s.url, "RDEV_KEY="+token)}
+
+	out, errs, code := cli.cli("exec", "demo", "--", "sh", "-c", "seq 1 3000; echo oops >&2; exit 3")
+	if code != 3 {
+		t.Errorf("exit code %d, want 3 (stderr %q)", code, errs)
+	}
+	var want strings.Builder
+	for i := 1; i <= 3000; i++ {
+		fmt.Fprintf(&want, "%d\n", i)
+	}
+	if out != want.String() {
+		t.Errorf("stdout: %d bytes, want %d", len(out), want.Len())
+	}
+	if !strings.Contains(errs, "oops") {
+		t.Errorf("stderr %q lacks the command's stderr", errs)
+	}
+	if _, errs, code := cli.cli("exec", "--shell", "--timeout", "1s", "demo", "--", "sleep 30"); code != 124 {
+		t.Errorf("timed out command: exit %d (want 124), stderr %q", code, errs)
+	}
+	if _, errs, code := cli.cli("exec", "nope", "--", "true"); code != 1 || !strings.Contains(errs, "NOT_FOUND") {
+		t.Errorf("unknown project: exit %d, stderr %q", code, errs)
+	}
+	id, _, code := cli.cli("exec", "--detach", "demo", "--", "echo", "later")
+	if code != 0 {
+		t.Fatalf("--detach: exit %d", code)
+	}
+	if out, errs, code := cli.cli("logs", "--follow", strings.TrimSpace(id)); code != 0 || out != "later\n" {
+		t.Errorf("logs --follow: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}

@@ -26,6 +26,9 @@ import (
 var rdevBin string
 
 func TestMain(m *testing.M) {
+	if clientMode() {
+		return
+	}
 	dir, err := os.MkdirTemp("", "rdev-e2e-")
 	if err != nil {
 		panic(err)
@@ -44,13 +47,13 @@ func TestMain(m *testing.M) {
 
 // instance is one rdev configuration: its environment and directories.
 type instance struct {
-	t   *testing.T
+	t   testing.TB
 	env []string
 	// workspace is the root of the instance's local projects.
 	workspace string
 }
 
-func newInstance(t *testing.T, extra ...string) *instance {
+func newInstance(t testing.TB, extra ...string) *instance {
 	dir := t.TempDir()
 	env := append(os.Environ(),
 		"RDEV_DATA_DIR="+filepath.Join(dir, "data"),
@@ -96,7 +99,7 @@ func (in *instance) createKey(args ...string) (token, id string) {
 
 // server is a running `rdev serve`.
 type server struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	url    string
 	mu     sync.Mutex
