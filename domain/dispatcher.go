@@ -23,6 +23,9 @@ type DispatcherConfig struct {
 	LeaseTTL time.Duration
 	// PollInterval is how often the queue is checked without a wake-up.
 	PollInterval time.Duration
+	// DrainTimeout is how long Run, once its context ends, lets running
+	// commands finish (claiming nothing new) before it interrupts them.
+	DrainTimeout time.Duration
 	Output       OutputConfig
 	Logger       *slog.Logger
 }
@@ -81,24 +84,30 @@ func NewDispatcher(repo CommandRepository, projects ProjectRepository, exec Exec
 	}
 }
 
-// Run dispatches until ctx ends. Then it stops the commands it runs (they
-// end INTERRUPTED) and returns once they are recorded.
+// Run dispatches until ctx ends. Then it claims nothing more, lets running
+// commands finish for up to DrainTimeout (still renewing their leases and
+// honouring cancels), stops the rest (they end INTERRUPTED), and returns once
+// every end is recorded.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	sub := d.hub.Subscribe(QueueTopic, 1024)
 	defer func() { sub.Close() }()
 	base, stopAll := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer stopAll(errShutdown)
+	hbCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHeartbeat()
 
 	var hb sync.WaitGroup
-	hb.Go(func() { d.heartbeat(ctx) })
+	hb.Go(func() { d.heartbeat(hbCtx) })
 	poll := time.NewTicker(d.cfg.PollInterval)
 	defer poll.Stop()
 	for {
 		d.dispatch(ctx, base)
 		select {
 		case <-ctx.Done():
+			d.drain(sub)
 			stopAll(errShutdown)
 			d.wg.Wait()
+			stopHeartbeat()
 			hb.Wait()
 			return nil
 		case e, ok := <-sub.Events():
@@ -111,6 +120,44 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 		case <-d.freed:
 		case <-poll.C:
+		}
+	}
+}
+
+// drain waits up to DrainTimeout for running commands to finish, passing
+// cancel requests on meanwhile.
+func (d *Dispatcher) drain(sub HubSubscription) {
+	if d.cfg.DrainTimeout <= 0 {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		d.wg.Wait()
+		close(done)
+	}()
+	timer := time.NewTimer(d.cfg.DrainTimeout)
+	defer timer.Stop()
+	d.mu.Lock()
+	n := len(d.running)
+	d.mu.Unlock()
+	if n > 0 {
+		d.log.Info("waiting for running commands to finish", "running", n, "timeout", d.cfg.DrainTimeout.String())
+	}
+	for {
+		select {
+		case <-done:
+			return
+		case <-timer.C:
+			return
+		case e, ok := <-sub.Events():
+			if !ok {
+				sub = d.hub.Subscribe(QueueTopic, 1024)
+				defer sub.Close()
+				continue
+			}
+			if e.Kind == EventCancel {
+				d.cancelLocal(e.CommandID)
+			}
 		}
 	}
 }

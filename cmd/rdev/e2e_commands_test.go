@@ -244,3 +244,39 @@ func TestE2E_ExecCLI(t *testing.T) {
 		t.Errorf("logs --follow: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }
+
+// TestE2E_ShutdownDrainsCommands stops the server with SIGTERM while two
+// commands run: the short one finishes, the long one ends INTERRUPTED when
+// the shutdown timeout passes, and both ends are recorded.
+func TestE2E_ShutdownDrainsCommands(t *testing.T) {
+	in := newInstance(t, "RDEV_SHUTDOWN_TIMEOUT=3s", "RDEV_PER_PROJECT_COMMANDS=2")
+	s := in.serve()
+	token, _ := in.createKey("--name", "drain", "--admin")
+	ids := map[string]string{}
+	for name, shell := range map[string]string{"short": "sleep 1; echo done", "long": "sleep 60"} {
+		r := s.query(token, `mutation($s: String!) { executeCommand(input: {projectId: "demo", shell: $s}) { command { id } } }`, map[string]any{"s": shell})
+		if len(r.Errors) > 0 {
+			t.Fatalf("%+v", r.Errors)
+		}
+		ids[name] = r.Data["executeCommand"].(map[string]any)["command"].(map[string]any)["id"].(string)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		r := s.query(token, `{ queue { running } }`, nil)
+		if q, _ := r.Data["queue"].(map[string]any); q != nil && q["running"] == float64(2) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the commands did not start")
+		}
+	}
+	s.stop()
+
+	s2 := in.serve()
+	for name, want := range map[string]string{"short": "SUCCEEDED", "long": "INTERRUPTED"} {
+		r := s2.query(token, `query($id: ID!) { command(id: $id) { status reason } }`, map[string]any{"id": ids[name]})
+		c, _ := r.Data["command"].(map[string]any)
+		if c == nil || c["status"] != want {
+			t.Errorf("%s command: %+v, want %s", name, r, want)
+		}
+	}
+}

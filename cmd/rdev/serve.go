@@ -56,7 +56,7 @@ func (c *serveConfig) register(f *envFlags) {
 	f.Int(&c.MaxBodyBytes, "max-body-bytes", "RDEV_MAX_BODY_BYTES", resolvers.DefaultMaxBodyBytes, "largest request body accepted")
 	f.Int(&c.ParserTokenLimit, "parser-token-limit", "RDEV_PARSER_TOKEN_LIMIT", resolvers.DefaultParserTokenLimit, "most tokens in one GraphQL document")
 	f.Duration(&c.KeepAlive, "keepalive", "RDEV_KEEPALIVE", resolvers.DefaultKeepAlive, "WebSocket ping and SSE keep-alive interval")
-	f.Duration(&c.ShutdownTimeout, "shutdown-timeout", "RDEV_SHUTDOWN_TIMEOUT", 15*time.Second, "how long to drain requests on SIGTERM")
+	f.Duration(&c.ShutdownTimeout, "shutdown-timeout", "RDEV_SHUTDOWN_TIMEOUT", 15*time.Second, "how long requests and running commands get to finish on SIGTERM")
 	f.Duration(&c.UsageFlushInterval, "usage-flush-interval", "RDEV_USAGE_FLUSH_INTERVAL", time.Minute, "how often API keys' last-used times are written")
 	f.Bool(&c.AutoMigrate, "auto-migrate", "RDEV_AUTO_MIGRATE", true, "apply pending migrations at start-up")
 	c.commands.register(f)
@@ -147,6 +147,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		domain.DispatcherConfig{
 			Concurrency: limits.Concurrency, PerProject: limits.PerProject,
 			LeaseTTL: cfg.commands.LeaseTTL, Output: cfg.commands.output(), Logger: log,
+			DrainTimeout: cfg.ShutdownTimeout,
 		})
 	root := &resolvers.Resolver{
 		ProjectService: domain.NewProjectService(projects),
@@ -226,11 +227,13 @@ func (s *server) run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout.String())
+	// Running commands get the same time as requests to finish; those that
+	// do not end INTERRUPTED.
+	stopDispatch()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
 	err := s.http.Shutdown(sctx)
 	cancelStreams()
-	stopDispatch() // running commands end INTERRUPTED
 	workers.Wait()
 	if ferr := s.keys.FlushUsage(sctx); ferr != nil {
 		s.log.Warn("writing API key usage", "err", ferr)
