@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -961,14 +960,4 @@ func joined(chunks []OutputChunk, s Stream) string {
 		}
 	}
 	return b.String()
-}
-
-// skipBug skips a test that shows a known bug, saying what it is. Set
-// RDEV_TEST_BUGS=1 to run such tests anyway: each fails until its bug is
-// fixed, and then its skipBug call should go.
-func skipBug(tb testing.TB, what string) {
-	tb.Helper()
-	if os.Getenv("RDEV_TEST_BUGS") == "" {
-		tb.Skip("BUG: " + what)
-	}
 }

@@ -74,7 +74,16 @@ func TestCommandFrom(t *testing.T) {
 				t.Errorf("timeout = %s", c.Timeout)
 			}
 		}},
-		{name: "OKPriorityLow", in: with(ls, func(in *ExecuteCommand) { in.Priority = PriorityLow })},
+		{name: "OKPriorityLow", in: with(ls, func(in *ExecuteCommand) { in.Priority = -1 }), check: func(t *testing.T, c *Command) {
+			if c.Priority != PriorityLow || PriorityLow != -1 {
+				t.Errorf("priority -1 = %s (%d), want LOW", c.Priority, c.Priority)
+			}
+		}},
+		{name: "OKPriorityZeroIsNormal", in: ExecuteCommand{ProjectID: "web", Argv: []string{"ls"}}, check: func(t *testing.T, c *Command) {
+			if c.Priority != PriorityNormal || PriorityNormal != 0 {
+				t.Errorf("priority left out = %s (%d), want NORMAL", c.Priority, c.Priority)
+			}
+		}},
 		{name: "OKPriorityUrgent", in: with(ls, func(in *ExecuteCommand) { in.Priority = PriorityUrgent }), check: func(t *testing.T, c *Command) {
 			if c.Priority != PriorityUrgent {
 				t.Errorf("priority = %s", c.Priority)
@@ -358,16 +367,15 @@ func TestClipMessage(t *testing.T) {
 // instead of passing a prompt.
 func TestCommandFrom_ClaudePromptNotAnOption(t *testing.T) {
 	for _, prompt := range []string{"--dangerously-skip-permissions", "--allowedTools=Bash(*)", "-c"} {
-		c, err := commandFrom(ExecuteCommand{ProjectID: "web", Prompt: prompt}, testLimits())
-		if ErrorCode(err) == EINVALID {
-			continue
-		}
+		// Such a prompt is accepted, and "--" keeps it a prompt.
+		lim := testLimits()
+		c, err := commandFrom(ExecuteCommand{ProjectID: "web", Prompt: prompt}, lim)
 		if err != nil {
 			t.Fatalf("prompt %q: %v", prompt, err)
 		}
-		i := slices.Index(c.Argv, prompt)
-		if i < 1 || c.Argv[i-1] != "--" {
-			t.Errorf("prompt %q: argv %q lets the CLI read the prompt as an option", prompt, c.Argv)
+		want := append(slices.Clone(lim.ClaudeCommand), "-p", "--", prompt)
+		if !slices.Equal(c.Argv, want) {
+			t.Errorf("prompt %q: argv %q, want %q: the CLI must not read the prompt as an option", prompt, c.Argv, want)
 		}
 	}
 }

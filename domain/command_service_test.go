@@ -672,6 +672,55 @@ func TestCommandService_Events_Order(t *testing.T) {
 	}
 }
 
+// TestCommandService_Events_Monotonic: a subscriber sees each command's
+// states only move forward (QUEUED < RUNNING < final): an event whose
+// status is not later than one it already got for that command is dropped,
+// whatever other commands do.
+func TestCommandService_Events_Monotonic(t *testing.T) {
+	e := newCommandEnv(t)
+	ctx, cancel := context.WithCancel(keyContext(t, readerKey))
+	defer cancel()
+	ch, err := e.svc.Events(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the events subscription", func() bool { return e.hub.subscribers(ProjectTopic("web")) == 1 })
+	a, b, marker := NewID(time.Now()), NewID(time.Now()), NewID(time.Now())
+	names := map[string]string{a: "a", b: "b", marker: "marker"}
+	for _, ev := range []struct {
+		id     string
+		status CommandStatus
+	}{
+		{a, CommandRunning},     // sent: the first word on a
+		{a, CommandQueued},      // dropped: published late
+		{b, CommandQueued},      // sent: another command
+		{a, CommandRunning},     // dropped: a repeat
+		{b, CommandRunning},     // sent
+		{a, CommandSucceeded},   // sent
+		{a, CommandRunning},     // dropped
+		{a, CommandInterrupted}, // dropped: a already ended
+		{b, CommandCancelled},   // sent
+		{marker, CommandQueued}, // sent: the end of the test
+	} {
+		c := &Command{ID: ev.id, ProjectID: "web", Status: ev.status}
+		e.hub.Publish(ProjectTopic("web"), Event{Kind: EventStatus, CommandID: c.ID, Command: c})
+	}
+	var got []string
+	for done := false; !done; {
+		select {
+		case c := <-ch:
+			got = append(got, names[c.ID]+" "+string(c.Status))
+			done = c.ID == marker
+		case <-time.After(10 * time.Second):
+			t.Fatalf("got only %v", got)
+		}
+	}
+	want := []string{"a RUNNING", "b QUEUED", "b RUNNING", "a SUCCEEDED", "b CANCELLED", "marker QUEUED"}
+	if !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v", got, want)
+	}
+}
+
 // TestCommandService_Broadcast: events also go to other processes, and a
 // failing broadcast fails nothing.
 func TestCommandService_Broadcast(t *testing.T) {

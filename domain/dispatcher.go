@@ -100,8 +100,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	hb.Go(func() { d.heartbeat(hbCtx) })
 	poll := time.NewTicker(d.cfg.PollInterval)
 	defer poll.Stop()
+	// A freed slot is filled after claimBatchDelay, so slots freed together
+	// under load are filled by one claim rather than one claim each.
+	batch := time.NewTimer(time.Hour)
+	batch.Stop()
 	for {
 		d.dispatch(ctx, base)
+	wait:
 		select {
 		case <-ctx.Done():
 			d.drain(sub)
@@ -119,10 +124,17 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				d.cancelLocal(e.CommandID)
 			}
 		case <-d.freed:
+			batch.Reset(claimBatchDelay)
+			goto wait
+		case <-batch.C:
 		case <-poll.C:
 		}
 	}
 }
+
+// claimBatchDelay is how long a freed slot waits for others before the
+// dispatcher claims work for them.
+const claimBatchDelay = time.Millisecond
 
 // drain waits up to DrainTimeout for running commands to finish, passing
 // cancel requests on meanwhile.

@@ -113,6 +113,12 @@ func TestDispatcher_StatusEvents(t *testing.T) {
 	e.startDispatcher(t, testDispatcherConfig())
 	e.waitFinal(t, c.ID)
 	waitFor(t, "the final status event", func() bool { return len(e.hub.statuses(ProjectTopic("api"), c.ID)) == 3 })
+	stored := e.repo.stored(c.ID)
+	checkChunks(t, stored, c.ID, DefaultOutputConfig.MaxChunk)
+	if got := joined(stored, Stdout); got != "a\nb\n" {
+		t.Fatalf("stored %q, want %q", got, "a\nb\n")
+	}
+	lastSeq := stored[len(stored)-1].Seq
 	for _, topic := range []string{CommandTopic(c.ID), ProjectTopic("api")} {
 		var events []Event
 		for _, ev := range e.hub.published(topic) {
@@ -130,8 +136,9 @@ func TestDispatcher_StatusEvents(t *testing.T) {
 		if running.StartedAt == nil || running.Owner != "dispatcher-1" || running.LeaseExpiresAt == nil {
 			t.Errorf("RUNNING event command = %+v", running)
 		}
-		if done.LastSeq != 2 || events[2].UpTo != 2 || done.FinishedAt == nil || done.ExitCode == nil {
-			t.Errorf("final event = %+v, command %+v", events[2], done)
+		// "a\n" and "b\n" are one chunk or two, as storage kept up.
+		if done.LastSeq != lastSeq || events[2].UpTo != lastSeq || done.OutputBytes != 4 || done.FinishedAt == nil || done.ExitCode == nil {
+			t.Errorf("final event = %+v, command %+v; want LastSeq and UpTo %d, 4 bytes", events[2], done, lastSeq)
 		}
 	}
 }
@@ -427,12 +434,23 @@ func TestDispatcher_ExpireLeases(t *testing.T) {
 		c := r.cmds[dead.ID]
 		c.Status, c.Owner, c.StartedAt, c.LeaseExpiresAt = CommandRunning, "dead-process", &past, &past
 	})
+	// The dead process stored two chunks before it died.
+	if err := e.repo.AppendOutput(context.Background(), []OutputChunk{
+		{CommandID: dead.ID, Seq: 1, Stream: Stdout, Data: "one\n", At: past},
+		{CommandID: dead.ID, Seq: 2, Stream: Stderr, Data: "two\n", At: past},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	cfg := testDispatcherConfig()
 	cfg.LeaseTTL = 150 * time.Millisecond
 	e.startDispatcher(t, cfg)
 	got := e.waitFinal(t, dead.ID)
 	if got.Status != CommandInterrupted || got.Reason == "" {
 		t.Errorf("got %s (%s)", got.Status, got.Reason)
+	}
+	// Its end counts the output it stored.
+	if got.LastSeq != 2 || got.OutputBytes != 8 {
+		t.Errorf("interrupted with LastSeq %d OutputBytes %d, want 2 and 8 from its stored output", got.LastSeq, got.OutputBytes)
 	}
 	for _, topic := range []string{CommandTopic(dead.ID), ProjectTopic("web")} {
 		waitFor(t, "the INTERRUPTED event on "+topic, func() bool {

@@ -176,14 +176,15 @@ func TestNewID(t *testing.T) {
 				}
 				mu.Lock()
 				defer mu.Unlock()
-				for i, id := range made {
-					if i > 0 && id <= made[i-1] {
-						t.Errorf("NewID = %q after %q in one goroutine", id, made[i-1])
+				prev := ""
+				for _, id := range made {
+					if id <= prev {
+						t.Errorf("NewID = %q after %q in one goroutine", id, prev)
 					}
 					if seen[id] {
 						t.Errorf("NewID repeated %q", id)
 					}
-					seen[id] = true
+					seen[id], prev = true, id
 				}
 			})
 		}

@@ -54,6 +54,9 @@ func (c OutputConfig) withDefaults() OutputConfig {
 	if c.MaxPending > 0 {
 		d.MaxPending = c.MaxPending
 	}
+	// A chunk larger than the tail window would be dropped whole, losing
+	// the very end of the output.
+	d.MaxChunk = max(min(d.MaxChunk, int(d.TailWindow)), utf8.UTFMax)
 	return d
 }
 
@@ -253,7 +256,11 @@ func (r *recorder) commit(batch []segment) {
 	for i := 0; i < len(batch); {
 		seg := batch[i]
 		data := seg.data
-		for i++; i < len(batch) && batch[i].stream == seg.stream && len(data)+len(batch[i].data) <= r.cfg.MaxChunk; i++ {
+		limit := int64(r.cfg.MaxChunk)
+		if !r.pastHead && int64(len(data)) <= r.headRoom {
+			limit = min(limit, r.headRoom) // a merge must not push the head into the tail
+		}
+		for i++; i < len(batch) && batch[i].stream == seg.stream && int64(len(data)+len(batch[i].data)) <= limit; i++ {
 			data = append(data, batch[i].data...)
 		}
 		r.seq++

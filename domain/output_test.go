@@ -94,14 +94,17 @@ func TestOutputConfig_WithDefaults(t *testing.T) {
 		in, want OutputConfig
 	}{
 		{"Zero", OutputConfig{}, DefaultOutputConfig},
-		{"CapOnly", OutputConfig{Cap: 1000}, OutputConfig{Cap: 1000, TailWindow: 500, MaxChunk: DefaultOutputConfig.MaxChunk,
+		// MaxChunk never exceeds the tail window, or a chunk would be dropped whole.
+		{"CapOnly", OutputConfig{Cap: 1000}, OutputConfig{Cap: 1000, TailWindow: 500, MaxChunk: 500,
 			FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending}},
 		{"TailWiderThanCap", OutputConfig{Cap: 1000, TailWindow: 5000}, OutputConfig{Cap: 1000, TailWindow: 1000,
-			MaxChunk: DefaultOutputConfig.MaxChunk, FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending}},
+			MaxChunk: 1000, FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending}},
 		{"TinyChunk", OutputConfig{MaxChunk: 1}, OutputConfig{Cap: DefaultOutputConfig.Cap, TailWindow: DefaultOutputConfig.TailWindow,
 			MaxChunk: utf8.UTFMax, FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending}},
-		{"All", OutputConfig{Cap: 9, TailWindow: 3, MaxChunk: 7, FlushDelay: time.Second, MaxPending: 11},
-			OutputConfig{Cap: 9, TailWindow: 3, MaxChunk: 7, FlushDelay: time.Second, MaxPending: 11}},
+		{"All", OutputConfig{Cap: 90, TailWindow: 30, MaxChunk: 7, FlushDelay: time.Second, MaxPending: 11},
+			OutputConfig{Cap: 90, TailWindow: 30, MaxChunk: 7, FlushDelay: time.Second, MaxPending: 11}},
+		{"ChunkWiderThanTail", OutputConfig{Cap: 9, TailWindow: 3, MaxChunk: 7},
+			OutputConfig{Cap: 9, TailWindow: 3, MaxChunk: utf8.UTFMax, FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := tt.in.withDefaults(); got != tt.want {
@@ -182,6 +185,52 @@ func TestRecorder_ConcurrentStreams(t *testing.T) {
 	}
 }
 
+// piece is what one stream emitted: a line, a cut of a long line, or an
+// unfinished line sent on its own.
+type piece struct {
+	stream Stream
+	data   string
+}
+
+// checkPieces checks that chunks are the pieces in the order written, each
+// chunk one piece or several consecutive pieces of one stream merged (the
+// store loop merges the pieces that wait together), and never more than
+// maxChunk bytes.
+func checkPieces(tb testing.TB, chunks []OutputChunk, pieces []piece, maxChunk int) {
+	tb.Helper()
+	describe := func() string {
+		var b strings.Builder
+		for _, c := range chunks {
+			fmt.Fprintf(&b, "\n  %d %s %q", c.Seq, c.Stream, c.Data)
+		}
+		b.WriteString("\nwant, merged or not:")
+		for _, p := range pieces {
+			fmt.Fprintf(&b, "\n  %s %q", p.stream, p.data)
+		}
+		return b.String()
+	}
+	i := 0
+	for _, c := range chunks {
+		if len(c.Data) > maxChunk {
+			tb.Fatalf("chunk %d has %d bytes, more than %d:%s", c.Seq, len(c.Data), maxChunk, describe())
+		}
+		rest := c.Data
+		for rest != "" && i < len(pieces) && pieces[i].stream == c.Stream && strings.HasPrefix(rest, pieces[i].data) {
+			rest = rest[len(pieces[i].data):]
+			i++
+		}
+		if rest != "" || c.Data == "" {
+			tb.Fatalf("chunk %d is not whole pieces of %s in the order written:%s", c.Seq, c.Stream, describe())
+		}
+	}
+	if i != len(pieces) {
+		tb.Fatalf("%d of %d pieces stored:%s", i, len(pieces), describe())
+	}
+}
+
+// TestRecorder_StreamsApart: each stream's unfinished line waits for its
+// own newline, pieces of different streams never share a chunk, and the
+// pieces keep the order they were written in.
 func TestRecorder_StreamsApart(t *testing.T) {
 	rec, repo, _ := newTestRecorder(t, OutputConfig{FlushDelay: time.Hour})
 	out, errw := rec.writer(Stdout), rec.writer(Stderr)
@@ -189,19 +238,70 @@ func TestRecorder_StreamsApart(t *testing.T) {
 	write(t, errw, "err1\n")
 	write(t, out, "rest\nout2")
 	write(t, errw, "err2 partial")
-	closeRecorder(t, rec)
+	tot := closeRecorder(t, rec)
+	stored := repo.stored(rec.cmdID)
+	checkChunks(t, stored, rec.cmdID, DefaultOutputConfig.MaxChunk)
+	// "out1 rest\n" and "out2" may be stored apart or, when they wait
+	// together, as one chunk.
+	checkPieces(t, stored, []piece{
+		{Stderr, "err1\n"}, {Stdout, "out1 rest\n"}, {Stdout, "out2"}, {Stderr, "err2 partial"},
+	}, DefaultOutputConfig.MaxChunk)
+	if tot.lastStored != stored[len(stored)-1].Seq || tot.total != 31 || tot.truncated {
+		t.Errorf("totals = %+v with %d chunks stored", tot, len(stored))
+	}
+}
+
+// TestRecorder_MergesWaitingPieces: the pieces that wait while storage is
+// busy are stored in one batch, neighbours of one stream merged into chunks
+// of up to MaxChunk, in the order written.
+func TestRecorder_MergesWaitingPieces(t *testing.T) {
+	rec, repo, hub := newTestRecorder(t, OutputConfig{MaxChunk: 24, FlushDelay: time.Hour})
+	entered, open := blockAppends(repo)
+	defer open()
+	out, errw := rec.writer(Stdout), rec.writer(Stderr)
+	write(t, out, "o1 3456\n")
+	<-entered // "o1" is being stored; the rest waits
+	for _, w := range []struct {
+		w io.Writer
+		s string
+	}{
+		{out, "o2 3456\n"}, {out, "o3 3456\n"}, {out, "o4 3456\n"}, {out, "o5 3456\n"},
+		{errw, "e1\n"}, {errw, "e2 45\n"},
+		{out, "o6\n"},
+	} {
+		write(t, w.w, w.s)
+	}
+	open()
+	tot := closeRecorder(t, rec)
+	stored := repo.stored(rec.cmdID)
+	checkChunks(t, stored, rec.cmdID, 24)
 	var got []string
-	for _, c := range repo.stored(rec.cmdID) {
+	for _, c := range stored {
 		got = append(got, fmt.Sprintf("%d %s %q", c.Seq, c.Stream, c.Data))
 	}
 	want := []string{
-		`1 STDERR "err1\n"`,
-		`2 STDOUT "out1 rest\n"`,
-		`3 STDOUT "out2"`,
-		`4 STDERR "err2 partial"`,
+		`1 STDOUT "o1 3456\n"`,
+		`2 STDOUT "o2 3456\no3 3456\no4 3456\n"`, // 24 bytes: a fourth line would not fit
+		`3 STDOUT "o5 3456\n"`,
+		`4 STDERR "e1\ne2 45\n"`,
+		`5 STDOUT "o6\n"`,
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("chunks:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if tot.lastStored != 5 || tot.total != 52 || tot.truncated {
+		t.Errorf("totals = %+v, want last seq 5, 52 bytes", tot)
+	}
+	// One event per batch, each after its batch was stored.
+	var evSeqs [][]int64
+	for _, ev := range hub.published(CommandTopic(rec.cmdID)) {
+		evSeqs = append(evSeqs, seqs(ev.Chunks))
+		if ev.UpTo != ev.Chunks[len(ev.Chunks)-1].Seq {
+			t.Errorf("event with chunks %v has UpTo %d", seqs(ev.Chunks), ev.UpTo)
+		}
+	}
+	if want := [][]int64{{1}, {2, 3, 4, 5}}; !slices.EqualFunc(evSeqs, want, slices.Equal) {
+		t.Errorf("events carried seqs %v, want %v", evSeqs, want)
 	}
 }
 
@@ -308,32 +408,48 @@ func flushNow(rec *recorder, s Stream) {
 
 // TestRecorder_FlushKeepsIncompleteRune fires the flush timer by hand
 // while a stream's unfinished line ends inside a character: the
-// character's first bytes wait for the rest.
+// character's first bytes wait for the rest. Storage is stuck meanwhile, so
+// the pieces handed to the store loop can be checked one by one (stored,
+// the pieces that waited together are merged, which would hide a split).
 func TestRecorder_FlushKeepsIncompleteRune(t *testing.T) {
-	for _, tt := range []struct {
-		name, first, second string
-		bug                 bool
-	}{
-		{"OKOneByteAlone", "abc\n\xe2", "\x82\xac\n", false},
-		{"OKAfterText", "x\xe2\x82", "\xac\n", false},
-		{"OKFourAfterText", "x\xf0\x9f\x8e", "\x89\n", false},
-		{"TwoBytesAlone", "abc\n\xe2\x82", "\xac\n", true},
-		{"ThreeOfFourAlone", "abc\n\xf0\x9f\x8e", "\x89\n", true},
-		{"TwoOfFourAlone", "\xf0\x9f", "\x8e\x89\n", true},
+	for _, tt := range []struct{ name, first, second string }{
+		{"OneByteAlone", "abc\n\xe2", "\x82\xac\n"},
+		{"AfterText", "x\xe2\x82", "\xac\n"},
+		{"FourAfterText", "x\xf0\x9f\x8e", "\x89\n"},
+		{"TwoBytesAlone", "abc\n\xe2\x82", "\xac\n"},
+		{"ThreeOfFourAlone", "abc\n\xf0\x9f\x8e", "\x89\n"},
+		{"TwoOfFourAlone", "\xf0\x9f", "\x8e\x89\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.bug {
-			}
 			rec, repo, _ := newTestRecorder(t, OutputConfig{FlushDelay: time.Hour})
+			entered, open := blockAppends(repo)
+			defer open()
+			write(t, rec.writer(Stdout), "seed\n")
+			<-entered // the store loop is stuck with "seed\n"
 			write(t, rec.writer(Stdout), tt.first)
 			flushNow(rec, Stdout)
 			write(t, rec.writer(Stdout), tt.second)
 			flushNow(rec, Stdout)
+			rec.mu.Lock()
+			var pieces []string
+			for _, seg := range rec.pending {
+				pieces = append(pieces, string(seg.data))
+			}
+			rec.mu.Unlock()
+			if got := strings.Join(pieces, ""); got != tt.first+tt.second {
+				t.Errorf("pieces %q, want %q", pieces, tt.first+tt.second)
+			}
+			for _, p := range pieces {
+				if !utf8.ValidString(p) {
+					t.Errorf("piece %q of %q splits a character", p, pieces)
+				}
+			}
+			open()
 			closeRecorder(t, rec)
 			stored := repo.stored(rec.cmdID)
 			checkChunks(t, stored, rec.cmdID, DefaultOutputConfig.MaxChunk)
-			if got := joined(stored, ""); got != tt.first+tt.second {
-				t.Errorf("stored %q, want %q", got, tt.first+tt.second)
+			if got := joined(stored, ""); got != "seed\n"+tt.first+tt.second {
+				t.Errorf("stored %q, want %q", got, "seed\n"+tt.first+tt.second)
 			}
 		})
 	}
@@ -364,67 +480,127 @@ func capLines(n, size int) []string {
 	return out
 }
 
-// TestRecorder_Cap writes 1 MiB with a 64 KiB cap while storage is stuck:
-// the writes finish anyway, and the head and the last TailWindow bytes are
-// kept.
-func TestRecorder_Cap(t *testing.T) {
-	const capBytes, tail = 64 << 10, 16 << 10
-	rec, repo, hub := newTestRecorder(t, OutputConfig{Cap: capBytes, TailWindow: tail, FlushDelay: time.Hour})
-	_, open := blockAppends(repo)
-	defer open()
-	all := capLines(8192, 128) // 1 MiB
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		w := rec.writer(Stdout)
-		for _, l := range all {
-			_, _ = io.WriteString(w, l)
-		}
-	}()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("writes past the cap blocked while storage was stuck")
+// checkCapped checks what was kept of output out that passed the cap: the
+// head, seqs 1…h, is the start of out and fills Cap-TailWindow less at most
+// one chunk; the tail is the end of out, in consecutive seqs up to the last
+// one, and fills TailWindow less at most one chunk; nothing more than Cap
+// is stored, and the command is marked truncated. It returns the head's
+// last seq.
+func checkCapped(tb testing.TB, stored []OutputChunk, out string, cfg OutputConfig, tot recorderTotals) (headEnd int64) {
+	tb.Helper()
+	cfg = cfg.withDefaults()
+	if !tot.truncated || tot.total != int64(len(out)) || tot.lastStored != stored[len(stored)-1].Seq {
+		tb.Errorf("totals = %+v, want truncated, %d bytes, last seq %d", tot, len(out), stored[len(stored)-1].Seq)
 	}
-	// Past the cap the tail goes out live at once, before it is stored.
-	if n := len(hub.published(CommandTopic(rec.cmdID))); n == 0 {
-		t.Error("no live output published while storage was stuck")
-	}
-	open()
-	tot := closeRecorder(t, rec)
-
-	stored := repo.stored(rec.cmdID)
-	if !tot.truncated || tot.total != 1<<20 || tot.lastStored != 8192 {
-		t.Errorf("totals = %+v, want truncated, 1 MiB, last seq 8192", tot)
-	}
-	if last := stored[len(stored)-1]; last.Seq != tot.lastStored {
-		t.Errorf("last stored seq %d, close reported %d", last.Seq, tot.lastStored)
-	}
-	// Head: seqs 1…h, the first lines; tail: the last lines, up to seq 8192.
 	h := 0
 	for h < len(stored) && stored[h].Seq == int64(h+1) {
 		h++
 	}
-	head, tailChunks := stored[:h], stored[h:]
-	if got, want := joined(head, ""), strings.Join(all[:h], ""); got != want {
-		t.Errorf("head is not the first %d lines", h)
+	head, tail := stored[:h], stored[h:]
+	if len(tail) == 0 {
+		tb.Fatalf("no tail stored after the %d head chunks", h)
 	}
-	if n := len(joined(head, "")); n > capBytes-tail || n < capBytes-tail-128 {
-		t.Errorf("head has %d bytes, want about %d", n, capBytes-tail)
-	}
-	if got, want := joined(tailChunks, ""), strings.Join(all[len(all)-len(tailChunks):], ""); got != want {
-		t.Errorf("tail is not the last %d lines", len(tailChunks))
-	}
-	for i, c := range tailChunks {
-		if want := int64(8192 - len(tailChunks) + i + 1); c.Seq != want {
-			t.Fatalf("tail chunk %d has seq %d, want %d", i, c.Seq, want)
+	for i, c := range stored {
+		if len(c.Data) == 0 || len(c.Data) > cfg.MaxChunk || (i > h && c.Seq != tail[0].Seq+int64(i-h)) {
+			tb.Fatalf("chunk %d (seq %d) has %d bytes (at most %d), head seqs 1…%d, tail from %d",
+				i, c.Seq, len(c.Data), cfg.MaxChunk, h, tail[0].Seq)
 		}
 	}
-	if n := len(joined(tailChunks, "")); n < tail {
-		t.Errorf("tail has %d bytes, want at least TailWindow %d", n, tail)
+	headOut, tailOut := joined(head, ""), joined(tail, "")
+	if !strings.HasPrefix(out, headOut) {
+		tb.Errorf("head (%d chunks, %d bytes) is not the start of the output", h, len(headOut))
 	}
-	if n := len(joined(stored, "")); n > capBytes {
-		t.Errorf("stored %d bytes, more than the cap %d", n, capBytes)
+	if room := cfg.Cap - cfg.TailWindow; int64(len(headOut)) > room || int64(len(headOut)) <= room-int64(cfg.MaxChunk) {
+		tb.Errorf("head has %d bytes, want at most %d and more than %d", len(headOut), room, room-int64(cfg.MaxChunk))
+	}
+	if !strings.HasSuffix(out, tailOut) {
+		tb.Errorf("tail (%d chunks, %d bytes) is not the end of the output", len(tail), len(tailOut))
+	}
+	if n := int64(len(tailOut)); n > cfg.TailWindow || n <= cfg.TailWindow-int64(cfg.MaxChunk) {
+		tb.Errorf("tail has %d bytes, want at most TailWindow %d and more than %d", n, cfg.TailWindow, cfg.TailWindow-int64(cfg.MaxChunk))
+	}
+	if tail[0].Seq <= int64(h+1) {
+		tb.Errorf("tail starts at seq %d right after the head (seq %d), though output was dropped", tail[0].Seq, h)
+	}
+	if n := len(headOut) + len(tailOut); int64(n) > cfg.Cap {
+		tb.Errorf("stored %d bytes, more than the cap %d", n, cfg.Cap)
+	}
+	return int64(h)
+}
+
+// TestRecorder_Cap writes 1 MiB with a 64 KiB cap while storage is stuck:
+// the writes finish anyway, and the head and the last TailWindow bytes are
+// kept. The tail goes out live only once the head before it is stored.
+func TestRecorder_Cap(t *testing.T) {
+	const capBytes, tail = 64 << 10, 16 << 10
+	for _, tt := range []struct {
+		name     string
+		maxChunk int
+	}{
+		// Lines of 128 bytes never merge: a chunk per line.
+		{"ChunkPerLine", 128},
+		// The lines that wait while storage is stuck merge into 4 KiB chunks.
+		{"Merged", 4 << 10},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := OutputConfig{Cap: capBytes, TailWindow: tail, MaxChunk: tt.maxChunk, FlushDelay: time.Hour}
+			rec, repo, hub := newTestRecorder(t, cfg)
+			_, open := blockAppends(repo)
+			defer open()
+			all := capLines(8192, 128) // 1 MiB
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				w := rec.writer(Stdout)
+				for _, l := range all {
+					_, _ = io.WriteString(w, l)
+				}
+			}()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("writes past the cap blocked while storage was stuck")
+			}
+			// The first batch is being stored: nothing, not even the tail,
+			// goes out before it is.
+			if ev := hub.published(CommandTopic(rec.cmdID)); len(ev) != 0 {
+				t.Errorf("%d events published while storage was stuck", len(ev))
+			}
+			open()
+			tot := closeRecorder(t, rec)
+
+			stored := repo.stored(rec.cmdID)
+			out := strings.Join(all, "")
+			headEnd := checkCapped(t, stored, out, cfg, tot)
+			for _, c := range stored {
+				if !strings.HasSuffix(c.Data, "\n") {
+					t.Fatalf("chunk %d splits a line: ends %q", c.Seq, c.Data[max(0, len(c.Data)-10):])
+				}
+			}
+			if tt.maxChunk == 128 {
+				// The head holds exactly Cap-TailWindow bytes of lines, the
+				// tail exactly TailWindow.
+				if headEnd != (capBytes-tail)/128 || tot.lastStored != 8192 || len(stored) != capBytes/128 {
+					t.Errorf("head ends at seq %d, last seq %d, %d chunks stored; want %d, 8192, %d",
+						headEnd, tot.lastStored, len(stored), (capBytes-tail)/128, capBytes/128)
+				}
+			}
+			// The live tail was published after the whole head was stored.
+			var live int
+			for _, ev := range hub.published(CommandTopic(rec.cmdID)) {
+				if len(ev.Chunks) == 0 || ev.Chunks[0].Seq <= ev.UpTo {
+					continue // stored chunks
+				}
+				live++
+				if ev.UpTo != headEnd || (live == 1 && ev.Chunks[0].Seq != headEnd+1) {
+					t.Errorf("live event %d with seqs %d… has UpTo %d, want the head stored up to %d first (and the first live chunk %d)",
+						live, ev.Chunks[0].Seq, ev.UpTo, headEnd, headEnd+1)
+				}
+			}
+			if live == 0 {
+				t.Error("the tail was never published live")
+			}
+		})
 	}
 }
 
@@ -432,30 +608,94 @@ func TestRecorder_Cap(t *testing.T) {
 // stored per command" when chunks do not divide the window evenly.
 func TestRecorder_CapStrict(t *testing.T) {
 	const capBytes, tail = 64 << 10, 16 << 10
-	rec, repo, _ := newTestRecorder(t, OutputConfig{Cap: capBytes, TailWindow: tail, FlushDelay: time.Hour})
-	for _, l := range capLines(300, 3000) {
-		write(t, rec.writer(Stdout), l)
-	}
-	closeRecorder(t, rec)
-	if n := len(joined(repo.stored(rec.cmdID), "")); n > capBytes {
-		t.Errorf("stored %d bytes, more than the cap %d", n, capBytes)
+	// 3000-byte lines: a chunk per line, or two lines merged into one.
+	for _, maxChunk := range []int{3000, 7000} {
+		t.Run(fmt.Sprintf("MaxChunk%d", maxChunk), func(t *testing.T) {
+			cfg := OutputConfig{Cap: capBytes, TailWindow: tail, MaxChunk: maxChunk, FlushDelay: time.Hour}
+			rec, repo, _ := newTestRecorder(t, cfg)
+			all := capLines(300, 3000)
+			for _, l := range all {
+				write(t, rec.writer(Stdout), l)
+			}
+			tot := closeRecorder(t, rec)
+			checkCapped(t, repo.stored(rec.cmdID), strings.Join(all, ""), cfg, tot)
+		})
 	}
 }
 
 // TestRecorder_UnderCapNotTruncated: output that stays under the cap is
-// stored whole and not marked truncated.
+// stored whole and not marked truncated, though it outgrew the head and
+// partly went to the tail window.
 func TestRecorder_UnderCapNotTruncated(t *testing.T) {
-	rec, repo, _ := newTestRecorder(t, OutputConfig{Cap: 64 << 10, TailWindow: 16 << 10, FlushDelay: time.Hour})
-	all := capLines(400, 128) // 50 KiB
-	for _, l := range all {
+	// 50 KiB of 128-byte lines under a 64 KiB cap with a 48 KiB head: with
+	// chunks of up to 4 KiB the head holds more than 44 KiB, and the rest
+	// fits the 16 KiB tail window.
+	for _, maxChunk := range []int{128, 4 << 10} {
+		t.Run(fmt.Sprintf("MaxChunk%d", maxChunk), func(t *testing.T) {
+			rec, repo, _ := newTestRecorder(t, OutputConfig{Cap: 64 << 10, TailWindow: 16 << 10, MaxChunk: maxChunk, FlushDelay: time.Hour})
+			all := capLines(400, 128) // 50 KiB
+			for _, l := range all {
+				write(t, rec.writer(Stdout), l)
+			}
+			tot := closeRecorder(t, rec)
+			stored := repo.stored(rec.cmdID)
+			checkChunks(t, stored, rec.cmdID, maxChunk)
+			if got := joined(stored, ""); got != strings.Join(all, "") {
+				t.Fatalf("output under the cap was not stored whole (%d bytes)", len(got))
+			}
+			if tot.truncated || tot.total != 400*128 || tot.lastStored != stored[len(stored)-1].Seq {
+				t.Errorf("totals = %+v, want not truncated, %d bytes, last seq %d", tot, 400*128, stored[len(stored)-1].Seq)
+			}
+		})
+	}
+}
+
+// TestRecorder_SmallCapKeepsHead: output under a small cap is stored whole
+// even when the lines that waited for storage would merge into a chunk
+// larger than the head's room (rdev serve --output-cap 65536: a 32 KiB head
+// and tail next to the 64 KiB default MaxChunk).
+func TestRecorder_SmallCapKeepsHead(t *testing.T) {
+	rec, repo, _ := newTestRecorder(t, OutputConfig{Cap: 64 << 10, FlushDelay: time.Hour})
+	entered, open := blockAppends(repo)
+	defer open()
+	all := capLines(321, 128) // 40 KiB and a line
+	write(t, rec.writer(Stdout), all[0])
+	<-entered // the other lines wait together
+	for _, l := range all[1:] {
 		write(t, rec.writer(Stdout), l)
 	}
+	open()
 	tot := closeRecorder(t, rec)
-	if got := joined(repo.stored(rec.cmdID), ""); got != strings.Join(all, "") {
-		t.Fatalf("output under the cap was not stored whole (%d bytes)", len(got))
+	stored := repo.stored(rec.cmdID)
+	checkChunks(t, stored, rec.cmdID, DefaultOutputConfig.MaxChunk)
+	if got := joined(stored, ""); got != strings.Join(all, "") || tot.truncated {
+		t.Errorf("stored %d of %d bytes under a %d-byte cap, truncated %v", len(got), len(strings.Join(all, "")), 64<<10, tot.truncated)
 	}
-	if tot.truncated {
-		t.Error("output under the cap marked truncated")
+	if head := joined(stored[:2], ""); len(head) != 32<<10 {
+		t.Errorf("the head holds %d bytes, want the first 32 KiB (its room) in seqs 1 and 2", len(head))
+	}
+}
+
+// TestRecorder_SmallCapKeepsTail: past a small cap the end of the output
+// is kept, even when the lines that waited for storage would merge into a
+// chunk larger than the tail window.
+func TestRecorder_SmallCapKeepsTail(t *testing.T) {
+	rec, repo, _ := newTestRecorder(t, OutputConfig{Cap: 64 << 10, FlushDelay: time.Hour})
+	entered, open := blockAppends(repo)
+	defer open()
+	all := capLines(577, 128) // the 32 KiB head, then 40 KiB and a line
+	write(t, rec.writer(Stdout), all[0])
+	<-entered // the other lines wait together
+	for _, l := range all[1:] {
+		write(t, rec.writer(Stdout), l)
+	}
+	open()
+	tot := closeRecorder(t, rec)
+	stored := repo.stored(rec.cmdID)
+	out := joined(stored, "")
+	if !tot.truncated || len(out) > 64<<10 || !strings.HasSuffix(out, all[len(all)-1]) || tot.lastStored != stored[len(stored)-1].Seq {
+		t.Errorf("stored %d bytes in %d chunks, ending %q; totals %+v; want at most the cap, truncated, ending with the last line %q",
+			len(out), len(stored), out[max(0, len(out)-20):], tot, all[len(all)-1])
 	}
 }
 
@@ -513,8 +753,10 @@ func TestRecorder_PublishesAfterStoring(t *testing.T) {
 	rec, repo, hub := newTestRecorder(t, OutputConfig{FlushDelay: time.Hour})
 	entered, open := blockAppends(repo)
 	defer open()
+	var want strings.Builder
 	for i := range 10 {
 		write(t, rec.writer(Stdout), numberedLine(i))
+		want.WriteString(numberedLine(i))
 	}
 	<-entered
 	if ev := hub.published(CommandTopic(rec.cmdID)); len(ev) != 0 {
@@ -522,7 +764,15 @@ func TestRecorder_PublishesAfterStoring(t *testing.T) {
 	}
 	open()
 	tot := closeRecorder(t, rec)
+	stored := repo.stored(rec.cmdID)
+	checkChunks(t, stored, rec.cmdID, DefaultOutputConfig.MaxChunk)
+	// The first batch went to storage at once; every line written while it
+	// was stuck waited and was merged into one chunk.
+	if got := joined(stored, Stdout); got != want.String() || len(stored) > 2 {
+		t.Fatalf("stored %d chunks %q, want at most 2 holding %q", len(stored), got, want.String())
+	}
 	var seen int64
+	var published []OutputChunk
 	for _, ev := range hub.published(CommandTopic(rec.cmdID)) {
 		if ev.Kind != EventOutput || ev.CommandID != rec.cmdID || len(ev.Chunks) == 0 {
 			t.Fatalf("event = %+v", ev)
@@ -531,9 +781,13 @@ func TestRecorder_PublishesAfterStoring(t *testing.T) {
 			t.Fatalf("event chunks %v UpTo %d after seq %d", seqs(ev.Chunks), ev.UpTo, seen)
 		}
 		seen = ev.UpTo
+		published = append(published, ev.Chunks...)
 	}
-	if seen != tot.lastStored || seen != 10 {
-		t.Errorf("published up to %d, stored up to %d, want 10", seen, tot.lastStored)
+	if !slices.Equal(published, stored) {
+		t.Errorf("published chunks %v, stored %v", seqs(published), seqs(stored))
+	}
+	if last := stored[len(stored)-1].Seq; seen != tot.lastStored || seen != last {
+		t.Errorf("published up to %d, close reported %d, stored up to %d", seen, tot.lastStored, last)
 	}
 }
 
@@ -549,12 +803,19 @@ func TestRecorder_StorageFails(t *testing.T) {
 				return nil
 			}
 		})
+		var want strings.Builder
 		for i := range 5 {
 			write(t, rec.writer(Stdout), numberedLine(i))
+			want.WriteString(numberedLine(i))
 		}
 		tot := closeRecorder(t, rec)
-		if got := len(repo.stored(rec.cmdID)); got == 0 || tot.truncated || tot.lastStored != 5 {
-			t.Errorf("after two failed tries: %d chunks stored, totals %+v", got, tot)
+		stored := repo.stored(rec.cmdID)
+		if len(stored) == 0 || joined(stored, "") != want.String() || tot.truncated || tot.lastStored != stored[len(stored)-1].Seq {
+			t.Errorf("after two failed tries: %d chunks stored (%q), totals %+v", len(stored), joined(stored, ""), tot)
+		}
+		checkChunks(t, stored, rec.cmdID, DefaultOutputConfig.MaxChunk)
+		if n := calls.Load(); n < 3 {
+			t.Errorf("AppendOutput called %d times, want the two failures retried", n)
 		}
 	})
 	t.Run("ErrPermanent", func(t *testing.T) {

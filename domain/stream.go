@@ -258,8 +258,9 @@ func statusRank(s CommandStatus) int {
 		return 0
 	case CommandRunning:
 		return 1
+	default:
+		return 2
 	}
-	return 2
 }
 
 // Relay publishes on this process's hub an event another process broadcast,

@@ -86,7 +86,7 @@ func (s *Store) appendOutputPG(ctx context.Context, batches [][]*outputRow) erro
 // bun's inlined (hex) literals would make it do.
 func (s *Store) appendOutputSQLite(ctx context.Context, batches [][]*outputRow) error {
 	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		stmt, err := tx.Tx.PrepareContext(ctx, "INSERT INTO command_output (command_id, seq, stream, data, at) VALUES (?, ?, ?, ?, ?)")
+		stmt, err := tx.PrepareContext(ctx, "INSERT INTO command_output (command_id, seq, stream, data, at) VALUES (?, ?, ?, ?, ?)")
 		if err != nil {
 			return err
 		}
