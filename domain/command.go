@@ -55,7 +55,7 @@ func ParsePriority(name string) (Priority, error) {
 			return p, nil
 		}
 	}
-	return 0, Errorf(EINVALID, "priority: unknown priority %q (want LOW, NORMAL, HIGH or URGENT)", clipMessage(name))
+	return 0, Errorf(EINVALID, "priority: unknown priority %q (want LOW, NORMAL, HIGH or URGENT)", Clip(name))
 }
 
 // CommandStatus is where a command is in its life.
@@ -165,7 +165,7 @@ type OutputChunk struct {
 }
 
 // clipMessage shortens user input quoted in an error message.
-func clipMessage(s string) string {
+func Clip(s string) string {
 	const n = 80
 	if len(s) <= n {
 		return s

@@ -138,7 +138,7 @@ func argvFrom(in ExecuteCommand, lim CommandLimits) (CommandType, []string, erro
 		argv := append(append([]string{}, lim.ClaudeCommand...), "-p", "--", in.Prompt)
 		return CommandClaude, argv, nil
 	}
-	return "", nil, Errorf(EINVALID, "type: %s does not go with the program given (EXEC takes argv, SHELL takes shell, CLAUDE takes prompt)", clipMessage(string(typ)))
+	return "", nil, Errorf(EINVALID, "type: %s does not go with the program given (EXEC takes argv, SHELL takes shell, CLAUDE takes prompt)", Clip(string(typ)))
 }
 
 func validateArgv(argv []string, lim CommandLimits) error {
@@ -185,7 +185,7 @@ func envFrom(vars []EnvVar, lim CommandLimits) (map[string]string, error) {
 	total := 0
 	for _, v := range vars {
 		if len(v.Name) > 256 || !envNamePattern.MatchString(v.Name) {
-			return nil, Errorf(EINVALID, "env: %q is not a valid variable name (letters, digits, _; not starting with a digit)", clipMessage(v.Name))
+			return nil, Errorf(EINVALID, "env: %q is not a valid variable name (letters, digits, _; not starting with a digit)", Clip(v.Name))
 		}
 		if _, dup := env[v.Name]; dup {
 			return nil, Errorf(EINVALID, "env: %s is given twice", v.Name)
@@ -211,11 +211,11 @@ func cleanWorkdir(dir string) (string, error) {
 		return "", Errorf(EINVALID, "workdir: must be a valid path of at most 4096 bytes")
 	}
 	if strings.HasPrefix(dir, "/") {
-		return "", Errorf(EINVALID, "workdir: must be relative to the project root, got %q", clipMessage(dir))
+		return "", Errorf(EINVALID, "workdir: must be relative to the project root, got %q", Clip(dir))
 	}
 	clean := path.Clean(dir)
 	if clean == ".." || strings.HasPrefix(clean, "../") {
-		return "", Errorf(EINVALID, "workdir: must stay inside the project, got %q", clipMessage(dir))
+		return "", Errorf(EINVALID, "workdir: must stay inside the project, got %q", Clip(dir))
 	}
 	if clean == "." {
 		return "", nil

@@ -346,16 +346,16 @@ func TestCommand_DurationAndClone(t *testing.T) {
 
 func TestClipMessage(t *testing.T) {
 	short := "short"
-	if clipMessage(short) != short {
-		t.Errorf("clipMessage(%q) = %q", short, clipMessage(short))
+	if Clip(short) != short {
+		t.Errorf("Clip(%q) = %q", short, Clip(short))
 	}
 	long := strings.Repeat("é", 100) // 200 bytes; byte 80 starts a rune
-	got := clipMessage(long)
+	got := Clip(long)
 	if !utf8.ValidString(got) || !strings.HasSuffix(got, "…") || len(got) > 80+len("…") {
-		t.Errorf("clipMessage(long) = %q", got)
+		t.Errorf("Clip(long) = %q", got)
 	}
 	odd := "x" + strings.Repeat("é", 100) // byte 80 is inside a rune
-	if got := clipMessage(odd); !utf8.ValidString(got) {
+	if got := Clip(odd); !utf8.ValidString(got) {
 		t.Errorf("clipMessage split a rune: %q", got)
 	}
 }

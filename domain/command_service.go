@@ -118,7 +118,7 @@ func (s *CommandService) List(ctx context.Context, f CommandFilter, req PageRequ
 		return Page[*Command]{}, err
 	}
 	if f.Status != "" && !validCommandStatus(f.Status) {
-		return Page[*Command]{}, Errorf(EINVALID, "status: unknown command status %q", clipMessage(string(f.Status)))
+		return Page[*Command]{}, Errorf(EINVALID, "status: unknown command status %q", Clip(string(f.Status)))
 	}
 	f.BeforeID, f.Limit = req.After, req.First+1
 	cs, err := s.commands.FindCommands(ctx, f)
@@ -136,7 +136,7 @@ func (s *CommandService) ListForProjects(ctx context.Context, projectIDs []strin
 		return nil, err
 	}
 	if status != "" && !validCommandStatus(status) {
-		return nil, Errorf(EINVALID, "status: unknown command status %q", clipMessage(string(status)))
+		return nil, Errorf(EINVALID, "status: unknown command status %q", Clip(string(status)))
 	}
 	found, err := s.commands.FindCommandsForProjects(ctx, projectIDs, status, first+1)
 	if err != nil {
@@ -194,7 +194,7 @@ func publish(ctx context.Context, hub Hub, bcast Broadcaster, topic string, e Ev
 }
 
 func commandNotFound(id string) error {
-	return Errorf(ENOTFOUND, "command %q not found", clipMessage(id))
+	return Errorf(ENOTFOUND, "command %q not found", Clip(id))
 }
 
 func validCommandStatus(s CommandStatus) bool {

@@ -76,7 +76,7 @@ type ProjectRepository interface {
 // ValidateProjectID returns EINVALID unless id is a DNS-1123 label.
 func ValidateProjectID(id string) error {
 	if len(id) > MaxProjectIDLength || !projectIDPattern.MatchString(id) {
-		return Errorf(EINVALID, "projectId: %q is not a DNS-1123 label (lower-case letters, digits and '-', at most %d characters)", truncate(id, 80), MaxProjectIDLength)
+		return Errorf(EINVALID, "projectId: %q is not a DNS-1123 label (lower-case letters, digits and '-', at most %d characters)", Clip(id), MaxProjectIDLength)
 	}
 	return nil
 }
@@ -97,7 +97,7 @@ func (s *ProjectService) Get(ctx context.Context, id string) (*Project, error) {
 		return nil, err
 	}
 	if ValidateProjectID(id) != nil {
-		return nil, Errorf(ENOTFOUND, "project %q not found", truncate(id, 80))
+		return nil, Errorf(ENOTFOUND, "project %q not found", Clip(id))
 	}
 	return s.repo.FindProjectByID(ctx, id)
 }
@@ -126,12 +126,4 @@ func validProjectStatus(s ProjectStatus) bool {
 		}
 	}
 	return false
-}
-
-// truncate shortens s for an error message.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

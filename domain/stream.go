@@ -203,7 +203,7 @@ func (s *CommandService) Events(ctx context.Context, projectID string) (<-chan *
 		return nil, err
 	}
 	if ValidateProjectID(projectID) != nil {
-		return nil, Errorf(ENOTFOUND, "project %q not found", clipMessage(projectID))
+		return nil, Errorf(ENOTFOUND, "project %q not found", Clip(projectID))
 	}
 	if _, err := s.projects.FindProjectByID(ctx, projectID); err != nil {
 		return nil, err

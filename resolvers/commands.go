@@ -22,17 +22,6 @@ func executeCommand(in model.ExecuteCommandInput) domain.ExecuteCommand {
 	return out
 }
 
-func commandConnection(p domain.Page[*domain.Command]) *model.CommandConnection {
-	c := &model.CommandConnection{Nodes: p.Items, PageInfo: pageInfo(p, commandKey)}
-	c.Edges = make([]*model.CommandEdge, len(p.Items))
-	for i, n := range p.Items {
-		c.Edges[i] = &model.CommandEdge{Cursor: domain.EncodeCursor(n.ID), Node: n}
-	}
-	return c
-}
-
-func commandKey(c *domain.Command) string { return c.ID }
-
 func queue(q domain.QueueInfo) *model.Queue {
 	out := &model.Queue{
 		Running: q.Running, Concurrency: q.Concurrency,

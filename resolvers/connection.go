@@ -15,23 +15,36 @@ func pageInfo[T any](p domain.Page[T], key func(T) string) *model.PageInfo {
 	return info
 }
 
-func projectConnection(p domain.Page[*domain.Project]) *model.ProjectConnection {
-	c := &model.ProjectConnection{Nodes: p.Items, PageInfo: pageInfo(p, projectKey)}
-	c.Edges = make([]*model.ProjectEdge, len(p.Items))
-	for i, n := range p.Items {
-		c.Edges[i] = &model.ProjectEdge{Cursor: domain.EncodeCursor(n.ID), Node: n}
+// edges pairs each item of a page with its cursor.
+func edges[T, E any](items []T, key func(T) string, edge func(cursor string, node T) E) []E {
+	out := make([]E, len(items))
+	for i, n := range items {
+		out[i] = edge(domain.EncodeCursor(key(n)), n)
 	}
-	return c
+	return out
+}
+
+func projectConnection(p domain.Page[*domain.Project]) *model.ProjectConnection {
+	return &model.ProjectConnection{Nodes: p.Items, PageInfo: pageInfo(p, projectKey),
+		Edges: edges(p.Items, projectKey, func(c string, n *domain.Project) *model.ProjectEdge {
+			return &model.ProjectEdge{Cursor: c, Node: n}
+		})}
 }
 
 func apiKeyConnection(p domain.Page[*domain.APIKey]) *model.APIKeyConnection {
-	c := &model.APIKeyConnection{Nodes: p.Items, PageInfo: pageInfo(p, apiKeyKey)}
-	c.Edges = make([]*model.APIKeyEdge, len(p.Items))
-	for i, n := range p.Items {
-		c.Edges[i] = &model.APIKeyEdge{Cursor: domain.EncodeCursor(n.ID), Node: n}
-	}
-	return c
+	return &model.APIKeyConnection{Nodes: p.Items, PageInfo: pageInfo(p, apiKeyKey),
+		Edges: edges(p.Items, apiKeyKey, func(c string, n *domain.APIKey) *model.APIKeyEdge {
+			return &model.APIKeyEdge{Cursor: c, Node: n}
+		})}
+}
+
+func commandConnection(p domain.Page[*domain.Command]) *model.CommandConnection {
+	return &model.CommandConnection{Nodes: p.Items, PageInfo: pageInfo(p, commandKey),
+		Edges: edges(p.Items, commandKey, func(c string, n *domain.Command) *model.CommandEdge {
+			return &model.CommandEdge{Cursor: c, Node: n}
+		})}
 }
 
 func projectKey(p *domain.Project) string { return p.ID }
 func apiKeyKey(k *domain.APIKey) string   { return k.ID }
+func commandKey(c *domain.Command) string { return c.ID }

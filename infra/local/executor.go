@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/rdev-hq/rdev/domain"
 )
@@ -178,7 +177,7 @@ func workdir(dir, rel string) (string, error) {
 	if rel == "" {
 		return dir, nil
 	}
-	q := clip(rel)
+	q := domain.Clip(rel)
 	switch {
 	case strings.IndexByte(rel, 0) >= 0:
 		return "", domain.Errorf(domain.EINVALID, "workdir: holds a NUL byte")
@@ -220,13 +219,13 @@ func (e *Executor) environ(dir string, env map[string]string) (map[string]string
 	}
 	for k, v := range e.env {
 		if !validEnv(k, v) {
-			return nil, fmt.Errorf("local: base environment: invalid variable %q", clip(k))
+			return nil, fmt.Errorf("local: base environment: invalid variable %q", domain.Clip(k))
 		}
 		out[k] = v
 	}
 	for k, v := range env {
 		if !validEnv(k, v) {
-			return nil, domain.Errorf(domain.EINVALID, "env: %q is not a valid variable name, or its value holds a NUL byte", clip(k))
+			return nil, domain.Errorf(domain.EINVALID, "env: %q is not a valid variable name, or its value holds a NUL byte", domain.Clip(k))
 		}
 		out[k] = v
 	}
@@ -266,7 +265,7 @@ func lookPath(name, wd, path, project string) (string, error) {
 	if notExec != nil {
 		return "", notExec
 	}
-	return "", domain.Errorf(domain.ENOTFOUND, "program %q not found in project %q (PATH=%s)", clip(name), project, clip(path))
+	return "", domain.Errorf(domain.ENOTFOUND, "program %q not found in project %q (PATH=%s)", domain.Clip(name), project, domain.Clip(path))
 }
 
 // executable returns nil if p is a file with an execute permission bit set,
@@ -275,13 +274,13 @@ func executable(p, name, project string) error {
 	info, err := os.Stat(p)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) || isNotDir(err):
-		return domain.Errorf(domain.ENOTFOUND, "program %q not found in project %q", clip(name), project)
+		return domain.Errorf(domain.ENOTFOUND, "program %q not found in project %q", domain.Clip(name), project)
 	case err != nil:
-		return domain.Errorf(domain.EINVALID, "program %q in project %q cannot be run: %s", clip(name), project, cause(err))
+		return domain.Errorf(domain.EINVALID, "program %q in project %q cannot be run: %s", domain.Clip(name), project, cause(err))
 	case info.IsDir():
-		return domain.Errorf(domain.EINVALID, "program %q in project %q is a directory", clip(name), project)
+		return domain.Errorf(domain.EINVALID, "program %q in project %q is a directory", domain.Clip(name), project)
 	case info.Mode()&0o111 == 0:
-		return domain.Errorf(domain.EINVALID, "program %q in project %q is not executable", clip(name), project)
+		return domain.Errorf(domain.EINVALID, "program %q in project %q is not executable", domain.Clip(name), project)
 	}
 	return nil
 }
@@ -296,15 +295,3 @@ func cause(err error) string {
 	return "unexpected error"
 }
 
-// clip shortens user input quoted in an error message, on a rune boundary.
-func clip(s string) string {
-	const n = 80
-	if len(s) <= n {
-		return s
-	}
-	i := n
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + "…"
-}

@@ -281,11 +281,11 @@ func startError(err error, name, project string) error {
 	var errno syscall.Errno
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return domain.Errorf(domain.ENOTFOUND, "program %q (or the interpreter it names) not found in project %q", clip(name), project)
+		return domain.Errorf(domain.ENOTFOUND, "program %q (or the interpreter it names) not found in project %q", domain.Clip(name), project)
 	case errors.As(err, &errno) && (errno == syscall.EACCES || errno == syscall.EPERM ||
 		errno == syscall.ENOEXEC || errno == syscall.EISDIR || errno == syscall.ENOTDIR ||
 		errno == syscall.ELOOP || errno == syscall.E2BIG):
-		return domain.Errorf(domain.EINVALID, "program %q in project %q cannot be run: %v", clip(name), project, errno)
+		return domain.Errorf(domain.EINVALID, "program %q in project %q cannot be run: %v", domain.Clip(name), project, errno)
 	}
 	return fmt.Errorf("local: start %q in project %q: %w", name, project, err)
 }
