@@ -280,3 +280,40 @@ func TestE2E_ShutdownDrainsCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestE2E_CrashInterruptsNeverReruns kills the server (SIGKILL) while a
+// command runs. After a restart the command ends INTERRUPTED once its lease
+// expires, and it never runs again.
+func TestE2E_CrashInterruptsNeverReruns(t *testing.T) {
+	in := newInstance(t, "RDEV_LEASE_TTL=1s")
+	s := in.serve()
+	token, _ := in.createKey("--name", "crash", "--admin")
+	r := s.query(token, `mutation { executeCommand(input: {projectId: "demo", shell: "echo started >> starts.log; echo $$ > crash.pid; sleep 60"}) { command { id } } }`, nil)
+	if len(r.Errors) > 0 {
+		t.Fatalf("%+v", r.Errors)
+	}
+	id := r.Data["executeCommand"].(map[string]any)["command"].(map[string]any)["id"].(string)
+	pids := readPIDs(t, filepath.Join(in.workspace, "demo", "crash.pid"), 1)
+	// The local process outlives a SIGKILLed server; end it when done.
+	t.Cleanup(func() { _ = syscall.Kill(pids[0], syscall.SIGKILL) })
+
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+
+	s2 := in.serve()
+	var c map[string]any
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		r := s2.query(token, `query($id: ID!) { command(id: $id) { status reason } }`, map[string]any{"id": id})
+		if c, _ = r.Data["command"].(map[string]any); c != nil && c["status"] == "INTERRUPTED" {
+			break
+		}
+	}
+	if c == nil || c["status"] != "INTERRUPTED" {
+		t.Fatalf("after the crash the command is %+v, want INTERRUPTED", c)
+	}
+	time.Sleep(1500 * time.Millisecond) // a dispatcher would have re-run it by now
+	starts, _ := os.ReadFile(filepath.Join(in.workspace, "demo", "starts.log"))
+	if n := strings.Count(string(starts), "started"); n != 1 {
+		t.Errorf("the command started %d times, want once", n)
+	}
+}

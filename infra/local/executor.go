@@ -294,4 +294,3 @@ func cause(err error) string {
 	}
 	return "unexpected error"
 }
-
