@@ -164,7 +164,8 @@ type OutputChunk struct {
 	At        time.Time
 }
 
-// clipMessage shortens user input quoted in an error message.
+// Clip shortens user input to be quoted in an error message: at most 80
+// bytes, cut on a character boundary, with "…" when cut.
 func Clip(s string) string {
 	const n = 80
 	if len(s) <= n {
