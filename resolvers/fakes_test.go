@@ -119,3 +119,45 @@ func (m *memProjects) FindProjects(_ context.Context, f domain.ProjectFilter) ([
 	}
 	return out, nil
 }
+
+// memCommands answers FindCommandsForProjects from a fixed list and counts
+// calls; other CommandRepository methods are not used by these tests (the
+// embedded nil interface makes them panic if they are).
+type memCommands struct {
+	domain.CommandRepository
+	mu       sync.Mutex
+	commands []*domain.Command
+	batches  int
+}
+
+func (m *memCommands) FindCommandsForProjects(_ context.Context, ids []string, status domain.CommandStatus, limit int) (map[string][]*domain.Command, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.batches++
+	out := map[string][]*domain.Command{}
+	for _, c := range m.commands {
+		if slices.Contains(ids, c.ProjectID) && (status == "" || c.Status == status) && len(out[c.ProjectID]) < limit {
+			out[c.ProjectID] = append(out[c.ProjectID], c)
+		}
+	}
+	return out, nil
+}
+
+func (m *memCommands) calls() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.batches
+}
+
+// nopHub is a domain.Hub with no subscribers.
+type nopHub struct{}
+
+func (nopHub) Publish(string, domain.Event) {}
+
+func (nopHub) Subscribe(string, int) domain.HubSubscription { return nopSub{make(chan domain.Event)} }
+
+type nopSub struct{ ch chan domain.Event }
+
+func (s nopSub) Events() <-chan domain.Event { return s.ch }
+func (nopSub) Lagged() bool                  { return false }
+func (nopSub) Close()                        {}

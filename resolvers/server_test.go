@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,10 +18,11 @@ import (
 
 type testServer struct {
 	*httptest.Server
-	keys  *memKeys
-	svc   *domain.APIKeyService
-	logs  *bytes.Buffer
-	admin string // token with every scope
+	keys     *memKeys
+	commands *memCommands
+	svc      *domain.APIKeyService
+	logs     *bytes.Buffer
+	admin    string // token with every scope
 }
 
 func newTestServer(t testing.TB) *testServer {
@@ -32,7 +34,16 @@ func newTestServer(t testing.TB) *testServer {
 		{ID: "beta", Status: domain.ProjectRunning, Labels: map[string]string{"team": "b"}},
 		{ID: "gamma", Status: domain.ProjectPending},
 	}}
-	root := &Resolver{ProjectService: domain.NewProjectService(projects), APIKeyService: ts.svc}
+	ts.commands = &memCommands{}
+	for i, p := range []string{"alpha", "alpha", "alpha", "beta", "gamma"} {
+		ts.commands.commands = append(ts.commands.commands, &domain.Command{
+			ID: fmt.Sprintf("%016d", 9-i), ProjectID: p, Status: domain.CommandSucceeded, Argv: []string{"true"},
+		})
+	}
+	root := &Resolver{
+		ProjectService: domain.NewProjectService(projects), APIKeyService: ts.svc,
+		CommandService: domain.NewCommandService(ts.commands, projects, nopHub{}, nil, domain.DefaultCommandLimits),
+	}
 	h := NewHandler(root, Config{
 		Logger:         slog.New(slog.NewTextHandler(ts.logs, nil)),
 		Introspection:  true,
@@ -448,5 +459,31 @@ func TestHandler_SSE(t *testing.T) {
 	}
 	if !strings.Contains(string(body), "event: next\ndata: {\"data\":{\"projects\"") || !strings.Contains(string(body), "event: complete") {
 		t.Fatalf("unexpected stream: %s", body)
+	}
+}
+
+// TestHandler_ProjectCommandsBatched checks that Project.commands loads the
+// commands of every project in one store query, not one per project.
+func TestHandler_ProjectCommandsBatched(t *testing.T) {
+	ts := newTestServer(t)
+	r := ts.query(t, ts.admin, `{ projects { nodes { id commands(first: 2) { nodes { id } pageInfo { hasNextPage } } } } }`, nil)
+	if len(r.Errors) > 0 {
+		t.Fatalf("%+v", r.Errors)
+	}
+	if n := ts.commands.calls(); n != 1 {
+		t.Errorf("%d store queries for three projects' commands, want 1", n)
+	}
+	want := `{"projects":{"nodes":[` +
+		`{"id":"alpha","commands":{"nodes":[{"id":"0000000000000009"},{"id":"0000000000000008"}],"pageInfo":{"hasNextPage":true}}},` +
+		`{"id":"beta","commands":{"nodes":[{"id":"0000000000000006"}],"pageInfo":{"hasNextPage":false}}},` +
+		`{"id":"gamma","commands":{"nodes":[{"id":"0000000000000005"}],"pageInfo":{"hasNextPage":false}}}]}}`
+	if string(r.Data) != want {
+		t.Errorf("got  %s\nwant %s", r.Data, want)
+	}
+	// Without commands:read the field is refused, the rest still answers.
+	reader := ts.createKey(t, "projects-only", domain.ScopeProjectsRead)
+	r = ts.query(t, reader, `{ projects { nodes { id commands { nodes { id } } } } }`, nil)
+	if r.code() != domain.EFORBIDDEN {
+		t.Errorf("without commands:read: %+v", r)
 	}
 }
