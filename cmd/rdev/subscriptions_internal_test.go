@@ -131,7 +131,9 @@ func waitFor(within time.Duration, cond func() bool) bool {
 // one running command, closes them, and checks that every subscription and
 // goroutine they made is gone.
 func TestServer_SubscriptionsComeAndGo(t *testing.T) {
-	ts := startTestServer(t, nil)
+	// These clients never answer pings: with the default keep-alive the
+	// server would rightly drop them as half-open before all are open.
+	ts := startTestServer(t, map[string]string{"RDEV_KEEPALIVE": "10m"})
 	id := ts.execute(t, map[string]any{"projectId": "demo", "argv": []string{"sleep", "60"}})
 	topic := domain.CommandTopic(id)
 	runtime.GC()
@@ -143,7 +145,9 @@ func TestServer_SubscriptionsComeAndGo(t *testing.T) {
 		conns = append(conns, ts.subscribeRaw(t, id))
 	}
 	if !waitFor(2*time.Minute, func() bool { return ts.hub.Subscribers(topic) == n }) {
-		t.Fatalf("%d of %d subscriptions reached the hub", ts.hub.Subscribers(topic), n)
+		_ = conns[0].SetReadDeadline(time.Now().Add(time.Second))
+		_, msg, err := conns[0].ReadMessage()
+		t.Fatalf("%d of %d subscriptions reached the hub; the first connection got %s (%v)", ts.hub.Subscribers(topic), n, msg, err)
 	}
 	peak := runtime.NumGoroutine()
 	for _, c := range conns {
