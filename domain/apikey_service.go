@@ -63,6 +63,39 @@ func (s *APIKeyService) Authenticate(ctx context.Context, token string, addr net
 	return k, nil
 }
 
+// RecheckAfter is how old a connection's authentication may get before its
+// next operation checks the key again, so a key revoked while a WebSocket
+// stays open stops working on that socket too.
+const RecheckAfter = 30 * time.Second
+
+// Recheck returns ctx unchanged when its caller is not an API key or was
+// authenticated less than RecheckAfter ago. Otherwise it loads the key again
+// and returns a context with the fresh key, or EUNAUTHENTICATED if it was
+// revoked or has expired since.
+func (s *APIKeyService) Recheck(ctx context.Context) (context.Context, error) {
+	c := CallerFromContext(ctx)
+	now := s.now()
+	if c == nil || c.Key == nil || now.Sub(c.AuthenticatedAt) < RecheckAfter {
+		return ctx, nil
+	}
+	k, err := s.repo.FindAPIKeyByID(ctx, c.Key.ID)
+	if ErrorCode(err) == ENOTFOUND {
+		return ctx, Errorf(EUNAUTHENTICATED, "invalid API key")
+	} else if err != nil {
+		return ctx, err
+	}
+	switch k.Status(now) {
+	case APIKeyRevoked:
+		return ctx, Errorf(EUNAUTHENTICATED, "API key %s has been revoked", k.ID)
+	case APIKeyExpired:
+		return ctx, Errorf(EUNAUTHENTICATED, "API key %s has expired", k.ID)
+	case APIKeyActive:
+	}
+	fresh := *c
+	fresh.Key, fresh.AuthenticatedAt = k, now
+	return NewContextWithCaller(ctx, &fresh), nil
+}
+
 // Create issues a key and returns it with its token, which is shown only
 // here. The caller needs keys:write and may only grant scopes it holds
 // itself (EFORBIDDEN otherwise); bad input returns EINVALID.

@@ -3,6 +3,7 @@ package domain
 import (
 	"context"
 	"net/netip"
+	"time"
 )
 
 // Caller is who is making a request: an API key, or the operator running the
@@ -17,6 +18,9 @@ type Caller struct {
 	Addr      netip.Addr
 	UserAgent string
 	RequestID string
+	// AuthenticatedAt is when Key was last checked against the store; a
+	// long-lived connection is checked again (see APIKeyService.Recheck).
+	AuthenticatedAt time.Time
 }
 
 // Scopes returns what the caller may do.

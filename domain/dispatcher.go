@@ -296,6 +296,12 @@ func (d *Dispatcher) run(ctx context.Context, c *Command) {
 	fin.OutputBytes, fin.LastSeq, fin.Truncated = rec.close()
 	fin.FinishedAt = d.now().UTC().Truncate(time.Microsecond)
 	d.decide(&fin, c, res, err, context.Cause(xctx))
+	if fin.Status == CommandCancelled {
+		// Keep the reason the cancel request stored (who cancelled it).
+		if cur, ferr := d.repo.FindCommandByID(context.WithoutCancel(ctx), c.ID); ferr == nil && cur.Reason != "" {
+			fin.Reason = cur.Reason
+		}
+	}
 
 	final, ferr := d.repo.FinishCommand(context.WithoutCancel(ctx), c.ID, d.cfg.Owner, fin)
 	if ferr != nil {

@@ -38,7 +38,7 @@ func (a *authenticator) middleware(next http.Handler) http.Handler {
 				writeError(w, 0, err)
 				return
 			}
-			caller.Key = key
+			caller.Key, caller.AuthenticatedAt = key, time.Now()
 		}
 		next.ServeHTTP(w, r.WithContext(domain.NewContextWithCaller(r.Context(), caller)))
 	})
@@ -74,7 +74,7 @@ func (a *authenticator) websocketInit(ctx context.Context, payload transport.Ini
 		return ctx, nil, errors.New(domain.ErrorCode(err) + ": " + domain.ErrorMessage(err))
 	}
 	c := *caller
-	c.Key = key
+	c.Key, c.AuthenticatedAt = key, time.Now()
 	return domain.NewContextWithCaller(ctx, &c), nil, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/rdev-hq/rdev/domain"
 	"github.com/rdev-hq/rdev/graph"
@@ -78,6 +79,14 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	srv.SetErrorPresenter(errorPresenter(cfg.Logger))
 	srv.SetRecoverFunc(recoverFunc(cfg.Logger))
 	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+		// An operation on a long-lived connection checks its key again.
+		ctx, err := root.APIKeyService.Recheck(ctx)
+		if err != nil {
+			return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{{
+				Message:    domain.ErrorMessage(err),
+				Extensions: map[string]any{"code": domain.ErrorCode(err)},
+			}}})
+		}
 		return next(withLoaders(ctx, newLoaders(root.CommandService)))
 	})
 	if cfg.Introspection {

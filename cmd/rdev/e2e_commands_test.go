@@ -133,8 +133,8 @@ func TestE2E_CancelAndTimeoutKillProcesses(t *testing.T) {
 	if r := s.query(token, `mutation($id: ID!) { cancelCommand(input: {id: $id}) { command { status cancelRequested } } }`, map[string]any{"id": cancelled}); len(r.Errors) > 0 {
 		t.Fatalf("cancel: %+v", r.Errors)
 	}
-	if c := status(cancelled); c["status"] != "CANCELLED" {
-		t.Errorf("cancelled command ended %v", c)
+	if c := status(cancelled); c["status"] != "CANCELLED" || !strings.Contains(fmt.Sprint(c["reason"]), "cancelled by API key") {
+		t.Errorf("cancelled command ended %v, want CANCELLED saying which key cancelled it", c)
 	}
 	tpids := readPIDs(t, filepath.Join(ws, "demo", "timeout.pids"), 2)
 	if c := status(timedOut); c["status"] != "TIMED_OUT" {
