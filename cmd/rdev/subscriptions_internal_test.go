@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,31 +93,28 @@ func (ts *testServer) execute(tb testing.TB, input map[string]any) string {
 }
 
 // subscribeRaw opens a graphql-transport-ws connection and subscribes to a
-// command's output, without reading further.
-func (ts *testServer) subscribeRaw(tb testing.TB, commandID string) *websocket.Conn {
-	tb.Helper()
+// command's output, without reading further. It is safe to call from any
+// goroutine.
+func (ts *testServer) subscribeRaw(commandID string) (*websocket.Conn, error) {
 	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}}
 	c, res, err := d.Dial("ws"+ts.url[len("http"):]+"/graphql", nil)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	_ = res.Body.Close()
-	must := func(err error) {
-		if err != nil {
-			tb.Fatal(err)
-		}
+	if err := c.WriteJSON(map[string]any{"type": "connection_init", "payload": map[string]any{"authorization": "Bearer " + ts.token}}); err != nil {
+		return c, err
 	}
-	must(c.WriteJSON(map[string]any{"type": "connection_init", "payload": map[string]any{"authorization": "Bearer " + ts.token}}))
 	var ack struct{ Type string }
-	must(c.ReadJSON(&ack))
-	if ack.Type != "connection_ack" {
-		tb.Fatalf("got %q, want connection_ack", ack.Type)
+	if err := c.ReadJSON(&ack); err != nil {
+		return c, err
+	} else if ack.Type != "connection_ack" {
+		return c, fmt.Errorf("got %q, want connection_ack", ack.Type)
 	}
-	must(c.WriteJSON(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{
+	return c, c.WriteJSON(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{
 		"query":     `subscription($id: ID!) { commandOutput(commandId: $id) { __typename } }`,
 		"variables": map[string]any{"id": commandID},
-	}}))
-	return c
+	}})
 }
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -140,9 +140,24 @@ func TestServer_SubscriptionsComeAndGo(t *testing.T) {
 	baseline := runtime.NumGoroutine()
 
 	const n = 1024
-	conns := make([]*websocket.Conn, 0, n)
-	for range n {
-		conns = append(conns, ts.subscribeRaw(t, id))
+	conns := make([]*websocket.Conn, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < n; i += 8 {
+				conns[i], errs[i] = ts.subscribeRaw(id)
+			}
+		})
+	}
+	wg.Wait()
+	for _, c := range conns {
+		if c != nil {
+			defer func() { _ = c.Close() }()
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
 	}
 	if !waitFor(2*time.Minute, func() bool { return ts.hub.Subscribers(topic) == n }) {
 		_ = conns[0].SetReadDeadline(time.Now().Add(time.Second))
