@@ -209,23 +209,36 @@ func (s *CommandService) Events(ctx context.Context, projectID string) (<-chan *
 		return nil, err
 	}
 	out := make(chan *Command, 16)
+	st := &statusStream{s: s, projectID: projectID, since: NewID(s.now()), seen: map[string]int{}, out: out}
 	go func() {
 		defer close(out)
-		for ctx.Err() == nil {
+		for lagged := false; ctx.Err() == nil; lagged = true {
 			sub := s.hub.Subscribe(ProjectTopic(projectID), streamBuffer)
-			forwardStatus(ctx, sub, out)
+			if lagged && !st.catchUp(ctx) {
+				sub.Close()
+				return
+			}
+			st.forward(ctx, sub)
 			sub.Close()
 		}
 	}()
 	return out, nil
 }
 
-// forwardStatus sends the commands of sub's status events to out until ctx
-// ends or sub drops this subscriber. A command's states only move forward:
-// an event that arrives after a later state (QUEUED published after the
-// command already started) is dropped.
-func forwardStatus(ctx context.Context, sub HubSubscription, out chan<- *Command) {
-	seen := map[string]int{}
+// statusStream is one subscriber's stream of a project's status changes. A
+// command's states only move forward: an event that arrives after a later
+// state (QUEUED published after the command already started) is dropped.
+type statusStream struct {
+	s         *CommandService
+	projectID string
+	since     string         // commands created after the stream began have IDs above it
+	seen      map[string]int // the latest state sent, by command
+	out       chan<- *Command
+}
+
+// forward sends the status events of sub until ctx ends or sub drops this
+// subscriber.
+func (st *statusStream) forward(ctx context.Context, sub HubSubscription) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -234,20 +247,41 @@ func forwardStatus(ctx context.Context, sub HubSubscription, out chan<- *Command
 			if !ok {
 				return
 			}
-			if e.Kind != EventStatus || e.Command == nil {
-				continue
-			}
-			rank := statusRank(e.Command.Status)
-			if prev, ok := seen[e.Command.ID]; ok && rank <= prev {
-				continue
-			}
-			seen[e.Command.ID] = rank
-			select {
-			case out <- e.Command:
-			case <-ctx.Done():
+			if e.Kind == EventStatus && e.Command != nil && !st.send(ctx, e.Command) {
 				return
 			}
 		}
+	}
+}
+
+// catchUp sends, after the hub dropped this subscriber, the current state of
+// every command of the project queued since the stream began whose state
+// moved on meanwhile. It returns false when the stream must end.
+func (st *statusStream) catchUp(ctx context.Context) bool {
+	cs, err := st.s.commands.FindCommands(ctx, CommandFilter{ProjectID: st.projectID, Limit: MaxPageSize})
+	if err != nil {
+		return false
+	}
+	for i := len(cs) - 1; i >= 0; i-- { // oldest first
+		if cs[i].ID > st.since && !st.send(ctx, cs[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// send passes c on unless an equal or later state of it was sent already.
+func (st *statusStream) send(ctx context.Context, c *Command) bool {
+	rank := statusRank(c.Status)
+	if prev, ok := st.seen[c.ID]; ok && rank <= prev {
+		return true
+	}
+	st.seen[c.ID] = rank
+	select {
+	case st.out <- c:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
