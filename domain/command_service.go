@@ -2,6 +2,7 @@ package domain
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -197,11 +198,4 @@ func commandNotFound(id string) error {
 	return Errorf(ENOTFOUND, "command %q not found", Clip(id))
 }
 
-func validCommandStatus(s CommandStatus) bool {
-	for _, v := range CommandStatuses {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
+func validCommandStatus(s CommandStatus) bool { return slices.Contains(CommandStatuses, s) }

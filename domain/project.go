@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"regexp"
+	"slices"
 	"time"
 )
 
@@ -119,11 +120,4 @@ func (s *ProjectService) List(ctx context.Context, f ProjectFilter, req PageRequ
 	return pageOf(ps, req), nil
 }
 
-func validProjectStatus(s ProjectStatus) bool {
-	for _, v := range ProjectStatuses {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
+func validProjectStatus(s ProjectStatus) bool { return slices.Contains(ProjectStatuses, s) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -13,14 +12,6 @@ import (
 
 	"github.com/rdev-hq/rdev/domain"
 )
-
-// runExec runs a command in a project, streams its output to stdout and
-// stderr, and exits with the command's status (see finished.exitCode).
-// The first Ctrl-C cancels the command and keeps streaming until it ends.
-func runExec(ctx context.Context, args []string, c cli) int {
-	code, err := execute(ctx, args, c)
-	return exitStatus(ctx, c, code, err)
-}
 
 // How long exec goes on after Ctrl-C. A second Ctrl-C does not reach us
 // (main's context is already cancelled), so these bound the wait instead.
@@ -37,7 +28,11 @@ const (
 	cancelMutation  = `mutation($id: ID!) { cancelCommand(input: {id: $id}) { command { id } } }`
 )
 
-func execute(ctx context.Context, args []string, c cli) (int, error) {
+// runExec runs a command in a project, streams its output to stdout and
+// stderr, and returns the command's status as the exit code (see
+// finished.exitCode). The first Ctrl-C cancels the command and keeps
+// streaming until it ends.
+func runExec(ctx context.Context, args []string, c cli) (int, error) {
 	var o execOptions
 	if err := o.parse(args, c); err != nil {
 		return 0, err
@@ -224,25 +219,6 @@ func follow(ctx context.Context, cl *client, id string, c cli) (int, error) {
 		return 0, err
 	}
 	return fin.report(stderr, id), nil
-}
-
-// exitStatus reports err as run does (usage mistakes 2, other errors 1,
-// an interrupt before anything ran 130) or returns code, a command's exit
-// status: run itself knows only 0, 1 and 2.
-func exitStatus(ctx context.Context, c cli, code int, err error) int {
-	switch {
-	case err == nil:
-		return code
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
-		return exitCancelled
-	case errors.As(err, new(usageError)):
-		_, _ = fmt.Fprintf(c.stderr, "rdev: %v\n", err)
-		return 2
-	}
-	_, _ = fmt.Fprintf(c.stderr, "rdev: %v\n", err)
-	return exitFailure
 }
 
 // lockedWriter serializes writes: exec's stderr gets the command's STDERR

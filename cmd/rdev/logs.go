@@ -11,6 +11,8 @@ import (
 	"github.com/rdev-hq/rdev/domain"
 )
 
+const commandQuery = `query($id: ID!) { command(id: $id) { status lastSeq } }`
+
 // runLogs prints a command's stored output, and with --follow its live
 // output to the end.
 //
@@ -18,14 +20,7 @@ import (
 // when it starts, or to the end if the command has finished, and exits 0.
 // With --follow it streams until CommandFinished and exits with the
 // command's status, as exec does.
-func runLogs(ctx context.Context, args []string, c cli) int {
-	code, err := logs(ctx, args, c)
-	return exitStatus(ctx, c, code, err)
-}
-
-const commandQuery = `query($id: ID!) { command(id: $id) { status lastSeq } }`
-
-func logs(ctx context.Context, args []string, c cli) (int, error) {
+func runLogs(ctx context.Context, args []string, c cli) (int, error) {
 	var conn connFlags
 	var follow bool
 	var afterSeq int

@@ -54,7 +54,10 @@ func run(ctx context.Context, args []string, c cli) int {
 		_, _ = fmt.Fprint(c.stderr, usage)
 		return 2
 	}
-	var err error
+	var (
+		code int // the exit code when err is nil
+		err  error
+	)
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "serve":
 		err = runServe(ctx, rest, c)
@@ -63,9 +66,9 @@ func run(ctx context.Context, args []string, c cli) int {
 	case "keys":
 		err = runKeys(ctx, rest, c)
 	case "exec":
-		return runExec(ctx, rest, c)
+		code, err = runExec(ctx, rest, c)
 	case "logs":
-		return runLogs(ctx, rest, c)
+		code, err = runLogs(ctx, rest, c)
 	case "version", "--version":
 		_, err = fmt.Fprintf(c.stdout, "rdev %s %s\n", version, commit)
 	case "help", "-h", "--help":
@@ -75,16 +78,18 @@ func run(ctx context.Context, args []string, c cli) int {
 		return 2
 	}
 	switch {
+	case err == nil:
+		return code
 	case errors.Is(err, flag.ErrHelp):
 		return 0
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		return exitCancelled // interrupted: what the shell reports for Ctrl-C
 	case errors.As(err, new(usageError)):
 		_, _ = fmt.Fprintf(c.stderr, "rdev: %v\n", err)
 		return 2
-	case err != nil:
-		_, _ = fmt.Fprintf(c.stderr, "rdev: %v\n", err)
-		return 1
 	}
-	return 0
+	_, _ = fmt.Fprintf(c.stderr, "rdev: %v\n", err)
+	return exitFailure
 }
 
 // usageError is a mistake in how a command was called (exit status 2).
