@@ -45,11 +45,17 @@ func OutputAs[T any](ctx context.Context, s *CommandService, id string, afterSeq
 	if afterSeq < 0 {
 		return nil, Errorf(EINVALID, "afterSeq: must not be negative, got %d", afterSeq)
 	}
+	// Subscribe before reading the command: a state read after subscribing
+	// is either final already or its end arrives on the subscription, so
+	// this one read serves both the checks and the stream.
+	sub := s.hub.Subscribe(CommandTopic(id), streamBuffer)
 	c, err := s.commands.FindCommandByID(ctx, id)
 	if err != nil {
+		sub.Close()
 		return nil, err
 	}
 	if c.Status.Final() && afterSeq > c.LastSeq {
+		sub.Close()
 		return nil, Errorf(EINVALID, "afterSeq: %d is past the end of the output of command %s (its last seq is %d)", afterSeq, id, c.LastSeq)
 	}
 	out := make(chan T, 4)
@@ -63,7 +69,7 @@ func OutputAs[T any](ctx context.Context, s *CommandService, id string, afterSeq
 	}}
 	go func() {
 		defer close(out)
-		st.run(ctx)
+		st.run(ctx, sub, c)
 	}()
 	return out, nil
 }
@@ -76,28 +82,29 @@ type outputStream struct {
 	send func(context.Context, OutputEvent) bool
 }
 
-func (st *outputStream) run(ctx context.Context) {
-	for ctx.Err() == nil {
-		// Subscribe before reading storage: whatever is stored after the
-		// read arrives on the subscription, so nothing falls in between.
-		sub := st.s.hub.Subscribe(CommandTopic(st.id), streamBuffer)
-		done := st.follow(ctx, sub)
+// run follows sub, starting from c as read after sub was made.
+func (st *outputStream) run(ctx context.Context, sub HubSubscription, c *Command) {
+	for {
+		done := st.follow(ctx, sub, c)
 		sub.Close()
-		if done {
+		if done || ctx.Err() != nil {
 			return
 		}
-		// The subscriber lagged: catch up from storage and subscribe anew.
+		// The subscriber lagged: subscribe anew (before reading storage, so
+		// nothing stored meanwhile falls in between) and catch up.
+		sub, c = st.s.hub.Subscribe(CommandTopic(st.id), streamBuffer), nil
 	}
 }
 
-// follow sends stored output, then tails sub. It returns true when the
-// stream is over (finished, ctx ended or storage failed) and false when the
+// follow sends stored output, then tails sub. c is the command as read
+// after sub was made, or nil to read it. It returns true when the stream is
+// over (finished, ctx ended or storage failed) and false when the
 // subscription dropped this subscriber.
-func (st *outputStream) follow(ctx context.Context, sub HubSubscription) bool {
+func (st *outputStream) follow(ctx context.Context, sub HubSubscription, c *Command) bool {
 	if !st.catchUp(ctx) {
 		return true
 	}
-	if done, ok := st.finishIfFinal(ctx, nil); done || !ok {
+	if done, ok := st.finishIfFinal(ctx, c); done || !ok {
 		return true
 	}
 	recheck := time.NewTicker(streamRecheck)
