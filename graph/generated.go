@@ -16,6 +16,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/introspection"
 	"github.com/rdev-hq/rdev/domain"
 	"github.com/rdev-hq/rdev/graph/model"
+	"github.com/rdev-hq/rdev/resolvers/scalars"
 	gqlparser "github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 )
@@ -8942,14 +8943,14 @@ func (ec *executionContext) marshalNAPIKeyEdge2ᚖgithubᚗcomᚋrdevᚑhqᚋrde
 }
 
 func (ec *executionContext) unmarshalNAPIKeyStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAPIKeyStatus(ctx context.Context, v any) (domain.APIKeyStatus, error) {
-	tmp, err := graphql.UnmarshalString(v)
+	tmp, err := scalars.UnmarshalString(v)
 	res := unmarshalNAPIKeyStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAPIKeyStatus[tmp]
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalNAPIKeyStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAPIKeyStatus(ctx context.Context, sel ast.SelectionSet, v domain.APIKeyStatus) graphql.Marshaler {
 	_ = sel
-	res := graphql.MarshalString(marshalNAPIKeyStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAPIKeyStatus[v])
+	res := scalars.MarshalString(marshalNAPIKeyStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAPIKeyStatus[v])
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "APIKeyStatus!")
 	}
@@ -9061,14 +9062,14 @@ func (ec *executionContext) marshalNCommandOutputEvent2githubᚗcomᚋrdevᚑhq�
 }
 
 func (ec *executionContext) unmarshalNCommandStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus(ctx context.Context, v any) (domain.CommandStatus, error) {
-	tmp, err := graphql.UnmarshalString(v)
+	tmp, err := scalars.UnmarshalString(v)
 	res := unmarshalNCommandStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus[tmp]
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalNCommandStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus(ctx context.Context, sel ast.SelectionSet, v domain.CommandStatus) graphql.Marshaler {
 	_ = sel
-	res := graphql.MarshalString(marshalNCommandStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus[v])
+	res := scalars.MarshalString(marshalNCommandStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus[v])
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "CommandStatus!")
 	}
@@ -9097,14 +9098,14 @@ var (
 )
 
 func (ec *executionContext) unmarshalNCommandType2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandType(ctx context.Context, v any) (domain.CommandType, error) {
-	tmp, err := graphql.UnmarshalString(v)
+	tmp, err := scalars.UnmarshalString(v)
 	res := unmarshalNCommandType2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandType[tmp]
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalNCommandType2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandType(ctx context.Context, sel ast.SelectionSet, v domain.CommandType) graphql.Marshaler {
 	_ = sel
-	res := graphql.MarshalString(marshalNCommandType2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandType[v])
+	res := scalars.MarshalString(marshalNCommandType2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandType[v])
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "CommandType!")
 	}
@@ -9221,14 +9222,14 @@ func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋrdevᚑhqᚋrdev�
 }
 
 func (ec *executionContext) unmarshalNPriority2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority(ctx context.Context, v any) (domain.Priority, error) {
-	tmp, err := graphql.UnmarshalString(v)
+	tmp, err := scalars.UnmarshalString(v)
 	res := unmarshalNPriority2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority[tmp]
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalNPriority2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority(ctx context.Context, sel ast.SelectionSet, v domain.Priority) graphql.Marshaler {
 	_ = sel
-	res := graphql.MarshalString(marshalNPriority2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority[v])
+	res := scalars.MarshalString(marshalNPriority2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority[v])
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "Priority!")
 	}
@@ -9307,14 +9308,14 @@ func (ec *executionContext) marshalNProjectEdge2ᚖgithubᚗcomᚋrdevᚑhqᚋrd
 }
 
 func (ec *executionContext) unmarshalNProjectStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectStatus(ctx context.Context, v any) (domain.ProjectStatus, error) {
-	tmp, err := graphql.UnmarshalString(v)
+	tmp, err := scalars.UnmarshalString(v)
 	res := unmarshalNProjectStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectStatus[tmp]
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalNProjectStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectStatus(ctx context.Context, sel ast.SelectionSet, v domain.ProjectStatus) graphql.Marshaler {
 	_ = sel
-	res := graphql.MarshalString(marshalNProjectStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectStatus[v])
+	res := scalars.MarshalString(marshalNProjectStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectStatus[v])
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "ProjectStatus!")
 	}
@@ -9397,14 +9398,14 @@ func (ec *executionContext) marshalNRotateAPIKeyPayload2ᚖgithubᚗcomᚋrdev�
 }
 
 func (ec *executionContext) unmarshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope(ctx context.Context, v any) (domain.Scope, error) {
-	tmp, err := graphql.UnmarshalString(v)
+	tmp, err := scalars.UnmarshalString(v)
 	res := unmarshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope[tmp]
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope(ctx context.Context, sel ast.SelectionSet, v domain.Scope) graphql.Marshaler {
 	_ = sel
-	res := graphql.MarshalString(marshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope[v])
+	res := scalars.MarshalString(marshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope[v])
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "Scope!")
 	}
@@ -9467,14 +9468,14 @@ func (ec *executionContext) marshalNScope2ᚕgithubᚗcomᚋrdevᚑhqᚋrdevᚋd
 }
 
 func (ec *executionContext) unmarshalNStream2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐStream(ctx context.Context, v any) (domain.Stream, error) {
-	tmp, err := graphql.UnmarshalString(v)
+	tmp, err := scalars.UnmarshalString(v)
 	res := unmarshalNStream2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐStream[tmp]
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalNStream2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐStream(ctx context.Context, sel ast.SelectionSet, v domain.Stream) graphql.Marshaler {
 	_ = sel
-	res := graphql.MarshalString(marshalNStream2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐStream[v])
+	res := scalars.MarshalString(marshalNStream2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐStream[v])
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "Stream!")
 	}
@@ -9493,13 +9494,13 @@ var (
 )
 
 func (ec *executionContext) unmarshalNString2string(ctx context.Context, v any) (string, error) {
-	res, err := graphql.UnmarshalString(v)
+	res, err := scalars.UnmarshalString(v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalNString2string(ctx context.Context, sel ast.SelectionSet, v string) graphql.Marshaler {
 	_ = sel
-	res := graphql.MarshalString(v)
+	res := scalars.MarshalString(v)
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "String!")
 	}
@@ -9739,7 +9740,7 @@ func (ec *executionContext) unmarshalOCommandStatus2ᚖgithubᚗcomᚋrdevᚑhq�
 	if v == nil {
 		return nil, nil
 	}
-	tmp, err := graphql.UnmarshalString(v)
+	tmp, err := scalars.UnmarshalString(v)
 	res := unmarshalOCommandStatus2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus[tmp]
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
@@ -9750,7 +9751,7 @@ func (ec *executionContext) marshalOCommandStatus2ᚖgithubᚗcomᚋrdevᚑhqᚋ
 	}
 	_ = sel
 	_ = ctx
-	res := graphql.MarshalString(marshalOCommandStatus2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus[*v])
+	res := scalars.MarshalString(marshalOCommandStatus2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus[*v])
 	return res
 }
 
@@ -9779,7 +9780,7 @@ func (ec *executionContext) unmarshalOCommandType2ᚖgithubᚗcomᚋrdevᚑhqᚋ
 	if v == nil {
 		return nil, nil
 	}
-	tmp, err := graphql.UnmarshalString(v)
+	tmp, err := scalars.UnmarshalString(v)
 	res := unmarshalOCommandType2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandType[tmp]
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
@@ -9790,7 +9791,7 @@ func (ec *executionContext) marshalOCommandType2ᚖgithubᚗcomᚋrdevᚑhqᚋrd
 	}
 	_ = sel
 	_ = ctx
-	res := graphql.MarshalString(marshalOCommandType2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandType[*v])
+	res := scalars.MarshalString(marshalOCommandType2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandType[*v])
 	return res
 }
 
@@ -9881,7 +9882,7 @@ func (ec *executionContext) unmarshalOPriority2ᚖgithubᚗcomᚋrdevᚑhqᚋrde
 	if v == nil {
 		return nil, nil
 	}
-	tmp, err := graphql.UnmarshalString(v)
+	tmp, err := scalars.UnmarshalString(v)
 	res := unmarshalOPriority2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority[tmp]
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
@@ -9892,7 +9893,7 @@ func (ec *executionContext) marshalOPriority2ᚖgithubᚗcomᚋrdevᚑhqᚋrdev�
 	}
 	_ = sel
 	_ = ctx
-	res := graphql.MarshalString(marshalOPriority2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority[*v])
+	res := scalars.MarshalString(marshalOPriority2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority[*v])
 	return res
 }
 
@@ -9930,7 +9931,7 @@ func (ec *executionContext) unmarshalOProjectStatus2ᚖgithubᚗcomᚋrdevᚑhq�
 	if v == nil {
 		return nil, nil
 	}
-	tmp, err := graphql.UnmarshalString(v)
+	tmp, err := scalars.UnmarshalString(v)
 	res := unmarshalOProjectStatus2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectStatus[tmp]
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
@@ -9941,7 +9942,7 @@ func (ec *executionContext) marshalOProjectStatus2ᚖgithubᚗcomᚋrdevᚑhqᚋ
 	}
 	_ = sel
 	_ = ctx
-	res := graphql.MarshalString(marshalOProjectStatus2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectStatus[*v])
+	res := scalars.MarshalString(marshalOProjectStatus2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectStatus[*v])
 	return res
 }
 
@@ -10001,7 +10002,7 @@ func (ec *executionContext) unmarshalOString2ᚖstring(ctx context.Context, v an
 	if v == nil {
 		return nil, nil
 	}
-	res, err := graphql.UnmarshalString(v)
+	res, err := scalars.UnmarshalString(v)
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
@@ -10011,7 +10012,7 @@ func (ec *executionContext) marshalOString2ᚖstring(ctx context.Context, sel as
 	}
 	_ = sel
 	_ = ctx
-	res := graphql.MarshalString(*v)
+	res := scalars.MarshalString(*v)
 	return res
 }
 

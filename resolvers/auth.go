@@ -57,25 +57,27 @@ func (a *authenticator) authenticate(ctx context.Context, credential string, add
 	return a.keys.Authenticate(ctx, token, addr)
 }
 
+// WebsocketAuth authenticates a WebSocket connection from its
+// connection_init payload and returns the context for its operations.
+type WebsocketAuth = func(ctx context.Context, payload transport.InitPayload) (context.Context, error)
+
 // websocketInit authenticates a WebSocket connection from its
 // connection_init payload ("authorization" or "Authorization"). Without one
-// the connection keeps the caller of its upgrade request.
-func (a *authenticator) websocketInit(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+// the connection keeps the caller of its upgrade request. The transport
+// closes a refused connection with 4403 and the error's text.
+func (a *authenticator) websocketInit(ctx context.Context, payload transport.InitPayload) (context.Context, error) {
 	credential := payload.Authorization()
 	caller := domain.CallerFromContext(ctx)
 	if credential == "" || caller == nil {
-		return ctx, nil, nil
+		return ctx, nil
 	}
 	key, err := a.authenticate(ctx, credential, caller.Addr)
 	if err != nil {
-		// 4403 is graphql-transport-ws's "Forbidden" close code.
-		ctx = transport.WithWebsocketCloseCode(ctx, 4403)
-		ctx = transport.AppendCloseReason(ctx, "Forbidden: "+clip(domain.ErrorMessage(err), 100))
-		return ctx, nil, errors.New(domain.ErrorCode(err) + ": " + domain.ErrorMessage(err))
+		return ctx, errors.New(clip(domain.ErrorMessage(err), 100))
 	}
 	c := *caller
 	c.Key, c.AuthenticatedAt = key, time.Now()
-	return domain.NewContextWithCaller(ctx, &c), nil, nil
+	return domain.NewContextWithCaller(ctx, &c), nil
 }
 
 // clientAddr returns the client's address. X-Forwarded-For is believed only

@@ -44,9 +44,10 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	// KeepAlive is the interval of WebSocket pings and SSE keep-alives.
 	KeepAlive time.Duration
-	// Websocket accepts WebSocket upgrades; it also decides which Origins
-	// may connect. Nil disables the WebSocket transport.
-	Websocket transport.WebsocketImplementation
+	// Websocket makes the WebSocket transport from the function that
+	// authenticates a connection by its connection_init payload (an error
+	// refuses it) and the keep-alive interval. Nil disables WebSocket.
+	Websocket func(auth WebsocketAuth, keepAlive time.Duration) graphql.Transport
 	// Ready reports whether the server can serve: nil means ready.
 	Ready func(context.Context) error
 }
@@ -66,13 +67,7 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
 	if cfg.Websocket != nil {
-		srv.AddTransport(transport.Websocket{
-			Implementation:        cfg.Websocket,
-			InitFunc:              auth.websocketInit,
-			InitTimeout:           10 * time.Second,
-			KeepAlivePingInterval: cfg.KeepAlive,
-			PingPongInterval:      cfg.KeepAlive,
-		})
+		srv.AddTransport(cfg.Websocket(auth.websocketInit, cfg.KeepAlive))
 	}
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.SetParserTokenLimit(cfg.ParserTokenLimit)

@@ -282,23 +282,24 @@ func TestE2E_ShutdownDrainsCommands(t *testing.T) {
 }
 
 // TestE2E_CrashInterruptsNeverReruns kills the server (SIGKILL) while a
-// command runs. After a restart the command ends INTERRUPTED once its lease
-// expires, and it never runs again.
+// command runs: the command's process dies with it, and after a restart the
+// command ends INTERRUPTED once its lease expires, and it never runs again.
 func TestE2E_CrashInterruptsNeverReruns(t *testing.T) {
 	in := newInstance(t, "RDEV_LEASE_TTL=1s")
 	s := in.serve()
 	token, _ := in.createKey("--name", "crash", "--admin")
-	r := s.query(token, `mutation { executeCommand(input: {projectId: "demo", shell: "echo started >> starts.log; echo $$ > crash.pid; sleep 60"}) { command { id } } }`, nil)
+	r := s.query(token, `mutation { executeCommand(input: {projectId: "demo", shell: "echo started >> starts.log; echo $$ > crash.pid; exec sleep 60"}) { command { id } } }`, nil)
 	if len(r.Errors) > 0 {
 		t.Fatalf("%+v", r.Errors)
 	}
 	id := r.Data["executeCommand"].(map[string]any)["command"].(map[string]any)["id"].(string)
 	pids := readPIDs(t, filepath.Join(in.workspace, "demo", "crash.pid"), 1)
-	// The local process outlives a SIGKILLed server; end it when done.
-	t.Cleanup(func() { _ = syscall.Kill(pids[0], syscall.SIGKILL) })
-
 	_ = s.cmd.Process.Kill()
 	<-s.exited
+	if !waitGone(pids[0], 5*time.Second) {
+		t.Errorf("the command's process %d outlived the SIGKILLed server", pids[0])
+		_ = syscall.Kill(pids[0], syscall.SIGKILL)
+	}
 
 	s2 := in.serve()
 	var c map[string]any

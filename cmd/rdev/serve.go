@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/uptrace/bun/migrate"
 
 	"github.com/rdev-hq/rdev/domain"
@@ -162,8 +163,14 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		ParserTokenLimit: cfg.ParserTokenLimit,
 		TrustedProxies:   trusted,
 		KeepAlive:        cfg.KeepAlive,
-		Websocket:        &websocket.Implementation{CheckOrigin: websocket.OriginChecker(cfg.AllowedOrigins)},
-		Ready:            s.ready,
+		Websocket: func(auth resolvers.WebsocketAuth, keepAlive time.Duration) graphql.Transport {
+			return websocket.Transport{
+				Upgrade:   websocket.Implementation{CheckOrigin: websocket.OriginChecker(cfg.AllowedOrigins)},
+				InitFunc:  auth,
+				KeepAlive: keepAlive,
+			}
+		},
+		Ready: s.ready,
 	})
 	s.ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -51,7 +52,11 @@ type process struct {
 
 // run starts cmd and follows it to its end (see Executor for the rules).
 func (e *Executor) run(ctx context.Context, cmd *exec.Cmd, project string, stdout, stderr io.Writer) (domain.ExecResult, error) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig kills the command's main process should rdev itself die
+	// (its own children, if it leaves any, are not reached). The signal
+	// follows the death of the thread that started the process, so that
+	// thread is held for Start: a thread the runtime lets go of is kept.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return domain.ExecResult{}, fmt.Errorf("local: output pipe: %w", err)
@@ -65,7 +70,9 @@ func (e *Executor) run(ctx context.Context, cmd *exec.Cmd, project string, stdou
 	// *os.File outputs are handed to the process as they are: os/exec starts
 	// no copying goroutines of its own, and Wait does not wait for the pipes.
 	cmd.Stdout, cmd.Stderr = outW, errW
+	runtime.LockOSThread()
 	err = cmd.Start()
+	runtime.UnlockOSThread()
 	// The write ends now belong to the process alone, so the read ends see
 	// EOF once every process holding them has let go.
 	outW.Close()

@@ -1,6 +1,7 @@
 package websocket
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -43,13 +44,14 @@ var (
 
 // NextReader returns a reader for the next data message. It returns
 // transport.ErrWebsocketClosed when the peer closed the connection normally
-// (close codes 1000, 1001 and 1005), and an error that wraps net.ErrClosed
+// (close codes 1000, 1001 and 1005; it wraps the *gorilla.CloseError too),
+// and an error that wraps net.ErrClosed
 // once the connection was closed on this side.
 func (c *conn) NextReader() (int, io.Reader, error) {
 	typ, r, err := c.ws.NextReader()
 	switch {
 	case gorilla.IsCloseError(err, gorilla.CloseNormalClosure, gorilla.CloseGoingAway, gorilla.CloseNoStatusReceived):
-		return typ, nil, transport.ErrWebsocketClosed
+		return typ, nil, fmt.Errorf("%w: %w", transport.ErrWebsocketClosed, err)
 	case err != nil && c.isClosed() && !errors.Is(err, net.ErrClosed):
 		return typ, nil, fmt.Errorf("%w: %w", net.ErrClosed, err)
 	case err != nil:
@@ -66,20 +68,24 @@ func (c *conn) NextReader() (int, io.Reader, error) {
 	return typ, r, nil
 }
 
-// WriteJSON writes v as one text message, within the write timeout. A failed
-// write closes the connection: the peer is gone or too slow, and the
-// transport's reader must stop too.
-//
-// A message written once the connection is closing (a close frame was sent,
-// or Close was called) is dropped without error: the closing handshake
-// forbids it, and the transport would otherwise report every message in
-// flight at a normal close (such as a cancelled subscription's "complete")
-// as a failure.
+// WriteJSON writes v as one text message; see writeMessage.
 func (c *conn) WriteJSON(v any) error {
-	data, err := marshal(v)
+	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
+	return c.writeMessage(data)
+}
+
+// writeMessage writes data as one text message, within the write timeout. A
+// failed write closes the connection: the peer is gone or too slow, and the
+// reader must stop too.
+//
+// A message written once the connection is closing (a close frame was sent,
+// or Close was called) is dropped without error: the closing handshake
+// forbids it, and every message in flight at a normal close (such as a
+// cancelled subscription's "complete") would otherwise count as a failure.
+func (c *conn) writeMessage(data []byte) error {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	if c.writeTimeout > 0 {
@@ -87,11 +93,21 @@ func (c *conn) WriteJSON(v any) error {
 			return err
 		}
 	}
-	err = c.ws.WriteMessage(gorilla.TextMessage, data)
+	err := c.ws.WriteMessage(gorilla.TextMessage, data)
 	if err == nil || errors.Is(err, gorilla.ErrCloseSent) || c.isClosed() {
 		return nil
 	}
 	_ = c.Close()
+	return err
+}
+
+// ping sends a ping frame; RFC 6455 peers answer it with a pong frame
+// without their application's help.
+func (c *conn) ping() error {
+	err := c.ws.WriteControl(gorilla.PingMessage, nil, time.Now().Add(closeTimeout))
+	if errors.Is(err, gorilla.ErrCloseSent) {
+		return nil
+	}
 	return err
 }
 

@@ -18,9 +18,8 @@ import (
 	"github.com/rdev-hq/rdev/infra/websocket"
 )
 
-// These tests mount gqlgen's executable test schema with the WebSocket
-// transport over Implementation in a real HTTP server, and drive it with a
-// real gorilla client.
+// These tests mount gqlgen's executable test schema with Transport in a real
+// HTTP server, and drive it with a real gorilla client.
 
 // wait bounds every wait for the server; tests do not depend on it being
 // fast, only on it answering at all.
@@ -42,6 +41,14 @@ type protocol struct {
 	keepAlive bool   // server sends "ka" right after connection_ack
 }
 
+// keepAlive is the message type of the server's periodic keep-alive.
+func (p protocol) keepAliveType() string {
+	if p.keepAlive {
+		return "ka"
+	}
+	return "ping"
+}
+
 var protocols = []protocol{
 	{name: "graphql-transport-ws", subscribe: "subscribe", stop: "complete", next: "next"},
 	{name: "graphql-ws", subscribe: "start", stop: "stop", next: "data", keepAlive: true},
@@ -55,16 +62,17 @@ type server struct {
 	closes chan int   // from CloseFunc
 }
 
-// newServer starts a server with impl; configure may adjust the transport.
-func newServer(tb testing.TB, impl websocket.Implementation, configure func(*transport.Websocket)) *server {
+// newServer starts a server whose transport accepts with impl; configure may
+// adjust the transport.
+func newServer(tb testing.TB, impl websocket.Implementation, configure func(*websocket.Transport)) *server {
 	tb.Helper()
 	s := &server{
 		TestServer: testserver.New(),
 		errs:       make(chan error, 1000),
 		closes:     make(chan int, 1000),
 	}
-	ws := transport.Websocket{
-		Implementation: impl,
+	ws := websocket.Transport{
+		Upgrade: impl,
 		ErrorFunc: func(_ context.Context, err error) {
 			select {
 			case s.errs <- err:
@@ -95,7 +103,11 @@ func dial(tb testing.TB, url string, header http.Header, subprotocols ...string)
 	if err != nil {
 		tb.Fatalf("dial: %v", err)
 	}
-	tb.Cleanup(func() { _ = c.Close() })
+	tb.Cleanup(func() {
+		// A normal close, so that the server has no error to report.
+		_ = c.WriteControl(gorilla.CloseMessage, gorilla.FormatCloseMessage(gorilla.CloseNormalClosure, ""), time.Now().Add(wait))
+		_ = c.Close()
+	})
 	return c
 }
 
@@ -218,7 +230,7 @@ func (s *server) closed(tb testing.TB) int {
 	}
 }
 
-func TestImplementation_Protocols(t *testing.T) {
+func TestTransport_Protocols(t *testing.T) {
 	for _, p := range protocols {
 		t.Run(p.name, func(t *testing.T) {
 			srv := newServer(t, websocket.Implementation{}, nil)
@@ -250,7 +262,14 @@ func TestImplementation_Protocols(t *testing.T) {
 				srv.SendNextSubscriptionMessage()
 				expect(t, c, p.next, "s2", `{"data":{"name":"test"}}`)
 				send(t, c, msg{Type: p.stop, ID: "s2"})
-				expect(t, c, "complete", "s2", "")
+				if p.name == "graphql-ws" {
+					expect(t, c, "complete", "s2", "")
+					return
+				}
+				// graphql-transport-ws: nothing more for an operation the
+				// client completed.
+				send(t, c, msg{Type: "ping"})
+				expect(t, c, "pong", "", "")
 			})
 
 			t.Run("Query", func(t *testing.T) {
@@ -274,7 +293,7 @@ func TestImplementation_Protocols(t *testing.T) {
 	}
 }
 
-func TestImplementation_SubprotocolPreference(t *testing.T) {
+func TestTransport_SubprotocolPreference(t *testing.T) {
 	srv := newServer(t, websocket.Implementation{}, nil)
 	for _, tt := range []struct {
 		offer []string
@@ -297,7 +316,7 @@ func TestImplementation_SubprotocolPreference(t *testing.T) {
 	}
 }
 
-func TestImplementation_Ping(t *testing.T) {
+func TestTransport_Ping(t *testing.T) {
 	srv := newServer(t, websocket.Implementation{}, nil)
 	c := dial(t, srv.url, nil, "graphql-transport-ws")
 	handshake(t, c, protocols[0], "")
@@ -308,7 +327,7 @@ func TestImplementation_Ping(t *testing.T) {
 	srv.noErrors(t)
 }
 
-func TestImplementation_ClientClose(t *testing.T) {
+func TestTransport_ClientClose(t *testing.T) {
 	for _, p := range protocols {
 		t.Run(p.name, func(t *testing.T) {
 			for _, tt := range []struct {
@@ -374,9 +393,9 @@ func TestImplementation_ClientClose(t *testing.T) {
 	})
 }
 
-func TestImplementation_ReadLimit(t *testing.T) {
+func TestTransport_ReadLimit(t *testing.T) {
 	limit := int64(1024)
-	limited := func(ws *transport.Websocket) { ws.PayloadReadLimit = &limit }
+	limited := func(ws *websocket.Transport) { ws.ReadLimit = limit }
 	// A ping whose payload makes the message about size bytes long.
 	ping := func(size int) msg {
 		return msg{Type: "ping", Payload: json.RawMessage(`{"pad":"` + strings.Repeat(" ", size) + `"}`)}
@@ -434,7 +453,7 @@ func TestImplementation_ReadLimit(t *testing.T) {
 	})
 }
 
-func TestImplementation_Origin(t *testing.T) {
+func TestTransport_Origin(t *testing.T) {
 	allowed := newServer(t, websocket.Implementation{
 		CheckOrigin: websocket.OriginChecker([]string{"https://app.example.com"}),
 	}, nil)
@@ -484,23 +503,20 @@ func TestImplementation_Origin(t *testing.T) {
 	}
 }
 
-func TestImplementation_InitFunc(t *testing.T) {
+func TestTransport_InitFunc(t *testing.T) {
 	type ctxKey struct{}
 	for _, p := range protocols {
 		t.Run(p.name, func(t *testing.T) {
 			t.Run("SeesPayload", func(t *testing.T) {
 				got := make(chan transport.InitPayload, 1)
-				srv := newServer(t, websocket.Implementation{}, func(ws *transport.Websocket) {
-					ws.InitFunc = func(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+				srv := newServer(t, websocket.Implementation{}, func(ws *websocket.Transport) {
+					ws.InitFunc = func(ctx context.Context, payload transport.InitPayload) (context.Context, error) {
 						got <- payload
-						return context.WithValue(ctx, ctxKey{}, payload.Authorization()), &transport.InitPayload{"welcome": true}, nil
+						return context.WithValue(ctx, ctxKey{}, payload.Authorization()), nil
 					}
 				})
 				c := dial(t, srv.url, nil, p.name)
-				ack := handshake(t, c, p, `{"authorization":"Bearer rdev_x_y","extra":1}`)
-				if !jsonEqual(ack.Payload, `{"welcome":true}`) {
-					t.Errorf("ack payload = %s", ack.Payload)
-				}
+				handshake(t, c, p, `{"authorization":"Bearer rdev_x_y","extra":1}`)
 				payload := <-got
 				if a := payload.Authorization(); a != "Bearer rdev_x_y" {
 					t.Errorf("InitFunc saw authorization %q", a)
@@ -511,15 +527,16 @@ func TestImplementation_InitFunc(t *testing.T) {
 			})
 
 			t.Run("Rejects", func(t *testing.T) {
-				srv := newServer(t, websocket.Implementation{}, func(ws *transport.Websocket) {
-					ws.InitFunc = func(ctx context.Context, _ transport.InitPayload) (context.Context, *transport.InitPayload, error) {
-						return transport.WithWebsocketCloseCode(ctx, 4403), nil, errors.New("forbidden")
+				srv := newServer(t, websocket.Implementation{}, func(ws *websocket.Transport) {
+					ws.InitFunc = func(ctx context.Context, _ transport.InitPayload) (context.Context, error) {
+						return ctx, errors.New("the API key was revoked")
 					}
 				})
 				c := dial(t, srv.url, nil, p.name)
 				send(t, c, msg{Type: "connection_init", Payload: json.RawMessage(`{"authorization":"Bearer bad"}`)})
-				if ce := readClose(t, c); ce.Code != 4403 {
-					t.Errorf("close %d, want 4403", ce.Code)
+				ce := readClose(t, c)
+				if ce.Code != 4403 || ce.Text != "Forbidden: the API key was revoked" {
+					t.Errorf("close %d %q, want 4403 Forbidden: the API key was revoked", ce.Code, ce.Text)
 				}
 				if code := srv.closed(t); code != 4403 {
 					t.Errorf("CloseFunc saw %d, want 4403", code)
@@ -529,55 +546,144 @@ func TestImplementation_InitFunc(t *testing.T) {
 	}
 }
 
-// gqlgen's transport returns from its handler without closing the socket when
-// the connection_init payload is not a JSON object; the Implementation must
-// close it anyway.
-func TestImplementation_MalformedInitPayloadCloses(t *testing.T) {
-	srv := newServer(t, websocket.Implementation{}, nil)
-	c := dial(t, srv.url, nil, "graphql-transport-ws")
-	send(t, c, msg{Type: "connection_init", Payload: json.RawMessage(`[1]`)})
-	if ce := readClose(t, c); ce.Code != gorilla.CloseInternalServerErr {
-		t.Errorf("close %d, want %d", ce.Code, gorilla.CloseInternalServerErr)
+// Protocol violations close the connection with graphql-transport-ws' codes.
+func TestTransport_ProtocolErrors(t *testing.T) {
+	sub := json.RawMessage(`{"query":"subscription { name }"}`)
+	for _, tt := range []struct {
+		name     string
+		protocol string
+		msgs     []msg // after the handshake, unless init is false
+		init     bool
+		code     int
+	}{
+		{"SubscribeBeforeInit", "graphql-transport-ws", []msg{{Type: "subscribe", ID: "1", Payload: sub}}, false, 4401},
+		{"UnknownTypeBeforeInit", "graphql-transport-ws", []msg{{Type: "hello"}}, false, 4400},
+		{"UnknownTypeBeforeInitLegacy", "graphql-ws", []msg{{Type: "hello"}}, false, 4400},
+		{"InitPayloadNotAnObject", "graphql-transport-ws", []msg{{Type: "connection_init", Payload: json.RawMessage(`[1]`)}}, false, 4400},
+		{"SecondInit", "graphql-transport-ws", []msg{{Type: "connection_init"}}, true, 4429},
+		{"DuplicateID", "graphql-transport-ws", []msg{{Type: "subscribe", ID: "1", Payload: sub}, {Type: "subscribe", ID: "1", Payload: sub}}, true, 4409},
+		{"SubscribeWithoutID", "graphql-transport-ws", []msg{{Type: "subscribe", Payload: sub}}, true, 4400},
+		{"SubscribeWithoutQuery", "graphql-transport-ws", []msg{{Type: "subscribe", ID: "1", Payload: json.RawMessage(`{"variables":{}}`)}}, true, 4400},
+		{"UnknownType", "graphql-transport-ws", []msg{{Type: "hello"}}, true, 4400},
+		{"UnknownTypeLegacy", "graphql-ws", []msg{{Type: "hello"}}, true, 4400},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newServer(t, websocket.Implementation{}, nil)
+			c := dial(t, srv.url, nil, tt.protocol)
+			if tt.init {
+				handshake(t, c, protocolNamed(tt.protocol), "")
+			}
+			for _, m := range tt.msgs {
+				send(t, c, m)
+			}
+			if ce := readClose(t, c); ce.Code != tt.code {
+				t.Errorf("close %d %q, want %d", ce.Code, ce.Text, tt.code)
+			}
+			if code := srv.closed(t); code != tt.code {
+				t.Errorf("CloseFunc saw %d, want %d", code, tt.code)
+			}
+		})
+	}
+
+	t.Run("NotJSON", func(t *testing.T) {
+		srv := newServer(t, websocket.Implementation{}, nil)
+		c := dial(t, srv.url, nil, "graphql-transport-ws")
+		_ = c.WriteMessage(gorilla.TextMessage, []byte("{not json"))
+		if ce := readClose(t, c); ce.Code != 4400 {
+			t.Errorf("close %d, want 4400", ce.Code)
+		}
+	})
+
+	t.Run("InitTimeout", func(t *testing.T) {
+		srv := newServer(t, websocket.Implementation{}, func(ws *websocket.Transport) { ws.InitTimeout = 100 * time.Millisecond })
+		c := dial(t, srv.url, nil, "graphql-transport-ws")
+		if ce := readClose(t, c); ce.Code != 4408 {
+			t.Errorf("close %d, want 4408", ce.Code)
+		}
+	})
+
+	// Legacy clients learn why in a connection_error before the close.
+	t.Run("LegacyConnectionError", func(t *testing.T) {
+		srv := newServer(t, websocket.Implementation{}, nil)
+		c := dial(t, srv.url, nil, "graphql-ws")
+		send(t, c, msg{Type: "hello"})
+		m := read(t, c)
+		if m.Type != "connection_error" || !strings.Contains(string(m.Payload), "hello") {
+			t.Errorf("got %s %s, want a connection_error naming the message", m.Type, m.Payload)
+		}
+	})
+}
+
+func protocolNamed(name string) protocol {
+	for _, p := range protocols {
+		if p.name == name {
+			return p
+		}
+	}
+	panic(name)
+}
+
+// A client that answers nothing, not even ping frames, is disconnected after
+// two keep-alive intervals; one that answers stays.
+func TestTransport_KeepAliveDeadline(t *testing.T) {
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			srv := newServer(t, websocket.Implementation{}, func(ws *websocket.Transport) {
+				ws.KeepAlive = 200 * time.Millisecond
+			})
+			c := dial(t, srv.url, nil, p.name)
+			handshake(t, c, p, "")
+
+			// Reading answers ping frames (gorilla's default handler), so
+			// this outlives the deadline of two intervals.
+			for range 4 {
+				expect(t, c, p.keepAliveType(), "", "")
+			}
+			// Silence closes it.
+			c.SetPingHandler(func(string) error { return nil })
+			_ = c.SetReadDeadline(time.Now().Add(wait))
+			for {
+				var m msg
+				if err := c.ReadJSON(&m); err != nil {
+					var ne net.Error
+					if errors.As(err, &ne) && ne.Timeout() {
+						t.Fatal("server did not close a connection that stopped answering pings")
+					}
+					break
+				}
+				if m.Type != p.keepAliveType() {
+					t.Fatalf("unexpected %s", m.Type)
+				}
+			}
+			srv.closed(t)
+			select {
+			case err := <-srv.errs:
+				var ne net.Error
+				if !errors.As(err, &ne) || !ne.Timeout() {
+					t.Errorf("transport reported %v, want a read timeout", err)
+				}
+			default:
+				t.Error("transport reported no read timeout")
+			}
+		})
 	}
 }
 
-// PingPongInterval relies on SetReadDeadline: a client that stops answering
-// pings is disconnected.
-func TestImplementation_PingPongDeadline(t *testing.T) {
-	srv := newServer(t, websocket.Implementation{}, func(ws *transport.Websocket) {
-		ws.PingPongInterval = 200 * time.Millisecond
-	})
-	c := dial(t, srv.url, nil, "graphql-transport-ws")
+// Cancelling the request's context, as the server does when it shuts down,
+// closes the connection with 1001 so clients reconnect elsewhere.
+func TestTransport_ServerShutdown(t *testing.T) {
+	ts := testserver.New()
+	ts.AddTransport(websocket.Transport{})
+	ctx, cancel := context.WithCancel(context.Background())
+	hs := httptest.NewUnstartedServer(ts)
+	hs.Config.BaseContext = func(net.Listener) context.Context { return ctx }
+	hs.Start()
+	defer hs.Close()
+	c := dial(t, "ws"+strings.TrimPrefix(hs.URL, "http"), nil, "graphql-transport-ws")
 	handshake(t, c, protocols[0], "")
-
-	// Answering keeps it open well past the deadline of two intervals.
-	for range 4 {
-		expect(t, c, "ping", "", "")
-		send(t, c, msg{Type: "pong"})
-	}
-	// Silence closes it.
-	_ = c.SetReadDeadline(time.Now().Add(wait))
-	for {
-		var m msg
-		if err := c.ReadJSON(&m); err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				t.Fatal("server did not close a connection that stopped answering pings")
-			}
-			break
-		}
-		if m.Type != "ping" {
-			t.Fatalf("unexpected %s", m.Type)
-		}
-	}
-	srv.closed(t)
-	select {
-	case err := <-srv.errs:
-		var ne net.Error
-		if !errors.As(err, &ne) || !ne.Timeout() {
-			t.Errorf("transport reported %v, want a read timeout", err)
-		}
-	default:
-		t.Error("transport reported no read timeout")
+	send(t, c, msg{Type: "subscribe", ID: "s", Payload: json.RawMessage(`{"query":"subscription { name }"}`)})
+	cancel()
+	if ce := readClose(t, c); ce.Code != gorilla.CloseGoingAway {
+		t.Errorf("close %d, want %d", ce.Code, gorilla.CloseGoingAway)
 	}
 }

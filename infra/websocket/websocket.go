@@ -1,12 +1,15 @@
-// Package websocket serves gqlgen's WebSocket transport over
+// Package websocket serves GraphQL over WebSocket with
 // github.com/gorilla/websocket.
 //
-// gqlgen accepts WebSocket connections through its
-// transport.WebsocketImplementation seam; Implementation fills it with a
-// gorilla upgrader and a connection wrapper that is safe for the transport's
-// concurrent use. Mount it with
+// Transport is the gqlgen transport: it speaks graphql-transport-ws and the
+// legacy graphql-ws itself and writes results without re-encoding them. Mount
+// it with
 //
-//	srv.AddTransport(transport.Websocket{Implementation: websocket.Implementation{...}})
+//	srv.AddTransport(websocket.Transport{Upgrade: websocket.Implementation{...}, InitFunc: ...})
+//
+// Implementation upgrades connections for it (origin check, buffers, write
+// timeout, compression); it also fills gqlgen's own
+// transport.WebsocketImplementation seam.
 package websocket
 
 import (

@@ -1,0 +1,419 @@
+package websocket
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	gorilla "github.com/gorilla/websocket"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+)
+
+// session is one connection's protocol: the init handshake, then a read loop
+// that starts and stops operations, each of which writes its results from its
+// own goroutine.
+type session struct {
+	t       Transport
+	c       *conn
+	p       *protocol
+	exec    graphql.GraphExecutor
+	headers http.Header
+	ctx     context.Context // the connection's, as InitFunc returned it
+	wg      sync.WaitGroup  // running operations
+
+	mu     sync.Mutex // guards the fields below
+	ops    map[string]*operation
+	acked  bool
+	closed bool
+	code   int // the close code the connection ended with
+}
+
+// operation is one running subscribe (or start) of the client.
+type operation struct {
+	cancel  context.CancelFunc
+	stopped bool // by the client
+}
+
+// serve runs the connection until it closes, and returns once every
+// operation has ended.
+func (s *session) serve(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	s.ctx = ctx
+	// The server shutting down ends the connection.
+	stop := context.AfterFunc(ctx, func() { s.close(closeGoingAway, "server shutting down") })
+	defer func() {
+		stop()
+		s.close(closeNormal, "")
+		cancel()
+		s.wg.Wait()
+		if s.t.CloseFunc != nil {
+			s.t.CloseFunc(s.ctx, s.code)
+		}
+	}()
+	s.c.SetReadLimit(s.t.ReadLimit)
+	if !s.init() {
+		return
+	}
+	if s.t.KeepAlive > 0 {
+		s.c.ws.SetPongHandler(func(string) error { return s.extendDeadline() })
+		_ = s.extendDeadline()
+		go s.keepAlive(ctx)
+	}
+	for {
+		m, err := s.read()
+		if err != nil {
+			s.readFailed(err)
+			return
+		}
+		if s.t.KeepAlive > 0 {
+			_ = s.extendDeadline()
+		}
+		if !s.handle(m) {
+			return
+		}
+	}
+}
+
+// init waits for connection_init and acknowledges it. It returns false if the
+// connection ended instead.
+func (s *session) init() bool {
+	_ = s.c.SetReadDeadline(time.Now().Add(s.t.InitTimeout))
+	for {
+		m, err := s.read()
+		switch {
+		case isTimeout(err):
+			s.close(closeInitTimeout, "Connection initialisation timeout")
+			return false
+		case err != nil:
+			s.readFailed(err)
+			return false
+		}
+		switch {
+		case m.Type == "connection_init":
+			return s.acknowledge(m.Payload)
+		case m.Type == "ping" && !s.p.legacy:
+			s.write(encodeMessage(nil, "pong", "", m.Payload))
+		case m.Type == "pong" && !s.p.legacy:
+		case m.Type == s.p.subscribe && !s.p.legacy:
+			s.close(closeUnauthorized, "Unauthorized")
+			return false
+		case m.Type == "connection_terminate" && s.p.legacy:
+			s.close(closeNormal, "terminated")
+			return false
+		default:
+			s.refuse(closeBadRequest, fmt.Sprintf("Invalid message received: %q before connection_init", clip(m.Type, 32)))
+			return false
+		}
+	}
+}
+
+// acknowledge runs InitFunc on the init payload and sends the ack.
+func (s *session) acknowledge(raw json.RawMessage) bool {
+	var payload transport.InitPayload
+	if len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
+		if err := json.Unmarshal(raw, &payload); err != nil {
+			s.refuse(closeBadRequest, "Invalid message received: connection_init payload must be an object")
+			return false
+		}
+	}
+	if s.t.InitFunc != nil {
+		ctx, err := s.t.InitFunc(s.ctx, payload)
+		if err != nil {
+			s.refuse(closeForbidden, "Forbidden: "+err.Error())
+			return false
+		}
+		s.ctx = ctx
+	}
+	_ = s.c.SetReadDeadline(time.Time{})
+	s.mu.Lock()
+	s.acked = true
+	s.mu.Unlock()
+	s.write(encodeMessage(nil, "connection_ack", "", nil))
+	if s.p.legacy && s.t.KeepAlive > 0 {
+		s.write(encodeMessage(nil, s.p.keepAlive, "", nil))
+	}
+	return true
+}
+
+// handle acts on one message after the handshake. It returns false once the
+// connection is closing.
+func (s *session) handle(m inMessage) bool {
+	switch {
+	case m.Type == s.p.subscribe:
+		return s.subscribe(m)
+	case m.Type == s.p.stop:
+		s.mu.Lock()
+		if op := s.ops[m.ID]; op != nil {
+			op.stopped = true
+			op.cancel()
+		}
+		s.mu.Unlock()
+	case m.Type == "ping" && !s.p.legacy:
+		s.write(encodeMessage(nil, "pong", "", m.Payload))
+	case m.Type == "pong" && !s.p.legacy:
+	case m.Type == "connection_init":
+		s.close(closeTooManyInits, "Too many initialisation requests")
+		return false
+	case m.Type == "connection_terminate" && s.p.legacy:
+		s.close(closeNormal, "terminated")
+		return false
+	default:
+		s.close(closeBadRequest, fmt.Sprintf("Invalid message received: unknown type %q", clip(m.Type, 32)))
+		return false
+	}
+	return true
+}
+
+// subscribe starts an operation: it parses and validates the request and
+// runs it on its own goroutine. A request that fails validation gets an
+// error message; a malformed message closes the connection.
+func (s *session) subscribe(m inMessage) bool {
+	start := graphql.Now()
+	if m.ID == "" {
+		s.close(closeBadRequest, "Invalid message received: "+m.Type+" without an id")
+		return false
+	}
+	var params graphql.RawParams
+	dec := json.NewDecoder(bytes.NewReader(m.Payload))
+	dec.UseNumber()
+	if err := dec.Decode(&params); err != nil || params.Query == "" && params.Extensions == nil {
+		s.close(closeBadRequest, "Invalid message received: "+m.Type+" payload must be an object with a query")
+		return false
+	}
+	s.mu.Lock()
+	if prev := s.ops[m.ID]; prev != nil {
+		if !s.p.legacy {
+			s.mu.Unlock()
+			s.close(closeDuplicateID, "Subscriber for "+clip(m.ID, 64)+" already exists")
+			return false
+		}
+		// subscriptions-transport-ws replaces an operation with the same id.
+		prev.stopped = true
+		prev.cancel()
+	}
+	s.mu.Unlock()
+
+	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
+	params.Headers = s.headers
+	ctx := graphql.StartOperationTrace(s.ctx)
+	rc, errs := s.exec.CreateOperationContext(ctx, &params)
+	if errs != nil {
+		resp := s.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
+		if errcode.GetErrorKind(errs) == errcode.KindProtocol {
+			s.sendErrors(m.ID, resp.Errors)
+			if s.p.legacy {
+				s.write(encodeMessage(nil, "complete", m.ID, nil))
+			}
+		} else {
+			s.sendResult(m.ID, resp)
+			s.write(encodeMessage(nil, "complete", m.ID, nil))
+		}
+		return true
+	}
+	ctx, cancel := context.WithCancel(graphql.WithOperationContext(ctx, rc))
+	op := &operation{cancel: cancel}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		cancel()
+		return false
+	}
+	s.ops[m.ID] = op
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go s.run(ctx, m.ID, op, rc)
+	return true
+}
+
+// run executes one operation and sends its results, then "complete" unless
+// the client stopped it or the connection is closing.
+func (s *session) run(ctx context.Context, id string, op *operation, rc *graphql.OperationContext) {
+	defer s.wg.Done()
+	defer op.cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			err := rc.Recover(ctx, r)
+			var gerr *gqlerror.Error
+			if !errors.As(err, &gerr) {
+				gerr = &gqlerror.Error{Message: "internal error"}
+			}
+			s.sendErrors(id, gqlerror.List{gerr})
+		}
+		s.mu.Lock()
+		if s.ops[id] == op {
+			delete(s.ops, id)
+		}
+		complete := !s.closed && (!op.stopped || s.p.legacy)
+		s.mu.Unlock()
+		if complete {
+			s.write(encodeMessage(nil, "complete", id, nil))
+		}
+	}()
+	responses, ctx := s.exec.DispatchOperation(ctx, rc)
+	for {
+		r := responses(ctx)
+		if r == nil || !s.sendResult(id, r) {
+			return
+		}
+	}
+}
+
+// sendResult writes one result. It returns false when the write failed.
+func (s *session) sendResult(id string, r *graphql.Response) bool {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf, err := encodeResult((*bp)[:0], s.p.next, id, r)
+	*bp = buf
+	if err != nil {
+		s.sendErrors(id, gqlerror.List{{Message: "internal error"}})
+		return false
+	}
+	return s.write(buf)
+}
+
+// sendErrors writes an operation's "error" message.
+func (s *session) sendErrors(id string, errs gqlerror.List) {
+	b, err := json.Marshal(errs)
+	if err != nil {
+		b = []byte(`[{"message":"internal error"}]`)
+	}
+	s.write(encodeMessage(nil, "error", id, b))
+}
+
+// write sends one message; it returns false if the connection failed (it is
+// closed then, and the read loop ends).
+func (s *session) write(data []byte) bool {
+	err := s.c.writeMessage(data)
+	if err != nil {
+		s.reportError(err)
+	}
+	return err == nil
+}
+
+// refuse ends a connection that failed its handshake: the legacy protocol
+// first says why in a connection_error message.
+func (s *session) refuse(code int, reason string) {
+	if s.p.legacy {
+		b, _ := json.Marshal(map[string]string{"message": reason})
+		s.write(encodeMessage(nil, "connection_error", "", b))
+	}
+	s.close(code, reason)
+}
+
+// keepAlive pings the client every interval until ctx ends.
+func (s *session) keepAlive(ctx context.Context) {
+	t := time.NewTicker(s.t.KeepAlive)
+	defer t.Stop()
+	msg := encodeMessage(nil, s.p.keepAlive, "", nil)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.c.ping(); err != nil {
+				return
+			}
+			if !s.write(msg) {
+				return
+			}
+		}
+	}
+}
+
+// extendDeadline gives the client two keep-alive intervals to show it is
+// there.
+func (s *session) extendDeadline() error {
+	return s.c.SetReadDeadline(time.Now().Add(2 * s.t.KeepAlive))
+}
+
+// read returns the next message from the client. A message that is not a
+// JSON object with a type closes the connection with 4400.
+func (s *session) read() (inMessage, error) {
+	_, r, err := s.c.NextReader()
+	if err != nil {
+		return inMessage{}, err
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return inMessage{}, err
+	}
+	var m inMessage
+	if err := json.Unmarshal(data, &m); err != nil || m.Type == "" {
+		s.refuse(closeBadRequest, "Invalid message received: not a JSON object with a type")
+		return inMessage{}, net.ErrClosed
+	}
+	return m, nil
+}
+
+// readFailed ends the connection after a failed read: the peer closed it,
+// vanished, fell silent, or we closed it.
+func (s *session) readFailed(err error) {
+	var ce *gorilla.CloseError
+	switch {
+	case errors.As(err, &ce):
+		// gorilla has answered the peer's close frame with its code.
+		if !errors.Is(err, transport.ErrWebsocketClosed) {
+			s.reportError(err)
+		}
+		s.markClosed(ce.Code)
+	case errors.Is(err, net.ErrClosed):
+	case isTimeout(err):
+		s.reportError(err)
+		s.close(closeGoingAway, "keep-alive timeout")
+	default:
+		s.reportError(err)
+		s.markClosed(closeAbnormalClosed)
+	}
+}
+
+// close sends a close frame with code and reason (unless the connection was
+// closing already), ends every operation and closes the connection.
+func (s *session) close(code int, reason string) {
+	if s.markClosed(code) {
+		_ = s.c.WriteClose(code, reason)
+	}
+	_ = s.c.Close()
+}
+
+// markClosed records that the connection ends with code and stops every
+// operation. It returns false if the connection was closing already.
+func (s *session) markClosed(code int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.closed, s.code = true, code
+	for _, op := range s.ops {
+		op.cancel()
+	}
+	return true
+}
+
+func (s *session) reportError(err error) {
+	if s.t.ErrorFunc != nil {
+		s.t.ErrorFunc(s.ctx, err)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

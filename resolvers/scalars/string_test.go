@@ -1,0 +1,85 @@
+package scalars_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/99designs/gqlgen/graphql"
+
+	"github.com/rdev-hq/rdev/resolvers/scalars"
+)
+
+func TestMarshalString(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"", `""`},
+		{"plain", `"plain"`},
+		{"a\"b\\c", `"a\"b\\c"`},
+		{"1\n2\r\t", `"1\n2\r\t"`},
+		{"\x00\x1f\x7f", `"\u0000\u001f` + "\x7f" + `"`},
+		{"héllo ✓ 😀", `"héllo ✓ 😀"`},
+		{"bad \xff byte", `"bad \ufffd byte"`},
+		{"cut \xe2\x9c", `"cut \ufffd\ufffd"`},
+		{"</script>", `"</script>"`},
+	} {
+		var b bytes.Buffer
+		scalars.MarshalString(tt.in).MarshalGQL(&b)
+		if b.String() != tt.want {
+			t.Errorf("MarshalString(%q) = %s, want %s", tt.in, b.String(), tt.want)
+		}
+	}
+}
+
+// FuzzAppendString checks that any string encodes to valid JSON that
+// decodes to what encoding/json makes of it.
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "a\nb", "\"\\", "\xff\xfe", "€\x80", "\u2028"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := scalars.AppendString(nil, s)
+		if !json.Valid(got) {
+			t.Fatalf("AppendString(%q) = %s: not valid JSON", s, got)
+		}
+		var ours, theirs string
+		want, _ := json.Marshal(s)
+		if err := json.Unmarshal(got, &ours); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(want, &theirs); err != nil {
+			t.Fatal(err)
+		}
+		if ours != theirs {
+			t.Fatalf("AppendString(%q) decodes to %q, encoding/json's to %q", s, ours, theirs)
+		}
+	})
+}
+
+// BenchmarkMarshalString encodes a 64 KiB chunk of numbered lines, as a
+// command's output arrives, against gqlgen's own encoder as the baseline.
+func BenchmarkMarshalString(b *testing.B) {
+	var sb strings.Builder
+	for i := 1; sb.Len() < 64<<10; i++ {
+		sb.WriteString(strconv.Itoa(i))
+		sb.WriteByte('\n')
+	}
+	chunk := sb.String()
+	for _, bm := range []struct {
+		name    string
+		marshal func(string) graphql.Marshaler
+	}{
+		{"baseline=gqlgen", graphql.MarshalString},
+		{"scalars", scalars.MarshalString},
+	} {
+		b.Run(bm.name, func(b *testing.B) {
+			var buf bytes.Buffer
+			b.SetBytes(int64(len(chunk)))
+			for b.Loop() {
+				buf.Reset()
+				bm.marshal(chunk).MarshalGQL(&buf)
+			}
+		})
+	}
+}
