@@ -300,48 +300,6 @@ func (s *Store) RequestCancel(ctx context.Context, id, reason string, now time.T
 	return out.command(), nil
 }
 
-// FinishCommand writes the final state f of a command that is RUNNING under
-// owner, clears its lease (keeping its owner), and returns the command as
-// stored. It returns ECONFLICT if the
-// command is no longer RUNNING under owner (its lease expired and it was
-// interrupted, or it was never claimed by owner), ENOTFOUND if there is no
-// such command, and EINVALID if f.Status is not a final status.
-func (s *Store) FinishCommand(ctx context.Context, id, owner string, f domain.Finish) (*domain.Command, error) {
-	if !f.Status.Final() || !slices.Contains(domain.CommandStatuses, f.Status) {
-		return nil, domain.Errorf(domain.EINVALID, "finish command %s: %q is not a final status", id, f.Status)
-	}
-	var rows []*commandRow
-	err := s.db.NewUpdate().Model((*commandRow)(nil)).
-		Set("status = ?", string(f.Status)).
-		Set("exit_code = ?", f.ExitCode).
-		Set("signal = ?", f.Signal).
-		Set("reason = ?", f.Reason).
-		Set("finished_at = ?", storedTime(f.FinishedAt)).
-		Set("output_bytes = ?", f.OutputBytes).
-		Set("truncated = ?", f.Truncated).
-		Set("last_seq = ?", f.LastSeq).
-		Set("lease_expires_at = NULL").
-		Where("id = ?", id).
-		Where("status = ?", string(domain.CommandRunning)).
-		Where("owner = ?", owner).
-		Returning("*").
-		Scan(ctx, &rows)
-	if err := noRows(err); err != nil {
-		return nil, fmt.Errorf("finish command %s: %w", id, err)
-	}
-	if len(rows) == 1 {
-		return rows[0].command(), nil
-	}
-	c, err := s.FindCommandByID(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if c.Status == domain.CommandRunning {
-		return nil, domain.Errorf(domain.ECONFLICT, "command %s is running under another owner", id)
-	}
-	return nil, domain.Errorf(domain.ECONFLICT, "command %s is no longer running (%s)", id, c.Status)
-}
-
 // noRows treats a query that matched nothing as a success: bun's Scan into a
 // slice may report sql.ErrNoRows.
 func noRows(err error) error {

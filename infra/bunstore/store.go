@@ -18,7 +18,8 @@ import (
 
 // Store is rdev's storage on one database.
 type Store struct {
-	db *bun.DB
+	db       *bun.DB
+	finishes finishGroup
 }
 
 var _ domain.APIKeyRepository = (*Store)(nil)

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -534,6 +535,56 @@ func testFinishCommand(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 		_, err := repo.FinishCommand(ctx, domain.NewID(time.Now()), "d1", succeeded())
 		if code := domain.ErrorCode(err); code != domain.ENOTFOUND {
 			t.Fatalf("FinishCommand(unknown) = %v (code %q), want code %q", err, code, domain.ENOTFOUND)
+		}
+	})
+
+	// Finishes that arrive together may share a commit; each must still get
+	// its own outcome, a refused one must not spoil the others.
+	t.Run("Concurrent", func(t *testing.T) {
+		t.Parallel()
+		repo, ctx := newRepo(t), t.Context()
+		const n = 40
+		cs := make([]*domain.Command, n)
+		for i := range cs {
+			cs[i] = newCommand(fmt.Sprint("p", i), 0)
+		}
+		mustCreateCommands(t, ctx, repo, cs)
+		running := mustClaim(t, ctx, repo, claimRequest("d1", n, 0))
+		if len(running) != n {
+			t.Fatalf("claimed %d, want %d", len(running), n)
+		}
+		type outcome struct {
+			c   *domain.Command
+			err error
+		}
+		got := make([]outcome, n)
+		var wg sync.WaitGroup
+		for i, c := range running {
+			wg.Go(func() {
+				owner := "d1"
+				if i%10 == 3 {
+					owner = "intruder" // refused: not its owner
+				}
+				f := succeeded()
+				f.LastSeq = int64(i)
+				got[i].c, got[i].err = repo.FinishCommand(ctx, c.ID, owner, f)
+			})
+		}
+		wg.Wait()
+		for i, c := range running {
+			stored := mustFindCommand(t, ctx, repo, c.ID)
+			if i%10 == 3 {
+				if domain.ErrorCode(got[i].err) != domain.ECONFLICT || stored.Status != domain.CommandRunning {
+					t.Errorf("intruder's finish of %s = %v, stored %s; want ECONFLICT and RUNNING", c.ID, got[i].err, stored.Status)
+				}
+				continue
+			}
+			if got[i].err != nil || got[i].c.ID != c.ID || got[i].c.LastSeq != int64(i) {
+				t.Errorf("FinishCommand(%s) = %+v, %v; want it finished with last seq %d", c.ID, got[i].c, got[i].err, i)
+			}
+			if stored.Status != domain.CommandSucceeded || stored.LastSeq != int64(i) {
+				t.Errorf("stored %s: %s with last seq %d, want SUCCEEDED with %d", c.ID, stored.Status, stored.LastSeq, i)
+			}
 		}
 	})
 
