@@ -17,6 +17,7 @@ BENCHFLAGS ?= -benchmem ## Extra flags for `make bench` (e.g. -benchtime=2s -cou
 LINTFLAGS ?= ## Extra flags for golangci-lint run (e.g. --fix)
 ARGS ?= ## Extra arguments for `rdev serve` in `make run`
 RDEV_TOOLS_DIR ?= $(HOME)/.cache/rdev-tools ## Cache of pinned tools, one dir per version
+TESTCLUSTER_DIR ?= $(CURDIR)/.testcluster ## Where make testcluster keeps its state
 
 GOLANGCI_LINT := $(strip $(RDEV_TOOLS_DIR))/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 
@@ -60,6 +61,13 @@ bench: ## Run the benchmarks, no tests: go test -run '^$' -bench . $(BENCHFLAGS)
 e2e: ## Run only the end-to-end tests (TestE2E_* in cmd/rdev: real binary, Node clients), after npm ci
 	bash scripts/npm-ci.sh
 	$(GO) test -count=1 -run '^TestE2E' ./cmd/rdev/...
+
+.PHONY: testcluster
+testcluster: ## Build (cached) and start etcd, kube-apiserver and kwok on loopback in $(TESTCLUSTER_DIR); `make testcluster-stop` stops them
+	bash scripts/testcluster.sh start $(TESTCLUSTER_DIR)
+.PHONY: testcluster-stop
+testcluster-stop: ## Stop the test cluster in $(TESTCLUSTER_DIR)
+	bash scripts/testcluster.sh stop $(TESTCLUSTER_DIR)
 
 .PHONY: generate
 generate: ## Regenerate graph/ and resolver stubs with the gqlgen pinned in go.mod
