@@ -140,11 +140,13 @@ const (
 	EventCancel
 	// EventQueued says new work is queued.
 	EventQueued
+	// EventProject carries a project whose state changed.
+	EventProject
 )
 
 // Event is what the hub fans out. Topics: CommandTopic for output and status
-// of one command, ProjectTopic for status of a project's commands, and
-// QueueTopic for dispatchers.
+// of one command, ProjectTopic for status of a project's commands,
+// ProjectsTopic for projects' own state, and QueueTopic for dispatchers.
 type Event struct {
 	Kind EventKind
 	// Command is set for EventStatus and EventCancel.
@@ -156,6 +158,8 @@ type Event struct {
 	Chunks []OutputChunk
 	// UpTo is the highest Seq stored when the event was made.
 	UpTo int64
+	// Project is set for EventProject.
+	Project *Project
 }
 
 // CommandTopic is the hub topic of one command's output and status.
@@ -166,6 +170,10 @@ func ProjectTopic(id string) string { return "project:" + id }
 
 // QueueTopic is the hub topic that wakes dispatchers and carries cancels.
 const QueueTopic = "queue"
+
+// ProjectsTopic is the hub topic of changes to projects themselves (status,
+// labels, annotations).
+const ProjectsTopic = "projects"
 
 // Hub fans events out to subscribers in this process. Publish never blocks:
 // a subscriber whose buffer is full is dropped and told so, and must catch up

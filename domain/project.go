@@ -82,14 +82,17 @@ func ValidateProjectID(id string) error {
 	return nil
 }
 
-// ProjectService answers questions about projects.
+// ProjectService answers questions about projects and follows their
+// changes.
 type ProjectService struct {
 	repo ProjectRepository
+	hub  Hub
 }
 
-// NewProjectService returns a service over repo.
-func NewProjectService(repo ProjectRepository) *ProjectService {
-	return &ProjectService{repo: repo}
+// NewProjectService returns a service over repo that publishes and follows
+// project changes on hub.
+func NewProjectService(repo ProjectRepository, hub Hub) *ProjectService {
+	return &ProjectService{repo: repo, hub: hub}
 }
 
 // Get returns a project. It needs projects:read; ENOTFOUND if there is none.

@@ -103,7 +103,7 @@ func TestProjectService_Get(t *testing.T) {
 	reader := &APIKey{ID: "0123456789abcdef", Scopes: Scopes{ScopeProjectsRead}}
 
 	t.Run("OK", func(t *testing.T) {
-		s := NewProjectService(newProjectRepo(web))
+		s := NewProjectService(newProjectRepo(web), newFakeHub())
 		got, err := s.Get(keyContext(t, reader), "web")
 		if err != nil {
 			t.Fatal(err)
@@ -114,7 +114,7 @@ func TestProjectService_Get(t *testing.T) {
 	})
 
 	t.Run("ErrNotFound", func(t *testing.T) {
-		s := NewProjectService(newProjectRepo(web))
+		s := NewProjectService(newProjectRepo(web), newFakeHub())
 		_, err := s.Get(keyContext(t, reader), "api")
 		wantCode(t, err, ENOTFOUND)
 	})
@@ -122,7 +122,7 @@ func TestProjectService_Get(t *testing.T) {
 	for _, id := range []string{"", "Web", "../web", "web_1", strings.Repeat("a", 200)} {
 		t.Run("ErrNotFoundInvalidID", func(t *testing.T) {
 			repo := newProjectRepo(web)
-			got, err := NewProjectService(repo).Get(keyContext(t, reader), id)
+			got, err := NewProjectService(repo, newFakeHub()).Get(keyContext(t, reader), id)
 			wantCode(t, err, ENOTFOUND)
 			if got != nil {
 				t.Errorf("Get returned %+v with an error", got)
@@ -138,7 +138,7 @@ func TestProjectService_Get(t *testing.T) {
 
 	t.Run("ErrForbidden", func(t *testing.T) {
 		repo := newProjectRepo(web)
-		_, err := NewProjectService(repo).Get(keyContext(t, &APIKey{ID: "0123456789abcdef", Scopes: Scopes{ScopeKeysRead}}), "web")
+		_, err := NewProjectService(repo, newFakeHub()).Get(keyContext(t, &APIKey{ID: "0123456789abcdef", Scopes: Scopes{ScopeKeysRead}}), "web")
 		wantCode(t, err, EFORBIDDEN)
 		if repo.callCount() != 0 {
 			t.Error("repo called without the scope")
@@ -146,7 +146,7 @@ func TestProjectService_Get(t *testing.T) {
 	})
 
 	t.Run("ErrUnauthenticated", func(t *testing.T) {
-		_, err := NewProjectService(newProjectRepo(web)).Get(t.Context(), "web")
+		_, err := NewProjectService(newProjectRepo(web), newFakeHub()).Get(t.Context(), "web")
 		wantCode(t, err, EUNAUTHENTICATED)
 	})
 }
@@ -162,7 +162,7 @@ func TestProjectService_List(t *testing.T) {
 	ctx := keyContext(t, &APIKey{ID: "0123456789abcdef", Scopes: Scopes{ScopeProjectsRead}})
 	list := func(t *testing.T, f ProjectFilter, req PageRequest) Page[*Project] {
 		t.Helper()
-		page, err := NewProjectService(newProjectRepo(projects...)).List(ctx, f, req)
+		page, err := NewProjectService(newProjectRepo(projects...), newFakeHub()).List(ctx, f, req)
 		if err != nil {
 			t.Fatalf("List(%+v, %+v): %v", f, req, err)
 		}
@@ -205,7 +205,7 @@ func TestProjectService_List(t *testing.T) {
 	}
 
 	t.Run("WalkWithCursors", func(t *testing.T) {
-		s := NewProjectService(newProjectRepo(projects...))
+		s := NewProjectService(newProjectRepo(projects...), newFakeHub())
 		var ids []string
 		var after *string
 		for range len(projects) + 1 {
@@ -234,7 +234,7 @@ func TestProjectService_List(t *testing.T) {
 		repo := newProjectRepo(projects...)
 		labels := map[string]string{"team": "core"}
 		f := ProjectFilter{Status: ProjectRunning, Labels: labels, AfterID: "ignored", Limit: 999}
-		if _, err := NewProjectService(repo).List(ctx, f, PageRequest{First: 3, After: "alpha"}); err != nil {
+		if _, err := NewProjectService(repo, newFakeHub()).List(ctx, f, PageRequest{First: 3, After: "alpha"}); err != nil {
 			t.Fatal(err)
 		}
 		want := ProjectFilter{Status: ProjectRunning, Labels: labels, AfterID: "alpha", Limit: 4}
@@ -252,7 +252,7 @@ func TestProjectService_List(t *testing.T) {
 	for _, status := range []ProjectStatus{"running", "UNKNOWN", " RUNNING"} {
 		t.Run("ErrInvalidStatus", func(t *testing.T) {
 			repo := newProjectRepo(projects...)
-			_, err := NewProjectService(repo).List(ctx, ProjectFilter{Status: status}, PageRequest{First: 20})
+			_, err := NewProjectService(repo, newFakeHub()).List(ctx, ProjectFilter{Status: status}, PageRequest{First: 20})
 			wantCode(t, err, EINVALID)
 			if !strings.Contains(ErrorMessage(err), string(status)) {
 				t.Errorf("message %q does not name %q", ErrorMessage(err), status)
@@ -271,18 +271,18 @@ func TestProjectService_List(t *testing.T) {
 
 	t.Run("ErrForbidden", func(t *testing.T) {
 		ctx := keyContext(t, &APIKey{ID: "0123456789abcdef", Scopes: Scopes{ScopeCommandsRead}})
-		_, err := NewProjectService(newProjectRepo(projects...)).List(ctx, ProjectFilter{}, PageRequest{First: 1})
+		_, err := NewProjectService(newProjectRepo(projects...), newFakeHub()).List(ctx, ProjectFilter{}, PageRequest{First: 1})
 		wantCode(t, err, EFORBIDDEN)
 	})
 
 	t.Run("ErrUnauthenticated", func(t *testing.T) {
-		_, err := NewProjectService(newProjectRepo(projects...)).List(t.Context(), ProjectFilter{}, PageRequest{First: 1})
+		_, err := NewProjectService(newProjectRepo(projects...), newFakeHub()).List(t.Context(), ProjectFilter{}, PageRequest{First: 1})
 		wantCode(t, err, EUNAUTHENTICATED)
 	})
 
 	t.Run("ErrRepo", func(t *testing.T) {
 		boom := errors.New("informer not synced")
-		_, err := NewProjectService(failingProjectRepo{boom}).List(ctx, ProjectFilter{}, PageRequest{First: 1})
+		_, err := NewProjectService(failingProjectRepo{boom}, newFakeHub()).List(ctx, ProjectFilter{}, PageRequest{First: 1})
 		if !errors.Is(err, boom) {
 			t.Errorf("err = %v, want %v", err, boom)
 		}

@@ -129,7 +129,7 @@ func (st *outputStream) follow(ctx context.Context, sub HubSubscription, c *Comm
 						return true
 					}
 				}
-			case EventCancel, EventQueued:
+			case EventCancel, EventQueued, EventProject:
 			}
 		case <-recheck.C:
 			if !st.catchUp(ctx) {

@@ -215,6 +215,7 @@ type ComplexityRoot struct {
 	Subscription struct {
 		CommandEvents func(childComplexity int, projectID string) int
 		CommandOutput func(childComplexity int, commandID string, afterSeq *int) int
+		ProjectStatus func(childComplexity int, projectID *string) int
 	}
 }
 
@@ -274,6 +275,7 @@ type QueryResolver interface {
 type SubscriptionResolver interface {
 	CommandOutput(ctx context.Context, commandID string, afterSeq *int) (<-chan model.CommandOutputEvent, error)
 	CommandEvents(ctx context.Context, projectID string) (<-chan *domain.Command, error)
+	ProjectStatus(ctx context.Context, projectID *string) (<-chan *domain.Project, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -1005,6 +1007,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Subscription.CommandOutput(childComplexity, args["commandId"].(string), args["afterSeq"].(*int)), true
+	case "Subscription.projectStatus":
+		if e.ComplexityRoot.Subscription.ProjectStatus == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_projectStatus_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.ProjectStatus(childComplexity, args["projectId"].(*string)), true
 
 	}
 	return 0, false
@@ -1268,6 +1281,13 @@ type Subscription {
   Status changes (queued, running, finished) of every command in a project.
   """
   commandEvents("The project to watch." projectId: ID!): Command! @hasScope(scope: COMMANDS_READ)
+
+  """
+  Changes of a project's status, labels or annotations — of one project,
+  starting with its current state, or of every project when projectId is
+  omitted. A project whose pod is deleted arrives once more as GONE.
+  """
+  projectStatus("The project to watch; every project when omitted." projectId: ID): Project! @hasScope(scope: PROJECTS_READ)
 }
 
 """
@@ -2454,6 +2474,20 @@ func (ec *executionContext) field_Subscription_commandOutput_args(ctx context.Co
 		return nil, err
 	}
 	args["afterSeq"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_projectStatus_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "projectId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["projectId"] = arg0
 	return args, nil
 }
 
@@ -5751,6 +5785,68 @@ func (ec *executionContext) fieldContext_Subscription_commandEvents(ctx context.
 	return fc, nil
 }
 
+func (ec *executionContext) _Subscription_projectStatus(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_projectStatus(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().ProjectStatus(ctx, fc.Args["projectId"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope(ctx, "PROJECTS_READ")
+				if err != nil {
+					var zeroVal *domain.Project
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal *domain.Project
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Project) graphql.Marshaler {
+			return ec.marshalNProject2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProject(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_projectStatus(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Project(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_projectStatus_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) ___Directive_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8519,6 +8615,8 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 		return ec._Subscription_commandOutput(ctx, fields[0])
 	case "commandEvents":
 		return ec._Subscription_commandEvents(ctx, fields[0])
+	case "projectStatus":
+		return ec._Subscription_projectStatus(ctx, fields[0])
 	default:
 		panic("unknown field " + strconv.Quote(fields[0].Name))
 	}

@@ -250,6 +250,10 @@ func (r *subscriptionResolver) CommandEvents(ctx context.Context, projectID stri
 	return r.CommandService.Events(ctx, projectID)
 }
 
+func (r *subscriptionResolver) ProjectStatus(ctx context.Context, projectID *string) (<-chan *domain.Project, error) {
+	return r.ProjectService.Watch(ctx, deref(projectID))
+}
+
 func (r *Resolver) APIKey() graph.APIKeyResolver { return &aPIKeyResolver{r} }
 
 func (r *Resolver) Command() graph.CommandResolver { return &commandResolver{r} }

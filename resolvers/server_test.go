@@ -41,7 +41,7 @@ func newTestServer(t testing.TB) *testServer {
 		})
 	}
 	root := &Resolver{
-		ProjectService: domain.NewProjectService(projects), APIKeyService: ts.svc,
+		ProjectService: domain.NewProjectService(projects, nopHub{}), APIKeyService: ts.svc,
 		CommandService: domain.NewCommandService(ts.commands, projects, nopHub{}, nil, domain.DefaultCommandLimits),
 	}
 	h := NewHandler(root, Config{

@@ -151,7 +151,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 			DrainTimeout: cfg.ShutdownTimeout,
 		})
 	root := &resolvers.Resolver{
-		ProjectService: domain.NewProjectService(projects),
+		ProjectService: domain.NewProjectService(projects, s.hub),
 		APIKeyService:  s.keys,
 		CommandService: s.commands,
 	}

@@ -1,0 +1,148 @@
+package domain
+
+import (
+	"context"
+	"maps"
+)
+
+// projectWatchBuffer is how many changes may wait for a slow watcher before
+// the hub drops it and it catches up from the repository.
+const projectWatchBuffer = 64
+
+// Changed publishes a project's new state to watchers. The project
+// repository calls it (through the wiring) whenever a project's status,
+// labels or annotations change.
+func (s *ProjectService) Changed(p *Project) {
+	s.hub.Publish(ProjectsTopic, Event{Kind: EventProject, Project: p})
+}
+
+// Watch streams changes of one project (id non-empty) or of every project,
+// until ctx ends. Watching one project starts with its current state, so a
+// client never misses a change between reading and watching it. A watcher
+// that falls behind catches up with the current state of what changed
+// meanwhile and never receives a state it was already sent. It needs
+// projects:read; ENOTFOUND for an unknown project.
+func (s *ProjectService) Watch(ctx context.Context, id string) (<-chan *Project, error) {
+	if _, err := Authorize(ctx, ScopeProjectsRead); err != nil {
+		return nil, err
+	}
+	var first *Project
+	// Subscribe before reading, so a change made in between is not lost.
+	sub := s.hub.Subscribe(ProjectsTopic, projectWatchBuffer)
+	if id != "" {
+		p, err := s.Get(ctx, id)
+		if err != nil {
+			sub.Close()
+			return nil, err
+		}
+		first = p
+	}
+	out := make(chan *Project, 4)
+	w := &projectWatch{s: s, id: id, sent: map[string]*Project{}, out: out}
+	go func() {
+		defer close(out)
+		if first != nil && !w.send(ctx, first) {
+			sub.Close()
+			return
+		}
+		for {
+			w.forward(ctx, sub)
+			sub.Close()
+			if ctx.Err() != nil {
+				return
+			}
+			// Dropped for lagging: subscribe anew, then send what changed.
+			sub = s.hub.Subscribe(ProjectsTopic, projectWatchBuffer)
+			if !w.catchUp(ctx) {
+				sub.Close()
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// projectWatch is one watcher's stream.
+type projectWatch struct {
+	s    *ProjectService
+	id   string              // "" for every project
+	sent map[string]*Project // the last state sent, by project
+	out  chan<- *Project
+}
+
+// forward sends the changes on sub until ctx ends or sub drops the watcher.
+func (w *projectWatch) forward(ctx context.Context, sub HubSubscription) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-sub.Events():
+			if !ok {
+				return
+			}
+			if e.Kind == EventProject && e.Project != nil && (w.id == "" || e.Project.ID == w.id) && !w.send(ctx, e.Project) {
+				return
+			}
+		}
+	}
+}
+
+// catchUp sends the current state of the watched projects that differs from
+// what was sent. A watched project that is gone from the repository is sent
+// as GONE. It returns false when the stream must end.
+func (w *projectWatch) catchUp(ctx context.Context) bool {
+	var current []*Project
+	if w.id != "" {
+		p, err := w.s.repo.FindProjectByID(ctx, w.id)
+		switch {
+		case ErrorCode(err) == ENOTFOUND:
+			if prev := w.sent[w.id]; prev != nil {
+				gone := *prev
+				gone.Status = ProjectGone
+				current = []*Project{&gone}
+			}
+		case err != nil:
+			return false
+		default:
+			current = []*Project{p}
+		}
+	} else {
+		for after := ""; ; {
+			ps, err := w.s.repo.FindProjects(ctx, ProjectFilter{AfterID: after, Limit: MaxPageSize})
+			if err != nil {
+				return false
+			}
+			current = append(current, ps...)
+			if len(ps) < MaxPageSize {
+				break
+			}
+			after = ps[len(ps)-1].ID
+		}
+	}
+	for _, p := range current {
+		if !w.send(ctx, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// send passes p on unless it equals the state last sent of that project.
+func (w *projectWatch) send(ctx context.Context, p *Project) bool {
+	if prev := w.sent[p.ID]; prev != nil && sameProjectState(prev, p) {
+		return true
+	}
+	w.sent[p.ID] = p
+	select {
+	case w.out <- p:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// sameProjectState reports whether a and b differ in nothing a watcher sees.
+func sameProjectState(a, b *Project) bool {
+	return a.Status == b.Status && a.Namespace == b.Namespace &&
+		maps.Equal(a.Labels, b.Labels) && maps.Equal(a.Annotations, b.Annotations)
+}
