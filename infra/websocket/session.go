@@ -40,8 +40,9 @@ type session struct {
 
 // operation is one running subscribe (or start) of the client.
 type operation struct {
-	cancel  context.CancelFunc
-	stopped bool // by the client
+	cancel   context.CancelFunc
+	stopped  bool // by the client
+	replaced bool // by a new operation with its id (legacy protocol)
 }
 
 // serve runs the connection until it closes, and returns once every
@@ -198,7 +199,7 @@ func (s *session) subscribe(m inMessage) bool {
 			return false
 		}
 		// subscriptions-transport-ws replaces an operation with the same id.
-		prev.stopped = true
+		prev.replaced = true
 		prev.cancel()
 	}
 	s.mu.Unlock()
@@ -253,7 +254,7 @@ func (s *session) run(ctx context.Context, id string, op *operation, rc *graphql
 		if s.ops[id] == op {
 			delete(s.ops, id)
 		}
-		complete := !s.closed && (!op.stopped || s.p.legacy)
+		complete := !s.closed && !op.replaced && (!op.stopped || s.p.legacy)
 		s.mu.Unlock()
 		if complete {
 			s.write(encodeMessage(nil, "complete", id, nil))

@@ -687,3 +687,21 @@ func TestTransport_ServerShutdown(t *testing.T) {
 		t.Errorf("close %d, want %d", ce.Code, gorilla.CloseGoingAway)
 	}
 }
+
+// The legacy protocol replaces an operation started again with the same id:
+// the new one runs, and no "complete" of the old one can end it for the
+// client.
+func TestTransport_LegacyReplacesOperation(t *testing.T) {
+	srv := newServer(t, websocket.Implementation{}, nil)
+	c := dial(t, srv.url, nil, "graphql-ws")
+	handshake(t, c, protocols[1], "")
+	sub := json.RawMessage(`{"query":"subscription { name }"}`)
+	send(t, c, msg{Type: "start", ID: "s", Payload: sub})
+	send(t, c, msg{Type: "start", ID: "s", Payload: sub})
+	send(t, c, msg{Type: "start", ID: "q", Payload: json.RawMessage(`{"query":"{ name }"}`)})
+	// The query's two messages come after both starts were handled.
+	expect(t, c, "data", "q", `{"data":{"name":"test"}}`)
+	expect(t, c, "complete", "q", "")
+	srv.SendNextSubscriptionMessage()
+	expect(t, c, "data", "s", `{"data":{"name":"test"}}`)
+}
