@@ -25,8 +25,26 @@
 # Everything listens on 127.0.0.1 only, on free ports picked at start, so
 # several clusters (in different DIRs) can run side by side.
 # Needs: go, openssl, curl, kubectl (KUBECTL overrides), ss, setsid, flock.
+# kubectl must be within one minor version of the server: if the one on PATH
+# is not (Debian's google-cloud-sdk kubectl is 1.32), a sibling kubectl.1.<m>
+# next to it (m = 33..35) is used instead for this script's own calls.
 # DIR holds: kubeconfig, env, kubeconfig-NAME, pki/, etcd-data/, *.log,
 # *.pid, ports, kwok.yaml, objects.yaml, tokens.csv (admin,"system:masters").
+#
+# In tests: `set -a; . DIR/env; set +a` exports KUBECONFIG and
+# RDEV_TEST_KUBECONFIG (both DIR/kubeconfig: user "admin", group
+# system:masters, namespace default). Restricted identities for RBAC tests:
+#   - `bash scripts/testcluster.sh user DIR rdev-test` signs a client
+#     certificate (CN=rdev-test, no O, so only the implicit group
+#     system:authenticated) with the cluster CA, at any time while it runs, and
+#     prints DIR/kubeconfig-rdev-test. Grant it rights as admin, e.g.
+#       kubectl create role pods --verb=get,list --resource=pods -n default
+#       kubectl create rolebinding rdev-test-pods --role=pods --user=rdev-test -n default
+#     (or in Go: an rbacv1.RoleBinding with Subject{Kind: "User", Name: "rdev-test"}).
+#   - Bearer tokens: DIR/tokens.csv holds the admin's
+#     (TOKEN,admin,admin,"system:masters"); kube-apiserver reads that file only
+#     when it starts, so token users are for setups that start their own
+#     cluster; certificates (above) need no restart.
 set -euo pipefail
 
 ETCD_VERSION="${ETCD_VERSION:-3.6.8}"
@@ -307,7 +325,7 @@ sign_cert() {
 		-subj "$subj" -out "$pki/$name.csr" 2>/dev/null
 	printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n%s\n' "$ext" >"$pki/$name.ext"
 	openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
-		-CAcreateserial -days 3650 -sha256 -extfile "$pki/$name.ext" -out "$pki/$name.crt" 2>/dev/null
+		-set_serial "0x$(openssl rand -hex 16)" -days 3650 -sha256 -extfile "$pki/$name.ext" -out "$pki/$name.crt" 2>/dev/null
 	rm -f "$pki/$name.csr" "$pki/$name.ext"
 	chmod 0600 "$pki/$name.key"
 }
@@ -532,6 +550,35 @@ kwok_src() {
 	printf '%s\n' "$d"
 }
 
+# check_kubectl makes sure $kubectl is within kubectl's supported version skew
+# (+/-1 minor) of kube-apiserver $KUBE_VERSION: if not, and KUBECTL is unset,
+# it switches to a kubectl.1.<minor> beside it (google-cloud-sdk ships those),
+# or else warns.
+check_kubectl() {
+	local want client path m alt
+	want="${KUBE_VERSION#*.}"
+	want="${want%%.*}"
+	client="$("$kubectl" version --client -o json 2>/dev/null |
+		sed -n 's/.*"minor": *"\([0-9]*\).*/\1/p' | head -n 1)"
+	if [[ -z "$client" ]]; then
+		log "WARNING: cannot tell $kubectl's version"
+		return
+	fi
+	((client >= want - 1 && client <= want + 1)) && return
+	if [[ -z "${KUBECTL:-}" ]]; then
+		path="$(readlink -f "$(command -v "$kubectl")")"
+		for m in "$want" $((want - 1)) $((want + 1)); do
+			alt="$(dirname "$path")/kubectl.1.$m"
+			if [[ -x "$alt" ]]; then
+				log "kubectl on PATH is 1.$client, outside the skew of kube-apiserver $KUBE_VERSION; using $alt (KUBECTL=$alt for your own calls)"
+				kubectl="$alt"
+				return
+			fi
+		done
+	fi
+	log "WARNING: $kubectl is 1.$client, more than one minor version from kube-apiserver $KUBE_VERSION; set KUBECTL to a kubectl 1.$((want - 1))-1.$((want + 1))"
+}
+
 # shellcheck disable=SC2317 # run by the EXIT trap of cmd_start
 start_failed() {
 	local dir="$1"
@@ -546,6 +593,7 @@ cmd_start() {
 	local dir begin=$SECONDS
 	dir="$(abs_dir "$1")"
 	command -v "$kubectl" >/dev/null || die "kubectl not found (set KUBECTL)"
+	check_kubectl
 	command -v openssl >/dev/null || die "openssl not found"
 
 	if pid_of "$dir" kube-apiserver >/dev/null && pid_of "$dir" kwok >/dev/null && readyz "$dir"; then
