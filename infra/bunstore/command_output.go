@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unsafe"
 
 	"github.com/uptrace/bun"
 
@@ -39,14 +40,20 @@ func (s *Store) AppendOutput(ctx context.Context, chunks []domain.OutputChunk) e
 	if len(chunks) == 0 {
 		return nil
 	}
-	batches, err := outputBatches(chunks)
-	if err != nil {
-		return err
-	}
+	var err error
 	if s.isPostgres() {
+		var batches [][]*outputRow
+		if batches, err = outputBatches(chunks); err != nil {
+			return err
+		}
 		err = s.appendOutputPG(ctx, batches)
 	} else {
-		err = s.appendOutputSQLite(ctx, batches)
+		for _, ch := range chunks {
+			if err := checkChunk(ch); err != nil {
+				return err
+			}
+		}
+		err = s.appendOutputSQLite(ctx, chunks)
 	}
 	switch {
 	case err == nil:
@@ -83,26 +90,38 @@ func (s *Store) appendOutputPG(ctx context.Context, batches [][]*outputRow) erro
 
 // appendOutputSQLite inserts with one prepared statement and bound
 // parameters: SQLite then never parses the output itself as SQL text, which
-// bun's inlined (hex) literals would make it do.
-func (s *Store) appendOutputSQLite(ctx context.Context, batches [][]*outputRow) error {
+// bun's inlined (hex) literals would make it do. Each chunk's data is bound
+// straight from its string, not copied into an outputRow first: the driver
+// copies a bound blob anyway, and output is most of what the store writes.
+func (s *Store) appendOutputSQLite(ctx context.Context, chunks []domain.OutputChunk) error {
 	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		stmt, err := tx.PrepareContext(ctx, "INSERT INTO command_output (command_id, seq, stream, data, at) VALUES (?, ?, ?, ?, ?)")
 		if err != nil {
 			return err
 		}
 		defer func() { _ = stmt.Close() }()
-		for _, b := range batches {
-			for _, r := range b {
-				// The time is bound as the dialect writes it, so reads parse it
-				// the same way as every other stored time.
-				at := strings.Trim(string(s.db.Dialect().AppendTime(nil, r.At)), "'")
-				if _, err := stmt.ExecContext(ctx, r.CommandID, r.Seq, r.Stream, r.Data, at); err != nil {
-					return err
-				}
+		var at []byte
+		for _, ch := range chunks {
+			// The time is bound as the dialect writes it, so reads parse it
+			// the same way as every other stored time.
+			at = s.db.Dialect().AppendTime(at[:0], storedTime(ch.At))
+			if _, err := stmt.ExecContext(ctx, ch.CommandID, ch.Seq, string(ch.Stream), blob(ch.Data), strings.Trim(string(at), "'")); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
+}
+
+// blob returns the bytes of s without copying them, to be bound as a BLOB
+// parameter: database/sql passes a []byte to the driver as it is, and the
+// driver copies it before the statement runs, so nothing writes to s. The
+// empty string gives an empty, non-nil slice, as a nil one binds NULL.
+func blob(s string) []byte {
+	if s == "" {
+		return []byte{}
+	}
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
 // outputBatches validates chunks and splits them into INSERT-sized batches.
@@ -111,11 +130,8 @@ func outputBatches(chunks []domain.OutputChunk) ([][]*outputRow, error) {
 	var cur []*outputRow
 	size := 0
 	for _, ch := range chunks {
-		if ch.Seq < 1 {
-			return nil, domain.Errorf(domain.EINVALID, "command output %s: sequence number %d is below 1", ch.CommandID, ch.Seq)
-		}
-		if ch.Stream != domain.Stdout && ch.Stream != domain.Stderr {
-			return nil, domain.Errorf(domain.EINVALID, "command output %s: unknown stream %q", ch.CommandID, ch.Stream)
+		if err := checkChunk(ch); err != nil {
+			return nil, err
 		}
 		if len(cur) == outputRowsPerStatement || (len(cur) > 0 && size+len(ch.Data) > outputBytesPerStatement) {
 			batches, cur, size = append(batches, cur), nil, 0
@@ -124,6 +140,18 @@ func outputBatches(chunks []domain.OutputChunk) ([][]*outputRow, error) {
 		size += len(ch.Data)
 	}
 	return append(batches, cur), nil
+}
+
+// checkChunk returns EINVALID for a chunk with a Seq below 1 or an unknown
+// stream.
+func checkChunk(ch domain.OutputChunk) error {
+	if ch.Seq < 1 {
+		return domain.Errorf(domain.EINVALID, "command output %s: sequence number %d is below 1", ch.CommandID, ch.Seq)
+	}
+	if ch.Stream != domain.Stdout && ch.Stream != domain.Stderr {
+		return domain.Errorf(domain.EINVALID, "command output %s: unknown stream %q", ch.CommandID, ch.Stream)
+	}
+	return nil
 }
 
 // ReadOutput returns the chunks of commandID with Seq above afterSeq, in Seq

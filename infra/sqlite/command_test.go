@@ -33,7 +33,7 @@ func TestClaimCommands_Order(t *testing.T) {
 }
 
 // mustOpenFile opens the database at path, closed when the test ends.
-func mustOpenFile(t *testing.T, path string) *bunstore.Store {
+func mustOpenFile(t testing.TB, path string) *bunstore.Store {
 	t.Helper()
 	s, err := sqlite.Open(t.Context(), path)
 	if err != nil {

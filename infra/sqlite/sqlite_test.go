@@ -44,7 +44,7 @@ func TestOpen(t *testing.T) {
 			}
 			defer conn.Close()
 			var journal string
-			var fk, busy int
+			var fk, busy, autocheckpoint, sizeLimit int
 			if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&journal); err != nil {
 				t.Fatal(err)
 			}
@@ -54,8 +54,19 @@ func TestOpen(t *testing.T) {
 			if err := conn.QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(&busy); err != nil {
 				t.Fatal(err)
 			}
+			if err := conn.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&autocheckpoint); err != nil {
+				t.Fatal(err)
+			}
+			if err := conn.QueryRowContext(ctx, "PRAGMA journal_size_limit").Scan(&sizeLimit); err != nil {
+				t.Fatal(err)
+			}
 			if journal != "wal" || fk != 1 || busy < 1000 {
 				t.Errorf("connection %d: journal_mode=%s foreign_keys=%d busy_timeout=%d; want wal, 1, >=1000", i, journal, fk, busy)
+			}
+			// Writers checkpoint late (the checkpointer does it before them),
+			// and a WAL grown by a burst is cut back.
+			if autocheckpoint <= 1000 || sizeLimit <= 0 {
+				t.Errorf("connection %d: wal_autocheckpoint=%d journal_size_limit=%d; want above 1000 and a limit", i, autocheckpoint, sizeLimit)
 			}
 		}
 	})
@@ -139,9 +150,10 @@ func mustOpen(t *testing.T) *bunstore.Store {
 	return s
 }
 
-func mustOpenMigrated(t *testing.T) *bunstore.Store {
+// mustOpenMigrated opens a fresh, fully migrated database.
+func mustOpenMigrated(t testing.TB) *bunstore.Store {
 	t.Helper()
-	s := mustOpen(t)
+	s := mustOpenFile(t, filepath.Join(t.TempDir(), "rdev.db"))
 	if err := s.Migrate(t.Context(), migrations.SQLite()); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
