@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // OutputConfig shapes how a command's output is cut and kept.
@@ -138,7 +139,11 @@ func (r *recorder) write(s Stream, p []byte) {
 	for r.pendingLen > r.cfg.MaxPending && !r.closed {
 		r.drained.Wait()
 	}
-	buf := append(r.partial[s], p...)
+	// A fresh buffer per write: the pieces cut from it are handed on as they
+	// are, since nothing writes to it again.
+	prev := r.partial[s]
+	buf := make([]byte, len(prev)+len(p))
+	copy(buf[copy(buf, prev):], p)
 	buf = r.cutLines(s, buf)
 	r.partial[s] = buf
 	if len(buf) > 0 {
@@ -210,12 +215,15 @@ func (r *recorder) flushPartial(s Stream, final bool) {
 	}
 }
 
-// emit queues a piece for the store loop. The caller holds r.mu.
+// emit queues a piece for the store loop, which takes data over: the caller
+// must not write to its bytes again. The caller holds r.mu.
 func (r *recorder) emit(s Stream, data []byte) {
 	if r.closed {
 		return
 	}
-	r.pending = append(r.pending, segment{stream: s, data: bytes.Clone(data), at: r.now()})
+	// Capped, so that merging in commit copies instead of appending into
+	// the bytes after it.
+	r.pending = append(r.pending, segment{stream: s, data: data[:len(data):len(data)], at: r.now()})
 	r.pendingLen += len(data)
 	r.drained.Broadcast()
 }
@@ -264,7 +272,7 @@ func (r *recorder) commit(batch []segment) {
 			data = append(data, batch[i].data...)
 		}
 		r.seq++
-		c := OutputChunk{CommandID: r.cmdID, Seq: r.seq, Stream: seg.stream, Data: string(data), At: seg.at.UTC().Truncate(time.Microsecond)}
+		c := OutputChunk{CommandID: r.cmdID, Seq: r.seq, Stream: seg.stream, Data: frozenString(data), At: seg.at.UTC().Truncate(time.Microsecond)}
 		size := int64(len(data))
 		r.total += size
 		if !r.pastHead && size <= r.headRoom {
@@ -308,6 +316,16 @@ func (r *recorder) append(chunks []OutputChunk) {
 	r.lastStored = chunks[len(chunks)-1].Seq
 	e := Event{Kind: EventOutput, CommandID: r.cmdID, Chunks: chunks, UpTo: r.lastStored}
 	publish(ctx, r.hub, r.bcast, CommandTopic(r.cmdID), e)
+}
+
+// frozenString returns b's bytes as a string without copying them. b must
+// never be written again: segments' bytes are not, once emitted, and output
+// is most of what passes through the recorder.
+func frozenString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 // close sends unfinished lines, waits until all output and the tail window
