@@ -33,6 +33,7 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 type ResolverRoot interface {
 	APIKey() APIKeyResolver
 	Command() CommandResolver
+	ComponentHealth() ComponentHealthResolver
 	Mutation() MutationResolver
 	Project() ProjectResolver
 	Query() QueryResolver
@@ -121,6 +122,14 @@ type ComplexityRoot struct {
 		Truncated  func(childComplexity int) int
 	}
 
+	ComponentHealth struct {
+		Detail         func(childComplexity int) int
+		Name           func(childComplexity int) int
+		RetryInSeconds func(childComplexity int) int
+		Since          func(childComplexity int) int
+		Status         func(childComplexity int) int
+	}
+
 	CreateAPIKeyPayload struct {
 		APIKey func(childComplexity int) int
 		Token  func(childComplexity int) int
@@ -128,6 +137,11 @@ type ComplexityRoot struct {
 
 	ExecuteCommandPayload struct {
 		Command func(childComplexity int) int
+	}
+
+	Health struct {
+		Components func(childComplexity int) int
+		Ready      func(childComplexity int) int
 	}
 
 	Label struct {
@@ -183,6 +197,7 @@ type ComplexityRoot struct {
 		APIKeys  func(childComplexity int, first *int, after *string) int
 		Command  func(childComplexity int, id string) int
 		Commands func(childComplexity int, projectID *string, status *domain.CommandStatus, first *int, after *string) int
+		Health   func(childComplexity int) int
 		Project  func(childComplexity int, id string) int
 		Projects func(childComplexity int, first *int, after *string, filter *model.ProjectFilter) int
 		Queue    func(childComplexity int) int
@@ -249,6 +264,10 @@ type CommandResolver interface {
 	LastSeq(ctx context.Context, obj *domain.Command) (int, error)
 	ClientToken(ctx context.Context, obj *domain.Command) (*string, error)
 }
+type ComponentHealthResolver interface {
+	Since(ctx context.Context, obj *domain.ComponentHealth) (*time.Time, error)
+	RetryInSeconds(ctx context.Context, obj *domain.ComponentHealth) (*int, error)
+}
 type MutationResolver interface {
 	CreateAPIKey(ctx context.Context, input model.CreateAPIKeyInput) (*model.CreateAPIKeyPayload, error)
 	RevokeAPIKey(ctx context.Context, input model.RevokeAPIKeyInput) (*model.RevokeAPIKeyPayload, error)
@@ -264,6 +283,7 @@ type ProjectResolver interface {
 }
 type QueryResolver interface {
 	Viewer(ctx context.Context) (*domain.APIKey, error)
+	Health(ctx context.Context) (*domain.Health, error)
 	Projects(ctx context.Context, first *int, after *string, filter *model.ProjectFilter) (*model.ProjectConnection, error)
 	Project(ctx context.Context, id string) (*domain.Project, error)
 	APIKeys(ctx context.Context, first *int, after *string) (*model.APIKeyConnection, error)
@@ -616,6 +636,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CommandFinished.Truncated(childComplexity), true
 
+	case "ComponentHealth.detail":
+		if e.ComplexityRoot.ComponentHealth.Detail == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ComponentHealth.Detail(childComplexity), true
+	case "ComponentHealth.name":
+		if e.ComplexityRoot.ComponentHealth.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ComponentHealth.Name(childComplexity), true
+	case "ComponentHealth.retryInSeconds":
+		if e.ComplexityRoot.ComponentHealth.RetryInSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ComponentHealth.RetryInSeconds(childComplexity), true
+	case "ComponentHealth.since":
+		if e.ComplexityRoot.ComponentHealth.Since == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ComponentHealth.Since(childComplexity), true
+	case "ComponentHealth.status":
+		if e.ComplexityRoot.ComponentHealth.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ComponentHealth.Status(childComplexity), true
+
 	case "CreateAPIKeyPayload.apiKey":
 		if e.ComplexityRoot.CreateAPIKeyPayload.APIKey == nil {
 			break
@@ -635,6 +686,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ExecuteCommandPayload.Command(childComplexity), true
+
+	case "Health.components":
+		if e.ComplexityRoot.Health.Components == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Health.Components(childComplexity), true
+	case "Health.ready":
+		if e.ComplexityRoot.Health.Ready == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Health.Ready(childComplexity), true
 
 	case "Label.key":
 		if e.ComplexityRoot.Label.Key == nil {
@@ -879,6 +943,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Commands(childComplexity, args["projectId"].(*string), args["status"].(*domain.CommandStatus), args["first"].(*int), args["after"].(*string)), true
+	case "Query.health":
+		if e.ComplexityRoot.Query.Health == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Health(childComplexity), true
 
 	case "Query.project":
 		if e.ComplexityRoot.Query.Project == nil {
@@ -1164,6 +1234,12 @@ type Query {
   The API key making this request.
   """
   viewer: APIKey! @authenticated
+
+  """
+  The health of rdev's parts: the database and, with the Kubernetes executor,
+  the API server (through its circuit breaker) and the project cache.
+  """
+  health: Health! @authenticated
 
   """
   Projects, sorted by ID, optionally filtered by status and labels.
@@ -1801,6 +1877,44 @@ type APIKeyEdge {
   "The key."
   node: APIKey!
 }
+
+"""
+rdev's state as a whole.
+"""
+type Health {
+  "Whether every component is OK or DEGRADED (what /readyz reports)."
+  ready: Boolean!
+  "Each component, in a fixed order."
+  components: [ComponentHealth!]!
+}
+
+"""
+How one part of rdev is doing.
+"""
+type ComponentHealth {
+  "What the component is: database, kubernetes, projects."
+  name: String!
+  "Its state."
+  status: ComponentStatus!
+  "Why it is not OK, or what it is."
+  detail: String!
+  "When it entered its state, if known."
+  since: Time
+  "For a component that is DOWN and will be tried again: seconds until then."
+  retryInSeconds: Int
+}
+
+"""
+The state of a component.
+"""
+enum ComponentStatus {
+  "It works."
+  OK
+  "It works in part or is recovering (a circuit breaker probing a server that failed)."
+  DEGRADED
+  "It does not work; calls that need it fail with UNAVAILABLE."
+  DOWN
+}
 `, BuiltIn: false},
 }
 var parsedSchema = gqlparser.MustLoadSchema(sources...)
@@ -1943,6 +2057,22 @@ func (ec *executionContext) childFields_CommandEdge(ctx context.Context, field g
 	return nil, fmt.Errorf("no field named %q was found under type CommandEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_ComponentHealth(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_ComponentHealth_name(ctx, field)
+	case "status":
+		return ec.fieldContext_ComponentHealth_status(ctx, field)
+	case "detail":
+		return ec.fieldContext_ComponentHealth_detail(ctx, field)
+	case "since":
+		return ec.fieldContext_ComponentHealth_since(ctx, field)
+	case "retryInSeconds":
+		return ec.fieldContext_ComponentHealth_retryInSeconds(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ComponentHealth", field.Name)
+}
+
 func (ec *executionContext) childFields_CreateAPIKeyPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "apiKey":
@@ -1959,6 +2089,16 @@ func (ec *executionContext) childFields_ExecuteCommandPayload(ctx context.Contex
 		return ec.fieldContext_ExecuteCommandPayload_command(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ExecuteCommandPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_Health(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "ready":
+		return ec.fieldContext_Health_ready(ctx, field)
+	case "components":
+		return ec.fieldContext_Health_components(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Health", field.Name)
 }
 
 func (ec *executionContext) childFields_Label(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3860,6 +4000,121 @@ func (ec *executionContext) fieldContext_CommandFinished_lastSeq(_ context.Conte
 	return graphql.NewScalarFieldContext("CommandFinished", field, false, false, "Int")
 }
 
+func (ec *executionContext) _ComponentHealth_name(ctx context.Context, field graphql.CollectedField, obj *domain.ComponentHealth) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ComponentHealth_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ComponentHealth_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ComponentHealth", field, false, false, "String")
+}
+
+func (ec *executionContext) _ComponentHealth_status(ctx context.Context, field graphql.CollectedField, obj *domain.ComponentHealth) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ComponentHealth_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.ComponentStatus) graphql.Marshaler {
+			return ec.marshalNComponentStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐComponentStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ComponentHealth_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ComponentHealth", field, false, false, "ComponentStatus")
+}
+
+func (ec *executionContext) _ComponentHealth_detail(ctx context.Context, field graphql.CollectedField, obj *domain.ComponentHealth) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ComponentHealth_detail(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Detail, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ComponentHealth_detail(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ComponentHealth", field, false, false, "String")
+}
+
+func (ec *executionContext) _ComponentHealth_since(ctx context.Context, field graphql.CollectedField, obj *domain.ComponentHealth) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ComponentHealth_since(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ComponentHealth().Since(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ComponentHealth_since(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ComponentHealth", field, true, true, "Time")
+}
+
+func (ec *executionContext) _ComponentHealth_retryInSeconds(ctx context.Context, field graphql.CollectedField, obj *domain.ComponentHealth) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ComponentHealth_retryInSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ComponentHealth().RetryInSeconds(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ComponentHealth_retryInSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ComponentHealth", field, true, true, "Int")
+}
+
 func (ec *executionContext) _CreateAPIKeyPayload_apiKey(ctx context.Context, field graphql.CollectedField, obj *model.CreateAPIKeyPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3942,6 +4197,61 @@ func (ec *executionContext) fieldContext_ExecuteCommandPayload_command(_ context
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Command(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Health_ready(ctx context.Context, field graphql.CollectedField, obj *domain.Health) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Health_ready(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Ready, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Health_ready(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Health", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Health_components(ctx context.Context, field graphql.CollectedField, obj *domain.Health) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Health_components(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Components, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []domain.ComponentHealth) graphql.Marshaler {
+			return ec.marshalNComponentHealth2ᚕgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐComponentHealthᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Health_components(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Health",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ComponentHealth(ctx, field)
 		},
 	}
 	return fc, nil
@@ -4878,6 +5188,51 @@ func (ec *executionContext) fieldContext_Query_viewer(_ context.Context, field g
 		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_APIKey(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_health(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_health(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().Health(ctx)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				if ec.Directives.Authenticated == nil {
+					var zeroVal *domain.Health
+					return zeroVal, errors.New("directive authenticated is not implemented")
+				}
+				return ec.Directives.Authenticated(ctx, nil, directive0)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Health) graphql.Marshaler {
+			return ec.marshalNHealth2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐHealth(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_health(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Health(ctx, field)
 		},
 	}
 	return fc, nil
@@ -7910,6 +8265,61 @@ func (ec *executionContext) _CommandFinished(ctx context.Context, sel ast.Select
 	return out
 }
 
+var componentHealthImplementors = []string{"ComponentHealth"}
+
+func (ec *executionContext) _ComponentHealth(ctx context.Context, sel ast.SelectionSet, obj *domain.ComponentHealth) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, componentHealthImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ComponentHealth")
+		case "name":
+			out.Values[i] = ec._ComponentHealth_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._ComponentHealth_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "detail":
+			out.Values[i] = ec._ComponentHealth_detail(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "since":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ComponentHealth_since(ctx, field, obj)
+				})
+		case "retryInSeconds":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ComponentHealth_retryInSeconds(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var createAPIKeyPayloadImplementors = []string{"CreateAPIKeyPayload"}
 
 func (ec *executionContext) _CreateAPIKeyPayload(ctx context.Context, sel ast.SelectionSet, obj *model.CreateAPIKeyPayload) graphql.Marshaler {
@@ -7961,6 +8371,44 @@ func (ec *executionContext) _ExecuteCommandPayload(ctx context.Context, sel ast.
 			out.Values[i] = graphql.MarshalString("ExecuteCommandPayload")
 		case "command":
 			out.Values[i] = ec._ExecuteCommandPayload_command(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var healthImplementors = []string{"Health"}
+
+func (ec *executionContext) _Health(ctx context.Context, sel ast.SelectionSet, obj *domain.Health) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, healthImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Health")
+		case "ready":
+			out.Values[i] = ec._Health_ready(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "components":
+			out.Values[i] = ec._Health_components(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -8357,6 +8805,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_viewer(ctx, field)
+				})
+		case "health":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_health(ctx, field)
 				})
 		case "projects":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -9223,6 +9677,54 @@ var (
 	}
 )
 
+func (ec *executionContext) marshalNComponentHealth2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐComponentHealth(ctx context.Context, sel ast.SelectionSet, v domain.ComponentHealth) graphql.Marshaler {
+	return ec._ComponentHealth(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNComponentHealth2ᚕgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐComponentHealthᚄ(ctx context.Context, sel ast.SelectionSet, v []domain.ComponentHealth) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNComponentHealth2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐComponentHealth(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalNComponentStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐComponentStatus(ctx context.Context, v any) (domain.ComponentStatus, error) {
+	tmp, err := scalars.UnmarshalString(v)
+	res := unmarshalNComponentStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐComponentStatus[tmp]
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNComponentStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐComponentStatus(ctx context.Context, sel ast.SelectionSet, v domain.ComponentStatus) graphql.Marshaler {
+	_ = sel
+	res := scalars.MarshalString(marshalNComponentStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐComponentStatus[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "ComponentStatus!")
+	}
+	return res
+}
+
+var (
+	unmarshalNComponentStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐComponentStatus = map[string]domain.ComponentStatus{
+		"OK":       domain.ComponentOK,
+		"DEGRADED": domain.ComponentDegraded,
+		"DOWN":     domain.ComponentDown,
+	}
+	marshalNComponentStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐComponentStatus = map[domain.ComponentStatus]string{
+		domain.ComponentOK:       "OK",
+		domain.ComponentDegraded: "DEGRADED",
+		domain.ComponentDown:     "DOWN",
+	}
+)
+
 func (ec *executionContext) unmarshalNCreateAPIKeyInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐCreateAPIKeyInput(ctx context.Context, v any) (model.CreateAPIKeyInput, error) {
 	res, err := ec.unmarshalInputCreateAPIKeyInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -9252,6 +9754,14 @@ func (ec *executionContext) marshalNExecuteCommandPayload2ᚖgithubᚗcomᚋrdev
 		return graphql.Null
 	}
 	return ec._ExecuteCommandPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNHealth2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐHealth(ctx context.Context, sel ast.SelectionSet, v *domain.Health) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Health!")
+		return graphql.Null
+	}
+	return ec._Health(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNID2string(ctx context.Context, v any) (string, error) {

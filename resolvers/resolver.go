@@ -10,4 +10,5 @@ type Resolver struct {
 	ProjectService *domain.ProjectService
 	APIKeyService  *domain.APIKeyService
 	CommandService *domain.CommandService
+	HealthService  *domain.HealthService
 }

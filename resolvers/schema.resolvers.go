@@ -8,6 +8,7 @@ package resolvers
 import (
 	"context"
 	"maps"
+	"math"
 	"slices"
 	"time"
 
@@ -102,6 +103,20 @@ func (r *commandResolver) ClientToken(ctx context.Context, obj *domain.Command) 
 	return optional(obj.ClientToken), nil
 }
 
+func (r *componentHealthResolver) Since(ctx context.Context, obj *domain.ComponentHealth) (*time.Time, error) {
+	if obj.Since.IsZero() {
+		return nil, nil
+	}
+	return &obj.Since, nil
+}
+
+func (r *componentHealthResolver) RetryInSeconds(ctx context.Context, obj *domain.ComponentHealth) (*int, error) {
+	if obj.RetryIn <= 0 {
+		return nil, nil
+	}
+	return new(int(math.Ceil(obj.RetryIn.Seconds()))), nil
+}
+
 // CreateAPIKey is the resolver for the createAPIKey field.
 func (r *mutationResolver) CreateAPIKey(ctx context.Context, input model.CreateAPIKeyInput) (*model.CreateAPIKeyPayload, error) {
 	k, token, err := r.APIKeyService.Create(ctx, domain.CreateAPIKey{
@@ -182,6 +197,11 @@ func (r *queryResolver) Viewer(ctx context.Context) (*domain.APIKey, error) {
 	return r.APIKeyService.Viewer(ctx)
 }
 
+func (r *queryResolver) Health(ctx context.Context) (*domain.Health, error) {
+	h := r.HealthService.Check(ctx)
+	return &h, nil
+}
+
 // Projects is the resolver for the projects field.
 func (r *queryResolver) Projects(ctx context.Context, first *int, after *string, filter *model.ProjectFilter) (*model.ProjectConnection, error) {
 	req, err := domain.NewPageRequest(first, after)
@@ -258,6 +278,10 @@ func (r *Resolver) APIKey() graph.APIKeyResolver { return &aPIKeyResolver{r} }
 
 func (r *Resolver) Command() graph.CommandResolver { return &commandResolver{r} }
 
+func (r *Resolver) ComponentHealth() graph.ComponentHealthResolver {
+	return &componentHealthResolver{r}
+}
+
 func (r *Resolver) Mutation() graph.MutationResolver { return &mutationResolver{r} }
 
 func (r *Resolver) Project() graph.ProjectResolver { return &projectResolver{r} }
@@ -267,10 +291,11 @@ func (r *Resolver) Query() graph.QueryResolver { return &queryResolver{r} }
 func (r *Resolver) Subscription() graph.SubscriptionResolver { return &subscriptionResolver{r} }
 
 type (
-	aPIKeyResolver       struct{ *Resolver }
-	commandResolver      struct{ *Resolver }
-	mutationResolver     struct{ *Resolver }
-	projectResolver      struct{ *Resolver }
-	queryResolver        struct{ *Resolver }
-	subscriptionResolver struct{ *Resolver }
+	aPIKeyResolver          struct{ *Resolver }
+	commandResolver         struct{ *Resolver }
+	componentHealthResolver struct{ *Resolver }
+	mutationResolver        struct{ *Resolver }
+	projectResolver         struct{ *Resolver }
+	queryResolver           struct{ *Resolver }
+	subscriptionResolver    struct{ *Resolver }
 )

@@ -281,6 +281,10 @@ func TestE2E_FirstRun(t *testing.T) {
 			t.Errorf("%s: %d %s", p, code, body)
 		}
 	}
+	r = s.query(token, `{ health { ready components { name status detail } } }`, nil)
+	if got := fmt.Sprint(r.Data["health"]); len(r.Errors) > 0 || !strings.Contains(got, "ready:true") || !strings.Contains(got, "name:database status:OK") {
+		t.Errorf("health: %s %+v", got, r.Errors)
+	}
 
 	out, _, _ := in.cli("keys", "list")
 	if !strings.Contains(out, id) || !strings.Contains(out, "ACTIVE") {

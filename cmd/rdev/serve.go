@@ -96,6 +96,7 @@ type server struct {
 	keys       *domain.APIKeyService
 	commands   *domain.CommandService
 	dispatcher *domain.Dispatcher
+	health     *domain.HealthService
 	hub        *hub.Hub
 	bcast      *postgres.Broadcaster // nil on SQLite: one process
 	http       *http.Server
@@ -150,10 +151,12 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 			LeaseTTL: cfg.commands.LeaseTTL, Output: cfg.commands.output(), Logger: log,
 			DrainTimeout: cfg.ShutdownTimeout,
 		})
+	s.health = domain.NewHealthService(domain.HealthCheckFunc(s.databaseHealth))
 	root := &resolvers.Resolver{
 		ProjectService: domain.NewProjectService(projects, s.hub),
 		APIKeyService:  s.keys,
 		CommandService: s.commands,
+		HealthService:  s.health,
 	}
 	h := resolvers.NewHandler(root, resolvers.Config{
 		Logger:           log,
@@ -170,7 +173,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 				KeepAlive: keepAlive,
 			}
 		},
-		Ready: s.ready,
+		Ready: s.health.Ready,
 	})
 	s.ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
 	if err != nil {
@@ -186,8 +189,18 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 	return s, nil
 }
 
-// ready reports whether the database answers and its schema is current.
-func (s *server) ready(ctx context.Context) error {
+// databaseHealth reports whether the database answers and its schema is
+// current.
+func (s *server) databaseHealth(ctx context.Context) domain.ComponentHealth {
+	if err := s.databaseReady(ctx); err != nil {
+		return domain.ComponentHealth{Name: "database", Status: domain.ComponentDown, Detail: domain.ErrorMessage(err)}
+	}
+	return domain.ComponentHealth{Name: "database", Status: domain.ComponentOK, Detail: s.cfg.store.where()}
+}
+
+// databaseReady returns EUNAVAILABLE unless the database answers and its
+// schema is current.
+func (s *server) databaseReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {

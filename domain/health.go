@@ -1,0 +1,88 @@
+package domain
+
+import (
+	"context"
+	"time"
+)
+
+// ComponentStatus is how one part of rdev is doing.
+type ComponentStatus string
+
+// The component states, from best to worst.
+const (
+	// ComponentOK works.
+	ComponentOK ComponentStatus = "OK"
+	// ComponentDegraded works in part or is recovering (a circuit breaker
+	// probing a server that failed).
+	ComponentDegraded ComponentStatus = "DEGRADED"
+	// ComponentDown does not work; callers get UNAVAILABLE.
+	ComponentDown ComponentStatus = "DOWN"
+)
+
+// ComponentHealth reports one part of rdev: the database, the Kubernetes
+// API server, the project cache.
+type ComponentHealth struct {
+	Name   string
+	Status ComponentStatus
+	// Detail says why it is not OK, or what it is.
+	Detail string
+	// Since is when it entered its status, if known.
+	Since time.Time
+	// RetryIn is, for a component that is DOWN but will be tried again, how
+	// long until then.
+	RetryIn time.Duration
+}
+
+// HealthCheck reports the health of one component. Check must be cheap and
+// must not block for long: it answers health queries and /readyz.
+type HealthCheck interface {
+	Check(ctx context.Context) ComponentHealth
+}
+
+// HealthCheckFunc adapts a function to HealthCheck.
+type HealthCheckFunc func(ctx context.Context) ComponentHealth
+
+// Check calls f.
+func (f HealthCheckFunc) Check(ctx context.Context) ComponentHealth { return f(ctx) }
+
+// Health is rdev's state as a whole.
+type Health struct {
+	// Ready is whether every component is OK or DEGRADED.
+	Ready      bool
+	Components []ComponentHealth
+}
+
+// HealthService reports the health of rdev's components.
+type HealthService struct {
+	checks []HealthCheck
+}
+
+// NewHealthService returns a service over checks, reported in that order.
+func NewHealthService(checks ...HealthCheck) *HealthService {
+	return &HealthService{checks: checks}
+}
+
+// Check runs every check. It needs no scope beyond an authenticated caller
+// when asked through the API; /readyz asks it directly.
+func (s *HealthService) Check(ctx context.Context) Health {
+	h := Health{Ready: true, Components: make([]ComponentHealth, 0, len(s.checks))}
+	for _, c := range s.checks {
+		ch := c.Check(ctx)
+		if ch.Status == ComponentDown {
+			h.Ready = false
+		}
+		h.Components = append(h.Components, ch)
+	}
+	return h
+}
+
+// Ready returns nil when every component is OK or DEGRADED, and otherwise
+// EUNAVAILABLE naming the first component that is down and why.
+func (s *HealthService) Ready(ctx context.Context) error {
+	for _, c := range s.checks {
+		if ch := c.Check(ctx); ch.Status == ComponentDown {
+			return Errorf(EUNAVAILABLE, "%s: %s", ch.Name, ch.Detail)
+		}
+	}
+	return nil
+}
