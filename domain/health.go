@@ -31,6 +31,11 @@ type ComponentHealth struct {
 	// RetryIn is, for a component that is DOWN but will be tried again, how
 	// long until then.
 	RetryIn time.Duration
+	// Essential marks a component without which rdev cannot serve at all,
+	// so that it is not ready while the component is DOWN. Others (the
+	// Kubernetes API server, behind its circuit breaker) only fail the
+	// calls that need them.
+	Essential bool
 }
 
 // HealthCheck reports the health of one component. Check must be cheap and
@@ -47,7 +52,7 @@ func (f HealthCheckFunc) Check(ctx context.Context) ComponentHealth { return f(c
 
 // Health is rdev's state as a whole.
 type Health struct {
-	// Ready is whether every component is OK or DEGRADED.
+	// Ready is whether no essential component is DOWN.
 	Ready      bool
 	Components []ComponentHealth
 }
@@ -68,7 +73,7 @@ func (s *HealthService) Check(ctx context.Context) Health {
 	h := Health{Ready: true, Components: make([]ComponentHealth, 0, len(s.checks))}
 	for _, c := range s.checks {
 		ch := c.Check(ctx)
-		if ch.Status == ComponentDown {
+		if ch.Status == ComponentDown && ch.Essential {
 			h.Ready = false
 		}
 		h.Components = append(h.Components, ch)
@@ -76,11 +81,11 @@ func (s *HealthService) Check(ctx context.Context) Health {
 	return h
 }
 
-// Ready returns nil when every component is OK or DEGRADED, and otherwise
-// EUNAVAILABLE naming the first component that is down and why.
+// Ready returns nil unless an essential component is DOWN, and then
+// EUNAVAILABLE naming the first such component and why.
 func (s *HealthService) Ready(ctx context.Context) error {
 	for _, c := range s.checks {
-		if ch := c.Check(ctx); ch.Status == ComponentDown {
+		if ch := c.Check(ctx); ch.Status == ComponentDown && ch.Essential {
 			return Errorf(EUNAVAILABLE, "%s: %s", ch.Name, ch.Detail)
 		}
 	}

@@ -8,7 +8,7 @@ import (
 func TestHealthService(t *testing.T) {
 	check := func(name string, st ComponentStatus) HealthCheck {
 		return HealthCheckFunc(func(context.Context) ComponentHealth {
-			return ComponentHealth{Name: name, Status: st, Detail: name + " is " + string(st)}
+			return ComponentHealth{Name: name, Status: st, Detail: name + " is " + string(st), Essential: name != "kubernetes"}
 		})
 	}
 
@@ -17,6 +17,17 @@ func TestHealthService(t *testing.T) {
 		h := s.Check(t.Context())
 		if !h.Ready || len(h.Components) != 2 || h.Components[1].Name != "kubernetes" {
 			t.Errorf("Check = %+v, want ready with both components in order", h)
+		}
+		if err := s.Ready(t.Context()); err != nil {
+			t.Errorf("Ready = %v", err)
+		}
+	})
+
+	// A component that is not essential fails only the calls that need it.
+	t.Run("OptionalDown", func(t *testing.T) {
+		s := NewHealthService(check("database", ComponentOK), check("kubernetes", ComponentDown))
+		if h := s.Check(t.Context()); !h.Ready || h.Components[1].Status != ComponentDown {
+			t.Errorf("Check = %+v, want ready with kubernetes DOWN", h)
 		}
 		if err := s.Ready(t.Context()); err != nil {
 			t.Errorf("Ready = %v", err)

@@ -124,6 +124,7 @@ type ComplexityRoot struct {
 
 	ComponentHealth struct {
 		Detail         func(childComplexity int) int
+		Essential      func(childComplexity int) int
 		Name           func(childComplexity int) int
 		RetryInSeconds func(childComplexity int) int
 		Since          func(childComplexity int) int
@@ -642,6 +643,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ComponentHealth.Detail(childComplexity), true
+	case "ComponentHealth.essential":
+		if e.ComplexityRoot.ComponentHealth.Essential == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ComponentHealth.Essential(childComplexity), true
 	case "ComponentHealth.name":
 		if e.ComplexityRoot.ComponentHealth.Name == nil {
 			break
@@ -1882,7 +1889,7 @@ type APIKeyEdge {
 rdev's state as a whole.
 """
 type Health {
-  "Whether every component is OK or DEGRADED (what /readyz reports)."
+  "Whether no essential component is DOWN (what /readyz reports)."
   ready: Boolean!
   "Each component, in a fixed order."
   components: [ComponentHealth!]!
@@ -1902,6 +1909,8 @@ type ComponentHealth {
   since: Time
   "For a component that is DOWN and will be tried again: seconds until then."
   retryInSeconds: Int
+  "Whether rdev is not ready while this component is DOWN; others fail only the calls that need them."
+  essential: Boolean!
 }
 
 """
@@ -2069,6 +2078,8 @@ func (ec *executionContext) childFields_ComponentHealth(ctx context.Context, fie
 		return ec.fieldContext_ComponentHealth_since(ctx, field)
 	case "retryInSeconds":
 		return ec.fieldContext_ComponentHealth_retryInSeconds(ctx, field)
+	case "essential":
+		return ec.fieldContext_ComponentHealth_essential(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ComponentHealth", field.Name)
 }
@@ -4113,6 +4124,29 @@ func (ec *executionContext) _ComponentHealth_retryInSeconds(ctx context.Context,
 }
 func (ec *executionContext) fieldContext_ComponentHealth_retryInSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("ComponentHealth", field, true, true, "Int")
+}
+
+func (ec *executionContext) _ComponentHealth_essential(ctx context.Context, field graphql.CollectedField, obj *domain.ComponentHealth) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ComponentHealth_essential(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Essential, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ComponentHealth_essential(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ComponentHealth", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _CreateAPIKeyPayload_apiKey(ctx context.Context, field graphql.CollectedField, obj *model.CreateAPIKeyPayload) (ret graphql.Marshaler) {
@@ -8303,6 +8337,11 @@ func (ec *executionContext) _ComponentHealth(ctx context.Context, sel ast.Select
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._ComponentHealth_retryInSeconds(ctx, field, obj)
 				})
+		case "essential":
+			out.Values[i] = ec._ComponentHealth_essential(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
