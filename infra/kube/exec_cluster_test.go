@@ -1,0 +1,200 @@
+package kube
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rdev-hq/rdev/domain"
+	"github.com/rdev-hq/rdev/infra/exectest"
+)
+
+// kwokProject is a project pod on the kwok node whose commands run as local
+// processes in dir.
+type kwokProject struct {
+	cluster  *Cluster
+	projects *Projects
+	proj     *domain.Project
+	dir      string
+	state    string
+	ns       string
+}
+
+func newKwokProject(t testing.TB, c *testCluster, cfg Config) *kwokProject {
+	t.Helper()
+	ns := c.namespace(t)
+	k := &kwokProject{dir: t.TempDir(), state: t.TempDir(), ns: ns}
+	c.pod(t, ns, "p-0", map[string]string{DefaultLabelKey: "p"}, nil)
+	c.localExec(t, ns, "p-0", k.dir)
+	cfg.Namespaces = []string{ns}
+	cl, err := NewClusterForConfig(c.rest, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.cluster = cl
+	changes := newChangeLog()
+	k.projects = startProjects(t, cl, ProjectsOptions{OnChange: changes.add})
+	k.proj = changes.waitFor(t, "p", status(domain.ProjectRunning))
+	t.Cleanup(func() { killRecorded(t, k.state) })
+	// kwok learns of the Exec object through its own watch, maybe after
+	// the pod became ready.
+	ex := k.executor()
+	eventually(t, 30*time.Second, func() string {
+		if _, err := ex.Exec(t.Context(), shReq(k.proj, "true"), nil, nil); err != nil {
+			return "kwok does not exec in the pod yet: " + domain.ErrorMessage(err)
+		}
+		return ""
+	})
+	return k
+}
+
+func (k *kwokProject) executor(opts ...ExecutorOption) *Executor {
+	return NewExecutor(k.cluster, k.projects, append([]ExecutorOption{WithKillGrace(time.Second), WithStateDir(k.state)}, opts...)...)
+}
+
+// TestExecutor_ContractKwok runs the executor contract through a real API
+// server and kwok. kwok's exec keeps the stream open while any process
+// holds the output, so BackgroundChildHoldsOutput does not apply.
+func TestExecutor_ContractKwok(t *testing.T) {
+	c := mustCluster(t)
+	k := newKwokProject(t, c, Config{})
+	ex := k.executor()
+	exectest.TestExecutor(t, func(t *testing.T) (domain.Executor, *domain.Project) {
+		if strings.HasSuffix(t.Name(), "/BackgroundChildHoldsOutput") {
+			t.Skip("kwok (like containerd) ends an exec stream only when every process holding its output has exited")
+		}
+		return ex, k.proj
+	})
+}
+
+// lineWriter is a writer whose content can be awaited.
+type lineWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *lineWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+func (w *lineWriter) pids(t *testing.T, n int) []int {
+	t.Helper()
+	var pids []int
+	eventually(t, 30*time.Second, func() string {
+		pids = pids[:0]
+		for _, f := range strings.Fields(w.String()) {
+			if p, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, p)
+			}
+		}
+		if len(pids) < n {
+			return "want " + strconv.Itoa(n) + " PIDs, have output " + strconv.Quote(w.String())
+		}
+		return ""
+	})
+	return pids[:n]
+}
+
+// localAlive reports whether pid is a live process on this machine, where
+// kwok runs the commands.
+func localAlive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	rest := string(b[bytes.LastIndexByte(b, ')')+1:])
+	f := strings.Fields(rest)
+	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
+}
+
+// TestExecutor_KwokStopKillsProcesses: cancel and timeout kill the real
+// processes (kwok runs them on this machine), not just the stream.
+func TestExecutor_KwokStopKillsProcesses(t *testing.T) {
+	t.Parallel()
+	c := mustCluster(t)
+	k := newKwokProject(t, c, Config{})
+	ex := k.executor()
+	const script = `trap '' TERM; sleep 300 & echo $!; echo $$; wait`
+	for _, how := range []string{"Cancel", "Timeout"} {
+		t.Run(how, func(t *testing.T) {
+			var ctx context.Context
+			var cancel context.CancelFunc
+			if how == "Cancel" {
+				ctx, cancel = context.WithCancel(t.Context())
+			} else {
+				ctx, cancel = context.WithTimeout(t.Context(), 3*time.Second)
+			}
+			defer cancel()
+			out := &lineWriter{}
+			type ret struct {
+				res domain.ExecResult
+				err error
+			}
+			done := make(chan ret, 1)
+			go func() {
+				res, err := ex.Exec(ctx, shReq(k.proj, script), out, nil)
+				done <- ret{res, err}
+			}()
+			pids := out.pids(t, 2)
+			for _, p := range pids {
+				if !localAlive(p) {
+					t.Fatalf("process %d is not running on this machine; kwok should run it here", p)
+				}
+			}
+			if how == "Cancel" {
+				cancel()
+			}
+			r := <-done
+			if r.err != nil || r.res.Signal != "SIGKILL" {
+				t.Errorf("Exec = %+v, %v; want SIGKILL (the command ignores SIGTERM)", r.res, r.err)
+			}
+			for _, p := range pids {
+				if localAlive(p) {
+					t.Errorf("process %d still runs after Exec returned", p)
+				}
+			}
+		})
+	}
+}
+
+// TestExecutor_KwokErrors: the errors of a real API server map to domain
+// codes.
+func TestExecutor_KwokErrors(t *testing.T) {
+	t.Parallel()
+	c := mustCluster(t)
+	k := newKwokProject(t, c, Config{})
+	ex := k.executor()
+	ctx := t.Context()
+
+	// A container that the pod does not have.
+	patch(t, c, k.ns, "p-0", map[string]any{"metadata": map[string]any{"annotations": map[string]string{ContainerAnnotation: "nope"}}})
+	eventually(t, 10*time.Second, func() string {
+		_, err := ex.Exec(ctx, shReq(k.proj, "true"), nil, nil)
+		if domain.ErrorCode(err) != domain.ENOTFOUND || !strings.Contains(domain.ErrorMessage(err), `container "nope"`) {
+			return "missing container: " + domain.ErrorMessage(err)
+		}
+		return ""
+	})
+	patch(t, c, k.ns, "p-0", map[string]any{"metadata": map[string]any{"annotations": map[string]any{ContainerAnnotation: nil}}})
+
+	// A pod the cache still has but the API server no longer does: the
+	// exec is refused with NOT_FOUND.
+	gone := Target{Namespace: k.ns, Pod: "no-such-pod", Container: "main"}
+	err := ex.streams.Stream(ctx, gone, []string{"true"}, nil, nil)
+	if derr := execError(err, gone); domain.ErrorCode(derr) != domain.ENOTFOUND {
+		t.Errorf("exec in a missing pod: %v → %v, want ENOTFOUND", err, derr)
+	}
+}

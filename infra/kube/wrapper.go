@@ -1,0 +1,185 @@
+package kube
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rdev-hq/rdev/domain"
+)
+
+// The exec API has no working directory, no environment and no way to stop
+// a process, so every command runs under this POSIX sh wrapper. Its
+// positional parameters are, in order: the script itself (to re-run it), a
+// re-run flag, the pid file, the project root ("" for the container's
+// working directory), the working directory below it ("" for the root), the
+// number n of NAME=VALUE pairs, the n pairs, and then the command's argv.
+// Nothing from a request is ever part of the script text.
+//
+// It moves into a process group of its own (re-running itself under setsid
+// when it is not a group leader already), so that a kill reaches the command
+// and everything it starts and nothing else; removes the pid files of
+// earlier commands whose processes are all gone; records the group
+// ("g PGID") in its pid file, or only its PID ("p PID") when it cannot tell;
+// checks the working directory, exports the variables, looks the program up
+// in the resulting PATH, and execs it with stdin empty. Its own failures
+// leave a reason in <pid file>.err and exit 126 (cannot run) or 127 (not
+// found) without output. Its variables are prefixed _rdev_ (names that
+// requests may not set), so exported variables cannot change its course.
+const wrapperScript = `_rdev_s=$1 _rdev_again=$2
+shift 2
+_rdev_leader() { set -f; set -- $1; set +f; [ "$3" = "$$" ]; }
+_rdev_mode=p
+if read -r _rdev_st 2>/dev/null </proc/$$/stat; then
+	if _rdev_leader "${_rdev_st##*) }"; then _rdev_mode=g
+	elif [ "$_rdev_again" = 0 ] && command -v setsid >/dev/null 2>&1; then exec setsid /bin/sh -c "$_rdev_s" rdev "$_rdev_s" 1 "$@"
+	fi
+fi
+_rdev_fail() { printf '%s\n' "$2" >"$_rdev_f.err" 2>/dev/null; exit "$1"; }
+_rdev_f=$1 _rdev_root=$2 _rdev_wd=$3 _rdev_n=$4
+shift 4
+for _rdev_o in "${_rdev_f%/*}"/rdev-*.pid; do
+	[ "$_rdev_o" != "$_rdev_f" ] && read -r _rdev_m _rdev_q 2>/dev/null <"$_rdev_o" && [ -n "$_rdev_q" ] || continue
+	if [ "$_rdev_m" = g ]; then _rdev_t=-$_rdev_q; else _rdev_t=$_rdev_q; fi
+	kill -s 0 -- "$_rdev_t" 2>/dev/null || rm -f -- "$_rdev_o"
+done
+echo "$_rdev_mode $$" >"$_rdev_f"
+if [ -e "$_rdev_f.cancel" ]; then rm -f "$_rdev_f" "$_rdev_f.cancel"; exit 143; fi
+if [ -n "$_rdev_root" ]; then
+	cd -- "$_rdev_root" 2>/dev/null || _rdev_fail 126 "project root $_rdev_root does not exist or is not a directory"
+fi
+if [ -n "$_rdev_wd" ]; then
+	_rdev_top=$(pwd -P)
+	cd -- "$_rdev_wd" 2>/dev/null || _rdev_fail 126 "workdir: \"$_rdev_wd\" does not exist in the project or is not a directory"
+	case "$(pwd -P)/" in "${_rdev_top%/}"/*) ;; *) _rdev_fail 126 "workdir: \"$_rdev_wd\" leads out of the project directory";; esac
+fi
+while [ "$_rdev_n" -gt 0 ]; do export "$1" || _rdev_fail 126 "env: cannot set a variable"; shift; _rdev_n=$((_rdev_n-1)); done
+_rdev_p=$1
+case $_rdev_p in
+*/*)
+	[ -e "$_rdev_p" ] || _rdev_fail 127 "program \"$_rdev_p\" not found in the project"
+	[ -d "$_rdev_p" ] && _rdev_fail 126 "program \"$_rdev_p\" is a directory"
+	[ -x "$_rdev_p" ] || _rdev_fail 126 "program \"$_rdev_p\" is not executable";;
+*)
+	_rdev_found= _rdev_rest=$PATH:
+	while [ -n "$_rdev_rest" ]; do
+		_rdev_d=${_rdev_rest%%:*} _rdev_rest=${_rdev_rest#*:}
+		[ -n "$_rdev_d" ] || _rdev_d=.
+		if [ -f "$_rdev_d/$_rdev_p" ] && [ -x "$_rdev_d/$_rdev_p" ]; then _rdev_found=1; break; fi
+	done
+	[ -n "$_rdev_found" ] || _rdev_fail 127 "program \"$_rdev_p\" not found in the project (PATH=$PATH)";;
+esac
+exec "$@" </dev/null`
+
+// killScript stops what the pid file $1 records: SIGTERM, then SIGKILL once
+// $2 tenths of a second have passed with any of it alive, then it waits at
+// most $3 tenths for it to be gone. It prints "gone TERM", "gone KILL",
+// "alive KILL" or "none" (nothing was recorded: the command has not started,
+// and the marker it leaves makes the wrapper exit at once should it start
+// late).
+const killScript = `f=$1 grace=$2 limit=$3
+: >"$f.cancel"
+if ! read -r mode pg 2>/dev/null <"$f" || [ -z "$pg" ]; then echo none; exit 0; fi
+tgt=$pg
+[ "$mode" = g ] && tgt=-$pg
+tick() { sleep 0.1 2>/dev/null || sleep 1; }
+alive() {
+	if [ ! -r /proc/self/stat ]; then kill -s 0 -- "$tgt" 2>/dev/null; return; fi
+	if [ "$mode" != g ]; then
+		read -r l 2>/dev/null </proc/$pg/stat || return 1
+		l=${l##*) }
+		case $l in Z*|X*) return 1;; esac
+		return 0
+	fi
+	for s in /proc/[0-9]*/stat; do
+		read -r l 2>/dev/null <"$s" || continue
+		l=${l##*) }
+		set -f; set -- $l; set +f
+		[ "$3" = "$pg" ] && [ "$1" != Z ] && [ "$1" != X ] && return 0
+	done
+	return 1
+}
+kill -s TERM -- "$tgt" 2>/dev/null
+sig=TERM i=0
+while alive; do
+	if [ "$i" -ge "$grace" ]; then kill -s KILL -- "$tgt" 2>/dev/null; sig=KILL; break; fi
+	tick; i=$((i+1))
+done
+i=0
+while [ "$sig" = KILL ] && alive && [ "$i" -lt "$limit" ]; do tick; i=$((i+1)); done
+if [ "$sig" = KILL ] && alive; then echo "alive KILL"; else echo "gone $sig"; fi
+rm -f "$f" "$f.cancel" "$f.err"`
+
+// reasonScript prints and removes the reason the wrapper left in $1.err.
+const reasonScript = `cat -- "$1.err" 2>/dev/null; rm -f -- "$1" "$1.err" "$1.cancel"`
+
+// envName is a variable name the shell can export.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// wrapped returns the argv that runs req under the wrapper, recording its
+// process group in pidFile.
+func wrapped(req domain.ExecRequest, root, pidFile string) []string {
+	names := make([]string, 0, len(req.Env))
+	for k := range req.Env {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	// "sh -c script name args...": the args are the positional parameters.
+	argv := []string{"/bin/sh", "-c", wrapperScript, "rdev", wrapperScript, "0",
+		pidFile, root, req.Workdir, strconv.Itoa(len(names))}
+	for _, k := range names {
+		argv = append(argv, k+"="+req.Env[k])
+	}
+	return append(argv, req.Argv...)
+}
+
+// validate checks what the wrapper cannot check itself. It returns EINVALID.
+func validate(req domain.ExecRequest) error {
+	if req.Project == nil {
+		return domain.Errorf(domain.EINVALID, "no project given")
+	}
+	if len(req.Argv) == 0 || req.Argv[0] == "" {
+		return domain.Errorf(domain.EINVALID, "argv: empty")
+	}
+	for _, a := range req.Argv {
+		if strings.IndexByte(a, 0) >= 0 {
+			return domain.Errorf(domain.EINVALID, "argv: holds a NUL byte")
+		}
+	}
+	for k, v := range req.Env {
+		if !envName.MatchString(k) || strings.IndexByte(v, 0) >= 0 {
+			return domain.Errorf(domain.EINVALID, "env: %q is not a valid variable name, or its value holds a NUL byte", domain.Clip(k))
+		}
+		if strings.HasPrefix(strings.ToLower(k), "_rdev_") {
+			return domain.Errorf(domain.EINVALID, "env: %q: names starting with _rdev_ are reserved", domain.Clip(k))
+		}
+	}
+	wd := req.Workdir
+	switch {
+	case wd == "":
+	case strings.IndexByte(wd, 0) >= 0:
+		return domain.Errorf(domain.EINVALID, "workdir: holds a NUL byte")
+	case path.IsAbs(wd):
+		return domain.Errorf(domain.EINVALID, "workdir: %q must be relative to the project directory", domain.Clip(wd))
+	case path.Clean(wd) == ".." || strings.HasPrefix(path.Clean(wd), "../"):
+		return domain.Errorf(domain.EINVALID, "workdir: %q leads out of the project directory", domain.Clip(wd))
+	}
+	return nil
+}
+
+// pidFile returns a fresh pid file name in dir.
+func pidFile(dir string) string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand does not fail on supported platforms.
+	return path.Join(dir, "rdev-"+hex.EncodeToString(b[:])+".pid")
+}
+
+// tenths returns d in tenths of a second, rounded up, for the kill script.
+func tenths(d time.Duration) string {
+	return strconv.FormatInt(int64((d+99*time.Millisecond)/(100*time.Millisecond)), 10)
+}
