@@ -41,6 +41,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	stopKubeCluster()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -60,6 +61,7 @@ func newInstance(t testing.TB, extra ...string) *instance {
 		"RDEV_WORKSPACE="+filepath.Join(dir, "workspace"),
 		"RDEV_LOG_FORMAT=text",
 		"DATABASE_URL=",
+		"RDEV_EXECUTOR=local", // whatever kubeconfig the machine has
 	)
 	return &instance{t: t, env: append(env, extra...), workspace: filepath.Join(dir, "workspace")}
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/rdev-hq/rdev/domain"
 	"github.com/rdev-hq/rdev/infra/bunstore"
 	"github.com/rdev-hq/rdev/infra/hub"
-	"github.com/rdev-hq/rdev/infra/local"
 	"github.com/rdev-hq/rdev/infra/postgres"
 	"github.com/rdev-hq/rdev/infra/websocket"
 	"github.com/rdev-hq/rdev/resolvers"
@@ -41,6 +40,7 @@ type serveConfig struct {
 	UsageFlushInterval time.Duration
 	AutoMigrate        bool
 	commands           commandConfig
+	executor           executorConfig
 	logConfig
 }
 
@@ -61,6 +61,7 @@ func (c *serveConfig) register(f *envFlags) {
 	f.Duration(&c.UsageFlushInterval, "usage-flush-interval", "RDEV_USAGE_FLUSH_INTERVAL", time.Minute, "how often API keys' last-used times are written")
 	f.Bool(&c.AutoMigrate, "auto-migrate", "RDEV_AUTO_MIGRATE", true, "apply pending migrations at start-up")
 	c.commands.register(f)
+	c.executor.register(f)
 	c.logConfig.register(f)
 }
 
@@ -97,6 +98,7 @@ type server struct {
 	commands   *domain.CommandService
 	dispatcher *domain.Dispatcher
 	health     *domain.HealthService
+	backend    backend
 	hub        *hub.Hub
 	bcast      *postgres.Broadcaster // nil on SQLite: one process
 	http       *http.Server
@@ -130,11 +132,13 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 	if err != nil {
 		return nil, err
 	}
-	projects := local.NewProjects(cfg.Workspace)
-	if err := projects.EnsureRoot(cfg.ExampleProject); err != nil {
+	var projectService *domain.ProjectService // told of changes once the backend runs
+	s.backend, err = openBackend(cfg, log, func(p *domain.Project) { projectService.Changed(p) })
+	if err != nil {
 		_ = s.store.Close()
-		return nil, fmt.Errorf("workspace %s: %w", cfg.Workspace, err)
+		return nil, err
 	}
+	projects := s.backend.projects
 	s.keys = domain.NewAPIKeyService(s.store)
 	s.hub = hub.New()
 	events := s.hub
@@ -144,16 +148,16 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		bcast = s.bcast
 	}
 	s.commands = domain.NewCommandService(s.store, projects, events, bcast, limits)
-	s.dispatcher = domain.NewDispatcher(s.store, projects,
-		local.NewExecutor(projects, local.WithKillGrace(cfg.commands.KillGrace)), events, bcast,
+	s.dispatcher = domain.NewDispatcher(s.store, projects, s.backend.executor, events, bcast,
 		domain.DispatcherConfig{
 			Concurrency: limits.Concurrency, PerProject: limits.PerProject,
 			LeaseTTL: cfg.commands.LeaseTTL, Output: cfg.commands.output(), Logger: log,
 			DrainTimeout: cfg.ShutdownTimeout,
 		})
-	s.health = domain.NewHealthService(domain.HealthCheckFunc(s.databaseHealth))
+	s.health = domain.NewHealthService(append([]domain.HealthCheck{domain.HealthCheckFunc(s.databaseHealth)}, s.backend.checks...)...)
+	projectService = domain.NewProjectService(projects, s.hub)
 	root := &resolvers.Resolver{
-		ProjectService: domain.NewProjectService(projects, s.hub),
+		ProjectService: projectService,
 		APIKeyService:  s.keys,
 		CommandService: s.commands,
 		HealthService:  s.health,
@@ -193,9 +197,9 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 // current.
 func (s *server) databaseHealth(ctx context.Context) domain.ComponentHealth {
 	if err := s.databaseReady(ctx); err != nil {
-		return domain.ComponentHealth{Name: "database", Status: domain.ComponentDown, Detail: domain.ErrorMessage(err)}
+		return domain.ComponentHealth{Name: "database", Status: domain.ComponentDown, Detail: domain.ErrorMessage(err), Essential: true}
 	}
-	return domain.ComponentHealth{Name: "database", Status: domain.ComponentOK, Detail: s.cfg.store.where()}
+	return domain.ComponentHealth{Name: "database", Status: domain.ComponentOK, Detail: s.cfg.store.where(), Essential: true}
 }
 
 // databaseReady returns EUNAVAILABLE unless the database answers and its
@@ -225,6 +229,9 @@ func (s *server) run(ctx context.Context) error {
 
 	var workers sync.WaitGroup
 	workers.Go(func() { s.flushUsage(base) })
+	if s.backend.start != nil {
+		s.backend.start(base)
+	}
 	dispatchCtx, stopDispatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDispatch()
 	workers.Go(func() { _ = s.dispatcher.Run(dispatchCtx) })
@@ -239,7 +246,7 @@ func (s *server) run(ctx context.Context) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.ln) }()
-	s.log.Info("rdev serving", "addr", s.ln.Addr().String(), "database", s.cfg.store.where(), "workspace", s.cfg.Workspace, "version", version)
+	s.log.Info("rdev serving", "addr", s.ln.Addr().String(), "database", s.cfg.store.where(), "projects", s.backend.where, "version", version)
 
 	select {
 	case err := <-errc:
@@ -291,7 +298,7 @@ func (s *server) close() {
 func (s *server) banner(ctx context.Context, c cli) {
 	port := s.ln.Addr().(*net.TCPAddr).Port
 	url := fmt.Sprintf("http://localhost:%d", port)
-	_, _ = fmt.Fprintf(c.stdout, "rdev %s listening on %s\n  GraphQL:  %s/graphql\n", version, s.ln.Addr(), url)
+	_, _ = fmt.Fprintf(c.stdout, "rdev %s listening on %s\n  GraphQL:  %s/graphql\n  Projects: %s\n", version, s.ln.Addr(), url, s.backend.where)
 	if graphiql, _ := autoBool("", s.cfg.GraphiQL, s.cfg.store.embedded()); graphiql {
 		_, _ = fmt.Fprintf(c.stdout, "  GraphiQL: %s/\n", url)
 	}

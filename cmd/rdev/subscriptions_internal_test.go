@@ -33,7 +33,7 @@ func startTestServer(tb testing.TB, env map[string]string) *testServer {
 	dir := tb.TempDir()
 	vars := map[string]string{
 		"RDEV_DATA_DIR": filepath.Join(dir, "data"), "RDEV_WORKSPACE": filepath.Join(dir, "workspace"),
-		"RDEV_HOST": "127.0.0.1", "PORT": "0", "LOG_LEVEL": "error", "RDEV_SHUTDOWN_TIMEOUT": "1s",
+		"RDEV_HOST": "127.0.0.1", "PORT": "0", "RDEV_EXECUTOR": "local", "LOG_LEVEL": "error", "RDEV_SHUTDOWN_TIMEOUT": "1s",
 	}
 	for k, v := range env {
 		vars[k] = v

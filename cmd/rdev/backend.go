@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rdev-hq/rdev/domain"
+	"github.com/rdev-hq/rdev/infra/kube"
+	"github.com/rdev-hq/rdev/infra/local"
+)
+
+// executorConfig says where projects come from and commands run: local
+// directories and processes, or Kubernetes pods.
+type executorConfig struct {
+	Executor   string
+	Kubeconfig string
+	Context    string
+	Namespaces []string
+	LabelKey   string
+	QPS        int
+	Burst      int
+}
+
+func (c *executorConfig) register(f *envFlags) {
+	f.String(&c.Executor, "executor", "RDEV_EXECUTOR", "auto", "where commands run: local (processes in RDEV_WORKSPACE), kube (pods), or auto (kube when a kubeconfig or an in-cluster service account is present)")
+	f.String(&c.Kubeconfig, "kubeconfig", "KUBECONFIG", "", "kubeconfig of the cluster (empty: the in-cluster service account, then ~/.kube/config)")
+	f.String(&c.Context, "kube-context", "RDEV_KUBE_CONTEXT", "", "kubeconfig context to use (empty: its current one)")
+	f.List(&c.Namespaces, "namespace", "RDEV_NAMESPACE", "namespaces whose labelled pods are projects (default: "+kube.DefaultNamespace+")")
+	f.String(&c.LabelKey, "project-label", "RDEV_PROJECT_LABEL", kube.DefaultLabelKey, "pod label whose value is the project's name")
+	f.Int(&c.QPS, "kube-qps", "RDEV_KUBE_QPS", kube.DefaultQPS, "requests per second to the Kubernetes API server")
+	f.Int(&c.Burst, "kube-burst", "RDEV_KUBE_BURST", kube.DefaultBurst, "request burst to the Kubernetes API server")
+}
+
+// kind resolves RDEV_EXECUTOR: "local" or "kube".
+func (c *executorConfig) kind() (string, error) {
+	switch c.Executor {
+	case "local", "kube":
+		return c.Executor, nil
+	case "auto", "":
+		if c.Kubeconfig != "" || kube.Detect().Source != kube.SourceNone {
+			return "kube", nil
+		}
+		return "local", nil
+	}
+	return "", fmt.Errorf("RDEV_EXECUTOR: %q is not local, kube or auto", c.Executor)
+}
+
+// backend is where projects come from and commands run.
+type backend struct {
+	projects domain.ProjectRepository
+	executor domain.Executor
+	// checks report its health (beside the database's).
+	checks []domain.HealthCheck
+	// start starts watching projects, until ctx ends; nil if there is
+	// nothing to watch.
+	start func(ctx context.Context)
+	// where describes it for the log and the banner.
+	where string
+}
+
+// openBackend opens the configured backend. changed is told of every change
+// to a project.
+func openBackend(cfg serveConfig, log *slog.Logger, changed func(*domain.Project)) (backend, error) {
+	kind, err := cfg.executor.kind()
+	if err != nil {
+		return backend{}, err
+	}
+	if kind == "local" {
+		projects := local.NewProjects(cfg.Workspace)
+		if err := projects.EnsureRoot(cfg.ExampleProject); err != nil {
+			return backend{}, fmt.Errorf("workspace %s: %w", cfg.Workspace, err)
+		}
+		return backend{
+			projects: projects,
+			executor: local.NewExecutor(projects, local.WithKillGrace(cfg.commands.KillGrace)),
+			where:    "local processes in " + cfg.Workspace,
+		}, nil
+	}
+	kubeconfig := cfg.executor.Kubeconfig
+	if strings.ContainsRune(kubeconfig, os.PathListSeparator) {
+		kubeconfig = "" // a KUBECONFIG list: the loading rules merge it
+	}
+	cluster, err := kube.NewCluster(kube.Config{
+		Kubeconfig: kubeconfig, Context: cfg.executor.Context,
+		Namespaces: cfg.executor.Namespaces, LabelKey: cfg.executor.LabelKey,
+		QPS: float32(cfg.executor.QPS), Burst: cfg.executor.Burst, Logger: log,
+	})
+	if err != nil {
+		return backend{}, fmt.Errorf("kubernetes: %s", domain.ErrorMessage(err))
+	}
+	projects, err := cluster.NewProjects(kube.ProjectsOptions{OnChange: changed, Logger: log})
+	if err != nil {
+		return backend{}, fmt.Errorf("kubernetes: %s", domain.ErrorMessage(err))
+	}
+	return backend{
+		projects: projects,
+		executor: kube.NewExecutor(cluster, projects, kube.WithKillGrace(cfg.commands.KillGrace)),
+		checks: []domain.HealthCheck{
+			domain.HealthCheckFunc(func(ctx context.Context) domain.ComponentHealth { return projectsHealth(ctx, projects) }),
+			domain.HealthCheckFunc(func(context.Context) domain.ComponentHealth { return breakerHealth(cluster.Breaker().Health()) }),
+		},
+		start: projects.Start,
+		where: fmt.Sprintf("pods labelled %s in namespaces %s of %s", cluster.LabelKey(), strings.Join(cluster.Namespaces(), ","), cluster.Host()),
+	}, nil
+}
+
+// projectsHealth reports the pod cache: essential, as no project can be
+// found before it has synced.
+func projectsHealth(ctx context.Context, p *kube.Projects) domain.ComponentHealth {
+	h := domain.ComponentHealth{Name: "projects", Status: domain.ComponentOK, Detail: "pod cache synced", Essential: true}
+	if err := p.Ready(ctx); err != nil {
+		h.Status, h.Detail = domain.ComponentDown, domain.ErrorMessage(err)
+	}
+	return h
+}
+
+// breakerHealth reports the Kubernetes API server through its circuit
+// breaker. It is not essential: while it is down, commands fail with
+// UNAVAILABLE, but every other query is served.
+func breakerHealth(b kube.BreakerHealth) domain.ComponentHealth {
+	h := domain.ComponentHealth{Name: "kubernetes", Since: b.Since, Detail: "API server " + b.Cluster}
+	switch b.State {
+	case "closed":
+		h.Status = domain.ComponentOK
+	case "half-open":
+		h.Status, h.Detail = domain.ComponentDegraded, fmt.Sprintf("API server %s is recovering: its circuit breaker lets probes through", b.Cluster)
+	default:
+		h.Status, h.RetryIn = domain.ComponentDown, b.RetryIn
+		h.Detail = fmt.Sprintf("API server %s is failing (%d failures in a row): its circuit breaker is open; retry in %d s",
+			b.Cluster, b.ConsecutiveFailures, int(math.Ceil(max(b.RetryIn, time.Second).Seconds())))
+	}
+	return h
+}
