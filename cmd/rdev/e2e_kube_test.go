@@ -32,7 +32,7 @@ var (
 	kubeStarted    string
 )
 
-func mustKubeconfig(t *testing.T) string {
+func mustKubeconfig(t testing.TB) string {
 	t.Helper()
 	kubeOnce.Do(func() {
 		if kc := os.Getenv("RDEV_TEST_KUBECONFIG"); kc != "" {
@@ -74,7 +74,7 @@ func stopKubeCluster() {
 // kubeProject creates, in a namespace of its own, a Ready pod labelled as
 // project id on kwok's node, whose exec runs commands in dir. It returns the
 // namespace.
-func kubeProject(t *testing.T, kubeconfig, id, dir string) string {
+func kubeProject(t testing.TB, kubeconfig, id, dir string) string {
 	t.Helper()
 	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
