@@ -13,10 +13,12 @@ import (
 	"testing"
 	"time"
 
+	gorilla "github.com/gorilla/websocket"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -159,6 +161,17 @@ func TestE2E_Kubernetes(t *testing.T) {
 		t.Errorf("health: %s %+v", got, r.Errors)
 	}
 
+	// projectStatus starts with the current state, then follows the pod.
+	sub := wsSubscribe(t, s.url, token, `subscription { projectStatus(projectId: "kdemo") { id status labels { key value } } }`, nil)
+	defer func() { _ = sub.Close() }()
+	if got := nextProject(t, sub); !strings.Contains(got, "status:RUNNING") {
+		t.Errorf("projectStatus first sent %s, want RUNNING", got)
+	}
+	relabel(t, kc, ns, "kdemo-0", "team", "platform")
+	if got := nextProject(t, sub); !strings.Contains(got, "key:team value:platform") {
+		t.Errorf("projectStatus after relabelling: %s", got)
+	}
+
 	cli := &instance{t: t, env: append(append([]string{}, in.env...), "RDEV_SERVER="+s.url, "RDEV_KEY="+token)}
 	// kwok learns of its Exec object through a watch of its own, maybe
 	// after the pod became ready.
@@ -187,5 +200,73 @@ func TestE2E_Kubernetes(t *testing.T) {
 	}
 	if _, errs, code := cli.cli("exec", "nope", "--", "true"); code != 1 || !strings.Contains(errs, "NOT_FOUND") {
 		t.Errorf("unknown project: %d %q", code, errs)
+	}
+}
+
+// nextProject reads the next projectStatus event of operation "1".
+func nextProject(t *testing.T, c *gorilla.Conn) string {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for {
+		var m struct {
+			Type    string
+			Payload struct {
+				Data   map[string]any
+				Errors []any
+			}
+		}
+		if err := c.ReadJSON(&m); err != nil {
+			t.Fatalf("projectStatus: %v", err)
+		}
+		switch m.Type {
+		case "next":
+			if len(m.Payload.Errors) > 0 {
+				t.Fatalf("projectStatus: %v", m.Payload.Errors)
+			}
+			return fmt.Sprint(m.Payload.Data["projectStatus"])
+		case "error", "complete":
+			t.Fatalf("projectStatus ended: %+v", m)
+		}
+	}
+}
+
+// relabel sets a label of a pod.
+func relabel(t *testing.T, kubeconfig, ns, pod, key, value string) {
+	t.Helper()
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch := fmt.Sprintf(`{"metadata":{"labels":{%q:%q}}}`, key, value)
+	if _, err := kubernetes.NewForConfigOrDie(rc).CoreV1().Pods(ns).Patch(t.Context(), pod, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestE2E_KubernetesUnreachable starts rdev against an API server that does
+// not answer: it serves, is not ready and says why, and refuses commands with
+// UNAVAILABLE-class errors instead of hanging.
+func TestE2E_KubernetesUnreachable(t *testing.T) {
+	dir := t.TempDir()
+	kc := filepath.Join(dir, "kubeconfig")
+	// A port nothing listens on.
+	if err := os.WriteFile(kc, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]
+users: [{name: u, user: {token: x}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in := newInstance(t, "RDEV_EXECUTOR=kube", "KUBECONFIG="+kc)
+	s := in.serve()
+	token, _ := in.createKey("--name", "down", "--admin")
+	if code, body := s.get("/readyz"); code != 503 || !strings.Contains(body, "projects") {
+		t.Errorf("/readyz: %d %s, want 503 naming the project cache", code, body)
+	}
+	r := s.query(token, `{ health { ready components { name status } } viewer { name } }`, nil)
+	if got := fmt.Sprint(r.Data); !strings.Contains(got, "ready:false") || !strings.Contains(got, "name:projects status:DOWN") || !strings.Contains(got, "name:down") {
+		t.Errorf("health and viewer while the API server is down: %s %+v", got, r.Errors)
 	}
 }

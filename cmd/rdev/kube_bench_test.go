@@ -105,9 +105,9 @@ func directExec(ctx context.Context, rc *rest.Config, ns, pod string, argv []str
 	return ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: out, Stderr: &stderr})
 }
 
-// follow subscribes to a command's output over graphql-transport-ws and
-// returns its stdout and final status.
-func follow(tb testing.TB, url, token, id string) (string, string) {
+// wsSubscribe opens a graphql-transport-ws connection with token and starts
+// the subscription query as operation "1".
+func wsSubscribe(tb testing.TB, url, token, query string, vars map[string]any) *gorilla.Conn {
 	tb.Helper()
 	d := gorilla.Dialer{Subprotocols: []string{"graphql-transport-ws"}}
 	c, res, err := d.Dial("ws"+strings.TrimPrefix(url, "http")+"/graphql", nil)
@@ -115,12 +115,19 @@ func follow(tb testing.TB, url, token, id string) (string, string) {
 		tb.Fatal(err)
 	}
 	_ = res.Body.Close()
-	defer func() { _ = c.Close() }()
 	_ = c.WriteJSON(map[string]any{"type": "connection_init", "payload": map[string]any{"authorization": "Bearer " + token}})
-	_ = c.WriteJSON(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{
-		"query":     `subscription($id: ID!) { commandOutput(commandId: $id) { ... on OutputChunk { stream data } ... on CommandFinished { status } } }`,
-		"variables": map[string]any{"id": id},
-	}})
+	_ = c.WriteJSON(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{"query": query, "variables": vars}})
+	return c
+}
+
+// follow subscribes to a command's output over graphql-transport-ws and
+// returns its stdout and final status.
+func follow(tb testing.TB, url, token, id string) (string, string) {
+	tb.Helper()
+	c := wsSubscribe(tb, url, token,
+		`subscription($id: ID!) { commandOutput(commandId: $id) { ... on OutputChunk { stream data } ... on CommandFinished { status } } }`,
+		map[string]any{"id": id})
+	defer func() { _ = c.Close() }()
 	var out strings.Builder
 	status := ""
 	for {
