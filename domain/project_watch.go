@@ -45,19 +45,10 @@ func (s *ProjectService) Watch(ctx context.Context, id string) (<-chan *Project,
 			sub.Close()
 			return
 		}
-		for {
-			w.forward(ctx, sub)
-			sub.Close()
-			if ctx.Err() != nil {
-				return
-			}
-			// Dropped for lagging: subscribe anew, then send what changed.
-			sub = s.hub.Subscribe(ProjectsTopic, projectWatchBuffer)
-			if !w.catchUp(ctx) {
-				sub.Close()
-				return
-			}
+		handle := func(e Event) bool {
+			return e.Kind != EventProject || e.Project == nil || (w.id != "" && e.Project.ID != w.id) || w.send(ctx, e.Project)
 		}
+		tail(ctx, s.hub, ProjectsTopic, projectWatchBuffer, sub, handle, func() bool { return w.catchUp(ctx) })
 	}()
 	return out, nil
 }
@@ -68,23 +59,6 @@ type projectWatch struct {
 	id   string              // "" for every project
 	sent map[string]*Project // the last state sent, by project
 	out  chan<- *Project
-}
-
-// forward sends the changes on sub until ctx ends or sub drops the watcher.
-func (w *projectWatch) forward(ctx context.Context, sub HubSubscription) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-sub.Events():
-			if !ok {
-				return
-			}
-			if e.Kind == EventProject && e.Project != nil && (w.id == "" || e.Project.ID == w.id) && !w.send(ctx, e.Project) {
-				return
-			}
-		}
-	}
 }
 
 // catchUp sends the current state of the watched projects that differs from

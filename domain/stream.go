@@ -219,17 +219,52 @@ func (s *CommandService) Events(ctx context.Context, projectID string) (<-chan *
 	st := &statusStream{s: s, projectID: projectID, since: NewID(s.now()), seen: map[string]int{}, out: out}
 	go func() {
 		defer close(out)
-		for lagged := false; ctx.Err() == nil; lagged = true {
-			sub := s.hub.Subscribe(ProjectTopic(projectID), streamBuffer)
-			if lagged && !st.catchUp(ctx) {
-				sub.Close()
-				return
-			}
-			st.forward(ctx, sub)
-			sub.Close()
+		handle := func(e Event) bool {
+			return e.Kind != EventStatus || e.Command == nil || st.send(ctx, e.Command)
 		}
+		sub := s.hub.Subscribe(ProjectTopic(projectID), streamBuffer)
+		tail(ctx, s.hub, ProjectTopic(projectID), streamBuffer, sub, handle, func() bool { return st.catchUp(ctx) })
 	}()
 	return out, nil
+}
+
+// tail passes the events of sub, a subscription to topic, to handle until
+// ctx ends or handle returns false. When the hub drops the subscriber for
+// lagging, tail subscribes anew (before catching up, so that nothing
+// published meanwhile falls in between) and calls catchUp, which sends what
+// was missed from storage and returns false if the stream must end.
+func tail(ctx context.Context, hub Hub, topic string, buffer int, sub HubSubscription, handle func(Event) bool, catchUp func() bool) {
+	for {
+		more := forward(ctx, sub, handle)
+		sub.Close()
+		if !more || ctx.Err() != nil {
+			return
+		}
+		sub = hub.Subscribe(topic, buffer)
+		if !catchUp() {
+			sub.Close()
+			return
+		}
+	}
+}
+
+// forward passes sub's events to handle until ctx ends or handle returns
+// false (it returns false then), or until the hub drops the subscriber (it
+// returns true).
+func forward(ctx context.Context, sub HubSubscription, handle func(Event) bool) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case e, ok := <-sub.Events():
+			if !ok {
+				return true
+			}
+			if !handle(e) {
+				return false
+			}
+		}
+	}
 }
 
 // statusStream is one subscriber's stream of a project's status changes. A
@@ -241,24 +276,6 @@ type statusStream struct {
 	since     string         // commands created after the stream began have IDs above it
 	seen      map[string]int // the latest state sent, by command
 	out       chan<- *Command
-}
-
-// forward sends the status events of sub until ctx ends or sub drops this
-// subscriber.
-func (st *statusStream) forward(ctx context.Context, sub HubSubscription) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-sub.Events():
-			if !ok {
-				return
-			}
-			if e.Kind == EventStatus && e.Command != nil && !st.send(ctx, e.Command) {
-				return
-			}
-		}
-	}
 }
 
 // catchUp sends, after the hub dropped this subscriber, the current state of

@@ -6,10 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,55 +20,17 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/rdev-hq/rdev/internal/testenv"
 )
 
-// A real kube-apiserver with etcd and kwok (scripts/testcluster.sh), whose
-// fake node runs exec commands as local processes: RDEV_TEST_KUBECONFIG's, or
-// one started for this package and stopped when its tests end.
-var (
-	kubeOnce       sync.Once
-	kubeconfigPath string
-	kubeErr        string
-	kubeStarted    string
-)
-
+// mustKubeconfig returns the kubeconfig of the test cluster (see
+// testenv.KubeCluster), whose fake node runs exec commands as local
+// processes.
 func mustKubeconfig(t testing.TB) string {
 	t.Helper()
-	kubeOnce.Do(func() {
-		if kc := os.Getenv("RDEV_TEST_KUBECONFIG"); kc != "" {
-			kubeconfigPath = kc
-			return
-		}
-		dir, err := os.MkdirTemp("", "rdev-e2e-kube-")
-		if err != nil {
-			kubeErr = err.Error()
-			return
-		}
-		kubeStarted = dir
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		if out, err := exec.CommandContext(ctx, "bash", filepath.Join("..", "..", "scripts", "testcluster.sh"), "start", dir).CombinedOutput(); err != nil {
-			kubeErr = fmt.Sprintf("scripts/testcluster.sh start: %v: %s", err, out)
-			return
-		}
-		kubeconfigPath = filepath.Join(dir, "kubeconfig")
-	})
-	if kubeconfigPath == "" {
-		msg := "NO KUBERNETES TEST CLUSTER: " + kubeErr + " (set RDEV_TEST_KUBECONFIG)"
-		if os.Getenv("RDEV_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return kubeconfigPath
-}
-
-// stopKubeCluster stops the cluster this package started, if any.
-func stopKubeCluster() {
-	if kubeStarted != "" {
-		_ = exec.Command("bash", filepath.Join("..", "..", "scripts", "testcluster.sh"), "stop", kubeStarted).Run()
-		_ = os.RemoveAll(kubeStarted)
-	}
+	kc, _ := testenv.KubeCluster(t)
+	return kc
 }
 
 // kubeProject creates, in a namespace of its own, a Ready pod labelled as

@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
-	stopKubeCluster()
+	testenv.StopKubeCluster()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -4,10 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +17,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/rdev-hq/rdev/internal/testenv"
 )
 
 // testCluster is a real kube-apiserver with etcd and kwok (which fakes the
@@ -38,84 +37,44 @@ type testCluster struct {
 const kwokNode = "kwok-node-0"
 
 var (
-	clusterOnce    sync.Once
-	cluster        *testCluster
-	clusterErr     string
-	clusterStarted string // the directory of the cluster this process started
+	clusterOnce sync.Once
+	cluster     *testCluster
+	clusterErr  error
 )
 
-// mustCluster returns the test cluster: the one RDEV_TEST_KUBECONFIG names,
-// or one started here with scripts/testcluster.sh in a temporary directory
-// (and stopped when the package's tests end). If there is none, the test is
-// skipped with the reason, or fails when RDEV_REQUIRE_SERVICES=1.
+// mustCluster returns the test cluster (testenv.KubeCluster) with clients
+// for it, once its kwok node is there.
 func mustCluster(t testing.TB) *testCluster {
 	t.Helper()
-	clusterOnce.Do(startCluster)
-	if cluster == nil {
-		msg := "NO KUBERNETES TEST CLUSTER: " + clusterErr +
-			" (set RDEV_TEST_KUBECONFIG, or make sure `bash scripts/testcluster.sh start DIR` works)"
-		if os.Getenv("RDEV_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	kc, dir := testenv.KubeCluster(t)
+	clusterOnce.Do(func() { cluster, clusterErr = connectCluster(kc, dir) })
+	testenv.RequireService(t, "the Kubernetes test cluster", clusterErr)
 	return cluster
 }
 
-func startCluster() {
-	kc := os.Getenv("RDEV_TEST_KUBECONFIG")
-	dir := ""
-	if kc == "" {
-		script, err := filepath.Abs(filepath.Join("..", "..", "scripts", "testcluster.sh"))
-		if err != nil {
-			clusterErr = err.Error()
-			return
-		}
-		d, err := os.MkdirTemp("", "rdev-kube-test-")
-		if err != nil {
-			clusterErr = err.Error()
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		clusterStarted = d
-		out, err := exec.CommandContext(ctx, "bash", script, "start", d).CombinedOutput()
-		if err != nil && ctx.Err() == nil {
-			// One more try: a start can lose a race for a port.
-			out, err = exec.CommandContext(ctx, "bash", script, "start", d).CombinedOutput()
-		}
-		if err != nil {
-			clusterErr = "testcluster.sh start failed: " + err.Error() + ": " + lastLines(string(out), 15)
-			return
-		}
-		kc, dir = filepath.Join(d, "kubeconfig"), d
-	} else if _, err := os.Stat(filepath.Join(filepath.Dir(kc), "pki", "ca.key")); err == nil { //nolint:gosec // the test's own RDEV_TEST_KUBECONFIG
-		dir = filepath.Dir(kc)
-	}
+// connectCluster builds the clients of the cluster at kc and waits for its
+// kwok node.
+func connectCluster(kc, dir string) (*testCluster, error) {
 	rc, err := clientcmd.BuildConfigFromFlags("", kc)
 	if err != nil {
-		clusterErr = "kubeconfig " + kc + ": " + err.Error()
-		return
+		return nil, fmt.Errorf("kubeconfig %s: %w", kc, err)
 	}
 	c := &testCluster{kubeconfig: kc, dir: dir, rest: rc}
 	if c.client, err = newClients(c); err != nil {
-		clusterErr = err.Error()
-		return
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for {
 		if _, err = c.client.CoreV1().Nodes().Get(ctx, kwokNode, metav1.GetOptions{}); err == nil {
-			break
+			return c, nil
 		}
 		select {
 		case <-ctx.Done():
-			clusterErr = "the cluster at " + rc.Host + " has no node " + kwokNode + ": " + err.Error()
-			return
+			return nil, fmt.Errorf("the cluster at %s has no node %s: %w", rc.Host, kwokNode, err)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	cluster = c
 }
 
 // newClients fills in c.dynamic and returns the clientset for c.rest.
@@ -126,21 +85,6 @@ func newClients(c *testCluster) (kubernetes.Interface, error) {
 	}
 	c.dynamic, err = dynamic.NewForConfig(c.rest)
 	return client, err
-}
-
-// stopCluster stops the cluster this process started, if any.
-func stopCluster() {
-	if clusterStarted == "" {
-		return
-	}
-	script := filepath.Join("..", "..", "scripts", "testcluster.sh")
-	_ = exec.Command("bash", script, "stop", clusterStarted).Run()
-	_ = os.RemoveAll(clusterStarted)
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // namespace creates a fresh namespace, deleted when the test ends.

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"k8s.io/klog/v2"
+
+	"github.com/rdev-hq/rdev/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -19,6 +21,6 @@ func TestMain(m *testing.M) {
 	_ = fs.Set("stderrthreshold", "FATAL")
 	klog.SetOutput(io.Discard)
 	code := m.Run()
-	stopCluster()
+	testenv.StopKubeCluster()
 	os.Exit(code)
 }

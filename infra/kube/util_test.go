@@ -24,3 +24,8 @@ func ls(t *testing.T, dir string) string {
 	}
 	return strings.Join(names, " ")
 }
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
