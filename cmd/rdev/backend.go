@@ -24,6 +24,9 @@ type executorConfig struct {
 	LabelKey   string
 	QPS        int
 	Burst      int
+	// ProjectRoot and StateDir are directories inside the containers.
+	ProjectRoot string
+	StateDir    string
 }
 
 func (c *executorConfig) register(f *envFlags) {
@@ -34,6 +37,8 @@ func (c *executorConfig) register(f *envFlags) {
 	f.String(&c.LabelKey, "project-label", "RDEV_PROJECT_LABEL", kube.DefaultLabelKey, "pod label whose value is the project's name")
 	f.Int(&c.QPS, "kube-qps", "RDEV_KUBE_QPS", kube.DefaultQPS, "requests per second to the Kubernetes API server")
 	f.Int(&c.Burst, "kube-burst", "RDEV_KUBE_BURST", kube.DefaultBurst, "request burst to the Kubernetes API server")
+	f.String(&c.ProjectRoot, "kube-project-root", "RDEV_KUBE_PROJECT_ROOT", "", "absolute directory in the containers that commands start in and workdir is relative to (empty: the container's working directory)")
+	f.String(&c.StateDir, "kube-state-dir", "RDEV_KUBE_STATE_DIR", kube.DefaultStateDir, "writable directory in the containers where each command's process group is recorded, so cancel can kill it")
 }
 
 // kind resolves RDEV_EXECUTOR: "local" or "kube".
@@ -89,6 +94,7 @@ func openBackend(cfg serveConfig, log *slog.Logger, changed func(*domain.Project
 		Kubeconfig: kubeconfig, Context: cfg.executor.Context,
 		Namespaces: cfg.executor.Namespaces, LabelKey: cfg.executor.LabelKey,
 		QPS: float32(cfg.executor.QPS), Burst: cfg.executor.Burst, Logger: log,
+		KillGrace: cfg.commands.KillGrace, ProjectRoot: cfg.executor.ProjectRoot, StateDir: cfg.executor.StateDir,
 	})
 	if err != nil {
 		return backend{}, fmt.Errorf("kubernetes: %s", domain.ErrorMessage(err))
@@ -99,7 +105,7 @@ func openBackend(cfg serveConfig, log *slog.Logger, changed func(*domain.Project
 	}
 	return backend{
 		projects: projects,
-		executor: kube.NewExecutor(cluster, projects, kube.WithKillGrace(cfg.commands.KillGrace)),
+		executor: kube.NewExecutor(cluster, projects),
 		checks: []domain.HealthCheck{
 			domain.HealthCheckFunc(func(ctx context.Context) domain.ComponentHealth { return projectsHealth(ctx, projects) }),
 			domain.HealthCheckFunc(func(context.Context) domain.ComponentHealth { return breakerHealth(cluster.Breaker().Health()) }),

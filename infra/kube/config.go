@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -138,6 +139,11 @@ func (c *Cluster) Namespaces() []string { return append([]string(nil), c.cfg.Nam
 func (c *Cluster) LabelKey() string { return c.cfg.LabelKey }
 
 func (cfg Config) withDefaults() (Config, error) {
+	for _, d := range []struct{ name, dir string }{{"project root", cfg.ProjectRoot}, {"state directory", cfg.StateDir}} {
+		if d.dir != "" && !path.IsAbs(d.dir) {
+			return cfg, domain.Errorf(domain.EINVALID, "%s %q: must be an absolute path inside the containers", d.name, domain.Clip(d.dir))
+		}
+	}
 	if cfg.LabelKey == "" {
 		cfg.LabelKey = DefaultLabelKey
 	}

@@ -48,8 +48,10 @@ func TestNewCluster_ErrInvalid(t *testing.T) {
 		}
 	}
 	for name, cfg := range map[string]Config{
-		"Namespace": {Namespaces: []string{"ok", "Not OK"}},
-		"LabelKey":  {LabelKey: "a/b/c"},
+		"Namespace":           {Namespaces: []string{"ok", "Not OK"}},
+		"LabelKey":            {LabelKey: "a/b/c"},
+		"RelativeProjectRoot": {ProjectRoot: "work"},
+		"RelativeStateDir":    {StateDir: "tmp"},
 	} {
 		if _, err := NewClusterForConfig(&rest.Config{Host: "https://127.0.0.1:1"}, cfg); domain.ErrorCode(err) != domain.EINVALID {
 			t.Errorf("%s: %v, want EINVALID", name, err)
