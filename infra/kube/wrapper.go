@@ -15,29 +15,30 @@ import (
 
 // The exec API has no working directory, no environment and no way to stop
 // a process, so every command runs under this POSIX sh wrapper. Its
-// positional parameters are, in order: the script itself (to re-run it), a
-// re-run flag, the pid file, the project root ("" for the container's
-// working directory), the working directory below it ("" for the root), the
-// number n of NAME=VALUE pairs, the n pairs, and then the command's argv.
-// Nothing from a request is ever part of the script text.
+// positional parameters are, in order: the pid file, the project root (""
+// for the container's working directory), the working directory below it
+// ("" for the root), the number n of NAME=VALUE pairs, the n pairs, and then
+// the command's argv. Nothing from a request is ever part of the script
+// text.
 //
-// It moves into a process group of its own (re-running itself under setsid
-// when it is not a group leader already), so that a kill reaches the command
-// and everything it starts and nothing else; removes the pid files of
-// earlier commands whose processes are all gone; records the group
-// ("g PGID") in its pid file, or only its PID ("p PID") when it cannot tell;
+// The command gets a process group of its own, so that a kill reaches it and
+// everything it starts and nothing else: when the wrapper is not a group
+// leader already, it execs the command through setsid, which (as the caller
+// leads no group) makes the same process, PID $$, the leader of a new group
+// without forking, so the group's ID is $$ before and after. It removes the
+// pid files of earlier commands whose processes are all gone; records the
+// group ("g PGID") in its pid file, or only its PID ("p PID") when it cannot
+// tell (no /proc, or no setsid);
 // checks the working directory, exports the variables, looks the program up
 // in the resulting PATH, and execs it with stdin empty. Its own failures
 // leave a reason in <pid file>.err and exit 126 (cannot run) or 127 (not
 // found) without output. Its variables are prefixed _rdev_ (names that
 // requests may not set), so exported variables cannot change its course.
-const wrapperScript = `_rdev_s=$1 _rdev_again=$2
-shift 2
-_rdev_leader() { set -f; set -- $1; set +f; [ "$3" = "$$" ]; }
-_rdev_mode=p
+const wrapperScript = `_rdev_leader() { set -f; set -- $1; set +f; [ "$3" = "$$" ]; }
+_rdev_mode=p _rdev_setsid=
 if read -r _rdev_st 2>/dev/null </proc/$$/stat; then
 	if _rdev_leader "${_rdev_st##*) }"; then _rdev_mode=g
-	elif [ "$_rdev_again" = 0 ] && command -v setsid >/dev/null 2>&1; then exec setsid /bin/sh -c "$_rdev_s" rdev "$_rdev_s" 1 "$@"
+	elif command -v setsid >/dev/null 2>&1; then _rdev_mode=g _rdev_setsid=1
 	fi
 fi
 _rdev_fail() { printf '%s\n' "$2" >"$_rdev_f.err" 2>/dev/null; exit "$1"; }
@@ -46,7 +47,7 @@ shift 4
 for _rdev_o in "${_rdev_f%/*}"/rdev-*.pid; do
 	[ "$_rdev_o" != "$_rdev_f" ] && read -r _rdev_m _rdev_q 2>/dev/null <"$_rdev_o" && [ -n "$_rdev_q" ] || continue
 	if [ "$_rdev_m" = g ]; then _rdev_t=-$_rdev_q; else _rdev_t=$_rdev_q; fi
-	kill -s 0 -- "$_rdev_t" 2>/dev/null || rm -f -- "$_rdev_o"
+	kill -s 0 -- "$_rdev_t" 2>/dev/null || kill -s 0 -- "$_rdev_q" 2>/dev/null || rm -f -- "$_rdev_o"
 done
 echo "$_rdev_mode $$" >"$_rdev_f"
 if [ -e "$_rdev_f.cancel" ]; then rm -f "$_rdev_f" "$_rdev_f.cancel"; exit 143; fi
@@ -74,6 +75,7 @@ case $_rdev_p in
 	done
 	[ -n "$_rdev_found" ] || _rdev_fail 127 "program \"$_rdev_p\" not found in the project (PATH=$PATH)";;
 esac
+[ -n "$_rdev_setsid" ] && exec setsid -- "$@" </dev/null
 exec "$@" </dev/null`
 
 // killScript stops what the pid file $1 records: SIGTERM, then SIGKILL once
@@ -87,15 +89,16 @@ const killScript = `f=$1 grace=$2 limit=$3
 if ! read -r mode pg 2>/dev/null <"$f" || [ -z "$pg" ]; then echo none; exit 0; fi
 tgt=$pg
 [ "$mode" = g ] && tgt=-$pg
+# Until setsid has run, the group does not exist yet but its leader does.
+sigall() { kill -s "$1" -- "$tgt" 2>/dev/null; [ "$mode" = g ] && kill -s "$1" -- "$pg" 2>/dev/null; :; }
 tick() { sleep 0.1 2>/dev/null || sleep 1; }
 alive() {
 	if [ ! -r /proc/self/stat ]; then kill -s 0 -- "$tgt" 2>/dev/null; return; fi
-	if [ "$mode" != g ]; then
-		read -r l 2>/dev/null </proc/$pg/stat || return 1
+	if read -r l 2>/dev/null </proc/$pg/stat; then
 		l=${l##*) }
-		case $l in Z*|X*) return 1;; esac
-		return 0
+		case $l in Z*|X*) ;; *) return 0;; esac
 	fi
+	[ "$mode" = g ] || return 1
 	for s in /proc/[0-9]*/stat; do
 		read -r l 2>/dev/null <"$s" || continue
 		l=${l##*) }
@@ -104,10 +107,10 @@ alive() {
 	done
 	return 1
 }
-kill -s TERM -- "$tgt" 2>/dev/null
+sigall TERM
 sig=TERM i=0
 while alive; do
-	if [ "$i" -ge "$grace" ]; then kill -s KILL -- "$tgt" 2>/dev/null; sig=KILL; break; fi
+	if [ "$i" -ge "$grace" ]; then sigall KILL; sig=KILL; break; fi
 	tick; i=$((i+1))
 done
 i=0
@@ -130,7 +133,7 @@ func wrapped(req domain.ExecRequest, root, pidFile string) []string {
 	}
 	sort.Strings(names)
 	// "sh -c script name args...": the args are the positional parameters.
-	argv := []string{"/bin/sh", "-c", wrapperScript, "rdev", wrapperScript, "0",
+	argv := []string{"/bin/sh", "-c", wrapperScript, "rdev",
 		pidFile, root, req.Workdir, strconv.Itoa(len(names))}
 	for _, k := range names {
 		argv = append(argv, k+"="+req.Env[k])
