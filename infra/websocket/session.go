@@ -30,6 +30,7 @@ type session struct {
 	headers http.Header
 	ctx     context.Context // the connection's, as InitFunc returned it
 	wg      sync.WaitGroup  // running operations
+	closeMu sync.Mutex      // serializes close
 
 	mu     sync.Mutex // guards the fields below
 	ops    map[string]*operation
@@ -378,8 +379,12 @@ func (s *session) readFailed(err error) {
 }
 
 // close sends a close frame with code and reason (unless the connection was
-// closing already), ends every operation and closes the connection.
+// closing already), ends every operation and closes the connection. Calls
+// are serialized, so that one closing the socket never cuts off another's
+// close frame.
 func (s *session) close(code int, reason string) {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
 	if s.markClosed(code) {
 		_ = s.c.WriteClose(code, reason)
 	}

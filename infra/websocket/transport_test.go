@@ -598,7 +598,7 @@ func TestTransport_ProtocolErrors(t *testing.T) {
 		srv := newServer(t, websocket.Implementation{}, func(ws *websocket.Transport) { ws.InitTimeout = 100 * time.Millisecond })
 		c := dial(t, srv.url, nil, "graphql-transport-ws")
 		if ce := readClose(t, c); ce.Code != 4408 {
-			t.Errorf("close %d, want 4408", ce.Code)
+			t.Errorf("close %d %q, want 4408", ce.Code, ce.Text)
 		}
 	})
 

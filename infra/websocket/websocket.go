@@ -27,6 +27,10 @@ import (
 // is zero.
 const DefaultWriteTimeout = 10 * time.Second
 
+// DefaultReadBufferSize is a connection's read buffer when
+// Implementation.ReadBufferSize is zero.
+const DefaultReadBufferSize = 4096
+
 // closeTimeout bounds writing a close frame, so closing never waits long on a
 // slow or absent peer.
 const closeTimeout = time.Second
@@ -46,9 +50,13 @@ type Implementation struct {
 	// a refused request gets HTTP 403. Nil allows requests without an
 	// Origin header and same-origin requests only. See OriginChecker.
 	CheckOrigin func(r *http.Request) bool
-	// ReadBufferSize and WriteBufferSize are the I/O buffer sizes in bytes;
-	// zero reuses the HTTP server's buffers (4 KiB). They do not limit
-	// message sizes: the transport's PayloadReadLimit does.
+	// ReadBufferSize and WriteBufferSize are the I/O buffer sizes in bytes.
+	// Zero reads through a buffer of DefaultReadBufferSize of the
+	// connection's own, and writes through the HTTP server's (4 KiB). The
+	// HTTP server's read buffer is never reused: reading through it makes
+	// every read error (a deadline, the peer leaving) cancel the request's
+	// context, which would look like the server shutting down. They do not
+	// limit message sizes: the transport's read limit does.
 	ReadBufferSize, WriteBufferSize int
 	// HandshakeTimeout bounds writing the upgrade response; zero is none.
 	HandshakeTimeout time.Duration
@@ -80,9 +88,13 @@ var _ transport.WebsocketImplementation = Implementation{}
 // ends, that is after the handler that called Accept has returned, so a
 // handler that forgets to close it cannot leak it.
 func (i Implementation) Accept(w http.ResponseWriter, r *http.Request, options transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
+	readBuffer := i.ReadBufferSize
+	if readBuffer <= 0 {
+		readBuffer = DefaultReadBufferSize
+	}
 	upgrader := gorilla.Upgrader{
 		HandshakeTimeout:  i.HandshakeTimeout,
-		ReadBufferSize:    i.ReadBufferSize,
+		ReadBufferSize:    readBuffer,
 		WriteBufferSize:   i.WriteBufferSize,
 		CheckOrigin:       i.CheckOrigin,
 		EnableCompression: i.EnableCompression,
