@@ -242,6 +242,11 @@ pid_of() {
 
 components=(kwok kube-apiserver etcd) # in stopping order
 
+# running PID succeeds while process PID exists and is not a zombie.
+running() {
+	[[ -r "/proc/$1/stat" && "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]]
+}
+
 # Ports are picked at random from 20000-32767 (below Linux's ephemeral range,
 # so they never collide with outgoing connections), skipping any port with a
 # socket, and reserved with an atomic mkdir until the cluster is up, so that
@@ -276,11 +281,40 @@ release_ports() {
 
 # launch DIR NAME BIN ARGS... starts BIN detached (its own session, so Ctrl-C of
 # the caller does not reach it and stop can end its whole process group).
+# It returns once the process runs BIN: until the forked child has exec'd, its
+# command line is this script's, and pid_of would take it for gone.
+declare -A launched=()
 launch() {
-	local dir="$1" name="$2"
+	local dir="$1" name="$2" pid i
 	shift 2
 	setsid "$@" >"$dir/$name.log" 2>&1 </dev/null &
-	printf '%s\n' "$!" >"$dir/$name.pid"
+	pid=$!
+	launched[$name]=$pid
+	printf '%s\n' "$pid" >"$dir/$name.pid"
+	for ((i = 0; i < 200; i++)); do
+		pid_of "$dir" "$name" >/dev/null && return
+		running "$pid" || return
+		sleep 0.025
+	done
+}
+
+# describe_exit NAME sets exit_desc to how a component this script launched
+# ended (wait works only in this shell, not in a $(...) subshell).
+exit_desc=""
+describe_exit() {
+	local pid="${launched[$1]:-}" rc=0
+	exit_desc="status unknown"
+	[[ -n "$pid" ]] || return 0
+	if running "$pid"; then
+		exit_desc="pid $pid still runs, but its command line does not name the state directory"
+		return 0
+	fi
+	wait "$pid" 2>/dev/null || rc=$?
+	if ((rc > 128)); then
+		exit_desc="killed by signal $((rc - 128))"
+	else
+		exit_desc="exit status $rc"
+	fi
 }
 
 # wait_for DIR NAME DESCRIPTION CMD... retries CMD until it succeeds, failing
@@ -290,7 +324,8 @@ wait_for() {
 	shift 3
 	until "$@" >/dev/null 2>&1; do
 		if ! pid_of "$dir" "$name" >/dev/null; then
-			log "$name exited; the end of $dir/$name.log:"
+			describe_exit "$name"
+			log "$name exited ($exit_desc); the end of $dir/$name.log:"
 			tail -n 40 "$dir/$name.log" >&2 || true
 			die "$name did not start"
 		fi
@@ -396,7 +431,7 @@ stop_dir() {
 	for ((i = 0; i < 50; i++)); do
 		local alive=()
 		for pid in "${pids[@]}"; do
-			if kill -0 "$pid" 2>/dev/null && [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]]; then
+			if running "$pid"; then
 				alive+=("$pid")
 			fi
 		done
