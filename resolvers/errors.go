@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/rdev-hq/rdev/domain"
@@ -17,7 +19,9 @@ import (
 // domain errors keep their message and carry their code in extensions.code;
 // errors gqlgen raises about the request itself (bad arguments, bad
 // variables) keep their message as INVALID_INPUT unless they carry a code;
-// anything else is logged with the request ID and shown as "internal error".
+// errors about a limit (extensions.limit) are INVALID_INPUT; a resolver that
+// failed because the operation ran out of time is UNAVAILABLE; anything else
+// is logged with the request ID and shown as "internal error".
 func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		gerr := graphql.DefaultErrorPresenter(ctx, err)
@@ -27,9 +31,11 @@ func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			gerr.Message = derr.Message
 			setCode(gerr, derr.Code)
 		case isRequestError(err):
-			if _, ok := gerr.Extensions["code"]; !ok {
-				setCode(gerr, domain.EINVALID)
-			}
+			presentRequestError(gerr)
+		case timedOut(ctx):
+			te, _ := operationTimedOut(ctx)
+			gerr.Message = te.Error()
+			gerr.Extensions = map[string]any{"code": domain.EUNAVAILABLE, "limit": limitNameTimeout}
 		default:
 			log.ErrorContext(ctx, "internal error",
 				"err", err, "path", gerr.Path.String(), "request_id", requestID(ctx))
@@ -39,6 +45,28 @@ func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 		}
 		return gerr
 	}
+}
+
+// presentRequestError gives gqlgen's own complaints a code: the limits are
+// INVALID_INPUT (gqlgen files the validation rules' errors under its own
+// code), and a request error without a code is INVALID_INPUT too.
+func presentRequestError(gerr *gqlerror.Error) {
+	code, _ := gerr.Extensions["code"].(string)
+	switch {
+	case gerr.Extensions["limit"] != nil:
+		setCode(gerr, domain.EINVALID)
+	case code == errcode.ParseFailed && strings.HasPrefix(gerr.Message, "exceeded token limit"):
+		gerr.Message += " (RDEV_PARSER_TOKEN_LIMIT)"
+		gerr.Extensions["limit"] = limitNameTokens
+		setCode(gerr, domain.EINVALID)
+	case code == "":
+		setCode(gerr, domain.EINVALID)
+	}
+}
+
+func timedOut(ctx context.Context) bool {
+	_, ok := operationTimedOut(ctx)
+	return ok
 }
 
 // isRequestError reports whether err is gqlgen's own complaint about the

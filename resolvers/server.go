@@ -27,6 +27,11 @@ const (
 	DefaultMaxBodyBytes     = 1 << 20
 	DefaultParserTokenLimit = 15_000
 	DefaultKeepAlive        = 15 * time.Second
+	DefaultMaxComplexity    = 5000
+	DefaultMaxDepth         = 12
+	DefaultMaxAliases       = 50
+	DefaultOperationTimeout = 30 * time.Second
+	DefaultAPQCacheSize     = 1000
 )
 
 // Config shapes the HTTP edge. Zero values take the defaults above.
@@ -36,6 +41,25 @@ type Config struct {
 	GraphiQL bool
 	// Introspection allows __schema and __type queries.
 	Introspection bool
+	// FieldSuggestions lets validation errors suggest fields ("Did you
+	// mean …?"), which tells a stranger about the schema.
+	FieldSuggestions bool
+	// MaxComplexity caps an operation's cost (see costs); negative: none.
+	MaxComplexity int
+	// MaxDepth caps the nesting of fields in an operation; negative: none.
+	MaxDepth int
+	// MaxAliases caps the aliased fields in an operation; negative: none.
+	MaxAliases int
+	// OperationTimeout bounds one query or mutation; negative: none.
+	OperationTimeout time.Duration
+	// APQCacheSize is how many automatic persisted queries are remembered;
+	// negative turns automatic persisted queries off.
+	APQCacheSize int
+	// TrustedDocuments, if set, are operations clients may send by hash
+	// alone.
+	TrustedDocuments *TrustedDocuments
+	// TrustedDocumentsOnly refuses every operation not in TrustedDocuments.
+	TrustedDocumentsOnly bool
 	// MaxBodyBytes caps a request body.
 	MaxBodyBytes int64
 	// ParserTokenLimit caps the tokens in one GraphQL document.
@@ -59,7 +83,7 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	cfg = withDefaults(cfg)
 	auth := &authenticator{keys: root.APIKeyService, trusted: cfg.TrustedProxies}
 
-	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: root, Directives: directives()}))
+	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: root, Directives: directives(), Complexity: costs()}))
 	// The first transport that supports a request serves it, so SSE (a POST
 	// that accepts text/event-stream) must come before POST.
 	srv.AddTransport(transport.SSE{KeepAlivePingInterval: cfg.KeepAlive})
@@ -71,6 +95,8 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	}
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.SetParserTokenLimit(cfg.ParserTokenLimit)
+	srv.SetValidationRulesFn(validationRules(cfg.MaxDepth, cfg.MaxAliases))
+	srv.SetDisableSuggestion(!cfg.FieldSuggestions)
 	srv.SetErrorPresenter(errorPresenter(cfg.Logger))
 	srv.SetRecoverFunc(recoverFunc(cfg.Logger))
 	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
@@ -84,6 +110,18 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 		}
 		return next(withLoaders(ctx, newLoaders(root.CommandService)))
 	})
+	srv.AroundOperations(operationTimeout(cfg.OperationTimeout))
+	// Trusted documents come first: they fill in an operation sent by hash
+	// before automatic persisted queries would call it unknown.
+	if cfg.TrustedDocuments != nil {
+		srv.Use(trustedDocuments{docs: cfg.TrustedDocuments, only: cfg.TrustedDocumentsOnly})
+	}
+	if cfg.APQCacheSize >= 0 {
+		srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](cfg.APQCacheSize)})
+	}
+	if cfg.MaxComplexity >= 0 {
+		srv.Use(&complexityLimit{max: cfg.MaxComplexity})
+	}
 	if cfg.Introspection {
 		srv.Use(extension.Introspection{})
 	}
@@ -120,6 +158,21 @@ func withDefaults(cfg Config) Config {
 	}
 	if cfg.KeepAlive <= 0 {
 		cfg.KeepAlive = DefaultKeepAlive
+	}
+	if cfg.MaxComplexity == 0 {
+		cfg.MaxComplexity = DefaultMaxComplexity
+	}
+	if cfg.MaxDepth == 0 {
+		cfg.MaxDepth = DefaultMaxDepth
+	}
+	if cfg.MaxAliases == 0 {
+		cfg.MaxAliases = DefaultMaxAliases
+	}
+	if cfg.OperationTimeout == 0 {
+		cfg.OperationTimeout = DefaultOperationTimeout
+	}
+	if cfg.APQCacheSize == 0 {
+		cfg.APQCacheSize = DefaultAPQCacheSize
 	}
 	return cfg
 }

@@ -35,6 +35,7 @@ type serveConfig struct {
 	TrustedProxies     []string
 	MaxBodyBytes       int
 	ParserTokenLimit   int
+	graphQL            graphQLConfig
 	KeepAlive          time.Duration
 	ShutdownTimeout    time.Duration
 	UsageFlushInterval time.Duration
@@ -60,6 +61,7 @@ func (c *serveConfig) register(f *envFlags) {
 	f.Duration(&c.ShutdownTimeout, "shutdown-timeout", "RDEV_SHUTDOWN_TIMEOUT", 15*time.Second, "how long requests and running commands get to finish on SIGTERM")
 	f.Duration(&c.UsageFlushInterval, "usage-flush-interval", "RDEV_USAGE_FLUSH_INTERVAL", time.Minute, "how often API keys' last-used times are written")
 	f.Bool(&c.AutoMigrate, "auto-migrate", "RDEV_AUTO_MIGRATE", true, "apply pending migrations at start-up")
+	c.graphQL.register(f)
 	c.commands.register(f)
 	c.executor.register(f)
 	c.logConfig.register(f)
@@ -122,6 +124,10 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 	if err != nil {
 		return nil, err
 	}
+	gql, err := cfg.graphQL.edge(cfg.store.embedded())
+	if err != nil {
+		return nil, err
+	}
 
 	s := &server{cfg: cfg, log: log}
 	if cfg.AutoMigrate {
@@ -162,23 +168,24 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		CommandService: s.commands,
 		HealthService:  s.health,
 	}
-	h := resolvers.NewHandler(root, resolvers.Config{
-		Logger:           log,
-		GraphiQL:         graphiql,
-		Introspection:    introspection,
-		MaxBodyBytes:     int64(cfg.MaxBodyBytes),
-		ParserTokenLimit: cfg.ParserTokenLimit,
-		TrustedProxies:   trusted,
-		KeepAlive:        cfg.KeepAlive,
-		Websocket: func(auth resolvers.WebsocketAuth, keepAlive time.Duration) graphql.Transport {
-			return websocket.Transport{
-				Upgrade:   websocket.Implementation{CheckOrigin: websocket.OriginChecker(cfg.AllowedOrigins)},
-				InitFunc:  auth,
-				KeepAlive: keepAlive,
-			}
-		},
-		Ready: s.health.Ready,
-	})
+	gql.Logger = log
+	gql.GraphiQL = graphiql
+	gql.Introspection = introspection
+	gql.MaxBodyBytes = int64(cfg.MaxBodyBytes)
+	gql.ParserTokenLimit = cfg.ParserTokenLimit
+	gql.TrustedProxies = trusted
+	gql.KeepAlive = cfg.KeepAlive
+	gql.Websocket = func(auth resolvers.WebsocketAuth, keepAlive time.Duration) graphql.Transport {
+		return websocket.Transport{
+			Upgrade:       websocket.Implementation{CheckOrigin: websocket.OriginChecker(cfg.AllowedOrigins)},
+			InitFunc:      auth,
+			KeepAlive:     keepAlive,
+			ReadLimit:     int64(cfg.graphQL.WSReadLimit),
+			MaxOperations: cfg.graphQL.MaxSubscriptionsPerConnection,
+		}
+	}
+	gql.Ready = s.health.Ready
+	h := resolvers.NewHandler(root, gql)
 	s.ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
 	if err != nil {
 		_ = s.store.Close()

@@ -17,6 +17,8 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	gorilla "github.com/gorilla/websocket"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/rdev-hq/rdev/domain"
 )
 
 // session is one connection's protocol: the init handshake, then a read loop
@@ -230,11 +232,36 @@ func (s *session) subscribe(m inMessage) bool {
 		cancel()
 		return false
 	}
+	if limit := s.t.MaxOperations; limit > 0 && s.running() >= limit {
+		s.mu.Unlock()
+		cancel()
+		err := &gqlerror.Error{
+			Message:    fmt.Sprintf("too many operations on one connection: the limit is %d (RDEV_MAX_SUBSCRIPTIONS_PER_CONNECTION)", limit),
+			Extensions: map[string]any{"code": domain.EINVALID, "limit": "subscriptions"},
+		}
+		s.sendErrors(m.ID, s.exec.DispatchError(graphql.WithOperationContext(ctx, rc), gqlerror.List{err}).Errors)
+		if s.p.legacy {
+			s.write(encodeMessage(nil, "complete", m.ID, nil))
+		}
+		return true
+	}
 	s.ops[m.ID] = op
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go s.run(ctx, m.ID, op, rc)
 	return true
+}
+
+// running counts the operations that run and were not told to stop. The
+// caller holds s.mu.
+func (s *session) running() int {
+	n := 0
+	for _, op := range s.ops {
+		if !op.stopped && !op.replaced {
+			n++
+		}
+	}
+	return n
 }
 
 // run executes one operation and sends its results, then "complete" unless

@@ -47,6 +47,10 @@ type Transport struct {
 	// ReadLimit caps one message from the client; a larger one closes the
 	// connection with 1009. Zero means DefaultReadLimit.
 	ReadLimit int64
+	// MaxOperations caps the operations (in practice, subscriptions) one
+	// connection runs at once; one more gets an error message with code
+	// INVALID_INPUT, and the connection goes on. Zero or less: no cap.
+	MaxOperations int
 	// ErrorFunc, if set, is told of unexpected read and write failures (a
 	// peer that vanished, a read timeout, an abnormal close code).
 	ErrorFunc func(ctx context.Context, err error)
