@@ -3,6 +3,7 @@ package resolvers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -92,15 +93,19 @@ func (m *memKeys) storeCalls() int {
 }
 
 // memProjects is a fixed domain.ProjectRepository. A project named "panic"
-// panics and one named "broken" fails, to exercise the error paths.
+// panics, one named "broken" fails, and one named "slow" waits for its
+// context to end, to exercise the error paths.
 type memProjects struct{ projects []*domain.Project }
 
-func (m *memProjects) FindProjectByID(_ context.Context, id string) (*domain.Project, error) {
+func (m *memProjects) FindProjectByID(ctx context.Context, id string) (*domain.Project, error) {
 	switch id {
 	case "panic":
 		panic("boom: secret internals")
 	case "broken":
 		return nil, errors.New("dial tcp 10.0.0.7:5432: connection refused")
+	case "slow":
+		<-ctx.Done()
+		return nil, fmt.Errorf("query projects: %w", ctx.Err())
 	}
 	for _, p := range m.projects {
 		if p.ID == id {

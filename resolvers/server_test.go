@@ -27,6 +27,12 @@ type testServer struct {
 
 func newTestServer(t testing.TB) *testServer {
 	t.Helper()
+	return newTestServerWith(t, nil)
+}
+
+// newTestServerWith is newTestServer with configure applied to its Config.
+func newTestServerWith(t testing.TB, configure func(*Config)) *testServer {
+	t.Helper()
 	ts := &testServer{keys: newMemKeys(), logs: &bytes.Buffer{}}
 	ts.svc = domain.NewAPIKeyService(ts.keys)
 	projects := &memProjects{projects: []*domain.Project{
@@ -44,12 +50,16 @@ func newTestServer(t testing.TB) *testServer {
 		ProjectService: domain.NewProjectService(projects, nopHub{}), APIKeyService: ts.svc,
 		CommandService: domain.NewCommandService(ts.commands, projects, nopHub{}, nil, domain.DefaultCommandLimits),
 	}
-	h := NewHandler(root, Config{
+	cfg := Config{
 		Logger:         slog.New(slog.NewTextHandler(ts.logs, nil)),
 		Introspection:  true,
 		MaxBodyBytes:   4096,
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
-	})
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	h := NewHandler(root, cfg)
 	ts.Server = httptest.NewServer(h)
 	t.Cleanup(ts.Close)
 	ts.admin = ts.createKey(t, "admin", domain.ScopeAdmin)

@@ -1,0 +1,123 @@
+package resolvers
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rdev-hq/rdev/domain"
+)
+
+func TestHandler_Limits(t *testing.T) {
+	ts := newTestServerWith(t, func(c *Config) {
+		c.MaxDepth = 8
+		c.MaxAliases = 5
+		c.MaxComplexity = 1000
+		c.ParserTokenLimit = 200
+	})
+	aliases := func(n int) string {
+		var b strings.Builder
+		b.WriteString("{ ")
+		for i := range n {
+			fmt.Fprintf(&b, "a%d: viewer { id } ", i)
+		}
+		return b.String() + "}"
+	}
+	tests := []struct {
+		name, query string
+		limit       string // "" for a query that must succeed
+		message     string
+	}{
+		{"DepthOK", `{ projects(first: 2) { nodes { commands(first: 2) { nodes { project { commands(first: 2) { nodes { id } } } } } } } }`, "", ""},
+		{"DepthOver", `{ projects { nodes { commands { nodes { project { commands { nodes { project { id } } } } } } } } }`, "depth", "has depth 9, which exceeds the limit of 8"},
+		{"DepthThroughFragments", `{ projects { nodes { ...P } } } fragment P on Project { commands { nodes { project { ...Q } } } } fragment Q on Project { commands { nodes { project { id } } } }`, "depth", "has depth 9"},
+		{"DepthIgnoresIntrospection", `{ __schema { types { fields { type { ofType { ofType { ofType { ofType { name } } } } } } } } }`, "", ""},
+		{"AliasesOK", aliases(5), "", ""},
+		{"AliasesOver", aliases(6), "aliases", "has 6 aliases, which exceeds the limit of 5"},
+		{"AliasesCountedPerSpread", `{ a: viewer { ...K } b: viewer { ...K } } fragment K on APIKey { x: id y: id }`, "aliases", "has 6 aliases"},
+		{"ComplexityOK", `{ projects { nodes { id status } } }`, "", ""},
+		{"ComplexityByFirst", `{ projects(first: 100) { nodes { commands(first: 100) { nodes { id } } } } }`, "complexity", "has complexity 20201, which exceeds the limit of 1000"},
+		{"ComplexityByVariable", `query($n: Int) { projects(first: $n) { nodes { id commands(first: $n) { nodes { id } } } } }`, "complexity", "exceeds the limit of 1000"},
+		{"Tokens", "{ viewer { " + strings.Repeat("id ", 300) + "} }", "tokens", "exceeded token limit of 200"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := ts.query(t, ts.admin, tt.query, map[string]any{"n": 50})
+			if tt.limit == "" {
+				if len(r.Errors) > 0 {
+					t.Fatalf("errors: %v", r.Errors)
+				}
+				return
+			}
+			if len(r.Errors) != 1 || r.code() != domain.EINVALID || r.Errors[0].Extensions["limit"] != tt.limit {
+				t.Fatalf("got %d %v, want one INVALID_INPUT error with limit %q", r.status, r.Errors, tt.limit)
+			}
+			if !strings.Contains(r.Errors[0].Message, tt.message) {
+				t.Errorf("message %q does not say %q", r.Errors[0].Message, tt.message)
+			}
+		})
+	}
+	t.Run("FragmentCycle", func(t *testing.T) {
+		r := ts.query(t, ts.admin, `{ viewer { ...A } } fragment A on APIKey { id ...B } fragment B on APIKey { name ...A }`, nil)
+		if len(r.Errors) == 0 || !strings.Contains(r.Errors[0].Message, "Cannot spread fragment") {
+			t.Fatalf("got %v", r.Errors)
+		}
+	})
+}
+
+func TestHandler_FieldSuggestions(t *testing.T) {
+	const q = `{ viewer { nme } }`
+	for _, on := range []bool{false, true} {
+		t.Run(fmt.Sprint(on), func(t *testing.T) {
+			ts := newTestServerWith(t, func(c *Config) { c.FieldSuggestions = on })
+			r := ts.query(t, ts.admin, q, nil)
+			if len(r.Errors) != 1 || !strings.Contains(r.Errors[0].Message, `Cannot query field "nme"`) {
+				t.Fatalf("got %v", r.Errors)
+			}
+			if got := strings.Contains(r.Errors[0].Message, "Did you mean"); got != on {
+				t.Errorf("suggestions on=%v, message %q", on, r.Errors[0].Message)
+			}
+		})
+	}
+}
+
+func TestHandler_OperationTimeout(t *testing.T) {
+	ts := newTestServerWith(t, func(c *Config) { c.OperationTimeout = 100 * time.Millisecond })
+	r := ts.query(t, ts.admin, `{ project(id: "slow") { id } }`, nil)
+	if len(r.Errors) != 1 || r.code() != domain.EUNAVAILABLE || r.Errors[0].Extensions["limit"] != "timeout" {
+		t.Fatalf("got %d %v", r.status, r.Errors)
+	}
+	if msg := r.Errors[0].Message; !strings.Contains(msg, "timeout of 100ms") || strings.Contains(msg, "context") {
+		t.Errorf("message %q", msg)
+	}
+	// The next operation gets its own time.
+	if r := ts.query(t, ts.admin, `{ viewer { id } }`, nil); len(r.Errors) > 0 {
+		t.Fatalf("after a timeout: %v", r.Errors)
+	}
+	if r.status != http.StatusOK {
+		t.Errorf("status %d", r.status)
+	}
+}
+
+func TestConnectionCost(t *testing.T) {
+	n := func(i int) *int { return &i }
+	tests := []struct {
+		child int
+		first *int
+		want  int
+	}{
+		{2, nil, 1 + domain.DefaultPageSize*2},
+		{2, n(0), 1},
+		{2, n(5), 11},
+		{2, n(-5), 1},
+		{2, n(1 << 40), 1 + domain.MaxPageSize*2},
+		{1 << 62, n(100), 1<<63 - 1},
+	}
+	for _, tt := range tests {
+		if got := connectionCost(tt.child, tt.first); got != tt.want {
+			t.Errorf("connectionCost(%d, %v) = %d, want %d", tt.child, tt.first, got, tt.want)
+		}
+	}
+}
