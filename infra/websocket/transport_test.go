@@ -705,3 +705,45 @@ func TestTransport_LegacyReplacesOperation(t *testing.T) {
 	srv.SendNextSubscriptionMessage()
 	expect(t, c, "data", "s", `{"data":{"name":"test"}}`)
 }
+
+func TestTransport_MaxOperations(t *testing.T) {
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			srv := newServer(t, websocket.Implementation{}, func(tr *websocket.Transport) { tr.MaxOperations = 2 })
+			c := dial(t, srv.url, nil, p.name)
+			handshake(t, c, p, "")
+			sub := json.RawMessage(`{"query":"subscription { name }"}`)
+			send(t, c, msg{Type: p.subscribe, ID: "1", Payload: sub})
+			send(t, c, msg{Type: p.subscribe, ID: "2", Payload: sub})
+			send(t, c, msg{Type: p.subscribe, ID: "3", Payload: sub})
+			m := expect(t, c, "error", "3", "")
+			var errs []struct {
+				Message    string
+				Extensions map[string]any
+			}
+			if err := json.Unmarshal(m.Payload, &errs); err != nil || len(errs) != 1 ||
+				errs[0].Extensions["code"] != "INVALID_INPUT" || errs[0].Extensions["limit"] != "subscriptions" ||
+				!strings.Contains(errs[0].Message, "the limit is 2") {
+				t.Fatalf("error payload %s", m.Payload)
+			}
+			if p.keepAlive { // the legacy protocol ends a failed operation with complete
+				expect(t, c, "complete", "3", "")
+			}
+			// The connection goes on, and a stopped operation frees its place.
+			send(t, c, msg{Type: p.stop, ID: "1"})
+			send(t, c, msg{Type: p.subscribe, ID: "4", Payload: json.RawMessage(`{"query":"{ name }"}`)})
+			for result, done := false, false; !result || !done; {
+				switch m := read(t, c); {
+				case m.Type == p.next && m.ID == "4":
+					result = true
+				case m.Type == "complete" && m.ID == "4":
+					done = true
+				case m.Type == "complete" && m.ID == "1" && p.keepAlive:
+				default:
+					t.Fatalf("got %s id=%q payload=%s", m.Type, m.ID, m.Payload)
+				}
+			}
+			srv.noErrors(t)
+		})
+	}
+}
