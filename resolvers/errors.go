@@ -59,6 +59,14 @@ func presentRequestError(gerr *gqlerror.Error) {
 		gerr.Message += " (RDEV_PARSER_TOKEN_LIMIT)"
 		gerr.Extensions["limit"] = limitNameTokens
 		setCode(gerr, domain.EINVALID)
+	case strings.HasPrefix(gerr.Message, "json request body could not be decoded"):
+		// gqlgen's message quotes the whole body and Go's type names.
+		if strings.Contains(gerr.Message, "cannot unmarshal array") {
+			gerr.Message = "batched operations (a JSON array) are not supported: send one operation per request"
+		} else {
+			gerr.Message = "request body is not a GraphQL request: a JSON object with query, and optionally operationName, variables and extensions"
+		}
+		setCode(gerr, domain.EINVALID)
 	case code == "":
 		setCode(gerr, domain.EINVALID)
 	}

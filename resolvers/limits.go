@@ -10,6 +10,7 @@ import (
 
 	"github.com/99designs/gqlgen/complexity"
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"github.com/vektah/gqlparser/v2/validator/core"
@@ -34,8 +35,11 @@ const (
 // with the limit's name in extensions.limit.
 func limitError(limit, format string, args ...any) *gqlerror.Error {
 	return &gqlerror.Error{
-		Message:    fmt.Sprintf(format, args...),
-		Extensions: map[string]any{"code": domain.EINVALID, "limit": limit},
+		Message: fmt.Sprintf(format, args...),
+		// gqlgen answers an operation refused with a validation code with
+		// 422, like every other invalid document; the error presenter then
+		// gives it INVALID_INPUT.
+		Extensions: map[string]any{"code": errcode.ValidationFailed, "limit": limit},
 	}
 }
 

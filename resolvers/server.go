@@ -127,7 +127,7 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", auth.middleware(limitBody(srv, cfg.MaxBodyBytes)))
+	mux.Handle("/graphql", withErrorCodes(auth.middleware(limitBody(srv, cfg.MaxBodyBytes))))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeStatus(w, http.StatusOK, "ok")
 	})
@@ -175,19 +175,6 @@ func withDefaults(cfg Config) Config {
 		cfg.APQCacheSize = DefaultAPQCacheSize
 	}
 	return cfg
-}
-
-// limitBody refuses a declared oversized body at once and cuts an undeclared
-// one off at max bytes.
-func limitBody(next http.Handler, limit int64) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > limit {
-			writeError(w, http.StatusRequestEntityTooLarge, domain.Errorf(domain.EINVALID, "request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, limit))
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, limit)
-		next.ServeHTTP(w, r)
-	})
 }
 
 // httpStatus maps an error code to the status of a request refused before

@@ -1,0 +1,143 @@
+package resolvers
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/rdev-hq/rdev/domain"
+)
+
+// limitBody refuses a declared oversized body at once with 413 and cuts an
+// undeclared (chunked) one off at max bytes, also with 413: reading it here,
+// rather than letting the transport fail halfway, gives the client the
+// same answer either way.
+func limitBody(next http.Handler, limit int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tooLarge := func(n string) {
+			writeError(w, http.StatusRequestEntityTooLarge, domain.Errorf(domain.EINVALID,
+				"request body of %s bytes exceeds the limit of %d bytes (RDEV_MAX_BODY_BYTES)", n, limit))
+		}
+		if r.ContentLength > limit {
+			tooLarge(strconv.FormatInt(r.ContentLength, 10))
+			return
+		}
+		if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
+			b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+			if err != nil {
+				writeError(w, http.StatusBadRequest, domain.Errorf(domain.EINVALID, "could not read the request body"))
+				return
+			}
+			if int64(len(b)) > limit {
+				tooLarge("more than " + strconv.FormatInt(limit, 10))
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(b))
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// withErrorCodes gives every error answered with an HTTP error status an
+// extensions.code. gqlgen's transports answer some requests themselves,
+// without the error presenter (a request no transport takes, a GET of a
+// mutation, undecodable GET variables), with a bare message; those become
+// INVALID_INPUT, and a GET of a mutation becomes 405 as GraphQL over HTTP
+// asks. WebSocket upgrades pass untouched.
+func withErrorCodes(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		cw := &codeWriter{ResponseWriter: w}
+		next.ServeHTTP(cw, r)
+		if cw.buf != nil {
+			cw.finish(r)
+		}
+	})
+}
+
+// codeWriter holds back the body of an error response, so that finish can
+// add the codes it lacks.
+type codeWriter struct {
+	http.ResponseWriter
+	status  int
+	buf     *bytes.Buffer
+	written bool
+}
+
+func (c *codeWriter) WriteHeader(status int) {
+	if c.written || c.buf != nil {
+		return
+	}
+	if status >= http.StatusBadRequest {
+		c.status, c.buf = status, &bytes.Buffer{}
+		return
+	}
+	c.written = true
+	c.ResponseWriter.WriteHeader(status)
+}
+
+func (c *codeWriter) Write(b []byte) (int, error) {
+	if c.buf != nil {
+		return c.buf.Write(b)
+	}
+	c.written = true
+	return c.ResponseWriter.Write(b)
+}
+
+// Flush lets SSE stream through.
+func (c *codeWriter) Flush() {
+	if c.buf == nil {
+		_ = http.NewResponseController(c.ResponseWriter).Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (c *codeWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// finish writes the held-back error response, with codes.
+func (c *codeWriter) finish(r *http.Request) {
+	status := c.status
+	var body struct {
+		Errors []map[string]any `json:"errors"`
+	}
+	if err := json.Unmarshal(c.buf.Bytes(), &body); err != nil || len(body.Errors) == 0 {
+		c.ResponseWriter.WriteHeader(status)
+		_, _ = c.ResponseWriter.Write(c.buf.Bytes())
+		return
+	}
+	if status == http.StatusNotAcceptable && r.Method == http.MethodGet {
+		status = http.StatusMethodNotAllowed
+		c.Header().Set("Allow", "POST")
+	}
+	for _, e := range body.Errors {
+		switch e["message"] {
+		case "transport not supported":
+			e["message"] = "unsupported request: send a POST with Content-Type application/json, a GET with the query in its URL, or a WebSocket upgrade"
+		case "GET requests only allow query operations":
+			e["message"] = "GET runs only queries: send mutations and subscriptions by POST or WebSocket"
+		}
+		ext, _ := e["extensions"].(map[string]any)
+		if ext == nil {
+			ext = map[string]any{}
+			e["extensions"] = ext
+		}
+		if _, ok := ext["code"]; !ok {
+			ext["code"] = domain.EINVALID
+		}
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		b = c.buf.Bytes()
+	}
+	c.Header().Set("Content-Type", "application/json")
+	c.Header().Del("Content-Length")
+	c.ResponseWriter.WriteHeader(status)
+	_, _ = c.ResponseWriter.Write(b)
+}
