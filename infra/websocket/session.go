@@ -365,12 +365,18 @@ func (s *session) extendDeadline() error {
 	return s.c.SetReadDeadline(time.Now().Add(2 * s.t.KeepAlive))
 }
 
-// read returns the next message from the client. A message that is not a
-// JSON object with a type closes the connection with 4400.
+// read returns the next message from the client. A binary frame, or a
+// message that is not a JSON object with a type, closes the connection with
+// 4400.
 func (s *session) read() (inMessage, error) {
-	_, r, err := s.c.NextReader()
+	typ, r, err := s.c.NextReader()
 	if err != nil {
 		return inMessage{}, err
+	}
+	if typ != gorilla.TextMessage {
+		// Both protocols send JSON text; a binary frame is not one of them.
+		s.refuse(closeBadRequest, "Invalid message received: binary frames are not supported")
+		return inMessage{}, net.ErrClosed
 	}
 	data, err := io.ReadAll(r)
 	if err != nil {

@@ -594,6 +594,15 @@ func TestTransport_ProtocolErrors(t *testing.T) {
 		}
 	})
 
+	t.Run("BinaryFrame", func(t *testing.T) {
+		srv := newServer(t, websocket.Implementation{}, nil)
+		c := dial(t, srv.url, nil, "graphql-transport-ws")
+		_ = c.WriteMessage(gorilla.BinaryMessage, []byte(`{"type":"connection_init"}`))
+		if ce := readClose(t, c); ce.Code != 4400 || !strings.Contains(ce.Text, "binary") {
+			t.Errorf("close %d %q, want 4400 about binary frames", ce.Code, ce.Text)
+		}
+	})
+
 	t.Run("InitTimeout", func(t *testing.T) {
 		srv := newServer(t, websocket.Implementation{}, func(ws *websocket.Transport) { ws.InitTimeout = 100 * time.Millisecond })
 		c := dial(t, srv.url, nil, "graphql-transport-ws")
