@@ -32,6 +32,10 @@ func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			setCode(gerr, derr.Code)
 		case isRequestError(err):
 			presentRequestError(gerr)
+		case introspectionDisabled(err):
+			gerr.Message = "introspection is disabled on this server (RDEV_INTROSPECTION)"
+			gerr.Extensions = nil
+			setCode(gerr, domain.EINVALID)
 		case timedOut(ctx):
 			te, _ := operationTimedOut(ctx)
 			gerr.Message = te.Error()
@@ -70,6 +74,17 @@ func presentRequestError(gerr *gqlerror.Error) {
 	case code == "":
 		setCode(gerr, domain.EINVALID)
 	}
+}
+
+// introspectionDisabled reports whether err is gqlgen's refusal of __schema
+// or __type when introspection is off.
+func introspectionDisabled(err error) bool {
+	for ; err != nil; err = errors.Unwrap(err) {
+		if err.Error() == "introspection disabled" {
+			return true
+		}
+	}
+	return false
 }
 
 func timedOut(ctx context.Context) bool {

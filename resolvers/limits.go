@@ -258,3 +258,24 @@ func operationTimedOut(ctx context.Context) (*timeoutError, bool) {
 	ok := errors.As(context.Cause(ctx), &te)
 	return te, ok
 }
+
+// maxErrors is the most errors one response lists. A document repeating one
+// mistake a thousand times would otherwise get a thousand errors back, an
+// answer many times the size of the request.
+const maxErrors = 20
+
+// capErrors cuts a response's errors to maxErrors, saying how many were left
+// out in a last one.
+func capErrors(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+	r := next(ctx)
+	if r == nil || len(r.Errors) <= maxErrors {
+		return r
+	}
+	left := len(r.Errors) - maxErrors
+	last := &gqlerror.Error{
+		Message:    fmt.Sprintf("%d more errors left out", left),
+		Extensions: map[string]any{"code": r.Errors[maxErrors].Extensions["code"]},
+	}
+	r.Errors = append(r.Errors[:maxErrors:maxErrors], last)
+	return r
+}

@@ -111,6 +111,7 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 		return next(withLoaders(ctx, newLoaders(root.CommandService)))
 	})
 	srv.AroundOperations(operationTimeout(cfg.OperationTimeout))
+	srv.AroundResponses(capErrors)
 	// Trusted documents come first: they fill in an operation sent by hash
 	// before automatic persisted queries would call it unknown.
 	if cfg.TrustedDocuments != nil {

@@ -212,8 +212,11 @@ func (s *session) subscribe(m inMessage) bool {
 	ctx := graphql.StartOperationTrace(s.ctx)
 	rc, errs := s.exec.CreateOperationContext(ctx, &params)
 	if errs != nil {
+		// The kind is read before the error presenter, which may change the
+		// errors' codes, sees them.
+		invalid := errcode.GetErrorKind(errs) == errcode.KindProtocol
 		resp := s.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
-		if errcode.GetErrorKind(errs) == errcode.KindProtocol {
+		if invalid {
 			s.sendErrors(m.ID, resp.Errors)
 			if s.p.legacy {
 				s.write(encodeMessage(nil, "complete", m.ID, nil))
