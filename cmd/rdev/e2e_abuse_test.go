@@ -10,6 +10,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -390,5 +393,79 @@ func TestE2E_Abuse(t *testing.T) {
 	}
 	if strings.Contains(s.output(), "panic") {
 		t.Errorf("the server logged a panic: %s", s.output())
+	}
+}
+
+// TestE2E_PersistedQueries runs Apollo Client's persisted-query link against
+// the binary: automatic persisted queries first, then a server started with a
+// trusted-documents manifest (as Apollo Client sends the operations) in
+// trusted-only mode, over HTTP, WebSocket and SSE.
+func TestE2E_PersistedQueries(t *testing.T) {
+	nodeClients(t)
+	t.Run("Automatic", func(t *testing.T) {
+		in := newInstance(t)
+		s := in.serve()
+		token, _ := in.createKey("--name", "persisted", "--admin")
+		out := runNode(t, s, token, "persisted.mjs", "RDEV_MODE=apq")
+		if n := strings.Count(out, "ok apq:"); n != 6 {
+			t.Fatalf("%d apq checks passed, want 6", n)
+		}
+	})
+	t.Run("Trusted", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "manifest.json")
+		node, dir := nodeClients(t)
+		gen := exec.CommandContext(t.Context(), node, "persisted.mjs")
+		gen.Dir, gen.Env = dir, append(os.Environ(), "RDEV_MODE=manifest", "RDEV_MANIFEST="+path)
+		if out, err := gen.CombinedOutput(); err != nil {
+			t.Fatalf("writing the manifest: %v\n%s", err, out)
+		}
+		in := newInstance(t, "RDEV_TRUSTED_DOCUMENTS="+path, "RDEV_TRUSTED_DOCUMENTS_ONLY=true")
+		s := in.serve()
+		token, _ := in.createKey("--name", "persisted", "--admin")
+		out := runNode(t, s, token, "persisted.mjs", "RDEV_MODE=trusted")
+		if n := strings.Count(out, "ok trusted:"); n != 7 {
+			t.Fatalf("%d trusted checks passed, want 7", n)
+		}
+		// curl, too, gets the refusal with its code.
+		if r := s.query(token, `{ viewer { id } }`, nil); r.code() != "PERSISTED_QUERY_NOT_TRUSTED" {
+			t.Errorf("an untrusted POST: %+v", r)
+		}
+	})
+}
+
+// TestE2E_BadManifest checks that a trusted-documents manifest that cannot
+// be used stops rdev serve at start-up, saying why.
+func TestE2E_BadManifest(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const body = `{ viewer { id } }`
+	tests := []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"Missing", []string{"RDEV_TRUSTED_DOCUMENTS=" + filepath.Join(dir, "nope.json")}, "no such file"},
+		{"NotJSON", []string{"RDEV_TRUSTED_DOCUMENTS=" + write("bad.json", "{")}, "not a persisted-query manifest"},
+		{"WrongFormat", []string{"RDEV_TRUSTED_DOCUMENTS=" + write("relay.json", `{"format":"relay","version":1,"operations":[]}`)}, `format "relay"`},
+		{"IDNotTheHash", []string{"RDEV_TRUSTED_DOCUMENTS=" + write("hash.json", `{"format":"apollo-persisted-query-manifest","version":1,"operations":[{"id":"`+sha(body+" ")+`","name":"V","type":"query","body":"`+body+`"}]}`)}, "is not the SHA-256 of its body"},
+		{"OnlyWithoutManifest", []string{"RDEV_TRUSTED_DOCUMENTS_ONLY=true"}, "needs a manifest"},
+		{"NegativeLimit", []string{"RDEV_MAX_DEPTH=-1"}, "RDEV_MAX_DEPTH"},
+		{"ZeroReadLimit", []string{"RDEV_WS_READ_LIMIT=0"}, "RDEV_WS_READ_LIMIT"},
+		{"BadSuggestions", []string{"RDEV_FIELD_SUGGESTIONS=maybe"}, "RDEV_FIELD_SUGGESTIONS"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := newInstance(t, tt.env...)
+			_, errs, code := in.cli("serve", "--host", "127.0.0.1", "--port", "0")
+			if code != 1 || !strings.Contains(errs, tt.want) {
+				t.Errorf("exit %d, stderr %q; want exit 1 saying %q", code, errs, tt.want)
+			}
+		})
 	}
 }
