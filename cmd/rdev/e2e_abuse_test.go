@@ -459,6 +459,14 @@ func TestE2E_BadManifest(t *testing.T) {
 		{"ZeroReadLimit", []string{"RDEV_WS_READ_LIMIT=0"}, "RDEV_WS_READ_LIMIT"},
 		{"BadSuggestions", []string{"RDEV_FIELD_SUGGESTIONS=maybe"}, "RDEV_FIELD_SUGGESTIONS"},
 	}
+	_, help, _ := newInstance(t).cli("serve", "--help")
+	for _, env := range []string{"RDEV_MAX_DEPTH", "RDEV_MAX_ALIASES", "RDEV_MAX_COMPLEXITY", "RDEV_OPERATION_TIMEOUT",
+		"RDEV_MAX_SUBSCRIPTIONS_PER_CONNECTION", "RDEV_WS_READ_LIMIT", "RDEV_FIELD_SUGGESTIONS", "RDEV_APQ_CACHE_SIZE",
+		"RDEV_TRUSTED_DOCUMENTS", "RDEV_TRUSTED_DOCUMENTS_ONLY"} {
+		if !strings.Contains(help, "env "+env+")") {
+			t.Errorf("serve --help does not list %s", env)
+		}
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := newInstance(t, tt.env...)
