@@ -71,6 +71,7 @@ type codeWriter struct {
 	written bool
 }
 
+// WriteHeader passes a success status on and holds an error status back.
 func (c *codeWriter) WriteHeader(status int) {
 	if c.written || c.buf != nil {
 		return
@@ -83,6 +84,7 @@ func (c *codeWriter) WriteHeader(status int) {
 	c.ResponseWriter.WriteHeader(status)
 }
 
+// Write passes a success body on and holds an error body back.
 func (c *codeWriter) Write(b []byte) (int, error) {
 	if c.buf != nil {
 		return c.buf.Write(b)
