@@ -7,7 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/parser"
+	"github.com/vektah/gqlparser/v2/validator"
+
 	"github.com/rdev-hq/rdev/domain"
+	"github.com/rdev-hq/rdev/graph"
 )
 
 func TestHandler_Limits(t *testing.T) {
@@ -120,4 +125,32 @@ func TestConnectionCost(t *testing.T) {
 			t.Errorf("connectionCost(%d, %v) = %d, want %d", tt.child, tt.first, got, tt.want)
 		}
 	}
+}
+
+// FuzzValidationRules runs the depth and alias rules, with gqlparser's own,
+// over arbitrary documents: none may panic or loop, however its fragments
+// spread.
+func FuzzValidationRules(f *testing.F) {
+	schema := graph.NewExecutableSchema(graph.Config{}).Schema()
+	for _, q := range []string{
+		`{ viewer { id } }`,
+		`{ a: viewer { ...K } b: viewer { ...K } } fragment K on APIKey { x: id y: id }`,
+		`{ viewer { ...A } } fragment A on APIKey { id ...B } fragment B on APIKey { name ...A }`,
+		`{ projects { nodes { commands { nodes { project { id } } } } } }`,
+		`query { ... on Query { ... on Query { viewer { id } } } }`,
+	} {
+		f.Add(q)
+	}
+	rules := validationRules(5, 3)
+	f.Fuzz(func(t *testing.T, q string) {
+		doc, err := parser.ParseQueryWithTokenLimit(&ast.Source{Input: q}, 2000)
+		if err != nil {
+			return
+		}
+		for _, e := range validator.ValidateWithRules(schema, doc, rules()) {
+			if limit, ok := e.Extensions["limit"]; ok && limit != "depth" && limit != "aliases" {
+				t.Fatalf("unexpected limit %v", limit)
+			}
+		}
+	})
 }

@@ -170,3 +170,21 @@ func TestParseTrustedDocuments(t *testing.T) {
 		})
 	}
 }
+
+func FuzzParseTrustedDocuments(f *testing.F) {
+	f.Add(manifestOf(trustedQuery))
+	f.Add(`{"format":"apollo-persisted-query-manifest","version":1,"operations":[{"id":"abc","name":"A","type":"query","body":"{ a }"}]}`)
+	f.Add(`[]`)
+	f.Fuzz(func(t *testing.T, manifest string) {
+		td, err := ParseTrustedDocuments(strings.NewReader(manifest))
+		if err != nil {
+			return
+		}
+		// Whatever was accepted maps each hash to a body with that hash.
+		for h, body := range td.byHash {
+			if queryHash(body) != h {
+				t.Fatalf("%q accepted under hash %s", body, h)
+			}
+		}
+	})
+}
