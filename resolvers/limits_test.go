@@ -1,6 +1,8 @@
 package resolvers
 
 import (
+	"bufio"
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -153,4 +155,47 @@ func FuzzValidationRules(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestHandler_OperationTimeoutSparesSubscriptions(t *testing.T) {
+	ts := newTestServerWith(t, func(c *Config) { c.OperationTimeout = 50 * time.Millisecond })
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	body := strings.NewReader(`{"query":"subscription { projectStatus(projectId: \"alpha\") { id status } }"}`)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+"/graphql", body)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+ts.admin)
+	res, err := ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = res.Body.Close() }()
+	lines := make(chan string, 100)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(res.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	var got []string
+	deadline := time.After(500 * time.Millisecond) // ten operation timeouts
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("the stream ended: %q", got)
+			}
+			got = append(got, l)
+			if strings.Contains(l, "complete") || strings.Contains(l, "errors") {
+				t.Fatalf("the subscription ended or failed: %q", got)
+			}
+		case <-deadline:
+			if !strings.Contains(strings.Join(got, "\n"), `"id":"alpha"`) {
+				t.Fatalf("no first event: %q", got)
+			}
+			return
+		}
+	}
 }
