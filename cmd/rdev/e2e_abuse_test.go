@@ -421,10 +421,13 @@ func TestE2E_PersistedQueries(t *testing.T) {
 		}
 		in := newInstance(t, "RDEV_TRUSTED_DOCUMENTS="+path, "RDEV_TRUSTED_DOCUMENTS_ONLY=true")
 		s := in.serve()
+		if !s.waitOutput("trusted documents loaded") || !strings.Contains(s.output(), "operations=2") {
+			t.Errorf("start-up does not say the manifest was loaded: %s", s.output())
+		}
 		token, _ := in.createKey("--name", "persisted", "--admin")
 		out := runNode(t, s, token, "persisted.mjs", "RDEV_MODE=trusted")
-		if n := strings.Count(out, "ok trusted:"); n != 7 {
-			t.Fatalf("%d trusted checks passed, want 7", n)
+		if n := strings.Count(out, "ok trusted:"); n != 8 {
+			t.Fatalf("%d trusted checks passed, want 8", n)
 		}
 		// curl, too, gets the refusal with its code.
 		if r := s.query(token, `{ viewer { id } }`, nil); r.code() != "PERSISTED_QUERY_NOT_TRUSTED" {

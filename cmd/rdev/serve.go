@@ -128,6 +128,10 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 	if err != nil {
 		return nil, err
 	}
+	if gql.TrustedDocuments != nil {
+		log.Info("trusted documents loaded", "path", cfg.graphQL.TrustedDocuments,
+			"operations", gql.TrustedDocuments.Len(), "only", gql.TrustedDocumentsOnly)
+	}
 
 	s := &server{cfg: cfg, log: log}
 	if cfg.AutoMigrate {

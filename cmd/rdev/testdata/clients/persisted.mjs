@@ -141,6 +141,8 @@ async function trusted() {
   const sse = createSseClient({ url: endpoint, headers: { authorization: `Bearer ${token}` }, retryAttempts: 0 });
   r = await first((sink) => sse.subscribe({ query: statusSubscription }, sink));
   check('trusted: a manifest subscription runs over SSE', r.data?.projectStatus?.id === 'demo', r);
+  r = await first((sink) => sse.subscribe({ query: '', extensions: { persistedQuery: { version: 1, sha256Hash: sha256(statusSubscription) } } }, sink));
+  check('trusted: a manifest subscription by hash alone over SSE', r.data?.projectStatus?.id === 'demo', r);
   r = await first((sink) => sse.subscribe({ query: 'subscription { projectStatus { id } }' }, sink));
   check('trusted: another subscription is refused over SSE', codeOf(r) === 'PERSISTED_QUERY_NOT_TRUSTED', r);
   sse.dispose();
