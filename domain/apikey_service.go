@@ -125,9 +125,6 @@ func (s *APIKeyService) newKey(in CreateAPIKey) (*APIKey, error) {
 	if err := validateKeyName(in.Name); err != nil {
 		return nil, err
 	}
-	if len(in.Scopes) > MaxKeyScopesEntries {
-		return nil, Errorf(EINVALID, "scopes: at most %d entries", MaxKeyScopesEntries)
-	}
 	scopes, err := ParseScopes(in.Scopes)
 	if err != nil {
 		return nil, err
@@ -136,16 +133,16 @@ func (s *APIKeyService) newKey(in CreateAPIKey) (*APIKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	if in.ExpiresAt != nil && !in.ExpiresAt.After(now) {
-		return nil, Errorf(EINVALID, "expiresAt: must be in the future")
+	if err := validateExpiry(in.ExpiresAt, now); err != nil {
+		return nil, err
 	}
 	k := &APIKey{
 		ID: NewID(now), Name: in.Name, Scopes: scopes, AllowedCIDRs: cidrs,
 		CreatedAt: now.UTC().Truncate(time.Microsecond), ExpiresAt: utcMicros(in.ExpiresAt),
 	}
 	if in.RateLimit != nil {
-		if *in.RateLimit < 0 || *in.RateLimit > MaxKeyRateLimit {
-			return nil, Errorf(EINVALID, "rateLimit: must be between 0 and %d requests per second", MaxKeyRateLimit)
+		if err := validateKeyRateLimit(*in.RateLimit); err != nil {
+			return nil, err
 		}
 		k.RateLimit = *in.RateLimit
 	}
@@ -204,8 +201,8 @@ func (s *APIKeyService) Rotate(ctx context.Context, id string, grace time.Durati
 	if _, err := Authorize(ctx, ScopeKeysWrite); err != nil {
 		return nil, "", err
 	}
-	if grace < 0 || grace > MaxRotationGrace {
-		return nil, "", Errorf(EINVALID, "gracePeriodSeconds: must be between 0 and %d", int(MaxRotationGrace.Seconds()))
+	if err := validateRotationGrace(grace); err != nil {
+		return nil, "", err
 	}
 	var token string
 	k, err := s.changeKey(ctx, id, func(k *APIKey) error {
