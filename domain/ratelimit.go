@@ -113,7 +113,7 @@ func (l RateLimits) requests(k *APIKey) (Budget, bool) {
 // RateLimitService charges callers' budgets: each API key has a request
 // budget and a costlier executeCommand budget, kept in a store that all rdev
 // processes share; failed authentications are counted per client address in
-// memory.
+// memory. A nil *RateLimitService limits nothing.
 type RateLimitService struct {
 	keys     RateLimiter
 	failures RateLimiter
@@ -128,12 +128,12 @@ func NewRateLimitService(keys, failures RateLimiter, limits RateLimits) *RateLim
 }
 
 // ChargeRequest charges one request to the budget of the caller's key. It
-// returns the quota (zero when nothing was charged: no key, the operator, or
-// requests unlimited) and a *RateLimitError (ERATELIMITED) when the budget is
-// spent.
+// returns the quota (zero when nothing was charged: no key, the operator,
+// requests unlimited, or a nil service) and a *RateLimitError (ERATELIMITED)
+// when the budget is spent.
 func (s *RateLimitService) ChargeRequest(ctx context.Context) (Quota, error) {
 	c := CallerFromContext(ctx)
-	if c == nil || c.Key == nil {
+	if s == nil || c == nil || c.Key == nil {
 		return Quota{}, nil
 	}
 	b, ok := s.limits.requests(c.Key)
@@ -145,10 +145,10 @@ func (s *RateLimitService) ChargeRequest(ctx context.Context) (Quota, error) {
 
 // ChargeExecute charges n executeCommand calls to the caller's key. It
 // returns a *RateLimitError (ERATELIMITED) when the budget does not hold
-// them; nothing is charged then.
+// them; nothing is charged then. A nil service charges nothing.
 func (s *RateLimitService) ChargeExecute(ctx context.Context, n int) (Quota, error) {
 	c := CallerFromContext(ctx)
-	if c == nil || c.Key == nil || s.limits.ExecutePerMinute <= 0 {
+	if s == nil || c == nil || c.Key == nil || s.limits.ExecutePerMinute <= 0 {
 		return Quota{}, nil
 	}
 	b := Budget{Name: "execute", Subject: c.Key.ID, Limit: s.limits.ExecutePerMinute, Window: time.Minute}
@@ -184,7 +184,7 @@ func (s *RateLimitService) AuthFailed(ctx context.Context, addr netip.Addr) erro
 }
 
 func (s *RateLimitService) authFailures(addr netip.Addr) (Budget, bool) {
-	if s.limits.AuthFailuresPerMinute <= 0 {
+	if s == nil || s.limits.AuthFailuresPerMinute <= 0 {
 		return Budget{}, false
 	}
 	return Budget{Name: "auth_failures", Subject: addr.String(), Limit: s.limits.AuthFailuresPerMinute, Window: time.Minute}, true
