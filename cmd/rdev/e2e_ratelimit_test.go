@@ -2,10 +2,13 @@ package main_test
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	neturl "net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -46,8 +49,12 @@ func (s *server) post(token, query string) (response, http.Header, error) {
 func TestE2E_RateLimitTwoProcesses(t *testing.T) {
 	t.Run("Postgres", func(t *testing.T) { testRateLimitTwoProcesses(t, "postgres") })
 	t.Run("Redis", func(t *testing.T) {
-		url := "redis://127.0.0.1:6379/0"
-		conn, err := net.DialTimeout("tcp", "127.0.0.1:6379", 2*time.Second)
+		url := cmp.Or(os.Getenv("RDEV_TEST_REDIS_URL"), "redis://127.0.0.1:6379/0")
+		u, err := neturl.Parse(url)
+		if err != nil {
+			t.Fatalf("RDEV_TEST_REDIS_URL: %v", err)
+		}
+		conn, err := net.DialTimeout("tcp", u.Host, 2*time.Second)
 		testenv.RequireService(t, "Redis", err)
 		_ = conn.Close()
 		testRateLimitTwoProcesses(t, "redis", "RATE_LIMIT_STORE=redis", "REDIS_URL="+url)

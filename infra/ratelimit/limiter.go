@@ -26,8 +26,7 @@ var _ domain.RateLimiter = (*Limiter)(nil)
 func New(store limiter.Store) *Limiter { return &Limiter{store: store} }
 
 // Take charges n units to b if b still holds them; n = 0 only reads. It
-// returns the store's error (EUNAVAILABLE from this package's stores) if
-// the store fails.
+// returns EUNAVAILABLE, wrapping the cause, if the store fails.
 func (l *Limiter) Take(ctx context.Context, b domain.Budget, n int) (domain.Quota, bool, error) {
 	rate := limiter.Rate{Period: b.Window, Limit: int64(b.Limit)}
 	var (
@@ -40,6 +39,9 @@ func (l *Limiter) Take(ctx context.Context, b domain.Budget, n int) (domain.Quot
 		c, err = l.store.Increment(ctx, b.Key(), int64(n), rate)
 	}
 	if err != nil {
+		if domain.ErrorCode(err) == domain.EINTERNAL {
+			err = unavailable(err) // a store of ulule's, such as Redis
+		}
 		return domain.Quota{}, false, err
 	}
 	q := domain.Quota{Limit: int(c.Limit), Remaining: int(c.Remaining), Reset: time.Unix(c.Reset, 0)}
