@@ -119,11 +119,13 @@ func (w *rateWriter) start() {
 	w.once.Do(func() { w.rr.setHeaders(w.Header(), time.Now()) })
 }
 
+// WriteHeader sets the rate-limit headers, then writes the status.
 func (w *rateWriter) WriteHeader(status int) {
 	w.start()
 	w.ResponseWriter.WriteHeader(status)
 }
 
+// Write sets the rate-limit headers if the status is not written yet.
 func (w *rateWriter) Write(p []byte) (int, error) {
 	w.start()
 	return w.ResponseWriter.Write(p)

@@ -23,13 +23,13 @@ import (
 // for use from any goroutine.
 func (s *server) post(token, query string) (response, http.Header, error) {
 	body, _ := json.Marshal(map[string]any{"query": query})
-	req, err := http.NewRequestWithContext(s.t.Context(), http.MethodPost, s.url+"/graphql", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(s.t.Context(), http.MethodPost, s.url+"/graphql", bytes.NewReader(body)) //nolint:gosec // the test's own server
 	if err != nil {
 		return response{}, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
+	res, err := http.DefaultClient.Do(req) //nolint:gosec // the test's own server
 	if err != nil {
 		return response{}, nil, err
 	}
@@ -54,7 +54,7 @@ func TestE2E_RateLimitTwoProcesses(t *testing.T) {
 		if err != nil {
 			t.Fatalf("RDEV_TEST_REDIS_URL: %v", err)
 		}
-		conn, err := net.DialTimeout("tcp", u.Host, 2*time.Second)
+		conn, err := net.DialTimeout("tcp", u.Host, 2*time.Second) //nolint:gosec // the test's own RDEV_TEST_REDIS_URL
 		testenv.RequireService(t, "Redis", err)
 		_ = conn.Close()
 		testRateLimitTwoProcesses(t, "redis", "RATE_LIMIT_STORE=redis", "REDIS_URL="+url)
