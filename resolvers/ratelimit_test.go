@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -208,4 +209,37 @@ func TestHandler_RateLimit(t *testing.T) {
 			t.Errorf("another address: status %d, %+v", r.status, r.Errors)
 		}
 	})
+}
+
+// An SSE stream is one charged request: it streams through the header
+// writer, carries the headers, and the budget refuses the next one with 429.
+func TestHandler_RateLimitSSE(t *testing.T) {
+	ts, l := newLimitedServer(t, domain.RateLimits{RequestsPerSecond: 1, Burst: 1})
+	stream := func() *http.Response {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, ts.URL+"/graphql",
+			strings.NewReader(`{"query":"{ projects { nodes { id } } }"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+ts.admin)
+		res, err := ts.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = res.Body.Close() })
+		return res
+	}
+	res := stream()
+	body, _ := io.ReadAll(res.Body)
+	if res.Header.Get("Content-Type") != "text/event-stream" || !strings.Contains(string(body), "event: complete") {
+		t.Fatalf("stream: %v %s", res.Header, body)
+	}
+	if res.Header.Get("RateLimit-Limit") != "1" || res.Header.Get("RateLimit-Remaining") != "0" {
+		t.Errorf("stream headers %v, want RateLimit-Limit 1, RateLimit-Remaining 0", res.Header)
+	}
+	if n := l.asked("requests"); n != 1 {
+		t.Errorf("one stream charged %d requests", n)
+	}
+	if res := stream(); res.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("second stream: status %d, want 429", res.StatusCode)
+	}
 }
