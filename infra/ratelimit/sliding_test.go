@@ -150,3 +150,23 @@ func testSlidingWindow(t *testing.T, open func(*testing.T, *clock) limiter.Store
 		}
 	})
 }
+
+// Sweep deletes the charges of keys not charged since their window ended,
+// and only those.
+func TestPostgresStore_Sweep(t *testing.T) {
+	db := mustOpenPostgres(t).DB()
+	c := &clock{now: time.Now().Add(-time.Hour)}
+	old := ratelimit.NewPostgresStoreWithClock(db, c.Now)
+	rate := limiter.Rate{Period: time.Minute, Limit: 10}
+	mustIncrement(t, old, "stale-a", 2, rate)
+	mustIncrement(t, old, "stale-b", 1, rate)
+	mustIncrement(t, ratelimit.NewPostgresStore(db), "fresh", 3, rate)
+	n, err := ratelimit.NewPostgresStore(db).Sweep(t.Context())
+	if err != nil || n != 2 {
+		t.Fatalf("Sweep = %d, %v; want the 2 stale charges deleted", n, err)
+	}
+	var left int
+	if err := db.QueryRowContext(t.Context(), "SELECT count(*) FROM rate_limiting WHERE key = 'fresh'").Scan(&left); err != nil || left != 1 {
+		t.Errorf("fresh charges left: %d, %v; want 1", left, err)
+	}
+}
