@@ -215,7 +215,7 @@ func TestHandler_RateLimit(t *testing.T) {
 // writer, carries the headers, and the budget refuses the next one with 429.
 func TestHandler_RateLimitSSE(t *testing.T) {
 	ts, l := newLimitedServer(t, domain.RateLimits{RequestsPerSecond: 1, Burst: 1})
-	stream := func() *http.Response {
+	stream := func() (int, http.Header, string) {
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, ts.URL+"/graphql",
 			strings.NewReader(`{"query":"{ projects { nodes { id } } }"}`))
 		req.Header.Set("Content-Type", "application/json")
@@ -225,21 +225,21 @@ func TestHandler_RateLimitSSE(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = res.Body.Close() })
-		return res
+		defer func() { _ = res.Body.Close() }()
+		body, _ := io.ReadAll(res.Body)
+		return res.StatusCode, res.Header, string(body)
 	}
-	res := stream()
-	body, _ := io.ReadAll(res.Body)
-	if res.Header.Get("Content-Type") != "text/event-stream" || !strings.Contains(string(body), "event: complete") {
-		t.Fatalf("stream: %v %s", res.Header, body)
+	_, header, body := stream()
+	if header.Get("Content-Type") != "text/event-stream" || !strings.Contains(body, "event: complete") {
+		t.Fatalf("stream: %v %s", header, body)
 	}
-	if res.Header.Get("RateLimit-Limit") != "1" || res.Header.Get("RateLimit-Remaining") != "0" {
-		t.Errorf("stream headers %v, want RateLimit-Limit 1, RateLimit-Remaining 0", res.Header)
+	if header.Get("RateLimit-Limit") != "1" || header.Get("RateLimit-Remaining") != "0" {
+		t.Errorf("stream headers %v, want RateLimit-Limit 1, RateLimit-Remaining 0", header)
 	}
 	if n := l.asked("requests"); n != 1 {
 		t.Errorf("one stream charged %d requests", n)
 	}
-	if res := stream(); res.StatusCode != http.StatusTooManyRequests {
-		t.Errorf("second stream: status %d, want 429", res.StatusCode)
+	if status, _, _ := stream(); status != http.StatusTooManyRequests {
+		t.Errorf("second stream: status %d, want 429", status)
 	}
 }

@@ -65,6 +65,7 @@ func newInstance(t testing.TB, extra ...string) *instance {
 		// Tests send requests faster than people do; the rate-limit tests
 		// set their own limits (a later entry wins).
 		"RATE_LIMIT_RPS=100000", "RATE_LIMIT_BURST=100000", "RATE_LIMIT_EXECUTE_PER_MINUTE=100000",
+		"RATE_LIMIT_AUTH_FAILURES_PER_MINUTE=100000",
 	)
 	return &instance{t: t, env: append(env, extra...), workspace: filepath.Join(dir, "workspace")}
 }
