@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -26,6 +27,12 @@ func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 		case errors.As(err, &derr):
 			gerr.Message = derr.Message
 			setCode(gerr, derr.Code)
+			var rerr *domain.RateLimitError
+			if errors.As(err, &rerr) {
+				gerr.Extensions["retryAfterSeconds"] = int(rerr.RetryAfter / time.Second)
+				// The HTTP response says so too, in Retry-After.
+				rateRequestFrom(ctx).refused(err)
+			}
 		case isRequestError(err):
 			if _, ok := gerr.Extensions["code"]; !ok {
 				setCode(gerr, domain.EINVALID)

@@ -11,4 +11,6 @@ type Resolver struct {
 	APIKeyService  *domain.APIKeyService
 	CommandService *domain.CommandService
 	HealthService  *domain.HealthService
+	// RateLimitService charges keys' budgets; nil limits nothing.
+	RateLimitService *domain.RateLimitService
 }

@@ -155,6 +155,10 @@ func (r *mutationResolver) RotateAPIKey(ctx context.Context, input model.RotateA
 }
 
 func (r *mutationResolver) ExecuteCommand(ctx context.Context, input model.ExecuteCommandInput) (*model.ExecuteCommandPayload, error) {
+	// Charged per field, so each alias in a request costs one.
+	if _, err := r.RateLimitService.ChargeExecute(ctx, 1); err != nil {
+		return nil, err
+	}
 	c, err := r.CommandService.Execute(ctx, executeCommand(input))
 	if err != nil {
 		return nil, err

@@ -3,10 +3,12 @@ package resolvers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -57,7 +59,7 @@ type Config struct {
 // GraphiQL at / when enabled, /healthz and /readyz.
 func NewHandler(root *Resolver, cfg Config) http.Handler {
 	cfg = withDefaults(cfg)
-	auth := &authenticator{keys: root.APIKeyService, trusted: cfg.TrustedProxies}
+	auth := &authenticator{keys: root.APIKeyService, limits: root.RateLimitService, trusted: cfg.TrustedProxies}
 
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: root, Directives: directives()}))
 	// The first transport that supports a request serves it, so SSE (a POST
@@ -76,10 +78,13 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		// An operation on a long-lived connection checks its key again.
 		ctx, err := root.APIKeyService.Recheck(ctx)
+		if err == nil {
+			err = chargeOperation(ctx, root.RateLimitService)
+		}
 		if err != nil {
 			return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{{
 				Message:    domain.ErrorMessage(err),
-				Extensions: map[string]any{"code": domain.ErrorCode(err)},
+				Extensions: errorExtensions(err),
 			}}})
 		}
 		return next(withLoaders(ctx, newLoaders(root.CommandService)))
@@ -89,7 +94,7 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", auth.middleware(limitBody(srv, cfg.MaxBodyBytes)))
+	mux.Handle("/graphql", auth.middleware(rateLimit(limitBody(srv, cfg.MaxBodyBytes), root.RateLimitService)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeStatus(w, http.StatusOK, "ok")
 	})
@@ -161,12 +166,27 @@ func writeError(w http.ResponseWriter, status int, err error) {
 	if code == domain.EUNAUTHENTICATED {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="rdev"`)
 	}
+	var rerr *domain.RateLimitError
+	if errors.As(err, &rerr) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(rerr.RetryAfter/time.Second)))
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]any{{
 		"message":    domain.ErrorMessage(err),
-		"extensions": map[string]any{"code": code},
+		"extensions": errorExtensions(err),
 	}}})
+}
+
+// errorExtensions returns the extensions of err as clients see it: its code,
+// and for a refused charge, retryAfterSeconds.
+func errorExtensions(err error) map[string]any {
+	ext := map[string]any{"code": domain.ErrorCode(err)}
+	var rerr *domain.RateLimitError
+	if errors.As(err, &rerr) {
+		ext["retryAfterSeconds"] = int(rerr.RetryAfter / time.Second)
+	}
+	return ext
 }
 
 func writeStatus(w http.ResponseWriter, status int, msg string) {

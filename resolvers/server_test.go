@@ -25,7 +25,7 @@ type testServer struct {
 	admin    string // token with every scope
 }
 
-func newTestServer(t testing.TB) *testServer {
+func newTestServer(t testing.TB, opts ...func(*Resolver)) *testServer {
 	t.Helper()
 	ts := &testServer{keys: newMemKeys(), logs: &bytes.Buffer{}}
 	ts.svc = domain.NewAPIKeyService(ts.keys)
@@ -43,6 +43,9 @@ func newTestServer(t testing.TB) *testServer {
 	root := &Resolver{
 		ProjectService: domain.NewProjectService(projects, nopHub{}), APIKeyService: ts.svc,
 		CommandService: domain.NewCommandService(ts.commands, projects, nopHub{}, nil, domain.DefaultCommandLimits),
+	}
+	for _, opt := range opts {
+		opt(root)
 	}
 	h := NewHandler(root, Config{
 		Logger:         slog.New(slog.NewTextHandler(ts.logs, nil)),

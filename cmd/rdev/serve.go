@@ -18,6 +18,7 @@ import (
 	"github.com/rdev-hq/rdev/infra/bunstore"
 	"github.com/rdev-hq/rdev/infra/hub"
 	"github.com/rdev-hq/rdev/infra/postgres"
+	"github.com/rdev-hq/rdev/infra/ratelimit"
 	"github.com/rdev-hq/rdev/infra/websocket"
 	"github.com/rdev-hq/rdev/resolvers"
 )
@@ -40,6 +41,7 @@ type serveConfig struct {
 	UsageFlushInterval time.Duration
 	AutoMigrate        bool
 	commands           commandConfig
+	rateLimit          rateLimitConfig
 	executor           executorConfig
 	logConfig
 }
@@ -61,6 +63,7 @@ func (c *serveConfig) register(f *envFlags) {
 	f.Duration(&c.UsageFlushInterval, "usage-flush-interval", "RDEV_USAGE_FLUSH_INTERVAL", time.Minute, "how often API keys' last-used times are written")
 	f.Bool(&c.AutoMigrate, "auto-migrate", "RDEV_AUTO_MIGRATE", true, "apply pending migrations at start-up")
 	c.commands.register(f)
+	c.rateLimit.register(f)
 	c.executor.register(f)
 	c.logConfig.register(f)
 }
@@ -101,6 +104,7 @@ type server struct {
 	backend    backend
 	hub        *hub.Hub
 	bcast      *postgres.Broadcaster // nil on SQLite: one process
+	rateStore  *rateLimitStore
 	http       *http.Server
 	ln         net.Listener
 }
@@ -122,6 +126,10 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 	if err != nil {
 		return nil, err
 	}
+	rateLimits, err := cfg.rateLimit.limits()
+	if err != nil {
+		return nil, err
+	}
 
 	s := &server{cfg: cfg, log: log}
 	if cfg.AutoMigrate {
@@ -132,10 +140,15 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 	if err != nil {
 		return nil, err
 	}
+	s.rateStore, err = cfg.rateLimit.open(ctx, s.store, cfg.store.embedded())
+	if err != nil {
+		_ = s.store.Close()
+		return nil, err
+	}
 	var projectService *domain.ProjectService // told of changes once the backend runs
 	s.backend, err = openBackend(cfg, log, func(p *domain.Project) { projectService.Changed(p) })
 	if err != nil {
-		_ = s.store.Close()
+		s.close()
 		return nil, err
 	}
 	projects := s.backend.projects
@@ -161,6 +174,9 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		APIKeyService:  s.keys,
 		CommandService: s.commands,
 		HealthService:  s.health,
+		// Failed authentications are counted in memory: cheap, and per
+		// process is enough to slow guessing down.
+		RateLimitService: domain.NewRateLimitService(ratelimit.New(s.rateStore.store), ratelimit.New(ratelimit.NewMemoryStore()), rateLimits),
 	}
 	h := resolvers.NewHandler(root, resolvers.Config{
 		Logger:           log,
@@ -181,7 +197,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 	})
 	s.ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
 	if err != nil {
-		_ = s.store.Close()
+		s.close()
 		return nil, err
 	}
 	s.http = &http.Server{
@@ -229,6 +245,9 @@ func (s *server) run(ctx context.Context) error {
 
 	var workers sync.WaitGroup
 	workers.Go(func() { s.flushUsage(base) })
+	if s.rateStore.sweep != nil {
+		workers.Go(func() { s.sweepRateLimits(base) })
+	}
 	if s.backend.start != nil {
 		s.backend.start(base)
 	}
@@ -246,7 +265,8 @@ func (s *server) run(ctx context.Context) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.ln) }()
-	s.log.Info("rdev serving", "addr", s.ln.Addr().String(), "database", s.cfg.store.where(), "projects", s.backend.where, "version", version)
+	s.log.Info("rdev serving", "addr", s.ln.Addr().String(), "database", s.cfg.store.where(), "projects", s.backend.where,
+		"rate_limit_store", s.rateStore.kind, "version", version)
 
 	select {
 	case err := <-errc:
@@ -288,7 +308,26 @@ func (s *server) flushUsage(ctx context.Context) {
 	}
 }
 
+// sweepRateLimits deletes expired rate-limit charges every minute.
+func (s *server) sweepRateLimits(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := s.rateStore.sweep(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("sweeping rate limits", "err", err)
+			}
+		}
+	}
+}
+
 func (s *server) close() {
+	if err := s.rateStore.close(); err != nil {
+		s.log.Warn("closing the rate limit store", "err", err)
+	}
 	if err := s.store.Close(); err != nil {
 		s.log.Warn("closing database", "err", err)
 	}
