@@ -11,4 +11,5 @@ type Resolver struct {
 	APIKeyService  *domain.APIKeyService
 	CommandService *domain.CommandService
 	HealthService  *domain.HealthService
+	AuditService   *domain.AuditService
 }

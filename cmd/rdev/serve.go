@@ -41,6 +41,7 @@ type serveConfig struct {
 	AutoMigrate        bool
 	commands           commandConfig
 	executor           executorConfig
+	audit              auditConfig
 	logConfig
 }
 
@@ -62,6 +63,7 @@ func (c *serveConfig) register(f *envFlags) {
 	f.Bool(&c.AutoMigrate, "auto-migrate", "RDEV_AUTO_MIGRATE", true, "apply pending migrations at start-up")
 	c.commands.register(f)
 	c.executor.register(f)
+	c.audit.register(f)
 	c.logConfig.register(f)
 }
 
@@ -95,6 +97,7 @@ type server struct {
 	store      *bunstore.Store
 	ms         *migrate.Migrations
 	keys       *domain.APIKeyService
+	audit      *domain.AuditService
 	commands   *domain.CommandService
 	dispatcher *domain.Dispatcher
 	health     *domain.HealthService
@@ -118,6 +121,10 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 	if err != nil {
 		return nil, fmt.Errorf("RDEV_TRUSTED_PROXIES: %s", domain.ErrorMessage(err))
 	}
+	redact, err := cfg.audit.redact()
+	if err != nil {
+		return nil, err
+	}
 	limits, err := cfg.commands.limits()
 	if err != nil {
 		return nil, err
@@ -139,7 +146,8 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		return nil, err
 	}
 	projects := s.backend.projects
-	s.keys = domain.NewAPIKeyService(s.store)
+	s.audit = domain.NewAuditService(s.store, redact)
+	s.keys = domain.NewAPIKeyService(s.store, s.audit)
 	s.hub = hub.New()
 	events := s.hub
 	var bcast domain.Broadcaster
@@ -147,7 +155,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		s.bcast = postgres.NewBroadcaster(s.store)
 		bcast = s.bcast
 	}
-	s.commands = domain.NewCommandService(s.store, projects, events, bcast, limits)
+	s.commands = domain.NewCommandService(s.store, projects, events, bcast, s.audit, limits)
 	s.dispatcher = domain.NewDispatcher(s.store, projects, s.backend.executor, events, bcast,
 		domain.DispatcherConfig{
 			Concurrency: limits.Concurrency, PerProject: limits.PerProject,
@@ -161,6 +169,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		APIKeyService:  s.keys,
 		CommandService: s.commands,
 		HealthService:  s.health,
+		AuditService:   s.audit,
 	}
 	h := resolvers.NewHandler(root, resolvers.Config{
 		Logger:           log,

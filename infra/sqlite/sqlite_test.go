@@ -102,7 +102,7 @@ func TestConcurrentWrites(t *testing.T) {
 	s := mustOpenMigrated(t)
 	ctx := t.Context()
 	k := &domain.APIKey{ID: domain.NewID(time.Now()), Name: "k", Scopes: domain.Scopes{domain.ScopeAdmin}, SecretHash: "x", CreatedAt: time.Now()}
-	if err := s.CreateAPIKey(ctx, k); err != nil {
+	if err := s.CreateAPIKey(ctx, k, nil); err != nil {
 		t.Fatal(err)
 	}
 	const n = 50
@@ -112,9 +112,9 @@ func TestConcurrentWrites(t *testing.T) {
 			var err error
 			switch i % 4 {
 			case 0:
-				_, err = s.UpdateAPIKey(ctx, k.ID, func(k *domain.APIKey) error { k.RateLimit++; return nil })
+				_, err = s.UpdateAPIKey(ctx, k.ID, func(k *domain.APIKey) error { k.RateLimit++; return nil }, nil)
 			case 1:
-				err = s.CreateAPIKey(ctx, &domain.APIKey{ID: domain.NewID(time.Now()), Name: "k", SecretHash: "x", CreatedAt: time.Now()})
+				err = s.CreateAPIKey(ctx, &domain.APIKey{ID: domain.NewID(time.Now()), Name: "k", SecretHash: "x", CreatedAt: time.Now()}, nil)
 			case 2:
 				err = s.TouchAPIKeys(ctx, map[string]time.Time{k.ID: time.Now()})
 			case 3:
