@@ -1,6 +1,7 @@
 package sqlite_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"sync"
@@ -158,4 +159,28 @@ func mustOpenMigrated(t testing.TB) *bunstore.Store {
 		t.Fatalf("Migrate: %v", err)
 	}
 	return s
+}
+
+func TestAuditRepository(t *testing.T) {
+	storetest.TestAuditRepository(t, func(t *testing.T) (storetest.AuditStore, storetest.AuditDB) {
+		s := mustOpenMigrated(t)
+		return s, auditDB(s)
+	})
+}
+
+// Two stores on one database file stand for two rdev processes.
+func TestAudit_Race(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rdev.db")
+	a, b := mustOpenFile(t, path), mustOpenFile(t, path)
+	if err := a.Migrate(t.Context(), migrations.SQLite()); err != nil {
+		t.Fatal(err)
+	}
+	storetest.TestAuditRace(t, []storetest.AuditStore{a, b}, 4, 25)
+}
+
+func auditDB(s *bunstore.Store) storetest.AuditDB {
+	return storetest.AuditDB{Exec: func(ctx context.Context, q string, args ...any) error {
+		_, err := s.DB().ExecContext(ctx, q, args...)
+		return err
+	}}
 }
