@@ -73,6 +73,14 @@ func (s *AuditService) refused(ctx context.Context, e *AuditEntry, err error) er
 	return err
 }
 
+// Refused records an attempt at action on target that was refused before it
+// reached a service (such as a missing scope at the GraphQL edge), like the
+// services record their own refusals, and returns err. A nil service records
+// nothing.
+func (s *AuditService) Refused(ctx context.Context, action, target string, err error) error {
+	return s.refused(ctx, s.entry(ctx, action, target), err)
+}
+
 // redactEnv returns env as JSON with the values of matching names redacted.
 func (s *AuditService) redactEnv(env map[string]string) string {
 	out := make(map[string]string, len(env))

@@ -195,6 +195,12 @@ func TestServer_EveryMutationIsAudited(t *testing.T) {
 	if e := ts.auditLog(t, map[string]any{"action": domain.AuditKeyCreate}, 1)[0]; e.Outcome != "DENIED" || e.ErrorCode != domain.EFORBIDDEN || e.RequestID != "req-escalate" {
 		t.Errorf("refused key creation recorded as %+v, want DENIED FORBIDDEN", e)
 	}
+	if errs := ts.gql(t, limited, "req-noscope", `mutation { cancelCommand(input: {id: "0000000000000000"}) { command { id } } }`, nil, nil); len(errs) == 0 || errs[0].Extensions.Code != domain.EFORBIDDEN {
+		t.Fatalf("cancel without commands:write: %+v, want FORBIDDEN", errs)
+	}
+	if e := ts.auditLog(t, map[string]any{"action": domain.AuditCommandCancel}, 1)[0]; e.Outcome != "DENIED" || e.ErrorCode != domain.EFORBIDDEN || e.RequestID != "req-noscope" {
+		t.Errorf("cancel refused at @hasScope recorded as %+v, want DENIED FORBIDDEN", e)
+	}
 	if errs := ts.gql(t, ts.token, "req-nowhere", `mutation { executeCommand(input: {projectId: "nowhere", argv: ["true"]}) { command { id } } }`, nil, nil); len(errs) == 0 {
 		t.Fatal("executeCommand in an unknown project succeeded")
 	}
