@@ -2,9 +2,9 @@ package storetest
 
 import (
 	"context"
-	"fmt"
 	"crypto/rand"
 	"encoding/binary"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
