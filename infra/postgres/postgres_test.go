@@ -109,3 +109,9 @@ func auditDB(s *bunstore.Store) storetest.AuditDB {
 		return err
 	}}
 }
+
+func BenchmarkAuditedExecute(b *testing.B) {
+	storetest.BenchmarkAuditedExecute(b, func(b *testing.B) storetest.AuditStore {
+		return mustOpenShared(b, 1)[0]
+	})
+}

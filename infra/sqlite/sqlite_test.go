@@ -184,3 +184,7 @@ func auditDB(s *bunstore.Store) storetest.AuditDB {
 		return err
 	}}
 }
+
+func BenchmarkAuditedExecute(b *testing.B) {
+	storetest.BenchmarkAuditedExecute(b, func(b *testing.B) storetest.AuditStore { return mustOpenMigrated(b) })
+}
