@@ -209,3 +209,22 @@ func TestCommandService_Audit(t *testing.T) {
 		t.Errorf("execute entry %+v", first)
 	}
 }
+
+// A retry with the same client token queues nothing but is recorded.
+func TestCommandService_AuditReplay(t *testing.T) {
+	e := newCommandEnv(t)
+	in := ExecuteCommand{ProjectID: "web", Argv: []string{"true"}, ClientToken: "once"}
+	first := mustExecute(t, e, in)
+	again := mustExecute(t, e, in)
+	if again.ID != first.ID {
+		t.Fatalf("replay queued %s, want %s", again.ID, first.ID)
+	}
+	es := e.repo.audit.all()
+	if len(es) != 2 || es[1].Target != first.ID || es[1].Details["replayOf"] != first.ID || es[1].Outcome != AuditSuccess {
+		t.Errorf("entries %+v, want the execute and its replay", es)
+	}
+	e.repo.audit.setErr(errors.New("disk full"))
+	if _, err := e.svc.Execute(keyContext(t, writerKey), in); err == nil {
+		t.Error("a replay whose entry failed succeeded")
+	}
+}

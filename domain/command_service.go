@@ -40,6 +40,14 @@ func (s *CommandService) Execute(ctx context.Context, in ExecuteCommand) (*Comma
 	if err != nil {
 		return nil, s.audit.refused(ctx, entry, err)
 	}
+	if entry != nil && entry.Seq == 0 {
+		// A replay of a client token queued nothing: it is recorded on its
+		// own, naming the command it returned.
+		entry.Target, entry.Details = c.ID, map[string]string{"project": c.ProjectID, "replayOf": c.ID}
+		if err := s.audit.repo.AppendAudit(ctx, entry); err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
 }
 
