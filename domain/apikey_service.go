@@ -8,7 +8,9 @@ import (
 	"time"
 )
 
-// APIKeyService issues, authenticates, rotates and revokes API keys.
+// APIKeyService issues, authenticates, rotates and revokes API keys. Every
+// change is recorded in the audit log in the transaction that makes it, and
+// every refused attempt by an authenticated caller on its own.
 type APIKeyService struct {
 	repo  APIKeyRepository
 	audit *AuditService

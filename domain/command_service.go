@@ -7,7 +7,9 @@ import (
 )
 
 // CommandService queues, cancels and reports commands, and streams their
-// output. Running them is the Dispatcher's job.
+// output. Running them is the Dispatcher's job. Every execute and cancel is
+// recorded in the audit log in the transaction that makes it, and every
+// refused attempt by an authenticated caller on its own.
 type CommandService struct {
 	commands CommandRepository
 	projects ProjectRepository
