@@ -51,10 +51,12 @@ func BenchmarkAuditedExecute(b *testing.B, newStore func(b *testing.B) AuditStor
 // runningProjects is a project source where every project exists and runs.
 type runningProjects struct{}
 
+// FindProjectByID returns a RUNNING project of any ID.
 func (runningProjects) FindProjectByID(_ context.Context, id string) (*domain.Project, error) {
 	return &domain.Project{ID: id, Status: domain.ProjectRunning}, nil
 }
 
+// FindProjects returns none.
 func (runningProjects) FindProjects(context.Context, domain.ProjectFilter) ([]*domain.Project, error) {
 	return nil, nil
 }
@@ -62,12 +64,19 @@ func (runningProjects) FindProjects(context.Context, domain.ProjectFilter) ([]*d
 // nopHub is a hub without subscribers.
 type nopHub struct{}
 
+// Publish drops e.
 func (nopHub) Publish(string, domain.Event) {}
 
+// Subscribe returns a subscription that never delivers.
 func (nopHub) Subscribe(string, int) domain.HubSubscription { return nopSubscription{} }
 
 type nopSubscription struct{}
 
+// Events returns a channel that never delivers.
 func (nopSubscription) Events() <-chan domain.Event { return nil }
-func (nopSubscription) Lagged() bool                { return false }
-func (nopSubscription) Close()                      {}
+
+// Lagged reports false.
+func (nopSubscription) Lagged() bool { return false }
+
+// Close does nothing.
+func (nopSubscription) Close() {}
