@@ -235,3 +235,31 @@ func TestServer_EveryMutationIsAudited(t *testing.T) {
 		t.Errorf("VerifyAudit = %+v, %v; want %d intact entries", r, err, len(all))
 	}
 }
+
+// TestServer_AuditWriteFails moves the audit table away under a running
+// server: executeCommand must fail with INTERNAL and queue nothing, and the
+// server keeps serving once the table is back.
+func TestServer_AuditWriteFails(t *testing.T) {
+	ts := startTestServer(t, nil)
+	ctx := t.Context()
+	if _, err := ts.store.DB().ExecContext(ctx, "ALTER TABLE audit_log RENAME TO audit_log_away"); err != nil {
+		t.Fatal(err)
+	}
+	const exec = `mutation { executeCommand(input: {projectId: "demo", argv: ["touch", "ran"]}) { command { id } } }`
+	errs := ts.gql(t, ts.token, "req-fail", exec, nil, nil)
+	if len(errs) == 0 || errs[0].Extensions.Code != domain.EINTERNAL || errs[0].Message != "internal error" {
+		t.Fatalf("executeCommand without its audit entry: %+v, want INTERNAL", errs)
+	}
+	if cs, err := ts.store.FindCommands(ctx, domain.CommandFilter{}); err != nil || len(cs) != 0 {
+		t.Fatalf("commands stored: %d, %v; want none", len(cs), err)
+	}
+	if _, err := ts.store.DB().ExecContext(ctx, "ALTER TABLE audit_log_away RENAME TO audit_log"); err != nil {
+		t.Fatal(err)
+	}
+	if errs := ts.gql(t, ts.token, "req-ok", exec, nil, nil); len(errs) > 0 {
+		t.Fatalf("executeCommand once the table is back: %+v", errs)
+	}
+	if got := ts.auditLog(t, map[string]any{"action": domain.AuditCommandExecute}, 10); len(got) != 1 || got[0].RequestID != "req-ok" {
+		t.Errorf("execute entries %+v, want only the one that ran", got)
+	}
+}
