@@ -114,15 +114,17 @@ type APIKeyFilter struct {
 
 // APIKeyRepository stores API keys.
 type APIKeyRepository interface {
-	// CreateAPIKey inserts k. It returns ECONFLICT if the ID exists.
-	CreateAPIKey(ctx context.Context, k *APIKey) error
+	// CreateAPIKey inserts k and, in the same transaction, appends audit
+	// unless it is nil. It returns ECONFLICT if the ID exists.
+	CreateAPIKey(ctx context.Context, k *APIKey, audit *AuditEntry) error
 	// FindAPIKeyByID returns ENOTFOUND if there is no such key.
 	FindAPIKeyByID(ctx context.Context, id string) (*APIKey, error)
 	// FindAPIKeys returns keys sorted by ID.
 	FindAPIKeys(ctx context.Context, f APIKeyFilter) ([]*APIKey, error)
 	// UpdateAPIKey loads the key, lets update change it, and saves it, in one
-	// transaction. It returns ENOTFOUND, or update's error unchanged.
-	UpdateAPIKey(ctx context.Context, id string, update func(*APIKey) error) (*APIKey, error)
+	// transaction, which also appends audit unless it is nil. It returns
+	// ENOTFOUND, or update's error unchanged.
+	UpdateAPIKey(ctx context.Context, id string, update func(*APIKey) error, audit *AuditEntry) (*APIKey, error)
 	// TouchAPIKeys sets last-used times, keeping the later of the stored and
 	// given time. Unknown IDs are ignored.
 	TouchAPIKeys(ctx context.Context, lastUsed map[string]time.Time) error

@@ -61,7 +61,7 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	cfg = withDefaults(cfg)
 	auth := &authenticator{keys: root.APIKeyService, limits: root.RateLimitService, trusted: cfg.TrustedProxies}
 
-	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: root, Directives: directives()}))
+	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: root, Directives: directives(root.AuditService)}))
 	// The first transport that supports a request serves it, so SSE (a POST
 	// that accepts text/event-stream) must come before POST.
 	srv.AddTransport(transport.SSE{KeepAlivePingInterval: cfg.KeepAlive})

@@ -21,6 +21,7 @@ type testServer struct {
 	keys     *memKeys
 	commands *memCommands
 	svc      *domain.APIKeyService
+	audit    *domain.AuditService
 	logs     *bytes.Buffer
 	admin    string // token with every scope
 }
@@ -28,7 +29,8 @@ type testServer struct {
 func newTestServer(t testing.TB, opts ...func(*Resolver)) *testServer {
 	t.Helper()
 	ts := &testServer{keys: newMemKeys(), logs: &bytes.Buffer{}}
-	ts.svc = domain.NewAPIKeyService(ts.keys)
+	ts.audit = domain.NewAuditService(ts.keys, nil)
+	ts.svc = domain.NewAPIKeyService(ts.keys, ts.audit)
 	projects := &memProjects{projects: []*domain.Project{
 		{ID: "alpha", Status: domain.ProjectRunning, Labels: map[string]string{"team": "a", "env": "dev"}},
 		{ID: "beta", Status: domain.ProjectRunning, Labels: map[string]string{"team": "b"}},
@@ -42,7 +44,8 @@ func newTestServer(t testing.TB, opts ...func(*Resolver)) *testServer {
 	}
 	root := &Resolver{
 		ProjectService: domain.NewProjectService(projects, nopHub{}), APIKeyService: ts.svc,
-		CommandService: domain.NewCommandService(ts.commands, projects, nopHub{}, nil, domain.DefaultCommandLimits),
+		CommandService: domain.NewCommandService(ts.commands, projects, nopHub{}, nil, ts.audit, domain.DefaultCommandLimits),
+		AuditService:   ts.audit,
 	}
 	for _, opt := range opts {
 		opt(root)
@@ -188,7 +191,7 @@ func TestHandler_Auth(t *testing.T) {
 
 // foreignToken is a well-formed token of a key this server never issued.
 func foreignToken(t *testing.T) string {
-	_, token, err := domain.NewAPIKeyService(newMemKeys()).Create(domain.NewOperatorContext(t.Context()),
+	_, token, err := domain.NewAPIKeyService(newMemKeys(), nil).Create(domain.NewOperatorContext(t.Context()),
 		domain.CreateAPIKey{Name: "elsewhere", Scopes: []string{"admin"}})
 	if err != nil {
 		t.Fatal(err)

@@ -52,6 +52,8 @@ type instance struct {
 	env []string
 	// workspace is the root of the instance's local projects.
 	workspace string
+	// data is its data directory (RDEV_DATA_DIR).
+	data string
 }
 
 func newInstance(t testing.TB, extra ...string) *instance {
@@ -67,7 +69,7 @@ func newInstance(t testing.TB, extra ...string) *instance {
 		"RATE_LIMIT_RPS=100000", "RATE_LIMIT_BURST=100000", "RATE_LIMIT_EXECUTE_PER_MINUTE=100000",
 		"RATE_LIMIT_AUTH_FAILURES_PER_MINUTE=100000",
 	)
-	return &instance{t: t, env: append(env, extra...), workspace: filepath.Join(dir, "workspace")}
+	return &instance{t: t, env: append(env, extra...), workspace: filepath.Join(dir, "workspace"), data: filepath.Join(dir, "data")}
 }
 
 // cli runs `rdev args…` to completion and returns its stdout, stderr and

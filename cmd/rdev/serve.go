@@ -43,6 +43,7 @@ type serveConfig struct {
 	commands           commandConfig
 	rateLimit          rateLimitConfig
 	executor           executorConfig
+	audit              auditConfig
 	logConfig
 }
 
@@ -65,6 +66,7 @@ func (c *serveConfig) register(f *envFlags) {
 	c.commands.register(f)
 	c.rateLimit.register(f)
 	c.executor.register(f)
+	c.audit.register(f)
 	c.logConfig.register(f)
 }
 
@@ -98,6 +100,7 @@ type server struct {
 	store      *bunstore.Store
 	ms         *migrate.Migrations
 	keys       *domain.APIKeyService
+	audit      *domain.AuditService
 	commands   *domain.CommandService
 	dispatcher *domain.Dispatcher
 	health     *domain.HealthService
@@ -121,6 +124,10 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 	trusted, err := domain.ParseCIDRs(cfg.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("RDEV_TRUSTED_PROXIES: %s", domain.ErrorMessage(err))
+	}
+	redact, err := cfg.audit.redact()
+	if err != nil {
+		return nil, err
 	}
 	limits, err := cfg.commands.limits()
 	if err != nil {
@@ -152,7 +159,8 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		return nil, err
 	}
 	projects := s.backend.projects
-	s.keys = domain.NewAPIKeyService(s.store)
+	s.audit = domain.NewAuditService(s.store, redact)
+	s.keys = domain.NewAPIKeyService(s.store, s.audit)
 	s.hub = hub.New()
 	events := s.hub
 	var bcast domain.Broadcaster
@@ -160,7 +168,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		s.bcast = postgres.NewBroadcaster(s.store)
 		bcast = s.bcast
 	}
-	s.commands = domain.NewCommandService(s.store, projects, events, bcast, limits)
+	s.commands = domain.NewCommandService(s.store, projects, events, bcast, s.audit, limits)
 	s.dispatcher = domain.NewDispatcher(s.store, projects, s.backend.executor, events, bcast,
 		domain.DispatcherConfig{
 			Concurrency: limits.Concurrency, PerProject: limits.PerProject,
@@ -174,6 +182,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		APIKeyService:  s.keys,
 		CommandService: s.commands,
 		HealthService:  s.health,
+		AuditService:   s.audit,
 		// Failed authentications are counted in memory: cheap, and per
 		// process is enough to slow guessing down.
 		RateLimitService: domain.NewRateLimitService(ratelimit.New(s.rateStore.store), ratelimit.New(ratelimit.NewMemoryStore()), rateLimits),
