@@ -15,6 +15,7 @@ PKG ?= ./... ## Packages for test, vet, lint, bench (e.g. PKG=./domain/...)
 TESTFLAGS ?= -race -count=1 ## Flags for `make test` and `make cover`
 BENCHFLAGS ?= -benchmem ## Extra flags for `make bench` (e.g. -benchtime=2s -count=6)
 LINTFLAGS ?= ## Extra flags for golangci-lint run (e.g. --fix)
+FUZZTIME ?= 3s ## How long `make fuzz` runs each fuzz target
 ARGS ?= ## Extra arguments for `rdev serve` in `make run`
 RDEV_TOOLS_DIR ?= $(HOME)/.cache/rdev-tools ## Cache of pinned tools, one dir per version
 TESTCLUSTER_DIR ?= $(CURDIR)/.testcluster ## Where make testcluster keeps its state
@@ -52,6 +53,10 @@ test: ## Run the tests: go test $(TESTFLAGS) $(PKG); set RDEV_REQUIRE_SERVICES=1
 cover: ## Run the tests with coverage into coverage.out and print the total
 	$(GO) test $(TESTFLAGS) -covermode=atomic -coverprofile=coverage.out $(PKG)
 	$(GO) tool cover -func=coverage.out | tail -n 1
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (after its seed corpus), one after another
+	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
 .PHONY: bench
 bench: ## Run the benchmarks, no tests: go test -run '^$' -bench . $(BENCHFLAGS) $(PKG)

@@ -11,8 +11,6 @@ import (
 	"net/netip"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 )
 
 // API key token layout: "rdev_" + ID + "_" + secret + checksum. The secret is
@@ -116,15 +114,17 @@ type APIKeyFilter struct {
 
 // APIKeyRepository stores API keys.
 type APIKeyRepository interface {
-	// CreateAPIKey inserts k. It returns ECONFLICT if the ID exists.
-	CreateAPIKey(ctx context.Context, k *APIKey) error
+	// CreateAPIKey inserts k and, in the same transaction, appends audit
+	// unless it is nil. It returns ECONFLICT if the ID exists.
+	CreateAPIKey(ctx context.Context, k *APIKey, audit *AuditEntry) error
 	// FindAPIKeyByID returns ENOTFOUND if there is no such key.
 	FindAPIKeyByID(ctx context.Context, id string) (*APIKey, error)
 	// FindAPIKeys returns keys sorted by ID.
 	FindAPIKeys(ctx context.Context, f APIKeyFilter) ([]*APIKey, error)
 	// UpdateAPIKey loads the key, lets update change it, and saves it, in one
-	// transaction. It returns ENOTFOUND, or update's error unchanged.
-	UpdateAPIKey(ctx context.Context, id string, update func(*APIKey) error) (*APIKey, error)
+	// transaction, which also appends audit unless it is nil. It returns
+	// ENOTFOUND, or update's error unchanged.
+	UpdateAPIKey(ctx context.Context, id string, update func(*APIKey) error, audit *AuditEntry) (*APIKey, error)
 	// TouchAPIKeys sets last-used times, keeping the later of the stored and
 	// given time. Unknown IDs are ignored.
 	TouchAPIKeys(ctx context.Context, lastUsed map[string]time.Time) error
@@ -170,46 +170,4 @@ func ParseToken(token string) (id, secret string, err error) {
 func hashSecret(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(sum[:])
-}
-
-// validateKeyName returns EINVALID unless name is 1..MaxKeyNameLength
-// printable characters.
-func validateKeyName(name string) error {
-	if strings.TrimSpace(name) == "" {
-		return Errorf(EINVALID, "name: must not be empty")
-	}
-	if !utf8.ValidString(name) || utf8.RuneCountInString(name) > MaxKeyNameLength {
-		return Errorf(EINVALID, "name: must be valid UTF-8 of at most %d characters", MaxKeyNameLength)
-	}
-	for _, r := range name {
-		if !unicode.IsPrint(r) {
-			return Errorf(EINVALID, "name: must not contain control characters")
-		}
-	}
-	return nil
-}
-
-// ParseCIDRs parses CIDR prefixes (IPv4 or IPv6; a bare address means just
-// that address). It returns EINVALID naming the first bad entry.
-func ParseCIDRs(entries []string) ([]netip.Prefix, error) {
-	if len(entries) > MaxAllowedCIDRs {
-		return nil, Errorf(EINVALID, "allowedCIDRs: at most %d entries, got %d", MaxAllowedCIDRs, len(entries))
-	}
-	out := make([]netip.Prefix, 0, len(entries))
-	for _, e := range entries {
-		e = strings.TrimSpace(e)
-		if p, err := netip.ParsePrefix(e); err == nil {
-			if p.Addr().Is4In6() && p.Bits() >= 96 {
-				// Client addresses are compared unmapped, so the prefix must be too.
-				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-			}
-			out = append(out, p.Masked())
-		} else if a, err := netip.ParseAddr(e); err == nil && a.Zone() == "" {
-			a = a.Unmap()
-			out = append(out, netip.PrefixFrom(a, a.BitLen()))
-		} else {
-			return nil, Errorf(EINVALID, "allowedCIDRs: %q is not a CIDR prefix such as 10.0.0.0/8 or 2001:db8::/32", e)
-		}
-	}
-	return out, nil
 }

@@ -3,22 +3,27 @@ package domain
 import (
 	"context"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 )
 
-// APIKeyService issues, authenticates, rotates and revokes API keys.
+// APIKeyService issues, authenticates, rotates and revokes API keys. Every
+// change is recorded in the audit log in the transaction that makes it, and
+// every refused attempt by an authenticated caller on its own.
 type APIKeyService struct {
-	repo APIKeyRepository
-	now  func() time.Time
+	repo  APIKeyRepository
+	audit *AuditService
+	now   func() time.Time
 
 	mu       sync.Mutex
 	lastUsed map[string]time.Time // not yet written; see FlushUsage
 }
 
-// NewAPIKeyService returns a service over repo.
-func NewAPIKeyService(repo APIKeyRepository) *APIKeyService {
-	return &APIKeyService{repo: repo, now: time.Now, lastUsed: map[string]time.Time{}}
+// NewAPIKeyService returns a service over repo that records every change in
+// audit's log (nil records nothing).
+func NewAPIKeyService(repo APIKeyRepository, audit *AuditService) *APIKeyService {
+	return &APIKeyService{repo: repo, audit: audit, now: time.Now, lastUsed: map[string]time.Time{}}
 }
 
 // CreateAPIKey is the input of APIKeyService.Create.
@@ -100,6 +105,15 @@ func (s *APIKeyService) Recheck(ctx context.Context) (context.Context, error) {
 // here. The caller needs keys:write and may only grant scopes it holds
 // itself (EFORBIDDEN otherwise); bad input returns EINVALID.
 func (s *APIKeyService) Create(ctx context.Context, in CreateAPIKey) (*APIKey, string, error) {
+	entry := s.audit.entry(ctx, AuditKeyCreate, "")
+	k, token, err := s.create(ctx, in, entry)
+	if err != nil {
+		return nil, "", s.audit.refused(ctx, entry, err)
+	}
+	return k, token, nil
+}
+
+func (s *APIKeyService) create(ctx context.Context, in CreateAPIKey, entry *AuditEntry) (*APIKey, string, error) {
 	caller, err := Authorize(ctx, ScopeKeysWrite)
 	if err != nil {
 		return nil, "", err
@@ -108,13 +122,16 @@ func (s *APIKeyService) Create(ctx context.Context, in CreateAPIKey) (*APIKey, s
 	if err != nil {
 		return nil, "", err
 	}
+	if entry != nil {
+		entry.Target, entry.Details = k.ID, keyDetails(k)
+	}
 	if !caller.Scopes().Covers(k.Scopes) {
 		return nil, "", Errorf(EFORBIDDEN, "scopes: a key cannot grant scopes its creator lacks")
 	}
 	k.CreatedBy = caller.KeyID()
 	token, secret := newToken(k.ID)
 	k.SecretHash = hashSecret(secret)
-	if err := s.repo.CreateAPIKey(ctx, k); err != nil {
+	if err := s.repo.CreateAPIKey(ctx, k, entry); err != nil {
 		return nil, "", err
 	}
 	return k, token, nil
@@ -125,9 +142,6 @@ func (s *APIKeyService) newKey(in CreateAPIKey) (*APIKey, error) {
 	if err := validateKeyName(in.Name); err != nil {
 		return nil, err
 	}
-	if len(in.Scopes) > MaxKeyScopesEntries {
-		return nil, Errorf(EINVALID, "scopes: at most %d entries", MaxKeyScopesEntries)
-	}
 	scopes, err := ParseScopes(in.Scopes)
 	if err != nil {
 		return nil, err
@@ -136,16 +150,16 @@ func (s *APIKeyService) newKey(in CreateAPIKey) (*APIKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	if in.ExpiresAt != nil && !in.ExpiresAt.After(now) {
-		return nil, Errorf(EINVALID, "expiresAt: must be in the future")
+	if err := validateExpiry(in.ExpiresAt, now); err != nil {
+		return nil, err
 	}
 	k := &APIKey{
 		ID: NewID(now), Name: in.Name, Scopes: scopes, AllowedCIDRs: cidrs,
 		CreatedAt: now.UTC().Truncate(time.Microsecond), ExpiresAt: utcMicros(in.ExpiresAt),
 	}
 	if in.RateLimit != nil {
-		if *in.RateLimit < 0 || *in.RateLimit > MaxKeyRateLimit {
-			return nil, Errorf(EINVALID, "rateLimit: must be between 0 and %d requests per second", MaxKeyRateLimit)
+		if err := validateKeyRateLimit(*in.RateLimit); err != nil {
+			return nil, err
 		}
 		k.RateLimit = *in.RateLimit
 	}
@@ -188,27 +202,46 @@ func (s *APIKeyService) List(ctx context.Context, req PageRequest) (Page[*APIKey
 // Revoke revokes a key at once; revoking it again is a no-op. It needs
 // keys:write and every scope of the target (EFORBIDDEN otherwise).
 func (s *APIKeyService) Revoke(ctx context.Context, id string) (*APIKey, error) {
-	return s.changeKey(ctx, id, func(k *APIKey) error {
+	entry := s.audit.entry(ctx, AuditKeyRevoke, Clip(id))
+	k, err := s.changeKey(ctx, id, entry, func(k *APIKey) error {
 		if k.RevokedAt == nil {
 			now := s.now().UTC().Truncate(time.Microsecond)
 			k.RevokedAt = &now
+		} else if entry != nil {
+			entry.Details = map[string]string{"alreadyRevoked": "true"}
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, s.audit.refused(ctx, entry, err)
+	}
+	return k, nil
 }
 
 // Rotate gives a key a new secret and returns the new token. The old secret
 // keeps working for grace (0 ends it at once). It needs keys:write and every
 // scope of the target; a revoked or expired key returns ECONFLICT.
 func (s *APIKeyService) Rotate(ctx context.Context, id string, grace time.Duration) (*APIKey, string, error) {
+	entry := s.audit.entry(ctx, AuditKeyRotate, Clip(id))
+	if entry != nil {
+		entry.Details = map[string]string{"gracePeriodSeconds": strconv.FormatInt(int64(grace/time.Second), 10)}
+	}
+	k, token, err := s.rotate(ctx, id, grace, entry)
+	if err != nil {
+		return nil, "", s.audit.refused(ctx, entry, err)
+	}
+	return k, token, nil
+}
+
+func (s *APIKeyService) rotate(ctx context.Context, id string, grace time.Duration, entry *AuditEntry) (*APIKey, string, error) {
 	if _, err := Authorize(ctx, ScopeKeysWrite); err != nil {
 		return nil, "", err
 	}
-	if grace < 0 || grace > MaxRotationGrace {
-		return nil, "", Errorf(EINVALID, "gracePeriodSeconds: must be between 0 and %d", int(MaxRotationGrace.Seconds()))
+	if err := validateRotationGrace(grace); err != nil {
+		return nil, "", err
 	}
 	var token string
-	k, err := s.changeKey(ctx, id, func(k *APIKey) error {
+	k, err := s.changeKey(ctx, id, entry, func(k *APIKey) error {
 		now := s.now()
 		if st := k.Status(now); st != APIKeyActive {
 			return Errorf(ECONFLICT, "API key %s is %s and cannot be rotated", k.ID, st)
@@ -225,8 +258,9 @@ func (s *APIKeyService) Rotate(ctx context.Context, id string, grace time.Durati
 	return k, token, nil
 }
 
-// changeKey applies change to a key the caller may manage.
-func (s *APIKeyService) changeKey(ctx context.Context, id string, change func(*APIKey) error) (*APIKey, error) {
+// changeKey applies change to a key the caller may manage, and appends entry
+// in the same transaction.
+func (s *APIKeyService) changeKey(ctx context.Context, id string, entry *AuditEntry, change func(*APIKey) error) (*APIKey, error) {
 	caller, err := Authorize(ctx, ScopeKeysWrite)
 	if err != nil {
 		return nil, err
@@ -239,7 +273,7 @@ func (s *APIKeyService) changeKey(ctx context.Context, id string, change func(*A
 			return Errorf(EFORBIDDEN, "API key %s holds scopes this key lacks", k.ID)
 		}
 		return change(k)
-	})
+	}, entry)
 }
 
 func (s *APIKeyService) recordUse(id string, at time.Time) {

@@ -45,6 +45,20 @@ func (c *Caller) KeyID() string {
 	return c.Key.ID
 }
 
+// Actor names the caller in the audit log: its key ID, AuditActorCLI for
+// the operator, or "" for nobody.
+func (c *Caller) Actor() string {
+	switch {
+	case c == nil:
+		return ""
+	case c.Key != nil:
+		return c.Key.ID
+	case c.Operator:
+		return AuditActorCLI
+	}
+	return ""
+}
+
 type callerKey struct{}
 
 // NewContextWithCaller returns a context carrying c.

@@ -20,6 +20,7 @@ import (
 // state and seqs stored twice.
 type commandRepo struct {
 	mu      sync.Mutex
+	audit   *auditLog // entries are appended with the change, or neither is
 	cmds    map[string]*Command
 	order   map[string]int // insertion order, the FIFO tie-break
 	created int
@@ -54,6 +55,7 @@ func newCommandRepo() *commandRepo {
 	return &commandRepo{
 		cmds: map[string]*Command{}, order: map[string]int{},
 		output: map[string][]OutputChunk{}, storedAtFinish: map[string]int64{},
+		audit: newAuditLog(),
 	}
 }
 
@@ -64,7 +66,7 @@ func (r *commandRepo) set(f func(r *commandRepo)) {
 	f(r)
 }
 
-func (r *commandRepo) CreateCommand(_ context.Context, c *Command) error {
+func (r *commandRepo) CreateCommand(_ context.Context, c *Command, audit *AuditEntry) error {
 	r.mu.Lock()
 	hook := r.beforeCreate
 	r.mu.Unlock()
@@ -85,6 +87,9 @@ func (r *commandRepo) CreateCommand(_ context.Context, c *Command) error {
 				return Errorf(ECONFLICT, "the key already has command %s with client token %q", o.ID, c.ClientToken)
 			}
 		}
+	}
+	if err := r.audit.add(audit); err != nil {
+		return err
 	}
 	r.created++
 	r.order[c.ID] = r.created
@@ -279,7 +284,7 @@ func (r *commandRepo) RenewLeases(_ context.Context, owner string, ids []string,
 // leaseExpiredReason is the Reason the fake gives interrupted commands.
 const leaseExpiredReason = "lease expired: the process running it stopped"
 
-func (r *commandRepo) ExpireLeases(_ context.Context, now time.Time) ([]*Command, error) {
+func (r *commandRepo) ExpireLeases(_ context.Context, now time.Time, audit func(*Command) *AuditEntry) ([]*Command, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []*Command
@@ -292,30 +297,41 @@ func (r *commandRepo) ExpireLeases(_ context.Context, now time.Time) ([]*Command
 		}
 	}
 	slices.SortFunc(out, func(a, b *Command) int { return strings.Compare(a.ID, b.ID) })
+	if audit != nil {
+		for _, c := range out {
+			// The fake cannot roll back; its append fails only on request.
+			_ = r.audit.add(audit(c))
+		}
+	}
 	return out, nil
 }
 
-func (r *commandRepo) RequestCancel(_ context.Context, id, reason string, now time.Time) (*Command, error) {
+func (r *commandRepo) RequestCancel(_ context.Context, id, reason string, now time.Time, audit *AuditEntry) (*Command, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c, ok := r.cmds[id]
 	switch {
 	case !ok:
 		return nil, commandNotFound(id)
-	case c.Status == CommandQueued:
+	case c.Status.Final():
+		return nil, Errorf(ECONFLICT, "command %s already ended (%s)", id, c.Status)
+	}
+	if err := r.audit.add(audit); err != nil {
+		return nil, err
+	}
+	switch c.Status {
+	case CommandQueued:
 		c.Status, c.Reason, c.FinishedAt = CommandCancelled, reason, new(now)
-	case c.Status == CommandRunning:
+	default:
 		if !c.CancelRequested {
 			c.Reason = reason
 		}
 		c.CancelRequested = true
-	default:
-		return nil, Errorf(ECONFLICT, "command %s already ended (%s)", id, c.Status)
 	}
 	return c.Clone(), nil
 }
 
-func (r *commandRepo) FinishCommand(_ context.Context, id, owner string, f Finish) (*Command, error) {
+func (r *commandRepo) FinishCommand(_ context.Context, id, owner string, f Finish, audit *AuditEntry) (*Command, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !f.Status.Final() || !slices.Contains(CommandStatuses, f.Status) {
@@ -327,6 +343,9 @@ func (r *commandRepo) FinishCommand(_ context.Context, id, owner string, f Finis
 		return nil, commandNotFound(id)
 	case c.Status != CommandRunning || c.Owner != owner:
 		return nil, Errorf(ECONFLICT, "command %s is no longer running under %s (%s)", id, owner, c.Status)
+	}
+	if err := r.audit.add(audit); err != nil {
+		return nil, err
 	}
 	c.Status, c.ExitCode, c.Signal, c.Reason = f.Status, f.ExitCode, f.Signal, f.Reason
 	c.FinishedAt, c.OutputBytes, c.Truncated, c.LastSeq = new(f.FinishedAt), f.OutputBytes, f.Truncated, f.LastSeq
@@ -796,7 +815,7 @@ func newCommandEnv(tb testing.TB) *commandEnv {
 			&Project{ID: "asleep", Status: ProjectNotReady},
 		),
 	}
-	e.svc = NewCommandService(e.repo, e.projects, e.hub, nil, e.limits)
+	e.svc = NewCommandService(e.repo, e.projects, e.hub, nil, NewAuditService(e.repo.audit, nil), e.limits)
 	return e
 }
 
@@ -858,7 +877,7 @@ func (e *commandEnv) queue(tb testing.TB, c *Command) *Command {
 	if c.Timeout == 0 {
 		c.Timeout = time.Minute
 	}
-	if err := e.repo.CreateCommand(context.Background(), c); err != nil {
+	if err := e.repo.CreateCommand(context.Background(), c, nil); err != nil {
 		tb.Fatalf("CreateCommand: %v", err)
 	}
 	return c

@@ -51,9 +51,10 @@ type QueueStats struct {
 
 // CommandRepository stores commands, their queue state and their output.
 type CommandRepository interface {
-	// CreateCommand inserts a QUEUED command. It returns ECONFLICT when the
-	// key already has a command with the same ClientToken.
-	CreateCommand(ctx context.Context, c *Command) error
+	// CreateCommand inserts a QUEUED command and, in the same transaction,
+	// appends audit unless it is nil. It returns ECONFLICT when the key
+	// already has a command with the same ClientToken.
+	CreateCommand(ctx context.Context, c *Command, audit *AuditEntry) error
 	// FindCommandByID returns ENOTFOUND if there is no such command.
 	FindCommandByID(ctx context.Context, id string) (*Command, error)
 	// FindCommandByClientToken returns ENOTFOUND if the key has none.
@@ -79,17 +80,20 @@ type CommandRepository interface {
 	RenewLeases(ctx context.Context, owner string, ids []string, until time.Time) (cancel []string, err error)
 	// ExpireLeases ends every RUNNING command whose lease expired before now
 	// as INTERRUPTED, with LastSeq and OutputBytes taken from its stored
-	// output, and returns them.
-	ExpireLeases(ctx context.Context, now time.Time) ([]*Command, error)
+	// output, and returns them. Unless audit is nil, the entry it makes of
+	// each ended command is appended in the same transaction.
+	ExpireLeases(ctx context.Context, now time.Time, audit func(*Command) *AuditEntry) ([]*Command, error)
 	// RequestCancel cancels a QUEUED command at once (CANCELLED, with
 	// reason), or flags a RUNNING one for its owner to stop. It returns the
 	// command as it is after the change; ECONFLICT if it already ended;
-	// ENOTFOUND if there is none.
-	RequestCancel(ctx context.Context, id, reason string, now time.Time) (*Command, error)
+	// ENOTFOUND if there is none. A non-nil audit entry is appended in the
+	// same transaction as the change.
+	RequestCancel(ctx context.Context, id, reason string, now time.Time, audit *AuditEntry) (*Command, error)
 	// FinishCommand writes a RUNNING command's final state, if owner still
 	// holds it. It returns ECONFLICT if the command is no longer RUNNING
-	// under owner (its lease expired and it was interrupted).
-	FinishCommand(ctx context.Context, id, owner string, f Finish) (*Command, error)
+	// under owner (its lease expired and it was interrupted). A non-nil
+	// audit entry is appended in the transaction that writes the state.
+	FinishCommand(ctx context.Context, id, owner string, f Finish, audit *AuditEntry) (*Command, error)
 
 	// AppendOutput stores chunks (of one or more commands) in one write.
 	AppendOutput(ctx context.Context, chunks []OutputChunk) error

@@ -7,27 +7,53 @@ import (
 )
 
 // CommandService queues, cancels and reports commands, and streams their
-// output. Running them is the Dispatcher's job.
+// output. Running them is the Dispatcher's job. Every execute and cancel is
+// recorded in the audit log in the transaction that makes it, and every
+// refused attempt by an authenticated caller on its own.
 type CommandService struct {
 	commands CommandRepository
 	projects ProjectRepository
 	hub      Hub
 	bcast    Broadcaster
+	audit    *AuditService
 	limits   CommandLimits
 	now      func() time.Time
 }
 
-// NewCommandService returns a service. bcast may be nil in a single process.
-func NewCommandService(commands CommandRepository, projects ProjectRepository, hub Hub, bcast Broadcaster, limits CommandLimits) *CommandService {
-	return &CommandService{commands: commands, projects: projects, hub: hub, bcast: bcast, limits: limits, now: time.Now}
+// NewCommandService returns a service that records every execute and cancel
+// in audit's log (nil records nothing). bcast may be nil in a single process.
+func NewCommandService(commands CommandRepository, projects ProjectRepository, hub Hub, bcast Broadcaster, audit *AuditService, limits CommandLimits) *CommandService {
+	return &CommandService{commands: commands, projects: projects, hub: hub, bcast: bcast, audit: audit, limits: limits, now: time.Now}
 }
 
 // Execute validates and queues a command and returns it QUEUED. The same
 // ClientToken from the same key returns the existing command and queues
 // nothing. It needs commands:write; EINVALID for bad input, ENOTFOUND for an
 // unknown project, ECONFLICT for a project that is not RUNNING, ERATELIMITED
-// when the key has too many commands queued.
+// when the key has too many commands queued. The queued command and its
+// audit entry are written in one transaction; a refused one is recorded on
+// its own.
 func (s *CommandService) Execute(ctx context.Context, in ExecuteCommand) (*Command, error) {
+	entry := s.audit.entry(ctx, AuditCommandExecute, "")
+	if entry != nil {
+		entry.Details = map[string]string{"project": Clip(in.ProjectID)}
+	}
+	c, err := s.execute(ctx, in, entry)
+	if err != nil {
+		return nil, s.audit.refused(ctx, entry, err)
+	}
+	if entry != nil && entry.Seq == 0 {
+		// A replay of a client token queued nothing: it is recorded on its
+		// own, naming the command it returned.
+		entry.Target, entry.Details = c.ID, map[string]string{"project": c.ProjectID, "replayOf": c.ID}
+		if err := s.audit.repo.AppendAudit(ctx, entry); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (s *CommandService) execute(ctx context.Context, in ExecuteCommand, entry *AuditEntry) (*Command, error) {
 	caller, err := Authorize(ctx, ScopeCommandsWrite)
 	if err != nil {
 		return nil, err
@@ -61,7 +87,8 @@ func (s *CommandService) Execute(ctx context.Context, in ExecuteCommand) (*Comma
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	c.ID, c.KeyID, c.CreatedAt = NewID(now), caller.KeyID(), now
-	if err := s.commands.CreateCommand(ctx, c); err != nil {
+	s.audit.executeEntry(entry, c)
+	if err := s.commands.CreateCommand(ctx, c, entry); err != nil {
 		if ErrorCode(err) == ECONFLICT && c.ClientToken != "" {
 			// A concurrent request with the same token won the race.
 			return s.commands.FindCommandByClientToken(ctx, caller.KeyID(), c.ClientToken)
@@ -76,8 +103,18 @@ func (s *CommandService) Execute(ctx context.Context, in ExecuteCommand) (*Comma
 // Cancel stops a command: a QUEUED one ends CANCELLED at once, a RUNNING one
 // is stopped by the process that runs it (the process and its children are
 // killed). It needs commands:write; ENOTFOUND for an unknown command,
-// ECONFLICT for one that already ended.
+// ECONFLICT for one that already ended. The change and its audit entry are
+// written in one transaction.
 func (s *CommandService) Cancel(ctx context.Context, id string) (*Command, error) {
+	entry := s.audit.entry(ctx, AuditCommandCancel, Clip(id))
+	c, err := s.cancel(ctx, id, entry)
+	if err != nil {
+		return nil, s.audit.refused(ctx, entry, err)
+	}
+	return c, nil
+}
+
+func (s *CommandService) cancel(ctx context.Context, id string, entry *AuditEntry) (*Command, error) {
 	caller, err := Authorize(ctx, ScopeCommandsWrite)
 	if err != nil {
 		return nil, err
@@ -89,7 +126,10 @@ func (s *CommandService) Cancel(ctx context.Context, id string) (*Command, error
 	if caller.KeyID() != "" {
 		reason = "cancelled by API key " + caller.KeyID()
 	}
-	c, err := s.commands.RequestCancel(ctx, id, reason, s.now().UTC())
+	if entry != nil {
+		entry.Details = map[string]string{"reason": reason}
+	}
+	c, err := s.commands.RequestCancel(ctx, id, reason, s.now().UTC(), entry)
 	if err != nil {
 		return nil, err
 	}

@@ -256,7 +256,7 @@ func (d *Dispatcher) heartbeat(ctx context.Context) {
 				d.cancelLocal(id)
 			}
 		}
-		expired, err := d.repo.ExpireLeases(ctx, now)
+		expired, err := d.repo.ExpireLeases(ctx, now, ExpiredEntry)
 		if err != nil {
 			d.log.Warn("expiring leases", "err", err)
 		}
@@ -303,7 +303,7 @@ func (d *Dispatcher) run(ctx context.Context, c *Command) {
 		}
 	}
 
-	final, ferr := d.repo.FinishCommand(context.WithoutCancel(ctx), c.ID, d.cfg.Owner, fin)
+	final, ferr := d.repo.FinishCommand(context.WithoutCancel(ctx), c.ID, d.cfg.Owner, fin, FinishEntry(c, fin))
 	if ferr != nil {
 		// The lease was lost (the command is already INTERRUPTED) or the
 		// database is down; either way the stored state stands.

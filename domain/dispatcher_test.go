@@ -239,7 +239,7 @@ func TestDispatcher_Limits(t *testing.T) {
 		if s := e.repo.status(web.ID); s != CommandQueued {
 			t.Fatalf("web command is %s while another process runs one in web", s)
 		}
-		if _, err := e.repo.FinishCommand(context.Background(), elsewhere.ID, "other-process", Finish{Status: CommandSucceeded, ExitCode: ptr(0)}); err != nil {
+		if _, err := e.repo.FinishCommand(context.Background(), elsewhere.ID, "other-process", Finish{Status: CommandSucceeded, ExitCode: ptr(0)}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if c := e.waitFinal(t, web.ID); c.Status != CommandSucceeded {
@@ -346,7 +346,7 @@ func TestDispatcher_Cancel(t *testing.T) {
 		e.startDispatcher(t, cfg)
 		c := e.queue(t, &Command{ProjectID: "web", Argv: []string{"hang", "t"}})
 		waitFor(t, "the command to start", func() bool { return e.exec.hasStarted("t") })
-		if _, err := e.repo.RequestCancel(context.Background(), c.ID, "cancelled elsewhere", time.Now()); err != nil {
+		if _, err := e.repo.RequestCancel(context.Background(), c.ID, "cancelled elsewhere", time.Now(), nil); err != nil {
 			t.Fatal(err)
 		}
 		if fin := e.waitFinal(t, c.ID); fin.Status != CommandCancelled {
@@ -497,7 +497,7 @@ func TestDispatcher_ZeroTimeout(t *testing.T) {
 	e := newCommandEnv(t)
 	e.exec.program("ok", execScript{steps: []execStep{{data: "hi\n"}}})
 	c := &Command{ID: NewID(time.Now()), ProjectID: "web", Argv: []string{"ok", "t"}, Status: CommandQueued, CreatedAt: time.Now().UTC()}
-	if err := e.repo.CreateCommand(context.Background(), c); err != nil {
+	if err := e.repo.CreateCommand(context.Background(), c, nil); err != nil {
 		t.Fatal(err)
 	}
 	e.startDispatcher(t, testDispatcherConfig())
@@ -606,7 +606,7 @@ func TestDispatcher_FinishConflict(t *testing.T) {
 	c := e.queue(t, &Command{ProjectID: "web", Argv: []string{"slow", "t"}})
 	d, _ := e.startDispatcher(t, testDispatcherConfig())
 	waitFor(t, "the output to be stored", func() bool { return len(e.repo.stored(c.ID)) == 1 })
-	if _, err := e.repo.ExpireLeases(context.Background(), time.Now().Add(time.Hour)); err != nil {
+	if _, err := e.repo.ExpireLeases(context.Background(), time.Now().Add(time.Hour), nil); err != nil {
 		t.Fatal(err)
 	}
 	close(gate)

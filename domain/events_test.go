@@ -32,7 +32,7 @@ func TestCommandService_Events_CatchUpAfterLag(t *testing.T) {
 	if _, err := e.repo.ClaimCommands(ctx, ClaimRequest{Owner: "o", Max: 1, PerProject: 1, LeaseUntil: now.Add(time.Minute), Now: now}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.repo.FinishCommand(ctx, c.ID, "o", Finish{Status: CommandSucceeded, ExitCode: new(0), FinishedAt: now}); err != nil {
+	if _, err := e.repo.FinishCommand(ctx, c.ID, "o", Finish{Status: CommandSucceeded, ExitCode: new(0), FinishedAt: now}, nil); err != nil {
 		t.Fatal(err)
 	}
 

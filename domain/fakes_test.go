@@ -14,6 +14,7 @@ import (
 // request stored nothing or never reached storage.
 type keyRepo struct {
 	mu      sync.Mutex
+	audit   *auditLog // entries are appended with the change, or neither is
 	keys    map[string]*APIKey
 	creates int
 	finds   int
@@ -32,10 +33,10 @@ type keyRepo struct {
 var _ APIKeyRepository = (*keyRepo)(nil)
 
 func newKeyRepo() *keyRepo {
-	return &keyRepo{keys: map[string]*APIKey{}}
+	return &keyRepo{keys: map[string]*APIKey{}, audit: newAuditLog()}
 }
 
-func (r *keyRepo) CreateAPIKey(_ context.Context, k *APIKey) error {
+func (r *keyRepo) CreateAPIKey(_ context.Context, k *APIKey, audit *AuditEntry) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.creates++
@@ -44,6 +45,9 @@ func (r *keyRepo) CreateAPIKey(_ context.Context, k *APIKey) error {
 	}
 	if _, ok := r.keys[k.ID]; ok {
 		return Errorf(ECONFLICT, "API key %s exists", k.ID)
+	}
+	if err := r.audit.add(audit); err != nil {
+		return err
 	}
 	r.keys[k.ID] = cloneKey(k)
 	return nil
@@ -85,7 +89,7 @@ func (r *keyRepo) FindAPIKeys(_ context.Context, f APIKeyFilter) ([]*APIKey, err
 
 // UpdateAPIKey changes a copy and saves it only when update succeeds, as a
 // rolled-back transaction would.
-func (r *keyRepo) UpdateAPIKey(_ context.Context, id string, update func(*APIKey) error) (*APIKey, error) {
+func (r *keyRepo) UpdateAPIKey(_ context.Context, id string, update func(*APIKey) error, audit *AuditEntry) (*APIKey, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.updates++
@@ -95,6 +99,9 @@ func (r *keyRepo) UpdateAPIKey(_ context.Context, id string, update func(*APIKey
 	}
 	k := cloneKey(stored)
 	if err := update(k); err != nil {
+		return nil, err
+	}
+	if err := r.audit.add(audit); err != nil {
 		return nil, err
 	}
 	r.keys[id] = cloneKey(k)
@@ -260,7 +267,7 @@ func (c *clock) Advance(d time.Duration) {
 // clock.
 func newTestKeyService() (*APIKeyService, *keyRepo, *clock) {
 	repo, clk := newKeyRepo(), newClock()
-	s := NewAPIKeyService(repo)
+	s := NewAPIKeyService(repo, NewAuditService(repo.audit, nil))
 	s.now = clk.Now
 	return s, repo, clk
 }

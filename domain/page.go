@@ -35,8 +35,8 @@ type Page[T any] struct {
 func NewPageRequest(first *int, after *string) (PageRequest, error) {
 	req := PageRequest{First: DefaultPageSize}
 	if first != nil {
-		if *first < 0 || *first > MaxPageSize {
-			return PageRequest{}, Errorf(EINVALID, "first: must be between 0 and %d, got %d", MaxPageSize, *first)
+		if err := validatePageSize(*first); err != nil {
+			return PageRequest{}, err
 		}
 		req.First = *first
 	}

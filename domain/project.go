@@ -3,7 +3,6 @@ package domain
 import (
 	"context"
 	"maps"
-	"regexp"
 	"slices"
 	"time"
 )
@@ -25,10 +24,6 @@ var ProjectStatuses = []ProjectStatus{ProjectPending, ProjectRunning, ProjectNot
 
 // MaxProjectIDLength is the longest project ID (a DNS-1123 label).
 const MaxProjectIDLength = 63
-
-// projectIDPattern is a DNS-1123 label, the rule Kubernetes applies to label
-// values used as project names.
-var projectIDPattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
 // Project is a long-lived development environment that commands run in: a
 // labelled pod on Kubernetes, a directory in embedded mode.
@@ -74,14 +69,6 @@ type ProjectRepository interface {
 	FindProjects(ctx context.Context, f ProjectFilter) ([]*Project, error)
 }
 
-// ValidateProjectID returns EINVALID unless id is a DNS-1123 label.
-func ValidateProjectID(id string) error {
-	if len(id) > MaxProjectIDLength || !projectIDPattern.MatchString(id) {
-		return Errorf(EINVALID, "projectId: %q is not a DNS-1123 label (lower-case letters, digits and '-', at most %d characters)", Clip(id), MaxProjectIDLength)
-	}
-	return nil
-}
-
 // ProjectService answers questions about projects and follows their
 // changes.
 type ProjectService struct {
@@ -112,7 +99,10 @@ func (s *ProjectService) List(ctx context.Context, f ProjectFilter, req PageRequ
 		return Page[*Project]{}, err
 	}
 	if f.Status != "" && !validProjectStatus(f.Status) {
-		return Page[*Project]{}, Errorf(EINVALID, "status: unknown project status %q", f.Status)
+		return Page[*Project]{}, Errorf(EINVALID, "status: unknown project status %q", Clip(string(f.Status)))
+	}
+	if err := ValidateLabelFilter(f.Labels); err != nil {
+		return Page[*Project]{}, err
 	}
 	f.Labels = maps.Clone(f.Labels)
 	f.AfterID, f.Limit = req.After, req.First+1

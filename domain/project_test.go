@@ -263,6 +263,15 @@ func TestProjectService_List(t *testing.T) {
 		})
 	}
 
+	t.Run("ErrInvalidLabel", func(t *testing.T) {
+		repo := newProjectRepo(projects...)
+		_, err := NewProjectService(repo, newFakeHub()).List(ctx, ProjectFilter{Labels: map[string]string{"team": "a b"}}, PageRequest{First: 20})
+		wantInvalid(t, err, "filter.labels: ")
+		if repo.callCount() != 0 {
+			t.Error("repo called with an invalid label filter")
+		}
+	})
+
 	t.Run("EveryStatusValid", func(t *testing.T) {
 		for _, st := range ProjectStatuses {
 			list(t, ProjectFilter{Status: st}, PageRequest{First: 1})

@@ -34,23 +34,6 @@ func (s Scope) Valid() bool { return slices.Contains(AllScopes, s) }
 // Scopes is a set of scopes, kept sorted and without duplicates.
 type Scopes []Scope
 
-// ParseScopes parses scope names, dropping duplicates. It returns EINVALID for
-// an unknown name or an empty list.
-func ParseScopes(names []string) (Scopes, error) {
-	if len(names) == 0 {
-		return nil, Errorf(EINVALID, "scopes: at least one scope is required")
-	}
-	out := make(Scopes, 0, len(names))
-	for _, n := range names {
-		s := Scope(strings.TrimSpace(n))
-		if !s.Valid() {
-			return nil, Errorf(EINVALID, "scopes: unknown scope %q (known: %s)", n, joinScopes(AllScopes))
-		}
-		out = append(out, s)
-	}
-	return out.normalize(), nil
-}
-
 func (ss Scopes) normalize() Scopes {
 	out := slices.Clone(ss)
 	slices.Sort(out)

@@ -70,7 +70,7 @@ func (p *producer) finish(tb testing.TB) *Command {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c, err := p.repo.FinishCommand(context.Background(), p.id, producerOwner,
-		Finish{Status: CommandSucceeded, ExitCode: ptr(0), FinishedAt: time.Now().UTC(), LastSeq: p.seq})
+		Finish{Status: CommandSucceeded, ExitCode: ptr(0), FinishedAt: time.Now().UTC(), LastSeq: p.seq}, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -482,7 +482,7 @@ func TestCommandService_Output_TruncationGap(t *testing.T) {
 	open()
 	tot := closeRecorder(t, rec)
 	c, err := e.repo.FinishCommand(context.Background(), p.id, producerOwner,
-		Finish{Status: CommandSucceeded, FinishedAt: time.Now().UTC(), LastSeq: tot.lastStored, OutputBytes: tot.total, Truncated: tot.truncated})
+		Finish{Status: CommandSucceeded, FinishedAt: time.Now().UTC(), LastSeq: tot.lastStored, OutputBytes: tot.total, Truncated: tot.truncated}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -505,7 +505,7 @@ func TestCommandService_Output_InterruptedResume(t *testing.T) {
 	e := newCommandEnv(t)
 	p := newProducer(t, e)
 	p.mustEmit(t, 3)
-	expired, err := e.repo.ExpireLeases(context.Background(), time.Now().Add(2*time.Hour))
+	expired, err := e.repo.ExpireLeases(context.Background(), time.Now().Add(2*time.Hour), nil)
 	if err != nil || len(expired) != 1 {
 		t.Fatalf("ExpireLeases = %v, %v", expired, err)
 	}
@@ -536,7 +536,7 @@ func TestCommandService_Output_MissedSignal(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := e.repo.FinishCommand(context.Background(), p.id, producerOwner,
-		Finish{Status: CommandSucceeded, ExitCode: ptr(0), FinishedAt: time.Now().UTC(), LastSeq: 5}); err != nil {
+		Finish{Status: CommandSucceeded, ExitCode: ptr(0), FinishedAt: time.Now().UTC(), LastSeq: 5}, nil); err != nil {
 		t.Fatal(err)
 	}
 	chunks, fin := collectOutput(t, ch)

@@ -17,7 +17,10 @@ import (
 // authenticator resolves the caller of every request: its address (through
 // trusted proxies only), its request ID, and its API key if it sent one.
 type authenticator struct {
-	keys    *domain.APIKeyService
+	keys *domain.APIKeyService
+	// limits throttles failed authentications per client address; nil
+	// throttles nothing.
+	limits  *domain.RateLimitService
 	trusted []netip.Prefix
 }
 
@@ -45,8 +48,23 @@ func (a *authenticator) middleware(next http.Handler) http.Handler {
 }
 
 // authenticate checks a credential: "Bearer <token>", or a bare token where a
-// client cannot send a scheme (WebSocket connection_init payloads).
+// client cannot send a scheme (WebSocket connection_init payloads). An
+// address that has failed too often is refused (ERATELIMITED) unchecked, so
+// guessing keys is slow.
 func (a *authenticator) authenticate(ctx context.Context, credential string, addr netip.Addr) (*domain.APIKey, error) {
+	if err := a.limits.CheckAuthFailures(ctx, addr); err != nil {
+		return nil, err
+	}
+	k, err := a.check(ctx, credential, addr)
+	if domain.ErrorCode(err) == domain.EUNAUTHENTICATED {
+		if ferr := a.limits.AuthFailed(ctx, addr); ferr != nil {
+			return nil, ferr
+		}
+	}
+	return k, err
+}
+
+func (a *authenticator) check(ctx context.Context, credential string, addr netip.Addr) (*domain.APIKey, error) {
 	token := strings.TrimSpace(credential)
 	if scheme, rest, ok := strings.Cut(token, " "); ok {
 		if !strings.EqualFold(scheme, "Bearer") {

@@ -45,6 +45,13 @@ func commandConnection(p domain.Page[*domain.Command]) *model.CommandConnection 
 		})}
 }
 
+func auditConnection(p domain.Page[*domain.AuditEntry]) *model.AuditEntryConnection {
+	return &model.AuditEntryConnection{Nodes: p.Items, PageInfo: pageInfo(p, domain.AuditCursorKey),
+		Edges: edges(p.Items, domain.AuditCursorKey, func(c string, n *domain.AuditEntry) *model.AuditEntryEdge {
+			return &model.AuditEntryEdge{Cursor: c, Node: n}
+		})}
+}
+
 func projectKey(p *domain.Project) string { return p.ID }
 func apiKeyKey(k *domain.APIKey) string   { return k.ID }
 func commandKey(c *domain.Command) string { return c.ID }

@@ -11,11 +11,15 @@ import (
 
 // directives returns the schema's access-control directives. They check at
 // the edge what the domain services check again, so a field without a
-// directive is caught by the schema test rather than by luck.
-func directives() graph.DirectiveRoot {
+// directive is caught by the schema test rather than by luck. A mutation
+// refused here is recorded in audit's log (nil records nothing).
+func directives(audit *domain.AuditService) graph.DirectiveRoot {
 	return graph.DirectiveRoot{
 		HasScope: func(ctx context.Context, _ any, next graphql.Resolver, scope domain.Scope) (any, error) {
 			if _, err := domain.Authorize(ctx, scope); err != nil {
+				if fc := graphql.GetFieldContext(ctx); fc != nil && fc.Object == "Mutation" {
+					return nil, audit.Refused(ctx, mutationAction(fc.Field.Name), "", err)
+				}
 				return nil, err
 			}
 			return next(ctx)
@@ -27,4 +31,22 @@ func directives() graph.DirectiveRoot {
 			return next(ctx)
 		},
 	}
+}
+
+// mutationActions names the audit action of each mutation.
+var mutationActions = map[string]string{
+	"createAPIKey":   domain.AuditKeyCreate,
+	"revokeAPIKey":   domain.AuditKeyRevoke,
+	"rotateAPIKey":   domain.AuditKeyRotate,
+	"executeCommand": domain.AuditCommandExecute,
+	"cancelCommand":  domain.AuditCommandCancel,
+}
+
+// mutationAction returns the audit action of a mutation field; one missing
+// from mutationActions is recorded under its field name.
+func mutationAction(field string) string {
+	if a, ok := mutationActions[field]; ok {
+		return a
+	}
+	return "mutation." + field
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
@@ -30,6 +31,12 @@ func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 		case errors.As(err, &derr):
 			gerr.Message = derr.Message
 			setCode(gerr, derr.Code)
+			var rerr *domain.RateLimitError
+			if errors.As(err, &rerr) {
+				gerr.Extensions["retryAfterSeconds"] = int(rerr.RetryAfter / time.Second)
+				// The HTTP response says so too, in Retry-After.
+				rateRequestFrom(ctx).refused(err)
+			}
 		case isRequestError(err):
 			presentRequestError(gerr)
 		case introspectionDisabled(err):

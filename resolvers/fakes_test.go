@@ -13,16 +13,62 @@ import (
 	"github.com/rdev-hq/rdev/domain"
 )
 
-// memKeys is an in-memory domain.APIKeyRepository.
+// memKeys is an in-memory domain.APIKeyRepository and
+// domain.AuditRepository.
 type memKeys struct {
 	mu    sync.Mutex
 	keys  map[string]domain.APIKey
 	calls int // store calls, to prove rejected requests reach none
+	audit []*domain.AuditEntry
+}
+
+// record appends e, if any, with m locked.
+func (m *memKeys) record(e *domain.AuditEntry) {
+	if e == nil {
+		return
+	}
+	prevSeq, prevHash := int64(0), ""
+	if n := len(m.audit); n > 0 {
+		prevSeq, prevHash = m.audit[n-1].Seq, m.audit[n-1].Hash
+	}
+	e.Seal(prevSeq, prevHash)
+	m.audit = append(m.audit, e)
+}
+
+func (m *memKeys) AppendAudit(_ context.Context, entries ...*domain.AuditEntry) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, e := range entries {
+		m.record(e)
+	}
+	return nil
+}
+
+// FindAuditEntries pages newest first by Seq; filters other than the actor
+// are left to the store contract tests.
+func (m *memKeys) FindAuditEntries(_ context.Context, f domain.AuditFilter) ([]*domain.AuditEntry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []*domain.AuditEntry
+	for _, e := range slices.Backward(m.audit) {
+		if (f.BeforeSeq == 0 || e.Seq < f.BeforeSeq) && (f.Actor == "" || e.Actor == f.Actor) && (f.Limit == 0 || len(out) < f.Limit) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+func (m *memKeys) ReadAuditChain(context.Context, int64, int) ([]*domain.AuditEntry, error) {
+	return nil, errors.New("not used by these tests")
+}
+
+func (m *memKeys) AuditHead(context.Context) (domain.AuditHead, error) {
+	return domain.AuditHead{}, errors.New("not used by these tests")
 }
 
 func newMemKeys() *memKeys { return &memKeys{keys: map[string]domain.APIKey{}} }
 
-func (m *memKeys) CreateAPIKey(_ context.Context, k *domain.APIKey) error {
+func (m *memKeys) CreateAPIKey(_ context.Context, k *domain.APIKey, audit *domain.AuditEntry) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.calls++
@@ -30,6 +76,7 @@ func (m *memKeys) CreateAPIKey(_ context.Context, k *domain.APIKey) error {
 		return domain.Errorf(domain.ECONFLICT, "exists")
 	}
 	m.keys[k.ID] = *k
+	m.record(audit)
 	return nil
 }
 
@@ -58,7 +105,7 @@ func (m *memKeys) FindAPIKeys(_ context.Context, f domain.APIKeyFilter) ([]*doma
 	return out, nil
 }
 
-func (m *memKeys) UpdateAPIKey(_ context.Context, id string, update func(*domain.APIKey) error) (*domain.APIKey, error) {
+func (m *memKeys) UpdateAPIKey(_ context.Context, id string, update func(*domain.APIKey) error, audit *domain.AuditEntry) (*domain.APIKey, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.calls++
@@ -70,6 +117,7 @@ func (m *memKeys) UpdateAPIKey(_ context.Context, id string, update func(*domain
 		return nil, err
 	}
 	m.keys[id] = k
+	m.record(audit)
 	return &k, nil
 }
 

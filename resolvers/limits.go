@@ -210,6 +210,7 @@ func costs() graph.ComplexityRoot {
 	c.Query.Commands = func(child int, _ *string, _ *domain.CommandStatus, first *int, _ *string) int {
 		return connectionCost(child, first)
 	}
+	c.Query.AuditLog = func(child int, _ *model.AuditFilter, first *int, _ *string) int { return connectionCost(child, first) }
 	c.Project.Commands = func(child int, _ *domain.CommandStatus, first *int) int { return connectionCost(child, first) }
 	return c
 }

@@ -18,6 +18,21 @@ func labels(m map[string]string) []*model.Label {
 	return out
 }
 
+func auditFilter(in *model.AuditFilter) domain.AuditFilter {
+	var f domain.AuditFilter
+	if in == nil {
+		return f
+	}
+	f.Actor, f.Action, f.Target = deref(in.Actor), deref(in.Action), deref(in.Target)
+	if in.Since != nil {
+		f.Since = *in.Since
+	}
+	if in.Until != nil {
+		f.Until = *in.Until
+	}
+	return f
+}
+
 func projectFilter(in *model.ProjectFilter) domain.ProjectFilter {
 	var f domain.ProjectFilter
 	if in == nil {

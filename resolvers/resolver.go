@@ -11,4 +11,7 @@ type Resolver struct {
 	APIKeyService  *domain.APIKeyService
 	CommandService *domain.CommandService
 	HealthService  *domain.HealthService
+	AuditService   *domain.AuditService
+	// RateLimitService charges keys' budgets; nil limits nothing.
+	RateLimitService *domain.RateLimitService
 }

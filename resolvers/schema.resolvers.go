@@ -52,6 +52,14 @@ func (r *aPIKeyResolver) CreatedByID(ctx context.Context, obj *domain.APIKey) (*
 	return &obj.CreatedBy, nil
 }
 
+func (r *auditEntryResolver) Seq(ctx context.Context, obj *domain.AuditEntry) (int, error) {
+	return int(obj.Seq), nil
+}
+
+func (r *auditEntryResolver) Details(ctx context.Context, obj *domain.AuditEntry) ([]*model.Label, error) {
+	return labels(obj.Details), nil
+}
+
 func (r *commandResolver) Project(ctx context.Context, obj *domain.Command) (*domain.Project, error) {
 	p, err := r.ProjectService.Get(ctx, obj.ProjectID)
 	if domain.ErrorCode(err) == domain.ENOTFOUND {
@@ -155,6 +163,10 @@ func (r *mutationResolver) RotateAPIKey(ctx context.Context, input model.RotateA
 }
 
 func (r *mutationResolver) ExecuteCommand(ctx context.Context, input model.ExecuteCommandInput) (*model.ExecuteCommandPayload, error) {
+	// Charged per field, so each alias in a request costs one.
+	if _, err := r.RateLimitService.ChargeExecute(ctx, 1); err != nil {
+		return nil, err
+	}
 	c, err := r.CommandService.Execute(ctx, executeCommand(input))
 	if err != nil {
 		return nil, err
@@ -262,6 +274,18 @@ func (r *queryResolver) Queue(ctx context.Context) (*model.Queue, error) {
 	return queue(q), nil
 }
 
+func (r *queryResolver) AuditLog(ctx context.Context, filter *model.AuditFilter, first *int, after *string) (*model.AuditEntryConnection, error) {
+	req, err := domain.NewPageRequest(first, after)
+	if err != nil {
+		return nil, err
+	}
+	p, err := r.AuditService.List(ctx, auditFilter(filter), req)
+	if err != nil {
+		return nil, err
+	}
+	return auditConnection(p), nil
+}
+
 func (r *subscriptionResolver) CommandOutput(ctx context.Context, commandID string, afterSeq *int) (<-chan model.CommandOutputEvent, error) {
 	return domain.OutputAs(ctx, r.CommandService, commandID, int64(deref(afterSeq)), outputEvent)
 }
@@ -275,6 +299,8 @@ func (r *subscriptionResolver) ProjectStatus(ctx context.Context, projectID *str
 }
 
 func (r *Resolver) APIKey() graph.APIKeyResolver { return &aPIKeyResolver{r} }
+
+func (r *Resolver) AuditEntry() graph.AuditEntryResolver { return &auditEntryResolver{r} }
 
 func (r *Resolver) Command() graph.CommandResolver { return &commandResolver{r} }
 
@@ -292,6 +318,7 @@ func (r *Resolver) Subscription() graph.SubscriptionResolver { return &subscript
 
 type (
 	aPIKeyResolver          struct{ *Resolver }
+	auditEntryResolver      struct{ *Resolver }
 	commandResolver         struct{ *Resolver }
 	componentHealthResolver struct{ *Resolver }
 	mutationResolver        struct{ *Resolver }

@@ -3,10 +3,12 @@ package resolvers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -81,9 +83,9 @@ type Config struct {
 // GraphiQL at / when enabled, /healthz and /readyz.
 func NewHandler(root *Resolver, cfg Config) http.Handler {
 	cfg = withDefaults(cfg)
-	auth := &authenticator{keys: root.APIKeyService, trusted: cfg.TrustedProxies}
+	auth := &authenticator{keys: root.APIKeyService, limits: root.RateLimitService, trusted: cfg.TrustedProxies}
 
-	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: root, Directives: directives(), Complexity: costs()}))
+	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: root, Directives: directives(root.AuditService), Complexity: costs()}))
 	// The first transport that supports a request serves it, so SSE (a POST
 	// that accepts text/event-stream) must come before POST.
 	srv.AddTransport(transport.SSE{KeepAlivePingInterval: cfg.KeepAlive})
@@ -102,10 +104,13 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		// An operation on a long-lived connection checks its key again.
 		ctx, err := root.APIKeyService.Recheck(ctx)
+		if err == nil {
+			err = chargeOperation(ctx, root.RateLimitService)
+		}
 		if err != nil {
 			return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{{
 				Message:    domain.ErrorMessage(err),
-				Extensions: map[string]any{"code": domain.ErrorCode(err)},
+				Extensions: errorExtensions(err),
 			}}})
 		}
 		return next(withLoaders(ctx, newLoaders(root.CommandService)))
@@ -128,7 +133,7 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", withErrorCodes(auth.middleware(limitBody(srv, cfg.MaxBodyBytes))))
+	mux.Handle("/graphql", withErrorCodes(auth.middleware(rateLimit(limitBody(srv, cfg.MaxBodyBytes), root.RateLimitService))))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeStatus(w, http.StatusOK, "ok")
 	})
@@ -202,12 +207,27 @@ func writeError(w http.ResponseWriter, status int, err error) {
 	if code == domain.EUNAUTHENTICATED {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="rdev"`)
 	}
+	var rerr *domain.RateLimitError
+	if errors.As(err, &rerr) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(rerr.RetryAfter/time.Second)))
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]any{{
 		"message":    domain.ErrorMessage(err),
-		"extensions": map[string]any{"code": code},
+		"extensions": errorExtensions(err),
 	}}})
+}
+
+// errorExtensions returns the extensions of err as clients see it: its code,
+// and for a refused charge, retryAfterSeconds.
+func errorExtensions(err error) map[string]any {
+	ext := map[string]any{"code": domain.ErrorCode(err)}
+	var rerr *domain.RateLimitError
+	if errors.As(err, &rerr) {
+		ext["retryAfterSeconds"] = int(rerr.RetryAfter / time.Second)
+	}
+	return ext
 }
 
 func writeStatus(w http.ResponseWriter, status int, msg string) {

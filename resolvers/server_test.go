@@ -21,20 +21,22 @@ type testServer struct {
 	keys     *memKeys
 	commands *memCommands
 	svc      *domain.APIKeyService
+	audit    *domain.AuditService
 	logs     *bytes.Buffer
 	admin    string // token with every scope
 }
 
-func newTestServer(t testing.TB) *testServer {
+func newTestServer(t testing.TB, opts ...func(*Resolver)) *testServer {
 	t.Helper()
-	return newTestServerWith(t, nil)
+	return newTestServerWith(t, nil, opts...)
 }
 
 // newTestServerWith is newTestServer with configure applied to its Config.
-func newTestServerWith(t testing.TB, configure func(*Config)) *testServer {
+func newTestServerWith(t testing.TB, configure func(*Config), opts ...func(*Resolver)) *testServer {
 	t.Helper()
 	ts := &testServer{keys: newMemKeys(), logs: &bytes.Buffer{}}
-	ts.svc = domain.NewAPIKeyService(ts.keys)
+	ts.audit = domain.NewAuditService(ts.keys, nil)
+	ts.svc = domain.NewAPIKeyService(ts.keys, ts.audit)
 	projects := &memProjects{projects: []*domain.Project{
 		{ID: "alpha", Status: domain.ProjectRunning, Labels: map[string]string{"team": "a", "env": "dev"}},
 		{ID: "beta", Status: domain.ProjectRunning, Labels: map[string]string{"team": "b"}},
@@ -48,7 +50,11 @@ func newTestServerWith(t testing.TB, configure func(*Config)) *testServer {
 	}
 	root := &Resolver{
 		ProjectService: domain.NewProjectService(projects, nopHub{}), APIKeyService: ts.svc,
-		CommandService: domain.NewCommandService(ts.commands, projects, nopHub{}, nil, domain.DefaultCommandLimits),
+		CommandService: domain.NewCommandService(ts.commands, projects, nopHub{}, nil, ts.audit, domain.DefaultCommandLimits),
+		AuditService:   ts.audit,
+	}
+	for _, opt := range opts {
+		opt(root)
 	}
 	cfg := Config{
 		Logger:         slog.New(slog.NewTextHandler(ts.logs, nil)),
@@ -195,7 +201,7 @@ func TestHandler_Auth(t *testing.T) {
 
 // foreignToken is a well-formed token of a key this server never issued.
 func foreignToken(t *testing.T) string {
-	_, token, err := domain.NewAPIKeyService(newMemKeys()).Create(domain.NewOperatorContext(t.Context()),
+	_, token, err := domain.NewAPIKeyService(newMemKeys(), nil).Create(domain.NewOperatorContext(t.Context()),
 		domain.CreateAPIKey{Name: "elsewhere", Scopes: []string{"admin"}})
 	if err != nil {
 		t.Fatal(err)

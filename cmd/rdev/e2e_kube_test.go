@@ -122,8 +122,9 @@ func TestE2E_Kubernetes(t *testing.T) {
 	}
 
 	// projectStatus starts with the current state, then follows the pod.
-	sub := wsSubscribe(t, s.url, token, `subscription { projectStatus(projectId: "kdemo") { id status labels { key value } } }`, nil)
-	defer func() { _ = sub.Close() }()
+	ws := dialGraphQLWS(t, s.url, token)
+	ws.subscribe(t, `subscription { projectStatus(projectId: "kdemo") { id status labels { key value } } }`, nil)
+	sub := ws.c
 	if got := nextProject(t, sub); !strings.Contains(got, "status:RUNNING") {
 		t.Errorf("projectStatus first sent %s, want RUNNING", got)
 	}

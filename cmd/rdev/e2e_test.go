@@ -52,6 +52,8 @@ type instance struct {
 	env []string
 	// workspace is the root of the instance's local projects.
 	workspace string
+	// data is its data directory (RDEV_DATA_DIR).
+	data string
 }
 
 func newInstance(t testing.TB, extra ...string) *instance {
@@ -62,8 +64,12 @@ func newInstance(t testing.TB, extra ...string) *instance {
 		"RDEV_LOG_FORMAT=text",
 		"DATABASE_URL=",
 		"RDEV_EXECUTOR=local", // whatever kubeconfig the machine has
+		// Tests send requests faster than people do; the rate-limit tests
+		// set their own limits (a later entry wins).
+		"RATE_LIMIT_RPS=100000", "RATE_LIMIT_BURST=100000", "RATE_LIMIT_EXECUTE_PER_MINUTE=100000",
+		"RATE_LIMIT_AUTH_FAILURES_PER_MINUTE=100000",
 	)
-	return &instance{t: t, env: append(env, extra...), workspace: filepath.Join(dir, "workspace")}
+	return &instance{t: t, env: append(env, extra...), workspace: filepath.Join(dir, "workspace"), data: filepath.Join(dir, "data")}
 }
 
 // cli runs `rdev args…` to completion and returns its stdout, stderr and
@@ -389,6 +395,11 @@ func TestE2E_BadUsage(t *testing.T) {
 		{[]string{"serve"}, "LOG_LEVEL=loud", 1, "LOG_LEVEL"},
 		{[]string{"serve"}, "PORT=x", 1, "PORT"},
 		{[]string{"serve"}, "RDEV_TRUSTED_PROXIES=10.0.0.0/99", 1, "RDEV_TRUSTED_PROXIES"},
+		{[]string{"serve"}, "RATE_LIMIT_STORE=disk", 1, "RATE_LIMIT_STORE"},
+		{[]string{"serve"}, "RATE_LIMIT_STORE=postgres", 1, "needs DATABASE_URL"},
+		{[]string{"serve"}, "RATE_LIMIT_STORE=redis", 1, "needs REDIS_URL"},
+		{[]string{"serve", "--rate-limit-burst", "0"}, "", 1, "burst"},
+		{[]string{"serve"}, "RATE_LIMIT_RPS=-1", 1, "must not be negative"},
 		{[]string{"keys", "create", "--name", "x", "--scopes", "root"}, "", 1, "unknown scope"},
 		{[]string{"keys", "create", "--scopes", "admin"}, "", 1, "name"},
 		{[]string{"keys", "revoke", "nope"}, "", 1, "not found"},
@@ -407,7 +418,8 @@ func TestE2E_BadUsage(t *testing.T) {
 	if code != 0 {
 		t.Errorf("serve --help: exit %d", code)
 	}
-	for _, env := range []string{"PORT", "DATABASE_URL", "RDEV_DATA_DIR", "RDEV_WORKSPACE", "RDEV_GRAPHIQL", "LOG_LEVEL"} {
+	for _, env := range []string{"PORT", "DATABASE_URL", "RDEV_DATA_DIR", "RDEV_WORKSPACE", "RDEV_GRAPHIQL", "LOG_LEVEL",
+		"RATE_LIMIT_RPS", "RATE_LIMIT_BURST", "RATE_LIMIT_EXECUTE_PER_MINUTE", "RATE_LIMIT_AUTH_FAILURES_PER_MINUTE", "RATE_LIMIT_STORE", "REDIS_URL"} {
 		if !strings.Contains(errs, "env "+env+")") {
 			t.Errorf("serve --help does not list %s", env)
 		}

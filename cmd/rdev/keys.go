@@ -15,16 +15,18 @@ import (
 // operator: this is how the first admin key is made.
 func runKeys(ctx context.Context, args []string, c cli) error {
 	if len(args) == 0 {
-		return usageError("keys needs one of: create, list, revoke")
+		return usageError("keys needs one of: create, list, revoke, rotate")
 	}
 	var cfg storeConfig
+	var audit auditConfig
 	var in domain.CreateAPIKey
 	var admin, asJSON bool
-	var expires time.Duration
+	var expires, grace time.Duration
 	var scopes, cidrs []string
 	var rateLimit int
 	f := newEnvFlags("rdev keys "+args[0], c.getenv, c.stderr)
 	cfg.register(f)
+	audit.register(f)
 	f.BoolVar(&asJSON, "json", false, "print JSON instead of text")
 	if args[0] == "create" {
 		f.StringVar(&in.Name, "name", "", "the key's name (required)")
@@ -34,7 +36,14 @@ func runKeys(ctx context.Context, args []string, c cli) error {
 		f.List(&cidrs, "allowed-cidrs", "", "client CIDRs the key may be used from")
 		f.IntVar(&rateLimit, "rate-limit", 0, "the key's own requests per second; 0 uses the server default")
 	}
+	if args[0] == "rotate" {
+		f.DurationVar(&grace, "grace", 0, "how long the old secret keeps working, e.g. 24h")
+	}
 	if err := f.Parse(args[1:]); err != nil {
+		return err
+	}
+	redact, err := audit.redact()
+	if err != nil {
 		return err
 	}
 	s, _, err := cfg.openMigrated(ctx)
@@ -42,7 +51,8 @@ func runKeys(ctx context.Context, args []string, c cli) error {
 		return err
 	}
 	defer func() { _ = s.Close() }()
-	svc := domain.NewAPIKeyService(s)
+	svc := domain.NewAPIKeyService(s, domain.NewAuditService(s, redact))
+	// Audited with the actor "cli".
 	ctx = domain.NewOperatorContext(ctx)
 
 	switch args[0] {
@@ -77,8 +87,21 @@ func runKeys(ctx context.Context, args []string, c cli) error {
 		}
 		_, err = fmt.Fprintf(c.stdout, "Revoked API key %s (%s) at %s.\n", k.ID, k.Name, k.RevokedAt.Format(time.RFC3339))
 		return err
+	case "rotate":
+		if f.NArg() != 1 {
+			return usageError("keys rotate needs the key ID")
+		}
+		k, token, err := svc.Rotate(ctx, f.Arg(0), grace)
+		if err != nil {
+			return cliError(err)
+		}
+		if asJSON {
+			return json.NewEncoder(c.stdout).Encode(map[string]any{"id": k.ID, "name": k.Name, "token": token})
+		}
+		_, err = fmt.Fprintf(c.stdout, "Rotated API key %s (%s). Its new token is shown only now:\n\n  %s\n", k.ID, k.Name, token)
+		return err
 	}
-	return usageError(fmt.Sprintf("keys: unknown action %q (want create, list or revoke)", args[0]))
+	return usageError(fmt.Sprintf("keys: unknown action %q (want create, list, revoke or rotate)", args[0]))
 }
 
 func listKeys(ctx context.Context, svc *domain.APIKeyService, c cli, asJSON bool) error {

@@ -26,6 +26,8 @@ Usage:
   rdev keys create --name N --scopes S   create an API key and print its token once
   rdev keys list                         list API keys
   rdev keys revoke ID                    revoke an API key
+  rdev keys rotate ID [--grace D]        give an API key a new secret and print its token once
+  rdev audit verify                      check the audit log's hash chain (exit 1 on a break)
   rdev exec PROJECT -- ARGV…             run a command in a project and stream its output
   rdev logs [--follow] COMMAND_ID        print a command's output
   rdev version                           print the version
@@ -65,6 +67,8 @@ func run(ctx context.Context, args []string, c cli) int {
 		err = runMigrate(ctx, rest, c)
 	case "keys":
 		err = runKeys(ctx, rest, c)
+	case "audit":
+		err = runAudit(ctx, rest, c)
 	case "exec":
 		code, err = runExec(ctx, rest, c)
 	case "logs":

@@ -18,6 +18,7 @@ import (
 	"github.com/rdev-hq/rdev/infra/bunstore"
 	"github.com/rdev-hq/rdev/infra/hub"
 	"github.com/rdev-hq/rdev/infra/postgres"
+	"github.com/rdev-hq/rdev/infra/ratelimit"
 	"github.com/rdev-hq/rdev/infra/websocket"
 	"github.com/rdev-hq/rdev/resolvers"
 )
@@ -41,7 +42,9 @@ type serveConfig struct {
 	UsageFlushInterval time.Duration
 	AutoMigrate        bool
 	commands           commandConfig
+	rateLimit          rateLimitConfig
 	executor           executorConfig
+	audit              auditConfig
 	logConfig
 }
 
@@ -63,7 +66,9 @@ func (c *serveConfig) register(f *envFlags) {
 	f.Bool(&c.AutoMigrate, "auto-migrate", "RDEV_AUTO_MIGRATE", true, "apply pending migrations at start-up")
 	c.graphQL.register(f)
 	c.commands.register(f)
+	c.rateLimit.register(f)
 	c.executor.register(f)
+	c.audit.register(f)
 	c.logConfig.register(f)
 }
 
@@ -97,12 +102,14 @@ type server struct {
 	store      *bunstore.Store
 	ms         *migrate.Migrations
 	keys       *domain.APIKeyService
+	audit      *domain.AuditService
 	commands   *domain.CommandService
 	dispatcher *domain.Dispatcher
 	health     *domain.HealthService
 	backend    backend
 	hub        *hub.Hub
 	bcast      *postgres.Broadcaster // nil on SQLite: one process
+	rateStore  *rateLimitStore
 	http       *http.Server
 	ln         net.Listener
 }
@@ -120,7 +127,15 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 	if err != nil {
 		return nil, fmt.Errorf("RDEV_TRUSTED_PROXIES: %s", domain.ErrorMessage(err))
 	}
+	redact, err := cfg.audit.redact()
+	if err != nil {
+		return nil, err
+	}
 	limits, err := cfg.commands.limits()
+	if err != nil {
+		return nil, err
+	}
+	rateLimits, err := cfg.rateLimit.limits()
 	if err != nil {
 		return nil, err
 	}
@@ -142,14 +157,20 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 	if err != nil {
 		return nil, err
 	}
-	var projectService *domain.ProjectService // told of changes once the backend runs
-	s.backend, err = openBackend(cfg, log, func(p *domain.Project) { projectService.Changed(p) })
+	s.rateStore, err = cfg.rateLimit.open(ctx, s.store, cfg.store.embedded())
 	if err != nil {
 		_ = s.store.Close()
 		return nil, err
 	}
+	var projectService *domain.ProjectService // told of changes once the backend runs
+	s.backend, err = openBackend(cfg, log, func(p *domain.Project) { projectService.Changed(p) })
+	if err != nil {
+		s.close()
+		return nil, err
+	}
 	projects := s.backend.projects
-	s.keys = domain.NewAPIKeyService(s.store)
+	s.audit = domain.NewAuditService(s.store, redact)
+	s.keys = domain.NewAPIKeyService(s.store, s.audit)
 	s.hub = hub.New()
 	events := s.hub
 	var bcast domain.Broadcaster
@@ -157,7 +178,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		s.bcast = postgres.NewBroadcaster(s.store)
 		bcast = s.bcast
 	}
-	s.commands = domain.NewCommandService(s.store, projects, events, bcast, limits)
+	s.commands = domain.NewCommandService(s.store, projects, events, bcast, s.audit, limits)
 	s.dispatcher = domain.NewDispatcher(s.store, projects, s.backend.executor, events, bcast,
 		domain.DispatcherConfig{
 			Concurrency: limits.Concurrency, PerProject: limits.PerProject,
@@ -171,6 +192,10 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		APIKeyService:  s.keys,
 		CommandService: s.commands,
 		HealthService:  s.health,
+		AuditService:   s.audit,
+		// Failed authentications are counted in memory: cheap, and per
+		// process is enough to slow guessing down.
+		RateLimitService: domain.NewRateLimitService(ratelimit.New(s.rateStore.store), ratelimit.New(ratelimit.NewMemoryStore()), rateLimits),
 	}
 	gql.Logger = log
 	gql.GraphiQL = graphiql
@@ -192,7 +217,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 	h := resolvers.NewHandler(root, gql)
 	s.ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
 	if err != nil {
-		_ = s.store.Close()
+		s.close()
 		return nil, err
 	}
 	s.http = &http.Server{
@@ -240,6 +265,9 @@ func (s *server) run(ctx context.Context) error {
 
 	var workers sync.WaitGroup
 	workers.Go(func() { s.flushUsage(base) })
+	if s.rateStore.sweep != nil {
+		workers.Go(func() { s.sweepRateLimits(base) })
+	}
 	if s.backend.start != nil {
 		s.backend.start(base)
 	}
@@ -257,7 +285,8 @@ func (s *server) run(ctx context.Context) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.ln) }()
-	s.log.Info("rdev serving", "addr", s.ln.Addr().String(), "database", s.cfg.store.where(), "projects", s.backend.where, "version", version)
+	s.log.Info("rdev serving", "addr", s.ln.Addr().String(), "database", s.cfg.store.where(), "projects", s.backend.where,
+		"rate_limit_store", s.rateStore.kind, "version", version)
 
 	select {
 	case err := <-errc:
@@ -299,7 +328,26 @@ func (s *server) flushUsage(ctx context.Context) {
 	}
 }
 
+// sweepRateLimits deletes expired rate-limit charges every minute.
+func (s *server) sweepRateLimits(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := s.rateStore.sweep(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("sweeping rate limits", "err", err)
+			}
+		}
+	}
+}
+
 func (s *server) close() {
+	if err := s.rateStore.close(); err != nil {
+		s.log.Warn("closing the rate limit store", "err", err)
+	}
 	if err := s.store.Close(); err != nil {
 		s.log.Warn("closing database", "err", err)
 	}

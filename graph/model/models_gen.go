@@ -31,6 +31,38 @@ type APIKeyEdge struct {
 	Node *domain.APIKey `json:"node"`
 }
 
+// A page of audit entries.
+type AuditEntryConnection struct {
+	// The entries with their cursors.
+	Edges []*AuditEntryEdge `json:"edges"`
+	// The entries alone.
+	Nodes []*domain.AuditEntry `json:"nodes"`
+	// Where this page sits.
+	PageInfo *PageInfo `json:"pageInfo"`
+}
+
+// An audit entry and its cursor.
+type AuditEntryEdge struct {
+	// Where this entry sits in the list.
+	Cursor string `json:"cursor"`
+	// The entry.
+	Node *domain.AuditEntry `json:"node"`
+}
+
+// Selects audit entries. Every field given must match.
+type AuditFilter struct {
+	// Only entries by this actor: an API key ID, or cli for the rdev CLI.
+	Actor *string `json:"actor,omitempty"`
+	// Only entries of this action, e.g. command.execute or key.revoke.
+	Action *string `json:"action,omitempty"`
+	// Only entries about this target, e.g. a command or key ID.
+	Target *string `json:"target,omitempty"`
+	// Only entries made at or after this time.
+	Since *time.Time `json:"since,omitempty"`
+	// Only entries made before this time.
+	Until *time.Time `json:"until,omitempty"`
+}
+
 // Input of cancelCommand.
 type CancelCommandInput struct {
 	// The command to cancel.
@@ -139,7 +171,7 @@ type ExecuteCommandPayload struct {
 	Command *domain.Command `json:"command"`
 }
 
-// A key and value, from a label or an annotation.
+// A key and value: a label, an annotation, or a detail of an audit entry.
 type Label struct {
 	// The key.
 	Key string `json:"key"`

@@ -14,9 +14,10 @@ import (
 	"github.com/rdev-hq/rdev/domain"
 )
 
-// CreateAPIKey inserts k with its allowed CIDRs. It returns ECONFLICT if a key
-// with k's ID exists.
-func (s *Store) CreateAPIKey(ctx context.Context, k *domain.APIKey) error {
+// CreateAPIKey inserts k with its allowed CIDRs and appends audit (unless it
+// is nil) in the same transaction. It returns ECONFLICT if a key with k's ID
+// exists.
+func (s *Store) CreateAPIKey(ctx context.Context, k *domain.APIKey, audit *domain.AuditEntry) error {
 	row := newAPIKeyRow(k)
 	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		if _, err := tx.NewInsert().Model(row).Exec(ctx); err != nil {
@@ -25,7 +26,10 @@ func (s *Store) CreateAPIKey(ctx context.Context, k *domain.APIKey) error {
 			}
 			return fmt.Errorf("insert API key %s: %w", k.ID, err)
 		}
-		return insertAllowedIPs(ctx, tx, row)
+		if err := insertAllowedIPs(ctx, tx, row); err != nil {
+			return err
+		}
+		return s.appendAudit(ctx, tx, audit)
 	})
 }
 
@@ -75,9 +79,10 @@ func (s *Store) FindAPIKeys(ctx context.Context, f domain.APIKeyFilter) ([]*doma
 // UpdateAPIKey loads the key, calls update on it and saves the result with its
 // allowed CIDRs, all in one transaction that holds the key's row lock (on
 // SQLite, the database's write lock), so concurrent updates never lose one
-// another's changes. It returns ENOTFOUND if there is no such key, and
-// update's error unchanged, having saved nothing, if update fails.
-func (s *Store) UpdateAPIKey(ctx context.Context, id string, update func(*domain.APIKey) error) (*domain.APIKey, error) {
+// another's changes. audit, unless nil, is appended in the same transaction.
+// It returns ENOTFOUND if there is no such key, and update's error unchanged,
+// having saved nothing, if update fails.
+func (s *Store) UpdateAPIKey(ctx context.Context, id string, update func(*domain.APIKey) error, audit *domain.AuditEntry) (*domain.APIKey, error) {
 	var saved *domain.APIKey
 	err := s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		k, err := s.lockAPIKey(ctx, tx, id)
@@ -100,8 +105,10 @@ func (s *Store) UpdateAPIKey(ctx context.Context, id string, update func(*domain
 		if err := insertAllowedIPs(ctx, tx, row); err != nil {
 			return err
 		}
-		saved, err = row.apiKey()
-		return err
+		if saved, err = row.apiKey(); err != nil {
+			return err
+		}
+		return s.appendAudit(ctx, tx, audit)
 	})
 	if err != nil {
 		return nil, err

@@ -9,29 +9,55 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/uptrace/bun"
+
 	"github.com/rdev-hq/rdev/domain"
 )
 
 var _ domain.CommandRepository = (*Store)(nil)
 
-// CreateCommand inserts c as QUEUED (c.Status must be QUEUED or empty); c is
-// not changed. It returns ECONFLICT if c.KeyID already has a command with
-// c.ClientToken (or one with c.ID exists), and EINVALID for another status.
-func (s *Store) CreateCommand(ctx context.Context, c *domain.Command) error {
+// CreateCommand inserts c as QUEUED (c.Status must be QUEUED or empty) and
+// appends audit (unless it is nil) in the same transaction; c is not changed.
+// It returns ECONFLICT if c.KeyID already has a command with c.ClientToken
+// (or one with c.ID exists), and EINVALID for another status.
+func (s *Store) CreateCommand(ctx context.Context, c *domain.Command, audit *domain.AuditEntry) error {
 	if c.Status != "" && c.Status != domain.CommandQueued {
 		return domain.Errorf(domain.EINVALID, "command %s: a new command is QUEUED, not %s", c.ID, c.Status)
 	}
 	row := newCommandRow(c)
 	row.Status = string(domain.CommandQueued)
 	row.LeaseExpiresAt = nil // a lease exists only while a command runs
-	if _, err := s.db.NewInsert().Model(row).Exec(ctx); err != nil {
-		if isUniqueViolation(err) {
-			return s.createConflict(ctx, c)
+	insert := func(ctx context.Context, db bun.IDB) error {
+		if _, err := db.NewInsert().Model(row).Exec(ctx); err != nil {
+			if isUniqueViolation(err) {
+				return errCreateConflict
+			}
+			return fmt.Errorf("insert command %s: %w", c.ID, err)
 		}
-		return fmt.Errorf("insert command %s: %w", c.ID, err)
+		return nil
 	}
-	return nil
+	var err error
+	if audit == nil {
+		err = insert(ctx, s.db)
+	} else {
+		err = s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+			if err := insert(ctx, tx); err != nil {
+				return err
+			}
+			return s.appendAudit(ctx, tx, audit)
+		})
+	}
+	if errors.Is(err, errCreateConflict) {
+		// Read after the rollback: a transaction aborted on Postgres
+		// answers no more queries.
+		return s.createConflict(ctx, c)
+	}
+	return err
 }
+
+// errCreateConflict reports a unique violation inside CreateCommand's
+// transaction; createConflict says which, once it has ended.
+var errCreateConflict = errors.New("command violates a unique constraint")
 
 // createConflict says which unique constraint a new command violated.
 func (s *Store) createConflict(ctx context.Context, c *domain.Command) error {

@@ -30,6 +30,7 @@ type finishGroup struct {
 type finishRequest struct {
 	id, owner string
 	f         domain.Finish
+	audit     *domain.AuditEntry // appended only if the finish is written
 	done      chan struct{}
 	row       *commandRow // nil: no row was RUNNING under owner
 	err       error
@@ -40,15 +41,16 @@ type finishRequest struct {
 // stored. It returns ECONFLICT if the command is no longer RUNNING under
 // owner (its lease expired and it was interrupted, or it was never claimed by
 // owner), ENOTFOUND if there is no such command, and EINVALID if f.Status is
-// not a final status.
+// not a final status. audit, unless nil, is appended in the transaction that
+// writes the final state, and only if it is written.
 //
-// Concurrent calls share a transaction; each returns once its own write is
-// committed.
-func (s *Store) FinishCommand(ctx context.Context, id, owner string, f domain.Finish) (*domain.Command, error) {
+// Concurrent calls share a transaction (their audit entries too); each
+// returns once its own write is committed.
+func (s *Store) FinishCommand(ctx context.Context, id, owner string, f domain.Finish, audit *domain.AuditEntry) (*domain.Command, error) {
 	if !f.Status.Final() || !slices.Contains(domain.CommandStatuses, f.Status) {
 		return nil, domain.Errorf(domain.EINVALID, "finish command %s: %q is not a final status", id, f.Status)
 	}
-	r := &finishRequest{id: id, owner: owner, f: f, done: make(chan struct{})}
+	r := &finishRequest{id: id, owner: owner, f: f, audit: audit, done: make(chan struct{})}
 	g := &s.finishes
 	g.mu.Lock()
 	g.pending = append(g.pending, r)
@@ -122,15 +124,42 @@ func finishRow(r *finishRequest) *commandRow {
 }
 
 // finishAll updates every command of batch that is RUNNING under its
-// request's owner in one UPDATE … FROM (VALUES …), and gives each request its
-// row.
+// request's owner in one UPDATE … FROM (VALUES …), appends the audit entries
+// of those it updated in the same transaction, and gives each request its
+// row once that has committed.
 func (s *Store) finishAll(ctx context.Context, batch []*finishRequest) error {
+	var byID map[string]*commandRow
+	err := s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		var err error
+		if byID, err = s.updateFinished(ctx, tx, batch); err != nil {
+			return err
+		}
+		var entries []*domain.AuditEntry
+		for _, r := range batch {
+			if byID[r.id] != nil {
+				entries = append(entries, r.audit)
+			}
+		}
+		return s.appendAudit(ctx, tx, entries...)
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range batch {
+		r.row = byID[r.id]
+	}
+	return nil
+}
+
+// updateFinished runs finishAll's UPDATE in tx and returns the rows it
+// changed by ID.
+func (s *Store) updateFinished(ctx context.Context, tx bun.Tx, batch []*finishRequest) (map[string]*commandRow, error) {
 	vals := make([]*commandRow, len(batch))
 	for i, r := range batch {
 		vals[i] = finishRow(r)
 	}
-	q := s.db.NewUpdate().
-		With("_data", s.db.NewValues(&vals).Column(append([]string{"id", "owner"}, finishColumns...)...)).
+	q := tx.NewUpdate().
+		With("_data", tx.NewValues(&vals).Column(append([]string{"id", "owner"}, finishColumns...)...)).
 		Model((*commandRow)(nil)).
 		TableExpr("_data")
 	for _, col := range finishColumns {
@@ -148,35 +177,41 @@ func (s *Store) finishAll(ctx context.Context, batch []*finishRequest) error {
 		Returning(returning).
 		Scan(ctx, &rows)
 	if err := noRows(err); err != nil {
-		return err
+		return nil, err
 	}
 	byID := make(map[string]*commandRow, len(rows))
 	for _, row := range rows {
 		byID[row.ID] = row
 	}
-	for _, r := range batch {
-		r.row = byID[r.id]
-	}
-	return nil
+	return byID, nil
 }
 
-// finishOne updates the command of r if it is RUNNING under r.owner, and
-// returns it as stored, or nil if it was not.
+// finishOne updates the command of r if it is RUNNING under r.owner, with
+// r's audit entry in the same transaction, and returns it as stored, or nil
+// if it was not.
 func (s *Store) finishOne(ctx context.Context, r *finishRequest) (*commandRow, error) {
-	row := finishRow(r)
-	q := s.db.NewUpdate().Model(row).Column(finishColumns...)
-	var rows []*commandRow
-	err := q.Set("lease_expires_at = NULL").
-		WherePK().
-		Where("c.status = ?", string(domain.CommandRunning)).
-		Where("c.owner = ?", r.owner).
-		Returning("*").
-		Scan(ctx, &rows)
-	if err := noRows(err); err != nil {
+	var out *commandRow
+	err := s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		row := finishRow(r)
+		q := tx.NewUpdate().Model(row).Column(finishColumns...)
+		var rows []*commandRow
+		err := q.Set("lease_expires_at = NULL").
+			WherePK().
+			Where("c.status = ?", string(domain.CommandRunning)).
+			Where("c.owner = ?", r.owner).
+			Returning("*").
+			Scan(ctx, &rows)
+		if err := noRows(err); err != nil {
+			return err
+		}
+		if len(rows) != 1 {
+			return nil
+		}
+		out = rows[0]
+		return s.appendAudit(ctx, tx, r.audit)
+	})
+	if err != nil {
 		return nil, err
 	}
-	if len(rows) == 1 {
-		return rows[0], nil
-	}
-	return nil, nil
+	return out, nil
 }

@@ -209,18 +209,39 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, ids []string, unt
 // INTERRUPTED (with LeaseExpiredReason, finished at now, its lease cleared
 // and its owner kept), with LastSeq and OutputBytes those of its stored
 // output (the bytes it wrote past a cap are unknown), and returns them in ID
-// order. Concurrent calls never return the same command twice.
-func (s *Store) ExpireLeases(ctx context.Context, now time.Time) ([]*domain.Command, error) {
+// order. Concurrent calls never return the same command twice. Unless audit
+// is nil, the entry it makes of each ended command is appended in the same
+// transaction.
+func (s *Store) ExpireLeases(ctx context.Context, now time.Time, audit func(*domain.Command) *domain.AuditEntry) ([]*domain.Command, error) {
 	now = storedTime(now)
+	var cmds []*domain.Command
+	err := s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		var err error
+		if cmds, err = s.expireLeases(ctx, tx, now); err != nil || audit == nil {
+			return err
+		}
+		entries := make([]*domain.AuditEntry, len(cmds))
+		for i, c := range cmds {
+			entries[i] = audit(c)
+		}
+		return s.appendAudit(ctx, tx, entries...)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cmds, nil
+}
+
+func (s *Store) expireLeases(ctx context.Context, tx bun.Tx, now time.Time) ([]*domain.Command, error) {
 	var rows []*commandRow
-	err := s.db.NewUpdate().Model((*commandRow)(nil)).
+	err := tx.NewUpdate().Model((*commandRow)(nil)).
 		Set("status = ?", string(domain.CommandInterrupted)).
 		Set("reason = ?", LeaseExpiredReason).
 		Set("finished_at = ?", now).
 		Set("lease_expires_at = NULL").
 		Set("last_seq = (SELECT coalesce(max(seq), 0) FROM command_output WHERE command_id = ?TableAlias.id)").
 		Set("output_bytes = (SELECT coalesce(sum(length(data)), 0) FROM command_output WHERE command_id = ?TableAlias.id)").
-		Where("id IN (?)", s.lockedInIDOrder(s.db.NewSelect().Model((*commandRow)(nil)).
+		Where("id IN (?)", s.lockedInIDOrder(tx.NewSelect().Model((*commandRow)(nil)).
 			Column("id").
 			Where("status = ?", string(domain.CommandRunning)).
 			Where("lease_expires_at < ?", now), true)).
@@ -254,8 +275,9 @@ func (s *Store) lockedInIDOrder(q *bun.SelectQuery, skip bool) *bun.SelectQuery 
 // command as it is after the change; ECONFLICT if it already ended;
 // ENOTFOUND if there is no such command. The command's row is locked while
 // it decides (on SQLite, the database is), so a concurrent claim or finish
-// happens wholly before or after it.
-func (s *Store) RequestCancel(ctx context.Context, id, reason string, now time.Time) (*domain.Command, error) {
+// happens wholly before or after it. audit, unless nil, is appended in the
+// same transaction as the change.
+func (s *Store) RequestCancel(ctx context.Context, id, reason string, now time.Time, audit *domain.AuditEntry) (*domain.Command, error) {
 	var out *commandRow
 	err := s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		row := new(commandRow)
@@ -278,7 +300,7 @@ func (s *Store) RequestCancel(ctx context.Context, id, reason string, now time.T
 		case domain.CommandRunning:
 			if row.CancelRequested {
 				out = row
-				return nil
+				return s.appendAudit(ctx, tx, audit)
 			}
 			u = u.Set("cancel_requested = ?", true).Set("reason = ?", reason)
 		default:
@@ -292,7 +314,7 @@ func (s *Store) RequestCancel(ctx context.Context, id, reason string, now time.T
 			return fmt.Errorf("cancel command %s: updated %d rows", id, len(rows))
 		}
 		out = rows[0]
-		return nil
+		return s.appendAudit(ctx, tx, audit)
 	})
 	if err != nil {
 		return nil, err

@@ -80,7 +80,7 @@ func claimAndFinish(b *testing.B, s *bunstore.Store, owner string, most, finishe
 		wg.Go(func() {
 			for c := range work {
 				f := domain.Finish{Status: domain.CommandSucceeded, ExitCode: new(int), FinishedAt: time.Now()}
-				if _, err := s.FinishCommand(ctx, c.ID, owner, f); err != nil {
+				if _, err := s.FinishCommand(ctx, c.ID, owner, f, nil); err != nil {
 					b.Error(err)
 				}
 			}

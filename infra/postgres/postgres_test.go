@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -86,4 +87,31 @@ func mustOpenMigrated(t *testing.T) *bunstore.Store {
 		t.Fatalf("Migrate: %v", err)
 	}
 	return s
+}
+
+func TestAuditRepository(t *testing.T) {
+	storetest.TestAuditRepository(t, func(t *testing.T) (storetest.AuditStore, storetest.AuditDB) {
+		s := mustOpenMigrated(t)
+		return s, auditDB(s)
+	})
+}
+
+// Two stores, each with its own connection pool, on one schema stand for
+// two rdev processes appending to one chain.
+func TestAudit_Race(t *testing.T) {
+	stores := mustOpenShared(t, 2)
+	storetest.TestAuditRace(t, []storetest.AuditStore{stores[0], stores[1]}, 8, 25)
+}
+
+func auditDB(s *bunstore.Store) storetest.AuditDB {
+	return storetest.AuditDB{Postgres: true, Exec: func(ctx context.Context, q string, args ...any) error {
+		_, err := s.DB().ExecContext(ctx, q, args...)
+		return err
+	}}
+}
+
+func BenchmarkAuditedExecute(b *testing.B) {
+	storetest.BenchmarkAuditedExecute(b, func(b *testing.B) storetest.AuditStore {
+		return mustOpenShared(b, 1)[0]
+	})
 }

@@ -127,7 +127,7 @@ func mustCreateCommand(tb testing.TB, s *bunstore.Store) *domain.Command {
 	tb.Helper()
 	now := time.Now()
 	c := &domain.Command{ID: domain.NewID(now), ProjectID: "web", Type: domain.CommandExec, Argv: []string{"true"}, Status: domain.CommandQueued, CreatedAt: now}
-	if err := s.CreateCommand(tb.Context(), c); err != nil {
+	if err := s.CreateCommand(tb.Context(), c, nil); err != nil {
 		tb.Fatalf("CreateCommand: %v", err)
 	}
 	return c

@@ -52,7 +52,7 @@ func BenchmarkSmallWrites(b *testing.B) {
 				b.Fatalf("ClaimCommands = %d commands, %v; want 1", len(cs), err)
 			}
 			f := domain.Finish{Status: domain.CommandSucceeded, ExitCode: new(int), FinishedAt: time.Now()}
-			if _, err := s.FinishCommand(ctx, cs[0].ID, "d1", f); err != nil {
+			if _, err := s.FinishCommand(ctx, cs[0].ID, "d1", f, nil); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -76,7 +76,7 @@ func queueCommands(tb testing.TB, s *bunstore.Store, n int) []string {
 		at := base.Add(time.Duration(i) * time.Millisecond)
 		c := &domain.Command{ID: domain.NewID(at), ProjectID: "project-" + strconv.Itoa(i%100), KeyID: "key",
 			Type: domain.CommandExec, Argv: []string{"true"}, Status: domain.CommandQueued, CreatedAt: at}
-		if err := s.CreateCommand(tb.Context(), c); err != nil {
+		if err := s.CreateCommand(tb.Context(), c, nil); err != nil {
 			tb.Fatal(err)
 		}
 		ids[i] = c.ID

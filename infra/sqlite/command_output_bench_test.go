@@ -88,7 +88,7 @@ func benchmarkAppendOutput(b *testing.B, batch int) {
 	}
 	c := &domain.Command{ID: domain.NewID(time.Now()), ProjectID: "web", Type: domain.CommandExec,
 		Argv: []string{"seq", "1", "5000000"}, Status: domain.CommandQueued, CreatedAt: time.Now()}
-	if err := s.CreateCommand(ctx, c); err != nil {
+	if err := s.CreateCommand(ctx, c, nil); err != nil {
 		b.Fatal(err)
 	}
 	chunks := seqChunks()

@@ -1,6 +1,7 @@
 package sqlite_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"sync"
@@ -102,7 +103,7 @@ func TestConcurrentWrites(t *testing.T) {
 	s := mustOpenMigrated(t)
 	ctx := t.Context()
 	k := &domain.APIKey{ID: domain.NewID(time.Now()), Name: "k", Scopes: domain.Scopes{domain.ScopeAdmin}, SecretHash: "x", CreatedAt: time.Now()}
-	if err := s.CreateAPIKey(ctx, k); err != nil {
+	if err := s.CreateAPIKey(ctx, k, nil); err != nil {
 		t.Fatal(err)
 	}
 	const n = 50
@@ -112,9 +113,9 @@ func TestConcurrentWrites(t *testing.T) {
 			var err error
 			switch i % 4 {
 			case 0:
-				_, err = s.UpdateAPIKey(ctx, k.ID, func(k *domain.APIKey) error { k.RateLimit++; return nil })
+				_, err = s.UpdateAPIKey(ctx, k.ID, func(k *domain.APIKey) error { k.RateLimit++; return nil }, nil)
 			case 1:
-				err = s.CreateAPIKey(ctx, &domain.APIKey{ID: domain.NewID(time.Now()), Name: "k", SecretHash: "x", CreatedAt: time.Now()})
+				err = s.CreateAPIKey(ctx, &domain.APIKey{ID: domain.NewID(time.Now()), Name: "k", SecretHash: "x", CreatedAt: time.Now()}, nil)
 			case 2:
 				err = s.TouchAPIKeys(ctx, map[string]time.Time{k.ID: time.Now()})
 			case 3:
@@ -158,4 +159,32 @@ func mustOpenMigrated(t testing.TB) *bunstore.Store {
 		t.Fatalf("Migrate: %v", err)
 	}
 	return s
+}
+
+func TestAuditRepository(t *testing.T) {
+	storetest.TestAuditRepository(t, func(t *testing.T) (storetest.AuditStore, storetest.AuditDB) {
+		s := mustOpenMigrated(t)
+		return s, auditDB(s)
+	})
+}
+
+// Two stores on one database file stand for two rdev processes.
+func TestAudit_Race(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rdev.db")
+	a, b := mustOpenFile(t, path), mustOpenFile(t, path)
+	if err := a.Migrate(t.Context(), migrations.SQLite()); err != nil {
+		t.Fatal(err)
+	}
+	storetest.TestAuditRace(t, []storetest.AuditStore{a, b}, 4, 25)
+}
+
+func auditDB(s *bunstore.Store) storetest.AuditDB {
+	return storetest.AuditDB{Exec: func(ctx context.Context, q string, args ...any) error {
+		_, err := s.DB().ExecContext(ctx, q, args...)
+		return err
+	}}
+}
+
+func BenchmarkAuditedExecute(b *testing.B) {
+	storetest.BenchmarkAuditedExecute(b, func(b *testing.B) storetest.AuditStore { return mustOpenMigrated(b) })
 }

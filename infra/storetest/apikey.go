@@ -80,7 +80,7 @@ func testCreateAPIKey(t *testing.T, newRepo func(t *testing.T) domain.APIKeyRepo
 
 		dup := fullAPIKey()
 		dup.ID = k.ID
-		err := repo.CreateAPIKey(ctx, dup)
+		err := repo.CreateAPIKey(ctx, dup, nil)
 		if code := domain.ErrorCode(err); code != domain.ECONFLICT {
 			t.Fatalf("CreateAPIKey(duplicate ID) = %v (code %q), want code %q", err, code, domain.ECONFLICT)
 		}
@@ -206,7 +206,7 @@ func testUpdateAPIKey(t *testing.T, newRepo func(t *testing.T) domain.APIKeyRepo
 			}
 			*loaded = *cloneAPIKey(want)
 			return nil
-		})
+		}, nil)
 		if err != nil {
 			t.Fatalf("UpdateAPIKey: %v", err)
 		}
@@ -230,7 +230,7 @@ func testUpdateAPIKey(t *testing.T, newRepo func(t *testing.T) domain.APIKeyRepo
 		if _, err := repo.UpdateAPIKey(ctx, k.ID, func(k *domain.APIKey) error {
 			k.AllowedCIDRs = nil
 			return nil
-		}); err != nil {
+		}, nil); err != nil {
 			t.Fatalf("UpdateAPIKey: %v", err)
 		}
 		if got := mustFindAPIKey(t, ctx, repo, k.ID); len(got.AllowedCIDRs) != 0 {
@@ -246,7 +246,7 @@ func testUpdateAPIKey(t *testing.T, newRepo func(t *testing.T) domain.APIKeyRepo
 		_, err := repo.UpdateAPIKey(ctx, domain.NewID(time.Now()), func(*domain.APIKey) error {
 			called = true
 			return nil
-		})
+		}, nil)
 		if code := domain.ErrorCode(err); code != domain.ENOTFOUND {
 			t.Fatalf("UpdateAPIKey(unknown) = %v (code %q), want code %q", err, code, domain.ENOTFOUND)
 		}
@@ -266,7 +266,7 @@ func testUpdateAPIKey(t *testing.T, newRepo func(t *testing.T) domain.APIKeyRepo
 			k.Name, k.RateLimit, k.AllowedCIDRs = "changed", 99, nil
 			k.RevokedAt = ptr(time.Now())
 			return want
-		})
+		}, nil)
 		if err != want { //nolint:errorlint // the very same error must come back.
 			t.Fatalf("UpdateAPIKey = %#v, want update's error %#v unchanged", err, want)
 		}
@@ -292,7 +292,7 @@ func testUpdateAPIKey(t *testing.T, newRepo func(t *testing.T) domain.APIKeyRepo
 					k.RateLimit++
 					k.AllowedCIDRs = append(k.AllowedCIDRs, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i), 0}), 24))
 					return nil
-				})
+				}, nil)
 				if err != nil {
 					t.Errorf("UpdateAPIKey #%d: %v", i, err)
 				}
@@ -415,7 +415,7 @@ func cloneAPIKey(k *domain.APIKey) *domain.APIKey {
 
 func mustCreateAPIKey(tb testing.TB, ctx context.Context, repo domain.APIKeyRepository, k *domain.APIKey) {
 	tb.Helper()
-	if err := repo.CreateAPIKey(ctx, k); err != nil {
+	if err := repo.CreateAPIKey(ctx, k, nil); err != nil {
 		tb.Fatalf("CreateAPIKey(%s): %v", k.ID, err)
 	}
 }

@@ -89,7 +89,7 @@ func testCreateCommand(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 			withToken(newCommand("web", 3), "key2", "t1"),
 			withToken(newCommand("web", 4), "", "t1"),
 		} {
-			if err := repo.CreateCommand(ctx, c); err != nil {
+			if err := repo.CreateCommand(ctx, c, nil); err != nil {
 				t.Errorf("CreateCommand #%d (key %q, token %q): %v", i, c.KeyID, c.ClientToken, err)
 			}
 		}
@@ -102,7 +102,7 @@ func testCreateCommand(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 			first := withToken(newCommand("web", 0), key, "tok")
 			mustCreateCommand(t, ctx, repo, first)
 			dup := withToken(fullCommand("other", 1), key, "tok")
-			err := repo.CreateCommand(ctx, dup)
+			err := repo.CreateCommand(ctx, dup, nil)
 			if code := domain.ErrorCode(err); code != domain.ECONFLICT {
 				t.Fatalf("CreateCommand(key %q, same token) = %v (code %q), want code %q", key, err, code, domain.ECONFLICT)
 			}
@@ -122,7 +122,7 @@ func testCreateCommand(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 		mustCreateCommand(t, ctx, repo, c)
 		dup := fullCommand("other", 1)
 		dup.ID = c.ID
-		if err := repo.CreateCommand(ctx, dup); domain.ErrorCode(err) != domain.ECONFLICT {
+		if err := repo.CreateCommand(ctx, dup, nil); domain.ErrorCode(err) != domain.ECONFLICT {
 			t.Fatalf("CreateCommand(duplicate ID) = %v, want code %q", err, domain.ECONFLICT)
 		}
 	})
@@ -132,7 +132,7 @@ func testCreateCommand(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 		repo, ctx := newRepo(t), t.Context()
 		c := newCommand("web", 0)
 		c.Status = domain.CommandRunning
-		if err := repo.CreateCommand(ctx, c); domain.ErrorCode(err) != domain.EINVALID {
+		if err := repo.CreateCommand(ctx, c, nil); domain.ErrorCode(err) != domain.EINVALID {
 			t.Fatalf("CreateCommand(RUNNING) = %v, want code %q", err, domain.EINVALID)
 		}
 	})
@@ -455,7 +455,7 @@ func zeroQueued() map[domain.Priority]int {
 
 func mustCreateCommand(tb testing.TB, ctx context.Context, repo domain.CommandRepository, c *domain.Command) {
 	tb.Helper()
-	if err := repo.CreateCommand(ctx, c); err != nil {
+	if err := repo.CreateCommand(ctx, c, nil); err != nil {
 		tb.Fatalf("CreateCommand(%s): %v", c.ID, err)
 	}
 }

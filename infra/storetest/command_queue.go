@@ -243,7 +243,7 @@ func testExpireLeases(t *testing.T, newRepo func(t *testing.T) domain.CommandRep
 		}
 
 		when := now.Add(567 * time.Nanosecond).In(elsewhere)
-		got, err := repo.ExpireLeases(ctx, when)
+		got, err := repo.ExpireLeases(ctx, when, nil)
 		if err != nil {
 			t.Fatalf("ExpireLeases: %v", err)
 		}
@@ -273,10 +273,10 @@ func testExpireLeases(t *testing.T, newRepo func(t *testing.T) domain.CommandRep
 			t.Errorf("a queued command is %s", c.Status)
 		}
 		// Its owner can no longer finish it; expiring again finds nothing.
-		if _, err := repo.FinishCommand(ctx, expired.ID, "dead", succeeded()); domain.ErrorCode(err) != domain.ECONFLICT {
+		if _, err := repo.FinishCommand(ctx, expired.ID, "dead", succeeded(), nil); domain.ErrorCode(err) != domain.ECONFLICT {
 			t.Errorf("FinishCommand(expired) = %v, want code %q", err, domain.ECONFLICT)
 		}
-		if again, err := repo.ExpireLeases(ctx, when); err != nil || len(again) != 0 {
+		if again, err := repo.ExpireLeases(ctx, when, nil); err != nil || len(again) != 0 {
 			t.Errorf("ExpireLeases again = %s, %v; want none", commandIDs(again), err)
 		}
 	})
@@ -298,7 +298,7 @@ func testExpireLeases(t *testing.T, newRepo func(t *testing.T) domain.CommandRep
 		var wg sync.WaitGroup
 		for i := range 4 {
 			wg.Go(func() {
-				got, err := repo.ExpireLeases(ctx, time.Now())
+				got, err := repo.ExpireLeases(ctx, time.Now(), nil)
 				if err != nil {
 					t.Errorf("ExpireLeases #%d: %v", i, err)
 				}
@@ -325,7 +325,7 @@ func testRequestCancel(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 		c := fullCommand("web", 0)
 		mustCreateCommand(t, ctx, repo, c)
 		now := time.Now().Add(321 * time.Nanosecond).In(elsewhere)
-		got, err := repo.RequestCancel(ctx, c.ID, "cancelled by key1", now)
+		got, err := repo.RequestCancel(ctx, c.ID, "cancelled by key1", now, nil)
 		if err != nil {
 			t.Fatalf("RequestCancel: %v", err)
 		}
@@ -350,7 +350,7 @@ func testRequestCancel(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 		repo, ctx := newRepo(t), t.Context()
 		mustCreateCommand(t, ctx, repo, newCommand("web", 0))
 		running := mustClaim(t, ctx, repo, claimRequest("d1", 1, 0))[0]
-		got, err := repo.RequestCancel(ctx, running.ID, "first", time.Now())
+		got, err := repo.RequestCancel(ctx, running.ID, "first", time.Now(), nil)
 		if err != nil {
 			t.Fatalf("RequestCancel: %v", err)
 		}
@@ -361,7 +361,7 @@ func testRequestCancel(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 			t.Errorf("RequestCancel (-want +got):\n%s", diff)
 		}
 		// Asking again changes nothing.
-		got, err = repo.RequestCancel(ctx, running.ID, "second", time.Now())
+		got, err = repo.RequestCancel(ctx, running.ID, "second", time.Now(), nil)
 		if err != nil {
 			t.Fatalf("RequestCancel again: %v", err)
 		}
@@ -388,7 +388,7 @@ func testRequestCancel(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 			status domain.CommandStatus
 		}{{cancelled.ID, domain.CommandCancelled}, {finished.ID, domain.CommandFailed}} {
 			before := mustFindCommand(t, ctx, repo, tt.id)
-			got, err := repo.RequestCancel(ctx, tt.id, "too late", time.Now())
+			got, err := repo.RequestCancel(ctx, tt.id, "too late", time.Now(), nil)
 			if code := domain.ErrorCode(err); code != domain.ECONFLICT {
 				t.Errorf("RequestCancel(%s) = %v, %v (code %q), want code %q", tt.status, got, err, code, domain.ECONFLICT)
 			} else if msg := domain.ErrorMessage(err); !strings.Contains(msg, string(tt.status)) || !strings.Contains(msg, tt.id) {
@@ -404,7 +404,7 @@ func testRequestCancel(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 		t.Parallel()
 		repo, ctx := newRepo(t), t.Context()
 		mustCreateCommand(t, ctx, repo, newCommand("web", 0))
-		_, err := repo.RequestCancel(ctx, domain.NewID(time.Now()), "x", time.Now())
+		_, err := repo.RequestCancel(ctx, domain.NewID(time.Now()), "x", time.Now(), nil)
 		if code := domain.ErrorCode(err); code != domain.ENOTFOUND {
 			t.Fatalf("RequestCancel(unknown) = %v (code %q), want code %q", err, code, domain.ENOTFOUND)
 		}
@@ -439,7 +439,7 @@ func testRequestCancel(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 		})
 		for _, c := range cs {
 			wg.Go(func() {
-				if _, err := repo.RequestCancel(ctx, c.ID, "race", time.Now()); err != nil {
+				if _, err := repo.RequestCancel(ctx, c.ID, "race", time.Now(), nil); err != nil {
 					t.Errorf("RequestCancel(%s): %v", c.ID, err)
 				}
 			})
@@ -468,7 +468,7 @@ func testFinishCommand(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 			FinishedAt:  time.Now().Add(999 * time.Nanosecond).In(elsewhere),
 			OutputBytes: 1 << 40, Truncated: true, LastSeq: 1234567,
 		}
-		got, err := repo.FinishCommand(ctx, running.ID, "d1", f)
+		got, err := repo.FinishCommand(ctx, running.ID, "d1", f, nil)
 		if err != nil {
 			t.Fatalf("FinishCommand: %v", err)
 		}
@@ -519,7 +519,7 @@ func testFinishCommand(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 		tests = append(tests, struct{ name, id, owner string }{"OtherOwner", other.ID, "d1"})
 		for _, tt := range tests {
 			before := mustFindCommand(t, ctx, repo, tt.id)
-			got, err := repo.FinishCommand(ctx, tt.id, tt.owner, succeeded())
+			got, err := repo.FinishCommand(ctx, tt.id, tt.owner, succeeded(), nil)
 			if code := domain.ErrorCode(err); code != domain.ECONFLICT {
 				t.Errorf("%s: FinishCommand = %v, %v (code %q), want code %q", tt.name, got, err, code, domain.ECONFLICT)
 			}
@@ -532,7 +532,7 @@ func testFinishCommand(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 	t.Run("ErrNotFound", func(t *testing.T) {
 		t.Parallel()
 		repo, ctx := newRepo(t), t.Context()
-		_, err := repo.FinishCommand(ctx, domain.NewID(time.Now()), "d1", succeeded())
+		_, err := repo.FinishCommand(ctx, domain.NewID(time.Now()), "d1", succeeded(), nil)
 		if code := domain.ErrorCode(err); code != domain.ENOTFOUND {
 			t.Fatalf("FinishCommand(unknown) = %v (code %q), want code %q", err, code, domain.ENOTFOUND)
 		}
@@ -567,7 +567,7 @@ func testFinishCommand(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 				}
 				f := succeeded()
 				f.LastSeq = int64(i)
-				got[i].c, got[i].err = repo.FinishCommand(ctx, c.ID, owner, f)
+				got[i].c, got[i].err = repo.FinishCommand(ctx, c.ID, owner, f, nil)
 			})
 		}
 		wg.Wait()
@@ -596,7 +596,7 @@ func testFinishCommand(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 		for _, st := range []domain.CommandStatus{domain.CommandQueued, domain.CommandRunning, "", "DONE"} {
 			f := succeeded()
 			f.Status = st
-			if _, err := repo.FinishCommand(ctx, running.ID, "d1", f); domain.ErrorCode(err) != domain.EINVALID {
+			if _, err := repo.FinishCommand(ctx, running.ID, "d1", f, nil); domain.ErrorCode(err) != domain.EINVALID {
 				t.Errorf("FinishCommand(status %q) = %v, want code %q", st, err, domain.EINVALID)
 			}
 		}
@@ -647,7 +647,7 @@ func mustClaim(tb testing.TB, ctx context.Context, repo domain.CommandRepository
 
 func mustFinish(tb testing.TB, ctx context.Context, repo domain.CommandRepository, c *domain.Command, f domain.Finish) *domain.Command {
 	tb.Helper()
-	got, err := repo.FinishCommand(ctx, c.ID, c.Owner, f)
+	got, err := repo.FinishCommand(ctx, c.ID, c.Owner, f, nil)
 	if err != nil {
 		tb.Fatalf("FinishCommand(%s, %s): %v", c.ID, c.Owner, err)
 	}
@@ -656,7 +656,7 @@ func mustFinish(tb testing.TB, ctx context.Context, repo domain.CommandRepositor
 
 func mustRequestCancel(tb testing.TB, ctx context.Context, repo domain.CommandRepository, id string) *domain.Command {
 	tb.Helper()
-	c, err := repo.RequestCancel(ctx, id, "cancelled in a test", time.Now())
+	c, err := repo.RequestCancel(ctx, id, "cancelled in a test", time.Now(), nil)
 	if err != nil {
 		tb.Fatalf("RequestCancel(%s): %v", id, err)
 	}

@@ -70,7 +70,7 @@ func TestClaimRace(t *testing.T, repos []domain.CommandRepository, claimers, com
 						mu.Lock()
 						inFlight[c.ProjectID]--
 						mu.Unlock()
-						if _, err := repo.FinishCommand(ctx, c.ID, owner, succeeded()); err != nil {
+						if _, err := repo.FinishCommand(ctx, c.ID, owner, succeeded(), nil); err != nil {
 							t.Errorf("%s: FinishCommand(%s): %v", owner, c.ID, err)
 							cancel()
 							return
@@ -156,7 +156,7 @@ func mustCreateRandomQueue(tb testing.TB, ctx context.Context, repo domain.Comma
 	for w := range 4 {
 		wg.Go(func() {
 			for i := w; i < len(cs); i += 4 {
-				if err := repo.CreateCommand(ctx, cs[i]); err != nil {
+				if err := repo.CreateCommand(ctx, cs[i], nil); err != nil {
 					tb.Errorf("CreateCommand(%s): %v", cs[i].ID, err)
 					return
 				}

@@ -1,0 +1,162 @@
+package domain
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Audit actions: what an entry records.
+const (
+	AuditCommandExecute = "command.execute"
+	AuditCommandCancel  = "command.cancel"
+	AuditCommandFinish  = "command.finish"
+	AuditKeyCreate      = "key.create"
+	AuditKeyRevoke      = "key.revoke"
+	AuditKeyRotate      = "key.rotate"
+)
+
+// AuditOutcome says how the audited attempt ended.
+type AuditOutcome string
+
+// The outcomes.
+const (
+	// AuditSuccess: the action took effect, in the entry's transaction.
+	AuditSuccess AuditOutcome = "success"
+	// AuditDenied: the caller was not allowed to (UNAUTHENTICATED, FORBIDDEN).
+	AuditDenied AuditOutcome = "denied"
+	// AuditFailed: the action was refused or failed for another reason.
+	AuditFailed AuditOutcome = "failed"
+)
+
+// Audit actors that are not API keys.
+const (
+	// AuditActorCLI is the operator using the rdev CLI on the database.
+	AuditActorCLI = "cli"
+)
+
+// AuditEntry is one record of the append-only audit log. The store assigns
+// Seq, PrevHash and Hash when it appends the entry; everything else is set
+// by the service that made it.
+type AuditEntry struct {
+	// Seq numbers entries 1, 2, 3 … without gaps, in append order.
+	Seq int64
+	// At is when the entry was made, in UTC with microsecond precision.
+	At time.Time
+	// Actor is the API key ID, AuditActorCLI, or "" when unknown.
+	Actor     string
+	ClientIP  string
+	UserAgent string
+	RequestID string
+	// Action is one of the Audit* action names.
+	Action string
+	// Target is what the action was applied to (a command or key ID).
+	Target    string
+	Outcome   AuditOutcome
+	ErrorCode string
+	// Details are redacted facts about the action; never a secret.
+	Details map[string]string
+	// PrevHash is the previous entry's Hash ("" for the first entry).
+	PrevHash string
+	// Hash is hex SHA-256 of AuditCanonical(PrevHash, entry).
+	Hash string
+}
+
+// auditEncodingVersion is the first field of the canonical encoding.
+const auditEncodingVersion = "rdev-audit-v1"
+
+// AuditCanonical returns the canonical encoding of e chained to prevHash,
+// the bytes its Hash is the SHA-256 of. It is a sequence of netstrings
+// (decimal byte length, ':', the bytes, ','), in this order:
+//
+//	"rdev-audit-v1", prevHash, Seq (decimal), At (UTC, RFC 3339 with exactly
+//	six fractional digits, e.g. 2026-12-01T09:30:00.000001Z), Actor,
+//	ClientIP, UserAgent, RequestID, Action, Target, Outcome, ErrorCode,
+//	the number of Details (decimal), then each detail's key and value,
+//	keys in byte order.
+//
+// Every field is length-prefixed, so no two entries share an encoding, and
+// Seq is included, so an entry moved to another position no longer matches
+// its hash. e.PrevHash and e.Hash themselves are not read.
+func AuditCanonical(prevHash string, e *AuditEntry) []byte {
+	b := make([]byte, 0, 256)
+	field := func(s string) {
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(b, ':')
+		b = append(b, s...)
+		b = append(b, ',')
+	}
+	field(auditEncodingVersion)
+	field(prevHash)
+	field(strconv.FormatInt(e.Seq, 10))
+	field(AuditTime(e.At))
+	for _, s := range []string{e.Actor, e.ClientIP, e.UserAgent, e.RequestID, e.Action, e.Target, string(e.Outcome), e.ErrorCode} {
+		field(s)
+	}
+	field(strconv.Itoa(len(e.Details)))
+	for _, k := range slices.Sorted(maps.Keys(e.Details)) {
+		field(k)
+		field(e.Details[k])
+	}
+	return b
+}
+
+// AuditTime formats t as the canonical encoding does.
+func AuditTime(t time.Time) string {
+	return t.UTC().Truncate(time.Microsecond).Format("2006-01-02T15:04:05.000000Z")
+}
+
+// AuditHash returns the hex SHA-256 of AuditCanonical(prevHash, e).
+func AuditHash(prevHash string, e *AuditEntry) string {
+	sum := sha256.Sum256(AuditCanonical(prevHash, e))
+	return hex.EncodeToString(sum[:])
+}
+
+// Seal numbers e as the entry after one with seq prevSeq and hash prevHash,
+// and sets its PrevHash and Hash. Stores call it while they hold the chain's
+// lock.
+func (e *AuditEntry) Seal(prevSeq int64, prevHash string) {
+	e.Seq, e.PrevHash = prevSeq+1, prevHash
+	e.At = e.At.UTC().Truncate(time.Microsecond)
+	e.Hash = AuditHash(prevHash, e)
+}
+
+// AuditFilter selects entries for FindAuditEntries, newest first.
+type AuditFilter struct {
+	Actor  string
+	Action string
+	Target string
+	// Since and Until bound At (inclusive, exclusive); zero means open.
+	Since, Until time.Time
+	// BeforeSeq pages backwards: only entries with a lower Seq (0: none).
+	BeforeSeq int64
+	Limit     int
+}
+
+// AuditHead is the last entry of the chain as the store's chain head records
+// it, so an entry removed from the end is noticed too.
+type AuditHead struct {
+	Seq  int64
+	Hash string
+}
+
+// AuditRepository stores the audit log. Repository methods that change state
+// (CreateCommand, RequestCancel, FinishCommand, CreateAPIKey, UpdateAPIKey,
+// ExpireLeases) take their entries with them and append them in their own
+// transaction; this port appends entries that stand alone and reads the log.
+type AuditRepository interface {
+	// AppendAudit seals and appends entries in one transaction, in order,
+	// serialized with every other append to the same database.
+	AppendAudit(ctx context.Context, entries ...*AuditEntry) error
+	// FindAuditEntries returns matching entries, newest first.
+	FindAuditEntries(ctx context.Context, f AuditFilter) ([]*AuditEntry, error)
+	// ReadAuditChain returns up to limit entries with Seq > afterSeq in Seq
+	// order, as stored (nothing is checked).
+	ReadAuditChain(ctx context.Context, afterSeq int64, limit int) ([]*AuditEntry, error)
+	// AuditHead returns the chain head (zero for an empty log).
+	AuditHead(ctx context.Context) (AuditHead, error)
+}

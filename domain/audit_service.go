@@ -1,0 +1,234 @@
+package domain
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultAuditRedact matches the environment variable and flag names whose
+// values the audit log never records.
+const DefaultAuditRedact = `(?i)(secret|token|password|passwd|key|credential|auth)`
+
+// Redacted replaces a value the audit log does not keep.
+const Redacted = "[REDACTED]"
+
+// AuditService makes audit entries, records refused attempts, lists the log
+// and verifies its hash chain.
+type AuditService struct {
+	repo   AuditRepository
+	redact *regexp.Regexp
+	now    func() time.Time
+}
+
+// NewAuditService returns a service over repo. Values of env variables and
+// flags whose names match redact are never recorded; nil means
+// DefaultAuditRedact.
+func NewAuditService(repo AuditRepository, redact *regexp.Regexp) *AuditService {
+	if redact == nil {
+		redact = regexp.MustCompile(DefaultAuditRedact)
+	}
+	return &AuditService{repo: repo, redact: redact, now: time.Now}
+}
+
+// entry returns a successful entry of action on target by the caller in ctx.
+// A nil service makes no entries (some tests run services without a log).
+func (s *AuditService) entry(ctx context.Context, action, target string) *AuditEntry {
+	if s == nil {
+		return nil
+	}
+	e := &AuditEntry{At: s.now().UTC().Truncate(time.Microsecond), Action: action, Target: target, Outcome: AuditSuccess}
+	if c := CallerFromContext(ctx); c != nil {
+		e.Actor = c.Actor()
+		if c.Addr.IsValid() {
+			e.ClientIP = c.Addr.String()
+		}
+		e.UserAgent, e.RequestID = c.UserAgent, c.RequestID
+	}
+	return e
+}
+
+// refused records an attempt that did not take effect, on its own, with its
+// outcome and error code, and returns err. Only authenticated callers'
+// attempts are recorded: anyone can make unauthenticated ones, and they are
+// refused before any work is done. A failure to record is joined to err.
+func (s *AuditService) refused(ctx context.Context, e *AuditEntry, err error) error {
+	if s == nil || e == nil {
+		return err
+	}
+	if c := CallerFromContext(ctx); c == nil || (c.Key == nil && !c.Operator) {
+		return err
+	}
+	e.Outcome, e.ErrorCode = AuditFailed, ErrorCode(err)
+	if e.ErrorCode == EFORBIDDEN || e.ErrorCode == EUNAUTHENTICATED {
+		e.Outcome = AuditDenied
+	}
+	if aerr := s.repo.AppendAudit(context.WithoutCancel(ctx), e); aerr != nil {
+		return fmt.Errorf("%w (and recording it in the audit log failed: %w)", err, aerr)
+	}
+	return err
+}
+
+// Refused records an attempt at action on target that was refused before it
+// reached a service (such as a missing scope at the GraphQL edge), like the
+// services record their own refusals, and returns err. A nil service records
+// nothing.
+func (s *AuditService) Refused(ctx context.Context, action, target string, err error) error {
+	return s.refused(ctx, s.entry(ctx, action, target), err)
+}
+
+// redactEnv returns env as JSON with the values of matching names redacted.
+func (s *AuditService) redactEnv(env map[string]string) string {
+	out := make(map[string]string, len(env))
+	for k, v := range env {
+		if s.redact.MatchString(k) {
+			v = Redacted
+		}
+		out[k] = v
+	}
+	b, _ := json.Marshal(out) // a map of strings always encodes.
+	return string(b)
+}
+
+// redactArgv returns argv as JSON with the values of matching flags and
+// assignments redacted: "--token=x" and "TOKEN=x" keep their names, and the
+// argument after a bare "--token" or "-password" is replaced.
+func (s *AuditService) redactArgv(argv []string) string {
+	out := make([]string, len(argv))
+	hide := false
+	for i, a := range argv {
+		switch {
+		case hide:
+			a, hide = Redacted, false
+		case i > 0 && strings.HasPrefix(a, "-"):
+			name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+			if s.redact.MatchString(name) {
+				if hasValue {
+					a = a[:strings.Index(a, "=")+1] + Redacted
+				} else {
+					hide = true
+				}
+			}
+		case i > 0:
+			if name, _, ok := strings.Cut(a, "="); ok && name != "" && s.redact.MatchString(name) {
+				a = name + "=" + Redacted
+			}
+		}
+		out[i] = a
+	}
+	b, _ := json.Marshal(out) // a slice of strings always encodes.
+	return string(b)
+}
+
+// List returns a page of entries, newest first. It needs audit:read; EINVALID
+// for an unknown action or a time range that ends before it starts.
+func (s *AuditService) List(ctx context.Context, f AuditFilter, req PageRequest) (Page[*AuditEntry], error) {
+	if _, err := Authorize(ctx, ScopeAuditRead); err != nil {
+		return Page[*AuditEntry]{}, err
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Until.After(f.Since) {
+		return Page[*AuditEntry]{}, Errorf(EINVALID, "filter: until must be after since")
+	}
+	if req.After != "" {
+		seq, err := parseAuditCursor(req.After)
+		if err != nil {
+			return Page[*AuditEntry]{}, err
+		}
+		f.BeforeSeq = seq
+	}
+	f.Limit = req.First + 1
+	es, err := s.repo.FindAuditEntries(ctx, f)
+	if err != nil {
+		return Page[*AuditEntry]{}, err
+	}
+	return pageOf(es, req), nil
+}
+
+// AuditCursorKey is the cursor key of an entry, for EncodeCursor.
+func AuditCursorKey(e *AuditEntry) string { return strconv.FormatInt(e.Seq, 10) }
+
+func parseAuditCursor(key string) (int64, error) {
+	seq, err := strconv.ParseInt(key, 10, 64)
+	if err != nil || seq < 1 {
+		return 0, Errorf(EINVALID, "after: malformed cursor")
+	}
+	return seq, nil
+}
+
+// AuditBreak is the first entry at which the chain does not hold.
+type AuditBreak struct {
+	// Seq is the sequence number the entry should have (its position).
+	Seq int64
+	// Reason says what does not match.
+	Reason string
+}
+
+// AuditReport is the outcome of VerifyAudit.
+type AuditReport struct {
+	// Entries counts the entries read.
+	Entries int64
+	// Head is the last entry's seq and hash.
+	Head AuditHead
+	// Break is nil for an intact chain.
+	Break *AuditBreak
+}
+
+// auditVerifyPage is how many entries VerifyAudit reads at a time.
+const auditVerifyPage = 1000
+
+// VerifyAudit reads the whole chain in order and checks that the entries are
+// numbered 1, 2, 3 … without gaps, that each names its predecessor's hash,
+// that each hash matches the entry's canonical encoding, and that the last
+// entry is the recorded chain head. It reports the first entry that fails.
+// It needs no caller: it is run by the operator on the database.
+func VerifyAudit(ctx context.Context, repo AuditRepository) (AuditReport, error) {
+	var r AuditReport
+	prevHash := ""
+	for {
+		es, err := repo.ReadAuditChain(ctx, r.Head.Seq, auditVerifyPage)
+		if err != nil {
+			return r, err
+		}
+		for _, e := range es {
+			want := r.Head.Seq + 1
+			if brk := checkAuditEntry(want, prevHash, e); brk != nil {
+				r.Break = brk
+				return r, nil
+			}
+			r.Entries++
+			r.Head, prevHash = AuditHead{Seq: e.Seq, Hash: e.Hash}, e.Hash
+		}
+		if len(es) < auditVerifyPage {
+			break
+		}
+	}
+	head, err := repo.AuditHead(ctx)
+	if err != nil {
+		return r, err
+	}
+	switch {
+	case head.Seq > r.Head.Seq:
+		r.Break = &AuditBreak{Seq: r.Head.Seq + 1, Reason: fmt.Sprintf("missing: the chain head records %d entries, the log ends at %d", head.Seq, r.Head.Seq)}
+	case head != r.Head:
+		r.Break = &AuditBreak{Seq: r.Head.Seq, Reason: fmt.Sprintf("the chain head records entry %d with hash %s", head.Seq, head.Hash)}
+	}
+	return r, nil
+}
+
+// checkAuditEntry checks e, read where entry want belongs after one with
+// prevHash.
+func checkAuditEntry(want int64, prevHash string, e *AuditEntry) *AuditBreak {
+	switch {
+	case e.Seq != want:
+		return &AuditBreak{Seq: want, Reason: fmt.Sprintf("missing or out of order: found entry %d in its place", e.Seq)}
+	case e.PrevHash != prevHash:
+		return &AuditBreak{Seq: want, Reason: fmt.Sprintf("prevHash %q is not the previous entry's hash %q", e.PrevHash, prevHash)}
+	case AuditHash(prevHash, e) != e.Hash:
+		return &AuditBreak{Seq: want, Reason: "its content does not match its hash"}
+	}
+	return nil
+}
