@@ -47,6 +47,7 @@ func TestHandler_Limits(t *testing.T) {
 		{"ComplexityOK", `{ projects { nodes { id status } } }`, "", ""},
 		{"ComplexityByFirst", `{ projects(first: 100) { nodes { commands(first: 100) { nodes { id } } } } }`, "complexity", "has complexity 20201, which exceeds the limit of 1000"},
 		{"ComplexityByVariable", `query($n: Int) { projects(first: $n) { nodes { id commands(first: $n) { nodes { id } } } } }`, "complexity", "exceeds the limit of 1000"},
+		{"ComplexityAuditLog", `{ auditLog(first: 100) { nodes { seq at actor action target outcome hash prevHash errorCode requestId } } }`, "complexity", "has complexity 1101"},
 		{"Tokens", "{ viewer { " + strings.Repeat("id ", 300) + "} }", "tokens", "exceeded token limit of 200"},
 	}
 	for _, tt := range tests {
