@@ -34,6 +34,9 @@ func startTestServer(tb testing.TB, env map[string]string) *testServer {
 	vars := map[string]string{
 		"RDEV_DATA_DIR": filepath.Join(dir, "data"), "RDEV_WORKSPACE": filepath.Join(dir, "workspace"),
 		"RDEV_HOST": "127.0.0.1", "PORT": "0", "RDEV_EXECUTOR": "local", "LOG_LEVEL": "error", "RDEV_SHUTDOWN_TIMEOUT": "1s",
+		// As in the end-to-end instances: rate limits only where a test sets them.
+		"RATE_LIMIT_RPS": "100000", "RATE_LIMIT_BURST": "100000", "RATE_LIMIT_EXECUTE_PER_MINUTE": "100000",
+		"RATE_LIMIT_AUTH_FAILURES_PER_MINUTE": "100000",
 	}
 	for k, v := range env {
 		vars[k] = v
