@@ -23,12 +23,11 @@ import (
 
 // The names of the limits, as a refused request's extensions.limit gives them.
 const (
-	limitNameTokens        = "tokens"
-	limitNameDepth         = "depth"
-	limitNameAliases       = "aliases"
-	limitNameComplexity    = "complexity"
-	limitNameTimeout       = "timeout"
-	limitNameSubscriptions = "subscriptions"
+	limitNameTokens     = "tokens"
+	limitNameDepth      = "depth"
+	limitNameAliases    = "aliases"
+	limitNameComplexity = "complexity"
+	limitNameTimeout    = "timeout"
 )
 
 // limitError is the error of a request over one of the limits: INVALID_INPUT,
