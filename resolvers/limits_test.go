@@ -162,15 +162,7 @@ func TestHandler_OperationTimeoutSparesSubscriptions(t *testing.T) {
 	ts := newTestServerWith(t, func(c *Config) { c.OperationTimeout = 50 * time.Millisecond })
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	body := strings.NewReader(`{"query":"subscription { projectStatus(projectId: \"alpha\") { id status } }"}`)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+"/graphql", body)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Authorization", "Bearer "+ts.admin)
-	res, err := ts.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := ts.postSSE(t, ctx, `{"query":"subscription { projectStatus(projectId: \"alpha\") { id status } }"}`)
 	defer func() { _ = res.Body.Close() }()
 	lines := make(chan string, 100)
 	go func() {

@@ -216,15 +216,7 @@ func TestHandler_RateLimit(t *testing.T) {
 func TestHandler_RateLimitSSE(t *testing.T) {
 	ts, l := newLimitedServer(t, domain.RateLimits{RequestsPerSecond: 1, Burst: 1})
 	stream := func() (int, http.Header, string) {
-		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, ts.URL+"/graphql",
-			strings.NewReader(`{"query":"{ projects { nodes { id } } }"}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "text/event-stream")
-		req.Header.Set("Authorization", "Bearer "+ts.admin)
-		res, err := ts.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		res := ts.postSSE(t, t.Context(), `{"query":"{ projects { nodes { id } } }"}`)
 		defer func() { _ = res.Body.Close() }()
 		body, _ := io.ReadAll(res.Body)
 		return res.StatusCode, res.Header, string(body)

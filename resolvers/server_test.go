@@ -457,10 +457,11 @@ func TestHandler_Health(t *testing.T) {
 	}
 }
 
-func TestHandler_SSE(t *testing.T) {
-	ts := newTestServer(t)
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, ts.URL+"/graphql",
-		strings.NewReader(`{"query":"{ projects { nodes { id } } }"}`))
+// postSSE posts the GraphQL request body as the admin key, asking for an
+// event stream.
+func (ts *testServer) postSSE(t *testing.T, ctx context.Context, body string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+"/graphql", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "text/event-stream")
 	req.Header.Set("Authorization", "Bearer "+ts.admin)
@@ -468,6 +469,12 @@ func TestHandler_SSE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return res
+}
+
+func TestHandler_SSE(t *testing.T) {
+	ts := newTestServer(t)
+	res := ts.postSSE(t, t.Context(), `{"query":"{ projects { nodes { id } } }"}`)
 	defer func() { _ = res.Body.Close() }()
 	body, _ := io.ReadAll(res.Body)
 	if ct := res.Header.Get("Content-Type"); ct != "text/event-stream" {

@@ -264,9 +264,15 @@ func (s *server) run(ctx context.Context) error {
 	s.http.RegisterOnShutdown(cancelStreams)
 
 	var workers sync.WaitGroup
-	workers.Go(func() { s.flushUsage(base) })
+	// API keys' last-used times are written in batches.
+	workers.Go(func() { s.every(base, s.cfg.UsageFlushInterval, "writing API key usage", s.keys.FlushUsage) })
 	if s.rateStore.sweep != nil {
-		workers.Go(func() { s.sweepRateLimits(base) })
+		workers.Go(func() {
+			s.every(base, time.Minute, "sweeping rate limits", func(ctx context.Context) error {
+				_, err := s.rateStore.sweep(ctx)
+				return err
+			})
+		})
 	}
 	if s.backend.start != nil {
 		s.backend.start(base)
@@ -312,33 +318,17 @@ func (s *server) run(ctx context.Context) error {
 	return nil
 }
 
-// flushUsage writes API keys' last-used times every UsageFlushInterval.
-func (s *server) flushUsage(ctx context.Context) {
-	t := time.NewTicker(s.cfg.UsageFlushInterval)
+// every runs job each interval until ctx ends, logging its failures as what.
+func (s *server) every(ctx context.Context, interval time.Duration, what string, job func(context.Context) error) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := s.keys.FlushUsage(ctx); err != nil {
-				s.log.Warn("writing API key usage", "err", err)
-			}
-		}
-	}
-}
-
-// sweepRateLimits deletes expired rate-limit charges every minute.
-func (s *server) sweepRateLimits(ctx context.Context) {
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := s.rateStore.sweep(ctx); err != nil && ctx.Err() == nil {
-				s.log.Warn("sweeping rate limits", "err", err)
+			if err := job(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn(what, "err", err)
 			}
 		}
 	}
