@@ -54,6 +54,12 @@ cover: ## Run the tests with coverage into coverage.out and print the total
 	$(GO) test $(TESTFLAGS) -covermode=atomic -coverprofile=coverage.out $(PKG)
 	$(GO) tool cover -func=coverage.out | tail -n 1
 
+.PHONY: hooks
+hooks: ## Install the pre-commit hook (gofmt, go vet, golangci-lint on staged packages, generate drift)
+	@hooks="$$(git rev-parse --git-path hooks)"; mkdir -p "$$hooks"; \
+		ln -sf "$$(pwd)/scripts/pre-commit" "$$hooks/pre-commit"; \
+		echo "hooks: $$hooks/pre-commit -> scripts/pre-commit"
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (after its seed corpus), one after another
 	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
