@@ -3,6 +3,7 @@ package resolvers
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -22,6 +23,8 @@ type authenticator struct {
 	// throttles nothing.
 	limits  *domain.RateLimitService
 	trusted []netip.Prefix
+	// log records refused credentials at debug level, by key ID only.
+	log *slog.Logger
 }
 
 // middleware puts a *domain.Caller in the request context. A request without
@@ -38,6 +41,7 @@ func (a *authenticator) middleware(next http.Handler) http.Handler {
 		if h := r.Header.Get("Authorization"); h != "" {
 			key, err := a.authenticate(r.Context(), h, caller.Addr)
 			if err != nil {
+				a.refused(r.Context(), h, caller, err)
 				writeError(w, 0, err)
 				return
 			}
@@ -45,6 +49,21 @@ func (a *authenticator) middleware(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(domain.NewContextWithCaller(r.Context(), caller)))
 	})
+}
+
+// refused logs a refused credential: the key ID it names, if any, never the
+// secret.
+func (a *authenticator) refused(ctx context.Context, credential string, c *domain.Caller, err error) {
+	if a.log == nil || !a.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	_, token, _ := strings.Cut(strings.TrimSpace(credential), " ")
+	id, _, perr := domain.ParseToken(strings.TrimSpace(token))
+	if perr != nil {
+		id = ""
+	}
+	a.log.DebugContext(ctx, "authentication refused", "key", id, "client_ip", c.Addr.String(),
+		"request_id", c.RequestID, "code", domain.ErrorCode(err))
 }
 
 // authenticate checks a credential: "Bearer <token>", or a bare token where a

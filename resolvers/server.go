@@ -83,7 +83,7 @@ type Config struct {
 // GraphiQL at / when enabled, /healthz and /readyz.
 func NewHandler(root *Resolver, cfg Config) http.Handler {
 	cfg = withDefaults(cfg)
-	auth := &authenticator{keys: root.APIKeyService, limits: root.RateLimitService, trusted: cfg.TrustedProxies}
+	auth := &authenticator{keys: root.APIKeyService, limits: root.RateLimitService, trusted: cfg.TrustedProxies, log: cfg.Logger}
 
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: root, Directives: directives(root.AuditService), Complexity: costs()}))
 	// The first transport that supports a request serves it, so SSE (a POST
@@ -116,6 +116,7 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 		return next(withLoaders(ctx, newLoaders(root.CommandService)))
 	})
 	srv.AroundOperations(operationTimeout(cfg.OperationTimeout))
+	srv.AroundOperations(logOperations(cfg.Logger))
 	srv.AroundResponses(capErrors)
 	// Trusted documents come first: they fill in an operation sent by hash
 	// before automatic persisted queries would call it unknown.
