@@ -16,6 +16,10 @@ import (
 // the WAL holds only a few megabytes more than the last checkpoint left.
 const checkpointDelay = 20 * time.Millisecond
 
+// trailingDelay is how long after a checkpoint with no commit since a second
+// one runs, for the pages of a commit that was still finishing.
+const trailingDelay = 500 * time.Millisecond
+
 // connector opens the pool's connections through modernc's connector, with a
 // commit hook that wakes the checkpointer, and runs the checkpointer: a
 // goroutine that copies committed pages from the WAL into the database after
@@ -84,28 +88,52 @@ func (c *connector) startCheckpointer(ctx context.Context) error {
 }
 
 // checkpointLoop runs a passive checkpoint, which never waits for readers or
-// writers, checkpointDelay after commits, until ctx ends. Errors are
-// dropped: a checkpoint that fails (the store closing, another process
-// checkpointing) leaves its pages in the WAL, which stays valid, for the
-// next one, or for the writers' own checkpoint at wal_autocheckpoint.
+// writers, checkpointDelay after commits, until ctx ends. A commit's hook
+// runs before the commit is done, so a slow commit can still be finishing
+// when that checkpoint runs and leave its pages behind: a second, trailing
+// checkpoint trailingDelay later picks them up, unless another commit comes
+// first and starts the round again. Errors are dropped: a checkpoint that
+// fails (the store closing, another process checkpointing) leaves its pages
+// in the WAL, which stays valid, for the next one, or for the writers' own
+// checkpoint at wal_autocheckpoint.
 func (c *connector) checkpointLoop(ctx context.Context) {
 	defer close(c.done)
 	delay := time.NewTimer(checkpointDelay)
 	delay.Stop()
+	wait := func(d time.Duration) bool {
+		delay.Reset(d)
+		select {
+		case <-ctx.Done():
+			delay.Stop()
+			return false
+		case <-delay.C:
+			return true
+		}
+	}
+	checkpoint := func() { _, _ = c.db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)") }
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.committed:
 		}
-		delay.Reset(checkpointDelay)
-		select {
-		case <-ctx.Done():
-			delay.Stop()
-			return
-		case <-delay.C:
+		for again := true; again; {
+			if !wait(checkpointDelay) {
+				return
+			}
+			checkpoint()
+			delay.Reset(trailingDelay)
+			select {
+			case <-ctx.Done():
+				delay.Stop()
+				return
+			case <-c.committed:
+				delay.Stop()
+			case <-delay.C:
+				checkpoint()
+				again = false
+			}
 		}
-		_, _ = c.db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
 	}
 }
 
