@@ -19,12 +19,14 @@ type funcCollector struct {
 	collect func(ctx context.Context, ch chan<- prometheus.Metric) error
 }
 
+// Describe sends the descriptions of every metric the collector reports.
 func (c *funcCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range c.descs {
 		ch <- d
 	}
 }
 
+// Collect reads the values now, within CollectTimeout.
 func (c *funcCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), CollectTimeout)
 	defer cancel()

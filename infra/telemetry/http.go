@@ -68,6 +68,7 @@ type responseWriter struct {
 	hijacked bool
 }
 
+// WriteHeader records the first status sent.
 func (w *responseWriter) WriteHeader(status int) {
 	if w.status == 0 {
 		w.status = status
@@ -75,6 +76,7 @@ func (w *responseWriter) WriteHeader(status int) {
 	w.ResponseWriter.WriteHeader(status)
 }
 
+// Write sends b, with status 200 if none was sent.
 func (w *responseWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
@@ -82,6 +84,7 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// Flush sends what is buffered (SSE events).
 func (w *responseWriter) Flush() {
 	if w.status == 0 {
 		w.status = http.StatusOK
@@ -89,6 +92,8 @@ func (w *responseWriter) Flush() {
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
 }
 
+// Hijack hands the connection over (a WebSocket upgrade) and counts it as
+// an open WebSocket connection until the handler returns.
 func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err == nil && !w.hijacked {
@@ -98,4 +103,5 @@ func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return c, rw, err
 }
 
+// Unwrap returns the underlying writer, for http.ResponseController.
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -22,8 +22,8 @@ type boundedLabel struct {
 	seen map[string]struct{}
 }
 
-func newBoundedLabel(max int) *boundedLabel {
-	return &boundedLabel{max: max, seen: map[string]struct{}{}}
+func newBoundedLabel(limit int) *boundedLabel {
+	return &boundedLabel{max: limit, seen: map[string]struct{}{}}
 }
 
 // value returns v if it is a GraphQL name (an identifier) of bounded length
