@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	gorilla "github.com/gorilla/websocket"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -193,4 +194,57 @@ func TestE2E_MetricsAddr(t *testing.T) {
 			t.Errorf("/metrics with RDEV_METRICS=false: %d, want 404", code)
 		}
 	})
+}
+
+// TestE2E_MetricsWebSocket holds a graphql-transport-ws subscription open
+// and watches the connection and subscription gauges rise, then fall when
+// the client goes away.
+func TestE2E_MetricsWebSocket(t *testing.T) {
+	in := newInstance(t)
+	s := in.serve()
+	token, _ := in.createKey("--name", "ws", "--admin")
+
+	gauges := func() (conns, subs float64) {
+		_, mfs := scrape(t, s.url+"/metrics")
+		conns, _ = value(mfs, "rdev_websocket_connections", nil)
+		subs, _ = value(mfs, "rdev_graphql_subscriptions", nil)
+		return conns, subs
+	}
+	waitGauges := func(wantConns, wantSubs float64) {
+		t.Helper()
+		var conns, subs float64
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if conns, subs = gauges(); conns == wantConns && subs == wantSubs {
+				return
+			}
+		}
+		t.Fatalf("connections %v, subscriptions %v; want %v and %v", conns, subs, wantConns, wantSubs)
+	}
+
+	d := gorilla.Dialer{Subprotocols: []string{"graphql-transport-ws"}}
+	c, resp, err := d.DialContext(t.Context(), "ws"+strings.TrimPrefix(s.url, "http")+"/graphql", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	defer func() { _ = c.Close() }()
+	if err := c.WriteJSON(map[string]any{"type": "connection_init", "payload": map[string]any{"authorization": "Bearer " + token}}); err != nil {
+		t.Fatal(err)
+	}
+	var ack struct{ Type string }
+	if err := c.ReadJSON(&ack); err != nil || ack.Type != "connection_ack" {
+		t.Fatalf("connection_init answered %q, %v", ack.Type, err)
+	}
+	if err := c.WriteJSON(map[string]any{"type": "subscribe", "id": "1", "payload": map[string]any{
+		"query": `subscription Watch { projectStatus { id status } }`,
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	waitGauges(1, 1)
+	_ = c.Close()
+	waitGauges(0, 0)
+	_, mfs := scrape(t, s.url+"/metrics")
+	if got, _ := value(mfs, "rdev_http_requests_total", map[string]string{"route": "/graphql", "code": "101"}); got != 1 {
+		t.Errorf("upgrades counted: %v, want 1", got)
+	}
 }
