@@ -45,9 +45,9 @@ func (g GraphQL) InterceptOperation(ctx context.Context, next graphql.OperationH
 	if typ == "subscription" {
 		g.m.subsActive.Inc()
 		var once sync.Once
-		end = func() { once.Do(g.m.subsActive.Dec) }
-		stop := context.AfterFunc(ctx, end)
-		end = func() { stop(); once.Do(g.m.subsActive.Dec) }
+		dec := func() { once.Do(g.m.subsActive.Dec) }
+		stop := context.AfterFunc(ctx, dec)
+		end = func() { stop(); dec() }
 	}
 	responses := next(context.WithValue(ctx, observedKey{}, true))
 	first := true
