@@ -7,8 +7,9 @@ import (
 )
 
 // Hub is a domain.Hub that records each command's end as it is published:
-// give it to the dispatcher, so every command this process ran is counted
-// once, and commands relayed from other processes are not.
+// give it to the dispatcher only, so every command this process ran (or
+// found with an expired lease) is counted once, and ends relayed from other
+// processes are not.
 type Hub struct {
 	domain.Hub
 	m *Metrics

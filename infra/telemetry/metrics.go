@@ -88,7 +88,7 @@ func New() *Metrics {
 		codes:   newBoundedLabel(maxCodes),
 		commandsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rdev_commands_finished_total",
-			Help: "Commands this process ran that ended, by final status.",
+			Help: "Commands this process's dispatcher ended (ran, or found with an expired lease), by final status.",
 		}, []string{"status"}),
 		commandDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "rdev_command_duration_seconds",
