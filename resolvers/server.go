@@ -76,11 +76,16 @@ type Config struct {
 	Websocket func(auth WebsocketAuth, keepAlive time.Duration) graphql.Transport
 	// Ready reports whether the server can serve: nil means ready.
 	Ready func(context.Context) error
+	// Extensions are added before every other extension and operation
+	// interceptor, so they see every operation's answer (metrics).
+	Extensions []graphql.HandlerExtension
+	// Metrics, if set, is served at GET /metrics.
+	Metrics http.Handler
 }
 
 // NewHandler returns the HTTP handler for the whole API: /graphql (POST, GET
 // for queries, WebSocket with graphql-transport-ws and graphql-ws, and SSE),
-// GraphiQL at / when enabled, /healthz and /readyz.
+// GraphiQL at / when enabled, /healthz, /readyz, and /metrics when given.
 func NewHandler(root *Resolver, cfg Config) http.Handler {
 	cfg = withDefaults(cfg)
 	auth := &authenticator{keys: root.APIKeyService, limits: root.RateLimitService, trusted: cfg.TrustedProxies, log: cfg.Logger}
@@ -101,6 +106,9 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	srv.SetDisableSuggestion(!cfg.FieldSuggestions)
 	srv.SetErrorPresenter(errorPresenter(cfg.Logger))
 	srv.SetRecoverFunc(recoverFunc(cfg.Logger))
+	for _, e := range cfg.Extensions {
+		srv.Use(e)
+	}
 	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		// An operation on a long-lived connection checks its key again.
 		ctx, err := root.APIKeyService.Recheck(ctx)
@@ -147,6 +155,9 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 		}
 		writeStatus(w, http.StatusOK, "ready")
 	})
+	if cfg.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics)
+	}
 	if cfg.GraphiQL {
 		mux.Handle("GET /{$}", playground.Handler("rdev", "/graphql"))
 	}

@@ -66,6 +66,10 @@ type backend struct {
 	start func(ctx context.Context)
 	// where describes it for the log and the banner.
 	where string
+	// breakerState reports the Kubernetes API server's circuit breaker
+	// ("closed", "half-open", "open") of cluster; nil without one.
+	breakerState func() string
+	cluster      string
 }
 
 // openBackend opens the configured backend. changed is told of every change
@@ -110,8 +114,10 @@ func openBackend(cfg serveConfig, log *slog.Logger, changed func(*domain.Project
 			domain.HealthCheckFunc(func(ctx context.Context) domain.ComponentHealth { return projectsHealth(ctx, projects) }),
 			domain.HealthCheckFunc(func(context.Context) domain.ComponentHealth { return breakerHealth(cluster.Breaker().Health()) }),
 		},
-		start: projects.Start,
-		where: fmt.Sprintf("pods labelled %s in namespaces %s of %s", cluster.LabelKey(), strings.Join(cluster.Namespaces(), ","), cluster.Host()),
+		start:        projects.Start,
+		breakerState: cluster.Breaker().State,
+		cluster:      cluster.Host(),
+		where:        fmt.Sprintf("pods labelled %s in namespaces %s of %s", cluster.LabelKey(), strings.Join(cluster.Namespaces(), ","), cluster.Host()),
 	}, nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/rdev-hq/rdev/infra/hub"
 	"github.com/rdev-hq/rdev/infra/postgres"
 	"github.com/rdev-hq/rdev/infra/ratelimit"
+	"github.com/rdev-hq/rdev/infra/telemetry"
 	"github.com/rdev-hq/rdev/infra/websocket"
 	"github.com/rdev-hq/rdev/resolvers"
 )
@@ -45,6 +46,7 @@ type serveConfig struct {
 	rateLimit          rateLimitConfig
 	executor           executorConfig
 	audit              auditConfig
+	metrics            metricsConfig
 	logConfig
 }
 
@@ -69,6 +71,7 @@ func (c *serveConfig) register(f *envFlags) {
 	c.rateLimit.register(f)
 	c.executor.register(f)
 	c.audit.register(f)
+	c.metrics.register(f)
 	c.logConfig.register(f)
 }
 
@@ -112,6 +115,7 @@ type server struct {
 	rateStore  *rateLimitStore
 	http       *http.Server
 	ln         net.Listener
+	metrics    *metricsServer // nil unless RDEV_METRICS_ADDR is set
 }
 
 func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server, error) {
@@ -169,7 +173,8 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		return nil, err
 	}
 	projects := s.backend.projects
-	s.audit = domain.NewAuditService(s.store, redact)
+	metrics := telemetry.New()
+	s.audit = domain.NewAuditService(metrics.AuditRepository(s.store), redact)
 	s.keys = domain.NewAPIKeyService(s.store, s.audit)
 	s.hub = hub.New()
 	events := s.hub
@@ -179,7 +184,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		bcast = s.bcast
 	}
 	s.commands = domain.NewCommandService(s.store, projects, events, bcast, s.audit, limits)
-	s.dispatcher = domain.NewDispatcher(s.store, projects, s.backend.executor, events, bcast,
+	s.dispatcher = domain.NewDispatcher(s.store, projects, s.backend.executor, metrics.Hub(events), bcast,
 		domain.DispatcherConfig{
 			Concurrency: limits.Concurrency, PerProject: limits.PerProject,
 			LeaseTTL: cfg.commands.LeaseTTL, Output: cfg.commands.output(), Logger: log,
@@ -214,7 +219,25 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		}
 	}
 	gql.Ready = s.health.Ready
-	h := resolvers.NewHandler(root, gql)
+	var h http.Handler
+	if cfg.metrics.Enabled {
+		metrics.Register(telemetry.NewQueueCollector(s.store.QueueStats, log), telemetry.NewProjectsCollector(projects, log),
+			telemetry.NewDBCollector(s.store.DB().DB))
+		if s.backend.breakerState != nil {
+			metrics.Register(telemetry.NewBreakerCollector(s.backend.cluster, s.backend.breakerState))
+		}
+		gql.Extensions = []graphql.HandlerExtension{metrics.GraphQL()}
+		if cfg.metrics.Addr == "" {
+			gql.Metrics = metrics.Handler()
+		}
+		h = metrics.Middleware(resolvers.NewHandler(root, gql))
+	} else {
+		h = resolvers.NewHandler(root, gql)
+	}
+	if s.metrics, err = cfg.metrics.listen(ctx, metrics, log); err != nil {
+		s.close()
+		return nil, err
+	}
 	s.ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
 	if err != nil {
 		s.close()
@@ -291,6 +314,10 @@ func (s *server) run(ctx context.Context) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.ln) }()
+	if s.metrics != nil {
+		go s.metrics.serve(s.log)
+		s.log.Info("serving metrics", "addr", s.metrics.ln.Addr().String())
+	}
 	s.log.Info("rdev serving", "addr", s.ln.Addr().String(), "database", s.cfg.store.where(), "projects", s.backend.where,
 		"rate_limit_store", s.rateStore.kind, "version", version)
 
@@ -306,6 +333,11 @@ func (s *server) run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
 	err := s.http.Shutdown(sctx)
+	if s.metrics != nil {
+		if merr := s.metrics.http.Shutdown(sctx); merr != nil {
+			s.log.Warn("stopping the metrics listener", "err", merr)
+		}
+	}
 	cancelStreams()
 	workers.Wait()
 	if ferr := s.keys.FlushUsage(sctx); ferr != nil {
@@ -335,6 +367,9 @@ func (s *server) every(ctx context.Context, interval time.Duration, what string,
 }
 
 func (s *server) close() {
+	if s.metrics != nil {
+		_ = s.metrics.ln.Close() // already closed if it served
+	}
 	if err := s.rateStore.close(); err != nil {
 		s.log.Warn("closing the rate limit store", "err", err)
 	}

@@ -1,0 +1,126 @@
+package telemetry
+
+import (
+	"context"
+	"database/sql"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rdev-hq/rdev/domain"
+)
+
+// funcCollector reads its values at scrape time with collect, bounded by
+// CollectTimeout. A read that fails reports nothing and is logged.
+type funcCollector struct {
+	descs   []*prometheus.Desc
+	what    string
+	log     *slog.Logger
+	collect func(ctx context.Context, ch chan<- prometheus.Metric) error
+}
+
+// Describe sends the descriptions of every metric the collector reports.
+func (c *funcCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+// Collect reads the values now, within CollectTimeout.
+func (c *funcCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), CollectTimeout)
+	defer cancel()
+	if err := c.collect(ctx, ch); err != nil && c.log != nil {
+		c.log.Warn("collecting metrics: "+c.what, "err", err)
+	}
+}
+
+// NewQueueCollector reports the queue at scrape time from stats (a command
+// repository's QueueStats): rdev_queue_depth by priority and
+// rdev_commands_running. Both are the whole queue's, across replicas.
+func NewQueueCollector(stats func(context.Context) (domain.QueueStats, error), log *slog.Logger) prometheus.Collector {
+	depth := prometheus.NewDesc("rdev_queue_depth", "Commands QUEUED now, by priority.", []string{"priority"}, nil)
+	running := prometheus.NewDesc("rdev_commands_running", "Commands RUNNING now.", nil, nil)
+	return &funcCollector{descs: []*prometheus.Desc{depth, running}, what: "queue", log: log,
+		collect: func(ctx context.Context, ch chan<- prometheus.Metric) error {
+			st, err := stats(ctx)
+			if err != nil {
+				return err
+			}
+			for _, p := range domain.Priorities {
+				ch <- prometheus.MustNewConstMetric(depth, prometheus.GaugeValue, float64(st.Queued[p]), p.String())
+			}
+			ch <- prometheus.MustNewConstMetric(running, prometheus.GaugeValue, float64(st.Running))
+			return nil
+		}}
+}
+
+// NewProjectsCollector reports rdev_projects, the projects known now by
+// status: with Kubernetes, the informer cache's pods.
+func NewProjectsCollector(repo domain.ProjectRepository, log *slog.Logger) prometheus.Collector {
+	desc := prometheus.NewDesc("rdev_projects", "Projects known now (the pod informer's cache with Kubernetes), by status.", []string{"status"}, nil)
+	return &funcCollector{descs: []*prometheus.Desc{desc}, what: "projects", log: log,
+		collect: func(ctx context.Context, ch chan<- prometheus.Metric) error {
+			ps, err := repo.FindProjects(ctx, domain.ProjectFilter{})
+			if err != nil {
+				return err
+			}
+			n := map[domain.ProjectStatus]int{}
+			for _, p := range ps {
+				n[p.Status]++
+			}
+			for _, s := range domain.ProjectStatuses {
+				ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(n[s]), string(s))
+			}
+			return nil
+		}}
+}
+
+// Breaker states as rdev_circuit_breaker_state reports them.
+const (
+	BreakerClosed   = 0
+	BreakerHalfOpen = 1
+	BreakerOpen     = 2
+)
+
+// NewBreakerCollector reports rdev_circuit_breaker_state of cluster's
+// breaker: 0 closed, 1 half-open, 2 open. state returns "closed",
+// "half-open" or "open".
+func NewBreakerCollector(cluster string, state func() string) prometheus.Collector {
+	desc := prometheus.NewDesc("rdev_circuit_breaker_state",
+		"State of the circuit breaker in front of a Kubernetes API server: 0 closed, 1 half-open, 2 open.",
+		[]string{"cluster"}, nil)
+	return &funcCollector{descs: []*prometheus.Desc{desc}, what: "circuit breaker",
+		collect: func(_ context.Context, ch chan<- prometheus.Metric) error {
+			v := BreakerClosed
+			switch state() {
+			case "half-open":
+				v = BreakerHalfOpen
+			case "open":
+				v = BreakerOpen
+			}
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(v), cluster)
+			return nil
+		}}
+}
+
+// NewDBCollector reports db's connection pool (sql.DB.Stats).
+func NewDBCollector(db *sql.DB) prometheus.Collector {
+	open := prometheus.NewDesc("rdev_db_connections_open", "Database connections open now, in use or idle.", nil, nil)
+	inUse := prometheus.NewDesc("rdev_db_connections_in_use", "Database connections in use now.", nil, nil)
+	idle := prometheus.NewDesc("rdev_db_connections_idle", "Database connections idle now.", nil, nil)
+	maxOpen := prometheus.NewDesc("rdev_db_connections_max_open", "Most database connections the pool opens (0: no limit).", nil, nil)
+	waits := prometheus.NewDesc("rdev_db_waits_total", "Times a query waited for a free database connection.", nil, nil)
+	waited := prometheus.NewDesc("rdev_db_wait_duration_seconds_total", "Time spent waiting for free database connections.", nil, nil)
+	return &funcCollector{descs: []*prometheus.Desc{open, inUse, idle, maxOpen, waits, waited}, what: "database pool",
+		collect: func(_ context.Context, ch chan<- prometheus.Metric) error {
+			st := db.Stats()
+			ch <- prometheus.MustNewConstMetric(open, prometheus.GaugeValue, float64(st.OpenConnections))
+			ch <- prometheus.MustNewConstMetric(inUse, prometheus.GaugeValue, float64(st.InUse))
+			ch <- prometheus.MustNewConstMetric(idle, prometheus.GaugeValue, float64(st.Idle))
+			ch <- prometheus.MustNewConstMetric(maxOpen, prometheus.GaugeValue, float64(st.MaxOpenConnections))
+			ch <- prometheus.MustNewConstMetric(waits, prometheus.CounterValue, float64(st.WaitCount))
+			ch <- prometheus.MustNewConstMetric(waited, prometheus.CounterValue, st.WaitDuration.Seconds())
+			return nil
+		}}
+}

@@ -1,0 +1,107 @@
+package telemetry
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Middleware counts and times the requests next answers. next should be (or
+// end in) an http.ServeMux: the route label is the pattern it matched
+// ("/graphql", "GET /healthz"), or "unmatched", never the raw path. Upgraded
+// (WebSocket) connections are counted as open connections while they last,
+// and neither they nor SSE streams are timed, as their length is the
+// client's choice.
+func (m *Metrics) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rw := &responseWriter{ResponseWriter: w, m: m}
+		defer func() {
+			if rw.hijacked {
+				m.wsActive.Dec()
+			}
+		}()
+		next.ServeHTTP(rw, r)
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		method := r.Method
+		if !knownMethod(method) {
+			method = "other"
+		}
+		status := rw.status
+		if rw.hijacked {
+			status = http.StatusSwitchingProtocols
+		} else if status == 0 {
+			status = http.StatusOK
+		}
+		m.httpRequests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+		if status == http.StatusTooManyRequests {
+			m.rateLimited.WithLabelValues("http").Inc()
+		}
+		if !rw.hijacked && !strings.HasPrefix(rw.Header().Get("Content-Type"), "text/event-stream") {
+			m.httpDuration.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
+		}
+	})
+}
+
+func knownMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// responseWriter records the status and whether the connection was taken
+// over. It keeps Flush (SSE) and Hijack (WebSocket) working, and Unwrap lets
+// http.ResponseController reach the rest.
+type responseWriter struct {
+	http.ResponseWriter
+	m        *Metrics
+	status   int
+	hijacked bool
+}
+
+// WriteHeader records the first status sent.
+func (w *responseWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+// Write sends b, with status 200 if none was sent.
+func (w *responseWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush sends what is buffered (SSE events).
+func (w *responseWriter) Flush() {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Hijack hands the connection over (a WebSocket upgrade) and counts it as
+// an open WebSocket connection until the handler returns.
+func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && !w.hijacked {
+		w.hijacked = true
+		w.m.wsActive.Inc()
+	}
+	return c, rw, err
+}
+
+// Unwrap returns the underlying writer, for http.ResponseController.
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
