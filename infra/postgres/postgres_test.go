@@ -115,3 +115,7 @@ func BenchmarkAuditedExecute(b *testing.B) {
 		return mustOpenShared(b, 1)[0]
 	})
 }
+
+func TestWebhookRepository(t *testing.T) {
+	storetest.TestWebhookRepository(t, func(t *testing.T) storetest.WebhookStore { return mustOpenMigrated(t) })
+}

@@ -188,3 +188,7 @@ func auditDB(s *bunstore.Store) storetest.AuditDB {
 func BenchmarkAuditedExecute(b *testing.B) {
 	storetest.BenchmarkAuditedExecute(b, func(b *testing.B) storetest.AuditStore { return mustOpenMigrated(b) })
 }
+
+func TestWebhookRepository(t *testing.T) {
+	storetest.TestWebhookRepository(t, func(t *testing.T) storetest.WebhookStore { return mustOpenMigrated(t) })
+}
