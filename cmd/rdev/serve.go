@@ -45,6 +45,7 @@ type serveConfig struct {
 	rateLimit          rateLimitConfig
 	executor           executorConfig
 	audit              auditConfig
+	webhooks           webhookConfig
 	logConfig
 }
 
@@ -69,6 +70,7 @@ func (c *serveConfig) register(f *envFlags) {
 	c.rateLimit.register(f)
 	c.executor.register(f)
 	c.audit.register(f)
+	c.webhooks.register(f)
 	c.logConfig.register(f)
 }
 
@@ -103,6 +105,7 @@ type server struct {
 	ms         *migrate.Migrations
 	keys       *domain.APIKeyService
 	audit      *domain.AuditService
+	webhooks   *domain.WebhookService
 	commands   *domain.CommandService
 	dispatcher *domain.Dispatcher
 	health     *domain.HealthService
@@ -171,6 +174,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 	projects := s.backend.projects
 	s.audit = domain.NewAuditService(s.store, redact)
 	s.keys = domain.NewAPIKeyService(s.store, s.audit)
+	s.webhooks = domain.NewWebhookService(s.store, s.audit, cfg.webhooks.AllowHTTP)
 	s.hub = hub.New()
 	events := s.hub
 	var bcast domain.Broadcaster
@@ -193,6 +197,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		CommandService: s.commands,
 		HealthService:  s.health,
 		AuditService:   s.audit,
+		WebhookService: s.webhooks,
 		// Failed authentications are counted in memory: cheap, and per
 		// process is enough to slow guessing down.
 		RateLimitService: domain.NewRateLimitService(ratelimit.New(s.rateStore.store), ratelimit.New(ratelimit.NewMemoryStore()), rateLimits),
