@@ -146,7 +146,13 @@ type WebhookDeliveryFilter struct {
 	Limit    int
 }
 
-// WebhookRepository stores endpoints and their deliveries.
+// WebhookRepository stores endpoints and their deliveries. Deliveries of
+// events are also written by the stores' other state changes, in their own
+// transaction (a transactional outbox): CreateCommand writes command.queued,
+// ClaimCommands command.started, FinishCommand, ExpireLeases and the
+// cancellation of a queued command by RequestCancel command.finished or
+// command.failed, and UpdateAPIKey key.revoked when it revokes the key, one
+// per enabled endpoint that subscribes to the event (see WebhookDeliveries).
 type WebhookRepository interface {
 	// CreateWebhook inserts w and, in the same transaction, appends audit
 	// unless it is nil. It returns ECONFLICT if the ID exists.

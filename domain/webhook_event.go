@@ -34,9 +34,9 @@ func (e WebhookEvent) Body() []byte {
 }
 
 // WebhookDeliveries returns the deliveries of e to each of ws that is enabled
-// and subscribes to e's type, made at now.
-// Each gets a new ID, which is also its message ID, and is due at once.
-func WebhookDeliveries(e WebhookEvent, ws []*Webhook, now time.Time) []*WebhookDelivery {
+// and subscribes to e's type. Each gets a new ID, which is also its message
+// ID, and is due at once (at e.At).
+func WebhookDeliveries(e WebhookEvent, ws []*Webhook) []*WebhookDelivery {
 	var out []*WebhookDelivery
 	var body []byte
 	for _, w := range ws {
@@ -46,7 +46,7 @@ func WebhookDeliveries(e WebhookEvent, ws []*Webhook, now time.Time) []*WebhookD
 		if body == nil {
 			body = e.Body()
 		}
-		out = append(out, newWebhookDelivery(w.ID, "", e.Type, e.At, body, now))
+		out = append(out, newWebhookDelivery(w.ID, "", e.Type, e.At, body, e.At))
 	}
 	return out
 }
@@ -87,11 +87,11 @@ type CommandEventData struct {
 	Truncated     bool       `json:"truncated"`
 }
 
-// CommandEvent is the event of c reaching its current state at at:
-// command.queued, command.started, or for an ended command command.finished
-// when it SUCCEEDED and command.failed otherwise.
-func CommandEvent(c *Command, at time.Time) WebhookEvent {
-	t := EventCommandFailed
+// CommandEvent is the event of c reaching its current state: command.queued
+// at its creation, command.started at its start, or at its end
+// command.finished when it SUCCEEDED and command.failed otherwise.
+func CommandEvent(c *Command) WebhookEvent {
+	t, at := EventCommandFailed, c.CreatedAt
 	switch c.Status {
 	case CommandQueued:
 		t = EventCommandQueued
@@ -99,6 +99,12 @@ func CommandEvent(c *Command, at time.Time) WebhookEvent {
 		t = EventCommandStarted
 	case CommandSucceeded:
 		t = EventCommandFinished
+	}
+	switch {
+	case c.Status.Final() && c.FinishedAt != nil:
+		at = *c.FinishedAt
+	case c.Status == CommandRunning && c.StartedAt != nil:
+		at = *c.StartedAt
 	}
 	return WebhookEvent{Type: t, At: at, Data: CommandEventData{
 		ID: c.ID, ProjectID: c.ProjectID, Status: string(c.Status), SubmittedByID: c.KeyID,

@@ -300,7 +300,7 @@ func TestWebhookDeliveries(t *testing.T) {
 	off := &Webhook{ID: "b", Events: []string{EventCommandQueued}}
 	other := &Webhook{ID: "c", Enabled: true, Events: []string{EventKeyRevoked}}
 	c := &Command{ID: "cmd", ProjectID: "p", KeyID: "k", Status: CommandQueued, CreatedAt: clk.Now()}
-	ds := WebhookDeliveries(CommandEvent(c, clk.Now()), []*Webhook{on, off, other}, clk.Now())
+	ds := WebhookDeliveries(CommandEvent(c), []*Webhook{on, off, other})
 	if len(ds) != 1 || ds[0].WebhookID != "a" || ds[0].EventType != EventCommandQueued {
 		t.Fatalf("deliveries = %+v, want one to the enabled subscriber", ds)
 	}
@@ -312,8 +312,20 @@ func TestWebhookDeliveries(t *testing.T) {
 	if err := json.Unmarshal(ds[0].Body, &msg); err != nil {
 		t.Fatal(err)
 	}
-	if msg.Type != EventCommandQueued || msg.Data.ID != "cmd" || msg.Data.ProjectID != "p" || msg.Data.Status != "QUEUED" {
-		t.Errorf("body = %s", ds[0].Body)
+	if msg.Type != EventCommandQueued || msg.Data.ID != "cmd" || msg.Data.ProjectID != "p" || msg.Data.Status != "QUEUED" ||
+		msg.Timestamp != "2025-03-14T15:09:26.535897Z" || !ds[0].EventAt.Equal(clk.Now()) {
+		t.Errorf("body = %s, event at %v", ds[0].Body, ds[0].EventAt)
+	}
+
+	// The event is timed by the change it reports.
+	started, finished := clk.Now().Add(time.Second), clk.Now().Add(time.Minute)
+	c.Status, c.StartedAt = CommandRunning, &started
+	if e := CommandEvent(c); !e.At.Equal(started) {
+		t.Errorf("command.started at %v, want %v", e.At, started)
+	}
+	c.Status, c.FinishedAt = CommandSucceeded, &finished
+	if e := CommandEvent(c); !e.At.Equal(finished) || e.Type != EventCommandFinished {
+		t.Errorf("%s at %v, want command.finished at %v", e.Type, e.At, finished)
 	}
 
 	for status, want := range map[CommandStatus]string{
@@ -321,7 +333,7 @@ func TestWebhookDeliveries(t *testing.T) {
 		CommandFailed: EventCommandFailed, CommandCancelled: EventCommandFailed, CommandTimedOut: EventCommandFailed,
 		CommandInterrupted: EventCommandFailed,
 	} {
-		if got := CommandEvent(&Command{Status: status}, clk.Now()).Type; got != want {
+		if got := CommandEvent(&Command{Status: status}).Type; got != want {
 			t.Errorf("CommandEvent(%s) = %s, want %s", status, got, want)
 		}
 	}

@@ -265,7 +265,7 @@ func (s *Store) CreateWebhookDeliveries(ctx context.Context, ds []*domain.Webhoo
 // appendWebhookEvents writes, inside tx, a delivery of each event to every
 // enabled endpoint that subscribes to it: the outbox half of the change tx
 // makes, so that a message is queued exactly when the change commits.
-func (s *Store) appendWebhookEvents(ctx context.Context, tx bun.Tx, now time.Time, events ...domain.WebhookEvent) error {
+func (s *Store) appendWebhookEvents(ctx context.Context, tx bun.Tx, events ...domain.WebhookEvent) error {
 	if len(events) == 0 {
 		return nil
 	}
@@ -282,7 +282,7 @@ func (s *Store) appendWebhookEvents(ctx context.Context, tx bun.Tx, now time.Tim
 	}
 	var ds []*domain.WebhookDelivery
 	for _, e := range events {
-		ds = append(ds, domain.WebhookDeliveries(e, ws, now)...)
+		ds = append(ds, domain.WebhookDeliveries(e, ws)...)
 	}
 	return insertDeliveries(ctx, tx, ds)
 }
@@ -299,4 +299,16 @@ func insertDeliveries(ctx context.Context, tx bun.Tx, ds []*domain.WebhookDelive
 		return fmt.Errorf("insert webhook deliveries: %w", err)
 	}
 	return nil
+}
+
+// appendCommandEvents writes the outbox rows of commands that reached their
+// current state in tx.
+func (s *Store) appendCommandEvents(ctx context.Context, tx bun.Tx, rows ...*commandRow) error {
+	events := make([]domain.WebhookEvent, 0, len(rows))
+	for _, r := range rows {
+		if r != nil {
+			events = append(events, domain.CommandEvent(r.command()))
+		}
+	}
+	return s.appendWebhookEvents(ctx, tx, events...)
 }

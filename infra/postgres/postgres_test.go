@@ -119,3 +119,7 @@ func BenchmarkAuditedExecute(b *testing.B) {
 func TestWebhookRepository(t *testing.T) {
 	storetest.TestWebhookRepository(t, func(t *testing.T) storetest.WebhookStore { return mustOpenMigrated(t) })
 }
+
+func TestWebhookOutbox(t *testing.T) {
+	storetest.TestWebhookOutbox(t, func(t *testing.T) storetest.WebhookStore { return mustOpenMigrated(t) })
+}
