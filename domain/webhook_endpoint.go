@@ -37,8 +37,8 @@ const (
 	WebhookDisabledByUser = "disabled by a user"
 	// WebhookDisabledGone: the receiver answered 410 Gone.
 	WebhookDisabledGone = "the receiver answered 410 Gone"
-	// WebhookDisabledFailing: too many deliveries failed in a row.
-	WebhookDisabledFailing = "too many consecutive failed deliveries"
+	// WebhookDisabledFailing: too many attempts failed in a row.
+	WebhookDisabledFailing = "too many consecutive failed attempts"
 )
 
 // Webhook is an endpoint that is sent the events it subscribes to.
@@ -59,8 +59,8 @@ type Webhook struct {
 	// Enabled endpoints are sent messages; DisabledReason says why one is not.
 	Enabled        bool
 	DisabledReason string
-	// ConsecutiveFailures counts deliveries that failed for good since the
-	// last one that succeeded.
+	// ConsecutiveFailures counts the attempts that failed since the last one
+	// that succeeded.
 	ConsecutiveFailures int
 	// CreatedBy is the ID of the key that created it ("" for the operator).
 	CreatedBy string

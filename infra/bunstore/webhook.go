@@ -53,6 +53,10 @@ type webhookDeliveryRow struct {
 	RequestExcerpt  string     `bun:"request_excerpt"`
 	ResponseExcerpt string     `bun:"response_excerpt"`
 	CreatedAt       time.Time  `bun:"created_at"`
+	// LeaseOwner and LeaseExpiresAt are the queue's: "" and nil for a
+	// delivery no worker is sending, which is how a saved row leaves it.
+	LeaseOwner     string     `bun:"lease_owner"`
+	LeaseExpiresAt *time.Time `bun:"lease_expires_at"`
 }
 
 func newWebhookRow(w *domain.Webhook) *webhookRow {

@@ -39,6 +39,10 @@ CREATE TABLE webhook_deliveries (
     request_excerpt  text NOT NULL DEFAULT '',
     response_excerpt text NOT NULL DEFAULT '',
     created_at       timestamptz NOT NULL,
+    -- The worker sending it now, and until when; another worker may take it
+    -- over only once the lease has expired.
+    lease_owner      text NOT NULL DEFAULT '',
+    lease_expires_at timestamptz,
     CONSTRAINT webhook_deliveries_due_iff_pending CHECK ((status = 'PENDING') = (next_attempt_at IS NOT NULL))
 );
 
@@ -49,5 +53,10 @@ CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (webhook_id, id);
 
 --bun:split
 
--- Due deliveries, in the order they are sent.
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'PENDING';
+-- Pending deliveries, in the order they are sent.
+CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (event_at, id) WHERE status = 'PENDING';
+
+--bun:split
+
+-- Deliveries being sent, by endpoint: a claim skips endpoints with one.
+CREATE INDEX webhook_deliveries_leased ON webhook_deliveries (webhook_id, lease_expires_at) WHERE lease_expires_at IS NOT NULL;
