@@ -46,7 +46,7 @@ type WebhookQueue interface {
 // defaults named.
 type WebhookWorkerConfig struct {
 	// Owner names this worker in leases; it must be unique among the
-	// processes sharing the queue.
+	// processes sharing the queue (default: a new ID).
 	Owner string
 	// Concurrency is how many attempts are in flight at most (default 8).
 	Concurrency int
@@ -99,6 +99,9 @@ func NewWebhookWorker(queue WebhookQueue, sender WebhookSender, cfg WebhookWorke
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Owner == "" {
+		cfg.Owner = NewID(time.Now())
 	}
 	return &WebhookWorker{queue: queue, sender: sender, cfg: cfg, now: time.Now}
 }

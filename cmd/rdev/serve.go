@@ -19,6 +19,7 @@ import (
 	"github.com/rdev-hq/rdev/infra/hub"
 	"github.com/rdev-hq/rdev/infra/postgres"
 	"github.com/rdev-hq/rdev/infra/ratelimit"
+	"github.com/rdev-hq/rdev/infra/webhook"
 	"github.com/rdev-hq/rdev/infra/websocket"
 	"github.com/rdev-hq/rdev/resolvers"
 )
@@ -99,13 +100,16 @@ func runServe(ctx context.Context, args []string, c cli) error {
 
 // server is a running `rdev serve`: its store, services and HTTP server.
 type server struct {
-	cfg        serveConfig
-	log        *slog.Logger
-	store      *bunstore.Store
-	ms         *migrate.Migrations
-	keys       *domain.APIKeyService
-	audit      *domain.AuditService
-	webhooks   *domain.WebhookService
+	cfg      serveConfig
+	log      *slog.Logger
+	store    *bunstore.Store
+	ms       *migrate.Migrations
+	keys     *domain.APIKeyService
+	audit    *domain.AuditService
+	webhooks *domain.WebhookService
+	// deliveries sends webhook messages through sender.
+	deliveries *domain.WebhookWorker
+	sender     *webhook.Sender
 	commands   *domain.CommandService
 	dispatcher *domain.Dispatcher
 	health     *domain.HealthService
@@ -175,6 +179,10 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 	s.audit = domain.NewAuditService(s.store, redact)
 	s.keys = domain.NewAPIKeyService(s.store, s.audit)
 	s.webhooks = domain.NewWebhookService(s.store, s.audit, cfg.webhooks.AllowHTTP)
+	if s.deliveries, s.sender, err = cfg.webhooks.worker(s.store, log); err != nil {
+		s.close()
+		return nil, err
+	}
 	s.hub = hub.New()
 	events := s.hub
 	var bcast domain.Broadcaster
@@ -285,6 +293,9 @@ func (s *server) run(ctx context.Context) error {
 	dispatchCtx, stopDispatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDispatch()
 	workers.Go(func() { _ = s.dispatcher.Run(dispatchCtx) })
+	// Webhook messages are sent apart from commands; on shutdown attempts
+	// in flight end with the dispatcher's, and are retried by the next run.
+	workers.Go(func() { s.deliveries.Run(dispatchCtx) })
 	if s.bcast != nil {
 		workers.Go(func() {
 			relay := func(topic string, e domain.Event) { s.commands.Relay(base, topic, e) }
@@ -340,6 +351,9 @@ func (s *server) every(ctx context.Context, interval time.Duration, what string,
 }
 
 func (s *server) close() {
+	if s.sender != nil {
+		s.sender.Close()
+	}
 	if err := s.rateStore.close(); err != nil {
 		s.log.Warn("closing the rate limit store", "err", err)
 	}
