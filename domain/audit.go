@@ -22,7 +22,7 @@ const (
 	AuditWebhookCreate       = "webhook.create"
 	AuditWebhookUpdate       = "webhook.update"
 	AuditWebhookDelete       = "webhook.delete"
-	AuditWebhookRotateSecret = "webhook.rotate_secret"
+	AuditWebhookRotateSecret = "webhook.rotate_secret" //nolint:gosec // an action name, not a credential
 	AuditWebhookTest         = "webhook.test"
 	AuditWebhookRedeliver    = "webhook.redeliver"
 )

@@ -99,6 +99,7 @@ func CommandEvent(c *Command) WebhookEvent {
 		t = EventCommandStarted
 	case CommandSucceeded:
 		t = EventCommandFinished
+	case CommandFailed, CommandCancelled, CommandTimedOut, CommandInterrupted:
 	}
 	switch {
 	case c.Status.Final() && c.FinishedAt != nil:
