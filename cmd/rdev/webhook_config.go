@@ -50,7 +50,7 @@ func (c *webhookConfig) worker(queue domain.WebhookQueue, log *slog.Logger) (*do
 	}
 	sender := webhook.NewSender(webhook.Options{Timeout: c.Timeout, AllowHTTP: c.AllowHTTP, Allow: allow, UserAgent: "rdev-webhooks/" + version})
 	w := domain.NewWebhookWorker(queue, sender, domain.WebhookWorkerConfig{
-		Concurrency: c.Concurrency, LeaseTTL: c.Timeout + time.Minute, PollInterval: c.PollInterval,
+		Concurrency: c.Concurrency, LeaseTTL: c.Timeout + 10*time.Second, PollInterval: c.PollInterval,
 		DisableAfter: disableAfter, Logger: log,
 	})
 	return w, sender, nil
