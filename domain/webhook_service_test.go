@@ -3,9 +3,11 @@ package domain
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func newTestWebhookService(allowHTTP bool) (*WebhookService, *webhookRepo, *clock) {
@@ -337,4 +339,41 @@ func TestWebhookDeliveries(t *testing.T) {
 			t.Errorf("CommandEvent(%s) = %s, want %s", status, got, want)
 		}
 	}
+}
+
+func FuzzParseWebhookEvents(f *testing.F) {
+	for _, s := range []string{"command.queued", "command.failed,command.failed", "key.revoked,", "webhook.ping", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, joined string) {
+		names := strings.Split(joined, ",")
+		got, err := ParseWebhookEvents(names)
+		if err != nil {
+			wantInvalid(t, err, "events: ")
+			return
+		}
+		if len(got) == 0 || !slices.IsSorted(got) || len(slices.Compact(slices.Clone(got))) != len(got) {
+			t.Fatalf("ParseWebhookEvents(%q) = %v, want sorted, unique and not empty", names, got)
+		}
+		for _, n := range names {
+			if !slices.Contains(WebhookEvents, n) || !slices.Contains(got, n) {
+				t.Fatalf("ParseWebhookEvents(%q) accepted %q or dropped it", names, n)
+			}
+		}
+	})
+}
+
+func FuzzValidateWebhookDescription(f *testing.F) {
+	for _, s := range []string{"", "CI ✓", "a\x00b", "tab\there", strings.Repeat("é", MaxWebhookDescriptionLength)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, d string) {
+		if err := validateWebhookDescription(d); err != nil {
+			wantInvalid(t, err, "description: ")
+			return
+		}
+		if !utf8.ValidString(d) || utf8.RuneCountInString(d) > MaxWebhookDescriptionLength {
+			t.Fatalf("accepted %q", d)
+		}
+	})
 }
