@@ -2737,7 +2737,7 @@ type Webhook {
   enabled: Boolean!
   "Why it is disabled (by a user, 410 Gone, too many failures); empty while enabled."
   disabledReason: String!
-  "Deliveries that failed for good since the last one that succeeded."
+  "Attempts that failed in a row since the last one that succeeded; at RDEV_WEBHOOK_DISABLE_AFTER the endpoint is disabled."
   consecutiveFailures: Int!
   "Until when the secret before the last rotation still signs; null if none does."
   previousSecretExpiresAt: Time
