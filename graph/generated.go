@@ -2116,6 +2116,7 @@ type Mutation {
 
   """
   Removes an endpoint with its deliveries; queued messages are not sent.
+  NOT_FOUND if there is none.
   """
   deleteWebhook("Which endpoint to delete." input: DeleteWebhookInput!): DeleteWebhookPayload! @hasScope(scope: WEBHOOKS_WRITE)
 
@@ -2764,7 +2765,7 @@ enum WebhookDeliveryStatus {
   PENDING
   "The endpoint answered 2xx."
   SUCCEEDED
-  "No attempt is left, or the endpoint is gone or was disabled."
+  "No attempt is left, or the endpoint answered 410 Gone."
   FAILED
 }
 
