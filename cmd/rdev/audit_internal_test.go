@@ -195,8 +195,11 @@ func TestServer_EveryMutationIsAudited(t *testing.T) {
 		}},
 	}
 	// The order the cases depend on; any other mutation fails below.
-	order := []string{"createAPIKey", "rotateAPIKey", "revokeAPIKey", "executeCommand", "cancelCommand",
-		"createWebhook", "updateWebhook", "rotateWebhookSecret", "testWebhook", "redeliverWebhookDelivery", "deleteWebhook"}
+	// cancelCommand stays last: the cancelled command's own command.finish
+	// entry follows it at a time of its own.
+	order := []string{"createAPIKey", "rotateAPIKey", "revokeAPIKey",
+		"createWebhook", "updateWebhook", "rotateWebhookSecret", "testWebhook", "redeliverWebhookDelivery", "deleteWebhook",
+		"executeCommand", "cancelCommand"}
 	for _, m := range mutations {
 		if _, ok := cases[m]; !ok {
 			t.Errorf("Mutation.%s has no audit test case: add one that runs it and expects its entry", m)

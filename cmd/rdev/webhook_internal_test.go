@@ -176,8 +176,19 @@ func TestServer_WebhookDeliveries(t *testing.T) {
 	}
 	q := `query($id: ID!) { webhook(id: $id) { deliveries(first: 10) { nodes {
 		messageId eventType status attemptCount responseCode error latencyMs nextAttemptAt lastAttemptAt requestExcerpt } } } }`
-	if errs := ts.gql(t, ts.token, "d", q, map[string]any{"id": id}, &deliveries); len(errs) > 0 {
-		t.Fatal(errs)
+	// The receiver answers before the attempt is recorded: wait for the
+	// records.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if errs := ts.gql(t, ts.token, "d", q, map[string]any{"id": id}, &deliveries); len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		pending := false
+		for _, n := range deliveries.Webhook.Deliveries.Nodes {
+			pending = pending || n.Status == "PENDING"
+		}
+		if !pending || time.Now().After(deadline) {
+			break
+		}
 	}
 	nodes := deliveries.Webhook.Deliveries.Nodes
 	if len(nodes) != 5 {
