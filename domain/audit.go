@@ -18,6 +18,13 @@ const (
 	AuditKeyCreate      = "key.create"
 	AuditKeyRevoke      = "key.revoke"
 	AuditKeyRotate      = "key.rotate"
+
+	AuditWebhookCreate       = "webhook.create"
+	AuditWebhookUpdate       = "webhook.update"
+	AuditWebhookDelete       = "webhook.delete"
+	AuditWebhookRotateSecret = "webhook.rotate_secret" //nolint:gosec // an action name, not a credential
+	AuditWebhookTest         = "webhook.test"
+	AuditWebhookRedeliver    = "webhook.redeliver"
 )
 
 // AuditOutcome says how the audited attempt ended.

@@ -55,3 +55,20 @@ func auditConnection(p domain.Page[*domain.AuditEntry]) *model.AuditEntryConnect
 func projectKey(p *domain.Project) string { return p.ID }
 func apiKeyKey(k *domain.APIKey) string   { return k.ID }
 func commandKey(c *domain.Command) string { return c.ID }
+
+func webhookConnection(p domain.Page[*domain.Webhook]) *model.WebhookConnection {
+	return &model.WebhookConnection{Nodes: p.Items, PageInfo: pageInfo(p, webhookKey),
+		Edges: edges(p.Items, webhookKey, func(c string, n *domain.Webhook) *model.WebhookEdge {
+			return &model.WebhookEdge{Cursor: c, Node: n}
+		})}
+}
+
+func webhookDeliveryConnection(p domain.Page[*domain.WebhookDelivery]) *model.WebhookDeliveryConnection {
+	return &model.WebhookDeliveryConnection{Nodes: p.Items, PageInfo: pageInfo(p, deliveryKey),
+		Edges: edges(p.Items, deliveryKey, func(c string, n *domain.WebhookDelivery) *model.WebhookDeliveryEdge {
+			return &model.WebhookDeliveryEdge{Cursor: c, Node: n}
+		})}
+}
+
+func webhookKey(w *domain.Webhook) string          { return w.ID }
+func deliveryKey(d *domain.WebhookDelivery) string { return d.ID }

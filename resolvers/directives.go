@@ -40,6 +40,13 @@ var mutationActions = map[string]string{
 	"rotateAPIKey":   domain.AuditKeyRotate,
 	"executeCommand": domain.AuditCommandExecute,
 	"cancelCommand":  domain.AuditCommandCancel,
+
+	"createWebhook":            domain.AuditWebhookCreate,
+	"updateWebhook":            domain.AuditWebhookUpdate,
+	"deleteWebhook":            domain.AuditWebhookDelete,
+	"rotateWebhookSecret":      domain.AuditWebhookRotateSecret,
+	"testWebhook":              domain.AuditWebhookTest,
+	"redeliverWebhookDelivery": domain.AuditWebhookRedeliver,
 }
 
 // mutationAction returns the audit action of a mutation field; one missing

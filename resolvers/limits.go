@@ -211,6 +211,8 @@ func costs() graph.ComplexityRoot {
 	}
 	c.Query.AuditLog = func(child int, _ *model.AuditFilter, first *int, _ *string) int { return connectionCost(child, first) }
 	c.Project.Commands = func(child int, _ *domain.CommandStatus, first *int) int { return connectionCost(child, first) }
+	c.Query.Webhooks = func(child int, first *int, _ *string) int { return connectionCost(child, first) }
+	c.Webhook.Deliveries = func(child int, first *int, _ *string) int { return connectionCost(child, first) }
 	return c
 }
 

@@ -12,6 +12,7 @@ type Resolver struct {
 	CommandService *domain.CommandService
 	HealthService  *domain.HealthService
 	AuditService   *domain.AuditService
+	WebhookService *domain.WebhookService
 	// RateLimitService charges keys' budgets; nil limits nothing.
 	RateLimitService *domain.RateLimitService
 }

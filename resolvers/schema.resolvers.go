@@ -182,6 +182,69 @@ func (r *mutationResolver) CancelCommand(ctx context.Context, input model.Cancel
 	return &model.CancelCommandPayload{Command: c}, nil
 }
 
+// CreateWebhook is the resolver for the createWebhook field.
+func (r *mutationResolver) CreateWebhook(ctx context.Context, input model.CreateWebhookInput) (*model.CreateWebhookPayload, error) {
+	var description string
+	if input.Description != nil {
+		description = *input.Description
+	}
+	w, secret, err := r.WebhookService.Create(ctx, domain.CreateWebhook{URL: input.URL, Events: input.Events, Description: description})
+	if err != nil {
+		return nil, err
+	}
+	return &model.CreateWebhookPayload{Webhook: w, Secret: secret}, nil
+}
+
+// UpdateWebhook is the resolver for the updateWebhook field.
+func (r *mutationResolver) UpdateWebhook(ctx context.Context, input model.UpdateWebhookInput) (*model.UpdateWebhookPayload, error) {
+	w, err := r.WebhookService.Update(ctx, input.ID, domain.UpdateWebhook{
+		URL: input.URL, Events: input.Events, Description: input.Description, Enabled: input.Enabled,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &model.UpdateWebhookPayload{Webhook: w}, nil
+}
+
+// DeleteWebhook is the resolver for the deleteWebhook field.
+func (r *mutationResolver) DeleteWebhook(ctx context.Context, input model.DeleteWebhookInput) (*model.DeleteWebhookPayload, error) {
+	if err := r.WebhookService.Delete(ctx, input.ID); err != nil {
+		return nil, err
+	}
+	return &model.DeleteWebhookPayload{ID: input.ID}, nil
+}
+
+// RotateWebhookSecret is the resolver for the rotateWebhookSecret field.
+func (r *mutationResolver) RotateWebhookSecret(ctx context.Context, input model.RotateWebhookSecretInput) (*model.RotateWebhookSecretPayload, error) {
+	var grace time.Duration
+	if input.GracePeriodSeconds != nil {
+		grace = time.Duration(*input.GracePeriodSeconds) * time.Second
+	}
+	w, secret, err := r.WebhookService.RotateSecret(ctx, input.ID, grace)
+	if err != nil {
+		return nil, err
+	}
+	return &model.RotateWebhookSecretPayload{Webhook: w, Secret: secret}, nil
+}
+
+// TestWebhook is the resolver for the testWebhook field.
+func (r *mutationResolver) TestWebhook(ctx context.Context, input model.TestWebhookInput) (*model.TestWebhookPayload, error) {
+	d, err := r.WebhookService.Test(ctx, input.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &model.TestWebhookPayload{Delivery: d}, nil
+}
+
+// RedeliverWebhookDelivery is the resolver for the redeliverWebhookDelivery field.
+func (r *mutationResolver) RedeliverWebhookDelivery(ctx context.Context, input model.RedeliverWebhookDeliveryInput) (*model.RedeliverWebhookDeliveryPayload, error) {
+	d, err := r.WebhookService.Redeliver(ctx, input.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &model.RedeliverWebhookDeliveryPayload{Delivery: d}, nil
+}
+
 // Labels is the resolver for the labels field.
 func (r *projectResolver) Labels(ctx context.Context, obj *domain.Project) ([]*model.Label, error) {
 	return labels(obj.Labels), nil
@@ -286,6 +349,24 @@ func (r *queryResolver) AuditLog(ctx context.Context, filter *model.AuditFilter,
 	return auditConnection(p), nil
 }
 
+// Webhooks is the resolver for the webhooks field.
+func (r *queryResolver) Webhooks(ctx context.Context, first *int, after *string) (*model.WebhookConnection, error) {
+	req, err := domain.NewPageRequest(first, after)
+	if err != nil {
+		return nil, err
+	}
+	p, err := r.WebhookService.List(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return webhookConnection(p), nil
+}
+
+// Webhook is the resolver for the webhook field.
+func (r *queryResolver) Webhook(ctx context.Context, id string) (*domain.Webhook, error) {
+	return r.WebhookService.Get(ctx, id)
+}
+
 func (r *subscriptionResolver) CommandOutput(ctx context.Context, commandID string, afterSeq *int) (<-chan model.CommandOutputEvent, error) {
 	return domain.OutputAs(ctx, r.CommandService, commandID, int64(deref(afterSeq)), outputEvent)
 }
@@ -296,6 +377,48 @@ func (r *subscriptionResolver) CommandEvents(ctx context.Context, projectID stri
 
 func (r *subscriptionResolver) ProjectStatus(ctx context.Context, projectID *string) (<-chan *domain.Project, error) {
 	return r.ProjectService.Watch(ctx, deref(projectID))
+}
+
+// CreatedByID is the resolver for the createdById field.
+func (r *webhookResolver) CreatedByID(ctx context.Context, obj *domain.Webhook) (*string, error) {
+	if obj.CreatedBy == "" {
+		return nil, nil
+	}
+	return new(obj.CreatedBy), nil
+}
+
+// Deliveries is the resolver for the deliveries field.
+func (r *webhookResolver) Deliveries(ctx context.Context, obj *domain.Webhook, first *int, after *string) (*model.WebhookDeliveryConnection, error) {
+	req, err := domain.NewPageRequest(first, after)
+	if err != nil {
+		return nil, err
+	}
+	p, err := r.WebhookService.Deliveries(ctx, obj.ID, req)
+	if err != nil {
+		return nil, err
+	}
+	return webhookDeliveryConnection(p), nil
+}
+
+// AttemptCount is the resolver for the attemptCount field.
+func (r *webhookDeliveryResolver) AttemptCount(ctx context.Context, obj *domain.WebhookDelivery) (int, error) {
+	return obj.Attempts, nil
+}
+
+// ResponseCode is the resolver for the responseCode field.
+func (r *webhookDeliveryResolver) ResponseCode(ctx context.Context, obj *domain.WebhookDelivery) (*int, error) {
+	if obj.ResponseCode == 0 {
+		return nil, nil
+	}
+	return new(obj.ResponseCode), nil
+}
+
+// LatencyMs is the resolver for the latencyMs field.
+func (r *webhookDeliveryResolver) LatencyMs(ctx context.Context, obj *domain.WebhookDelivery) (*int, error) {
+	if obj.LastAttemptAt == nil {
+		return nil, nil
+	}
+	return new(int(obj.Latency.Milliseconds())), nil
 }
 
 func (r *Resolver) APIKey() graph.APIKeyResolver { return &aPIKeyResolver{r} }
@@ -316,6 +439,12 @@ func (r *Resolver) Query() graph.QueryResolver { return &queryResolver{r} }
 
 func (r *Resolver) Subscription() graph.SubscriptionResolver { return &subscriptionResolver{r} }
 
+func (r *Resolver) Webhook() graph.WebhookResolver { return &webhookResolver{r} }
+
+func (r *Resolver) WebhookDelivery() graph.WebhookDeliveryResolver {
+	return &webhookDeliveryResolver{r}
+}
+
 type (
 	aPIKeyResolver          struct{ *Resolver }
 	auditEntryResolver      struct{ *Resolver }
@@ -325,4 +454,6 @@ type (
 	projectResolver         struct{ *Resolver }
 	queryResolver           struct{ *Resolver }
 	subscriptionResolver    struct{ *Resolver }
+	webhookResolver         struct{ *Resolver }
+	webhookDeliveryResolver struct{ *Resolver }
 )

@@ -101,7 +101,7 @@ func TestServer_EveryMutationIsAudited(t *testing.T) {
 	}
 
 	// State the cases share: the key and the command they act on.
-	var keyID, commandID string
+	var keyID, commandID, webhookID, deliveryID string
 	type mutationCase struct {
 		action string
 		run    func(t *testing.T, requestID string) (target string)
@@ -146,9 +146,60 @@ func TestServer_EveryMutationIsAudited(t *testing.T) {
 			}
 			return commandID
 		}},
+		"createWebhook": {domain.AuditWebhookCreate, func(t *testing.T, rid string) string {
+			var out struct {
+				CreateWebhook struct {
+					Webhook struct{ ID string }
+					Secret  string
+				}
+			}
+			if errs := ts.gql(t, ts.token, rid, `mutation { createWebhook(input: {url: "https://hooks.example.com/rdev", events: ["command.finished"]}) { webhook { id } secret } }`, nil, &out); len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			webhookID = out.CreateWebhook.Webhook.ID
+			return webhookID
+		}},
+		"updateWebhook": {domain.AuditWebhookUpdate, func(t *testing.T, rid string) string {
+			if errs := ts.gql(t, ts.token, rid, `mutation($id: ID!) { updateWebhook(input: {id: $id, description: "audited"}) { webhook { id } } }`, map[string]any{"id": webhookID}, nil); len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			return webhookID
+		}},
+		"rotateWebhookSecret": {domain.AuditWebhookRotateSecret, func(t *testing.T, rid string) string {
+			if errs := ts.gql(t, ts.token, rid, `mutation($id: ID!) { rotateWebhookSecret(input: {id: $id, gracePeriodSeconds: 60}) { secret } }`, map[string]any{"id": webhookID}, nil); len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			return webhookID
+		}},
+		"testWebhook": {domain.AuditWebhookTest, func(t *testing.T, rid string) string {
+			var out struct {
+				TestWebhook struct{ Delivery struct{ ID string } }
+			}
+			if errs := ts.gql(t, ts.token, rid, `mutation($id: ID!) { testWebhook(input: {id: $id}) { delivery { id } } }`, map[string]any{"id": webhookID}, &out); len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			deliveryID = out.TestWebhook.Delivery.ID
+			return webhookID
+		}},
+		"redeliverWebhookDelivery": {domain.AuditWebhookRedeliver, func(t *testing.T, rid string) string {
+			if errs := ts.gql(t, ts.token, rid, `mutation($id: ID!) { redeliverWebhookDelivery(input: {id: $id}) { delivery { id } } }`, map[string]any{"id": deliveryID}, nil); len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			return deliveryID
+		}},
+		"deleteWebhook": {domain.AuditWebhookDelete, func(t *testing.T, rid string) string {
+			if errs := ts.gql(t, ts.token, rid, `mutation($id: ID!) { deleteWebhook(input: {id: $id}) { id } }`, map[string]any{"id": webhookID}, nil); len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			return webhookID
+		}},
 	}
 	// The order the cases depend on; any other mutation fails below.
-	order := []string{"createAPIKey", "rotateAPIKey", "revokeAPIKey", "executeCommand", "cancelCommand"}
+	// cancelCommand stays last: the cancelled command's own command.finish
+	// entry follows it at a time of its own.
+	order := []string{"createAPIKey", "rotateAPIKey", "revokeAPIKey",
+		"createWebhook", "updateWebhook", "rotateWebhookSecret", "testWebhook", "redeliverWebhookDelivery", "deleteWebhook",
+		"executeCommand", "cancelCommand"}
 	for _, m := range mutations {
 		if _, ok := cases[m]; !ok {
 			t.Errorf("Mutation.%s has no audit test case: add one that runs it and expects its entry", m)

@@ -20,6 +20,7 @@ import (
 	"github.com/rdev-hq/rdev/infra/postgres"
 	"github.com/rdev-hq/rdev/infra/ratelimit"
 	"github.com/rdev-hq/rdev/infra/telemetry"
+	"github.com/rdev-hq/rdev/infra/webhook"
 	"github.com/rdev-hq/rdev/infra/websocket"
 	"github.com/rdev-hq/rdev/resolvers"
 )
@@ -47,6 +48,7 @@ type serveConfig struct {
 	executor           executorConfig
 	audit              auditConfig
 	metrics            metricsConfig
+	webhooks           webhookConfig
 	logConfig
 }
 
@@ -72,6 +74,7 @@ func (c *serveConfig) register(f *envFlags) {
 	c.executor.register(f)
 	c.audit.register(f)
 	c.metrics.register(f)
+	c.webhooks.register(f)
 	c.logConfig.register(f)
 }
 
@@ -100,12 +103,16 @@ func runServe(ctx context.Context, args []string, c cli) error {
 
 // server is a running `rdev serve`: its store, services and HTTP server.
 type server struct {
-	cfg        serveConfig
-	log        *slog.Logger
-	store      *bunstore.Store
-	ms         *migrate.Migrations
-	keys       *domain.APIKeyService
-	audit      *domain.AuditService
+	cfg      serveConfig
+	log      *slog.Logger
+	store    *bunstore.Store
+	ms       *migrate.Migrations
+	keys     *domain.APIKeyService
+	audit    *domain.AuditService
+	webhooks *domain.WebhookService
+	// deliveries sends webhook messages through sender.
+	deliveries *domain.WebhookWorker
+	sender     *webhook.Sender
 	commands   *domain.CommandService
 	dispatcher *domain.Dispatcher
 	health     *domain.HealthService
@@ -176,6 +183,11 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 	metrics := telemetry.New()
 	s.audit = domain.NewAuditService(metrics.AuditRepository(s.store), redact)
 	s.keys = domain.NewAPIKeyService(s.store, s.audit)
+	s.webhooks = domain.NewWebhookService(s.store, s.audit, cfg.webhooks.AllowHTTP)
+	if s.deliveries, s.sender, err = cfg.webhooks.worker(s.store, log, metrics.WebhookSender); err != nil {
+		s.close()
+		return nil, err
+	}
 	s.hub = hub.New()
 	events := s.hub
 	var bcast domain.Broadcaster
@@ -198,6 +210,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		CommandService: s.commands,
 		HealthService:  s.health,
 		AuditService:   s.audit,
+		WebhookService: s.webhooks,
 		// Failed authentications are counted in memory: cheap, and per
 		// process is enough to slow guessing down.
 		RateLimitService: domain.NewRateLimitService(ratelimit.New(s.rateStore.store), ratelimit.New(ratelimit.NewMemoryStore()), rateLimits),
@@ -303,6 +316,9 @@ func (s *server) run(ctx context.Context) error {
 	dispatchCtx, stopDispatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDispatch()
 	workers.Go(func() { _ = s.dispatcher.Run(dispatchCtx) })
+	// Webhook messages are sent apart from commands; on shutdown attempts
+	// in flight end with the dispatcher's, and are retried by the next run.
+	workers.Go(func() { s.deliveries.Run(dispatchCtx) })
 	if s.bcast != nil {
 		workers.Go(func() {
 			relay := func(topic string, e domain.Event) { s.commands.Relay(base, topic, e) }
@@ -369,6 +385,9 @@ func (s *server) every(ctx context.Context, interval time.Duration, what string,
 func (s *server) close() {
 	if s.metrics != nil {
 		_ = s.metrics.ln.Close() // already closed if it served
+	}
+	if s.sender != nil {
+		s.sender.Close()
 	}
 	if err := s.rateStore.close(); err != nil {
 		s.log.Warn("closing the rate limit store", "err", err)

@@ -133,6 +133,36 @@ type CreateAPIKeyPayload struct {
 	Token string `json:"token"`
 }
 
+// Input of createWebhook.
+type CreateWebhookInput struct {
+	// An https URL (http only where the server allows it) of at most 2048 bytes, without user info or fragment.
+	URL string `json:"url"`
+	// The event types to send: command.queued, command.started, command.finished, command.failed, key.revoked.
+	Events []string `json:"events"`
+	// What the endpoint is for, at most 500 characters.
+	Description *string `json:"description,omitempty"`
+}
+
+// Result of createWebhook.
+type CreateWebhookPayload struct {
+	// The new endpoint.
+	Webhook *domain.Webhook `json:"webhook"`
+	// The signing secret, whsec_ and the base64 of 32 random bytes. It is shown only this once.
+	Secret string `json:"secret"`
+}
+
+// Input of deleteWebhook.
+type DeleteWebhookInput struct {
+	// The endpoint to delete.
+	ID string `json:"id"`
+}
+
+// Result of deleteWebhook.
+type DeleteWebhookPayload struct {
+	// The deleted endpoint's ID.
+	ID string `json:"id"`
+}
+
 // An environment variable for a command.
 type EnvVarInput struct {
 	// The name: letters, digits and _, not starting with a digit.
@@ -271,6 +301,18 @@ type QueueDepth struct {
 	Count int `json:"count"`
 }
 
+// Input of redeliverWebhookDelivery.
+type RedeliverWebhookDeliveryInput struct {
+	// The delivery whose message to send again.
+	ID string `json:"id"`
+}
+
+// Result of redeliverWebhookDelivery.
+type RedeliverWebhookDeliveryPayload struct {
+	// The new delivery.
+	Delivery *domain.WebhookDelivery `json:"delivery"`
+}
+
 // Input of revokeAPIKey.
 type RevokeAPIKeyInput struct {
 	// The key to revoke.
@@ -299,6 +341,90 @@ type RotateAPIKeyPayload struct {
 	Token string `json:"token"`
 }
 
+// Input of rotateWebhookSecret.
+type RotateWebhookSecretInput struct {
+	// The endpoint whose secret to rotate.
+	ID string `json:"id"`
+	// How long the old secret keeps signing too, 0 to 604800 seconds (7 days). Default 0: it stops at once.
+	GracePeriodSeconds *int `json:"gracePeriodSeconds,omitempty"`
+}
+
+// Result of rotateWebhookSecret.
+type RotateWebhookSecretPayload struct {
+	// The endpoint.
+	Webhook *domain.Webhook `json:"webhook"`
+	// The new signing secret. It is shown only this once.
+	Secret string `json:"secret"`
+}
+
 // Live streams. Over WebSocket (graphql-transport-ws or graphql-ws) or SSE.
 type Subscription struct {
+}
+
+// Input of testWebhook.
+type TestWebhookInput struct {
+	// The endpoint to ping.
+	ID string `json:"id"`
+}
+
+// Result of testWebhook.
+type TestWebhookPayload struct {
+	// The queued ping; follow it in the endpoint's deliveries.
+	Delivery *domain.WebhookDelivery `json:"delivery"`
+}
+
+// Input of updateWebhook. Fields left out stay as they are.
+type UpdateWebhookInput struct {
+	// The endpoint to change.
+	ID string `json:"id"`
+	// A new URL.
+	URL *string `json:"url,omitempty"`
+	// New event types.
+	Events []string `json:"events,omitempty"`
+	// A new description.
+	Description *string `json:"description,omitempty"`
+	// true to enable it again (clearing its failure count), false to disable it.
+	Enabled *bool `json:"enabled,omitempty"`
+}
+
+// Result of updateWebhook.
+type UpdateWebhookPayload struct {
+	// The changed endpoint.
+	Webhook *domain.Webhook `json:"webhook"`
+}
+
+// A page of webhook endpoints.
+type WebhookConnection struct {
+	// The endpoints with their cursors.
+	Edges []*WebhookEdge `json:"edges"`
+	// The endpoints alone.
+	Nodes []*domain.Webhook `json:"nodes"`
+	// Paging information.
+	PageInfo *PageInfo `json:"pageInfo"`
+}
+
+// A page of webhook deliveries.
+type WebhookDeliveryConnection struct {
+	// The deliveries with their cursors.
+	Edges []*WebhookDeliveryEdge `json:"edges"`
+	// The deliveries alone.
+	Nodes []*domain.WebhookDelivery `json:"nodes"`
+	// Paging information.
+	PageInfo *PageInfo `json:"pageInfo"`
+}
+
+// A webhook delivery and its cursor.
+type WebhookDeliveryEdge struct {
+	// Where this delivery sits in the list.
+	Cursor string `json:"cursor"`
+	// The delivery.
+	Node *domain.WebhookDelivery `json:"node"`
+}
+
+// A webhook endpoint and its cursor.
+type WebhookEdge struct {
+	// Where this endpoint sits in the list.
+	Cursor string `json:"cursor"`
+	// The endpoint.
+	Node *domain.Webhook `json:"node"`
 }

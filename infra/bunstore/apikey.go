@@ -79,7 +79,8 @@ func (s *Store) FindAPIKeys(ctx context.Context, f domain.APIKeyFilter) ([]*doma
 // UpdateAPIKey loads the key, calls update on it and saves the result with its
 // allowed CIDRs, all in one transaction that holds the key's row lock (on
 // SQLite, the database's write lock), so concurrent updates never lose one
-// another's changes. audit, unless nil, is appended in the same transaction.
+// another's changes. audit, unless nil, is appended in the same transaction,
+// and so are the key.revoked outbox rows when the update revokes the key.
 // It returns ENOTFOUND if there is no such key, and update's error unchanged,
 // having saved nothing, if update fails.
 func (s *Store) UpdateAPIKey(ctx context.Context, id string, update func(*domain.APIKey) error, audit *domain.AuditEntry) (*domain.APIKey, error) {
@@ -89,6 +90,7 @@ func (s *Store) UpdateAPIKey(ctx context.Context, id string, update func(*domain
 		if err != nil {
 			return err
 		}
+		wasRevoked := k.RevokedAt != nil
 		if err := update(k); err != nil {
 			return err
 		}
@@ -107,6 +109,11 @@ func (s *Store) UpdateAPIKey(ctx context.Context, id string, update func(*domain
 		}
 		if saved, err = row.apiKey(); err != nil {
 			return err
+		}
+		if !wasRevoked && saved.RevokedAt != nil {
+			if err := s.appendWebhookEvents(ctx, tx, domain.KeyRevokedEvent(saved)); err != nil {
+				return err
+			}
 		}
 		return s.appendAudit(ctx, tx, audit)
 	})

@@ -16,8 +16,9 @@ import (
 
 var _ domain.CommandRepository = (*Store)(nil)
 
-// CreateCommand inserts c as QUEUED (c.Status must be QUEUED or empty) and
-// appends audit (unless it is nil) in the same transaction; c is not changed.
+// CreateCommand inserts c as QUEUED (c.Status must be QUEUED or empty) and,
+// in the same transaction, writes its command.queued outbox rows and appends
+// audit (unless it is nil); c is not changed.
 // It returns ECONFLICT if c.KeyID already has a command with c.ClientToken
 // (or one with c.ID exists), and EINVALID for another status.
 func (s *Store) CreateCommand(ctx context.Context, c *domain.Command, audit *domain.AuditEntry) error {
@@ -36,17 +37,15 @@ func (s *Store) CreateCommand(ctx context.Context, c *domain.Command, audit *dom
 		}
 		return nil
 	}
-	var err error
-	if audit == nil {
-		err = insert(ctx, s.db)
-	} else {
-		err = s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-			if err := insert(ctx, tx); err != nil {
-				return err
-			}
-			return s.appendAudit(ctx, tx, audit)
-		})
-	}
+	err := s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		if err := insert(ctx, tx); err != nil {
+			return err
+		}
+		if err := s.appendCommandEvents(ctx, tx, row); err != nil {
+			return err
+		}
+		return s.appendAudit(ctx, tx, audit)
+	})
 	if errors.Is(err, errCreateConflict) {
 		// Read after the rollback: a transaction aborted on Postgres
 		// answers no more queries.

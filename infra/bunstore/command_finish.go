@@ -135,10 +135,15 @@ func (s *Store) finishAll(ctx context.Context, batch []*finishRequest) error {
 			return err
 		}
 		var entries []*domain.AuditEntry
+		var finished []*commandRow
 		for _, r := range batch {
 			if byID[r.id] != nil {
 				entries = append(entries, r.audit)
+				finished = append(finished, byID[r.id])
 			}
+		}
+		if err := s.appendCommandEvents(ctx, tx, finished...); err != nil {
+			return err
 		}
 		return s.appendAudit(ctx, tx, entries...)
 	})
@@ -208,6 +213,9 @@ func (s *Store) finishOne(ctx context.Context, r *finishRequest) (*commandRow, e
 			return nil
 		}
 		out = rows[0]
+		if err := s.appendCommandEvents(ctx, tx, out); err != nil {
+			return err
+		}
 		return s.appendAudit(ctx, tx, r.audit)
 	})
 	if err != nil {

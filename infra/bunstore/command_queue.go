@@ -79,7 +79,7 @@ func (s *Store) ClaimCommands(ctx context.Context, r domain.ClaimRequest) ([]*do
 		if err := noRows(err); err != nil {
 			return fmt.Errorf("claim: update: %w", err)
 		}
-		return nil
+		return s.appendCommandEvents(ctx, tx, rows...)
 	})
 	if err != nil {
 		return nil, err
@@ -217,7 +217,14 @@ func (s *Store) ExpireLeases(ctx context.Context, now time.Time, audit func(*dom
 	var cmds []*domain.Command
 	err := s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		var err error
-		if cmds, err = s.expireLeases(ctx, tx, now); err != nil || audit == nil {
+		if cmds, err = s.expireLeases(ctx, tx, now); err != nil {
+			return err
+		}
+		events := make([]domain.WebhookEvent, len(cmds))
+		for i, c := range cmds {
+			events[i] = domain.CommandEvent(c)
+		}
+		if err := s.appendWebhookEvents(ctx, tx, events...); err != nil || audit == nil {
 			return err
 		}
 		entries := make([]*domain.AuditEntry, len(cmds))
@@ -314,6 +321,11 @@ func (s *Store) RequestCancel(ctx context.Context, id, reason string, now time.T
 			return fmt.Errorf("cancel command %s: updated %d rows", id, len(rows))
 		}
 		out = rows[0]
+		if domain.CommandStatus(out.Status) == domain.CommandCancelled {
+			if err := s.appendCommandEvents(ctx, tx, out); err != nil {
+				return err
+			}
+		}
 		return s.appendAudit(ctx, tx, audit)
 	})
 	if err != nil {

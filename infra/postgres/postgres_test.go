@@ -115,3 +115,21 @@ func BenchmarkAuditedExecute(b *testing.B) {
 		return mustOpenShared(b, 1)[0]
 	})
 }
+
+func TestWebhookRepository(t *testing.T) {
+	storetest.TestWebhookRepository(t, func(t *testing.T) storetest.WebhookStore { return mustOpenMigrated(t) })
+}
+
+func TestWebhookOutbox(t *testing.T) {
+	storetest.TestWebhookOutbox(t, func(t *testing.T) storetest.WebhookStore { return mustOpenMigrated(t) })
+}
+
+func TestWebhookQueue(t *testing.T) {
+	storetest.TestWebhookQueue(t, func(t *testing.T) storetest.WebhookQueueStore { return mustOpenMigrated(t) })
+}
+
+// Three stores on one database stand for three rdev processes.
+func TestWebhookQueue_Shared(t *testing.T) {
+	stores := mustOpenShared(t, 3)
+	storetest.TestWebhookQueueShared(t, []storetest.WebhookQueueStore{stores[0], stores[1], stores[2]}, 4, 15)
+}

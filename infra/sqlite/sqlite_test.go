@@ -188,3 +188,24 @@ func auditDB(s *bunstore.Store) storetest.AuditDB {
 func BenchmarkAuditedExecute(b *testing.B) {
 	storetest.BenchmarkAuditedExecute(b, func(b *testing.B) storetest.AuditStore { return mustOpenMigrated(b) })
 }
+
+func TestWebhookRepository(t *testing.T) {
+	storetest.TestWebhookRepository(t, func(t *testing.T) storetest.WebhookStore { return mustOpenMigrated(t) })
+}
+
+func TestWebhookOutbox(t *testing.T) {
+	storetest.TestWebhookOutbox(t, func(t *testing.T) storetest.WebhookStore { return mustOpenMigrated(t) })
+}
+
+func TestWebhookQueue(t *testing.T) {
+	storetest.TestWebhookQueue(t, func(t *testing.T) storetest.WebhookQueueStore { return mustOpenMigrated(t) })
+}
+
+func TestWebhookQueue_Shared(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rdev.db")
+	a, b := mustOpenFile(t, path), mustOpenFile(t, path)
+	if err := a.Migrate(t.Context(), migrations.SQLite()); err != nil {
+		t.Fatal(err)
+	}
+	storetest.TestWebhookQueueShared(t, []storetest.WebhookQueueStore{a, b}, 4, 10)
+}
