@@ -26,7 +26,8 @@ const webhookClaimScan = 8
 
 // ClaimWebhookDeliveries leases up to r.Max due deliveries, at most one per
 // endpoint and none to an endpoint that already has a live lease, oldest
-// event first. On Postgres claims hold an advisory lock and pick rows FOR
+// event first, and for each endpoint only its oldest pending one: messages
+// reach an endpoint in event order. On Postgres claims hold an advisory lock and pick rows FOR
 // UPDATE SKIP LOCKED; on SQLite the transaction holds the write lock.
 func (s *Store) ClaimWebhookDeliveries(ctx context.Context, r domain.WebhookClaimRequest) ([]domain.WebhookClaim, error) {
 	if r.Owner == "" {
@@ -50,6 +51,11 @@ func (s *Store) ClaimWebhookDeliveries(ctx context.Context, r domain.WebhookClai
 			Where("(?TableAlias.lease_expires_at IS NULL OR ?TableAlias.lease_expires_at <= ?)", now).
 			Where("EXISTS (SELECT 1 FROM webhooks AS w WHERE w.id = ?TableAlias.webhook_id AND w.enabled = ?)", true).
 			Where("NOT EXISTS (SELECT 1 FROM webhook_deliveries AS o WHERE o.webhook_id = ?TableAlias.webhook_id AND o.lease_expires_at > ?)", now).
+			// An endpoint gets its messages in event order: a delivery waits
+			// while an earlier one of its endpoint is still pending (waiting
+			// for its retry), until that one is delivered or fails for good.
+			Where("NOT EXISTS (SELECT 1 FROM webhook_deliveries AS e WHERE e.webhook_id = ?TableAlias.webhook_id AND e.status = ? AND (e.event_at < ?TableAlias.event_at OR (e.event_at = ?TableAlias.event_at AND e.id < ?TableAlias.id)))",
+				string(domain.WebhookPending)).
 			OrderExpr("?TableAlias.event_at, ?TableAlias.id").
 			Limit(int64(r.Max * webhookClaimScan))
 		if s.isPostgres() {

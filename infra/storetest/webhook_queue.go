@@ -30,6 +30,48 @@ func TestWebhookQueue(t *testing.T, newStore func(t *testing.T) WebhookQueueStor
 		t.Parallel()
 		testRecordWebhookAttempt(t, newStore(t))
 	})
+	t.Run("Order", func(t *testing.T) {
+		t.Parallel()
+		testWebhookOrder(t, newStore(t))
+	})
+}
+
+// testWebhookOrder: an endpoint gets its messages in event order. A later
+// message waits while an earlier one is pending a retry, and goes once that
+// one has failed for good.
+func testWebhookOrder(t *testing.T, s WebhookQueueStore) {
+	ctx := t.Context()
+	base := time.Now().Add(-time.Hour)
+	w := newWebhook()
+	mustCreateWebhook(t, ctx, s, w)
+	first, second := newDelivery(w.ID, base), newDelivery(w.ID, base.Add(time.Millisecond))
+	if err := s.CreateWebhookDeliveries(ctx, []*domain.WebhookDelivery{first, second}, nil); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if diff := cmp.Diff([]string{first.ID}, claimedIDs(mustClaimDeliveries(t, ctx, s, webhookClaim("w1", 10, now)))); diff != "" {
+		t.Fatalf("first claim (-want +got):\n%s", diff)
+	}
+	retry := func(status domain.WebhookDeliveryStatus, next *time.Time) {
+		t.Helper()
+		if err := s.RecordWebhookAttempt(ctx, "w1", first.ID, func(d *domain.WebhookDelivery, _ *domain.Webhook) error {
+			d.Status, d.NextAttemptAt, d.Attempts = status, next, d.Attempts+1
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	retry(domain.WebhookPending, ptr(at(now.Add(time.Minute))))
+	if got := mustClaimDeliveries(t, ctx, s, webhookClaim("w1", 10, now)); len(got) != 0 {
+		t.Fatalf("claimed %v while the endpoint's earlier message waits for its retry", claimedIDs(got))
+	}
+	if diff := cmp.Diff([]string{first.ID}, claimedIDs(mustClaimDeliveries(t, ctx, s, webhookClaim("w1", 10, now.Add(2*time.Minute))))); diff != "" {
+		t.Fatalf("claim once the retry is due (-want +got):\n%s", diff)
+	}
+	retry(domain.WebhookFailed, nil)
+	if diff := cmp.Diff([]string{second.ID}, claimedIDs(mustClaimDeliveries(t, ctx, s, webhookClaim("w1", 10, now.Add(2*time.Minute))))); diff != "" {
+		t.Fatalf("claim after the earlier message failed for good (-want +got):\n%s", diff)
+	}
 }
 
 func webhookClaim(owner string, most int, now time.Time) domain.WebhookClaimRequest {
