@@ -69,7 +69,9 @@ func (s *Store) ClaimCommands(ctx context.Context, r domain.ClaimRequest) ([]*do
 			Set("status = ?", string(domain.CommandRunning)).
 			Set("owner = ?", r.Owner).
 			Set("lease_expires_at = ?", storedTime(r.LeaseUntil)).
-			Set("started_at = ?", storedTime(r.Now)).
+			// Never before the command was created: r.Now may have been
+			// read just before a command that this claim takes was queued.
+			Set("started_at = CASE WHEN created_at > ? THEN created_at ELSE ? END", storedTime(r.Now), storedTime(r.Now)).
 			// By ID alone: the rows are locked (on SQLite, the database is)
 			// and still QUEUED, and a status condition here could lead the
 			// planner to the queue's partial index instead of the primary key.

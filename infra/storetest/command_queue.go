@@ -42,6 +42,24 @@ func testClaimCommands(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 		}
 	})
 
+	t.Run("StartedNotBeforeCreated", func(t *testing.T) {
+		// A claim's Now can be read just before a command it takes was
+		// queued; the command still starts no earlier than it was created.
+		t.Parallel()
+		repo, ctx := newRepo(t), t.Context()
+		c := newCommand("web", 0)
+		c.CreatedAt = at(time.Now().Add(time.Second))
+		mustCreateCommand(t, ctx, repo, c)
+		r := claimRequest("d1", 1, 0)
+		got := mustClaim(t, ctx, repo, r)
+		if len(got) != 1 || got[0].StartedAt == nil || !got[0].StartedAt.Equal(c.CreatedAt) {
+			t.Fatalf("claimed %+v; want it started at its creation, %s, not at the claim's now, %s", got, c.CreatedAt, r.Now)
+		}
+		if s := mustFindCommand(t, ctx, repo, c.ID).StartedAt; s == nil || !s.Equal(c.CreatedAt) {
+			t.Errorf("stored startedAt %v, want %s", s, c.CreatedAt)
+		}
+	})
+
 	t.Run("Order", func(t *testing.T) {
 		t.Parallel()
 		repo, ctx := newRepo(t), t.Context()
