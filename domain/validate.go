@@ -3,8 +3,8 @@ package domain
 // Every rule rdev applies to what callers send lives in this file. Each check
 // returns EINVALID with a message that names the field and the rule, quoting
 // the offending input through Clip, so a client can show the message as is.
-// Each parser and validator has a fuzz target in validate_test.go (or beside
-// its parser) with a seed corpus in testdata/fuzz.
+// Each parser and validator has a fuzz target (in validate_test.go, or in the
+// test file of the feature it serves) with a seed corpus in testdata/fuzz.
 
 import (
 	"net"
@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -394,6 +395,47 @@ func ParseWebhookURL(raw string, allowHTTP bool) (*url.URL, error) {
 		return nil, Errorf(EINVALID, "url: %q is not a valid host name", Clip(host))
 	}
 	return u, nil
+}
+
+// ParseWebhookEvents checks event type names and returns them sorted without
+// duplicates. It returns EINVALID for an empty list or an unknown name.
+func ParseWebhookEvents(names []string) ([]string, error) {
+	if len(names) == 0 {
+		return nil, Errorf(EINVALID, "events: must name at least one of %s", strings.Join(WebhookEvents, ", "))
+	}
+	if len(names) > 4*len(WebhookEvents) {
+		return nil, Errorf(EINVALID, "events: at most %d entries", 4*len(WebhookEvents))
+	}
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		if !slices.Contains(WebhookEvents, n) {
+			return nil, Errorf(EINVALID, "events: %q is not an event type; use %s", Clip(n), strings.Join(WebhookEvents, ", "))
+		}
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// validateWebhookDescription returns EINVALID unless d is at most
+// MaxWebhookDescriptionLength printable characters.
+func validateWebhookDescription(d string) error {
+	if !utf8.ValidString(d) || utf8.RuneCountInString(d) > MaxWebhookDescriptionLength {
+		return Errorf(EINVALID, "description: must be valid UTF-8 of at most %d characters", MaxWebhookDescriptionLength)
+	}
+	for _, r := range d {
+		if !unicode.IsPrint(r) {
+			return Errorf(EINVALID, "description: must not contain control characters")
+		}
+	}
+	return nil
+}
+
+func validateWebhookSecretGrace(grace time.Duration) error {
+	if grace < 0 || grace > MaxWebhookSecretGrace {
+		return Errorf(EINVALID, "gracePeriodSeconds: must be between 0 and %d", int64(MaxWebhookSecretGrace/time.Second))
+	}
+	return nil
 }
 
 // validHostname reports whether h is a DNS name: dot-separated labels of

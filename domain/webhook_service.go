@@ -3,12 +3,9 @@ package domain
 import (
 	"context"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 )
 
 // WebhookService manages webhook endpoints and lists their deliveries. Every
@@ -228,8 +225,8 @@ func (s *WebhookService) rotateSecret(ctx context.Context, id string, grace time
 	if _, err := Authorize(ctx, ScopeWebhooksWrite); err != nil {
 		return nil, err
 	}
-	if grace < 0 || grace > MaxWebhookSecretGrace {
-		return nil, Errorf(EINVALID, "gracePeriodSeconds: must be between 0 and %d", int64(MaxWebhookSecretGrace/time.Second))
+	if err := validateWebhookSecretGrace(grace); err != nil {
+		return nil, err
 	}
 	if !validID(id) {
 		return nil, webhookNotFound(id)
@@ -327,40 +324,6 @@ func (s *WebhookService) enabledWebhook(ctx context.Context, id string) (*Webhoo
 		return nil, Errorf(ECONFLICT, "webhook %s is disabled (%s); enable it with updateWebhook first", w.ID, w.DisabledReason)
 	}
 	return w, nil
-}
-
-// ParseWebhookEvents checks event type names and returns them sorted without
-// duplicates. It returns EINVALID for an empty list or an unknown name.
-func ParseWebhookEvents(names []string) ([]string, error) {
-	if len(names) == 0 {
-		return nil, Errorf(EINVALID, "events: must name at least one of %s", strings.Join(WebhookEvents, ", "))
-	}
-	if len(names) > 4*len(WebhookEvents) {
-		return nil, Errorf(EINVALID, "events: at most %d entries", 4*len(WebhookEvents))
-	}
-	out := make([]string, 0, len(names))
-	for _, n := range names {
-		if !slices.Contains(WebhookEvents, n) {
-			return nil, Errorf(EINVALID, "events: %q is not an event type; use %s", Clip(n), strings.Join(WebhookEvents, ", "))
-		}
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
-}
-
-// validateWebhookDescription returns EINVALID unless d is at most
-// MaxWebhookDescriptionLength printable characters.
-func validateWebhookDescription(d string) error {
-	if !utf8.ValidString(d) || utf8.RuneCountInString(d) > MaxWebhookDescriptionLength {
-		return Errorf(EINVALID, "description: must be valid UTF-8 of at most %d characters", MaxWebhookDescriptionLength)
-	}
-	for _, r := range d {
-		if !unicode.IsPrint(r) {
-			return Errorf(EINVALID, "description: must not contain control characters")
-		}
-	}
-	return nil
 }
 
 // webhookDetails describes an endpoint for the audit log: never its secret,
