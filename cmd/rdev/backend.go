@@ -27,6 +27,7 @@ type executorConfig struct {
 	// ProjectRoot and StateDir are directories inside the containers.
 	ProjectRoot string
 	StateDir    string
+	WarmIdle    time.Duration
 }
 
 func (c *executorConfig) register(f *envFlags) {
@@ -39,6 +40,7 @@ func (c *executorConfig) register(f *envFlags) {
 	f.Int(&c.Burst, "kube-burst", "RDEV_KUBE_BURST", kube.DefaultBurst, "request burst to the Kubernetes API server")
 	f.String(&c.ProjectRoot, "kube-project-root", "RDEV_KUBE_PROJECT_ROOT", "", "absolute directory in the containers that commands start in and workdir is relative to (empty: the container's working directory)")
 	f.String(&c.StateDir, "kube-state-dir", "RDEV_KUBE_STATE_DIR", kube.DefaultStateDir, "writable directory in the containers where each command's process group is recorded, so cancel can kill it")
+	f.Duration(&c.WarmIdle, "kube-warm-idle", "RDEV_KUBE_WARM_IDLE", kube.DefaultWarmIdle, "how long a project that ran a command keeps exec streams open and ready for its next commands (0: an exec per command)")
 }
 
 // kind resolves RDEV_EXECUTOR: "local" or "kube".
@@ -66,6 +68,8 @@ type backend struct {
 	start func(ctx context.Context)
 	// where describes it for the log and the banner.
 	where string
+	// close releases what it holds (nil if nothing).
+	close func()
 	// breakerState reports the Kubernetes API server's circuit breaker
 	// ("closed", "half-open", "open") of cluster; nil without one.
 	breakerState func() string
@@ -107,9 +111,11 @@ func openBackend(cfg serveConfig, log *slog.Logger, changed func(*domain.Project
 	if err != nil {
 		return backend{}, fmt.Errorf("kubernetes: %s", domain.ErrorMessage(err))
 	}
+	executor := kube.NewExecutor(cluster, projects, kube.WithWarmIdle(cfg.executor.WarmIdle))
 	return backend{
 		projects: projects,
-		executor: kube.NewExecutor(cluster, projects),
+		executor: executor,
+		close:    executor.Close,
 		checks: []domain.HealthCheck{
 			domain.HealthCheckFunc(func(ctx context.Context) domain.ComponentHealth { return projectsHealth(ctx, projects) }),
 			domain.HealthCheckFunc(func(context.Context) domain.ComponentHealth { return breakerHealth(cluster.Breaker().Health()) }),

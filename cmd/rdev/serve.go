@@ -383,6 +383,9 @@ func (s *server) every(ctx context.Context, interval time.Duration, what string,
 }
 
 func (s *server) close() {
+	if s.backend.close != nil {
+		s.backend.close()
+	}
 	if s.metrics != nil {
 		_ = s.metrics.ln.Close() // already closed if it served
 	}

@@ -58,6 +58,7 @@ func TestBreaker_Cluster(t *testing.T) {
 	// The executor resolves pods through the direct cache, and execs
 	// through the proxy.
 	ex := NewExecutor(cl, k.projects, WithKillGrace(time.Second), WithStateDir(k.state))
+	t.Cleanup(ex.Close)
 	eventually(t, 10*time.Second, func() string {
 		_, err := ex.Exec(ctx, shReq(k.proj, "true"), nil, nil)
 		if cl.Breaker().State() != "open" {
@@ -105,6 +106,7 @@ func TestExecutor_KwokStreamBroken(t *testing.T) {
 		t.Fatal(err)
 	}
 	ex := NewExecutor(cl, k.projects, WithKillGrace(time.Second), WithStateDir(k.state))
+	t.Cleanup(ex.Close)
 	out := &lineWriter{}
 	done := make(chan error, 1)
 	go func() {
@@ -162,7 +164,7 @@ func TestExecutor_WebSocketFirst(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := NewExecutor(cl, k.projects).Exec(t.Context(), shReq(k.proj, "true"), nil, nil)
+		res, err := NewExecutor(cl, k.projects, WithWarmIdle(0)).Exec(t.Context(), shReq(k.proj, "true"), nil, nil)
 		if err != nil || res.ExitCode != 0 {
 			t.Fatal(res, err)
 		}
@@ -179,7 +181,7 @@ func TestExecutor_WebSocketFirst(t *testing.T) {
 			t.Fatal(err)
 		}
 		proj, _ := projects.FindProjectByID(t.Context(), "p")
-		res, err := NewExecutor(cl, projects).Exec(t.Context(), shReq(proj, "true"), nil, nil)
+		res, err := NewExecutor(cl, projects, WithWarmIdle(0)).Exec(t.Context(), shReq(proj, "true"), nil, nil)
 		if err != nil || res.ExitCode != 0 {
 			t.Fatal(res, err)
 		}

@@ -28,12 +28,12 @@ const (
 	helperTimeout = 30 * time.Second
 )
 
-// streamer opens one exec stream: it runs cmd in the target container and
-// copies its stdout and stderr to the writers until it ends. Its error is
-// client-go's: an exit status error, a status from the API server, or a
-// transport error.
+// streamer opens one exec stream: it runs cmd in the target container,
+// with stdin (if not nil) as its stdin, and copies its stdout and stderr to
+// the writers until it ends. Its error is client-go's: an exit status error,
+// a status from the API server, or a transport error.
 type streamer interface {
-	Stream(ctx context.Context, t Target, cmd []string, stdout, stderr io.Writer) error
+	Stream(ctx context.Context, t Target, cmd []string, stdin io.Reader, stdout, stderr io.Writer) error
 }
 
 // restStreamer opens exec streams through the API server's pods/exec
@@ -44,10 +44,10 @@ type restStreamer struct {
 }
 
 // Stream implements streamer.
-func (s *restStreamer) Stream(ctx context.Context, t Target, cmd []string, stdout, stderr io.Writer) error {
+func (s *restStreamer) Stream(ctx context.Context, t Target, cmd []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	u := s.client.Post().Namespace(t.Namespace).Resource("pods").Name(t.Pod).SubResource("exec").
 		VersionedParams(&corev1.PodExecOptions{
-			Container: t.Container, Command: cmd, Stdout: true, Stderr: true,
+			Container: t.Container, Command: cmd, Stdin: stdin != nil, Stdout: true, Stderr: true,
 		}, scheme.ParameterCodec).URL()
 	ws, err := remotecommand.NewWebSocketExecutor(s.cfg, http.MethodGet, u.String())
 	if err != nil {
@@ -63,7 +63,14 @@ func (s *restStreamer) Stream(ctx context.Context, t Target, cmd []string, stdou
 	if err != nil {
 		return errorf("fallback executor: %w", err)
 	}
-	return ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: stdout, Stderr: stderr})
+	return ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: stdout, Stderr: stderr})
+}
+
+// WithWarmIdle sets how long a project's warm exec stream waits for the
+// project's next command (DefaultWarmIdle); 0 or less opens none, so that
+// every command is an exec of its own.
+func WithWarmIdle(d time.Duration) ExecutorOption {
+	return func(e *Executor) { e.warmIdle = max(d, 0) }
 }
 
 // ExecutorOption configures an Executor.
@@ -122,6 +129,8 @@ type Executor struct {
 	stateDir  string
 	goneLimit time.Duration
 	drain     time.Duration
+	warmIdle  time.Duration
+	warm      *warmPool
 }
 
 var _ domain.Executor = (*Executor)(nil)
@@ -138,6 +147,7 @@ func NewExecutor(c *Cluster, projects *Projects, opts ...ExecutorOption) *Execut
 		stateDir:  DefaultStateDir,
 		goneLimit: defaultGoneLimit,
 		drain:     defaultDrain,
+		warmIdle:  DefaultWarmIdle,
 	}
 	if c.cfg.KillGrace > 0 {
 		e.grace = c.cfg.KillGrace
@@ -151,7 +161,18 @@ func NewExecutor(c *Cluster, projects *Projects, opts ...ExecutorOption) *Execut
 	for _, o := range opts {
 		o(e)
 	}
+	if e.warmIdle > 0 {
+		e.warm = newWarmPool(e.streams, e.stateDir, e.warmIdle, func() bool { return e.breaker == nil || e.breaker.State() != "open" })
+	}
 	return e
+}
+
+// Close closes the warm exec streams (commands running go on) and returns
+// once they have ended. Commands after Close get an exec of their own.
+func (e *Executor) Close() {
+	if e.warm != nil {
+		e.warm.close()
+	}
 }
 
 // Exec runs req.Argv in the project's container and writes its output to
@@ -188,12 +209,29 @@ func (e *Executor) Exec(ctx context.Context, req domain.ExecRequest, stdout, std
 	defer errOut.close()
 
 	pf := pidFile(e.stateDir)
+	var warm *warmStream
+	if e.warm != nil {
+		if warm, err = e.warm.start(ctx, t, wrapperParams(req, e.root, pf), out, errOut); err != nil {
+			return domain.ExecResult{}, err
+		}
+	}
 	// The stream outlives ctx: after a cancel it still carries the end of
 	// the output and the exit status of the stopped process.
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
 	done := make(chan error, 1)
-	go func() { done <- e.streams.Stream(sctx, t, wrapped(req, e.root, pf), out, errOut) }()
+	go func() {
+		if warm != nil {
+			defer context.AfterFunc(sctx, warm.close)()
+			err := warm.wait()
+			if _, exited := exitResult(err); !exited || warm.took() {
+				done <- err
+				return
+			}
+			// The wrapper exited before it took the request.
+		}
+		done <- e.streams.Stream(sctx, t, wrapped(req, e.root, pf), nil, out, errOut)
+	}()
 
 	select {
 	case err := <-done:
@@ -259,7 +297,7 @@ func (e *Executor) kill(ctx context.Context, t Target, pf string) (string, error
 	defer cancel()
 	var out strings.Builder
 	w := newGate(&out)
-	err := e.streams.Stream(ctx, t, []string{"/bin/sh", "-c", killScript, "rdev-kill", pf, tenths(e.grace), tenths(e.goneLimit)}, w, io.Discard)
+	err := e.streams.Stream(ctx, t, []string{"/bin/sh", "-c", killScript, "rdev-kill", pf, tenths(e.grace), tenths(e.goneLimit)}, nil, w, io.Discard)
 	w.close()
 	if err != nil {
 		if res, ok := exitResult(err); !ok || res.ExitCode != 0 {
@@ -275,7 +313,7 @@ func (e *Executor) reason(ctx context.Context, t Target, pf string) string {
 	defer cancel()
 	var out strings.Builder
 	w := newGate(&out)
-	_ = e.streams.Stream(ctx, t, []string{"/bin/sh", "-c", reasonScript, "rdev-reason", pf}, w, io.Discard)
+	_ = e.streams.Stream(ctx, t, []string{"/bin/sh", "-c", reasonScript, "rdev-reason", pf}, nil, w, io.Discard)
 	w.close()
 	return strings.TrimSpace(out.String())
 }

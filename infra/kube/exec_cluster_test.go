@@ -23,12 +23,13 @@ type kwokProject struct {
 	dir      string
 	state    string
 	ns       string
+	tb       testing.TB
 }
 
 func newKwokProject(t testing.TB, c *testCluster, cfg Config) *kwokProject {
 	t.Helper()
 	ns := c.namespace(t)
-	k := &kwokProject{dir: t.TempDir(), state: t.TempDir(), ns: ns}
+	k := &kwokProject{dir: t.TempDir(), state: t.TempDir(), ns: ns, tb: t}
 	c.pod(t, ns, "p-0", map[string]string{DefaultLabelKey: "p"}, nil)
 	c.localExec(t, ns, "p-0", k.dir)
 	cfg.Namespaces = []string{ns}
@@ -53,8 +54,12 @@ func newKwokProject(t testing.TB, c *testCluster, cfg Config) *kwokProject {
 	return k
 }
 
+// executor returns an Executor for the project, closed when the test that
+// made the project ends.
 func (k *kwokProject) executor(opts ...ExecutorOption) *Executor {
-	return NewExecutor(k.cluster, k.projects, append([]ExecutorOption{WithKillGrace(time.Second), WithStateDir(k.state)}, opts...)...)
+	ex := NewExecutor(k.cluster, k.projects, append([]ExecutorOption{WithKillGrace(time.Second), WithStateDir(k.state)}, opts...)...)
+	k.tb.Cleanup(ex.Close)
+	return ex
 }
 
 // TestExecutor_ContractKwok runs the executor contract through a real API
@@ -193,7 +198,7 @@ func TestExecutor_KwokErrors(t *testing.T) {
 	// A pod the cache still has but the API server no longer does: the
 	// exec is refused with NOT_FOUND.
 	gone := Target{Namespace: k.ns, Pod: "no-such-pod", Container: "main"}
-	err := ex.streams.Stream(ctx, gone, []string{"true"}, nil, nil)
+	err := ex.streams.Stream(ctx, gone, []string{"true"}, nil, nil, nil)
 	if derr := execError(err, gone); domain.ErrorCode(derr) != domain.ENOTFOUND {
 		t.Errorf("exec in a missing pod: %v → %v, want ENOTFOUND", err, derr)
 	}

@@ -187,18 +187,28 @@ func TestExecutor_SilentCommandOutlivesIdleTimeout(t *testing.T) {
 }
 
 // TestExecutor_PidFilesPruned: finished commands' pid files do not pile up
-// in the state directory.
+// in the state directory. A warm wrapper prunes when it opens, before its
+// command is known, so the files of the commands since the newest one
+// opened are left.
 func TestExecutor_PidFilesPruned(t *testing.T) {
 	t.Parallel()
-	ep := newExecEndpoint(t, time.Hour)
-	ex, proj, state := newHarnessExecutor(t, ep)
-	for range 5 {
-		if res, _, _, err := runHarness(t, t.Context(), ex, shReq(proj, "true")); err != nil || res.ExitCode != 0 {
-			t.Fatal(res, err)
-		}
-	}
-	if left := strings.Fields(ls(t, state)); len(left) > 1 {
-		t.Errorf("state directory holds %v after 5 commands, want at most the last one's", left)
+	for _, tt := range []struct {
+		name string
+		warm time.Duration
+		max  int
+	}{{"Cold", 0, 1}, {"Warm", DefaultWarmIdle, 1 + warmPerTarget}} {
+		t.Run(tt.name, func(t *testing.T) {
+			ep := newExecEndpoint(t, time.Hour)
+			ex, proj, state := newHarnessExecutor(t, ep, WithWarmIdle(tt.warm))
+			for range 10 {
+				if res, _, _, err := runHarness(t, t.Context(), ex, shReq(proj, "true")); err != nil || res.ExitCode != 0 {
+					t.Fatal(res, err)
+				}
+			}
+			if left := strings.Fields(ls(t, state)); len(left) > tt.max {
+				t.Errorf("state directory holds %v after 10 commands, want at most %d", left, tt.max)
+			}
+		})
 	}
 }
 

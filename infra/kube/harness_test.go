@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -40,7 +42,16 @@ func (r localRuntime) ExecInContainer(_ context.Context, _ string, _ types.UID, 
 	c := exec.Command(cmd[0], cmd[1:]...)
 	c.Dir = r.dir
 	if in != nil {
-		c.Stdin = in
+		// As a container runtime does, the exec ends when the process
+		// has, whether or not its stdin is still open.
+		w, err := c.StdinPipe()
+		if err != nil {
+			return err
+		}
+		go func() {
+			_, _ = io.Copy(w, in)
+			_ = w.Close()
+		}()
 	}
 	c.Stdout, c.Stderr = out, errOut
 	// A background process holding the output does not keep the stream
@@ -70,6 +81,16 @@ type execEndpoint struct {
 	srv  *httptest.Server
 	dir  string
 	idle time.Duration
+
+	mu       sync.Mutex
+	commands [][]string // of every exec, in order
+}
+
+// execs returns the commands of the execs so far.
+func (ep *execEndpoint) execs() [][]string {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	return slices.Clone(ep.commands)
 }
 
 func newExecEndpoint(t *testing.T, idle time.Duration) *execEndpoint {
@@ -95,6 +116,9 @@ func newExecEndpoint(t *testing.T, idle time.Duration) *execEndpoint {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		ep.mu.Lock()
+		ep.commands = append(ep.commands, q["command"])
+		ep.mu.Unlock()
 		kubeletremote.ServeExec(w, r, localRuntime{dir: ep.dir}, parts[3]+"/"+parts[5], "", q.Get("container"), q["command"],
 			opts, ep.idle, 30*time.Second, remotecommandconsts.SupportedStreamingProtocols)
 	}))
@@ -153,6 +177,7 @@ func newHarnessExecutor(t *testing.T, ep *execEndpoint, opts ...ExecutorOption) 
 	state := t.TempDir()
 	t.Cleanup(func() { killRecorded(t, state) })
 	ex := NewExecutor(cl, projects, append([]ExecutorOption{WithKillGrace(time.Second), WithStateDir(state)}, opts...)...)
+	t.Cleanup(ex.Close)
 	proj, err := projects.FindProjectByID(t.Context(), "p")
 	if err != nil {
 		t.Fatal(err)

@@ -101,6 +101,7 @@ func TestRBAC_ShippedRoleIsEnough(t *testing.T) {
 	proj := changes.waitFor(t, "p", status(domain.ProjectRunning))
 	qproj := changes.waitFor(t, "q", status(domain.ProjectRunning))
 	ex := NewExecutor(cl, projects, WithKillGrace(time.Second), WithStateDir(t.TempDir()))
+	t.Cleanup(ex.Close)
 	eventually(t, 30*time.Second, func() string {
 		if _, err := ex.Exec(t.Context(), shReq(proj, "true"), nil, nil); err != nil {
 			return "kwok does not exec in the pod yet: " + domain.ErrorMessage(err)

@@ -34,30 +34,43 @@ import (
 // leave a reason in <pid file>.err and exit 126 (cannot run) or 127 (not
 // found) without output. Its variables are prefixed _rdev_ (names that
 // requests may not set), so exported variables cannot change its course.
-const wrapperScript = `_rdev_leader() { set -f; set -- $1; set +f; [ "$3" = "$$" ]; }
+//
+// It is in two parts: wrapperSetup, which needs only the directory of the
+// pid files in _rdev_dir, and wrapperRun, which takes the parameters; a warm
+// wrapper (warmScript) runs the first before its command is known.
+const wrapperScript = `_rdev_dir=${1%/*}
+` + wrapperSetup + wrapperRun
+
+// wrapperSetup finds out how the command will get its process group, and
+// removes the pid files in _rdev_dir whose processes are all gone.
+const wrapperSetup = `_rdev_leader() { set -f; set -- $1; set +f; [ "$3" = "$$" ]; }
 _rdev_mode=p _rdev_setsid=
 if read -r _rdev_st 2>/dev/null </proc/$$/stat; then
 	if _rdev_leader "${_rdev_st##*) }"; then _rdev_mode=g
 	elif command -v setsid >/dev/null 2>&1; then _rdev_mode=g _rdev_setsid=1
 	fi
 fi
-_rdev_fail() { printf '%s\n' "$2" >"$_rdev_f.err" 2>/dev/null; exit "$1"; }
-_rdev_f=$1 _rdev_root=$2 _rdev_wd=$3 _rdev_n=$4
-shift 4
-for _rdev_o in "${_rdev_f%/*}"/rdev-*.pid; do
-	[ "$_rdev_o" != "$_rdev_f" ] && read -r _rdev_m _rdev_q 2>/dev/null <"$_rdev_o" && [ -n "$_rdev_q" ] || continue
+for _rdev_o in "$_rdev_dir"/rdev-*.pid; do
+	read -r _rdev_m _rdev_q 2>/dev/null <"$_rdev_o" && [ -n "$_rdev_q" ] || continue
 	if [ "$_rdev_m" = g ]; then _rdev_t=-$_rdev_q; else _rdev_t=$_rdev_q; fi
 	kill -s 0 -- "$_rdev_t" 2>/dev/null || kill -s 0 -- "$_rdev_q" 2>/dev/null || rm -f -- "$_rdev_o"
 done
+`
+
+// wrapperRun records the process group and runs the command its positional
+// parameters describe.
+const wrapperRun = `_rdev_fail() { printf '%s\n' "$2" >"$_rdev_f.err" 2>/dev/null; exit "$1"; }
+_rdev_f=$1 _rdev_root=$2 _rdev_wd=$3 _rdev_n=$4
+shift 4
 echo "$_rdev_mode $$" >"$_rdev_f"
 if [ -e "$_rdev_f.cancel" ]; then rm -f "$_rdev_f" "$_rdev_f.cancel"; exit 143; fi
 if [ -n "$_rdev_root" ]; then
 	cd -- "$_rdev_root" 2>/dev/null || _rdev_fail 126 "project root $_rdev_root does not exist or is not a directory"
 fi
 if [ -n "$_rdev_wd" ]; then
-	_rdev_top=$(pwd -P)
-	cd -- "$_rdev_wd" 2>/dev/null || _rdev_fail 126 "workdir: \"$_rdev_wd\" does not exist in the project or is not a directory"
-	case "$(pwd -P)/" in "${_rdev_top%/}"/*) ;; *) _rdev_fail 126 "workdir: \"$_rdev_wd\" leads out of the project directory";; esac
+	cd -P . 2>/dev/null; _rdev_top=$PWD
+	cd -P -- "$_rdev_wd" 2>/dev/null || _rdev_fail 126 "workdir: \"$_rdev_wd\" does not exist in the project or is not a directory"
+	case "$PWD/" in "${_rdev_top%/}"/*) ;; *) _rdev_fail 126 "workdir: \"$_rdev_wd\" leads out of the project directory";; esac
 fi
 while [ "$_rdev_n" -gt 0 ]; do export "$1" || _rdev_fail 126 "env: cannot set a variable"; shift; _rdev_n=$((_rdev_n-1)); done
 _rdev_p=$1
@@ -127,18 +140,22 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // wrapped returns the argv that runs req under the wrapper, recording its
 // process group in pidFile.
 func wrapped(req domain.ExecRequest, root, pidFile string) []string {
+	// "sh -c script name args...": the args are the positional parameters.
+	return append([]string{"/bin/sh", "-c", wrapperScript, "rdev"}, wrapperParams(req, root, pidFile)...)
+}
+
+// wrapperParams returns the wrapper's positional parameters for req.
+func wrapperParams(req domain.ExecRequest, root, pidFile string) []string {
 	names := make([]string, 0, len(req.Env))
 	for k := range req.Env {
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	// "sh -c script name args...": the args are the positional parameters.
-	argv := []string{"/bin/sh", "-c", wrapperScript, "rdev",
-		pidFile, root, req.Workdir, strconv.Itoa(len(names))}
+	params := []string{pidFile, root, req.Workdir, strconv.Itoa(len(names))}
 	for _, k := range names {
-		argv = append(argv, k+"="+req.Env[k])
+		params = append(params, k+"="+req.Env[k])
 	}
-	return append(argv, req.Argv...)
+	return append(params, req.Argv...)
 }
 
 // validate checks what the wrapper cannot check itself. It returns EINVALID.
