@@ -35,8 +35,8 @@ type finishRequest struct {
 	// queued in it, though the batch is written outside it.
 	trace domain.TraceContext
 	done  chan struct{}
-	row       *commandRow // nil: no row was RUNNING under owner
-	err       error
+	row   *commandRow // nil: no row was RUNNING under owner
+	err   error
 }
 
 // FinishCommand writes the final state f of a command that is RUNNING under
