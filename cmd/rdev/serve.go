@@ -185,7 +185,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 		return nil, err
 	}
 	s.store.TraceWith(tracing)
-	s.store.DB().AddQueryHook(tracing.QueryHook())
+	s.store.WithQueryHook(tracing.QueryHook())
 	s.rateStore, err = cfg.rateLimit.open(ctx, s.store, cfg.store.embedded())
 	if err != nil {
 		_ = s.store.Close()

@@ -138,12 +138,12 @@ func TestServer_Trace(t *testing.T) {
 		t.Errorf("HTTP span: parent %s (remote %v), kind %v; want the client's span %s", httpSpan.Parent.SpanID(), httpSpan.Parent.IsRemote(), httpSpan.SpanKind, clientSpanID)
 	}
 	if v, _ := attr(httpSpan, "http.response.status_code"); v.AsInt64() != http.StatusOK {
-		t.Errorf("HTTP span status code %v", v.Emit())
+		t.Errorf("HTTP span status code %v", v.String())
 	}
 	op := spans.one(t, "graphql.operation Run")
 	childOf(t, op, httpSpan)
 	if v, _ := attr(op, "graphql.operation.type"); v.AsString() != "mutation" {
-		t.Errorf("operation type %q", v.Emit())
+		t.Errorf("operation type %q", v.String())
 	}
 	resolver := spans.one(t, "graphql.resolve Mutation.executeCommand")
 	childOf(t, resolver, op)
@@ -158,7 +158,7 @@ func TestServer_Trace(t *testing.T) {
 		t.Errorf("db.query.text %q: want the statement without its values", text.AsString())
 	}
 	if v, _ := attr(insert, "db.system.name"); v.AsString() != "sqlite" {
-		t.Errorf("db.system.name %q", v.Emit())
+		t.Errorf("db.system.name %q", v.String())
 	}
 	var underResolver int
 	for _, s := range spans {
@@ -184,11 +184,11 @@ func TestServer_Trace(t *testing.T) {
 		"rdev.command.priority": "NORMAL", "rdev.command.status": string(domain.CommandSucceeded),
 	} {
 		if v, _ := attr(cmdSpan, key); v.AsString() != want {
-			t.Errorf("command span %s = %q, want %q", key, v.Emit(), want)
+			t.Errorf("command span %s = %q, want %q", key, v.String(), want)
 		}
 	}
 	if v, ok := attr(cmdSpan, "process.exit.code"); !ok || v.AsInt64() != 0 {
-		t.Errorf("command span exit code %v (set %v), want 0", v.Emit(), ok)
+		t.Errorf("command span exit code %v (set %v), want 0", v.String(), ok)
 	}
 	if len(cmdSpan.Events) != 1 || cmdSpan.Events[0].Name != "started" || c.StartedAt == nil || !cmdSpan.Events[0].Time.Equal(*c.StartedAt) {
 		t.Errorf("command span events %+v, want started at %v", cmdSpan.Events, c.StartedAt)
@@ -196,10 +196,10 @@ func TestServer_Trace(t *testing.T) {
 	execSpan := spans.one(t, "exec")
 	childOf(t, execSpan, cmdSpan)
 	if v, _ := attr(execSpan, "process.executable.name"); v.AsString() != "sh" {
-		t.Errorf("exec span program %q", v.Emit())
+		t.Errorf("exec span program %q", v.String())
 	}
 	for _, kv := range execSpan.Attributes {
-		if strings.Contains(kv.Value.Emit(), marker) {
+		if strings.Contains(kv.Value.String(), marker) {
 			t.Errorf("exec span attribute %s holds the command's arguments", kv.Key)
 		}
 	}

@@ -36,6 +36,13 @@ func (s *Store) TraceWith(t domain.CommandTracer) {
 	s.tracer = t
 }
 
+// WithQueryHook makes every query the store (and DB's callers) makes from
+// now on go through h, such as a tracing hook. Call it before the store is
+// used.
+func (s *Store) WithQueryHook(h bun.QueryHook) {
+	s.db = s.db.WithQueryHook(h)
+}
+
 func (s *Store) traceContext(ctx context.Context) domain.TraceContext {
 	return s.tracer.TraceContext(ctx)
 }
