@@ -25,14 +25,7 @@ func (m *Metrics) Middleware(next http.Handler) http.Handler {
 			}
 		}()
 		next.ServeHTTP(rw, r)
-		route := r.Pattern
-		if route == "" {
-			route = "unmatched"
-		}
-		method := r.Method
-		if !knownMethod(method) {
-			method = "other"
-		}
+		route, method := routeOf(r, "other")
 		status := rw.code()
 		m.httpRequests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 		if status == http.StatusTooManyRequests {
@@ -42,6 +35,19 @@ func (m *Metrics) Middleware(next http.Handler) http.Handler {
 			m.httpDuration.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
 		}
 	})
+}
+
+// routeOf returns the pattern r matched ("unmatched" when none did) and its
+// method, or other for a method outside the standard ones.
+func routeOf(r *http.Request, other string) (route, method string) {
+	route, method = r.Pattern, r.Method
+	if route == "" {
+		route = "unmatched"
+	}
+	if !knownMethod(method) {
+		method = other
+	}
+	return route, method
 }
 
 func knownMethod(m string) bool {

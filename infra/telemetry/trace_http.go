@@ -31,14 +31,7 @@ func (t *Tracing) Middleware(next http.Handler) http.Handler {
 		rw := &responseWriter{ResponseWriter: w}
 		r = r.WithContext(ctx)
 		next.ServeHTTP(rw, r)
-		route := r.Pattern
-		if route == "" {
-			route = "unmatched"
-		}
-		method := r.Method
-		if !knownMethod(method) {
-			method = "_OTHER"
-		}
+		route, method := routeOf(r, "_OTHER")
 		span.SetName(method + " " + trimMethod(route))
 		status := rw.code()
 		span.SetAttributes(
