@@ -127,6 +127,12 @@ type Command struct {
 	// Owner is the dispatcher holding the command's lease while it runs.
 	Owner          string
 	LeaseExpiresAt *time.Time
+
+	// TraceParent and TraceState are the W3C trace context of the request
+	// that queued the command ("" without one): the span of its run, in
+	// whichever process claims it, joins that trace.
+	TraceParent string
+	TraceState  string
 }
 
 // Duration returns how long the command ran, or 0 if it has not finished.

@@ -815,7 +815,7 @@ func newCommandEnv(tb testing.TB) *commandEnv {
 			&Project{ID: "asleep", Status: ProjectNotReady},
 		),
 	}
-	e.svc = NewCommandService(e.repo, e.projects, e.hub, nil, NewAuditService(e.repo.audit, nil), e.limits)
+	e.svc = NewCommandService(e.repo, e.projects, e.hub, nil, NewAuditService(e.repo.audit, nil), e.limits, nil)
 	return e
 }
 

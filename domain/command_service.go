@@ -17,13 +17,19 @@ type CommandService struct {
 	bcast    Broadcaster
 	audit    *AuditService
 	limits   CommandLimits
+	tracer   CommandTracer
 	now      func() time.Time
 }
 
 // NewCommandService returns a service that records every execute and cancel
 // in audit's log (nil records nothing). bcast may be nil in a single process.
-func NewCommandService(commands CommandRepository, projects ProjectRepository, hub Hub, bcast Broadcaster, audit *AuditService, limits CommandLimits) *CommandService {
-	return &CommandService{commands: commands, projects: projects, hub: hub, bcast: bcast, audit: audit, limits: limits, now: time.Now}
+// Each queued command keeps tracer's trace context of the request that
+// queued it; a nil tracer keeps none.
+func NewCommandService(commands CommandRepository, projects ProjectRepository, hub Hub, bcast Broadcaster, audit *AuditService, limits CommandLimits, tracer CommandTracer) *CommandService {
+	if tracer == nil {
+		tracer = NopCommandTracer{}
+	}
+	return &CommandService{commands: commands, projects: projects, hub: hub, bcast: bcast, audit: audit, limits: limits, tracer: tracer, now: time.Now}
 }
 
 // Execute validates and queues a command and returns it QUEUED. The same
@@ -87,6 +93,8 @@ func (s *CommandService) execute(ctx context.Context, in ExecuteCommand, entry *
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	c.ID, c.KeyID, c.CreatedAt = NewID(now), caller.KeyID(), now
+	tc := s.tracer.TraceContext(ctx)
+	c.TraceParent, c.TraceState = tc.Parent, tc.State
 	s.audit.executeEntry(entry, c)
 	if err := s.commands.CreateCommand(ctx, c, entry); err != nil {
 		if ErrorCode(err) == ECONFLICT && c.ClientToken != "" {

@@ -143,7 +143,7 @@ func TestCommandService_Execute(t *testing.T) {
 	t.Run("OKQueueLimitOff", func(t *testing.T) {
 		e := newCommandEnv(t)
 		e.limits.MaxQueuedPerKey = 0
-		e.svc = NewCommandService(e.repo, e.projects, e.hub, nil, NewAuditService(e.repo.audit, nil), e.limits)
+		e.svc = NewCommandService(e.repo, e.projects, e.hub, nil, NewAuditService(e.repo.audit, nil), e.limits, nil)
 		for range 20 {
 			mustExecute(t, e, ls())
 		}
@@ -418,7 +418,7 @@ func TestCommandService_Get(t *testing.T) {
 func TestCommandService_List(t *testing.T) {
 	e := newCommandEnv(t)
 	e.limits.MaxQueuedPerKey = 0
-	e.svc = NewCommandService(e.repo, e.projects, e.hub, nil, NewAuditService(e.repo.audit, nil), e.limits)
+	e.svc = NewCommandService(e.repo, e.projects, e.hub, nil, NewAuditService(e.repo.audit, nil), e.limits, nil)
 	var ids []string
 	for i, p := range []string{"web", "api", "web", "db", "web"} {
 		c := e.queue(t, &Command{ID: NewID(time.Now().Add(time.Duration(i) * time.Second)), ProjectID: p, Argv: []string{"ls"}})
@@ -726,7 +726,7 @@ func TestCommandService_Events_Monotonic(t *testing.T) {
 func TestCommandService_Broadcast(t *testing.T) {
 	e := newCommandEnv(t)
 	bcast := &fakeBroadcaster{err: errors.New("notify: connection refused")}
-	e.svc = NewCommandService(e.repo, e.projects, e.hub, bcast, NewAuditService(e.repo.audit, nil), e.limits)
+	e.svc = NewCommandService(e.repo, e.projects, e.hub, bcast, NewAuditService(e.repo.audit, nil), e.limits, nil)
 	c := mustExecute(t, e, ls())
 	claimAll(t, e, "other")
 	if _, err := e.svc.Cancel(keyContext(t, writerKey), c.ID); err != nil {

@@ -28,6 +28,8 @@ type DispatcherConfig struct {
 	DrainTimeout time.Duration
 	Output       OutputConfig
 	Logger       *slog.Logger
+	// Tracer traces each command's run; nil traces nothing.
+	Tracer CommandTracer
 }
 
 // Causes of a command's context ending, which decide its final state.
@@ -73,6 +75,9 @@ func NewDispatcher(repo CommandRepository, projects ProjectRepository, exec Exec
 	}
 	if cfg.Owner == "" {
 		cfg.Owner = NewID(time.Now())
+	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = NopCommandTracer{}
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -272,8 +277,12 @@ func (d *Dispatcher) heartbeat(ctx context.Context) {
 	}
 }
 
-// run executes one claimed command and records how it ended.
+// run executes one claimed command and records how it ended, in the
+// command's span.
 func (d *Dispatcher) run(ctx context.Context, c *Command) {
+	ctx, endSpan := d.cfg.Tracer.StartCommand(ctx, c)
+	ended := c
+	defer func() { endSpan(ended) }()
 	publishStatus(ctx, d.hub, d.bcast, c)
 	rec := newRecorder(c.ID, d.cfg.Output, d.repo, d.hub, d.bcast, d.log, d.now)
 	timeout := c.Timeout
@@ -307,9 +316,12 @@ func (d *Dispatcher) run(ctx context.Context, c *Command) {
 	if ferr != nil {
 		// The lease was lost (the command is already INTERRUPTED) or the
 		// database is down; either way the stored state stands.
-		d.log.Warn("recording the end of a command", "command", c.ID, "status", fin.Status, "err", ferr)
+		d.log.WarnContext(ctx, "recording the end of a command", "command", c.ID, "status", fin.Status, "err", ferr)
+		ended = c.Clone()
+		ended.Status, ended.ExitCode, ended.Signal, ended.Reason, ended.FinishedAt = fin.Status, fin.ExitCode, fin.Signal, fin.Reason, &fin.FinishedAt
 		return
 	}
+	ended = final
 	publishStatus(context.WithoutCancel(ctx), d.hub, d.bcast, final)
 }
 

@@ -48,6 +48,10 @@ type WebhookAttempt struct {
 	// Secrets sign the message, each one; more than one while a rotation's
 	// grace period lasts.
 	Secrets []string
+	// TraceParent and TraceState, when set, are sent as the W3C trace
+	// context headers of the same names.
+	TraceParent string
+	TraceState  string
 }
 
 // WebhookResponse is how an attempt went.

@@ -129,6 +129,10 @@ type WebhookDelivery struct {
 	// attempt's request and response bodies.
 	RequestExcerpt, ResponseExcerpt string
 	CreatedAt                       time.Time
+	// TraceParent and TraceState are the W3C trace context of the change
+	// that queued the message; attempts are sent in that trace.
+	TraceParent string
+	TraceState  string
 }
 
 // WebhookFilter selects endpoints for FindWebhooks, sorted by ID.

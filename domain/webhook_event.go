@@ -13,6 +13,9 @@ type WebhookEvent struct {
 	At time.Time
 	// Data is the event's object, encoded as the message's "data".
 	Data any
+	// Trace is the trace context its messages are sent in, unless the
+	// context that queues them has its own.
+	Trace TraceContext
 }
 
 // webhookMessage is the JSON body of every message.
@@ -46,7 +49,9 @@ func WebhookDeliveries(e WebhookEvent, ws []*Webhook) []*WebhookDelivery {
 		if body == nil {
 			body = e.Body()
 		}
-		out = append(out, newWebhookDelivery(w.ID, "", e.Type, e.At, body, e.At))
+		d := newWebhookDelivery(w.ID, "", e.Type, e.At, body, e.At)
+		d.TraceParent, d.TraceState = e.Trace.Parent, e.Trace.State
+		out = append(out, d)
 	}
 	return out
 }
@@ -107,7 +112,7 @@ func CommandEvent(c *Command) WebhookEvent {
 	case c.Status == CommandRunning && c.StartedAt != nil:
 		at = *c.StartedAt
 	}
-	return WebhookEvent{Type: t, At: at, Data: CommandEventData{
+	return WebhookEvent{Type: t, At: at, Trace: TraceContext{Parent: c.TraceParent, State: c.TraceState}, Data: CommandEventData{
 		ID: c.ID, ProjectID: c.ProjectID, Status: string(c.Status), SubmittedByID: c.KeyID,
 		CreatedAt: c.CreatedAt.UTC(), StartedAt: utcMicros(c.StartedAt), FinishedAt: utcMicros(c.FinishedAt),
 		ExitCode: c.ExitCode, Signal: c.Signal, Reason: c.Reason, OutputBytes: c.OutputBytes, Truncated: c.Truncated,

@@ -156,6 +156,7 @@ func (w *WebhookWorker) attempt(ctx context.Context, c WebhookClaim) error {
 	d := c.Delivery
 	resp := w.sender.Send(ctx, WebhookAttempt{
 		URL: c.Webhook.URL, MessageID: d.MessageID, Timestamp: w.now(), Body: d.Body, Secrets: c.Webhook.Secrets(w.now()),
+		TraceParent: d.TraceParent, TraceState: d.TraceState,
 	})
 	at := w.now()
 	err := w.queue.RecordWebhookAttempt(context.WithoutCancel(ctx), w.cfg.Owner, d.ID, func(d *WebhookDelivery, wh *Webhook) error {

@@ -50,7 +50,7 @@ func newTestServerWith(t testing.TB, configure func(*Config), opts ...func(*Reso
 	}
 	root := &Resolver{
 		ProjectService: domain.NewProjectService(projects, nopHub{}), APIKeyService: ts.svc,
-		CommandService: domain.NewCommandService(ts.commands, projects, nopHub{}, nil, ts.audit, domain.DefaultCommandLimits),
+		CommandService: domain.NewCommandService(ts.commands, projects, nopHub{}, nil, ts.audit, domain.DefaultCommandLimits, nil),
 		AuditService:   ts.audit,
 	}
 	for _, opt := range opts {

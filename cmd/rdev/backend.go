@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -77,8 +78,8 @@ type backend struct {
 }
 
 // openBackend opens the configured backend. changed is told of every change
-// to a project.
-func openBackend(cfg serveConfig, log *slog.Logger, changed func(*domain.Project)) (backend, error) {
+// to a project; wrap, if set, wraps a Kubernetes client's transport.
+func openBackend(cfg serveConfig, log *slog.Logger, changed func(*domain.Project), wrap func(http.RoundTripper) http.RoundTripper) (backend, error) {
 	kind, err := cfg.executor.kind()
 	if err != nil {
 		return backend{}, err
@@ -103,6 +104,7 @@ func openBackend(cfg serveConfig, log *slog.Logger, changed func(*domain.Project
 		Namespaces: cfg.executor.Namespaces, LabelKey: cfg.executor.LabelKey,
 		QPS: float32(cfg.executor.QPS), Burst: cfg.executor.Burst, Logger: log,
 		KillGrace: cfg.commands.KillGrace, ProjectRoot: cfg.executor.ProjectRoot, StateDir: cfg.executor.StateDir,
+		WrapTransport: wrap,
 	})
 	if err != nil {
 		return backend{}, fmt.Errorf("kubernetes: %s", domain.ErrorMessage(err))

@@ -226,8 +226,17 @@ func (r response) code() string {
 // query POSTs a GraphQL request as curl would.
 func (s *server) query(token, query string, vars map[string]any) response {
 	s.t.Helper()
+	return s.queryWith(token, query, vars, nil)
+}
+
+// queryWith is query with header's fields added to the request.
+func (s *server) queryWith(token, query string, vars map[string]any, header http.Header) response {
+	s.t.Helper()
 	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
 	req, _ := http.NewRequestWithContext(s.t.Context(), http.MethodPost, s.url+"/graphql", bytes.NewReader(body))
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)

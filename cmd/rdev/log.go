@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+
+	"github.com/rdev-hq/rdev/infra/telemetry"
 )
 
 // logConfig selects the level and format of rdev's structured logs.
@@ -18,6 +20,8 @@ func (c *logConfig) register(f *envFlags) {
 	f.String(&c.LogFormat, "log-format", "RDEV_LOG_FORMAT", "json", "json or text")
 }
 
+// logger returns the logger; a record logged with a context that carries a
+// span has its trace_id and span_id.
 func (c *logConfig) logger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
@@ -26,9 +30,9 @@ func (c *logConfig) logger(w io.Writer) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: level}
 	switch strings.ToLower(c.LogFormat) {
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(telemetry.LogHandler(slog.NewJSONHandler(w, opts))), nil
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(telemetry.LogHandler(slog.NewTextHandler(w, opts))), nil
 	}
 	return nil, fmt.Errorf("RDEV_LOG_FORMAT: %q is not json or text", c.LogFormat)
 }

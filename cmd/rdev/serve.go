@@ -92,7 +92,12 @@ func runServe(ctx context.Context, args []string, c cli) error {
 	if err != nil {
 		return err
 	}
-	s, err := openServer(ctx, cfg, log)
+	tracing, err := telemetry.NewTracing(ctx, version, c.getenv, log)
+	if err != nil {
+		return err
+	}
+	defer flushTraces(tracing, cfg.ShutdownTimeout, log)
+	s, err := openServer(ctx, cfg, log, tracing)
 	if err != nil {
 		return err
 	}
@@ -125,7 +130,18 @@ type server struct {
 	metrics    *metricsServer // nil unless RDEV_METRICS_ADDR is set
 }
 
-func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server, error) {
+// flushTraces exports the spans still buffered, giving up after timeout.
+func flushTraces(t *telemetry.Tracing, timeout time.Duration, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := t.Shutdown(ctx); err != nil {
+		log.Warn("exporting the last traces", "err", err)
+	}
+}
+
+// openServer opens the store and the backend and wires the services, with
+// spans from tracing.
+func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing *telemetry.Tracing) (*server, error) {
 	graphiql, err := autoBool("RDEV_GRAPHIQL", cfg.GraphiQL, cfg.store.embedded())
 	if err != nil {
 		return nil, err
@@ -168,13 +184,15 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 	if err != nil {
 		return nil, err
 	}
+	s.store.TraceWith(tracing)
+	s.store.WithQueryHook(tracing.QueryHook())
 	s.rateStore, err = cfg.rateLimit.open(ctx, s.store, cfg.store.embedded())
 	if err != nil {
 		_ = s.store.Close()
 		return nil, err
 	}
 	var projectService *domain.ProjectService // told of changes once the backend runs
-	s.backend, err = openBackend(cfg, log, func(p *domain.Project) { projectService.Changed(p) })
+	s.backend, err = openBackend(cfg, log, func(p *domain.Project) { projectService.Changed(p) }, tracing.Transport)
 	if err != nil {
 		s.close()
 		return nil, err
@@ -184,7 +202,10 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 	s.audit = domain.NewAuditService(metrics.AuditRepository(s.store), redact)
 	s.keys = domain.NewAPIKeyService(s.store, s.audit)
 	s.webhooks = domain.NewWebhookService(s.store, s.audit, cfg.webhooks.AllowHTTP)
-	if s.deliveries, s.sender, err = cfg.webhooks.worker(s.store, log, metrics.WebhookSender); err != nil {
+	observe := func(ws domain.WebhookSender) domain.WebhookSender {
+		return tracing.WebhookSender(metrics.WebhookSender(ws))
+	}
+	if s.deliveries, s.sender, err = cfg.webhooks.worker(s.store, log, observe); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -195,12 +216,12 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		s.bcast = postgres.NewBroadcaster(s.store)
 		bcast = s.bcast
 	}
-	s.commands = domain.NewCommandService(s.store, projects, events, bcast, s.audit, limits)
-	s.dispatcher = domain.NewDispatcher(s.store, projects, s.backend.executor, metrics.Hub(events), bcast,
+	s.commands = domain.NewCommandService(s.store, projects, events, bcast, s.audit, limits, tracing)
+	s.dispatcher = domain.NewDispatcher(s.store, projects, tracing.Executor(s.backend.executor), metrics.Hub(events), bcast,
 		domain.DispatcherConfig{
 			Concurrency: limits.Concurrency, PerProject: limits.PerProject,
 			LeaseTTL: cfg.commands.LeaseTTL, Output: cfg.commands.output(), Logger: log,
-			DrainTimeout: cfg.ShutdownTimeout,
+			DrainTimeout: cfg.ShutdownTimeout, Tracer: tracing,
 		})
 	s.health = domain.NewHealthService(append([]domain.HealthCheck{domain.HealthCheckFunc(s.databaseHealth)}, s.backend.checks...)...)
 	projectService = domain.NewProjectService(projects, s.hub)
@@ -232,6 +253,8 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		}
 	}
 	gql.Ready = s.health.Ready
+	// The tracing extension comes first, so its span covers the others.
+	gql.Extensions = []graphql.HandlerExtension{tracing.GraphQL()}
 	var h http.Handler
 	if cfg.metrics.Enabled {
 		metrics.Register(telemetry.NewQueueCollector(s.store.QueueStats, log), telemetry.NewProjectsCollector(projects, log),
@@ -239,7 +262,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 		if s.backend.breakerState != nil {
 			metrics.Register(telemetry.NewBreakerCollector(s.backend.cluster, s.backend.breakerState))
 		}
-		gql.Extensions = []graphql.HandlerExtension{metrics.GraphQL()}
+		gql.Extensions = append(gql.Extensions, metrics.GraphQL())
 		if cfg.metrics.Addr == "" {
 			gql.Metrics = metrics.Handler()
 		}
@@ -247,6 +270,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (*server
 	} else {
 		h = resolvers.NewHandler(root, gql)
 	}
+	h = tracing.Middleware(h)
 	if s.metrics, err = cfg.metrics.listen(ctx, metrics, log); err != nil {
 		s.close()
 		return nil, err

@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/rdev-hq/rdev/domain"
+	"github.com/rdev-hq/rdev/infra/telemetry"
 )
 
 // testServer runs `rdev serve` in this process on a loopback port with
@@ -29,6 +31,12 @@ type testServer struct {
 }
 
 func startTestServer(tb testing.TB, env map[string]string) *testServer {
+	tb.Helper()
+	return startTracedTestServer(tb, env, telemetry.NewTracingFor(noop.NewTracerProvider()))
+}
+
+// startTracedTestServer is startTestServer with spans from tracing.
+func startTracedTestServer(tb testing.TB, env map[string]string, tracing *telemetry.Tracing) *testServer {
 	tb.Helper()
 	dir := tb.TempDir()
 	vars := map[string]string{
@@ -48,7 +56,7 @@ func startTestServer(tb testing.TB, env map[string]string) *testServer {
 		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := openServer(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := openServer(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), tracing)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -31,6 +31,8 @@ type receivedMessage struct {
 	ID, Type  string
 	Timestamp time.Time
 	Data      map[string]any
+	// TraceParent is the request's traceparent header.
+	TraceParent string `json:"-"`
 }
 
 func newReceiver(t *testing.T) *receiver {
@@ -55,7 +57,7 @@ func newReceiver(t *testing.T) *receiver {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
-		m.ID = req.Header.Get("webhook-id")
+		m.ID, m.TraceParent = req.Header.Get("webhook-id"), req.Header.Get("traceparent")
 		r.messages = append(r.messages, m)
 		w.WriteHeader(r.status)
 	}))

@@ -31,9 +31,12 @@ type finishRequest struct {
 	id, owner string
 	f         domain.Finish
 	audit     *domain.AuditEntry // appended only if the finish is written
-	done      chan struct{}
-	row       *commandRow // nil: no row was RUNNING under owner
-	err       error
+	// trace is the caller's trace context: the command's end message is
+	// queued in it, though the batch is written outside it.
+	trace domain.TraceContext
+	done  chan struct{}
+	row   *commandRow // nil: no row was RUNNING under owner
+	err   error
 }
 
 // FinishCommand writes the final state f of a command that is RUNNING under
@@ -50,7 +53,7 @@ func (s *Store) FinishCommand(ctx context.Context, id, owner string, f domain.Fi
 	if !f.Status.Final() || !slices.Contains(domain.CommandStatuses, f.Status) {
 		return nil, domain.Errorf(domain.EINVALID, "finish command %s: %q is not a final status", id, f.Status)
 	}
-	r := &finishRequest{id: id, owner: owner, f: f, audit: audit, done: make(chan struct{})}
+	r := &finishRequest{id: id, owner: owner, f: f, audit: audit, trace: s.traceContext(ctx), done: make(chan struct{})}
 	g := &s.finishes
 	g.mu.Lock()
 	g.pending = append(g.pending, r)
@@ -111,6 +114,16 @@ func (s *Store) finishBatch(batch []*finishRequest) {
 	}
 }
 
+// event is the webhook event of r's command having ended as row, in the
+// trace of r's caller when it had one.
+func (r *finishRequest) event(row *commandRow) domain.WebhookEvent {
+	e := domain.CommandEvent(row.command())
+	if r.trace.Parent != "" {
+		e.Trace = r.trace
+	}
+	return e
+}
+
 // finishColumns are the columns a finish writes, besides the cleared lease.
 var finishColumns = []string{"status", "exit_code", "signal", "reason", "finished_at", "output_bytes", "truncated", "last_seq"}
 
@@ -135,14 +148,14 @@ func (s *Store) finishAll(ctx context.Context, batch []*finishRequest) error {
 			return err
 		}
 		var entries []*domain.AuditEntry
-		var finished []*commandRow
+		var events []domain.WebhookEvent
 		for _, r := range batch {
 			if byID[r.id] != nil {
 				entries = append(entries, r.audit)
-				finished = append(finished, byID[r.id])
+				events = append(events, r.event(byID[r.id]))
 			}
 		}
-		if err := s.appendCommandEvents(ctx, tx, finished...); err != nil {
+		if err := s.appendWebhookEvents(ctx, tx, events...); err != nil {
 			return err
 		}
 		return s.appendAudit(ctx, tx, entries...)
@@ -213,7 +226,7 @@ func (s *Store) finishOne(ctx context.Context, r *finishRequest) (*commandRow, e
 			return nil
 		}
 		out = rows[0]
-		if err := s.appendCommandEvents(ctx, tx, out); err != nil {
+		if err := s.appendWebhookEvents(ctx, tx, r.event(out)); err != nil {
 			return err
 		}
 		return s.appendAudit(ctx, tx, r.audit)

@@ -42,6 +42,9 @@ type commandRow struct {
 	CancelRequested bool       `bun:"cancel_requested"`
 	Owner           string     `bun:"owner"`
 	LeaseExpiresAt  *time.Time `bun:"lease_expires_at"`
+
+	TraceParent string `bun:"trace_parent"`
+	TraceState  string `bun:"trace_state"`
 }
 
 // outputRow is one stored chunk of a command's output. Data is bytes, not a
@@ -84,6 +87,8 @@ func newCommandRow(c *domain.Command) *commandRow {
 		CancelRequested: c.CancelRequested,
 		Owner:           c.Owner,
 		LeaseExpiresAt:  storedTimePtr(c.LeaseExpiresAt),
+		TraceParent:     c.TraceParent,
+		TraceState:      c.TraceState,
 	}
 	// The columns are NOT NULL and must hold an array and an object.
 	if r.Argv == nil {
@@ -120,6 +125,8 @@ func (r *commandRow) command() *domain.Command {
 		CancelRequested: r.CancelRequested,
 		Owner:           r.Owner,
 		LeaseExpiresAt:  storedTimePtr(r.LeaseExpiresAt),
+		TraceParent:     r.TraceParent,
+		TraceState:      r.TraceState,
 	}
 	if len(r.Env) > 0 {
 		c.Env = r.Env

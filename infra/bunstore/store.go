@@ -20,13 +20,31 @@ import (
 type Store struct {
 	db       *bun.DB
 	finishes finishGroup
+	tracer   domain.CommandTracer
 }
 
 var _ domain.APIKeyRepository = (*Store)(nil)
 
 // New returns a store over db. The store owns db from then on: Close closes it.
 func New(db *bun.DB) *Store {
-	return &Store{db: db}
+	return &Store{db: db, tracer: domain.NopCommandTracer{}}
+}
+
+// TraceWith makes the webhook messages queued from now on keep t's trace
+// context of the change that queued them. Call it before the store is used.
+func (s *Store) TraceWith(t domain.CommandTracer) {
+	s.tracer = t
+}
+
+// WithQueryHook makes every query the store (and DB's callers) makes from
+// now on go through h, such as a tracing hook. Call it before the store is
+// used.
+func (s *Store) WithQueryHook(h bun.QueryHook) {
+	s.db = s.db.WithQueryHook(h)
+}
+
+func (s *Store) traceContext(ctx context.Context) domain.TraceContext {
+	return s.tracer.TraceContext(ctx)
 }
 
 // DB returns the database, for adapters that need what only their dialect

@@ -57,6 +57,8 @@ type webhookDeliveryRow struct {
 	// delivery no worker is sending, which is how a saved row leaves it.
 	LeaseOwner     string     `bun:"lease_owner"`
 	LeaseExpiresAt *time.Time `bun:"lease_expires_at"`
+	TraceParent    string     `bun:"trace_parent"`
+	TraceState     string     `bun:"trace_state"`
 }
 
 func newWebhookRow(w *domain.Webhook) *webhookRow {
@@ -88,6 +90,7 @@ func newWebhookDeliveryRow(d *domain.WebhookDelivery) *webhookDeliveryRow {
 		NextAttemptAt: storedTimePtr(d.NextAttemptAt), LastAttemptAt: storedTimePtr(d.LastAttemptAt),
 		ResponseCode: d.ResponseCode, Error: d.Error, LatencyUS: d.Latency.Microseconds(),
 		RequestExcerpt: d.RequestExcerpt, ResponseExcerpt: d.ResponseExcerpt, CreatedAt: storedTime(d.CreatedAt),
+		TraceParent: d.TraceParent, TraceState: d.TraceState,
 	}
 }
 
@@ -98,6 +101,7 @@ func (r *webhookDeliveryRow) delivery() *domain.WebhookDelivery {
 		Attempts: r.Attempts, NextAttemptAt: storedTimePtr(r.NextAttemptAt), LastAttemptAt: storedTimePtr(r.LastAttemptAt),
 		ResponseCode: r.ResponseCode, Error: r.Error, Latency: time.Duration(r.LatencyUS) * time.Microsecond,
 		RequestExcerpt: r.RequestExcerpt, ResponseExcerpt: r.ResponseExcerpt, CreatedAt: storedTime(r.CreatedAt),
+		TraceParent: r.TraceParent, TraceState: r.TraceState,
 	}
 }
 
@@ -259,7 +263,7 @@ func (s *Store) CreateWebhookDeliveries(ctx context.Context, ds []*domain.Webhoo
 				return webhookNotFound(d.WebhookID)
 			}
 		}
-		if err := insertDeliveries(ctx, tx, ds); err != nil {
+		if err := s.insertDeliveries(ctx, tx, ds); err != nil {
 			return err
 		}
 		return s.appendAudit(ctx, tx, audit)
@@ -288,16 +292,23 @@ func (s *Store) appendWebhookEvents(ctx context.Context, tx bun.Tx, events ...do
 	for _, e := range events {
 		ds = append(ds, domain.WebhookDeliveries(e, ws)...)
 	}
-	return insertDeliveries(ctx, tx, ds)
+	return s.insertDeliveries(ctx, tx, ds)
 }
 
-func insertDeliveries(ctx context.Context, tx bun.Tx, ds []*domain.WebhookDelivery) error {
+// insertDeliveries inserts ds, each in the trace of ctx when it has one (the
+// change that queues them), else in the delivery's own (a command's events
+// outside a trace: the request that queued the command).
+func (s *Store) insertDeliveries(ctx context.Context, tx bun.Tx, ds []*domain.WebhookDelivery) error {
 	if len(ds) == 0 {
 		return nil
 	}
+	tc := s.traceContext(ctx)
 	rows := make([]*webhookDeliveryRow, len(ds))
 	for i, d := range ds {
 		rows[i] = newWebhookDeliveryRow(d)
+		if tc.Parent != "" {
+			rows[i].TraceParent, rows[i].TraceState = tc.Parent, tc.State
+		}
 	}
 	if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
 		return fmt.Errorf("insert webhook deliveries: %w", err)

@@ -70,6 +70,9 @@ type Config struct {
 	// Logger receives breaker transitions and informer trouble;
 	// slog.Default() if nil.
 	Logger *slog.Logger
+	// WrapTransport, if set, wraps the client's transport outside the
+	// Breaker, so it sees every call, the refused ones too (tracing).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // Cluster is one Kubernetes API server: the client configuration rdev uses
@@ -114,7 +117,11 @@ func NewClusterForConfig(rc *rest.Config, cfg Config) (*Cluster, error) {
 		if prev != nil {
 			rt = prev(rt)
 		}
-		return b.Wrap(rt)
+		rt = b.Wrap(rt)
+		if cfg.WrapTransport != nil {
+			rt = cfg.WrapTransport(rt)
+		}
+		return rt
 	}
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {

@@ -28,7 +28,7 @@ func BenchmarkAuditedExecute(b *testing.B, newStore func(b *testing.B) AuditStor
 			}
 			limits := domain.DefaultCommandLimits
 			limits.MaxQueuedPerKey = 0
-			svc := domain.NewCommandService(s, runningProjects{}, nopHub{}, nil, audit, limits)
+			svc := domain.NewCommandService(s, runningProjects{}, nopHub{}, nil, audit, limits, nil)
 			ctx := domain.NewContextWithCaller(b.Context(), &domain.Caller{Key: &domain.APIKey{ID: "0000benchkey0000", Scopes: domain.Scopes{domain.ScopeAdmin}}})
 			in := domain.ExecuteCommand{ProjectID: "web", Argv: []string{"make", "test"}, Env: []domain.EnvVar{{Name: "API_TOKEN", Value: "x"}}}
 			b.ReportAllocs()

@@ -18,27 +18,15 @@ import (
 func (m *Metrics) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rw := &responseWriter{ResponseWriter: w, m: m}
+		rw := &responseWriter{ResponseWriter: w, onHijack: m.wsActive.Inc}
 		defer func() {
 			if rw.hijacked {
 				m.wsActive.Dec()
 			}
 		}()
 		next.ServeHTTP(rw, r)
-		route := r.Pattern
-		if route == "" {
-			route = "unmatched"
-		}
-		method := r.Method
-		if !knownMethod(method) {
-			method = "other"
-		}
-		status := rw.status
-		if rw.hijacked {
-			status = http.StatusSwitchingProtocols
-		} else if status == 0 {
-			status = http.StatusOK
-		}
+		route, method := routeOf(r, "other")
+		status := rw.code()
 		m.httpRequests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 		if status == http.StatusTooManyRequests {
 			m.rateLimited.WithLabelValues("http").Inc()
@@ -47,6 +35,19 @@ func (m *Metrics) Middleware(next http.Handler) http.Handler {
 			m.httpDuration.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
 		}
 	})
+}
+
+// routeOf returns the pattern r matched ("unmatched" when none did) and its
+// method, or other for a method outside the standard ones.
+func routeOf(r *http.Request, other string) (route, method string) {
+	route, method = r.Pattern, r.Method
+	if route == "" {
+		route = "unmatched"
+	}
+	if !knownMethod(method) {
+		method = other
+	}
+	return route, method
 }
 
 func knownMethod(m string) bool {
@@ -63,9 +64,22 @@ func knownMethod(m string) bool {
 // http.ResponseController reach the rest.
 type responseWriter struct {
 	http.ResponseWriter
-	m        *Metrics
+	// onHijack, if set, is called when the connection is taken over.
+	onHijack func()
 	status   int
 	hijacked bool
+}
+
+// code is the status answered: 101 for a connection taken over, 200 when
+// none was written.
+func (w *responseWriter) code() int {
+	switch {
+	case w.hijacked:
+		return http.StatusSwitchingProtocols
+	case w.status == 0:
+		return http.StatusOK
+	}
+	return w.status
 }
 
 // WriteHeader records the first status sent.
@@ -92,13 +106,14 @@ func (w *responseWriter) Flush() {
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
 }
 
-// Hijack hands the connection over (a WebSocket upgrade) and counts it as
-// an open WebSocket connection until the handler returns.
+// Hijack hands the connection over (a WebSocket upgrade).
 func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err == nil && !w.hijacked {
 		w.hijacked = true
-		w.m.wsActive.Inc()
+		if w.onHijack != nil {
+			w.onHijack()
+		}
 	}
 	return c, rw, err
 }

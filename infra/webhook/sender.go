@@ -113,6 +113,14 @@ func (s *Sender) Send(ctx context.Context, a domain.WebhookAttempt) domain.Webho
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", s.opts.UserAgent)
+	// The W3C trace context of the delivery, so the receiver's work can
+	// join the trace of the change it reports.
+	if a.TraceParent != "" {
+		req.Header.Set("traceparent", a.TraceParent)
+		if a.TraceState != "" {
+			req.Header.Set("tracestate", a.TraceState)
+		}
+	}
 
 	start := time.Now()
 	res, err := s.client.Do(req)
