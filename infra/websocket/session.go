@@ -291,13 +291,37 @@ func (s *session) run(ctx context.Context, id string, op *operation, rc *graphql
 			s.write(encodeMessage(nil, "complete", id, nil))
 		}
 	}()
-	responses, ctx := s.exec.DispatchOperation(ctx, rc)
+	responses, ctx := s.dispatch(ctx, rc)
 	for {
 		r := responses(ctx)
 		if r == nil || !s.sendResult(id, r) {
 			return
 		}
 	}
+}
+
+// dispatch starts the operation on a goroutine of its own, which ends once
+// the operation has started: resolving a subscription's field (reading the
+// database, say) needs a deep stack for a moment, and run's goroutine, which
+// then waits on the subscription for as long as it lasts, keeps the stack it
+// grew. A panic there is raised again here.
+func (s *session) dispatch(ctx context.Context, rc *graphql.OperationContext) (graphql.ResponseHandler, context.Context) {
+	var (
+		responses graphql.ResponseHandler
+		opCtx     context.Context
+		panicked  any
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() { panicked = recover() }()
+		responses, opCtx = s.exec.DispatchOperation(ctx, rc)
+	}()
+	<-done
+	if panicked != nil {
+		panic(panicked)
+	}
+	return responses, opCtx
 }
 
 // sendResult writes one result. It returns false when the write failed.

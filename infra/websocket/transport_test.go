@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/testserver"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	gorilla "github.com/gorilla/websocket"
@@ -753,6 +754,37 @@ func TestTransport_MaxOperations(t *testing.T) {
 				}
 			}
 			srv.noErrors(t)
+		})
+	}
+}
+
+// An operation that panics as it starts (in an interceptor, before any
+// resolver's own recovery) is answered with an error, and the connection
+// goes on serving.
+func TestTransport_OperationPanics(t *testing.T) {
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			srv := newServer(t, websocket.Implementation{}, nil)
+			srv.SetRecoverFunc(func(context.Context, any) error { return errors.New("internal error") })
+			srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+				if graphql.GetOperationContext(ctx).OperationName == "Boom" {
+					panic("boom")
+				}
+				return next(ctx)
+			})
+			c := dial(t, srv.url, nil, p.name)
+			handshake(t, c, p, "")
+			send(t, c, msg{Type: p.subscribe, ID: "b", Payload: json.RawMessage(`{"query":"query Boom { name }","operationName":"Boom"}`)})
+			m := read(t, c)
+			if m.ID != "b" || m.Type == p.next || !strings.Contains(string(m.Payload), "internal error") {
+				t.Fatalf("got %s id=%q %s, want an internal error for b", m.Type, m.ID, m.Payload)
+			}
+			send(t, c, msg{Type: p.subscribe, ID: "q", Payload: json.RawMessage(`{"query":"{ name }"}`)})
+			for m = read(t, c); m.ID == "b"; m = read(t, c) {
+			}
+			if m.Type != p.next || m.ID != "q" || !jsonEqual(m.Payload, `{"data":{"name":"test"}}`) {
+				t.Fatalf("after the panic: %s id=%q %s", m.Type, m.ID, m.Payload)
+			}
 		})
 	}
 }
