@@ -18,6 +18,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/remotecommand"
+
+	"github.com/rdev-hq/rdev/internal/testenv"
 )
 
 // BenchmarkKubeExecOverhead runs `sh -c 'echo hi'` in a pod in one run, as
@@ -43,7 +45,7 @@ import (
 //	go test -run '^$' -bench KubeExecOverhead -benchtime 100x ./cmd/rdev
 func BenchmarkKubeExecOverhead(b *testing.B) {
 	kc := mustKubeconfig(b)
-	ns := kubeProject(b, kc, "kbench", b.TempDir())
+	ns := testenv.KubeProject(b, kc, "kbench", b.TempDir())
 	rc, err := clientcmd.BuildConfigFromFlags("", kc)
 	if err != nil {
 		b.Fatal(err)

@@ -25,6 +25,33 @@ const (
 	clientParent  = "00-" + clientTraceID + "-" + clientSpanID + "-01"
 )
 
+// recordSpans returns tracing whose spans, once ended, are in exp.
+func recordSpans(t *testing.T) (*telemetry.Tracing, *tracetest.InMemoryExporter) {
+	t.Helper()
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return telemetry.NewTracingFor(tp), exp
+}
+
+// postTraced posts a GraphQL request body with the client's traceparent and
+// accept as the Accept header, if not empty.
+func (ts *testServer) postTraced(t *testing.T, body []byte, accept string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, ts.url+"/graphql", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+ts.token)
+	req.Header.Set("traceparent", clientParent)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 // spanTree is the spans of one run, by name and by span ID.
 type spanTree []tracetest.SpanStub
 
@@ -47,6 +74,17 @@ func (st spanTree) one(t *testing.T, name string) tracetest.SpanStub {
 		t.Fatalf("%d spans named %q, want 1; spans: %v", len(got), name, st.names())
 	}
 	return got[0]
+}
+
+// inTrace returns the spans of the trace with the ID traceID (hex).
+func inTrace(spans []tracetest.SpanStub, traceID string) spanTree {
+	var out spanTree
+	for _, s := range spans {
+		if s.SpanContext.TraceID().String() == traceID {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func (st spanTree) names() []string {
@@ -83,10 +121,8 @@ func childOf(t *testing.T, child, parent tracetest.SpanStub) {
 // below it; and the webhook deliveries in the same trace, the receiver given
 // a traceparent naming the delivery's span.
 func TestServer_Trace(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	ts := startTracedTestServer(t, webhookTestEnv, telemetry.NewTracingFor(tp))
+	tracing, exp := recordSpans(t)
+	ts := startTracedTestServer(t, webhookTestEnv, tracing)
 	rcv := newReceiver(t)
 	_, secret := ts.createWebhook(t, rcv.URL+"/hook", "command.queued", "command.finished")
 	rcv.setSecret(t, secret)
@@ -96,21 +132,14 @@ func TestServer_Trace(t *testing.T) {
 		"query":     `mutation Run($in: ExecuteCommandInput!) { executeCommand(input: $in) { command { id } } }`,
 		"variables": map[string]any{"in": map[string]any{"projectId": "demo", "argv": []string{"sh", "-c", "echo " + marker}}},
 	})
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, ts.url+"/graphql", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+ts.token)
-	req.Header.Set("traceparent", clientParent)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := ts.postTraced(t, body, "")
 	var out struct {
 		Data struct {
 			ExecuteCommand struct{ Command struct{ ID string } }
 		}
 		Errors []any
 	}
-	err = json.NewDecoder(res.Body).Decode(&out)
+	err := json.NewDecoder(res.Body).Decode(&out)
 	_ = res.Body.Close()
 	if err != nil || len(out.Errors) > 0 {
 		t.Fatalf("executeCommand: %v %v", err, out.Errors)
@@ -122,12 +151,7 @@ func TestServer_Trace(t *testing.T) {
 	// may come first.
 	var spans spanTree
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		spans = nil
-		for _, s := range exp.GetSpans() {
-			if s.SpanContext.TraceID().String() == clientTraceID {
-				spans = append(spans, s)
-			}
-		}
+		spans = inTrace(exp.GetSpans(), clientTraceID)
 		if len(spans.named("command EXEC")) > 0 && len(spans.named("webhook.deliver")) >= 2 || time.Now().After(deadline) {
 			break
 		}
