@@ -222,7 +222,7 @@ func (e *Executor) Exec(ctx context.Context, req domain.ExecRequest, stdout, std
 	done := make(chan error, 1)
 	go func() {
 		if warm != nil {
-			defer context.AfterFunc(sctx, warm.close)()
+			defer context.AfterFunc(sctx, warm.cancel)()
 			err := warm.wait()
 			if _, exited := exitResult(err); !exited || warm.took() {
 				done <- err

@@ -75,6 +75,9 @@ const (
 	// warmSlack is how much longer than the idle time the warm wrapper
 	// waits in the container, so that rdev always closes it first.
 	warmSlack = 30 * time.Second
+	// warmCloseGrace is how long a closed warm stream may take to end by
+	// itself before it is cut.
+	warmCloseGrace = time.Second
 	// maxWarmRequest bounds a request sent over a warm stream; a larger one
 	// (a long prompt) gets an exec of its own, its argv in the URL as usual.
 	maxWarmRequest = 16 << 10
@@ -131,11 +134,16 @@ type warmStream struct {
 	cancel context.CancelFunc
 }
 
-// close ends the stream: its context, and its stdin, so that a runtime
-// that passes EOF on ends the wrapper at once.
+// close ends the stream: it closes its stdin, so that the wrapper of a
+// runtime that passes EOF on exits and the stream ends by itself, and
+// cancels it after warmCloseGrace if it has not (kwok passes no EOF).
 func (w *warmStream) close() {
-	w.cancel()
 	_ = w.in.Close()
+	t := time.AfterFunc(warmCloseGrace, w.cancel)
+	go func() {
+		<-w.done
+		t.Stop()
+	}()
 }
 
 // send hands the stream over to a command: its output goes to stdout and
