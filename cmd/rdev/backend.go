@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/klog/v2"
-
 	"github.com/rdev-hq/rdev/domain"
 	"github.com/rdev-hq/rdev/infra/kube"
 	"github.com/rdev-hq/rdev/infra/local"
@@ -97,9 +95,6 @@ func openBackend(cfg serveConfig, log *slog.Logger, changed func(*domain.Project
 			where:    "local processes in " + cfg.Workspace,
 		}, nil
 	}
-	// client-go reports what it cannot return through klog: into rdev's
-	// log, not bare lines on stderr.
-	klog.SetSlogLogger(log.With("component", "client-go"))
 	kubeconfig := cfg.executor.Kubeconfig
 	if strings.ContainsRune(kubeconfig, os.PathListSeparator) {
 		kubeconfig = "" // a KUBECONFIG list: the loading rules merge it

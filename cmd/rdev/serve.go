@@ -13,6 +13,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/uptrace/bun/migrate"
+	"k8s.io/klog/v2"
 
 	"github.com/rdev-hq/rdev/domain"
 	"github.com/rdev-hq/rdev/infra/bunstore"
@@ -92,6 +93,10 @@ func runServe(ctx context.Context, args []string, c cli) error {
 	if err != nil {
 		return err
 	}
+	// client-go reports what it cannot return through klog, a process-wide
+	// logger set before any client runs: into rdev's log, not bare lines on
+	// stderr.
+	klog.SetSlogLogger(log.With("component", "client-go"))
 	tracing, err := telemetry.NewTracing(ctx, version, c.getenv, log)
 	if err != nil {
 		return err
