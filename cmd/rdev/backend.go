@@ -71,6 +71,8 @@ type backend struct {
 	where string
 	// close releases what it holds (nil if nothing).
 	close func()
+	// warmStreams counts the warm exec streams; nil without Kubernetes.
+	warmStreams func() (ready, opening int)
 	// breakerState reports the Kubernetes API server's circuit breaker
 	// ("closed", "half-open", "open") of cluster; nil without one.
 	breakerState func() string
@@ -115,9 +117,10 @@ func openBackend(cfg serveConfig, log *slog.Logger, changed func(*domain.Project
 	}
 	executor := kube.NewExecutor(cluster, projects, kube.WithWarmIdle(cfg.executor.WarmIdle))
 	return backend{
-		projects: projects,
-		executor: executor,
-		close:    executor.Close,
+		projects:    projects,
+		executor:    executor,
+		close:       executor.Close,
+		warmStreams: executor.WarmStreams,
 		checks: []domain.HealthCheck{
 			domain.HealthCheckFunc(func(ctx context.Context) domain.ComponentHealth { return projectsHealth(ctx, projects) }),
 			domain.HealthCheckFunc(func(context.Context) domain.ComponentHealth { return breakerHealth(cluster.Breaker().Health()) }),

@@ -99,6 +99,27 @@ func TestE2E_Kubernetes(t *testing.T) {
 	if _, errs, code := cli.cli("exec", "nope", "--", "true"); code != 1 || !strings.Contains(errs, "NOT_FOUND") {
 		t.Errorf("unknown project: %d %q", code, errs)
 	}
+
+	// The project that ran commands keeps its warm exec streams, counted
+	// on /metrics.
+	warm := ""
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		_, mfs := scrape(t, s.url+"/metrics")
+		warm = ""
+		for _, m := range mfs["rdev_kube_warm_streams"].GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "state" {
+					warm += fmt.Sprintf("%s=%g ", l.GetValue(), m.GetGauge().GetValue())
+				}
+			}
+		}
+		if warm == "opening=0 ready=2 " {
+			break
+		}
+	}
+	if warm != "opening=0 ready=2 " {
+		t.Errorf("rdev_kube_warm_streams: %q, want 2 ready, 0 opening", warm)
+	}
 }
 
 // nextProject reads the next projectStatus event of operation "1".

@@ -266,6 +266,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 			telemetry.NewDBCollector(s.store.DB().DB))
 		if s.backend.breakerState != nil {
 			metrics.Register(telemetry.NewBreakerCollector(s.backend.cluster, s.backend.breakerState))
+			metrics.Register(telemetry.NewWarmStreamsCollector(s.backend.cluster, s.backend.warmStreams))
 		}
 		gql.Extensions = append(gql.Extensions, metrics.GraphQL())
 		if cfg.metrics.Addr == "" {

@@ -167,6 +167,15 @@ func NewExecutor(c *Cluster, projects *Projects, opts ...ExecutorOption) *Execut
 	return e
 }
 
+// WarmStreams returns how many warm exec streams are ready for commands and
+// how many are still opening.
+func (e *Executor) WarmStreams() (ready, opening int) {
+	if e.warm == nil {
+		return 0, 0
+	}
+	return e.warm.count()
+}
+
 // Close closes the warm exec streams (commands running go on) and returns
 // once they have ended. Commands after Close get an exec of their own.
 func (e *Executor) Close() {

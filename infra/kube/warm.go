@@ -299,6 +299,23 @@ func (p *warmPool) drop(t Target, w *warmStream) bool {
 	return true
 }
 
+// count returns how many warm streams are ready and how many still opening.
+func (p *warmPool) count() (ready, opening int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, ws := range p.warm {
+		for _, w := range ws {
+			select {
+			case <-w.ready:
+				ready++
+			default:
+				opening++
+			}
+		}
+	}
+	return ready, opening
+}
+
 // close closes every warm stream, opens no more, and returns once the
 // streams not taken by commands have ended.
 func (p *warmPool) close() {

@@ -225,8 +225,14 @@ func TestExecutor_Warm(t *testing.T) {
 
 	t.Run("CloseEndsIdleWrappers", func(t *testing.T) {
 		ep, ex, proj, _ := newWarmExecutor(t)
+		if ready, opening := ex.WarmStreams(); ready != warmPerTarget || opening != 0 {
+			t.Errorf("WarmStreams() = %d ready, %d opening; want %d, 0", ready, opening, warmPerTarget)
+		}
 		ex.Close()
 		noWarmProcesses(t, ep.dir)
+		if ready, opening := ex.WarmStreams(); ready+opening != 0 {
+			t.Errorf("after Close, WarmStreams() = %d ready, %d opening", ready, opening)
+		}
 		// Commands after Close get execs of their own.
 		if res, _, _, err := runHarness(t, t.Context(), ex, shReq(proj, "true", "marker-closed")); err != nil || res.ExitCode != 0 || !ranCold(ep, "marker-closed") {
 			t.Errorf("after Close: %+v, %v, own exec %v", res, err, ranCold(ep, "marker-closed"))

@@ -104,6 +104,21 @@ func NewBreakerCollector(cluster string, state func() string) prometheus.Collect
 		}}
 }
 
+// NewWarmStreamsCollector reports the warm exec streams (see infra/kube)
+// held open to cluster's pods: ready for a command, or still opening.
+func NewWarmStreamsCollector(cluster string, count func() (ready, opening int)) prometheus.Collector {
+	desc := prometheus.NewDesc("rdev_kube_warm_streams",
+		"Exec streams held open to project pods for their next commands, by state: ready, or opening.",
+		[]string{"cluster", "state"}, nil)
+	return &funcCollector{descs: []*prometheus.Desc{desc}, what: "warm exec streams",
+		collect: func(_ context.Context, ch chan<- prometheus.Metric) error {
+			ready, opening := count()
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(ready), cluster, "ready")
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(opening), cluster, "opening")
+			return nil
+		}}
+}
+
 // NewDBCollector reports db's connection pool (sql.DB.Stats).
 func NewDBCollector(db *sql.DB) prometheus.Collector {
 	open := prometheus.NewDesc("rdev_db_connections_open", "Database connections open now, in use or idle.", nil, nil)

@@ -94,6 +94,19 @@ rdev_circuit_breaker_state{cluster="https://10.0.0.1:6443"} ` + ftoa(want) + "\n
 	}
 }
 
+func TestWarmStreamsCollector(t *testing.T) {
+	c := telemetry.NewWarmStreamsCollector("https://10.0.0.1:6443", func() (int, int) { return 3, 1 })
+	exp := `
+# HELP rdev_kube_warm_streams Exec streams held open to project pods for their next commands, by state: ready, or opening.
+# TYPE rdev_kube_warm_streams gauge
+rdev_kube_warm_streams{cluster="https://10.0.0.1:6443",state="opening"} 1
+rdev_kube_warm_streams{cluster="https://10.0.0.1:6443",state="ready"} 3
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(exp)); err != nil {
+		t.Error(err)
+	}
+}
+
 func ftoa(f float64) string { return itoa(int(f)) }
 
 func TestDBCollector(t *testing.T) {
