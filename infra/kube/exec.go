@@ -66,13 +66,6 @@ func (s *restStreamer) Stream(ctx context.Context, t Target, cmd []string, stdin
 	return ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: stdout, Stderr: stderr})
 }
 
-// WithWarmIdle sets how long a project's warm exec stream waits for the
-// project's next command (DefaultWarmIdle); 0 or less opens none, so that
-// every command is an exec of its own.
-func WithWarmIdle(d time.Duration) ExecutorOption {
-	return func(e *Executor) { e.warmIdle = max(d, 0) }
-}
-
 // ExecutorOption configures an Executor.
 type ExecutorOption func(*Executor)
 
@@ -95,6 +88,13 @@ func WithProjectRoot(dir string) ExecutorOption {
 // writable by the container's user.
 func WithStateDir(dir string) ExecutorOption {
 	return func(e *Executor) { e.stateDir = dir }
+}
+
+// WithWarmIdle sets how long a project's warm exec stream waits for the
+// project's next command (DefaultWarmIdle); 0 or less opens none, so that
+// every command is an exec of its own.
+func WithWarmIdle(d time.Duration) ExecutorOption {
+	return func(e *Executor) { e.warmIdle = max(d, 0) }
 }
 
 // Executor is a domain.Executor that runs commands in the pods of Projects,
@@ -120,6 +120,10 @@ func WithStateDir(dir string) ExecutorOption {
 // A command whose main process exits while a background process it left
 // keeps stdout open ends when the container runtime closes the stream: with
 // most runtimes, when that process exits too.
+//
+// Warm streams. A project that ran a command keeps exec streams open for
+// its next commands (see warm.go and WithWarmIdle); a command written to one
+// runs exactly as on an exec of its own. Close closes them.
 type Executor struct {
 	projects  *Projects
 	streams   streamer

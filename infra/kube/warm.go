@@ -230,7 +230,6 @@ type warmPool struct {
 	mu     sync.Mutex
 	warm   map[Target][]*warmStream
 	closed bool
-	wg     sync.WaitGroup
 }
 
 func newWarmPool(s streamer, dir string, idle time.Duration, up func() bool) *warmPool {
@@ -266,13 +265,13 @@ func (p *warmPool) open(t Target) *warmStream {
 	w := &warmStream{in: in, cancel: cancel, ready: make(chan struct{}), done: make(chan struct{}), stderr: &relay{}}
 	w.stdout = &relay{marks: warmMarks, ready: w.ready}
 	argv := []string{"/bin/sh", "-c", warmLauncher, "rdev-warm", warmScript, seconds(p.idle + p.slack), p.dir}
-	p.wg.Go(func() {
+	go func() {
 		w.err = p.streams.Stream(ctx, t, argv, r, w.stdout, w.stderr)
 		close(w.done)
 		cancel()
 		_ = r.CloseWithError(io.ErrClosedPipe)
 		p.drop(t, w)
-	})
+	}()
 	time.AfterFunc(p.idle, func() {
 		if p.drop(t, w) {
 			w.close()
