@@ -121,7 +121,7 @@ func BenchmarkOutputThroughput(b *testing.B) {
 		b.ReportMetric(float64(n)/b.Elapsed().Seconds()/1e6, "MB/s")
 	})
 	b.Run("subscription", func(b *testing.B) {
-		ts := startTestServer(b, map[string]string{"RDEV_OUTPUT_CAP": strconv.Itoa(64 << 20)})
+		ts := startTestServer(b, nil)
 		var n int64
 		for b.Loop() {
 			id := ts.execute(b, map[string]any{"projectId": "demo", "argv": argv})

@@ -21,7 +21,7 @@ import (
 
 const (
 	// copyBufferSize is the read size of each output pipe.
-	copyBufferSize = 32 << 10
+	copyBufferSize = 64 << 10
 	// pollInterval is how often /proc is scanned while waiting for a
 	// stopped process group to be gone.
 	pollInterval = 20 * time.Millisecond

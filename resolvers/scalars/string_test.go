@@ -32,6 +32,26 @@ func TestMarshalString(t *testing.T) {
 	}
 }
 
+// TestAppendString_Grows checks long strings whose escapes outgrow the room
+// AppendString makes at first, at every offset into a word.
+func TestAppendString_Grows(t *testing.T) {
+	for _, unit := range []string{"\x00", "\"\\", "é\xff", "a\tb\rc\u2028", "12345678\n"} {
+		for pad := range 8 {
+			s := strings.Repeat("x", pad) + strings.Repeat(unit, 3000)
+			got := scalars.AppendString([]byte("prefix"), s)
+			want, _ := json.Marshal(s)
+			var ours, theirs string
+			if err := json.Unmarshal(got[len("prefix"):], &ours); err != nil {
+				t.Fatalf("%q×3000 after %d: %v", unit, pad, err)
+			}
+			_ = json.Unmarshal(want, &theirs)
+			if ours != theirs || string(got[:len("prefix")]) != "prefix" {
+				t.Fatalf("%q×3000 after %d: decodes differently from encoding/json's", unit, pad)
+			}
+		}
+	}
+}
+
 // FuzzAppendString checks that any string encodes to valid JSON that
 // decodes to what encoding/json makes of it.
 func FuzzAppendString(f *testing.F) {
