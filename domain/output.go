@@ -28,12 +28,16 @@ type OutputConfig struct {
 	// MaxPending is how many bytes may wait for storage before the
 	// command's writes block (back-pressure, never loss).
 	MaxPending int
+	// BusyHold is how long the complete lines of a busy stream, one
+	// written to again within a millisecond, wait to be joined by more
+	// before they are sent; negative sends them at once.
+	BusyHold time.Duration
 }
 
 // DefaultOutputConfig is used for zero fields.
 var DefaultOutputConfig = OutputConfig{
 	Cap: 10 << 20, TailWindow: 1 << 20, MaxChunk: 64 << 10,
-	FlushDelay: 10 * time.Millisecond, MaxPending: 4 << 20,
+	FlushDelay: 10 * time.Millisecond, MaxPending: 4 << 20, BusyHold: time.Millisecond,
 }
 
 func (c OutputConfig) withDefaults() OutputConfig {
@@ -54,6 +58,9 @@ func (c OutputConfig) withDefaults() OutputConfig {
 	}
 	if c.MaxPending > 0 {
 		d.MaxPending = c.MaxPending
+	}
+	if c.BusyHold != 0 {
+		d.BusyHold = max(c.BusyHold, 0)
 	}
 	// A chunk larger than the tail window would be dropped whole, losing
 	// the very end of the output.
@@ -80,7 +87,9 @@ type recorder struct {
 	mu         sync.Mutex
 	drained    *sync.Cond // signalled when pending shrinks or work arrives
 	partial    map[Stream][]byte
+	lastWrite  map[Stream]time.Time
 	timers     map[Stream]*time.Timer
+	deadlines  map[Stream]time.Time // when an armed timer fires
 	pending    []segment
 	pendingLen int
 	closed     bool
@@ -110,7 +119,8 @@ func newRecorder(cmdID string, cfg OutputConfig, repo CommandRepository, hub Hub
 	r := &recorder{
 		cfg: cfg, cmdID: cmdID, repo: repo, hub: hub, bcast: bcast, log: log, now: now,
 		headRoom: cfg.Cap - cfg.TailWindow,
-		partial:  map[Stream][]byte{}, timers: map[Stream]*time.Timer{},
+		partial:  map[Stream][]byte{}, lastWrite: map[Stream]time.Time{},
+		timers: map[Stream]*time.Timer{}, deadlines: map[Stream]time.Time{},
 		done: make(chan struct{}),
 	}
 	r.drained = sync.NewCond(&r.mu)
@@ -139,21 +149,56 @@ func (r *recorder) write(s Stream, p []byte) {
 	for r.pendingLen > r.cfg.MaxPending && !r.closed {
 		r.drained.Wait()
 	}
-	// A fresh buffer per write: the pieces cut from it are handed on as they
-	// are, since nothing writes to it again.
-	prev := r.partial[s]
-	buf := make([]byte, len(prev)+len(p))
-	copy(buf[copy(buf, prev):], p)
-	buf = r.cutLines(s, buf)
+	now := time.Now()
+	busy := r.cfg.BusyHold > 0 && now.Sub(r.lastWrite[s]) < busyGap
+	r.lastWrite[s] = now
+	buf := r.cutLines(s, r.fill(s, p), busy)
 	r.partial[s] = buf
-	if len(buf) > 0 {
-		r.armFlush(s)
+	switch {
+	case len(buf) == 0:
+	case bytes.IndexByte(buf, '\n') >= 0:
+		r.armFlush(s, min(r.cfg.BusyHold, r.cfg.FlushDelay))
+	default:
+		r.armFlush(s, r.cfg.FlushDelay)
 	}
 }
 
+// A write that comes within busyGap of the stream's last one finds the
+// stream busy: its complete lines wait, up to BusyHold, to be joined by more,
+// so that output arriving in a stream of small writes goes out in chunks of
+// a useful size instead of one per write. Lines written now and then (a
+// log, an agent's messages) go out at once.
+const busyGap = time.Millisecond
+
+// blockSize is the size of the blocks a stream's output is copied into,
+// in MaxChunks: chunks are cut from them in place, so output is copied
+// once, and neighbouring chunks of a stream are neighbours in memory too,
+// which lets the store loop join them without copying. A block is freed
+// once no chunk cut from it is held any more; the tail window of a truncated
+// command holds about its own size of them.
+const blockSize = 4
+
+// fill appends p to the stream's unsent bytes, partial[s], and returns
+// them. They grow in place while the block they are in has room behind
+// them: the bytes before them belong to chunks already cut, which nothing
+// writes to again. Otherwise they move to a new block.
+func (r *recorder) fill(s Stream, p []byte) []byte {
+	prev := r.partial[s]
+	if cap(prev)-len(prev) >= len(p) {
+		return append(prev, p...)
+	}
+	buf := make([]byte, len(prev)+len(p), max(blockSize*r.cfg.MaxChunk, len(prev)+len(p)))
+	copy(buf[copy(buf, prev):], p)
+	return buf
+}
+
 // cutLines emits every complete line of buf, in pieces of at most MaxChunk,
-// and returns the unfinished rest.
-func (r *recorder) cutLines(s Stream, buf []byte) []byte {
+// and returns the unfinished rest. On a busy stream, and whenever buf
+// outgrew MaxChunk (output is arriving faster than it is sent), it emits only
+// full-size pieces: the rest waits, lines and all, to be joined by the next
+// write, or for the flush timer.
+func (r *recorder) cutLines(s Stream, buf []byte, busy bool) []byte {
+	busy = busy || len(buf) > r.cfg.MaxChunk
 	for len(buf) > 0 {
 		var n int
 		if len(buf) > r.cfg.MaxChunk {
@@ -161,13 +206,17 @@ func (r *recorder) cutLines(s Stream, buf []byte) []byte {
 			if n == 0 {
 				n = runeBoundary(buf, r.cfg.MaxChunk)
 			}
+		} else if busy {
+			break
 		} else if n = bytes.LastIndexByte(buf, '\n') + 1; n == 0 {
 			break
 		}
 		r.emit(s, buf[:n])
 		buf = buf[n:]
 	}
-	return bytes.Clone(buf)
+	// The rest keeps its place in the block, with the block's room behind
+	// it for the next write.
+	return buf
 }
 
 // runeBoundary returns the largest n ≤ limit that does not split a UTF-8
@@ -181,16 +230,32 @@ func runeBoundary(buf []byte, limit int) int {
 	return limit
 }
 
-// armFlush sends a partial line on its own if no newline follows soon, so
-// prompts and progress bars show up live.
-func (r *recorder) armFlush(s Stream) {
-	if t := r.timers[s]; t != nil {
-		t.Reset(r.cfg.FlushDelay)
+// armFlush makes sure what a stream holds back is sent within delay: its
+// complete lines, or a partial line on its own if no newline follows, so
+// that prompts and progress bars show up live. A deadline already set and
+// sooner stands: writes that keep coming do not push it back.
+func (r *recorder) armFlush(s Stream, delay time.Duration) {
+	at := time.Now().Add(delay)
+	if d, ok := r.deadlines[s]; ok && !d.After(at) {
 		return
 	}
-	r.timers[s] = time.AfterFunc(r.cfg.FlushDelay, func() {
+	r.deadlines[s] = at
+	if t := r.timers[s]; t != nil {
+		t.Reset(delay)
+		return
+	}
+	r.timers[s] = time.AfterFunc(delay, func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
+		delete(r.deadlines, s)
+		buf := r.partial[s]
+		if n := bytes.LastIndexByte(buf, '\n') + 1; n > 0 {
+			r.emit(s, buf[:n])
+			if r.partial[s] = buf[n:]; n < len(buf) {
+				r.armFlush(s, r.cfg.FlushDelay)
+			}
+			return
+		}
 		r.flushPartial(s, false)
 	})
 }
@@ -211,7 +276,7 @@ func (r *recorder) flushPartial(s Stream, final bool) {
 	}
 	if n > 0 {
 		r.emit(s, buf[:n])
-		r.partial[s] = bytes.Clone(buf[n:])
+		r.partial[s] = buf[n:]
 	}
 }
 
@@ -221,9 +286,10 @@ func (r *recorder) emit(s Stream, data []byte) {
 	if r.closed {
 		return
 	}
-	// Capped, so that merging in commit copies instead of appending into
-	// the bytes after it.
-	r.pending = append(r.pending, segment{stream: s, data: data[:len(data):len(data)], at: r.now()})
+	// Kept with its capacity, the rest of its block, which join needs: no
+	// one may append to it, as the bytes after it are the stream's next
+	// output.
+	r.pending = append(r.pending, segment{stream: s, data: data, at: r.now()})
 	r.pendingLen += len(data)
 	r.drained.Broadcast()
 }
@@ -269,7 +335,7 @@ func (r *recorder) commit(batch []segment) {
 			limit = min(limit, r.headRoom) // a merge must not push the head into the tail
 		}
 		for i++; i < len(batch) && batch[i].stream == seg.stream && int64(len(data)+len(batch[i].data)) <= limit; i++ {
-			data = append(data, batch[i].data...)
+			data = join(data, batch[i].data)
 		}
 		r.seq++
 		c := OutputChunk{CommandID: r.cmdID, Seq: r.seq, Stream: seg.stream, Data: frozenString(data), At: seg.at.UTC().Truncate(time.Microsecond)}
@@ -316,6 +382,18 @@ func (r *recorder) append(chunks []OutputChunk) {
 	r.lastStored = chunks[len(chunks)-1].Seq
 	e := Event{Kind: EventOutput, CommandID: r.cmdID, Chunks: chunks, UpTo: r.lastStored}
 	publish(ctx, r.hub, r.bcast, CommandTopic(r.cmdID), e)
+}
+
+// join returns a followed by b. When b starts where a ends within a's block
+// (a's capacity reaches over b), as a stream's pieces cut one after the
+// other do, that is a longer view of the block; otherwise it is a copy. The
+// capacity check matters: another allocation may happen to begin where a's
+// block ends.
+func join(a, b []byte) []byte {
+	if len(b) <= cap(a)-len(a) && unsafe.SliceData(a[len(a):]) == unsafe.SliceData(b) {
+		return a[:len(a)+len(b)]
+	}
+	return append(a[:len(a):len(a)], b...)
 }
 
 // frozenString returns b's bytes as a string without copying them. b must

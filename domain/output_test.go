@@ -96,15 +96,17 @@ func TestOutputConfig_WithDefaults(t *testing.T) {
 		{"Zero", OutputConfig{}, DefaultOutputConfig},
 		// MaxChunk never exceeds the tail window, or a chunk would be dropped whole.
 		{"CapOnly", OutputConfig{Cap: 1000}, OutputConfig{Cap: 1000, TailWindow: 500, MaxChunk: 500,
-			FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending}},
+			FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending, BusyHold: DefaultOutputConfig.BusyHold}},
 		{"TailWiderThanCap", OutputConfig{Cap: 1000, TailWindow: 5000}, OutputConfig{Cap: 1000, TailWindow: 1000,
-			MaxChunk: 1000, FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending}},
+			MaxChunk: 1000, FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending, BusyHold: DefaultOutputConfig.BusyHold}},
 		{"TinyChunk", OutputConfig{MaxChunk: 1}, OutputConfig{Cap: DefaultOutputConfig.Cap, TailWindow: DefaultOutputConfig.TailWindow,
-			MaxChunk: utf8.UTFMax, FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending}},
-		{"All", OutputConfig{Cap: 90, TailWindow: 30, MaxChunk: 7, FlushDelay: time.Second, MaxPending: 11},
-			OutputConfig{Cap: 90, TailWindow: 30, MaxChunk: 7, FlushDelay: time.Second, MaxPending: 11}},
+			MaxChunk: utf8.UTFMax, FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending, BusyHold: DefaultOutputConfig.BusyHold}},
+		{"All", OutputConfig{Cap: 90, TailWindow: 30, MaxChunk: 7, FlushDelay: time.Second, MaxPending: 11, BusyHold: 5 * time.Millisecond},
+			OutputConfig{Cap: 90, TailWindow: 30, MaxChunk: 7, FlushDelay: time.Second, MaxPending: 11, BusyHold: 5 * time.Millisecond}},
+		{"NoBusyHold", OutputConfig{BusyHold: -1}, OutputConfig{Cap: DefaultOutputConfig.Cap, TailWindow: DefaultOutputConfig.TailWindow,
+			MaxChunk: DefaultOutputConfig.MaxChunk, FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending}},
 		{"ChunkWiderThanTail", OutputConfig{Cap: 9, TailWindow: 3, MaxChunk: 7},
-			OutputConfig{Cap: 9, TailWindow: 3, MaxChunk: utf8.UTFMax, FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending}},
+			OutputConfig{Cap: 9, TailWindow: 3, MaxChunk: utf8.UTFMax, FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending, BusyHold: DefaultOutputConfig.BusyHold}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := tt.in.withDefaults(); got != tt.want {
@@ -255,7 +257,7 @@ func TestRecorder_StreamsApart(t *testing.T) {
 // busy are stored in one batch, neighbours of one stream merged into chunks
 // of up to MaxChunk, in the order written.
 func TestRecorder_MergesWaitingPieces(t *testing.T) {
-	rec, repo, hub := newTestRecorder(t, OutputConfig{MaxChunk: 24, FlushDelay: time.Hour})
+	rec, repo, hub := newTestRecorder(t, OutputConfig{MaxChunk: 24, FlushDelay: time.Hour, BusyHold: -1})
 	entered, open := blockAppends(repo)
 	defer open()
 	out, errw := rec.writer(Stdout), rec.writer(Stderr)
@@ -470,6 +472,86 @@ func TestRecorder_CutsAtNewline(t *testing.T) {
 	}
 }
 
+// TestRecorder_BusyStreamKeepsChunksFull checks that when a write outgrows
+// MaxChunk, the lines left after the full-size pieces wait for the next
+// write instead of going out as a sliver of their own.
+func TestRecorder_BusyStreamKeepsChunksFull(t *testing.T) {
+	rec, repo, _ := newTestRecorder(t, OutputConfig{MaxChunk: 10, FlushDelay: time.Hour, BusyHold: time.Hour})
+	out := rec.writer(Stdout)
+	write(t, out, "aaaa\nbbbb\ncc\n")
+	waitFor(t, "the full piece to be stored", func() bool { return len(repo.stored(rec.cmdID)) == 1 })
+	write(t, out, "dd\n")
+	closeRecorder(t, rec)
+	var got []string
+	for _, c := range repo.stored(rec.cmdID) {
+		got = append(got, c.Data)
+	}
+	if want := []string{"aaaa\nbbbb\n", "cc\ndd\n"}; !slices.Equal(got, want) {
+		t.Errorf("chunks = %q, want %q", got, want)
+	}
+}
+
+// TestRecorder_KeepsDeadlines checks that writes which keep coming do not
+// push back the flush: a progress bar redrawn every millisecond without a
+// newline shows up within FlushDelay, and a busy stream's lines within
+// BusyHold, before the writes stop.
+func TestRecorder_KeepsDeadlines(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cfg  OutputConfig
+		text string
+	}{
+		{"PartialLine", OutputConfig{FlushDelay: 20 * time.Millisecond, BusyHold: time.Hour}, "\r42%"},
+		{"BusyLines", OutputConfig{FlushDelay: time.Hour, BusyHold: 20 * time.Millisecond}, "line\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rec, repo, _ := newTestRecorder(t, tt.cfg)
+			out := rec.writer(Stdout)
+			// The first writes find the stream idle and may go out at once.
+			for range 10 {
+				write(t, out, tt.text)
+			}
+			before := len(repo.stored(rec.cmdID))
+			stored := false
+			for end := time.Now().Add(2 * time.Second); time.Now().Before(end) && !stored; {
+				write(t, out, tt.text)
+				time.Sleep(500 * time.Microsecond)
+				stored = len(repo.stored(rec.cmdID)) > before
+			}
+			closeRecorder(t, rec)
+			if !stored {
+				t.Errorf("nothing was sent in 2 s of writes every 0.5 ms")
+			}
+		})
+	}
+}
+
+// TestJoin checks that pieces next to each other within one block are
+// joined without a copy, and that anything else, including a piece that
+// merely starts where another's capacity ends, is copied.
+func TestJoin(t *testing.T) {
+	block := []byte("0123456789")
+	if j := join(block[0:3], block[3:7]); string(j) != "0123456" || &j[0] != &block[0] {
+		t.Errorf("neighbours in a block: %q, copied %v", j, &j[0] != &block[0])
+	}
+	for _, tt := range []struct {
+		name string
+		a, b []byte
+	}{
+		{"apart", block[0:3], block[4:6]},
+		{"other arrays", []byte("012"), []byte("34")},
+		{"capacity ends where b starts", block[0:3:3], block[3:5]},
+	} {
+		j := join(tt.a, tt.b)
+		if string(j) != string(tt.a)+string(tt.b) || &j[0] == &tt.a[0] {
+			t.Errorf("%s: %q, copied %v", tt.name, j, &j[0] != &tt.a[0])
+		}
+	}
+	if string(block) != "0123456789" {
+		t.Errorf("join wrote into the block: %q", block)
+	}
+}
+
 // capLines returns n lines of size bytes each, numbered.
 func capLines(n, size int) []string {
 	out := make([]string, n)
@@ -655,7 +737,7 @@ func TestRecorder_UnderCapNotTruncated(t *testing.T) {
 // larger than the head's room (rdev serve --output-cap 65536: a 32 KiB head
 // and tail next to the 64 KiB default MaxChunk).
 func TestRecorder_SmallCapKeepsHead(t *testing.T) {
-	rec, repo, _ := newTestRecorder(t, OutputConfig{Cap: 64 << 10, FlushDelay: time.Hour})
+	rec, repo, _ := newTestRecorder(t, OutputConfig{Cap: 64 << 10, FlushDelay: time.Hour, BusyHold: -1})
 	entered, open := blockAppends(repo)
 	defer open()
 	all := capLines(321, 128) // 40 KiB and a line
@@ -680,7 +762,7 @@ func TestRecorder_SmallCapKeepsHead(t *testing.T) {
 // is kept, even when the lines that waited for storage would merge into a
 // chunk larger than the tail window.
 func TestRecorder_SmallCapKeepsTail(t *testing.T) {
-	rec, repo, _ := newTestRecorder(t, OutputConfig{Cap: 64 << 10, FlushDelay: time.Hour})
+	rec, repo, _ := newTestRecorder(t, OutputConfig{Cap: 64 << 10, FlushDelay: time.Hour, BusyHold: -1})
 	entered, open := blockAppends(repo)
 	defer open()
 	all := capLines(577, 128) // the 32 KiB head, then 40 KiB and a line
@@ -703,7 +785,7 @@ func TestRecorder_SmallCapKeepsTail(t *testing.T) {
 // MaxPending wait; nothing is lost.
 func TestRecorder_BackPressure(t *testing.T) {
 	const maxPending, lineLen, n = 1024, 64, 1000
-	rec, repo, _ := newTestRecorder(t, OutputConfig{MaxPending: maxPending, FlushDelay: time.Hour})
+	rec, repo, _ := newTestRecorder(t, OutputConfig{MaxPending: maxPending, FlushDelay: time.Hour, BusyHold: -1})
 	entered, open := blockAppends(repo)
 	defer open()
 	all := capLines(n, lineLen)
