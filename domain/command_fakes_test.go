@@ -152,12 +152,19 @@ func (r *commandRepo) FindCommands(_ context.Context, f CommandFilter) ([]*Comma
 	out := r.newestFirst(func(c *Command) bool {
 		return (f.ProjectID == "" || c.ProjectID == f.ProjectID) &&
 			(f.Status == "" || c.Status == f.Status) &&
-			(f.BeforeID == "" || c.ID < f.BeforeID)
+			(f.BeforeID == "" || c.ID < f.BeforeID) &&
+			(f.ChangedSince.IsZero() || changedSince(c, f.ChangedSince))
 	})
 	if f.Limit > 0 && len(out) > f.Limit {
 		out = out[:f.Limit]
 	}
 	return out, nil
+}
+
+// changedSince reports whether c was queued, started or finished at or
+// after t.
+func changedSince(c *Command, t time.Time) bool {
+	return !c.CreatedAt.Before(t) || (c.StartedAt != nil && !c.StartedAt.Before(t)) || (c.FinishedAt != nil && !c.FinishedAt.Before(t))
 }
 
 func (r *commandRepo) FindCommandsForProjects(_ context.Context, projectIDs []string, status CommandStatus, limit int) (map[string][]*Command, error) {

@@ -12,7 +12,10 @@ type CommandFilter struct {
 	Status    CommandStatus
 	// BeforeID pages backwards from the newest: only IDs below it.
 	BeforeID string
-	Limit    int
+	// ChangedSince, unless zero, keeps only commands queued, started or
+	// finished at or after it.
+	ChangedSince time.Time
+	Limit        int
 }
 
 // ClaimRequest asks the queue for work.

@@ -634,13 +634,7 @@ func TestCommandService_Events(t *testing.T) {
 // must still never see a command go back from RUNNING to QUEUED.
 func TestCommandService_Events_Order(t *testing.T) {
 	e := newCommandEnv(t)
-	ctx, cancel := context.WithCancel(keyContext(t, readerKey))
-	defer cancel()
-	ch, err := e.svc.Events(ctx, "web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the events subscription", func() bool { return e.hub.subscribers(ProjectTopic("web")) == 1 })
+	ch := followEvents(t, e, "web")
 	// A dispatcher claims the command as soon as it is stored.
 	e.repo.set(func(r *commandRepo) {
 		r.afterCreate = func(*Command) {

@@ -10,44 +10,102 @@ import (
 // a command finished still gets that command's final state, from storage.
 func TestCommandService_Events_CatchUpAfterLag(t *testing.T) {
 	e := newCommandEnv(t)
-	ctx, cancel := context.WithCancel(keyContext(t, readerKey))
-	defer cancel()
-	ch, err := e.svc.Events(ctx, "web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the events subscription", func() bool { return e.hub.subscribers(ProjectTopic("web")) == 1 })
+	ch := followEvents(t, e, "web")
 	c := mustExecute(t, e, ExecuteCommand{ProjectID: "web", Argv: []string{"ls"}})
 
-	// Flood the topic while nobody reads, so the hub drops the reader.
-	for range streamBuffer + 100 {
-		other := &Command{ID: NewID(time.Now()), ProjectID: "web", Status: CommandRunning}
-		e.hub.Publish(ProjectTopic("web"), Event{Kind: EventStatus, CommandID: other.ID, Command: other})
-	}
-	waitFor(t, "the hub to drop the reader", func() bool { return e.hub.dropCount() > 0 })
+	dropEventsReader(t, e, "web")
 
 	// The command runs and ends while the reader is dropped: its events go
 	// nowhere, but storage has its final state.
-	now := time.Now().UTC()
+	succeedInStorage(t, e, c.ID)
+	awaitStates(t, ch, map[string]CommandStatus{c.ID: CommandSucceeded})
+}
+
+// succeedInStorage starts and finishes command id in the repository alone,
+// publishing nothing.
+func succeedInStorage(t *testing.T, e *commandEnv, id string) {
+	t.Helper()
+	ctx, now := keyContext(t, readerKey), time.Now().UTC()
 	if _, err := e.repo.ClaimCommands(ctx, ClaimRequest{Owner: "o", Max: 1, PerProject: 1, LeaseUntil: now.Add(time.Minute), Now: now}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.repo.FinishCommand(ctx, c.ID, "o", Finish{Status: CommandSucceeded, ExitCode: new(0), FinishedAt: now}, nil); err != nil {
+	if _, err := e.repo.FinishCommand(ctx, id, "o", Finish{Status: CommandSucceeded, ExitCode: new(0), FinishedAt: now}, nil); err != nil {
 		t.Fatal(err)
 	}
+}
 
+// dropEventsReader floods a project's topic while nobody reads it, until
+// the hub drops the reader.
+func dropEventsReader(t *testing.T, e *commandEnv, project string) {
+	t.Helper()
+	for range streamBuffer + 100 {
+		other := &Command{ID: NewID(time.Now()), ProjectID: project, Status: CommandRunning}
+		e.hub.Publish(ProjectTopic(project), Event{Kind: EventStatus, CommandID: other.ID, Command: other})
+	}
+	waitFor(t, "the hub to drop the reader", func() bool { return e.hub.dropCount() > 0 })
+}
+
+// awaitStates reads ch until every command in want has reached its state
+// there, failing after 10 s.
+func awaitStates(t *testing.T, ch <-chan *Command, want map[string]CommandStatus) {
+	t.Helper()
 	deadline := time.After(10 * time.Second)
-	for {
+	for len(want) > 0 {
 		select {
 		case got, ok := <-ch:
 			if !ok {
 				t.Fatal("the events channel closed")
 			}
-			if got.ID == c.ID && got.Status == CommandSucceeded {
-				return
+			if s, ok := want[got.ID]; ok && s == got.Status {
+				delete(want, got.ID)
 			}
 		case <-deadline:
-			t.Fatal("the final state of a command that ended during the lag never arrived")
+			t.Fatalf("%d states that changed during the lag never arrived", len(want))
 		}
 	}
+}
+
+// TestCommandService_Events_CatchUpOlderCommand: a command queued before the
+// stream began that finishes while the hub has dropped the reader still
+// reaches it.
+func TestCommandService_Events_CatchUpOlderCommand(t *testing.T) {
+	e := newCommandEnv(t)
+	c := mustExecute(t, e, ExecuteCommand{ProjectID: "web", Argv: []string{"ls"}})
+	ch := followEvents(t, e, "web")
+	dropEventsReader(t, e, "web")
+	succeedInStorage(t, e, c.ID)
+	awaitStates(t, ch, map[string]CommandStatus{c.ID: CommandSucceeded})
+}
+
+// TestCommandService_Events_CatchUpManyCommands: more commands than a page
+// holds, queued while the hub has dropped the reader, all reach it.
+func TestCommandService_Events_CatchUpManyCommands(t *testing.T) {
+	e := newCommandEnv(t)
+	ctx := keyContext(t, readerKey)
+	ch := followEvents(t, e, "web")
+	dropEventsReader(t, e, "web")
+	want := map[string]CommandStatus{}
+	for range 2*MaxPageSize + 17 {
+		c := &Command{ID: NewID(time.Now()), ProjectID: "web", KeyID: "k", Type: CommandExec, Argv: []string{"ls"},
+			Priority: PriorityNormal, Status: CommandQueued, CreatedAt: time.Now().UTC()}
+		if err := e.repo.CreateCommand(ctx, c, nil); err != nil {
+			t.Fatal(err)
+		}
+		want[c.ID] = CommandQueued
+	}
+	awaitStates(t, ch, want)
+}
+
+// followEvents subscribes to a project's command events for the rest of the
+// test.
+func followEvents(t *testing.T, e *commandEnv, project string) <-chan *Command {
+	t.Helper()
+	ctx, cancel := context.WithCancel(keyContext(t, readerKey))
+	t.Cleanup(cancel)
+	ch, err := e.svc.Events(ctx, project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the events subscription", func() bool { return e.hub.subscribers(ProjectTopic(project)) == 1 })
+	return ch
 }

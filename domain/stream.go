@@ -216,11 +216,15 @@ func (s *CommandService) Events(ctx context.Context, projectID string) (<-chan *
 		return nil, err
 	}
 	out := make(chan *Command, 16)
-	st := &statusStream{s: s, projectID: projectID, since: NewID(s.now()), seen: map[string]int{}, out: out}
+	st := &statusStream{s: s, projectID: projectID, current: s.now(), seen: map[string]int{}, out: out}
 	go func() {
 		defer close(out)
 		handle := func(e Event) bool {
-			return e.Kind != EventStatus || e.Command == nil || st.send(ctx, e.Command)
+			if e.Kind != EventStatus || e.Command == nil {
+				return true
+			}
+			st.current = later(st.current, lastChange(e.Command))
+			return st.send(ctx, e.Command)
 		}
 		sub := s.hub.Subscribe(ProjectTopic(projectID), streamBuffer)
 		tail(ctx, s.hub, ProjectTopic(projectID), streamBuffer, sub, handle, func() bool { return st.catchUp(ctx) })
@@ -273,25 +277,63 @@ func forward(ctx context.Context, sub HubSubscription, handle func(Event) bool) 
 type statusStream struct {
 	s         *CommandService
 	projectID string
-	since     string         // commands created after the stream began have IDs above it
-	seen      map[string]int // the latest state sent, by command
-	out       chan<- *Command
+	// current is a time by which the stream has missed no change: when it
+	// began or last caught up, or the time of the latest change it was sent.
+	// Any change it misses while the hub has dropped it is later.
+	current time.Time
+	seen    map[string]int // the latest state sent, by command
+	out     chan<- *Command
 }
 
+// catchUpSkew is how far catch-up reads back before the stream's current
+// time: changes are timed by the clock of the rdev process that made them.
+const catchUpSkew = 30 * time.Second
+
 // catchUp sends, after the hub dropped this subscriber, the current state of
-// every command of the project queued since the stream began whose state
-// moved on meanwhile. It returns false when the stream must end.
+// every command of the project that was queued, started or finished since
+// the stream was last current, however many there are and however old the
+// commands. The subscription was made anew before, so everything after this
+// read arrives on it. It returns false when the stream must end.
 func (st *statusStream) catchUp(ctx context.Context) bool {
-	cs, err := st.s.commands.FindCommands(ctx, CommandFilter{ProjectID: st.projectID, Limit: MaxPageSize})
-	if err != nil {
-		return false
+	since := st.current.Add(-catchUpSkew)
+	st.current = st.s.now()
+	var changed []*Command
+	for before := ""; ; {
+		page, err := st.s.commands.FindCommands(ctx, CommandFilter{ProjectID: st.projectID, ChangedSince: since, BeforeID: before, Limit: MaxPageSize})
+		if err != nil {
+			return false
+		}
+		changed = append(changed, page...)
+		if len(page) < MaxPageSize {
+			break
+		}
+		before = page[len(page)-1].ID
 	}
-	for i := len(cs) - 1; i >= 0; i-- { // oldest first
-		if cs[i].ID > st.since && !st.send(ctx, cs[i]) {
+	for i := len(changed) - 1; i >= 0; i-- { // oldest first
+		if !st.send(ctx, changed[i]) {
 			return false
 		}
 	}
 	return true
+}
+
+// lastChange is when c was last queued, started or finished.
+func lastChange(c *Command) time.Time {
+	t := c.CreatedAt
+	if c.StartedAt != nil {
+		t = later(t, *c.StartedAt)
+	}
+	if c.FinishedAt != nil {
+		t = later(t, *c.FinishedAt)
+	}
+	return t
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // send passes c on unless an equal or later state of it was sent already.

@@ -116,6 +116,10 @@ func (s *Store) FindCommands(ctx context.Context, f domain.CommandFilter) ([]*do
 	if f.BeforeID != "" {
 		q = q.Where("?TableAlias.id < ?", f.BeforeID)
 	}
+	if !f.ChangedSince.IsZero() {
+		t := storedTime(f.ChangedSince)
+		q = q.Where("(?TableAlias.created_at >= ? OR ?TableAlias.started_at >= ? OR ?TableAlias.finished_at >= ?)", t, t, t)
+	}
 	if f.Limit > 0 {
 		q = q.Limit(int64(f.Limit))
 	}

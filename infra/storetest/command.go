@@ -24,6 +24,7 @@ func TestCommandRepository(t *testing.T, newRepo func(t *testing.T) domain.Comma
 		{"FindCommandByID", testFindCommandByID},
 		{"FindCommandByClientToken", testFindCommandByClientToken},
 		{"FindCommands", testFindCommands},
+		{"FindCommandsChangedSince", testFindCommandsChangedSince},
 		{"FindCommandsForProjects", testFindCommandsForProjects},
 		{"CountQueued", testCountQueued},
 		{"QueueStats", testQueueStats},
@@ -272,6 +273,48 @@ func testFindCommands(t *testing.T, newRepo func(t *testing.T) domain.CommandRep
 			}
 		}
 	})
+}
+
+// testFindCommandsChangedSince checks FindCommands's ChangedSince: a command
+// counts when it was queued, started or finished at or after the time.
+func testFindCommandsChangedSince(t *testing.T, newRepo func(t *testing.T) domain.CommandRepository) {
+	repo, ctx := newRepo(t), t.Context()
+	var cs []*domain.Command
+	for i := range 6 {
+		c := newCommand("web", i)
+		mustCreateCommand(t, ctx, repo, c)
+		cs = append(cs, c)
+	}
+	mustCreateCommand(t, ctx, repo, newCommand("api", 10))
+	since := cs[4].CreatedAt // c4 and c5 were queued at or after it
+	// c0, the oldest, starts and c1 is cancelled after it; c2 and c3 stay
+	// as they were.
+	if got, err := repo.ClaimCommands(ctx, claimRequest("d1", 1, 0)); err != nil || len(got) != 1 || got[0].ID != cs[0].ID {
+		t.Fatalf("ClaimCommands = %v, %v; want %s", commandIDs(got), err, cs[0].ID)
+	}
+	if _, err := repo.RequestCancel(ctx, cs[1].ID, "cancelled in a test", since.Add(time.Second), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		f    domain.CommandFilter
+		want []*domain.Command
+	}{
+		{"Changed", domain.CommandFilter{ProjectID: "web", ChangedSince: since}, []*domain.Command{cs[5], cs[4], cs[1], cs[0]}},
+		{"Paged", domain.CommandFilter{ProjectID: "web", ChangedSince: since, Limit: 3}, []*domain.Command{cs[5], cs[4], cs[1]}},
+		{"NextPage", domain.CommandFilter{ProjectID: "web", ChangedSince: since, BeforeID: cs[1].ID, Limit: 3}, []*domain.Command{cs[0]}},
+		{"AtTheBound", domain.CommandFilter{ProjectID: "web", ChangedSince: cs[5].CreatedAt}, []*domain.Command{cs[5], cs[1], cs[0]}},
+		{"AfterEveryChange", domain.CommandFilter{ChangedSince: time.Now().Add(time.Hour)}, nil},
+	} {
+		got, err := repo.FindCommands(ctx, tt.f)
+		if err != nil {
+			t.Errorf("%s: FindCommands: %v", tt.name, err)
+			continue
+		}
+		if g, w := commandIDs(got), commandIDs(tt.want); !slices.Equal(g, w) {
+			t.Errorf("%s: FindCommands(%+v) = %v, want %v", tt.name, tt.f, g, w)
+		}
+	}
 }
 
 func testFindCommandsForProjects(t *testing.T, newRepo func(t *testing.T) domain.CommandRepository) {
