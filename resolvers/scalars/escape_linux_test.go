@@ -27,7 +27,7 @@ func guarded(t *testing.T, n int) []byte {
 // TestEscapeGuarded checks that escape reads nothing past s and writes
 // nothing past dst, with each of them just before a guard page.
 func TestEscapeGuarded(t *testing.T) {
-	for _, unit := range []string{"x", "\n", "ab\"", "\x00", "é", "\xff", "12345\n"} {
+	for _, unit := range []string{"x", "\n", "ab\"", "\x00", "é", "中\t", "😀", "\xff", "12345\n"} {
 		for n := range 300 {
 			src := guarded(t, n)
 			copy(src, strings.Repeat(unit, n))
