@@ -3,7 +3,6 @@ package scalars_test
 import (
 	"bytes"
 	"encoding/json"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -77,29 +76,35 @@ func FuzzAppendString(f *testing.F) {
 	})
 }
 
-// BenchmarkMarshalString encodes a 64 KiB chunk of numbered lines, as a
-// command's output arrives, against gqlgen's own encoder as the baseline.
+// BenchmarkMarshalString encodes 64 KiB chunks of a command's output:
+// numbered lines, prose and JSON lines. It sets the default encoder and the
+// pure-Go loop alone (which is all there is without AVX2, or with the
+// purego tag) against gqlgen's own encoder as the baseline.
 func BenchmarkMarshalString(b *testing.B) {
-	var sb strings.Builder
-	for i := 1; sb.Len() < 64<<10; i++ {
-		sb.WriteString(strconv.Itoa(i))
-		sb.WriteByte('\n')
-	}
-	chunk := sb.String()
-	for _, bm := range []struct {
-		name    string
-		marshal func(string) graphql.Marshaler
+	for _, in := range []struct {
+		name  string
+		chunk string
 	}{
-		{"baseline=gqlgen", graphql.MarshalString},
-		{"scalars", scalars.MarshalString},
+		{"seq", scalars.SeqChunk()},
+		{"prose", scalars.ProseChunk()},
+		{"jsonl", scalars.JSONLinesChunk()},
 	} {
-		b.Run(bm.name, func(b *testing.B) {
-			var buf bytes.Buffer
-			b.SetBytes(int64(len(chunk)))
-			for b.Loop() {
-				buf.Reset()
-				bm.marshal(chunk).MarshalGQL(&buf)
-			}
-		})
+		for _, bm := range []struct {
+			name    string
+			marshal func(string) graphql.Marshaler
+		}{
+			{"baseline=gqlgen", graphql.MarshalString},
+			{"scalars", scalars.MarshalString},
+			{"generic", scalars.MarshalStringGeneric},
+		} {
+			b.Run(in.name+"/"+bm.name, func(b *testing.B) {
+				var buf bytes.Buffer
+				b.SetBytes(int64(len(in.chunk)))
+				for b.Loop() {
+					buf.Reset()
+					bm.marshal(in.chunk).MarshalGQL(&buf)
+				}
+			})
+		}
 	}
 }
