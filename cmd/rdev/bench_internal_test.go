@@ -101,7 +101,7 @@ func readStream(tb testing.TB, c *websocket.Conn, chunk func(data string)) strin
 // receives of a command's output with the baseline of reading the same
 // command's output straight from its pipe, in the same run. "subscription"
 // runs with the default output cap (10 MiB: the first 9 MiB and the last
-// 1 MiB are stored, the middle only sent live); "subscription/stored=all"
+// 1 MiB are stored, the middle only sent live); "subscription,stored=all"
 // raises the cap so that every byte is stored as well.
 func BenchmarkOutputThroughput(b *testing.B) {
 	const lines = 5_000_000 // about 38 MB
@@ -128,7 +128,7 @@ func BenchmarkOutputThroughput(b *testing.B) {
 		env  map[string]string
 	}{
 		{"subscription", nil},
-		{"subscription/stored=all", map[string]string{"RDEV_OUTPUT_CAP": strconv.Itoa(64 << 20)}},
+		{"subscription,stored=all", map[string]string{"RDEV_OUTPUT_CAP": strconv.Itoa(64 << 20)}},
 	} {
 		b.Run(bm.name, func(b *testing.B) {
 			ts := startTestServer(b, bm.env)

@@ -16,6 +16,8 @@ import (
 	"time"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/rdev-hq/rdev/domain"
 )
 
@@ -67,6 +69,8 @@ func (e *Executor) run(ctx context.Context, cmd *exec.Cmd, project string, stdou
 		outW.Close()
 		return domain.ExecResult{}, fmt.Errorf("local: output pipe: %w", err)
 	}
+	widenPipe(outW)
+	widenPipe(errW)
 	// *os.File outputs are handed to the process as they are: os/exec starts
 	// no copying goroutines of its own, and Wait does not wait for the pipes.
 	cmd.Stdout, cmd.Stderr = outW, errW
@@ -194,6 +198,22 @@ func (p *process) signal(sig syscall.Signal) {
 // copyOutput copies r to w until r ends. It writes what each read returns at
 // once, so output is live. After a failed write it keeps reading and drops
 // the rest, so the process never blocks on a full pipe.
+// pipeSize is the capacity asked for each output pipe: a command writing
+// fast can run this far ahead of rdev's reading, instead of the 64 KiB of a
+// default pipe, and so does not stall whenever the goroutine that reads is
+// late to be scheduled. It is the most an unprivileged process may ask for
+// by default (/proc/sys/fs/pipe-max-size).
+const pipeSize = 1 << 20
+
+// widenPipe asks for pipeSize of capacity on the pipe of w. Where the kernel
+// refuses (a lower limit, or a user's pipes over their share), the pipe
+// keeps its size, which works too.
+func widenPipe(w *os.File) {
+	if sc, err := w.SyscallConn(); err == nil {
+		_ = sc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+	}
+}
+
 func copyOutput(w io.Writer, r io.Reader) {
 	buf := make([]byte, copyBufferSize)
 	for {
