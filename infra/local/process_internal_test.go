@@ -3,9 +3,42 @@
 package local
 
 import (
+	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
+
+// TestWidenPipe checks that an output pipe gets pipeSize of capacity where
+// the kernel allows that much, and keeps working where it does not.
+func TestWidenPipe(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	widenPipe(w)
+	got, err := unix.FcntlInt(w.Fd(), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile("/proc/sys/fs/pipe-max-size"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n < pipeSize && os.Geteuid() != 0 {
+			t.Logf("pipe-max-size is %d here, below %d: the pipe keeps its size (%d)", n, pipeSize, got)
+			return
+		}
+	}
+	if got < pipeSize {
+		t.Errorf("pipe capacity %d after widenPipe, want at least %d", got, pipeSize)
+	}
+	if _, err := w.Write([]byte("still a pipe\n")); err != nil {
+		t.Errorf("write after widenPipe: %v", err)
+	}
+}
 
 func TestParseStat(t *testing.T) {
 	for _, tt := range []struct {
