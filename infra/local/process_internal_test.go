@@ -13,31 +13,48 @@ import (
 )
 
 // TestWidenPipe checks that an output pipe gets pipeSize of capacity where
-// the kernel allows that much, and keeps working where it does not.
+// the kernel allows that much, that pipes past widenBudget keep their size,
+// and that closed pipes give their share back.
 func TestWidenPipe(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
-	widenPipe(w)
-	got, err := unix.FcntlInt(w.Fd(), unix.F_GETPIPE_SZ, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if b, err := os.ReadFile("/proc/sys/fs/pipe-max-size"); err == nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n < pipeSize && os.Geteuid() != 0 {
-			t.Logf("pipe-max-size is %d here, below %d: the pipe keeps its size (%d)", n, pipeSize, got)
-			return
+			t.Skipf("pipe-max-size is %d here, below %d: pipes keep their size", n, pipeSize)
 		}
 	}
-	if got < pipeSize {
+	capacity := func(w *os.File) int {
+		t.Helper()
+		n, err := unix.FcntlInt(w.Fd(), unix.F_GETPIPE_SZ, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := widened.Load()
+	var added int64
+	var ws []*os.File
+	for range widenBudget/pipeSize + 1 {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		defer w.Close()
+		added += widenPipe(w)
+		ws = append(ws, w)
+	}
+	if got := capacity(ws[0]); got < pipeSize {
 		t.Errorf("pipe capacity %d after widenPipe, want at least %d", got, pipeSize)
 	}
-	if _, err := w.Write([]byte("still a pipe\n")); err != nil {
+	if got := capacity(ws[len(ws)-1]); got >= pipeSize {
+		t.Errorf("a pipe past the budget has capacity %d, want the default", got)
+	}
+	if added != widenBudget-before || widened.Load() != widenBudget {
+		t.Errorf("widened %d (added %d), want the budget, %d", widened.Load(), added, widenBudget)
+	}
+	if _, err := ws[0].Write([]byte("still a pipe\n")); err != nil {
 		t.Errorf("write after widenPipe: %v", err)
 	}
+	widened.Add(-added)
 }
 
 func TestParseStat(t *testing.T) {

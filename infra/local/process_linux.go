@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -69,8 +70,10 @@ func (e *Executor) run(ctx context.Context, cmd *exec.Cmd, project string, stdou
 		outW.Close()
 		return domain.ExecResult{}, fmt.Errorf("local: output pipe: %w", err)
 	}
-	widenPipe(outW)
-	widenPipe(errW)
+	// The pipes' extra capacity counts until they are closed, when this
+	// returns.
+	widenedHere := widenPipe(outW) + widenPipe(errW)
+	defer widened.Add(-widenedHere)
 	// *os.File outputs are handed to the process as they are: os/exec starts
 	// no copying goroutines of its own, and Wait does not wait for the pipes.
 	cmd.Stdout, cmd.Stderr = outW, errW
@@ -195,9 +198,6 @@ func (p *process) signal(sig syscall.Signal) {
 	_ = syscall.Kill(-p.pgid, sig)
 }
 
-// copyOutput copies r to w until r ends. It writes what each read returns at
-// once, so output is live. After a failed write it keeps reading and drops
-// the rest, so the process never blocks on a full pipe.
 // pipeSize is the capacity asked for each output pipe: a command writing
 // fast can run this far ahead of rdev's reading, instead of the 64 KiB of a
 // default pipe, and so does not stall whenever the goroutine that reads is
@@ -205,15 +205,39 @@ func (p *process) signal(sig syscall.Signal) {
 // by default (/proc/sys/fs/pipe-max-size).
 const pipeSize = 1 << 20
 
-// widenPipe asks for pipeSize of capacity on the pipe of w. Where the kernel
-// refuses (a lower limit, or a user's pipes over their share), the pipe
-// keeps its size, which works too.
-func widenPipe(w *os.File) {
-	if sc, err := w.SyscallConn(); err == nil {
-		_ = sc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+// widenBudget is the most pipe capacity rdev asks for at once, across its
+// running commands: the kernel counts the pipe pages of a user without
+// CAP_SYS_RESOURCE against /proc/sys/fs/pipe-user-pages-soft (64 MiB by
+// default) and, past it, gives every new pipe of that user, those inside the
+// commands too, a single page. Commands beyond the budget get default pipes.
+const widenBudget = 16 << 20
+
+// widened is the pipe capacity asked for by running commands.
+var widened atomic.Int64
+
+// widenPipe asks for pipeSize of capacity on the pipe of w, within
+// widenBudget, and returns what it added to widened, to be taken off once
+// the pipe is closed. Where the kernel refuses (a lower limit, or the user's
+// pipes over their share), the pipe keeps its size, which works too.
+func widenPipe(w *os.File) int64 {
+	if widened.Add(pipeSize) > widenBudget {
+		widened.Add(-pipeSize)
+		return 0
 	}
+	err := errors.ErrUnsupported
+	if sc, serr := w.SyscallConn(); serr == nil {
+		_ = sc.Control(func(fd uintptr) { _, err = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+	}
+	if err != nil {
+		widened.Add(-pipeSize)
+		return 0
+	}
+	return pipeSize
 }
 
+// copyOutput copies r to w until r ends. It writes what each read returns at
+// once, so output is live. After a failed write it keeps reading and drops
+// the rest, so the process never blocks on a full pipe.
 func copyOutput(w io.Writer, r io.Reader) {
 	buf := make([]byte, copyBufferSize)
 	for {
