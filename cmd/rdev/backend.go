@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -91,9 +92,19 @@ func openBackend(cfg serveConfig, log *slog.Logger, changed func(*domain.Project
 		if err := projects.EnsureRoot(cfg.ExampleProject); err != nil {
 			return backend{}, fmt.Errorf("workspace %s: %w", cfg.Workspace, err)
 		}
+		exec := local.NewExecutor(projects, local.WithKillGrace(cfg.commands.KillGrace),
+			local.WithGroupsDir(filepath.Join(cfg.store.DataDir, "local-groups")))
+		// Commands that were running when an earlier rdev died on this data
+		// directory end INTERRUPTED when their leases expire; what they
+		// started is ended here.
+		if n, err := exec.KillOrphans(); err != nil {
+			log.Warn("could not end the processes of commands an earlier rdev left running", "err", err)
+		} else if n > 0 {
+			log.Warn("ended the processes of commands an earlier rdev left running", "groups", n)
+		}
 		return backend{
 			projects: projects,
-			executor: local.NewExecutor(projects, local.WithKillGrace(cfg.commands.KillGrace)),
+			executor: exec,
 			where:    "local processes in " + cfg.Workspace,
 		}, nil
 	}

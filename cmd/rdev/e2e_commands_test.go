@@ -318,3 +318,45 @@ func TestE2E_CrashInterruptsNeverReruns(t *testing.T) {
 		t.Errorf("the command started %d times, want once", n)
 	}
 }
+
+// TestE2E_CrashEndsOrphans kills the server (SIGKILL) while a command runs
+// that started a process of its own in the background: the command's main
+// process dies with the server, the background one lives on, and the next
+// server on the same data directory ends it.
+func TestE2E_CrashEndsOrphans(t *testing.T) {
+	in := newInstance(t)
+	s := in.serve()
+	token, _ := in.createKey("--name", "orphans", "--admin")
+	r := s.query(token, `mutation { executeCommand(input: {projectId: "demo", shell: "sleep 300 & echo $! > orphan.pid; exec sleep 300"}) { command { id } } }`, nil)
+	if len(r.Errors) > 0 {
+		t.Fatalf("%+v", r.Errors)
+	}
+	orphan := readPIDs(t, filepath.Join(in.workspace, "demo", "orphan.pid"), 1)[0]
+	t.Cleanup(func() { _ = syscall.Kill(orphan, syscall.SIGKILL) })
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+	time.Sleep(200 * time.Millisecond)
+	if endedOrZombie(orphan) {
+		t.Fatal("the background process died with the server: nothing to test")
+	}
+	s2 := in.serve()
+	for deadline := time.Now().Add(5 * time.Second); !endedOrZombie(orphan); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the background process %d outlived the restart", orphan)
+		}
+	}
+	if !s2.waitOutput("ended the processes of commands an earlier rdev left running") {
+		t.Errorf("the restarted server did not log what it ended:\n%s", s2.output())
+	}
+}
+
+// endedOrZombie reports whether process pid has ended: gone, or a zombie
+// that its new parent has not reaped.
+func endedOrZombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || len(b) < i+3 || b[i+2] == 'Z' || b[i+2] == 'X'
+}

@@ -65,6 +65,7 @@ type Executor struct {
 	grace    time.Duration
 	drain    time.Duration
 	env      map[string]string
+	groups   string // where running commands' process groups are recorded, or ""
 }
 
 var _ domain.Executor = (*Executor)(nil)
@@ -77,6 +78,14 @@ type ExecutorOption func(*Executor)
 // SIGKILL right after SIGTERM).
 func WithKillGrace(d time.Duration) ExecutorOption {
 	return func(e *Executor) { e.grace = max(d, 0) }
+}
+
+// WithGroupsDir records the process group of each running command in a
+// file of dir (made if missing), removed when the command ends, so that
+// KillOrphans, run by the next rdev on the same directory, can end the
+// groups of commands that were running when an rdev died.
+func WithGroupsDir(dir string) ExecutorOption {
+	return func(e *Executor) { e.groups = dir }
 }
 
 // WithEnv adds variables to the base environment of every command; a

@@ -3,13 +3,20 @@
 package local
 
 import (
+	"bufio"
+	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rdev-hq/rdev/domain"
 )
 
 // TestWidenPipe checks that an output pipe gets pipeSize of capacity where
@@ -91,5 +98,116 @@ func TestSignalName(t *testing.T) {
 		if got := signalName(sig); got != want {
 			t.Errorf("signalName(%d) = %q, want %q", sig, got, want)
 		}
+	}
+}
+
+// deadOrZombie reports whether process pid has ended: gone, or a zombie no
+// one has reaped yet (an orphan's new parent may be slow to, or never).
+func deadOrZombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	state, _, ok := parseStat(b)
+	return ok && (state == 'Z' || state == 'X')
+}
+
+func waitDead(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if deadOrZombie(pid) {
+			return
+		}
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	t.Fatalf("process %d is still alive", pid)
+}
+
+// startGroup starts sh leading a process group of its own, with a sleep in
+// the background, and returns sh and the sleep's PID.
+func startGroup(t *testing.T) (*exec.Cmd, int) {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", "sleep 300 & echo $!; exec sleep 300")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	child, perr := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || perr != nil {
+		t.Fatalf("child PID: %q, %v, %v", line, err, perr)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	})
+	return cmd, child
+}
+
+// TestKillOrphans: a recorded group whose leader died (as a command's does
+// when its rdev dies) but whose other process lives on is killed by the
+// next executor on the directory; a record of a group that is gone, or
+// whose ID a new process holds, kills nothing. Every record is removed.
+func TestKillOrphans(t *testing.T) {
+	dir := t.TempDir()
+	e := NewExecutor(NewProjects(t.TempDir()), WithGroupsDir(dir))
+
+	leader, orphan := startGroup(t)
+	e.recordGroup(leader.Process.Pid)
+	_ = leader.Process.Kill()
+	_ = leader.Wait()
+	if deadOrZombie(orphan) {
+		t.Fatal("the background process died with its leader: nothing to test")
+	}
+	// A live group recorded with another start time: its ID was reused.
+	other, otherChild := startGroup(t)
+	if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(other.Process.Pid)), []byte("1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A group that is gone.
+	if err := os.WriteFile(filepath.Join(dir, "4194000"), []byte("1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	n, err := NewExecutor(NewProjects(t.TempDir()), WithGroupsDir(dir)).KillOrphans()
+	if err != nil || n != 1 {
+		t.Fatalf("KillOrphans = %d, %v; want 1 group killed", n, err)
+	}
+	waitDead(t, orphan)
+	if deadOrZombie(otherChild) || deadOrZombie(other.Process.Pid) {
+		t.Error("KillOrphans killed a group whose ID had been reused")
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("records left: %v", left)
+	}
+}
+
+// TestExecutor_RecordsGroup: a running command's group is recorded, and the
+// record is removed when the command ends.
+func TestExecutor_RecordsGroup(t *testing.T) {
+	root, dir := t.TempDir(), t.TempDir()
+	projects := NewProjects(root)
+	if err := projects.EnsureRoot("demo"); err != nil {
+		t.Fatal(err)
+	}
+	p, err := projects.FindProjectByID(t.Context(), "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewExecutor(projects, WithGroupsDir(dir))
+	var out strings.Builder
+	res, err := e.Exec(t.Context(), domain.ExecRequest{Project: p, Argv: []string{"sh", "-c", "ls " + dir + "; echo $$"}}, &out, io.Discard)
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("Exec = %+v, %v", res, err)
+	}
+	if f := strings.Fields(out.String()); len(f) != 2 || f[0] != f[1] {
+		t.Errorf("while it ran, the records were %q, want its own PID", out.String())
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("records left after the command: %v", left)
 	}
 }

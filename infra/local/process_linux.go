@@ -9,8 +9,10 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -97,6 +99,7 @@ func (e *Executor) run(ctx context.Context, cmd *exec.Cmd, project string, stdou
 		copied: make(chan struct{}),
 		pipes:  []*os.File{outR, errR},
 	}
+	defer e.recordGroup(p.pgid)()
 	go func() {
 		waitExited(p.pgid)
 		close(p.exited)
@@ -323,6 +326,96 @@ func parseStat(b []byte) (state byte, pgrp int, ok bool) {
 		return 0, 0, false
 	}
 	return f[0][0], pgrp, true
+}
+
+// recordGroup writes the process group pgid, with its leader's start time,
+// into the groups directory, and returns the func that removes it again.
+// Should rdev die, the next one finds it there (see KillOrphans). Recording
+// is best effort: a command runs whether or not it can be recorded.
+func (e *Executor) recordGroup(pgid int) (forget func()) {
+	if e.groups == "" {
+		return func() {}
+	}
+	start, ok := startTime(pgid)
+	if !ok || os.MkdirAll(e.groups, 0o700) != nil {
+		return func() {}
+	}
+	path := filepath.Join(e.groups, strconv.Itoa(pgid))
+	if os.WriteFile(path, []byte(strconv.FormatUint(start, 10)+"\n"), 0o600) != nil {
+		return func() {}
+	}
+	return func() { _ = os.Remove(path) }
+}
+
+// KillOrphans ends, with SIGKILL, the process groups recorded in the groups
+// directory (see WithGroupsDir) that are still alive: those of commands that
+// were running when the rdev that ran them died. Their main process died with
+// that rdev; what they had started did not. It returns how many groups it
+// killed. A recorded group whose ID now belongs to a new process (its leader
+// started at another time) is left alone: the group it stood for is gone.
+func (e *Executor) KillOrphans() (int, error) {
+	if e.groups == "" {
+		return 0, nil
+	}
+	entries, err := os.ReadDir(e.groups)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("local: read %s: %w", e.groups, err)
+	}
+	killed := 0
+	for _, ent := range entries {
+		path := filepath.Join(e.groups, ent.Name())
+		pgid, err := strconv.Atoi(ent.Name())
+		if err != nil || pgid <= 1 {
+			_ = os.Remove(path)
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		recorded, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if err == nil && orphaned(pgid, recorded) {
+			if syscall.Kill(-pgid, syscall.SIGKILL) == nil {
+				killed++
+			}
+		}
+		_ = os.Remove(path)
+	}
+	return killed, nil
+}
+
+// orphaned reports whether process group pgid, whose leader started at
+// start (in clock ticks since boot), still has live processes. A process
+// with the group's ID as its PID that started at another time means the ID
+// was reused, which Linux does only once the old group is empty.
+func orphaned(pgid int, start uint64) bool {
+	if now, ok := startTime(pgid); ok && now != start {
+		return false
+	}
+	alive, err := groupAlive(pgid)
+	return err == nil && alive
+}
+
+// startTime returns when process pid started, in clock ticks since boot
+// (field 22 of /proc/<pid>/stat), and false if there is no such process.
+func startTime(pid int) (uint64, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 20 {
+		return 0, false
+	}
+	t, err := strconv.ParseUint(string(f[19]), 10, 64)
+	return t, err == nil
 }
 
 // startError turns a failed start into a domain error: a program (or the

@@ -14,3 +14,6 @@ import (
 func (e *Executor) run(_ context.Context, _ *exec.Cmd, _ string, _, _ io.Writer) (domain.ExecResult, error) {
 	return domain.ExecResult{}, domain.Errorf(domain.EUNAVAILABLE, "the local executor runs on Linux only")
 }
+
+// KillOrphans has nothing to do where commands cannot run.
+func (e *Executor) KillOrphans() (int, error) { return 0, nil }
