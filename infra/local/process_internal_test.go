@@ -4,6 +4,7 @@ package local
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -156,22 +157,34 @@ func TestKillOrphans(t *testing.T) {
 	dir := t.TempDir()
 	e := NewExecutor(NewProjects(t.TempDir()), WithGroupsDir(dir))
 
+	// Recorded by an rdev that is gone: PID 1 did not start at tick 1.
 	leader, orphan := startGroup(t)
-	e.recordGroup(leader.Process.Pid)
+	start, ok := startTime(leader.Process.Pid)
+	if !ok {
+		t.Fatal("no start time for the leader")
+	}
+	if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(leader.Process.Pid)), fmt.Appendf(nil, "%d 1 1\n", start), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	_ = leader.Process.Kill()
 	_ = leader.Wait()
 	if deadOrZombie(orphan) {
 		t.Fatal("the background process died with its leader: nothing to test")
 	}
-	// A live group recorded with another start time: its ID was reused.
+	// A live group recorded with another start time, by an rdev that is
+	// gone (PID 1 started long before): its ID was reused.
 	other, otherChild := startGroup(t)
-	if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(other.Process.Pid)), []byte("1\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(other.Process.Pid)), []byte("1 1 1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// A group that is gone.
-	if err := os.WriteFile(filepath.Join(dir, "4194000"), []byte("1\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "4194000"), []byte("1 1 1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A live group recorded by an rdev that is still running (this
+	// process): it is that rdev's.
+	mine, mineChild := startGroup(t)
+	e.recordGroup(mine.Process.Pid)
 
 	n, err := NewExecutor(NewProjects(t.TempDir()), WithGroupsDir(dir)).KillOrphans()
 	if err != nil || n != 1 {
@@ -181,8 +194,11 @@ func TestKillOrphans(t *testing.T) {
 	if deadOrZombie(otherChild) || deadOrZombie(other.Process.Pid) {
 		t.Error("KillOrphans killed a group whose ID had been reused")
 	}
-	if left, _ := os.ReadDir(dir); len(left) != 0 {
-		t.Errorf("records left: %v", left)
+	if deadOrZombie(mineChild) || deadOrZombie(mine.Process.Pid) {
+		t.Error("KillOrphans killed a group of an rdev that is running")
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 1 || left[0].Name() != strconv.Itoa(mine.Process.Pid) {
+		t.Errorf("records left: %v, want only the running rdev's", left)
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -337,19 +336,35 @@ func (e *Executor) recordGroup(pgid int) (forget func()) {
 		return func() {}
 	}
 	start, ok := startTime(pgid)
-	if !ok || os.MkdirAll(e.groups, 0o700) != nil {
+	owner, ownerOK := self()
+	if !ok || !ownerOK || os.MkdirAll(e.groups, 0o700) != nil {
 		return func() {}
 	}
 	path := filepath.Join(e.groups, strconv.Itoa(pgid))
-	if os.WriteFile(path, []byte(strconv.FormatUint(start, 10)+"\n"), 0o600) != nil {
+	record := fmt.Sprintf("%d %d %d\n", start, owner.pid, owner.start)
+	if os.WriteFile(path, []byte(record), 0o600) != nil {
 		return func() {}
 	}
 	return func() { _ = os.Remove(path) }
 }
 
+// process identity: a PID and when it started, which tells a process from a
+// later one that got the same PID.
+type identity struct {
+	pid   int
+	start uint64
+}
+
+// self is this process's identity, written into each record so that an
+// rdev still running on the same directory keeps its groups.
+var self = sync.OnceValues(func() (identity, bool) {
+	start, ok := startTime(os.Getpid())
+	return identity{os.Getpid(), start}, ok
+})
+
 // KillOrphans ends, with SIGKILL, the process groups recorded in the groups
-// directory (see WithGroupsDir) that are still alive: those of commands that
-// were running when the rdev that ran them died. Their main process died with
+// directory (see WithGroupsDir) that are still alive although the rdev that
+// recorded them is not: those of commands that were running when it died. Their main process died with
 // that rdev; what they had started did not. It returns how many groups it
 // killed. A recorded group whose ID now belongs to a new process (its leader
 // started at another time) is left alone: the group it stood for is gone.
@@ -376,9 +391,13 @@ func (e *Executor) KillOrphans() (int, error) {
 		if err != nil {
 			continue
 		}
-		recorded, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-		if err == nil && orphaned(pgid, recorded) {
-			if syscall.Kill(-pgid, syscall.SIGKILL) == nil {
+		var leader uint64
+		var owner identity
+		if n, _ := fmt.Sscan(string(b), &leader, &owner.pid, &owner.start); n == 3 {
+			if now, ok := startTime(owner.pid); ok && now == owner.start {
+				continue // the rdev that runs it is alive
+			}
+			if orphaned(pgid, leader) && syscall.Kill(-pgid, syscall.SIGKILL) == nil {
 				killed++
 			}
 		}
