@@ -256,6 +256,13 @@ func (p *Projects) lookup(id string) (*domain.Project, *corev1.Pod) {
 	defer p.mu.Unlock()
 	t, ok := p.gone[id]
 	if !ok {
+		if last := p.last[id]; last != nil {
+			// The cache has let go of the project's last pod, and its
+			// handler has not yet turned it into a tombstone: it is gone.
+			gone := clone(last)
+			gone.Status = domain.ProjectGone
+			return gone, nil
+		}
 		return nil, nil
 	}
 	if time.Now().After(t.until) {

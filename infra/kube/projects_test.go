@@ -193,3 +193,20 @@ func TestNewProjects_ErrInvalid(t *testing.T) {
 		}
 	}
 }
+
+// TestProjects_GoneBeforeTombstone: between the cache letting go of a
+// project's last pod and its handler making the tombstone, the project
+// reads as GONE, not as unknown.
+func TestProjects_GoneBeforeTombstone(t *testing.T) {
+	projects, _ := mustFakeProjects(t, ProjectsOptions{Namespaces: []string{"a"}, Tombstone: time.Hour})
+	projects.mu.Lock()
+	projects.last["web"] = &domain.Project{ID: "web", Namespace: "a", Status: domain.ProjectRunning}
+	projects.mu.Unlock()
+	p, err := projects.FindProjectByID(t.Context(), "web")
+	if err != nil || p.Status != domain.ProjectGone || p.Namespace != "a" {
+		t.Fatalf("FindProjectByID = %+v, %v; want web, GONE", p, err)
+	}
+	if _, err := projects.FindProjectByID(t.Context(), "never"); domain.ErrorCode(err) != domain.ENOTFOUND {
+		t.Errorf("a project never seen: %v, want ENOTFOUND", err)
+	}
+}
