@@ -312,11 +312,7 @@ func readHead(name string, buf []byte) (int, error) {
 // "pid (comm) state ppid pgrp …". The command name may hold spaces and
 // parentheses, so the fields are counted from its last ')'.
 func parseStat(b []byte) (state byte, pgrp int, ok bool) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, false
-	}
-	f := bytes.Fields(b[i+1:])
+	f := statFields(b)
 	if len(f) < 3 || len(f[0]) != 1 {
 		return 0, 0, false
 	}
@@ -325,6 +321,16 @@ func parseStat(b []byte) (state byte, pgrp int, ok bool) {
 		return 0, 0, false
 	}
 	return f[0][0], pgrp, true
+}
+
+// statFields returns the fields of a /proc/<pid>/stat line after the
+// command name, from the state (field 3) on, or none if there is no name.
+func statFields(b []byte) [][]byte {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil
+	}
+	return bytes.Fields(b[i+1:])
 }
 
 // recordGroup writes the process group pgid, with its leader's start time,
@@ -425,11 +431,7 @@ func startTime(pid int) (uint64, bool) {
 	if err != nil {
 		return 0, false
 	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := bytes.Fields(b[i+1:])
+	f := statFields(b)
 	if len(f) < 20 {
 		return 0, false
 	}
