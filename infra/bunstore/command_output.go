@@ -90,27 +90,52 @@ func (s *Store) appendOutputPG(ctx context.Context, batches [][]*outputRow) erro
 
 // appendOutputSQLite inserts with one prepared statement and bound
 // parameters: SQLite then never parses the output itself as SQL text, which
-// bun's inlined (hex) literals would make it do. Each chunk's data is bound
-// straight from its string, not copied into an outputRow first: the driver
-// copies a bound blob anyway, and output is most of what the store writes.
+// bun's inlined (hex) literals would make it do. With segments (see
+// StoreOutputIn) the rows say where in them each chunk's bytes are;
+// without, each row holds its bytes, bound straight from the chunk's string,
+// not copied into an outputRow first: the driver copies a bound blob anyway.
 func (s *Store) appendOutputSQLite(ctx context.Context, chunks []domain.OutputChunk) error {
 	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, "INSERT INTO command_output (command_id, seq, stream, data, at) VALUES (?, ?, ?, ?, ?)")
-		if err != nil {
+		if s.segments == nil {
+			return s.insertOutputSQLite(ctx, tx, chunks, nil)
+		}
+		return s.segments.append(chunks, func(spans []segmentSpan) error {
+			return s.insertOutputSQLite(ctx, tx, chunks, spans)
+		})
+	})
+}
+
+// insertOutputSQLite inserts the rows of chunks: with their bytes, or, with
+// spans, with where in the segments their bytes are.
+func (s *Store) insertOutputSQLite(ctx context.Context, tx bun.Tx, chunks []domain.OutputChunk, spans []segmentSpan) error {
+	stmt, err := tx.PrepareContext(ctx, "INSERT INTO command_output (command_id, seq, stream, data, at, segment, segment_offset, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stmt.Close() }()
+	var at []byte
+	for i, ch := range chunks {
+		// The time is bound as the dialect writes it, so reads parse it
+		// the same way as every other stored time.
+		at = s.db.Dialect().AppendTime(at[:0], storedTime(ch.At))
+		data, segment, offset := blob(ch.Data), any(nil), any(nil)
+		if spans != nil {
+			data, segment, offset = []byte{}, spans[i].segment, spans[i].offset
+		}
+		if _, err := stmt.ExecContext(ctx, ch.CommandID, ch.Seq, string(ch.Stream), data, strings.Trim(string(at), "'"), segment, offset, len(ch.Data)); err != nil {
 			return err
 		}
-		defer func() { _ = stmt.Close() }()
-		var at []byte
-		for _, ch := range chunks {
-			// The time is bound as the dialect writes it, so reads parse it
-			// the same way as every other stored time.
-			at = s.db.Dialect().AppendTime(at[:0], storedTime(ch.At))
-			if _, err := stmt.ExecContext(ctx, ch.CommandID, ch.Seq, string(ch.Stream), blob(ch.Data), strings.Trim(string(at), "'")); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	}
+	return nil
+}
+
+// outputSize is the SQL expression of a command_output row's size in bytes:
+// on SQLite, whose rows may keep their bytes in segments, its size column.
+func (s *Store) outputSize() bun.Safe {
+	if s.isPostgres() {
+		return bun.Safe("length(data)")
+	}
+	return bun.Safe("size")
 }
 
 // blob returns the bytes of s without copying them, to be bound as a BLOB
@@ -158,8 +183,26 @@ func checkChunk(ch domain.OutputChunk) error {
 // order, at most limit of them (all when limit is 0). A command without
 // output, or an unknown one, has none.
 func (s *Store) ReadOutput(ctx context.Context, commandID string, afterSeq int64, limit int) ([]domain.OutputChunk, error) {
-	var rows []*outputRow
-	q := s.db.NewSelect().Model(&rows).
+	var out []domain.OutputChunk
+	var err error
+	if s.isPostgres() {
+		out, err = readOutput(ctx, s.db, commandID, afterSeq, limit, func(r *outputRow) (domain.OutputChunk, error) {
+			return r.chunk(), nil
+		})
+	} else {
+		out, err = readOutput(ctx, s.db, commandID, afterSeq, limit, s.sqliteChunk)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read output of command %s: %w", commandID, err)
+	}
+	return out, nil
+}
+
+// readOutput selects the output rows R of commandID after afterSeq (at most
+// limit, if above 0) and converts each with chunk.
+func readOutput[R any](ctx context.Context, db *bun.DB, commandID string, afterSeq int64, limit int, chunk func(*R) (domain.OutputChunk, error)) ([]domain.OutputChunk, error) {
+	var rows []*R
+	q := db.NewSelect().Model(&rows).
 		Where("command_id = ?", commandID).
 		Where("seq > ?", afterSeq).
 		Order("seq")
@@ -167,13 +210,32 @@ func (s *Store) ReadOutput(ctx context.Context, commandID string, afterSeq int64
 		q = q.Limit(int64(limit))
 	}
 	if err := noRows(q.Scan(ctx)); err != nil {
-		return nil, fmt.Errorf("read output of command %s: %w", commandID, err)
+		return nil, err
 	}
 	out := make([]domain.OutputChunk, 0, len(rows))
 	for _, r := range rows {
-		out = append(out, r.chunk())
+		ch, err := chunk(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ch)
 	}
 	return out, nil
+}
+
+// sqliteChunk is the chunk of r, with its bytes read from its segment if
+// they are in one.
+func (s *Store) sqliteChunk(r *sqliteOutputRow) (domain.OutputChunk, error) {
+	ch := r.chunk()
+	if r.Segment == nil {
+		return ch, nil
+	}
+	if s.segments == nil || r.SegmentOffset == nil {
+		return ch, fmt.Errorf("chunk %d is in output segment %d, which this store does not read", r.Seq, *r.Segment)
+	}
+	var err error
+	ch.Data, err = s.segments.read(segmentSpan{segment: int(*r.Segment), offset: *r.SegmentOffset, size: r.Size})
+	return ch, err
 }
 
 // isForeignKeyViolation reports whether err is a foreign-key violation,

@@ -249,7 +249,7 @@ func (s *Store) expireLeases(ctx context.Context, tx bun.Tx, now time.Time) ([]*
 		Set("finished_at = ?", now).
 		Set("lease_expires_at = NULL").
 		Set("last_seq = (SELECT coalesce(max(seq), 0) FROM command_output WHERE command_id = ?TableAlias.id)").
-		Set("output_bytes = (SELECT coalesce(sum(length(data)), 0) FROM command_output WHERE command_id = ?TableAlias.id)").
+		Set("output_bytes = (SELECT coalesce(sum(?), 0) FROM command_output WHERE command_id = ?TableAlias.id)", s.outputSize()).
 		Where("id IN (?)", s.lockedInIDOrder(tx.NewSelect().Model((*commandRow)(nil)).
 			Column("id").
 			Where("status = ?", string(domain.CommandRunning)).

@@ -60,6 +60,17 @@ type outputRow struct {
 	At        time.Time `bun:"at"`
 }
 
+// sqliteOutputRow is a stored chunk on SQLite, whose bytes are in Data or,
+// if Segment is set, in a segment file (see segments), Size bytes from
+// SegmentOffset. Rows made before segments hold their bytes.
+type sqliteOutputRow struct {
+	outputRow `bun:",extend"`
+
+	Segment       *int64 `bun:"segment"`
+	SegmentOffset *int64 `bun:"segment_offset"`
+	Size          int64  `bun:"size"`
+}
+
 // newCommandRow converts c for storage, with status QUEUED. Times are stored
 // in UTC with microsecond precision, and the timeout in whole milliseconds.
 func newCommandRow(c *domain.Command) *commandRow {

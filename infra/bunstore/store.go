@@ -8,6 +8,7 @@ package bunstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/uptrace/bun"
@@ -21,6 +22,7 @@ type Store struct {
 	db       *bun.DB
 	finishes finishGroup
 	tracer   domain.CommandTracer
+	segments *segments // nil: output bytes are kept in their rows
 }
 
 var _ domain.APIKeyRepository = (*Store)(nil)
@@ -34,6 +36,17 @@ func New(db *bun.DB) *Store {
 // context of the change that queued them. Call it before the store is used.
 func (s *Store) TraceWith(t domain.CommandTracer) {
 	s.tracer = t
+}
+
+// StoreOutputIn makes the bytes of output chunks stored from now on go to
+// append-only segment files in dir (created when first needed) rather than
+// into the database, whose rows then say where they are; chunks stored
+// before stay where they are, and are read from there. It is for SQLite,
+// which would otherwise write output twice (to its WAL, then to the
+// database): infra/sqlite calls it. Postgres keeps output in its rows. Call
+// it before the store is used; Close closes the files.
+func (s *Store) StoreOutputIn(dir string) {
+	s.segments = newSegments(dir)
 }
 
 // WithQueryHook makes every query the store (and DB's callers) makes from
@@ -62,9 +75,13 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the database.
+// Close closes the database, and the output segments if there are any.
 func (s *Store) Close() error {
-	return s.db.Close()
+	err := s.db.Close()
+	if s.segments != nil {
+		err = errors.Join(err, s.segments.close())
+	}
+	return err
 }
 
 // unavailable returns an EUNAVAILABLE error that also wraps cause, so clients

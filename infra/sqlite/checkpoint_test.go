@@ -61,8 +61,8 @@ func TestOpen_PageSize(t *testing.T) {
 	})
 }
 
-// Committed output reaches the database file without anyone checkpointing:
-// until a checkpoint its pages are only in the WAL, and writers checkpoint
+// Committed rows reach the database file without anyone checkpointing:
+// until a checkpoint their pages are only in the WAL, and writers checkpoint
 // only at wal_autocheckpoint, far above what is written here.
 func TestCheckpointer(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "rdev.db")
@@ -71,19 +71,18 @@ func TestCheckpointer(t *testing.T) {
 	if err := s.Migrate(ctx, migrations.SQLite()); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	c := mustCreateCommand(t, s)
 	before := fileSize(t, path)
 	const size = 1 << 20
-	var chunks []domain.OutputChunk
-	for i := range 16 {
-		chunks = append(chunks, domain.OutputChunk{CommandID: c.ID, Seq: int64(i + 1), Stream: domain.Stdout, Data: strings.Repeat("y", size/16), At: time.Now()})
-	}
-	if err := s.AppendOutput(ctx, chunks); err != nil {
-		t.Fatalf("AppendOutput: %v", err)
+	for range 16 {
+		now := time.Now()
+		c := &domain.Command{ID: domain.NewID(now), ProjectID: "web", Type: domain.CommandExec, Argv: []string{"echo", strings.Repeat("y", size/16)}, Status: domain.CommandQueued, CreatedAt: now}
+		if err := s.CreateCommand(ctx, c, nil); err != nil {
+			t.Fatalf("CreateCommand: %v", err)
+		}
 	}
 	for deadline := time.Now().Add(10 * time.Second); fileSize(t, path) < before+size; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("database file is %d bytes 10s after a commit of %d, up from %d: nothing checkpointed the WAL", fileSize(t, path), size, before)
+			t.Fatalf("database file is %d bytes 10s after commits of %d, up from %d: nothing checkpointed the WAL", fileSize(t, path), size, before)
 		}
 	}
 }

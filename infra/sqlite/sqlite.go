@@ -57,6 +57,10 @@ const journalSizeLimit = 64 << 20
 // read-then-write transaction thus waits (up to busy_timeout) for another
 // writer instead of failing with SQLITE_BUSY when it tries to upgrade.
 //
+// The bytes of command output are not in the database but in segment files
+// beside it, in OutputDir(path): SQLite would write them twice, to the WAL
+// and then to the database.
+//
 // Committed pages are copied from the WAL into the database (checkpointed)
 // by a goroutine of the store, not by the committing caller; closing the
 // store stops it.
@@ -79,6 +83,7 @@ func Open(ctx context.Context, path string) (*bunstore.Store, error) {
 	sqldb.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
 	sqldb.SetMaxIdleConns(max(4, runtime.GOMAXPROCS(0)))
 	store := bunstore.New(bun.NewDB(sqldb, sqlitedialect.New()))
+	store.StoreOutputIn(OutputDir(abs))
 	if err := store.Ping(ctx); err != nil {
 		_ = store.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -88,6 +93,13 @@ func Open(ctx context.Context, path string) (*bunstore.Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: start checkpointer: %w", path, err)
 	}
 	return store, nil
+}
+
+// OutputDir is the directory beside the database at path that holds the
+// bytes of its command output, in segment files (see bunstore.StoreOutputIn):
+// path with "-output" appended, as SQLite appends "-wal" for its WAL.
+func OutputDir(path string) string {
+	return path + "-output"
 }
 
 // dsn is a SQLite URI for the file at the absolute path abs, with the

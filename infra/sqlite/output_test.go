@@ -1,0 +1,86 @@
+package sqlite_test
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/rdev-hq/rdev/domain"
+	"github.com/rdev-hq/rdev/infra/sqlite"
+	"github.com/rdev-hq/rdev/migrations"
+)
+
+// Output's bytes go to the segment files beside the database, not into it;
+// a store opened again reads them and appends after them.
+func TestOutput_InSegments(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rdev.db")
+	s, err := sqlite.Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	ctx := t.Context()
+	if err := s.Migrate(ctx, migrations.SQLite()); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	c := mustCreateCommand(t, s)
+	dbBefore := fileSize(t, path) + fileSize(t, path+"-wal")
+	const size = 4 << 20
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	var want []domain.OutputChunk
+	for i := range 64 {
+		want = append(want, domain.OutputChunk{CommandID: c.ID, Seq: int64(i + 1), Stream: domain.Stdout, Data: strings.Repeat(string(rune('a'+i%26)), size/64), At: at})
+	}
+	if err := s.AppendOutput(ctx, want); err != nil {
+		t.Fatalf("AppendOutput: %v", err)
+	}
+	if grew := fileSize(t, path) + fileSize(t, path+"-wal") - dbBefore; grew > size/8 {
+		t.Errorf("the database and its WAL grew by %d bytes for %d bytes of output", grew, size)
+	}
+	if got := fileSize(t, filepath.Join(sqlite.OutputDir(path), "000000000001.out")); got != size {
+		t.Errorf("segment holds %d bytes, want %d", got, size)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	s = mustOpenFile(t, path)
+	more := domain.OutputChunk{CommandID: c.ID, Seq: 65, Stream: domain.Stderr, Data: "after reopening\n", At: at}
+	if err := s.AppendOutput(ctx, []domain.OutputChunk{more}); err != nil {
+		t.Fatalf("AppendOutput: %v", err)
+	}
+	got, err := s.ReadOutput(ctx, c.ID, 0, 0)
+	if err != nil {
+		t.Fatalf("ReadOutput: %v", err)
+	}
+	if diff := cmp.Diff(append(want, more), got); diff != "" {
+		t.Errorf("output (-stored +read):\n%s", diff)
+	}
+}
+
+// Chunks stored with their bytes in the row, as before segments, read as
+// they did, in order with the chunks stored after them in segments.
+func TestOutput_RowsFromBeforeSegments(t *testing.T) {
+	s := mustOpenMigrated(t)
+	ctx := t.Context()
+	c := mustCreateCommand(t, s)
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	if _, err := s.DB().ExecContext(ctx, "INSERT INTO command_output (command_id, seq, stream, data, at, size) VALUES (?, 1, 'STDOUT', ?, ?, 9)",
+		c.ID, []byte("in\x00the row"), at.Format("2006-01-02 15:04:05.999999-07:00")); err != nil {
+		t.Fatal(err)
+	}
+	later := domain.OutputChunk{CommandID: c.ID, Seq: 2, Stream: domain.Stdout, Data: "in a segment", At: at}
+	if err := s.AppendOutput(ctx, []domain.OutputChunk{later}); err != nil {
+		t.Fatalf("AppendOutput: %v", err)
+	}
+	got, err := s.ReadOutput(ctx, c.ID, 0, 0)
+	if err != nil {
+		t.Fatalf("ReadOutput: %v", err)
+	}
+	want := []domain.OutputChunk{{CommandID: c.ID, Seq: 1, Stream: domain.Stdout, Data: "in\x00the row", At: at}, later}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("output (-want +got):\n%s", diff)
+	}
+}
