@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // newTestRecorder returns a recorder over fresh fakes.
@@ -523,6 +524,25 @@ func TestRecorder_KeepsDeadlines(t *testing.T) {
 				t.Errorf("nothing was sent in 2 s of writes every 0.5 ms")
 			}
 		})
+	}
+}
+
+// newBlock's blocks have the length and room asked for, are apart from each
+// other, and keep what is written to them.
+func TestNewBlock(t *testing.T) {
+	const size = 256 << 10
+	a, b := newBlock(10, size), newBlock(0, size)
+	if len(a) != 10 || cap(a) < size || len(b) != 0 || cap(b) < size {
+		t.Fatalf("len/cap %d/%d and %d/%d, want 10/%d and 0/%d at least", len(a), cap(a), len(b), cap(b), size, size)
+	}
+	pa, pb := unsafe.SliceData(a), unsafe.SliceData(b)
+	a = append(a[:0], strings.Repeat("a", size)...)
+	b = append(b, strings.Repeat("b", size)...)
+	if unsafe.SliceData(a) != pa || unsafe.SliceData(b) != pb {
+		t.Error("filling a block to its size moved it")
+	}
+	if strings.Count(string(a), "a") != size || strings.Count(string(b), "b") != size {
+		t.Error("the blocks overlap")
 	}
 }
 
