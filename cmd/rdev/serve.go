@@ -93,6 +93,9 @@ func runServe(ctx context.Context, args []string, c cli) error {
 	if err != nil {
 		return err
 	}
+	gc := gcSettingsFor(c.getenv, cgroupRoot)
+	gc.apply()
+	log.Debug("garbage collector", "gogc", gc.percent, "gomemlimit", gc.limit)
 	// client-go reports what it cannot return through klog, a process-wide
 	// logger set before any client runs: into rdev's log, not bare lines on
 	// stderr.
