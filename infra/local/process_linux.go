@@ -98,7 +98,6 @@ func (e *Executor) run(ctx context.Context, cmd *exec.Cmd, project string, stdou
 		copied: make(chan struct{}),
 		pipes:  []*os.File{outR, errR},
 	}
-	defer e.recordGroup(p.pgid)()
 	go func() {
 		waitExited(p.pgid)
 		close(p.exited)
@@ -110,6 +109,9 @@ func (e *Executor) run(ctx context.Context, cmd *exec.Cmd, project string, stdou
 		wg.Wait()
 		close(p.copied)
 	}()
+	// Recorded once its output is being read: writing the record takes a
+	// file system's time, in which a fast writer would fill its pipe.
+	defer e.recordGroup(p.pgid)()
 
 	p.follow(ctx, e.grace, e.drain)
 	for _, f := range p.pipes {
