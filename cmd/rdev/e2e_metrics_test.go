@@ -248,24 +248,3 @@ func TestE2E_MetricsWebSocket(t *testing.T) {
 		t.Errorf("upgrades counted: %v, want 1", got)
 	}
 }
-
-// TestE2E_GarbageCollector: the server runs the collector at its own GOGC
-// unless the environment sets one, as the Go collector's metrics show.
-func TestE2E_GarbageCollector(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		env  []string
-		want float64
-	}{
-		{"Default", nil, 400},
-		{"GOGC", []string{"GOGC=150"}, 150},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			s := newInstance(t, tc.env...).serve()
-			_, mfs := scrape(t, s.url+"/metrics")
-			if got, ok := value(mfs, "go_gc_gogc_percent", nil); !ok || got != tc.want {
-				t.Errorf("go_gc_gogc_percent = %v (found %v), want %v", got, ok, tc.want)
-			}
-		})
-	}
-}

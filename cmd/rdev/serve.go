@@ -93,9 +93,10 @@ func runServe(ctx context.Context, args []string, c cli) error {
 	if err != nil {
 		return err
 	}
-	gc := gcSettingsFor(c.getenv, cgroupRoot)
-	gc.apply()
-	log.Debug("garbage collector", "gogc", gc.percent, "gomemlimit", gc.limit)
+	if limit := memoryLimitFor(c.getenv, cgroupRoot); limit > 0 {
+		setMemoryLimit(limit)
+		log.Debug("memory limit from the cgroup", "gomemlimit", limit)
+	}
 	// client-go reports what it cannot return through klog, a process-wide
 	// logger set before any client runs: into rdev's log, not bare lines on
 	// stderr.
