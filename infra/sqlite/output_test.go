@@ -1,14 +1,18 @@
 package sqlite_test
 
 import (
+	"database/sql"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/sqlitedialect"
 
 	"github.com/rdev-hq/rdev/domain"
+	"github.com/rdev-hq/rdev/infra/bunstore"
 	"github.com/rdev-hq/rdev/infra/sqlite"
 	"github.com/rdev-hq/rdev/migrations"
 )
@@ -82,5 +86,43 @@ func TestOutput_RowsFromBeforeSegments(t *testing.T) {
 	want := []domain.OutputChunk{{CommandID: c.ID, Seq: 1, Stream: domain.Stdout, Data: "in\x00the row", At: at}, later}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("output (-want +got):\n%s", diff)
+	}
+}
+
+// A store made without StoreOutputIn (not as Open makes one) keeps output
+// bytes in their rows, and reads them back.
+func TestOutput_InRows(t *testing.T) {
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "rows.db")+"?_pragma=foreign_keys(ON)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := bunstore.New(bun.NewDB(db, sqlitedialect.New()))
+	t.Cleanup(func() { _ = s.Close() })
+	ctx := t.Context()
+	if err := s.Migrate(ctx, migrations.SQLite()); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	c := mustCreateCommand(t, s)
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	want := []domain.OutputChunk{
+		{CommandID: c.ID, Seq: 1, Stream: domain.Stdout, Data: "bytes\x00\xff\n", At: at},
+		{CommandID: c.ID, Seq: 2, Stream: domain.Stderr, Data: strings.Repeat("e", 70<<10), At: at},
+	}
+	if err := s.AppendOutput(ctx, want); err != nil {
+		t.Fatalf("AppendOutput: %v", err)
+	}
+	var inRows int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM command_output WHERE segment IS NULL AND length(data) = size").Scan(&inRows); err != nil {
+		t.Fatal(err)
+	}
+	if inRows != len(want) {
+		t.Errorf("%d of %d rows hold their bytes", inRows, len(want))
+	}
+	got, err := s.ReadOutput(ctx, c.ID, 0, 0)
+	if err != nil {
+		t.Fatalf("ReadOutput: %v", err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("output (-stored +read):\n%s", diff)
 	}
 }
