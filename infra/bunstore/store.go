@@ -10,7 +10,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
@@ -24,11 +23,6 @@ type Store struct {
 	finishes finishGroup
 	tracer   domain.CommandTracer
 	segments *segments // nil: output bytes are kept in their rows
-
-	// turns, when set (see TakeTurns), has room for one transaction: the
-	// one holding the database's write lock in this process.
-	turns    chan struct{}
-	turnWait time.Duration
 }
 
 var _ domain.APIKeyRepository = (*Store)(nil)
@@ -53,41 +47,6 @@ func (s *Store) TraceWith(t domain.CommandTracer) {
 // it before the store is used; Close closes the files.
 func (s *Store) StoreOutputIn(dir string) {
 	s.segments = newSegments(dir)
-}
-
-// TakeTurns makes the store's transactions begin one at a time, in the order
-// they asked, each waiting up to wait for its turn before it begins anyway
-// (and waits as the database makes it). It is for SQLite, where every
-// transaction takes the one write lock as it begins (BEGIN IMMEDIATE) and a
-// transaction that finds it taken polls for it: under a steady stream of
-// writers, an unlucky one could find it taken at every poll until the busy
-// timeout failed it. Call it before the store is used.
-func (s *Store) TakeTurns(wait time.Duration) {
-	s.turns, s.turnWait = make(chan struct{}, 1), wait
-}
-
-// takeTurn waits for the calling transaction's turn (see TakeTurns) and
-// returns the function that ends it. Past turnWait it returns without a
-// turn, and a no-op: a transaction begun inside another's callback, or one
-// that never ends, then fails as SQLite's busy timeout fails it, rather than
-// waiting for ever.
-func (s *Store) takeTurn(ctx context.Context) (end func(), err error) {
-	end = func() { <-s.turns }
-	select {
-	case s.turns <- struct{}{}:
-		return end, nil
-	default:
-	}
-	wait := time.NewTimer(s.turnWait)
-	defer wait.Stop()
-	select {
-	case s.turns <- struct{}{}:
-		return end, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("begin transaction: %w", ctx.Err())
-	case <-wait.C:
-		return func() {}, nil
-	}
 }
 
 // WithQueryHook makes every query the store (and DB's callers) makes from
@@ -141,13 +100,6 @@ func (s *Store) isPostgres() bool {
 // errors from callbacks pass through; failures to begin or commit are wrapped.
 // The transaction is rolled back if fn fails or panics.
 func (s *Store) inTx(ctx context.Context, fn func(ctx context.Context, tx bun.Tx) error) error {
-	if s.turns != nil {
-		end, err := s.takeTurn(ctx)
-		if err != nil {
-			return err
-		}
-		defer end()
-	}
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{})
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)

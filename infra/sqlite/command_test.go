@@ -1,12 +1,8 @@
 package sqlite_test
 
 import (
-	"fmt"
 	"path/filepath"
-	"strconv"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/rdev-hq/rdev/domain"
 	"github.com/rdev-hq/rdev/infra/bunstore"
@@ -49,24 +45,4 @@ func mustOpenFile(t testing.TB, path string) *bunstore.Store {
 		}
 	})
 	return s
-}
-
-// Many writers at once all get their turn: none waits out the busy timeout
-// while the others keep taking the write lock.
-func TestTransactions_TakeTurns(t *testing.T) {
-	s := mustOpenMigrated(t)
-	var wg sync.WaitGroup
-	for w := range 8 {
-		wg.Go(func() {
-			for i := range 150 {
-				now := time.Now()
-				c := &domain.Command{ID: domain.NewID(now), ProjectID: fmt.Sprintf("p%d", w), Type: domain.CommandExec, Argv: []string{"true", strconv.Itoa(i)}, Status: domain.CommandQueued, CreatedAt: now}
-				if err := s.CreateCommand(t.Context(), c, nil); err != nil {
-					t.Errorf("writer %d, command %d: %v", w, i, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
 }

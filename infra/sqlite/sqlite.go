@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"time"
 
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/sqlitedialect"
@@ -56,9 +55,7 @@ const journalSizeLimit = 64 << 20
 // The database uses WAL, so readers never wait for the writer, and every
 // transaction begins IMMEDIATE, taking the write lock up front: a
 // read-then-write transaction thus waits (up to busy_timeout) for another
-// writer instead of failing with SQLITE_BUSY when it tries to upgrade. The
-// store's transactions take turns for that lock in the order they began
-// (see bunstore.Store.TakeTurns), rather than polling for it.
+// writer instead of failing with SQLITE_BUSY when it tries to upgrade.
 //
 // The bytes of command output are not in the database but in segment files
 // beside it, in OutputDir(path): SQLite would write them twice, to the WAL
@@ -87,7 +84,6 @@ func Open(ctx context.Context, path string) (*bunstore.Store, error) {
 	sqldb.SetMaxIdleConns(max(4, runtime.GOMAXPROCS(0)))
 	store := bunstore.New(bun.NewDB(sqldb, sqlitedialect.New()))
 	store.StoreOutputIn(OutputDir(abs))
-	store.TakeTurns(busyTimeoutMillis * time.Millisecond)
 	if err := store.Ping(ctx); err != nil {
 		_ = store.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
