@@ -19,8 +19,11 @@ import (
 )
 
 // busyTimeoutMillis is how long a connection waits for another's write lock
-// before failing with SQLITE_BUSY.
-const busyTimeoutMillis = 5000
+// before failing with SQLITE_BUSY. SQLite's wait polls, less often the longer
+// it has waited, so under a steady stream of writers an unlucky one can find
+// the lock taken at every poll until the stream pauses: at 5 s, four writers
+// under the race detector starved one of them past it.
+const busyTimeoutMillis = 30000
 
 // pageSize is the page size of new databases. Output chunks of up to 64 KiB
 // are most of what the store writes, and SQLite writes the WAL one page at a
