@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -94,7 +95,7 @@ func runServe(ctx context.Context, args []string, c cli) error {
 		return err
 	}
 	if limit := memoryLimitFor(c.getenv, cgroupRoot); limit > 0 {
-		setMemoryLimit(limit)
+		debug.SetMemoryLimit(limit)
 		log.Debug("memory limit from the cgroup", "gomemlimit", limit)
 	}
 	// client-go reports what it cannot return through klog, a process-wide

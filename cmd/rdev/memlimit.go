@@ -5,7 +5,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 )
 
@@ -55,11 +54,4 @@ func cgroupMemoryLimit(root string) (int64, bool) {
 		return n, true
 	}
 	return 0, false
-}
-
-// setMemoryLimit sets the Go memory limit to limit bytes, if above 0.
-func setMemoryLimit(limit int64) {
-	if limit > 0 {
-		debug.SetMemoryLimit(limit)
-	}
 }
