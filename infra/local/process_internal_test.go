@@ -203,7 +203,8 @@ func TestKillOrphans(t *testing.T) {
 }
 
 // TestExecutor_RecordsGroup: a running command's group is recorded, and the
-// record is removed when the command ends.
+// record is removed when the command ends. The record is written once the
+// command's output is being read, so the command waits up to 5 s for it.
 func TestExecutor_RecordsGroup(t *testing.T) {
 	root, dir := t.TempDir(), t.TempDir()
 	projects := NewProjects(root)
@@ -216,7 +217,9 @@ func TestExecutor_RecordsGroup(t *testing.T) {
 	}
 	e := NewExecutor(projects, WithGroupsDir(dir))
 	var out strings.Builder
-	res, err := e.Exec(t.Context(), domain.ExecRequest{Project: p, Argv: []string{"sh", "-c", "ls " + dir + "; echo $$"}}, &out, io.Discard)
+	res, err := e.Exec(t.Context(), domain.ExecRequest{Project: p, Argv: []string{"sh", "-c",
+		`i=0; while [ ! -e "$1/$$" ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done; ls "$1"; echo $$`,
+		"sh", dir}}, &out, io.Discard)
 	if err != nil || res.ExitCode != 0 {
 		t.Fatalf("Exec = %+v, %v", res, err)
 	}
