@@ -372,6 +372,8 @@ func (r *commandRepo) AppendOutput(_ context.Context, chunks []OutputChunk) erro
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, ch := range chunks {
+		// A store must not keep the recorder's bytes: they are recycled.
+		ch.Data = strings.Clone(ch.Data)
 		if c, ok := r.cmds[ch.CommandID]; ok && c.Status.Final() {
 			r.lateChunks = append(r.lateChunks, ch)
 		}
@@ -481,6 +483,9 @@ type fakeHub struct {
 	subs   map[string]map[*hubSub]struct{}
 	events map[string][]Event
 	drops  int
+	// passOnly: Publish records nothing, and holds an event's bytes only
+	// for the subscribers it hands it to, as the real hub does.
+	passOnly bool
 }
 
 var _ Hub = (*fakeHub)(nil)
@@ -500,11 +505,18 @@ func newFakeHub() *fakeHub {
 func (h *fakeHub) Publish(topic string, e Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.events[topic] = append(h.events[topic], e)
+	// The record keeps the event's bytes for good, as the Hub contract
+	// lets a holder do: it never releases them.
+	if !h.passOnly {
+		e.Hold.Retain()
+		h.events[topic] = append(h.events[topic], e)
+	}
 	for s := range h.subs[topic] {
+		e.Hold.Retain()
 		select {
 		case s.ch <- e:
 		default:
+			e.Hold.Release()
 			s.lagged.Store(true)
 			h.dropLocked(s)
 			h.drops++

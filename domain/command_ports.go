@@ -98,7 +98,9 @@ type CommandRepository interface {
 	// audit entry is appended in the transaction that writes the state.
 	FinishCommand(ctx context.Context, id, owner string, f Finish, audit *AuditEntry) (*Command, error)
 
-	// AppendOutput stores chunks (of one or more commands) in one write.
+	// AppendOutput stores chunks (of one or more commands) in one write. It
+	// must not keep their Data once it returns: the recorder's memory is
+	// recycled.
 	AppendOutput(ctx context.Context, chunks []OutputChunk) error
 	// ReadOutput returns up to limit chunks of a command with Seq > afterSeq,
 	// in Seq order.
@@ -165,6 +167,9 @@ type Event struct {
 	Chunks []OutputChunk
 	// UpTo is the highest Seq stored when the event was made.
 	UpTo int64
+	// Hold, when set, keeps Chunks' bytes from being reused: a Hub retains
+	// it for each subscriber it hands the event to (see Hold).
+	Hold *Hold
 	// Project is set for EventProject.
 	Project *Project
 }
@@ -184,7 +189,8 @@ const ProjectsTopic = "projects"
 
 // Hub fans events out to subscribers in this process. Publish never blocks:
 // a subscriber whose buffer is full is dropped and told so, and must catch up
-// from storage.
+// from storage. Publish retains e.Hold once for each subscriber it hands e
+// to, before the subscriber can see it.
 type Hub interface {
 	Publish(topic string, e Event)
 	Subscribe(topic string, buffer int) HubSubscription

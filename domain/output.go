@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -88,6 +87,7 @@ type recorder struct {
 	mu         sync.Mutex
 	drained    *sync.Cond // signalled when pending shrinks or work arrives
 	partial    map[Stream][]byte
+	fills      map[Stream]*block // the block each stream's partial is in
 	lastWrite  map[Stream]time.Time
 	timers     map[Stream]*time.Timer
 	deadlines  map[Stream]time.Time // when an armed timer fires
@@ -103,15 +103,18 @@ type recorder struct {
 	truncated  bool  // output was dropped from the tail window (or lost)
 	headRoom   int64 // bytes that may still be stored in the head
 	tail       []OutputChunk
+	tailBlocks []*block // the blocks of tail's chunks, one reference each
 	tailLen    int64
 	done       chan struct{}
 }
 
 // segment is a piece of one stream that ends at a line or character
-// boundary, waiting to be numbered and stored.
+// boundary, waiting to be numbered and stored. It holds a reference of the
+// block its bytes are in.
 type segment struct {
 	stream Stream
 	data   []byte
+	blk    *block
 	at     time.Time
 }
 
@@ -120,11 +123,12 @@ func newRecorder(cmdID string, cfg OutputConfig, repo CommandRepository, hub Hub
 	r := &recorder{
 		cfg: cfg, cmdID: cmdID, repo: repo, hub: hub, bcast: bcast, log: log, now: now,
 		headRoom: cfg.Cap - cfg.TailWindow,
-		partial:  map[Stream][]byte{}, lastWrite: map[Stream]time.Time{},
+		partial:  map[Stream][]byte{}, fills: map[Stream]*block{}, lastWrite: map[Stream]time.Time{},
 		timers: map[Stream]*time.Timer{}, deadlines: map[Stream]time.Time{},
 		done: make(chan struct{}),
 	}
 	r.drained = sync.NewCond(&r.mu)
+	blocks.size.CompareAndSwap(0, int64(blockSize*cfg.MaxChunk))
 	go r.store()
 	return r
 }
@@ -149,6 +153,10 @@ func (r *recorder) write(s Stream, p []byte) {
 	defer r.mu.Unlock()
 	for r.pendingLen > r.cfg.MaxPending && !r.closed {
 		r.drained.Wait()
+	}
+	if r.closed {
+		// Too late to be sent, and the stream's block is released.
+		return
 	}
 	now := time.Now()
 	busy := r.cfg.BusyHold > 0 && now.Sub(r.lastWrite[s]) < busyGap
@@ -182,28 +190,18 @@ const blockSize = 4
 // fill appends p to the stream's unsent bytes, partial[s], and returns
 // them. They grow in place while the block they are in has room behind
 // them: the bytes before them belong to chunks already cut, which nothing
-// writes to again. Otherwise they move to a new block.
+// writes to again. Otherwise they move to a new block, and the stream lets
+// go of the old one (pieces cut from it hold references of their own).
 func (r *recorder) fill(s Stream, p []byte) []byte {
 	prev := r.partial[s]
 	if cap(prev)-len(prev) >= len(p) {
 		return append(prev, p...)
 	}
-	buf := newBlock(len(prev)+len(p), max(blockSize*r.cfg.MaxChunk, len(prev)+len(p)))
-	copy(buf[copy(buf, prev):], p)
-	return buf
-}
-
-// newBlock returns a slice of length n and capacity size whose bytes are
-// not zeroed: they are written before they are read. Zeroing a block was a
-// tenth of what copying output into it cost. strings.Builder allocates
-// its buffer unzeroed (a runtime-internal allocation that a plain make
-// cannot ask for) and Grow guarantees it room for size bytes; the builder
-// is dropped, so the block has one owner.
-func newBlock(n, size int) []byte {
-	var b strings.Builder
-	b.Grow(size)
-	b.WriteByte(0) // a builder's String is empty until it holds something
-	return unsafe.Slice(unsafe.StringData(b.String()), size)[:n]
+	b := newBlock(len(prev)+len(p), max(blockSize*r.cfg.MaxChunk, len(prev)+len(p)))
+	copy(b.buf[copy(b.buf, prev):], p)
+	r.fills[s].release()
+	r.fills[s] = b
+	return b.buf
 }
 
 // cutLines emits every complete line of buf, in pieces of at most MaxChunk,
@@ -302,8 +300,10 @@ func (r *recorder) emit(s Stream, data []byte) {
 	}
 	// Kept with its capacity, the rest of its block, which join needs: no
 	// one may append to it, as the bytes after it are the stream's next
-	// output.
-	r.pending = append(r.pending, segment{stream: s, data: data, at: r.now()})
+	// output. data is always in the stream's block: fill put it there.
+	blk := r.fills[s]
+	blk.retain()
+	r.pending = append(r.pending, segment{stream: s, data: data, blk: blk, at: r.now()})
 	r.pendingLen += len(data)
 	r.drained.Broadcast()
 }
@@ -331,25 +331,35 @@ func (r *recorder) store() {
 		}
 	}
 	if len(r.tail) > 0 {
-		r.append(r.tail)
-		r.tail = nil
+		r.append(r.tail, r.tailBlocks)
+		r.tail, r.tailBlocks = nil, nil
 	}
 }
 
 // commit numbers a batch of pieces (merging neighbours of one stream), stores
 // the chunks that fit under the cap, and sends the rest live into the tail
-// window.
+// window. Each chunk takes over a reference of its block from its pieces,
+// which the event that publishes it holds (see Hold); the tail window holds
+// one more.
 func (r *recorder) commit(batch []segment) {
 	var stored, live []OutputChunk
+	var storedBlocks, liveBlocks []*block
 	for i := 0; i < len(batch); {
 		seg := batch[i]
-		data := seg.data
+		data, blk := seg.data, seg.blk
 		limit := int64(r.cfg.MaxChunk)
 		if !r.pastHead && int64(len(data)) <= r.headRoom {
 			limit = min(limit, r.headRoom) // a merge must not push the head into the tail
 		}
 		for i++; i < len(batch) && batch[i].stream == seg.stream && int64(len(data)+len(batch[i].data)) <= limit; i++ {
-			data = join(data, batch[i].data)
+			var inPlace bool
+			if data, inPlace = join(data, batch[i].data); !inPlace {
+				// Copied out of the blocks: the chunk is in none.
+				blk.release()
+				blk = nil
+			}
+			// In place, the piece is in blk, whose reference the chunk has.
+			batch[i].blk.release()
 		}
 		r.seq++
 		c := OutputChunk{CommandID: r.cmdID, Seq: r.seq, Stream: seg.stream, Data: frozenString(data), At: seg.at.UTC().Truncate(time.Microsecond)}
@@ -358,28 +368,36 @@ func (r *recorder) commit(batch []segment) {
 		if !r.pastHead && size <= r.headRoom {
 			r.headRoom -= size
 			stored = append(stored, c)
+			storedBlocks = append(storedBlocks, blk)
 			continue
 		}
 		r.pastHead = true
 		live = append(live, c)
+		liveBlocks = append(liveBlocks, blk)
+		blk.retain()
 		r.tail = append(r.tail, c)
+		r.tailBlocks = append(r.tailBlocks, blk)
 		r.tailLen += size
 		for len(r.tail) > 0 && r.tailLen > r.cfg.TailWindow {
 			r.tailLen -= int64(len(r.tail[0].Data))
-			r.tail = r.tail[1:]
+			r.tailBlocks[0].release()
+			r.tail, r.tailBlocks = r.tail[1:], r.tailBlocks[1:]
 			r.truncated = true
 		}
 	}
 	if len(stored) > 0 {
-		r.append(stored)
+		r.append(stored, storedBlocks)
 	}
 	if len(live) > 0 {
-		r.hub.Publish(CommandTopic(r.cmdID), Event{Kind: EventOutput, CommandID: r.cmdID, Chunks: live, UpTo: r.lastStored})
+		hold := newHold(liveBlocks)
+		r.hub.Publish(CommandTopic(r.cmdID), Event{Kind: EventOutput, CommandID: r.cmdID, Chunks: live, UpTo: r.lastStored, Hold: hold})
+		hold.Release()
 	}
 }
 
-// append stores chunks, retrying briefly, then publishes them.
-func (r *recorder) append(chunks []OutputChunk) {
+// append stores chunks, retrying briefly, then publishes them. It takes
+// over a reference of each of blks, the chunks' blocks.
+func (r *recorder) append(chunks []OutputChunk, blks []*block) {
 	ctx := context.Background()
 	var err error
 	for attempt, wait := 1, 50*time.Millisecond; ; attempt, wait = attempt+1, wait*2 {
@@ -388,26 +406,28 @@ func (r *recorder) append(chunks []OutputChunk) {
 		}
 		time.Sleep(wait)
 	}
+	hold := newHold(blks)
+	defer hold.Release()
 	if err != nil {
 		r.log.Error("output lost: storing failed", "command", r.cmdID, "chunks", len(chunks), "err", err)
 		r.truncated = true
 		return
 	}
 	r.lastStored = chunks[len(chunks)-1].Seq
-	e := Event{Kind: EventOutput, CommandID: r.cmdID, Chunks: chunks, UpTo: r.lastStored}
+	e := Event{Kind: EventOutput, CommandID: r.cmdID, Chunks: chunks, UpTo: r.lastStored, Hold: hold}
 	publish(ctx, r.hub, r.bcast, CommandTopic(r.cmdID), e)
 }
 
 // join returns a followed by b. When b starts where a ends within a's block
 // (a's capacity reaches over b), as a stream's pieces cut one after the
-// other do, that is a longer view of the block; otherwise it is a copy. The
-// capacity check matters: another allocation may happen to begin where a's
-// block ends.
-func join(a, b []byte) []byte {
+// other do, that is a longer view of the block, and inPlace is true;
+// otherwise it is a copy. The capacity check matters: another allocation
+// may happen to begin where a's block ends.
+func join(a, b []byte) (joined []byte, inPlace bool) {
 	if len(b) <= cap(a)-len(a) && unsafe.SliceData(a[len(a):]) == unsafe.SliceData(b) {
-		return a[:len(a)+len(b)]
+		return a[:len(a)+len(b)], true
 	}
-	return append(a[:len(a):len(a)], b...)
+	return append(a[:len(a):len(a)], b...), false
 }
 
 // frozenString returns b's bytes as a string without copying them. b must
@@ -433,6 +453,13 @@ func (r *recorder) close() (total int64, lastStored int64, truncated bool) {
 	}
 	r.closed = true
 	r.drained.Broadcast()
+	// Nothing is written into the streams' blocks any more: write drops
+	// what comes after close.
+	for s, b := range r.fills {
+		b.release()
+		delete(r.fills, s)
+		r.partial[s] = nil
+	}
 	r.mu.Unlock()
 	<-r.done
 	return r.total, r.lastStored, r.truncated

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
-	"unsafe"
 )
 
 // newTestRecorder returns a recorder over fresh fakes.
@@ -527,32 +526,13 @@ func TestRecorder_KeepsDeadlines(t *testing.T) {
 	}
 }
 
-// newBlock's blocks have the length and room asked for, are apart from each
-// other, and keep what is written to them.
-func TestNewBlock(t *testing.T) {
-	const size = 256 << 10
-	a, b := newBlock(10, size), newBlock(0, size)
-	if len(a) != 10 || cap(a) < size || len(b) != 0 || cap(b) < size {
-		t.Fatalf("len/cap %d/%d and %d/%d, want 10/%d and 0/%d at least", len(a), cap(a), len(b), cap(b), size, size)
-	}
-	pa, pb := unsafe.SliceData(a), unsafe.SliceData(b)
-	a = append(a[:0], strings.Repeat("a", size)...)
-	b = append(b, strings.Repeat("b", size)...)
-	if unsafe.SliceData(a) != pa || unsafe.SliceData(b) != pb {
-		t.Error("filling a block to its size moved it")
-	}
-	if strings.Count(string(a), "a") != size || strings.Count(string(b), "b") != size {
-		t.Error("the blocks overlap")
-	}
-}
-
 // TestJoin checks that pieces next to each other within one block are
 // joined without a copy, and that anything else, including a piece that
 // merely starts where another's capacity ends, is copied.
 func TestJoin(t *testing.T) {
 	block := []byte("0123456789")
-	if j := join(block[0:3], block[3:7]); string(j) != "0123456" || &j[0] != &block[0] {
-		t.Errorf("neighbours in a block: %q, copied %v", j, &j[0] != &block[0])
+	if j, inPlace := join(block[0:3], block[3:7]); string(j) != "0123456" || &j[0] != &block[0] || !inPlace {
+		t.Errorf("neighbours in a block: %q, copied %v, in place %v", j, &j[0] != &block[0], inPlace)
 	}
 	for _, tt := range []struct {
 		name string
@@ -562,9 +542,9 @@ func TestJoin(t *testing.T) {
 		{"other arrays", []byte("012"), []byte("34")},
 		{"capacity ends where b starts", block[0:3:3], block[3:5]},
 	} {
-		j := join(tt.a, tt.b)
-		if string(j) != string(tt.a)+string(tt.b) || &j[0] == &tt.a[0] {
-			t.Errorf("%s: %q, copied %v", tt.name, j, &j[0] != &tt.a[0])
+		j, inPlace := join(tt.a, tt.b)
+		if string(j) != string(tt.a)+string(tt.b) || &j[0] == &tt.a[0] || inPlace {
+			t.Errorf("%s: %q, copied %v, in place %v", tt.name, j, &j[0] != &tt.a[0], inPlace)
 		}
 	}
 	if string(block) != "0123456789" {

@@ -10,6 +10,9 @@ import (
 type OutputEvent struct {
 	Chunk    *OutputChunk
 	Finished *Command
+	// hold keeps Chunk's bytes from reuse until the receiver is done with
+	// them (see TransientOutputAs).
+	hold *Hold
 }
 
 // Stream tuning: how many chunks one storage read returns, how large a
@@ -36,6 +39,24 @@ func (s *CommandService) Output(ctx context.Context, id string, afterSeq int64) 
 // goroutine, so a transport that needs its own event type costs no extra
 // goroutine per subscriber.
 func OutputAs[T any](ctx context.Context, s *CommandService, id string, afterSeq int64, f func(OutputEvent) T) (<-chan T, error) {
+	return outputAs(ctx, s, id, afterSeq, f, false)
+}
+
+// TransientOutputAs is OutputAs for a receiver that is done with each event,
+// and with whatever f made of it, once it receives the next one, as
+// gqlgen's executor is: it marshals each result before it asks for the
+// next. A chunk's Data may then be overwritten by later output (its memory
+// is recycled) and must not be kept, nor read after that receive.
+//
+// The stream knows the receiver has taken an event when the channel no
+// longer buffers it, so it lets go of all but the last event taken. What
+// is still buffered, or was taken last, when the stream ends is left to
+// the garbage collector.
+func TransientOutputAs[T any](ctx context.Context, s *CommandService, id string, afterSeq int64, f func(OutputEvent) T) (<-chan T, error) {
+	return outputAs(ctx, s, id, afterSeq, f, true)
+}
+
+func outputAs[T any](ctx context.Context, s *CommandService, id string, afterSeq int64, f func(OutputEvent) T, transient bool) (<-chan T, error) {
 	if _, err := Authorize(ctx, ScopeCommandsRead); err != nil {
 		return nil, err
 	}
@@ -59,13 +80,25 @@ func OutputAs[T any](ctx context.Context, s *CommandService, id string, afterSeq
 		return nil, Errorf(EINVALID, "afterSeq: %d is past the end of the output of command %s (its last seq is %d)", afterSeq, id, c.LastSeq)
 	}
 	out := make(chan T, 4)
-	st := &outputStream{s: s, id: id, last: afterSeq, send: func(ctx context.Context, e OutputEvent) bool {
+	// The holds of the events sent and not yet known to be done with.
+	var taken []*Hold
+	st := &outputStream{s: s, id: id, last: afterSeq, transient: transient, send: func(ctx context.Context, e OutputEvent) bool {
 		select {
 		case out <- f(e):
-			return true
 		case <-ctx.Done():
 			return false
 		}
+		if transient {
+			taken = append(taken, e.hold)
+			// The receiver has taken all but len(out) of the events sent,
+			// and is done with all of those but the last.
+			done := len(taken) - len(out) - 1
+			for _, h := range taken[:max(done, 0)] {
+				h.Release()
+			}
+			taken = taken[max(done, 0):]
+		}
+		return true
 	}}
 	go func() {
 		defer close(out)
@@ -79,7 +112,10 @@ type outputStream struct {
 	s    *CommandService
 	id   string
 	last int64 // highest seq sent
-	send func(context.Context, OutputEvent) bool
+	// transient: send releases the holds of events the receiver is done
+	// with, so each chunk sent carries a reference of its event's hold.
+	transient bool
+	send      func(context.Context, OutputEvent) bool
 }
 
 // run follows sub, starting from c as read after sub was made.
@@ -152,11 +188,21 @@ func (st *outputStream) onOutput(ctx context.Context, e Event) bool {
 	}
 	for i := range e.Chunks {
 		if c := &e.Chunks[i]; c.Seq > st.last {
-			if !st.send(ctx, OutputEvent{Chunk: c}) {
+			var hold *Hold
+			if st.transient {
+				hold = e.Hold
+				hold.Retain()
+			}
+			if !st.send(ctx, OutputEvent{Chunk: c, hold: hold}) {
 				return false
 			}
 			st.last = c.Seq
 		}
+	}
+	if st.transient {
+		// This subscriber's reference, from the hub; its chunks sent hold
+		// their own.
+		e.Hold.Release()
 	}
 	return true
 }

@@ -368,7 +368,9 @@ func (r *queryResolver) Webhook(ctx context.Context, id string) (*domain.Webhook
 }
 
 func (r *subscriptionResolver) CommandOutput(ctx context.Context, commandID string, afterSeq *int) (<-chan model.CommandOutputEvent, error) {
-	return domain.OutputAs(ctx, r.CommandService, commandID, int64(deref(afterSeq)), outputEvent)
+	// Transient: gqlgen's executor marshals each event before it takes the
+	// next, so a chunk's memory is recycled once the next one is taken.
+	return domain.TransientOutputAs(ctx, r.CommandService, commandID, int64(deref(afterSeq)), outputEvent)
 }
 
 func (r *subscriptionResolver) CommandEvents(ctx context.Context, projectID string) (<-chan *domain.Command, error) {

@@ -25,7 +25,8 @@ const DefaultBuffer = (4096 - 8) / int(unsafe.Sizeof(domain.Event{}))
 // Every subscriber of a topic sees the topic's events in one order, the order
 // in which Publish calls for it ran; publishes to different topics run in
 // parallel. Events are handed out as they are, not copied: subscribers share
-// an event's Command and Chunks and must not change them.
+// an event's Command and Chunks and must not change them. An event's Hold
+// is retained once for each subscriber it is handed to.
 //
 // A Hub starts no goroutines. The zero value is not usable; call New.
 type Hub struct {
@@ -113,9 +114,13 @@ func (h *Hub) Publish(name string, e domain.Event) {
 	}
 	t.mu.Lock()
 	for s := range t.subs {
+		// The subscriber's reference, taken before it can see the event;
+		// the publisher holds its own until this returns.
+		e.Hold.Retain()
 		select {
 		case s.ch <- e:
 		default:
+			e.Hold.Release()
 			s.lagged.Store(true)
 			t.remove(s)
 		}

@@ -364,3 +364,37 @@ func ExampleHub() {
 	fmt.Println(e.CommandID, e.UpTo, sub.Lagged())
 	// Output: c1 3 false
 }
+
+// TestHub_RetainsHold: Publish retains an event's Hold once for each
+// subscriber it hands the event to, and not for one it drops for lagging.
+// The count is checked by releasing: one release too many panics.
+func TestHub_RetainsHold(t *testing.T) {
+	h := hub.New()
+	ready := h.Subscribe("t", 1)
+	defer ready.Close()
+	full := h.Subscribe("t", 1)
+	defer full.Close()
+	h.Publish("t", event(1)) // fills both buffers
+	<-ready.Events()
+
+	hold := &domain.Hold{}
+	hold.Retain() // the publisher's reference
+	e := event(2)
+	e.Hold = hold
+	h.Publish("t", e) // ready takes it; full is dropped
+	hold.Release()
+	if !full.Lagged() {
+		t.Fatal("the subscriber with a full buffer was not dropped")
+	}
+	got := <-ready.Events()
+	if got.Hold != hold {
+		t.Fatal("the event was handed out without its Hold")
+	}
+	got.Hold.Release() // the subscriber's reference: the last one
+	defer func() {
+		if recover() == nil {
+			t.Error("the Hold had a reference left: it was retained for the dropped subscriber too")
+		}
+	}()
+	hold.Release()
+}

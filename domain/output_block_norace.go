@@ -1,0 +1,6 @@
+//go:build !race
+
+package domain
+
+// poisonReleased: see output_block_race.go.
+const poisonReleased = false
