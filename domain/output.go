@@ -88,6 +88,7 @@ type recorder struct {
 	drained    *sync.Cond // signalled when pending shrinks or work arrives
 	partial    map[Stream][]byte
 	fills      map[Stream]*block // the block each stream's partial is in
+	pool       *sync.Pool        // of blocks of blockSize MaxChunks
 	lastWrite  map[Stream]time.Time
 	timers     map[Stream]*time.Timer
 	deadlines  map[Stream]time.Time // when an armed timer fires
@@ -125,10 +126,9 @@ func newRecorder(cmdID string, cfg OutputConfig, repo CommandRepository, hub Hub
 		headRoom: cfg.Cap - cfg.TailWindow,
 		partial:  map[Stream][]byte{}, fills: map[Stream]*block{}, lastWrite: map[Stream]time.Time{},
 		timers: map[Stream]*time.Timer{}, deadlines: map[Stream]time.Time{},
-		done: make(chan struct{}),
+		done: make(chan struct{}), pool: blockPool(blockSize * cfg.MaxChunk),
 	}
 	r.drained = sync.NewCond(&r.mu)
-	blocks.size.CompareAndSwap(0, int64(blockSize*cfg.MaxChunk))
 	go r.store()
 	return r
 }
@@ -197,7 +197,12 @@ func (r *recorder) fill(s Stream, p []byte) []byte {
 	if cap(prev)-len(prev) >= len(p) {
 		return append(prev, p...)
 	}
-	b := newBlock(len(prev)+len(p), max(blockSize*r.cfg.MaxChunk, len(prev)+len(p)))
+	var b *block
+	if size := blockSize * r.cfg.MaxChunk; len(prev)+len(p) <= size {
+		b = newBlock(len(prev)+len(p), size, r.pool)
+	} else {
+		b = newBlock(len(prev)+len(p), len(prev)+len(p), nil) // one of a kind
+	}
 	copy(b.buf[copy(b.buf, prev):], p)
 	r.fills[s].release()
 	r.fills[s] = b

@@ -18,25 +18,35 @@ import (
 type block struct {
 	buf  []byte
 	refs atomic.Int32
+	pool *sync.Pool // where it goes when released; nil: to the collector
 }
 
-// blocks recycles the blocks of the common size; each recorder's is
-// blockSize MaxChunks, which a process configures once.
+// blocks holds the pools of recycled blocks, one per size a recorder cuts
+// its blocks in (blockSize MaxChunks, which a process configures once), and
+// counts the blocks released.
 var blocks struct {
-	pool     sync.Pool
-	size     atomic.Int64 // the size pooled; set by the first recorder
-	released atomic.Int64 // how many blocks lost their last reference
+	pools    sync.Map // int → *sync.Pool
+	released atomic.Int64
+}
+
+// blockPool returns the pool of blocks of size.
+func blockPool(size int) *sync.Pool {
+	if p, ok := blocks.pools.Load(size); ok {
+		return p.(*sync.Pool)
+	}
+	p, _ := blocks.pools.LoadOrStore(size, new(sync.Pool))
+	return p.(*sync.Pool)
 }
 
 // newBlock returns a block with one reference, whose buf has length n and
-// capacity size. Its bytes are not zeroed: they are written before they are
-// read. A recycled block is taken when it has that size; otherwise memory
-// is allocated unzeroed through strings.Builder, whose buffer is a
-// runtime-internal allocation that a plain make cannot ask for (zeroing was a
-// tenth of what copying output into a block cost).
-func newBlock(n, size int) *block {
-	if int64(size) == blocks.size.Load() {
-		if b, ok := blocks.pool.Get().(*block); ok && cap(b.buf) == size {
+// capacity size, taken from pool when it has one (a nil pool: the block is
+// not recycled). Its bytes are not zeroed: they are written before they are
+// read. A new block's memory is allocated unzeroed through strings.Builder,
+// whose buffer is a runtime-internal allocation that a plain make cannot ask
+// for (zeroing was a tenth of what copying output into a block cost).
+func newBlock(n, size int, pool *sync.Pool) *block {
+	if pool != nil {
+		if b, ok := pool.Get().(*block); ok {
 			b.buf = b.buf[:n]
 			b.refs.Store(1)
 			return b
@@ -45,7 +55,7 @@ func newBlock(n, size int) *block {
 	var sb strings.Builder
 	sb.Grow(size)
 	sb.WriteByte(0) // a builder's String is empty until it holds something
-	b := &block{buf: unsafe.Slice(unsafe.StringData(sb.String()), size)[:n]}
+	b := &block{buf: unsafe.Slice(unsafe.StringData(sb.String()), size)[:n], pool: pool}
 	b.refs.Store(1)
 	return b
 }
@@ -77,8 +87,8 @@ func (b *block) release() {
 				b.buf[i] = poison
 			}
 		}
-		if int64(cap(b.buf)) == blocks.size.Load() {
-			blocks.pool.Put(b)
+		if b.pool != nil {
+			b.pool.Put(b)
 		}
 	}
 }

@@ -13,7 +13,7 @@ import (
 // other, and keep what is written to them.
 func TestNewBlock(t *testing.T) {
 	const size = 256 << 10
-	a, b := newBlock(10, size).buf, newBlock(0, size).buf
+	a, b := newBlock(10, size, nil).buf, newBlock(0, size, nil).buf
 	if len(a) != 10 || cap(a) < size || len(b) != 0 || cap(b) < size {
 		t.Fatalf("len/cap %d/%d and %d/%d, want 10/%d and 0/%d at least", len(a), cap(a), len(b), cap(b), size, size)
 	}
@@ -32,7 +32,7 @@ func TestNewBlock(t *testing.T) {
 // build with the race detector its bytes are overwritten then. A release
 // too many panics rather than recycle memory in use.
 func TestBlock_Release(t *testing.T) {
-	b := newBlock(4, 64)
+	b := newBlock(4, 64, nil)
 	copy(b.buf, "data")
 	b.retain()
 	before := blocks.released.Load()
@@ -58,7 +58,7 @@ func TestBlock_Release(t *testing.T) {
 // A Hold releases each of its blocks' references once its own last
 // reference goes.
 func TestHold(t *testing.T) {
-	a, b := newBlock(0, 64), newBlock(0, 64)
+	a, b := newBlock(0, 64, nil), newBlock(0, 64, nil)
 	a.retain() // a second chunk in a
 	h := newHold([]*block{a, nil, a, b})
 	h.Retain()
@@ -205,5 +205,36 @@ func TestOutput_KeepsBlocks(t *testing.T) {
 	}
 	if got.String() != text {
 		t.Errorf("kept chunks changed after the stream ended")
+	}
+}
+
+// A released block of a pool is handed out again by it, with one
+// reference; one of no pool is not.
+func TestBlock_Recycled(t *testing.T) {
+	pool := blockPool(64)
+	if blockPool(64) != pool || blockPool(128) == pool {
+		t.Fatal("blockPool does not keep one pool per size")
+	}
+	reused := false
+	// sync.Pool may drop what is put (it does at random under the race
+	// detector), so a few tries.
+	for range 20 {
+		b := newBlock(0, 64, pool)
+		b.release()
+		if c := newBlock(3, 64, pool); c == b {
+			reused = true
+			if len(c.buf) != 3 || c.refs.Load() != 1 {
+				t.Fatalf("a recycled block has length %d and %d references, want 3 and 1", len(c.buf), c.refs.Load())
+			}
+			break
+		}
+	}
+	if !reused {
+		t.Error("a released block was never handed out again")
+	}
+	b := newBlock(0, 64, nil)
+	b.release()
+	if c := newBlock(0, 64, pool); c == b {
+		t.Error("a block of no pool was recycled")
 	}
 }
