@@ -2,6 +2,7 @@ package bunstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -99,10 +100,26 @@ func (s *Store) appendOutputSQLite(ctx context.Context, chunks []domain.OutputCh
 		if s.segments == nil {
 			return s.insertOutputSQLite(ctx, tx, chunks, nil)
 		}
-		return s.segments.append(chunks, func(spans []segmentSpan) error {
-			return s.insertOutputSQLite(ctx, tx, chunks, spans)
-		})
+		insert := func(spans []segmentSpan) error { return s.insertOutputSQLite(ctx, tx, chunks, spans) }
+		last := func() (segmentSpan, bool, error) { return lastInSegment(ctx, tx) }
+		return s.segments.append(chunks, insert, last)
 	})
+}
+
+// lastInSegment returns the span of the chunk stored last in a segment: the
+// newest such row (the highest rowid) holds the highest segment and, in it,
+// the highest offset, as appends take the write lock in turn.
+func lastInSegment(ctx context.Context, tx bun.Tx) (segmentSpan, bool, error) {
+	var span segmentSpan
+	err := tx.QueryRowContext(ctx, "SELECT segment, segment_offset, size FROM command_output WHERE segment IS NOT NULL ORDER BY rowid DESC LIMIT 1").
+		Scan(&span.segment, &span.offset, &span.size)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return segmentSpan{}, false, nil
+	case err != nil:
+		return segmentSpan{}, false, err
+	}
+	return span, true, nil
 }
 
 // insertOutputSQLite inserts the rows of chunks: with their bytes, or, with

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -55,14 +56,19 @@ func newSegments(dir string) *segments {
 	return &segments{dir: dir, limit: segmentLimit, readers: map[int]*os.File{}}
 }
 
+// lastStored reports the span of the chunk stored last in a segment, as
+// the database has it; ok is false if there is none.
+type lastStored func() (span segmentSpan, ok bool, err error)
+
 // append stores chunks: it works out where each one's bytes go in the
 // current segment, has insert store the rows that say so, and then writes
 // the bytes. The caller holds the database's write lock, and rolls back
-// insert's rows if append fails.
-func (g *segments) append(chunks []domain.OutputChunk, insert func([]segmentSpan) error) error {
+// insert's rows if append fails. last is asked before the first append of
+// this process (see writable).
+func (g *segments) append(chunks []domain.OutputChunk, insert func([]segmentSpan) error, last lastStored) error {
 	g.wmu.Lock()
 	defer g.wmu.Unlock()
-	end, err := g.writable()
+	end, err := g.writable(last)
 	if err != nil {
 		return err
 	}
@@ -89,16 +95,39 @@ func (g *segments) append(chunks []domain.OutputChunk, insert func([]segmentSpan
 // goes. Another process on the same database may have appended to the file
 // or started a newer one since; either is fine, as the size is read under
 // the write lock and a span names its segment.
-func (g *segments) writable() (int64, error) {
+//
+// The first time, it also checks the segment against the database: a power
+// failure can leave rows whose bytes never reached the segment (the
+// database's commit was on disk, the segment's write was not). Appending at
+// the segment's end would then put new output where those rows point, and
+// reading them would return another command's bytes. So when the chunk
+// stored last ends past its segment's end, appends go to a new segment, and
+// those rows keep failing to read with an error that names the file.
+func (g *segments) writable(stored lastStored) (int64, error) {
 	if g.w == nil {
 		if err := os.MkdirAll(g.dir, 0o750); err != nil {
 			return 0, fmt.Errorf("create output segment directory: %w", err)
 		}
-		last, err := g.last()
+		n, err := g.last()
 		if err != nil {
 			return 0, err
 		}
-		if err := g.open(max(last, 1)); err != nil {
+		span, ok, err := stored()
+		if err != nil {
+			return 0, fmt.Errorf("find the last output stored in a segment: %w", err)
+		}
+		n = max(n, 1)
+		if ok && span.segment >= n {
+			n = span.segment
+			size, err := g.size(n)
+			if err != nil {
+				return 0, err
+			}
+			if size < span.offset+span.size {
+				n++
+			}
+		}
+		if err := g.open(n); err != nil {
 			return 0, err
 		}
 	}
@@ -116,7 +145,19 @@ func (g *segments) writable() (int64, error) {
 	if err := g.open(g.wn + 1); err != nil {
 		return 0, err
 	}
-	return g.writable()
+	return g.writable(stored)
+}
+
+// size returns the size of segment n, 0 if it does not exist.
+func (g *segments) size(n int) (int64, error) {
+	fi, err := os.Stat(g.path(n))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("output segment: %w", err)
+	}
+	return fi.Size(), nil
 }
 
 func (g *segments) open(n int) error {

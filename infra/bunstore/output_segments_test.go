@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -20,10 +21,37 @@ func appendData(tb testing.TB, g *segments, data ...string) []segmentSpan {
 		chunks[i] = domain.OutputChunk{Data: d}
 	}
 	var got []segmentSpan
-	if err := g.append(chunks, func(spans []segmentSpan) error { got = spans; return nil }); err != nil {
+	insert := func(spans []segmentSpan) error {
+		got = spans
+		storedRows.Lock()
+		defer storedRows.Unlock()
+		storedRows.spans[g.dir] = append(storedRows.spans[g.dir], spans...)
+		return nil
+	}
+	if err := g.append(chunks, insert, lastRow(g)); err != nil {
 		tb.Fatalf("append: %v", err)
 	}
 	return got
+}
+
+// storedRows plays the database of appendData: the spans stored, by
+// segment directory, so that segments reopened on a directory find them.
+var storedRows = struct {
+	sync.Mutex
+	spans map[string][]segmentSpan
+}{spans: map[string][]segmentSpan{}}
+
+// lastRow returns the lastStored of g's rows in storedRows.
+func lastRow(g *segments) lastStored {
+	return func() (segmentSpan, bool, error) {
+		storedRows.Lock()
+		defer storedRows.Unlock()
+		rows := storedRows.spans[g.dir]
+		if len(rows) == 0 {
+			return segmentSpan{}, false, nil
+		}
+		return rows[len(rows)-1], true, nil
+	}
 }
 
 func readSpans(tb testing.TB, g *segments, spans []segmentSpan) []string {
@@ -132,7 +160,7 @@ func TestSegments(t *testing.T) {
 		g := newSegments(dir)
 		closeSegments(t, g)
 		failed := errors.New("constraint")
-		err := g.append([]domain.OutputChunk{{Data: "lost"}}, func([]segmentSpan) error { return failed })
+		err := g.append([]domain.OutputChunk{{Data: "lost"}}, func([]segmentSpan) error { return failed }, lastRow(g))
 		if !errors.Is(err, failed) {
 			t.Fatalf("append: %v, want the insert's error", err)
 		}
@@ -158,6 +186,41 @@ func TestSegments(t *testing.T) {
 		}
 	})
 
+	// After a power failure that cut a segment short under rows the
+	// database kept, or lost its file, the next process appends to a new
+	// segment: the old rows must not come to point at new output.
+	for _, tt := range []struct {
+		name   string
+		damage func(segment string) error
+	}{
+		{"ShortThenAppend", func(segment string) error { return os.Truncate(segment, 4) }},
+		{"MissingThenAppend", os.Remove},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "out")
+			g := newSegments(dir)
+			old := appendData(t, g, "0123456789")
+			if err := g.close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.damage(filepath.Join(dir, "000000000001.out")); err != nil {
+				t.Fatal(err)
+			}
+			g = newSegments(dir)
+			closeSegments(t, g)
+			spans := appendData(t, g, "new output")
+			if want := (segmentSpan{2, 0, 10}); spans[0] != want {
+				t.Errorf("span %+v, want %+v: a new segment", spans[0], want)
+			}
+			if d, err := g.read(old[0]); err == nil {
+				t.Errorf("the damaged row reads %q, want an error", d)
+			}
+			if diff := cmp.Diff([]string{"new output"}, readSpans(t, g, spans)); diff != "" {
+				t.Errorf("read (-want +got):\n%s", diff)
+			}
+		})
+	}
+
 	t.Run("ErrDirectory", func(t *testing.T) {
 		file := filepath.Join(t.TempDir(), "file")
 		if err := os.WriteFile(file, nil, 0o600); err != nil {
@@ -168,7 +231,7 @@ func TestSegments(t *testing.T) {
 		err := g.append([]domain.OutputChunk{{Data: "x"}}, func([]segmentSpan) error {
 			t.Error("insert called without a segment to write to")
 			return nil
-		})
+		}, lastRow(g))
 		if err == nil {
 			t.Error("append under a file: no error")
 		}

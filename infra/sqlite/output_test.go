@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"database/sql"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -61,6 +62,48 @@ func TestOutput_InSegments(t *testing.T) {
 	}
 	if diff := cmp.Diff(append(want, more), got); diff != "" {
 		t.Errorf("output (-stored +read):\n%s", diff)
+	}
+}
+
+// After a power failure that cut the segment short under rows the database
+// kept, a reopened store writes new output to a new segment: the cut rows
+// fail to read, with an error, and never return the new output.
+func TestOutput_SegmentCutShort(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rdev.db")
+	s := mustOpenFile(t, path)
+	ctx := t.Context()
+	if err := s.Migrate(ctx, migrations.SQLite()); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	lost, kept := mustCreateCommand(t, s), mustCreateCommand(t, s)
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	if err := s.AppendOutput(ctx, []domain.OutputChunk{{CommandID: lost.ID, Seq: 1, Stream: domain.Stdout, Data: "cut off by the power failure\n", At: at}}); err != nil {
+		t.Fatalf("AppendOutput: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := os.Truncate(filepath.Join(sqlite.OutputDir(path), "000000000001.out"), 3); err != nil {
+		t.Fatal(err)
+	}
+
+	s = mustOpenFile(t, path)
+	after := domain.OutputChunk{CommandID: kept.ID, Seq: 1, Stream: domain.Stdout, Data: "written after the restart\n", At: at}
+	if err := s.AppendOutput(ctx, []domain.OutputChunk{after}); err != nil {
+		t.Fatalf("AppendOutput: %v", err)
+	}
+	if got, err := s.ReadOutput(ctx, lost.ID, 0, 0); err == nil {
+		t.Errorf("the cut chunk reads as %+v, want an error", got)
+	}
+	got, err := s.ReadOutput(ctx, kept.ID, 0, 0)
+	if err != nil {
+		t.Fatalf("ReadOutput: %v", err)
+	}
+	if diff := cmp.Diff([]domain.OutputChunk{after}, got); diff != "" {
+		t.Errorf("output (-stored +read):\n%s", diff)
+	}
+	if _, err := os.Stat(filepath.Join(sqlite.OutputDir(path), "000000000002.out")); err != nil {
+		t.Errorf("no new segment: %v", err)
 	}
 }
 
