@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -191,4 +193,50 @@ func TestServer_SubscriptionsComeAndGo(t *testing.T) {
 	if peak < baseline+n {
 		t.Errorf("expected at least one goroutine per subscription: peak %d, baseline %d", peak, baseline)
 	}
+}
+
+// TestServer_LargeOutputIntact streams a command's output, many of the
+// recorder's blocks long, to a fast subscriber and a slow one at once, and
+// checks that each receives it byte for byte. Output blocks are recycled
+// once a subscription is done with their chunks; in a build with the race
+// detector a released block is overwritten, so one recycled while gqlgen
+// could still marshal its chunk would show here as corrupt output.
+func TestServer_LargeOutputIntact(t *testing.T) {
+	ts := startTestServer(t, nil)
+	const lines = 400_000 // 2.7 MB: about ten 256 KiB blocks
+	var want strings.Builder
+	for i := 1; i <= lines; i++ {
+		want.WriteString(strconv.Itoa(i))
+		want.WriteByte('\n')
+	}
+	// The pause lets both subscribe before the output starts.
+	id := ts.execute(t, map[string]any{"projectId": "demo", "argv": []string{"sh", "-c", "sleep 0.5; seq 1 " + strconv.Itoa(lines)}})
+	var wg sync.WaitGroup
+	for _, pause := range []time.Duration{0, time.Millisecond} {
+		wg.Go(func() {
+			var got strings.Builder
+			n := 0
+			status := ts.follow(t, id, func(data string) {
+				got.WriteString(data)
+				if n++; pause > 0 && n%4 == 0 {
+					time.Sleep(pause)
+				}
+			})
+			if status != string(domain.CommandSucceeded) || got.String() != want.String() {
+				t.Errorf("subscriber pausing %s: status %s, %d bytes, want the %d written in order (first difference at byte %d)",
+					pause, status, got.Len(), want.Len(), firstDifference(got.String(), want.String()))
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// firstDifference returns the first index at which a and b differ.
+func firstDifference(a, b string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
 }
