@@ -121,12 +121,19 @@ type Command struct {
 	Truncated bool
 	// LastSeq is the highest output sequence number stored.
 	LastSeq int64
+	// LostBytes counts output that could not be stored: storage failed
+	// for longer than output is held for it. Unlike Truncated, it is a
+	// fault, never a policy.
+	LostBytes int64
 
 	// CancelRequested asks the dispatcher that runs the command to stop it.
 	CancelRequested bool
 	// Owner is the dispatcher holding the command's lease while it runs.
 	Owner          string
 	LeaseExpiresAt *time.Time
+	// LeaseEpoch grows by one with every claim: with Owner it fences the
+	// writes of the process running the command (see Lease).
+	LeaseEpoch int64
 
 	// TraceParent and TraceState are the W3C trace context of the request
 	// that queued the command ("" without one): the span of its run, in
@@ -141,6 +148,11 @@ func (c *Command) Duration() time.Duration {
 		return 0
 	}
 	return c.FinishedAt.Sub(*c.StartedAt)
+}
+
+// Lease returns the hold the command's owner has on it while it runs.
+func (c *Command) Lease() Lease {
+	return Lease{CommandID: c.ID, Owner: c.Owner, Epoch: c.LeaseEpoch}
 }
 
 // Clone returns a deep copy.

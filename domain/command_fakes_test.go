@@ -38,6 +38,9 @@ type commandRepo struct {
 	// appendHook, when set, runs before AppendOutput stores anything,
 	// outside the lock: it can block, slow down, or fail the write.
 	appendHook func(chunks []OutputChunk) error
+	// finishHook, when set, runs before FinishCommand does anything,
+	// outside the lock: it can block or fail the write.
+	finishHook func(id string) error
 	// beforeCreate and afterCreate, when set, run before and after
 	// CreateCommand stores a command, outside the lock.
 	beforeCreate, afterCreate func(c *Command)
@@ -262,30 +265,39 @@ func (r *commandRepo) ClaimCommands(_ context.Context, req ClaimRequest) ([]*Com
 		running[c.ProjectID]++
 		c.Status, c.Owner = CommandRunning, req.Owner
 		c.LeaseExpiresAt, c.StartedAt = new(req.LeaseUntil), new(req.Now)
+		c.LeaseEpoch++
 		out = append(out, c.Clone())
 	}
 	return out, nil
 }
 
-func (r *commandRepo) RenewLeases(_ context.Context, owner string, ids []string, until time.Time) ([]string, error) {
+func (r *commandRepo) RenewLeases(_ context.Context, owner string, ids []string, until time.Time) (LeaseRenewal, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.renewErr != nil {
-		return nil, r.renewErr
+		return LeaseRenewal{}, r.renewErr
 	}
-	var cancel []string
+	var out LeaseRenewal
 	for _, id := range ids {
 		c, ok := r.cmds[id]
 		if !ok || c.Status != CommandRunning || c.Owner != owner {
+			out.Lost = append(out.Lost, id)
 			continue
 		}
 		c.LeaseExpiresAt = new(until)
 		if c.CancelRequested {
-			cancel = append(cancel, id)
+			out.Cancel = append(out.Cancel, id)
 		}
 	}
-	slices.Sort(cancel)
-	return cancel, nil
+	slices.Sort(out.Cancel)
+	slices.Sort(out.Lost)
+	return out, nil
+}
+
+// held reports whether lease holds its command. The caller holds r.mu.
+func (r *commandRepo) held(lease Lease) bool {
+	c, ok := r.cmds[lease.CommandID]
+	return ok && c.Status == CommandRunning && c.Owner == lease.Owner && c.LeaseEpoch == lease.Epoch
 }
 
 // leaseExpiredReason is the Reason the fake gives interrupted commands.
@@ -299,7 +311,7 @@ func (r *commandRepo) ExpireLeases(_ context.Context, now time.Time, audit func(
 		if c.Status == CommandRunning && c.LeaseExpiresAt != nil && c.LeaseExpiresAt.Before(now) {
 			c.Status, c.Reason, c.FinishedAt = CommandInterrupted, leaseExpiredReason, new(now)
 			// The port: LastSeq and OutputBytes come from the stored output.
-			c.LastSeq, c.OutputBytes = r.lastSeqLocked(c.ID), r.outputBytesLocked(c.ID)
+			c.LastSeq, c.OutputBytes = max(c.LastSeq, r.lastSeqLocked(c.ID)), max(c.OutputBytes, r.outputBytesLocked(c.ID))
 			out = append(out, c.Clone())
 		}
 	}
@@ -338,9 +350,18 @@ func (r *commandRepo) RequestCancel(_ context.Context, id, reason string, now ti
 	return c.Clone(), nil
 }
 
-func (r *commandRepo) FinishCommand(_ context.Context, id, owner string, f Finish, audit *AuditEntry) (*Command, error) {
+func (r *commandRepo) FinishCommand(_ context.Context, lease Lease, f Finish, audit *AuditEntry) (*Command, error) {
+	r.mu.Lock()
+	hook := r.finishHook
+	r.mu.Unlock()
+	if hook != nil {
+		if err := hook(lease.CommandID); err != nil {
+			return nil, err
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	id := lease.CommandID
 	if !f.Status.Final() || !slices.Contains(CommandStatuses, f.Status) {
 		return nil, Errorf(EINVALID, "finish command %s: %q is not a final status", id, f.Status)
 	}
@@ -348,19 +369,20 @@ func (r *commandRepo) FinishCommand(_ context.Context, id, owner string, f Finis
 	switch {
 	case !ok:
 		return nil, commandNotFound(id)
-	case c.Status != CommandRunning || c.Owner != owner:
-		return nil, Errorf(ECONFLICT, "command %s is no longer running under %s (%s)", id, owner, c.Status)
+	case !r.held(lease):
+		return nil, fmt.Errorf("command %s (%s): %w", id, c.Status, ErrLeaseLost)
 	}
 	if err := r.audit.add(audit); err != nil {
 		return nil, err
 	}
 	c.Status, c.ExitCode, c.Signal, c.Reason = f.Status, f.ExitCode, f.Signal, f.Reason
 	c.FinishedAt, c.OutputBytes, c.Truncated, c.LastSeq = new(f.FinishedAt), f.OutputBytes, f.Truncated, f.LastSeq
+	c.LostBytes, c.LeaseExpiresAt = f.LostBytes, nil
 	r.storedAtFinish[id] = r.lastSeqLocked(id)
 	return c.Clone(), nil
 }
 
-func (r *commandRepo) AppendOutput(_ context.Context, chunks []OutputChunk) error {
+func (r *commandRepo) AppendOutput(_ context.Context, lease Lease, chunks []OutputChunk) error {
 	r.mu.Lock()
 	hook := r.appendHook
 	r.mu.Unlock()
@@ -371,6 +393,26 @@ func (r *commandRepo) AppendOutput(_ context.Context, chunks []OutputChunk) erro
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if lease.Fenced() {
+		if !r.held(lease) {
+			return fmt.Errorf("command output %s: %w", lease.CommandID, ErrLeaseLost)
+		}
+		c := r.cmds[lease.CommandID]
+		var fresh []OutputChunk // a retried write skips what is stored
+		for _, ch := range chunks {
+			if ch.CommandID != lease.CommandID {
+				return Errorf(EINVALID, "command output: a chunk of command %s under the lease of %s", ch.CommandID, lease.CommandID)
+			}
+			if ch.Seq > c.LastSeq {
+				fresh = append(fresh, ch)
+			}
+		}
+		for _, ch := range fresh {
+			c.LastSeq = ch.Seq
+			c.OutputBytes += int64(len(ch.Data))
+		}
+		chunks = fresh
+	}
 	for _, ch := range chunks {
 		// A store must not keep the recorder's bytes: they are recycled.
 		ch.Data = strings.Clone(ch.Data)

@@ -32,6 +32,34 @@ type ClaimRequest struct {
 	Now time.Time
 }
 
+// Lease names the hold one dispatcher has on a running command: the owner
+// that claimed it and the epoch of that claim. Writes made under a lease are
+// fenced: they are stored only while the command is RUNNING under that
+// owner and epoch, so a process that lost a command (its lease expired and
+// another process ended it) can write nothing more for it.
+type Lease struct {
+	CommandID string
+	// Owner is "" for writes that are not fenced: imports and tests.
+	Owner string
+	Epoch int64
+}
+
+// Fenced reports whether writes under the lease are fenced: it has an owner.
+func (l Lease) Fenced() bool { return l.Owner != "" }
+
+// ErrLeaseLost is returned (wrapped) by writes fenced by a lease the writer
+// no longer holds. Its code is ECONFLICT.
+var ErrLeaseLost = &Error{Code: ECONFLICT, Message: "the command's lease is lost: another process ended it"}
+
+// LeaseRenewal is what RenewLeases found.
+type LeaseRenewal struct {
+	// Cancel lists the renewed commands whose cancellation was requested.
+	Cancel []string
+	// Lost lists the commands asked for that are no longer RUNNING under
+	// the owner: their processes must stop.
+	Lost []string
+}
+
 // Finish is the final state written by FinishCommand.
 type Finish struct {
 	Status      CommandStatus
@@ -42,6 +70,8 @@ type Finish struct {
 	OutputBytes int64
 	Truncated   bool
 	LastSeq     int64
+	// LostBytes counts output that could not be stored.
+	LostBytes int64
 }
 
 // QueueStats describes the queue at one moment.
@@ -78,9 +108,10 @@ type CommandRepository interface {
 	// exceed r.PerProject RUNNING commands. Concurrent claims, from any
 	// number of processes, never claim one command twice.
 	ClaimCommands(ctx context.Context, r ClaimRequest) ([]*Command, error)
-	// RenewLeases extends the leases owner holds on ids until until, and
-	// returns the IDs among them whose cancellation was requested.
-	RenewLeases(ctx context.Context, owner string, ids []string, until time.Time) (cancel []string, err error)
+	// RenewLeases extends the leases owner holds on ids until until. It
+	// reports, sorted, the IDs among them whose cancellation was requested
+	// and those owner no longer holds.
+	RenewLeases(ctx context.Context, owner string, ids []string, until time.Time) (LeaseRenewal, error)
 	// ExpireLeases ends every RUNNING command whose lease expired before now
 	// as INTERRUPTED, with LastSeq and OutputBytes taken from its stored
 	// output, and returns them. Unless audit is nil, the entry it makes of
@@ -92,16 +123,23 @@ type CommandRepository interface {
 	// ENOTFOUND if there is none. A non-nil audit entry is appended in the
 	// same transaction as the change.
 	RequestCancel(ctx context.Context, id, reason string, now time.Time, audit *AuditEntry) (*Command, error)
-	// FinishCommand writes a RUNNING command's final state, if owner still
-	// holds it. It returns ECONFLICT if the command is no longer RUNNING
-	// under owner (its lease expired and it was interrupted). A non-nil
-	// audit entry is appended in the transaction that writes the state.
-	FinishCommand(ctx context.Context, id, owner string, f Finish, audit *AuditEntry) (*Command, error)
+	// FinishCommand writes a RUNNING command's final state, if lease still
+	// holds it. It returns ErrLeaseLost if the command is no longer RUNNING
+	// under the lease's owner and epoch (its lease expired and it was
+	// interrupted). A non-nil audit entry is appended in the transaction
+	// that writes the state. A finish repeated after it was stored (its
+	// reply lost) returns the command as stored.
+	FinishCommand(ctx context.Context, lease Lease, f Finish, audit *AuditEntry) (*Command, error)
 
-	// AppendOutput stores chunks (of one or more commands) in one write. It
-	// must not keep their Data once it returns: the recorder's memory is
-	// recycled.
-	AppendOutput(ctx context.Context, chunks []OutputChunk) error
+	// AppendOutput stores chunks in one write, all or none. Under a fenced
+	// lease, every chunk is of the lease's command, the write is
+	// fenced (ErrLeaseLost if the lease is no longer held), chunks already
+	// stored are skipped, so a retried write is harmless, and the command's
+	// LastSeq and OutputBytes grow to what is stored so far. A lease without
+	// an owner stores chunks of any commands unfenced. It
+	// must not keep the chunks' Data once it returns: the recorder's memory
+	// is recycled.
+	AppendOutput(ctx context.Context, lease Lease, chunks []OutputChunk) error
 	// ReadOutput returns up to limit chunks of a command with Seq > afterSeq,
 	// in Seq order.
 	ReadOutput(ctx context.Context, commandID string, afterSeq int64, limit int) ([]OutputChunk, error)

@@ -367,7 +367,7 @@ func TestCommandService_Cancel(t *testing.T) {
 
 		d := mustExecute(t, e, ls())
 		claimAll(t, e, "other")
-		if _, err := e.repo.FinishCommand(context.Background(), d.ID, "other", Finish{Status: CommandSucceeded, ExitCode: ptr(0)}, nil); err != nil {
+		if _, err := e.repo.FinishCommand(context.Background(), e.repo.command(d.ID).Lease(), Finish{Status: CommandSucceeded, ExitCode: ptr(0)}, nil); err != nil {
 			t.Fatal(err)
 		}
 		_, err = e.svc.Cancel(keyContext(t, writerKey), d.ID)

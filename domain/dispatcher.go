@@ -26,10 +26,17 @@ type DispatcherConfig struct {
 	// DrainTimeout is how long Run, once its context ends, lets running
 	// commands finish (claiming nothing new) before it interrupts them.
 	DrainTimeout time.Duration
-	Output       OutputConfig
-	Logger       *slog.Logger
+	// FinishGrace is how long, once Run's context has ended and running
+	// commands were stopped, the ends that storage refuses are still tried
+	// before Run gives up on them (their commands are then interrupted
+	// when their leases expire).
+	FinishGrace time.Duration
+	Output      OutputConfig
+	Logger      *slog.Logger
 	// Tracer traces each command's run; nil traces nothing.
 	Tracer CommandTracer
+	// Writes, if not nil, learns whether storage takes output and results.
+	Writes *WriteHealth
 }
 
 // Causes of a command's context ending, which decide its final state.
@@ -57,6 +64,10 @@ type Dispatcher struct {
 	running map[string]context.CancelCauseFunc
 	freed   chan struct{}
 	wg      sync.WaitGroup
+	// giveUp ends the retries of results storage refuses, FinishGrace
+	// after shutdown.
+	giveUp     context.Context
+	stopTrying context.CancelFunc
 }
 
 // NewDispatcher returns a dispatcher; bcast may be nil in a single process.
@@ -73,6 +84,9 @@ func NewDispatcher(repo CommandRepository, projects ProjectRepository, exec Exec
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
 	}
+	if cfg.FinishGrace <= 0 {
+		cfg.FinishGrace = 30 * time.Second
+	}
 	if cfg.Owner == "" {
 		cfg.Owner = NewID(time.Now())
 	}
@@ -83,9 +97,11 @@ func NewDispatcher(repo CommandRepository, projects ProjectRepository, exec Exec
 	if log == nil {
 		log = slog.Default()
 	}
+	giveUp, stopTrying := context.WithCancel(context.Background())
 	return &Dispatcher{
 		repo: repo, projects: projects, exec: exec, hub: hub, bcast: bcast, cfg: cfg, log: log,
 		now: time.Now, running: map[string]context.CancelCauseFunc{}, freed: make(chan struct{}, 1),
+		giveUp: giveUp, stopTrying: stopTrying,
 	}
 }
 
@@ -116,7 +132,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			d.drain(sub)
 			stopAll(errShutdown)
-			d.wg.Wait()
+			d.waitOrGiveUp()
 			stopHeartbeat()
 			hb.Wait()
 			return nil
@@ -134,6 +150,24 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-batch.C:
 		case <-poll.C:
 		}
+	}
+}
+
+// waitOrGiveUp waits for every run to end, and after FinishGrace ends the
+// retries of results that storage still refuses.
+func (d *Dispatcher) waitOrGiveUp() {
+	done := make(chan struct{})
+	go func() {
+		d.wg.Wait()
+		close(done)
+	}()
+	grace := time.NewTimer(d.cfg.FinishGrace)
+	defer grace.Stop()
+	select {
+	case <-done:
+	case <-grace.C:
+		d.stopTrying()
+		<-done
 	}
 }
 
@@ -226,12 +260,16 @@ func (d *Dispatcher) release(id string) {
 // cancelLocal stops a command if this process runs it.
 func (d *Dispatcher) cancelLocal(id string) { d.stopLocal(id, errCancelled) }
 
-func (d *Dispatcher) stopLocal(id string, cause error) {
+// stopLocal stops a command with cause if this process runs it, and
+// reports whether it does.
+func (d *Dispatcher) stopLocal(id string, cause error) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if cancel, ok := d.running[id]; ok {
+	cancel, ok := d.running[id]
+	if ok {
 		cancel(cause)
 	}
+	return ok
 }
 
 // heartbeat renews this process's leases, picks up cancel requests made
@@ -253,12 +291,20 @@ func (d *Dispatcher) heartbeat(ctx context.Context) {
 		d.mu.Unlock()
 		now := d.now().UTC()
 		if len(ids) > 0 {
-			cancel, err := d.repo.RenewLeases(ctx, d.cfg.Owner, ids, now.Add(d.cfg.LeaseTTL))
+			r, err := d.repo.RenewLeases(ctx, d.cfg.Owner, ids, now.Add(d.cfg.LeaseTTL))
 			if err != nil {
+				// Until this process renews its own leases, it must not
+				// expire any: its own may be among the expired.
 				d.log.Warn("renewing leases", "err", err)
+				continue
 			}
-			for _, id := range cancel {
+			for _, id := range r.Cancel {
 				d.cancelLocal(id)
+			}
+			for _, id := range r.Lost {
+				if d.stopLocal(id, errLeaseLost) {
+					d.log.Warn("command lost its lease: another process ended it; stopping it", "command", id)
+				}
 			}
 		}
 		expired, err := d.repo.ExpireLeases(ctx, now, ExpiredEntry)
@@ -284,7 +330,10 @@ func (d *Dispatcher) run(ctx context.Context, c *Command) {
 	ended := c
 	defer func() { endSpan(ended) }()
 	publishStatus(ctx, d.hub, d.bcast, c)
-	rec := newRecorder(c.ID, d.cfg.Output, d.repo, d.hub, d.bcast, d.log, d.now)
+	rec := newRecorder(c.Lease(), d.cfg.Output, recorderDeps{
+		repo: d.repo, hub: d.hub, bcast: d.bcast, log: d.log, now: d.now, writes: d.cfg.Writes,
+		onLeaseLost: func() { d.stopLocal(c.ID, errLeaseLost) },
+	})
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = DefaultCommandLimits.DefaultTimeout
@@ -301,10 +350,16 @@ func (d *Dispatcher) run(ctx context.Context, c *Command) {
 		res, err = d.exec.Exec(xctx, ExecRequest{Project: p, Argv: c.Argv, Env: c.Env, Workdir: c.Workdir},
 			rec.writer(Stdout), rec.writer(Stderr))
 	}
-	var fin Finish
-	fin.OutputBytes, fin.LastSeq, fin.Truncated = rec.close()
+	out := rec.close()
+	fin := Finish{OutputBytes: out.total, LastSeq: out.lastStored, Truncated: out.truncated, LostBytes: out.lostBytes}
 	fin.FinishedAt = d.now().UTC().Truncate(time.Microsecond)
 	d.decide(&fin, c, res, err, context.Cause(xctx))
+	if out.leaseLost {
+		// Another process ended the command; its end stands.
+		ended = c.Clone()
+		ended.Status, ended.Reason = CommandInterrupted, "interrupted: this server lost the command's lease"
+		return
+	}
 	if fin.Status == CommandCancelled {
 		// Keep the reason the cancel request stored (who cancelled it).
 		if cur, ferr := d.repo.FindCommandByID(context.WithoutCancel(ctx), c.ID); ferr == nil && cur.Reason != "" {
@@ -312,17 +367,62 @@ func (d *Dispatcher) run(ctx context.Context, c *Command) {
 		}
 	}
 
-	final, ferr := d.repo.FinishCommand(context.WithoutCancel(ctx), c.ID, d.cfg.Owner, fin, FinishEntry(c, fin))
+	final, ferr := d.finish(context.WithoutCancel(ctx), c, fin)
 	if ferr != nil {
-		// The lease was lost (the command is already INTERRUPTED) or the
-		// database is down; either way the stored state stands.
-		d.log.WarnContext(ctx, "recording the end of a command", "command", c.ID, "status", fin.Status, "err", ferr)
 		ended = c.Clone()
 		ended.Status, ended.ExitCode, ended.Signal, ended.Reason, ended.FinishedAt = fin.Status, fin.ExitCode, fin.Signal, fin.Reason, &fin.FinishedAt
 		return
 	}
 	ended = final
 	publishStatus(context.WithoutCancel(ctx), d.hub, d.bcast, final)
+}
+
+// Recording a command's end is tried again after finishRetryMin, doubling
+// up to finishRetryMax, each try given finishTimeout.
+const (
+	finishRetryMin = 100 * time.Millisecond
+	finishRetryMax = 5 * time.Second
+	finishTimeout  = 30 * time.Second
+)
+
+// finish records how a command ended, trying again while storage refuses it
+// (the command keeps its slot, and its lease is renewed meanwhile), until it
+// is stored, the lease is found lost (another process ended the command,
+// and that end stands), or the dispatcher gives up after shutdown. So a
+// command that finished is never reported INTERRUPTED for a database that
+// was briefly away.
+func (d *Dispatcher) finish(ctx context.Context, c *Command, fin Finish) (*Command, error) {
+	var failing time.Time
+	defer func() {
+		if !failing.IsZero() {
+			d.cfg.Writes.recovered()
+		}
+	}()
+	for wait := finishRetryMin; ; wait = min(wait*2, finishRetryMax) {
+		tctx, cancel := context.WithTimeout(ctx, finishTimeout)
+		final, err := d.repo.FinishCommand(tctx, c.Lease(), fin, FinishEntry(c, fin))
+		cancel()
+		switch code := ErrorCode(err); {
+		case err == nil:
+			if !failing.IsZero() {
+				d.log.InfoContext(ctx, "recorded the end of a command after storage refused it", "command", c.ID, "status", fin.Status, "after", time.Since(failing).Round(time.Millisecond).String())
+			}
+			return final, nil
+		case errors.Is(err, ErrLeaseLost), code == EINVALID, code == ENOTFOUND:
+			d.log.WarnContext(ctx, "the end of a command was not recorded", "command", c.ID, "status", fin.Status, "err", err)
+			return nil, err
+		case failing.IsZero():
+			failing = time.Now()
+			d.cfg.Writes.failed(failing, err)
+			d.log.WarnContext(ctx, "recording the end of a command failed: trying again until storage takes it", "command", c.ID, "status", fin.Status, "err", err)
+		}
+		select {
+		case <-d.giveUp.Done():
+			d.log.ErrorContext(ctx, "gave up recording the end of a command at shutdown: it will be interrupted when its lease expires", "command", c.ID, "status", fin.Status, "err", err)
+			return nil, err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // decide sets a command's final status from how its context and process

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -239,7 +240,7 @@ func TestDispatcher_Limits(t *testing.T) {
 		if s := e.repo.status(web.ID); s != CommandQueued {
 			t.Fatalf("web command is %s while another process runs one in web", s)
 		}
-		if _, err := e.repo.FinishCommand(context.Background(), elsewhere.ID, "other-process", Finish{Status: CommandSucceeded, ExitCode: ptr(0)}, nil); err != nil {
+		if _, err := e.repo.FinishCommand(context.Background(), e.repo.command(elsewhere.ID).Lease(), Finish{Status: CommandSucceeded, ExitCode: ptr(0)}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if c := e.waitFinal(t, web.ID); c.Status != CommandSucceeded {
@@ -435,7 +436,7 @@ func TestDispatcher_ExpireLeases(t *testing.T) {
 		c.Status, c.Owner, c.StartedAt, c.LeaseExpiresAt = CommandRunning, "dead-process", &past, &past
 	})
 	// The dead process stored two chunks before it died.
-	if err := e.repo.AppendOutput(context.Background(), []OutputChunk{
+	if err := e.repo.AppendOutput(context.Background(), Lease{}, []OutputChunk{
 		{CommandID: dead.ID, Seq: 1, Stream: Stdout, Data: "one\n", At: past},
 		{CommandID: dead.ID, Seq: 2, Stream: Stderr, Data: "two\n", At: past},
 	}); err != nil {
@@ -468,26 +469,103 @@ func TestDispatcher_ExpireLeases(t *testing.T) {
 // keeps running and writing output after its final state.
 func TestDispatcher_LostLeaseStopsProcess(t *testing.T) {
 	e := newCommandEnv(t)
-	gate := make(chan struct{})
-	e.exec.program("hang", execScript{steps: []execStep{{data: "before\n"}, {wait: gate, data: "after\n"}}, untilCancel: true})
+	e.exec.program("hang", execScript{steps: []execStep{{data: "before\n"}}, untilCancel: true})
 	e.repo.set(func(r *commandRepo) { r.renewErr = errors.New("db unreachable") })
 	cfg := testDispatcherConfig()
 	cfg.LeaseTTL = 150 * time.Millisecond
 	e.startDispatcher(t, cfg)
 	c := e.queue(t, &Command{ProjectID: "web", Argv: []string{"hang", "t"}})
-	if got := e.waitFinal(t, c.ID); got.Status != CommandInterrupted {
-		t.Fatalf("status %s, want INTERRUPTED", got.Status)
+	waitFor(t, "the output to be stored", func() bool { return len(e.repo.stored(c.ID)) == 1 })
+
+	// Another process, finding the lease expired, ends the command; this
+	// one cannot renew meanwhile, and must not expire its own leases.
+	time.Sleep(2 * cfg.LeaseTTL) // let the unrenewed lease run out
+	if got, _ := e.repo.ExpireLeases(context.Background(), time.Now().UTC(), nil); len(got) != 1 {
+		t.Fatalf("another process expired %d commands, want the one whose lease ran out", len(got))
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for !e.exec.sawCtxEnd("t") && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
+	if e.exec.sawCtxEnd("t") {
+		t.Fatal("the process was stopped before this dispatcher could know the lease was lost")
 	}
-	close(gate)
-	if !e.exec.sawCtxEnd("t") {
-		// The test's cleanup stops the dispatcher, and with it the process.
-		t.Fatal("the process still runs a command its dispatcher reported INTERRUPTED")
-	}
+	e.repo.set(func(r *commandRepo) { r.renewErr = nil })
+	waitFor(t, "the process to be stopped at the next renewal", func() bool { return e.exec.sawCtxEnd("t") })
 	waitFor(t, "the process to end", func() bool { return e.exec.runningNow() == 0 })
+	if got := e.repo.command(c.ID); got.Status != CommandInterrupted || got.Reason != leaseExpiredReason {
+		t.Errorf("stored %s (%s), want the other process's INTERRUPTED to stand", got.Status, got.Reason)
+	}
+	e.repo.checkOrdering(t)
+}
+
+// TestDispatcher_LostLeaseFencesOutput: a process whose lease another
+// process ended stores no more output, and its command is stopped as soon as
+// a write finds out, even while renewals fail.
+func TestDispatcher_LostLeaseFencesOutput(t *testing.T) {
+	e := newCommandEnv(t)
+	gate := make(chan struct{})
+	e.exec.program("late", execScript{steps: []execStep{{data: "before\n"}, {wait: gate, data: "after\n"}}, untilCancel: true})
+	e.repo.set(func(r *commandRepo) { r.renewErr = errors.New("db unreachable") })
+	cfg := testDispatcherConfig()
+	cfg.LeaseTTL = 150 * time.Millisecond
+	e.startDispatcher(t, cfg)
+	c := e.queue(t, &Command{ProjectID: "web", Argv: []string{"late", "t"}})
+	waitFor(t, "the output to be stored", func() bool { return len(e.repo.stored(c.ID)) == 1 })
+	time.Sleep(2 * cfg.LeaseTTL) // let the unrenewed lease run out
+	if got, _ := e.repo.ExpireLeases(context.Background(), time.Now().UTC(), nil); len(got) != 1 {
+		t.Fatalf("another process expired %d commands, want 1", len(got))
+	}
+	close(gate) // the process writes again
+	waitFor(t, "the process to be stopped by the fenced write", func() bool { return e.exec.sawCtxEnd("t") })
+	waitFor(t, "the process to end", func() bool { return e.exec.runningNow() == 0 })
+	got := e.repo.command(c.ID)
+	if stored := e.repo.stored(c.ID); len(stored) != 1 || got.LastSeq != 1 {
+		t.Errorf("stored %d chunks, lastSeq %d: want only the chunk stored under the lease", len(stored), got.LastSeq)
+	}
+	if got.Status != CommandInterrupted || got.Reason != leaseExpiredReason {
+		t.Errorf("stored %s (%s), want the other process's INTERRUPTED to stand", got.Status, got.Reason)
+	}
+	e.repo.checkOrdering(t)
+}
+
+// TestDispatcher_FinishRetried: a command's end that storage refuses, for
+// longer than the lease lasts, is tried again until it is stored: the
+// command ends as it did, never INTERRUPTED, and meanwhile storage writes
+// report DOWN.
+func TestDispatcher_FinishRetried(t *testing.T) {
+	e := newCommandEnv(t)
+	e.exec.program("ok", execScript{steps: []execStep{{data: "done\n"}}})
+	var tries atomic.Int32
+	refuse := atomic.Bool{}
+	refuse.Store(true)
+	e.repo.set(func(r *commandRepo) {
+		r.finishHook = func(string) error {
+			tries.Add(1)
+			if refuse.Load() {
+				return errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
+			}
+			return nil
+		}
+	})
+	cfg := testDispatcherConfig()
+	cfg.LeaseTTL = 150 * time.Millisecond
+	cfg.Writes = new(WriteHealth)
+	e.startDispatcher(t, cfg)
+	c := e.queue(t, &Command{ProjectID: "web", Argv: []string{"ok", "t"}})
+	// Tries back off from 100 ms: five take well over the lease's length.
+	waitFor(t, "five tries", func() bool { return tries.Load() >= 5 })
+	if h := cfg.Writes.Check(context.Background()); h.Status != ComponentDown {
+		t.Errorf("storage writes %s while the end is refused, want DOWN", h.Status)
+	}
+	// Another process looking for expired leases finds this one renewed.
+	if got, _ := e.repo.ExpireLeases(context.Background(), time.Now().UTC(), nil); len(got) != 0 {
+		t.Fatalf("the lease of a command whose end is being retried expired")
+	}
+	refuse.Store(false)
+	got := e.waitFinal(t, c.ID)
+	if got.Status != CommandSucceeded || got.ExitCode == nil || *got.ExitCode != 0 || got.LastSeq != 1 {
+		t.Errorf("stored %s exit %v lastSeq %d, want SUCCEEDED, 0, 1", got.Status, got.ExitCode, got.LastSeq)
+	}
+	if h := cfg.Writes.Check(context.Background()); h.Status != ComponentOK {
+		t.Errorf("storage writes %s (%s) once the end is stored, want OK", h.Status, h.Detail)
+	}
 	e.repo.checkOrdering(t)
 }
 

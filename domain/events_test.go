@@ -29,7 +29,7 @@ func succeedInStorage(t *testing.T, e *commandEnv, id string) {
 	if _, err := e.repo.ClaimCommands(ctx, ClaimRequest{Owner: "o", Max: 1, PerProject: 1, LeaseUntil: now.Add(time.Minute), Now: now}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.repo.FinishCommand(ctx, id, "o", Finish{Status: CommandSucceeded, ExitCode: new(0), FinishedAt: now}, nil); err != nil {
+	if _, err := e.repo.FinishCommand(ctx, e.repo.command(id).Lease(), Finish{Status: CommandSucceeded, ExitCode: new(0), FinishedAt: now}, nil); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -2,6 +2,9 @@ package domain
 
 import (
 	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -90,4 +93,71 @@ func (s *HealthService) Ready(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// WriteHealth follows whether storage takes the writes that must not be
+// lost, commands' output and results: as a HealthCheck it is DOWN, and rdev
+// not ready, while any writer finds them refused. Its methods do nothing on
+// a nil *WriteHealth.
+type WriteHealth struct {
+	mu      sync.Mutex
+	failing int // writers whose last write was refused
+	since   time.Time
+	lastErr string
+	lostN   atomic.Int64
+}
+
+// failed notes that a writer's writes began to be refused.
+func (w *WriteHealth) failed(now time.Time, err error) {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.failing == 0 {
+		w.since = now
+	}
+	w.failing++
+	w.lastErr = ErrorMessage(err)
+}
+
+// recovered notes that a writer whose writes were refused is past that:
+// its writes are taken again, or it gave up and stopped writing.
+func (w *WriteHealth) recovered() {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.failing = max(w.failing-1, 0)
+}
+
+// lost counts n bytes of output given up.
+func (w *WriteHealth) lost(n int64) {
+	if w != nil {
+		w.lostN.Add(n)
+	}
+}
+
+// LostBytes returns how many bytes of output were given up since start.
+func (w *WriteHealth) LostBytes() int64 {
+	if w == nil {
+		return 0
+	}
+	return w.lostN.Load()
+}
+
+// Check reports "storage writes": DOWN while writes are refused.
+func (w *WriteHealth) Check(context.Context) ComponentHealth {
+	h := ComponentHealth{Name: "storage writes", Status: ComponentOK, Essential: true}
+	if w == nil {
+		return h
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.failing > 0 {
+		h.Status, h.Since = ComponentDown, w.since
+		h.Detail = fmt.Sprintf("%d writers find their writes refused: %s", w.failing, w.lastErr)
+	}
+	return h
 }

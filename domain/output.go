@@ -3,6 +3,7 @@ package domain
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"sync"
@@ -32,12 +33,17 @@ type OutputConfig struct {
 	// written to again within a millisecond, wait to be joined by more
 	// before they are sent; negative sends them at once.
 	BusyHold time.Duration
+	// HoldFor is how long output that storage refuses is held, and tried
+	// again, before it is given up as lost. Meanwhile at most MaxPending
+	// bytes more wait, and then the command's writes block.
+	HoldFor time.Duration
 }
 
 // DefaultOutputConfig is used for zero fields.
 var DefaultOutputConfig = OutputConfig{
 	Cap: 10 << 20, TailWindow: 1 << 20, MaxChunk: 64 << 10,
 	FlushDelay: 10 * time.Millisecond, MaxPending: 4 << 20, BusyHold: time.Millisecond,
+	HoldFor: 5 * time.Minute,
 }
 
 func (c OutputConfig) withDefaults() OutputConfig {
@@ -62,6 +68,9 @@ func (c OutputConfig) withDefaults() OutputConfig {
 	if c.BusyHold != 0 {
 		d.BusyHold = max(c.BusyHold, 0)
 	}
+	if c.HoldFor > 0 {
+		d.HoldFor = c.HoldFor
+	}
 	// A chunk larger than the tail window would be dropped whole, losing
 	// the very end of the output.
 	d.MaxChunk = max(min(d.MaxChunk, int(d.TailWindow)), utf8.UTFMax)
@@ -75,14 +84,23 @@ func (c OutputConfig) withDefaults() OutputConfig {
 // one's output travels in large chunks. Each batch is published after it is
 // stored, so a subscriber never sees a chunk that storage lacks — except the
 // live tail of a truncated command, which is stored when it ends.
+//
+// Writes are fenced by the command's lease. A batch that storage refuses is
+// tried again, with back-off, for up to HoldFor while later output waits
+// (and then blocks the command); past that it is given up and counted in
+// lostBytes, never in truncated. A lost lease stops all writing and calls
+// onLeaseLost, which stops the process.
 type recorder struct {
-	cfg   OutputConfig
-	cmdID string
-	repo  CommandRepository
-	hub   Hub
-	bcast Broadcaster
-	log   *slog.Logger
-	now   func() time.Time
+	cfg         OutputConfig
+	cmdID       string
+	lease       Lease
+	repo        CommandRepository
+	hub         Hub
+	bcast       Broadcaster
+	log         *slog.Logger
+	now         func() time.Time
+	writes      *WriteHealth
+	onLeaseLost func()
 
 	mu         sync.Mutex
 	drained    *sync.Cond // signalled when pending shrinks or work arrives
@@ -100,9 +118,12 @@ type recorder struct {
 	seq        int64 // last seq given out
 	total      int64 // every byte written
 	lastStored int64
-	pastHead   bool  // output outgrew the head: the rest goes to the tail window
-	truncated  bool  // output was dropped from the tail window (or lost)
-	headRoom   int64 // bytes that may still be stored in the head
+	pastHead   bool      // output outgrew the head: the rest goes to the tail window
+	truncated  bool      // output was dropped from the tail window
+	lostBytes  int64     // output storage refused for longer than HoldFor
+	leaseLost  bool      // a write found the lease lost: nothing more is stored
+	failing    time.Time // when storage began refusing output, if it does
+	headRoom   int64     // bytes that may still be stored in the head
 	tail       []OutputChunk
 	tailBlocks []*block // the blocks of tail's chunks, one reference each
 	tailLen    int64
@@ -119,10 +140,28 @@ type segment struct {
 	at     time.Time
 }
 
-func newRecorder(cmdID string, cfg OutputConfig, repo CommandRepository, hub Hub, bcast Broadcaster, log *slog.Logger, now func() time.Time) *recorder {
+// recorderDeps are what a recorder writes to and tells.
+type recorderDeps struct {
+	repo  CommandRepository
+	hub   Hub
+	bcast Broadcaster
+	log   *slog.Logger
+	now   func() time.Time
+	// writes, if not nil, learns whether storage takes output.
+	writes *WriteHealth
+	// onLeaseLost, if not nil, is called once when a write finds the
+	// lease lost.
+	onLeaseLost func()
+}
+
+func newRecorder(lease Lease, cfg OutputConfig, deps recorderDeps) *recorder {
 	cfg = cfg.withDefaults()
+	if deps.onLeaseLost == nil {
+		deps.onLeaseLost = func() {}
+	}
 	r := &recorder{
-		cfg: cfg, cmdID: cmdID, repo: repo, hub: hub, bcast: bcast, log: log, now: now,
+		cfg: cfg, cmdID: lease.CommandID, lease: lease, repo: deps.repo, hub: deps.hub, bcast: deps.bcast,
+		log: deps.log, now: deps.now, writes: deps.writes, onLeaseLost: deps.onLeaseLost,
 		headRoom: cfg.Cap - cfg.TailWindow,
 		partial:  map[Stream][]byte{}, fills: map[Stream]*block{}, lastWrite: map[Stream]time.Time{},
 		timers: map[Stream]*time.Timer{}, deadlines: map[Stream]time.Time{},
@@ -339,6 +378,9 @@ func (r *recorder) store() {
 		r.append(r.tail, r.tailBlocks)
 		r.tail, r.tailBlocks = nil, nil
 	}
+	if !r.failing.IsZero() {
+		r.writes.recovered() // this writer is done, failing or not
+	}
 }
 
 // commit numbers a batch of pieces (merging neighbours of one stream), stores
@@ -395,32 +437,83 @@ func (r *recorder) commit(batch []segment) {
 	}
 	if len(live) > 0 {
 		hold := newHold(liveBlocks)
-		r.hub.Publish(CommandTopic(r.cmdID), Event{Kind: EventOutput, CommandID: r.cmdID, Chunks: live, UpTo: r.lastStored, Hold: hold})
+		if !r.leaseLost { // another process ended the command
+			r.hub.Publish(CommandTopic(r.cmdID), Event{Kind: EventOutput, CommandID: r.cmdID, Chunks: live, UpTo: r.lastStored, Hold: hold})
+		}
 		hold.Release()
 	}
 }
 
-// append stores chunks, retrying briefly, then publishes them. It takes
-// over a reference of each of blks, the chunks' blocks.
+// Storing output is tried again after storeRetryMin, doubling up to
+// storeRetryMax, and each try is given storeTimeout: a database that stopped
+// answering (paused, or cut off) must not hold a try forever.
+const (
+	storeRetryMin = 50 * time.Millisecond
+	storeRetryMax = 2 * time.Second
+	storeTimeout  = 10 * time.Second
+)
+
+// append stores chunks under the lease, then publishes them. While storage
+// refuses them it tries again, with back-off, until HoldFor has passed since
+// it began refusing; then it gives them up as lost. It takes over a
+// reference of each of blks, the chunks' blocks.
 func (r *recorder) append(chunks []OutputChunk, blks []*block) {
-	ctx := context.Background()
-	var err error
-	for attempt, wait := 1, 50*time.Millisecond; ; attempt, wait = attempt+1, wait*2 {
-		if err = r.repo.AppendOutput(ctx, chunks); err == nil || attempt == 5 {
+	hold := newHold(blks)
+	defer hold.Release()
+	if r.leaseLost {
+		return
+	}
+	for wait := storeRetryMin; ; wait = min(wait*2, storeRetryMax) {
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		err := r.repo.AppendOutput(ctx, r.lease, chunks)
+		cancel()
+		if err == nil {
+			r.stored()
 			break
+		}
+		if errors.Is(err, ErrLeaseLost) {
+			r.leaseLost = true
+			r.log.Warn("command lost its lease: stopping it; its output is no longer stored", "command", r.cmdID, "err", err)
+			r.onLeaseLost()
+			return
+		}
+		now := time.Now()
+		if r.failing.IsZero() {
+			r.failing = now
+			r.writes.failed(now, err)
+			r.log.Warn("storing output failed: holding it until storage is back", "command", r.cmdID, "hold_for", r.cfg.HoldFor.String(), "err", err)
+		}
+		if code := ErrorCode(err); code == EINVALID || code == ENOTFOUND || now.Sub(r.failing) >= r.cfg.HoldFor {
+			r.lose(chunks, err)
+			return
 		}
 		time.Sleep(wait)
 	}
-	hold := newHold(blks)
-	defer hold.Release()
-	if err != nil {
-		r.log.Error("output lost: storing failed", "command", r.cmdID, "chunks", len(chunks), "err", err)
-		r.truncated = true
-		return
-	}
 	r.lastStored = chunks[len(chunks)-1].Seq
 	e := Event{Kind: EventOutput, CommandID: r.cmdID, Chunks: chunks, UpTo: r.lastStored, Hold: hold}
-	publish(ctx, r.hub, r.bcast, CommandTopic(r.cmdID), e)
+	publish(context.Background(), r.hub, r.bcast, CommandTopic(r.cmdID), e)
+}
+
+// stored notes that storage took output again.
+func (r *recorder) stored() {
+	if !r.failing.IsZero() {
+		r.log.Info("storing output works again", "command", r.cmdID, "after", time.Since(r.failing).Round(time.Millisecond).String())
+		r.failing = time.Time{}
+		r.writes.recovered()
+	}
+}
+
+// lose gives up chunks that could not be stored: they are counted in
+// lostBytes, logged and never published.
+func (r *recorder) lose(chunks []OutputChunk, err error) {
+	var n int64
+	for _, c := range chunks {
+		n += int64(len(c.Data))
+	}
+	r.lostBytes += n
+	r.writes.lost(n)
+	r.log.Error("output lost: storage refused it for too long", "command", r.cmdID,
+		"first_seq", chunks[0].Seq, "last_seq", chunks[len(chunks)-1].Seq, "bytes", n, "err", err)
 }
 
 // join returns a followed by b. When b starts where a ends within a's block
@@ -445,9 +538,15 @@ func frozenString(b []byte) string {
 	return unsafe.String(&b[0], len(b))
 }
 
+// recorded is what a recorder stored, for the command's final state.
+type recorded struct {
+	total, lastStored, lostBytes int64
+	truncated, leaseLost         bool
+}
+
 // close sends unfinished lines, waits until all output and the tail window
-// are stored, and returns the totals for the command's final state.
-func (r *recorder) close() (total int64, lastStored int64, truncated bool) {
+// are stored (or given up), and returns what was recorded.
+func (r *recorder) close() recorded {
 	r.mu.Lock()
 	for s, t := range r.timers {
 		t.Stop()
@@ -467,5 +566,5 @@ func (r *recorder) close() (total int64, lastStored int64, truncated bool) {
 	}
 	r.mu.Unlock()
 	<-r.done
-	return r.total, r.lastStored, r.truncated
+	return recorded{total: r.total, lastStored: r.lastStored, lostBytes: r.lostBytes, truncated: r.truncated, leaseLost: r.leaseLost}
 }

@@ -91,7 +91,7 @@ func blockLines(n int) string {
 // it finishes the command and announces it.
 func recordThrough(t *testing.T, e *commandEnv, id string, text string) {
 	t.Helper()
-	rec := newRecorder(id, OutputConfig{Cap: 64 << 20, MaxChunk: 100, FlushDelay: time.Millisecond, BusyHold: -1}, e.repo, e.hub, nil, discardLogger, time.Now)
+	rec := newRecorder(Lease{CommandID: id, Owner: producerOwner}, OutputConfig{Cap: 64 << 20, MaxChunk: 100, FlushDelay: time.Millisecond, BusyHold: -1}, recorderDeps{repo: e.repo, hub: e.hub, log: discardLogger, now: time.Now})
 	go func() {
 		w := rec.writer(Stdout)
 		for i, rest := 0, text; len(rest) > 0; i++ {
@@ -102,10 +102,10 @@ func recordThrough(t *testing.T, e *commandEnv, id string, text string) {
 				time.Sleep(100 * time.Microsecond)
 			}
 		}
-		total, last, truncated := rec.close()
-		c, err := e.repo.FinishCommand(context.Background(), id, producerOwner, Finish{
+		out := rec.close()
+		c, err := e.repo.FinishCommand(context.Background(), Lease{CommandID: id, Owner: producerOwner}, Finish{
 			Status: CommandSucceeded, ExitCode: ptr(0), FinishedAt: time.Now().UTC(),
-			OutputBytes: total, LastSeq: last, Truncated: truncated,
+			OutputBytes: out.total, LastSeq: out.lastStored, Truncated: out.truncated,
 		}, nil)
 		if err != nil {
 			t.Error(err)

@@ -17,14 +17,11 @@ import (
 func newTestRecorder(tb testing.TB, cfg OutputConfig) (*recorder, *commandRepo, *fakeHub) {
 	tb.Helper()
 	repo, hub := newCommandRepo(), newFakeHub()
-	rec := newRecorder(NewID(time.Now()), cfg, repo, hub, nil, discardLogger, time.Now)
+	rec := newRecorder(Lease{CommandID: NewID(time.Now())}, cfg, recorderDeps{repo: repo, hub: hub, log: discardLogger, now: time.Now})
 	return rec, repo, hub
 }
 
-type recorderTotals struct {
-	total, lastStored int64
-	truncated         bool
-}
+type recorderTotals = recorded
 
 // closeRecorder closes rec, failing the test if that takes unreasonably
 // long.
@@ -32,9 +29,7 @@ func closeRecorder(tb testing.TB, rec *recorder) recorderTotals {
 	tb.Helper()
 	done := make(chan recorderTotals, 1)
 	go func() {
-		var t recorderTotals
-		t.total, t.lastStored, t.truncated = rec.close()
-		done <- t
+		done <- rec.close()
 	}()
 	select {
 	case t := <-done:
@@ -96,17 +91,17 @@ func TestOutputConfig_WithDefaults(t *testing.T) {
 		{"Zero", OutputConfig{}, DefaultOutputConfig},
 		// MaxChunk never exceeds the tail window, or a chunk would be dropped whole.
 		{"CapOnly", OutputConfig{Cap: 1000}, OutputConfig{Cap: 1000, TailWindow: 500, MaxChunk: 500,
-			FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending, BusyHold: DefaultOutputConfig.BusyHold}},
+			FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending, BusyHold: DefaultOutputConfig.BusyHold, HoldFor: DefaultOutputConfig.HoldFor}},
 		{"TailWiderThanCap", OutputConfig{Cap: 1000, TailWindow: 5000}, OutputConfig{Cap: 1000, TailWindow: 1000,
-			MaxChunk: 1000, FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending, BusyHold: DefaultOutputConfig.BusyHold}},
+			MaxChunk: 1000, FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending, BusyHold: DefaultOutputConfig.BusyHold, HoldFor: DefaultOutputConfig.HoldFor}},
 		{"TinyChunk", OutputConfig{MaxChunk: 1}, OutputConfig{Cap: DefaultOutputConfig.Cap, TailWindow: DefaultOutputConfig.TailWindow,
-			MaxChunk: utf8.UTFMax, FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending, BusyHold: DefaultOutputConfig.BusyHold}},
+			MaxChunk: utf8.UTFMax, FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending, BusyHold: DefaultOutputConfig.BusyHold, HoldFor: DefaultOutputConfig.HoldFor}},
 		{"All", OutputConfig{Cap: 90, TailWindow: 30, MaxChunk: 7, FlushDelay: time.Second, MaxPending: 11, BusyHold: 5 * time.Millisecond},
-			OutputConfig{Cap: 90, TailWindow: 30, MaxChunk: 7, FlushDelay: time.Second, MaxPending: 11, BusyHold: 5 * time.Millisecond}},
+			OutputConfig{Cap: 90, TailWindow: 30, MaxChunk: 7, FlushDelay: time.Second, MaxPending: 11, BusyHold: 5 * time.Millisecond, HoldFor: DefaultOutputConfig.HoldFor}},
 		{"NoBusyHold", OutputConfig{BusyHold: -1}, OutputConfig{Cap: DefaultOutputConfig.Cap, TailWindow: DefaultOutputConfig.TailWindow,
-			MaxChunk: DefaultOutputConfig.MaxChunk, FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending}},
+			MaxChunk: DefaultOutputConfig.MaxChunk, FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending, HoldFor: DefaultOutputConfig.HoldFor}},
 		{"ChunkWiderThanTail", OutputConfig{Cap: 9, TailWindow: 3, MaxChunk: 7},
-			OutputConfig{Cap: 9, TailWindow: 3, MaxChunk: utf8.UTFMax, FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending, BusyHold: DefaultOutputConfig.BusyHold}},
+			OutputConfig{Cap: 9, TailWindow: 3, MaxChunk: utf8.UTFMax, FlushDelay: DefaultOutputConfig.FlushDelay, MaxPending: DefaultOutputConfig.MaxPending, BusyHold: DefaultOutputConfig.BusyHold, HoldFor: DefaultOutputConfig.HoldFor}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := tt.in.withDefaults(); got != tt.want {
@@ -900,20 +895,44 @@ func TestRecorder_StorageFails(t *testing.T) {
 			t.Errorf("AppendOutput called %d times, want the two failures retried", n)
 		}
 	})
-	t.Run("ErrPermanent", func(t *testing.T) {
-		rec, repo, hub := newTestRecorder(t, OutputConfig{FlushDelay: time.Hour})
-		repo.set(func(r *commandRepo) { r.appendHook = func([]OutputChunk) error { return errors.New("disk full") } })
+	t.Run("HeldThenLost", func(t *testing.T) {
+		rec, repo, hub := newTestRecorder(t, OutputConfig{FlushDelay: time.Hour, HoldFor: 200 * time.Millisecond})
+		var calls atomic.Int32
+		repo.set(func(r *commandRepo) {
+			r.appendHook = func([]OutputChunk) error { calls.Add(1); return errors.New("disk full") }
+		})
 		for i := range 5 {
 			write(t, rec.writer(Stdout), numberedLine(i))
 		}
 		tot := closeRecorder(t, rec)
-		if !tot.truncated || tot.lastStored != 0 || tot.total != 5*int64(len(numberedLine(0))) {
-			t.Errorf("totals = %+v, want truncated, nothing stored, every byte counted", tot)
+		want := 5 * int64(len(numberedLine(0)))
+		if tot.truncated || tot.lastStored != 0 || tot.total != want || tot.lostBytes != want {
+			t.Errorf("totals = %+v, want nothing stored, every byte counted and lost, not truncated", tot)
+		}
+		if n := calls.Load(); n < 3 {
+			t.Errorf("AppendOutput called %d times: the output was not held and tried again", n)
 		}
 		for _, ev := range hub.published(CommandTopic(rec.cmdID)) {
-			if ev.UpTo > 0 {
+			if len(ev.Chunks) > 0 || ev.UpTo > 0 {
 				t.Errorf("published %+v though nothing was stored", ev)
 			}
 		}
 	})
+	t.Run("LeaseLost", func(t *testing.T) {
+		repo, hub := newCommandRepo(), newFakeHub()
+		var lost atomic.Int32
+		lease := Lease{CommandID: NewID(time.Now()), Owner: "me", Epoch: 1} // no such command: not held
+		rec := newRecorder(lease, OutputConfig{FlushDelay: time.Hour}, recorderDeps{
+			repo: repo, hub: hub, log: discardLogger, now: time.Now, onLeaseLost: func() { lost.Add(1) },
+		})
+		for i := range 3 {
+			write(t, rec.writer(Stdout), numberedLine(i))
+			waitFor(t, "the write to be tried", func() bool { return lost.Load() == 1 })
+		}
+		tot := closeRecorder(t, rec)
+		if !tot.leaseLost || tot.lastStored != 0 || lost.Load() != 1 || len(repo.stored(lease.CommandID)) != 0 {
+			t.Errorf("totals %+v, told %d times, stored %d: want the lease found lost once and nothing stored", tot, lost.Load(), len(repo.stored(lease.CommandID)))
+		}
+	})
+
 }

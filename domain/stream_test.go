@@ -47,7 +47,7 @@ func (p *producer) emit(n int, silent bool) error {
 	for range n {
 		p.seq++
 		c := OutputChunk{CommandID: p.id, Seq: p.seq, Stream: Stdout, Data: chunkData(p.seq), At: time.Now().UTC()}
-		if err := p.repo.AppendOutput(context.Background(), []OutputChunk{c}); err != nil {
+		if err := p.repo.AppendOutput(context.Background(), Lease{}, []OutputChunk{c}); err != nil {
 			return err
 		}
 		if !silent {
@@ -69,7 +69,7 @@ func (p *producer) finish(tb testing.TB) *Command {
 	tb.Helper()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	c, err := p.repo.FinishCommand(context.Background(), p.id, producerOwner,
+	c, err := p.repo.FinishCommand(context.Background(), Lease{CommandID: p.id, Owner: producerOwner},
 		Finish{Status: CommandSucceeded, ExitCode: ptr(0), FinishedAt: time.Now().UTC(), LastSeq: p.seq}, nil)
 	if err != nil {
 		tb.Fatal(err)
@@ -466,7 +466,7 @@ func TestCommandService_Output_TruncationGap(t *testing.T) {
 	p := newProducer(t, e) // only for the RUNNING command
 	// MaxChunk 100 keeps each 100-byte line a chunk of its own: the lines
 	// that wait together are not merged, so the head ends exactly at the cap.
-	rec := newRecorder(p.id, OutputConfig{Cap: 1000, TailWindow: 500, MaxChunk: 100, FlushDelay: time.Hour}, e.repo, e.hub, nil, discardLogger, time.Now)
+	rec := newRecorder(Lease{CommandID: p.id, Owner: producerOwner}, OutputConfig{Cap: 1000, TailWindow: 500, MaxChunk: 100, FlushDelay: time.Hour}, recorderDeps{repo: e.repo, hub: e.hub, log: discardLogger, now: time.Now})
 	ch := output(t, t.Context(), e, p.id, 0)
 	waitFor(t, "the stream to subscribe", func() bool { return e.hub.subscribers(CommandTopic(p.id)) == 1 })
 
@@ -481,7 +481,7 @@ func TestCommandService_Output_TruncationGap(t *testing.T) {
 	write(t, w, strings.Repeat("c", 99)+"\n") // seq 6: past the head, tail
 	open()
 	tot := closeRecorder(t, rec)
-	c, err := e.repo.FinishCommand(context.Background(), p.id, producerOwner,
+	c, err := e.repo.FinishCommand(context.Background(), Lease{CommandID: p.id, Owner: producerOwner},
 		Finish{Status: CommandSucceeded, FinishedAt: time.Now().UTC(), LastSeq: tot.lastStored, OutputBytes: tot.total, Truncated: tot.truncated}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -535,7 +535,7 @@ func TestCommandService_Output_MissedSignal(t *testing.T) {
 	if err := p.emit(3, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.repo.FinishCommand(context.Background(), p.id, producerOwner,
+	if _, err := e.repo.FinishCommand(context.Background(), Lease{CommandID: p.id, Owner: producerOwner},
 		Finish{Status: CommandSucceeded, ExitCode: ptr(0), FinishedAt: time.Now().UTC(), LastSeq: 5}, nil); err != nil {
 		t.Fatal(err)
 	}

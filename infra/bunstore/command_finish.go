@@ -28,9 +28,9 @@ type finishGroup struct {
 }
 
 type finishRequest struct {
-	id, owner string
-	f         domain.Finish
-	audit     *domain.AuditEntry // appended only if the finish is written
+	lease domain.Lease
+	f     domain.Finish
+	audit *domain.AuditEntry // appended only if the finish is written
 	// trace is the caller's trace context: the command's end message is
 	// queued in it, though the batch is written outside it.
 	trace domain.TraceContext
@@ -40,20 +40,23 @@ type finishRequest struct {
 }
 
 // FinishCommand writes the final state f of a command that is RUNNING under
-// owner, clears its lease (keeping its owner), and returns the command as
-// stored. It returns ECONFLICT if the command is no longer RUNNING under
-// owner (its lease expired and it was interrupted, or it was never claimed by
-// owner), ENOTFOUND if there is no such command, and EINVALID if f.Status is
-// not a final status. audit, unless nil, is appended in the transaction that
+// lease (its owner and epoch), clears its lease (keeping its owner and
+// epoch), and returns the command as stored. It returns domain.ErrLeaseLost
+// (wrapped) if the command is no longer RUNNING under the lease (its lease
+// expired and it was interrupted, or it was never claimed so), ENOTFOUND if
+// there is no such command, and EINVALID if f.Status is not a final status.
+// A finish repeated once it is stored (its reply was lost) returns the
+// command as stored. audit, unless nil, is appended in the transaction that
 // writes the final state, and only if it is written.
 //
 // Concurrent calls share a transaction (their audit entries too); each
 // returns once its own write is committed.
-func (s *Store) FinishCommand(ctx context.Context, id, owner string, f domain.Finish, audit *domain.AuditEntry) (*domain.Command, error) {
+func (s *Store) FinishCommand(ctx context.Context, lease domain.Lease, f domain.Finish, audit *domain.AuditEntry) (*domain.Command, error) {
+	id := lease.CommandID
 	if !f.Status.Final() || !slices.Contains(domain.CommandStatuses, f.Status) {
 		return nil, domain.Errorf(domain.EINVALID, "finish command %s: %q is not a final status", id, f.Status)
 	}
-	r := &finishRequest{id: id, owner: owner, f: f, audit: audit, trace: s.traceContext(ctx), done: make(chan struct{})}
+	r := &finishRequest{lease: lease, f: f, audit: audit, trace: s.traceContext(ctx), done: make(chan struct{})}
 	g := &s.finishes
 	g.mu.Lock()
 	g.pending = append(g.pending, r)
@@ -73,10 +76,11 @@ func (s *Store) FinishCommand(ctx context.Context, id, owner string, f domain.Fi
 	if err != nil {
 		return nil, err
 	}
-	if c.Status == domain.CommandRunning {
-		return nil, domain.Errorf(domain.ECONFLICT, "command %s is running under another owner", id)
+	if c.Owner == lease.Owner && c.LeaseEpoch == lease.Epoch && c.Status == f.Status &&
+		c.FinishedAt != nil && c.FinishedAt.Equal(storedTime(f.FinishedAt)) {
+		return c, nil // stored by an earlier try
 	}
-	return nil, domain.Errorf(domain.ECONFLICT, "command %s is no longer running (%s)", id, c.Status)
+	return nil, fmt.Errorf("finish command %s (%s, owner %s, epoch %d): %w", id, c.Status, c.Owner, c.LeaseEpoch, domain.ErrLeaseLost)
 }
 
 // commitFinishes writes batches of pending finishes until none is left.
@@ -125,19 +129,19 @@ func (r *finishRequest) event(row *commandRow) domain.WebhookEvent {
 }
 
 // finishColumns are the columns a finish writes, besides the cleared lease.
-var finishColumns = []string{"status", "exit_code", "signal", "reason", "finished_at", "output_bytes", "truncated", "last_seq"}
+var finishColumns = []string{"status", "exit_code", "signal", "reason", "finished_at", "output_bytes", "truncated", "last_seq", "output_lost_bytes"}
 
 // finishRow is the stored form of a finish.
 func finishRow(r *finishRequest) *commandRow {
 	return &commandRow{
-		ID: r.id, Owner: r.owner, Status: string(r.f.Status), ExitCode: r.f.ExitCode, Signal: r.f.Signal,
-		Reason: r.f.Reason, FinishedAt: new(storedTime(r.f.FinishedAt)), OutputBytes: r.f.OutputBytes,
-		Truncated: r.f.Truncated, LastSeq: r.f.LastSeq,
+		ID: r.lease.CommandID, Owner: r.lease.Owner, LeaseEpoch: r.lease.Epoch, Status: string(r.f.Status),
+		ExitCode: r.f.ExitCode, Signal: r.f.Signal, Reason: r.f.Reason, FinishedAt: new(storedTime(r.f.FinishedAt)),
+		OutputBytes: r.f.OutputBytes, Truncated: r.f.Truncated, LastSeq: r.f.LastSeq, LostBytes: r.f.LostBytes,
 	}
 }
 
 // finishAll updates every command of batch that is RUNNING under its
-// request's owner in one UPDATE … FROM (VALUES …), appends the audit entries
+// request's lease in one UPDATE … FROM (VALUES …), appends the audit entries
 // of those it updated in the same transaction, and gives each request its
 // row once that has committed.
 func (s *Store) finishAll(ctx context.Context, batch []*finishRequest) error {
@@ -150,9 +154,9 @@ func (s *Store) finishAll(ctx context.Context, batch []*finishRequest) error {
 		var entries []*domain.AuditEntry
 		var events []domain.WebhookEvent
 		for _, r := range batch {
-			if byID[r.id] != nil {
+			if row := byID[r.lease.CommandID]; row != nil {
 				entries = append(entries, r.audit)
-				events = append(events, r.event(byID[r.id]))
+				events = append(events, r.event(row))
 			}
 		}
 		if err := s.appendWebhookEvents(ctx, tx, events...); err != nil {
@@ -164,7 +168,7 @@ func (s *Store) finishAll(ctx context.Context, batch []*finishRequest) error {
 		return err
 	}
 	for _, r := range batch {
-		r.row = byID[r.id]
+		r.row = byID[r.lease.CommandID]
 	}
 	return nil
 }
@@ -177,7 +181,7 @@ func (s *Store) updateFinished(ctx context.Context, tx bun.Tx, batch []*finishRe
 		vals[i] = finishRow(r)
 	}
 	q := tx.NewUpdate().
-		With("_data", tx.NewValues(&vals).Column(append([]string{"id", "owner"}, finishColumns...)...)).
+		With("_data", tx.NewValues(&vals).Column(append([]string{"id", "owner", "lease_epoch"}, finishColumns...)...)).
 		Model((*commandRow)(nil)).
 		TableExpr("_data")
 	for _, col := range finishColumns {
@@ -191,6 +195,7 @@ func (s *Store) updateFinished(ctx context.Context, tx bun.Tx, batch []*finishRe
 	err := q.Set("lease_expires_at = NULL").
 		Where("c.id = _data.id").
 		Where("c.owner = _data.owner").
+		Where("c.lease_epoch = _data.lease_epoch").
 		Where("c.status = ?", string(domain.CommandRunning)).
 		Returning(returning).
 		Scan(ctx, &rows)
@@ -204,7 +209,7 @@ func (s *Store) updateFinished(ctx context.Context, tx bun.Tx, batch []*finishRe
 	return byID, nil
 }
 
-// finishOne updates the command of r if it is RUNNING under r.owner, with
+// finishOne updates the command of r if it is RUNNING under r.lease, with
 // r's audit entry in the same transaction, and returns it as stored, or nil
 // if it was not.
 func (s *Store) finishOne(ctx context.Context, r *finishRequest) (*commandRow, error) {
@@ -216,7 +221,8 @@ func (s *Store) finishOne(ctx context.Context, r *finishRequest) (*commandRow, e
 		err := q.Set("lease_expires_at = NULL").
 			WherePK().
 			Where("c.status = ?", string(domain.CommandRunning)).
-			Where("c.owner = ?", r.owner).
+			Where("c.owner = ?", r.lease.Owner).
+			Where("c.lease_epoch = ?", r.lease.Epoch).
 			Returning("*").
 			Scan(ctx, &rows)
 		if err := noRows(err); err != nil {

@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/schema"
 
 	"github.com/rdev-hq/rdev/domain"
 )
@@ -28,18 +29,34 @@ const (
 	sqliteForeignKeyMessageFragment = "FOREIGN KEY constraint failed"
 )
 
-// AppendOutput stores chunks, of one or more commands, in one transaction:
-// all or none. It returns EINVALID for a chunk with a Seq below 1 or an
-// unknown stream, ENOTFOUND if a chunk's command does not exist, and
-// ECONFLICT if a chunk's (CommandID, Seq) is already stored.
+// AppendOutput stores chunks in one transaction: all or none. It returns
+// EINVALID for a chunk with a Seq below 1 or an unknown stream, or, under a
+// lease, a chunk of another command; ENOTFOUND if a chunk's command does not
+// exist; ECONFLICT if a chunk's (CommandID, Seq) is already stored, unless
+// under a lease, where such chunks are skipped.
+//
+// Under a fenced lease (one with an owner) the write is fenced: it locks the command's
+// row if the command is RUNNING under the lease's owner and epoch, and stores
+// nothing, returning domain.ErrLeaseLost, if it is not. With the row locked,
+// no other process can end the command until the chunks are in, so a
+// command's LastSeq, which the same write raises to its highest stored seq
+// (and OutputBytes to the bytes stored), never falls behind its stored
+// output.
 //
 // On Postgres the transaction commits with synchronous_commit off: output is
 // written often and in bulk, and a crash of the database server may lose
 // the last few hundred milliseconds of it, not worth a disk flush per batch.
 // The whole batch goes in one round trip.
-func (s *Store) AppendOutput(ctx context.Context, chunks []domain.OutputChunk) error {
+func (s *Store) AppendOutput(ctx context.Context, lease domain.Lease, chunks []domain.OutputChunk) error {
 	if len(chunks) == 0 {
 		return nil
+	}
+	if lease.Fenced() {
+		for _, ch := range chunks {
+			if ch.CommandID != lease.CommandID {
+				return domain.Errorf(domain.EINVALID, "command output: a chunk of command %s under the lease of %s", ch.CommandID, lease.CommandID)
+			}
+		}
 	}
 	var err error
 	if s.isPostgres() {
@@ -47,18 +64,20 @@ func (s *Store) AppendOutput(ctx context.Context, chunks []domain.OutputChunk) e
 		if batches, err = outputBatches(chunks); err != nil {
 			return err
 		}
-		err = s.appendOutputPG(ctx, batches)
+		err = s.appendOutputPG(ctx, lease, batches)
 	} else {
 		for _, ch := range chunks {
 			if err := checkChunk(ch); err != nil {
 				return err
 			}
 		}
-		err = s.appendOutputSQLite(ctx, chunks)
+		err = s.appendOutputSQLite(ctx, lease, chunks)
 	}
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, domain.ErrLeaseLost):
+		return fmt.Errorf("command output %s: %w", lease.CommandID, err)
 	case isUniqueViolation(err):
 		return domain.Errorf(domain.ECONFLICT, "command output: a chunk's sequence number is already stored")
 	case isForeignKeyViolation(err):
@@ -71,22 +90,65 @@ func (s *Store) AppendOutput(ctx context.Context, chunks []domain.OutputChunk) e
 // appendOutputPG sends every INSERT, after SET LOCAL, as one multi-statement
 // query: Postgres runs it as one implicit transaction, rolled back whole if
 // a statement fails.
-func (s *Store) appendOutputPG(ctx context.Context, batches [][]*outputRow) error {
+func (s *Store) appendOutputPG(ctx context.Context, lease domain.Lease, batches [][]*outputRow) error {
 	var sb strings.Builder
 	sb.WriteString("SET LOCAL synchronous_commit = off")
 	gen := s.db.QueryGen()
 	var buf []byte
 	for _, b := range batches {
 		var err error
-		buf, err = s.db.NewInsert().Model(&b).AppendQuery(gen, buf[:0])
+		if !lease.Fenced() {
+			buf, err = s.db.NewInsert().Model(&b).AppendQuery(gen, buf[:0])
+		} else {
+			buf = appendFencedInsertPG(gen, buf[:0], lease, b)
+		}
 		if err != nil {
 			return fmt.Errorf("format insert: %w", err)
 		}
 		sb.WriteString(";\n")
 		sb.Write(buf)
 	}
-	_, err := s.db.ExecContext(ctx, sb.String())
-	return err
+	res, err := s.db.ExecContext(ctx, sb.String())
+	if err != nil || !lease.Fenced() {
+		return err
+	}
+	// The result is the last statement's, and every statement finds the
+	// lease as the first did: held and locked, or lost for good.
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return domain.ErrLeaseLost
+	}
+	return nil
+}
+
+// fencedInsertPG is one statement of a fenced append: it locks the command's
+// row if the lease holds, inserts the chunks only then (skipping any already
+// stored, as a retried write has), and raises the command's last_seq and
+// output_bytes by what it inserted. It updates one row if the lease holds,
+// none if it is lost. The values are cast, as a SELECT does not take their
+// types from the table.
+const fencedInsertPG = `WITH fence AS (
+	SELECT id FROM commands WHERE id = ? AND status = 'RUNNING' AND owner = ? AND lease_epoch = ? FOR UPDATE
+), ins AS (
+	INSERT INTO command_output (command_id, seq, stream, data, at)
+	SELECT v.command_id, v.seq, v.stream, v.data, v.at FROM fence, (VALUES ?) AS v (command_id, seq, stream, data, at)
+	ON CONFLICT DO NOTHING
+	RETURNING seq, length(data) AS n
+)
+UPDATE commands SET last_seq = GREATEST(commands.last_seq, (SELECT coalesce(max(seq), 0) FROM ins)),
+	output_bytes = commands.output_bytes + (SELECT coalesce(sum(n), 0) FROM ins)
+FROM fence WHERE commands.id = fence.id`
+
+func appendFencedInsertPG(gen schema.QueryGen, dst []byte, lease domain.Lease, rows []*outputRow) []byte {
+	var values []byte
+	for i, r := range rows {
+		if i > 0 {
+			values = append(values, ", "...)
+		}
+		values = gen.AppendQuery(values, "(?, ?::bigint, ?, ?::bytea, ?::timestamptz)", r.CommandID, r.Seq, r.Stream, r.Data, r.At)
+	}
+	return gen.AppendQuery(dst, fencedInsertPG, lease.CommandID, lease.Owner, lease.Epoch, bun.Safe(values))
 }
 
 // appendOutputSQLite inserts with one prepared statement and bound
@@ -95,8 +157,16 @@ func (s *Store) appendOutputPG(ctx context.Context, batches [][]*outputRow) erro
 // StoreOutputIn) the rows say where in them each chunk's bytes are;
 // without, each row holds its bytes, bound straight from the chunk's string,
 // not copied into an outputRow first: the driver copies a bound blob anyway.
-func (s *Store) appendOutputSQLite(ctx context.Context, chunks []domain.OutputChunk) error {
+// Under a lease, the command's row is updated first, which checks the lease;
+// the transaction holds the database's write lock from its start.
+func (s *Store) appendOutputSQLite(ctx context.Context, lease domain.Lease, chunks []domain.OutputChunk) error {
 	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		if lease.Fenced() {
+			var err error
+			if chunks, err = s.fenceSQLite(ctx, tx, lease, chunks); err != nil || len(chunks) == 0 {
+				return err
+			}
+		}
 		if s.segments == nil {
 			return s.insertOutputSQLite(ctx, tx, chunks, nil)
 		}
@@ -104,6 +174,42 @@ func (s *Store) appendOutputSQLite(ctx context.Context, chunks []domain.OutputCh
 		last := func() (segmentSpan, bool, error) { return lastInSegment(ctx, tx) }
 		return s.segments.append(chunks, insert, last)
 	})
+}
+
+// fenceSQLite checks lease in tx, drops the chunks already stored (those at
+// or below the command's last_seq: a fenced writer stores in seq order),
+// and raises the command's last_seq and output_bytes by the rest, which it
+// returns.
+func (s *Store) fenceSQLite(ctx context.Context, tx bun.Tx, lease domain.Lease, chunks []domain.OutputChunk) ([]domain.OutputChunk, error) {
+	var last int64
+	err := tx.NewSelect().Model((*commandRow)(nil)).Column("last_seq").
+		Where("id = ?", lease.CommandID).
+		Where("status = ?", string(domain.CommandRunning)).
+		Where("owner = ?", lease.Owner).
+		Where("lease_epoch = ?", lease.Epoch).
+		Scan(ctx, &last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, domain.ErrLeaseLost
+	} else if err != nil {
+		return nil, err
+	}
+	fresh := chunks[:0:0]
+	var size int64
+	for _, ch := range chunks {
+		if ch.Seq > last {
+			fresh = append(fresh, ch)
+			size += int64(len(ch.Data))
+		}
+	}
+	if len(fresh) == 0 {
+		return nil, nil
+	}
+	_, err = tx.NewUpdate().Model((*commandRow)(nil)).
+		Set("last_seq = max(last_seq, ?)", fresh[len(fresh)-1].Seq).
+		Set("output_bytes = output_bytes + ?", size).
+		Where("id = ?", lease.CommandID).
+		Exec(ctx)
+	return fresh, err
 }
 
 // lastInSegment returns the span of the chunk stored last in a segment: the

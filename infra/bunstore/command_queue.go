@@ -69,6 +69,7 @@ func (s *Store) ClaimCommands(ctx context.Context, r domain.ClaimRequest) ([]*do
 			Set("status = ?", string(domain.CommandRunning)).
 			Set("owner = ?", r.Owner).
 			Set("lease_expires_at = ?", storedTime(r.LeaseUntil)).
+			Set("lease_epoch = lease_epoch + 1").
 			// Never before the command was created: r.Now may have been
 			// read just before a command that this claim takes was queued.
 			Set("started_at = CASE WHEN created_at > ? THEN created_at ELSE ? END", storedTime(r.Now), storedTime(r.Now)).
@@ -172,12 +173,12 @@ func (s *Store) pickQueued(ctx context.Context, tx bun.Tx, r domain.ClaimRequest
 }
 
 // RenewLeases extends to until the leases owner holds on the RUNNING
-// commands among ids, and returns, sorted, the IDs among those whose
-// cancellation was requested. IDs that are unknown, no longer RUNNING or
-// held by another owner are ignored.
-func (s *Store) RenewLeases(ctx context.Context, owner string, ids []string, until time.Time) ([]string, error) {
+// commands among ids. It reports, sorted, the IDs among those whose
+// cancellation was requested, and the IDs it could not renew: unknown, no
+// longer RUNNING, or held by another owner.
+func (s *Store) RenewLeases(ctx context.Context, owner string, ids []string, until time.Time) (domain.LeaseRenewal, error) {
 	if len(ids) == 0 {
-		return nil, nil
+		return domain.LeaseRenewal{}, nil
 	}
 	var rows []struct {
 		ID              string `bun:"id"`
@@ -195,16 +196,25 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, ids []string, unt
 		Returning("id, cancel_requested").
 		Scan(ctx, &rows)
 	if err := noRows(err); err != nil {
-		return nil, fmt.Errorf("renew leases: %w", err)
+		return domain.LeaseRenewal{}, fmt.Errorf("renew leases: %w", err)
 	}
-	var cancel []string
-	for _, r := range rows {
-		if r.CancelRequested {
-			cancel = append(cancel, r.ID)
+	var r domain.LeaseRenewal
+	renewed := make(map[string]bool, len(rows))
+	for _, row := range rows {
+		renewed[row.ID] = true
+		if row.CancelRequested {
+			r.Cancel = append(r.Cancel, row.ID)
 		}
 	}
-	slices.Sort(cancel)
-	return cancel, nil
+	for _, id := range ids {
+		if !renewed[id] {
+			r.Lost = append(r.Lost, id)
+		}
+	}
+	slices.Sort(r.Cancel)
+	slices.Sort(r.Lost)
+	r.Lost = slices.Compact(r.Lost)
+	return r, nil
 }
 
 // ExpireLeases ends every RUNNING command whose lease expired before now as
@@ -248,8 +258,12 @@ func (s *Store) expireLeases(ctx context.Context, tx bun.Tx, now time.Time) ([]*
 		Set("reason = ?", LeaseExpiredReason).
 		Set("finished_at = ?", now).
 		Set("lease_expires_at = NULL").
-		Set("last_seq = (SELECT coalesce(max(seq), 0) FROM command_output WHERE command_id = ?TableAlias.id)").
-		Set("output_bytes = (SELECT coalesce(sum(?), 0) FROM command_output WHERE command_id = ?TableAlias.id)", s.outputSize()).
+		// The stored output's, or the row's if it is higher: fenced writes
+		// keep the row current and lock it, and on Postgres a write that
+		// committed while this statement waited for the row is counted in
+		// the row, though not seen by the subqueries' snapshot.
+		Set("last_seq = ?(?TableAlias.last_seq, (SELECT coalesce(max(seq), 0) FROM command_output WHERE command_id = ?TableAlias.id))", s.greatest()).
+		Set("output_bytes = ?(?TableAlias.output_bytes, (SELECT coalesce(sum(?), 0) FROM command_output WHERE command_id = ?TableAlias.id))", s.greatest(), s.outputSize()).
 		Where("id IN (?)", s.lockedInIDOrder(tx.NewSelect().Model((*commandRow)(nil)).
 			Column("id").
 			Where("status = ?", string(domain.CommandRunning)).
@@ -262,6 +276,14 @@ func (s *Store) expireLeases(ctx context.Context, tx bun.Tx, now time.Time) ([]*
 	}
 	slices.SortFunc(rows, func(a, b *commandRow) int { return cmp.Compare(a.ID, b.ID) })
 	return commandsOf(rows), nil
+}
+
+// greatest names the SQL function of the largest of its arguments.
+func (s *Store) greatest() bun.Safe {
+	if s.isPostgres() {
+		return bun.Safe("GREATEST")
+	}
+	return bun.Safe("max")
 }
 
 // lockedInIDOrder makes q, a subquery of IDs for a multi-row UPDATE, lock its

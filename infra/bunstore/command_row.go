@@ -38,10 +38,12 @@ type commandRow struct {
 	OutputBytes int64 `bun:"output_bytes"`
 	Truncated   bool  `bun:"truncated"`
 	LastSeq     int64 `bun:"last_seq"`
+	LostBytes   int64 `bun:"output_lost_bytes"`
 
 	CancelRequested bool       `bun:"cancel_requested"`
 	Owner           string     `bun:"owner"`
 	LeaseExpiresAt  *time.Time `bun:"lease_expires_at"`
+	LeaseEpoch      int64      `bun:"lease_epoch"`
 
 	TraceParent string `bun:"trace_parent"`
 	TraceState  string `bun:"trace_state"`
@@ -95,9 +97,11 @@ func newCommandRow(c *domain.Command) *commandRow {
 		OutputBytes:     c.OutputBytes,
 		Truncated:       c.Truncated,
 		LastSeq:         c.LastSeq,
+		LostBytes:       c.LostBytes,
 		CancelRequested: c.CancelRequested,
 		Owner:           c.Owner,
 		LeaseExpiresAt:  storedTimePtr(c.LeaseExpiresAt),
+		LeaseEpoch:      c.LeaseEpoch,
 		TraceParent:     c.TraceParent,
 		TraceState:      c.TraceState,
 	}
@@ -133,9 +137,11 @@ func (r *commandRow) command() *domain.Command {
 		OutputBytes:     r.OutputBytes,
 		Truncated:       r.Truncated,
 		LastSeq:         r.LastSeq,
+		LostBytes:       r.LostBytes,
 		CancelRequested: r.CancelRequested,
 		Owner:           r.Owner,
 		LeaseExpiresAt:  storedTimePtr(r.LeaseExpiresAt),
+		LeaseEpoch:      r.LeaseEpoch,
 		TraceParent:     r.TraceParent,
 		TraceState:      r.TraceState,
 	}

@@ -80,7 +80,7 @@ func claimAndFinish(b *testing.B, s *bunstore.Store, owner string, most, finishe
 		wg.Go(func() {
 			for c := range work {
 				f := domain.Finish{Status: domain.CommandSucceeded, ExitCode: new(int), FinishedAt: time.Now()}
-				if _, err := s.FinishCommand(ctx, c.ID, owner, f, nil); err != nil {
+				if _, err := s.FinishCommand(ctx, domain.Lease{CommandID: c.ID, Owner: owner, Epoch: 1}, f, nil); err != nil {
 					b.Error(err)
 				}
 			}
@@ -127,7 +127,7 @@ func BenchmarkAppendOutput(b *testing.B) {
 		id := firstID(b, s)
 		b.ResetTimer()
 		for i := range b.N {
-			if err := s.AppendOutput(b.Context(), chunks(id, i)); err != nil {
+			if err := s.AppendOutput(b.Context(), domain.Lease{}, chunks(id, i)); err != nil {
 				b.Fatal(err)
 			}
 		}

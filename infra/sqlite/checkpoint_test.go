@@ -48,7 +48,7 @@ func TestOpen_PageSize(t *testing.T) {
 		}
 		c := mustCreateCommand(t, s)
 		want := []domain.OutputChunk{{CommandID: c.ID, Seq: 1, Stream: domain.Stdout, Data: strings.Repeat("x", 100<<10), At: time.Now().UTC().Truncate(time.Microsecond)}}
-		if err := s.AppendOutput(ctx, want); err != nil {
+		if err := s.AppendOutput(ctx, domain.Lease{}, want); err != nil {
 			t.Fatalf("AppendOutput: %v", err)
 		}
 		got, err := s.ReadOutput(ctx, c.ID, 0, 0)

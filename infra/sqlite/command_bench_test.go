@@ -52,7 +52,7 @@ func BenchmarkSmallWrites(b *testing.B) {
 				b.Fatalf("ClaimCommands = %d commands, %v; want 1", len(cs), err)
 			}
 			f := domain.Finish{Status: domain.CommandSucceeded, ExitCode: new(int), FinishedAt: time.Now()}
-			if _, err := s.FinishCommand(ctx, cs[0].ID, "d1", f, nil); err != nil {
+			if _, err := s.FinishCommand(ctx, cs[0].Lease(), f, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

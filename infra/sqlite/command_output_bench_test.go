@@ -105,14 +105,14 @@ func benchmarkAppendOutput(b *testing.B, batch int) {
 		pending = append(pending, domain.OutputChunk{CommandID: c.ID, Seq: seq, Stream: domain.Stdout, Data: data, At: time.Now()})
 		stored += int64(len(data))
 		if len(pending) == batch {
-			if err := s.AppendOutput(ctx, pending); err != nil {
+			if err := s.AppendOutput(ctx, domain.Lease{}, pending); err != nil {
 				b.Fatal(err)
 			}
 			pending = pending[:0]
 		}
 	}
 	if len(pending) > 0 {
-		if err := s.AppendOutput(ctx, pending); err != nil {
+		if err := s.AppendOutput(ctx, domain.Lease{}, pending); err != nil {
 			b.Fatal(err)
 		}
 	}

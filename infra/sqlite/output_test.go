@@ -38,7 +38,7 @@ func TestOutput_InSegments(t *testing.T) {
 	for i := range 64 {
 		want = append(want, domain.OutputChunk{CommandID: c.ID, Seq: int64(i + 1), Stream: domain.Stdout, Data: strings.Repeat(string(rune('a'+i%26)), size/64), At: at})
 	}
-	if err := s.AppendOutput(ctx, want); err != nil {
+	if err := s.AppendOutput(ctx, domain.Lease{}, want); err != nil {
 		t.Fatalf("AppendOutput: %v", err)
 	}
 	if grew := fileSize(t, path) + fileSize(t, path+"-wal") - dbBefore; grew > size/8 {
@@ -53,7 +53,7 @@ func TestOutput_InSegments(t *testing.T) {
 
 	s = mustOpenFile(t, path)
 	more := domain.OutputChunk{CommandID: c.ID, Seq: 65, Stream: domain.Stderr, Data: "after reopening\n", At: at}
-	if err := s.AppendOutput(ctx, []domain.OutputChunk{more}); err != nil {
+	if err := s.AppendOutput(ctx, domain.Lease{}, []domain.OutputChunk{more}); err != nil {
 		t.Fatalf("AppendOutput: %v", err)
 	}
 	got, err := s.ReadOutput(ctx, c.ID, 0, 0)
@@ -77,7 +77,7 @@ func TestOutput_SegmentCutShort(t *testing.T) {
 	}
 	lost, kept := mustCreateCommand(t, s), mustCreateCommand(t, s)
 	at := time.Now().UTC().Truncate(time.Microsecond)
-	if err := s.AppendOutput(ctx, []domain.OutputChunk{{CommandID: lost.ID, Seq: 1, Stream: domain.Stdout, Data: "cut off by the power failure\n", At: at}}); err != nil {
+	if err := s.AppendOutput(ctx, domain.Lease{}, []domain.OutputChunk{{CommandID: lost.ID, Seq: 1, Stream: domain.Stdout, Data: "cut off by the power failure\n", At: at}}); err != nil {
 		t.Fatalf("AppendOutput: %v", err)
 	}
 	if err := s.Close(); err != nil {
@@ -89,7 +89,7 @@ func TestOutput_SegmentCutShort(t *testing.T) {
 
 	s = mustOpenFile(t, path)
 	after := domain.OutputChunk{CommandID: kept.ID, Seq: 1, Stream: domain.Stdout, Data: "written after the restart\n", At: at}
-	if err := s.AppendOutput(ctx, []domain.OutputChunk{after}); err != nil {
+	if err := s.AppendOutput(ctx, domain.Lease{}, []domain.OutputChunk{after}); err != nil {
 		t.Fatalf("AppendOutput: %v", err)
 	}
 	if got, err := s.ReadOutput(ctx, lost.ID, 0, 0); err == nil {
@@ -119,7 +119,7 @@ func TestOutput_RowsFromBeforeSegments(t *testing.T) {
 		t.Fatal(err)
 	}
 	later := domain.OutputChunk{CommandID: c.ID, Seq: 2, Stream: domain.Stdout, Data: "in a segment", At: at}
-	if err := s.AppendOutput(ctx, []domain.OutputChunk{later}); err != nil {
+	if err := s.AppendOutput(ctx, domain.Lease{}, []domain.OutputChunk{later}); err != nil {
 		t.Fatalf("AppendOutput: %v", err)
 	}
 	got, err := s.ReadOutput(ctx, c.ID, 0, 0)
@@ -151,7 +151,7 @@ func TestOutput_InRows(t *testing.T) {
 		{CommandID: c.ID, Seq: 1, Stream: domain.Stdout, Data: "bytes\x00\xff\n", At: at},
 		{CommandID: c.ID, Seq: 2, Stream: domain.Stderr, Data: strings.Repeat("e", 70<<10), At: at},
 	}
-	if err := s.AppendOutput(ctx, want); err != nil {
+	if err := s.AppendOutput(ctx, domain.Lease{}, want); err != nil {
 		t.Fatalf("AppendOutput: %v", err)
 	}
 	var inRows int

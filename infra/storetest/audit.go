@@ -246,10 +246,12 @@ func testAuditSameTransaction(t *testing.T, newStore func(*testing.T) (AuditStor
 		t.Fatalf("claimed %d commands, want 2", len(claimed))
 	}
 	fin := domain.Finish{Status: domain.CommandSucceeded, ExitCode: ptr(0), FinishedAt: now}
-	if _, err := repo.FinishCommand(ctx, c2.ID, "d1", fin, entry(domain.AuditCommandFinish, c2.ID)); err != nil {
+	if _, err := repo.FinishCommand(ctx, domain.Lease{CommandID: c2.ID, Owner: "d1", Epoch: 1}, fin, entry(domain.AuditCommandFinish, c2.ID)); err != nil {
 		t.Fatalf("FinishCommand: %v", err)
 	}
-	if _, err := repo.FinishCommand(ctx, c2.ID, "d1", fin, entry(domain.AuditCommandFinish, "twice")); domain.ErrorCode(err) != domain.ECONFLICT {
+	other := fin
+	other.Status, other.ExitCode = domain.CommandFailed, ptr(1)
+	if _, err := repo.FinishCommand(ctx, domain.Lease{CommandID: c2.ID, Owner: "d1", Epoch: 1}, other, entry(domain.AuditCommandFinish, "twice")); domain.ErrorCode(err) != domain.ECONFLICT {
 		t.Fatalf("FinishCommand(again) = %v, want CONFLICT", err)
 	}
 	expired, err := repo.ExpireLeases(ctx, now.Add(2*time.Minute), func(c *domain.Command) *domain.AuditEntry {
@@ -330,7 +332,7 @@ func testAuditWriteFails(t *testing.T, newStore func(*testing.T) (AuditStore, Au
 	errs := make([]error, 3)
 	for i := range errs {
 		wg.Go(func() {
-			_, errs[i] = repo.FinishCommand(ctx, running.ID, "d1", domain.Finish{Status: domain.CommandSucceeded, ExitCode: ptr(0), FinishedAt: now},
+			_, errs[i] = repo.FinishCommand(ctx, domain.Lease{CommandID: running.ID, Owner: "d1", Epoch: 1}, domain.Finish{Status: domain.CommandSucceeded, ExitCode: ptr(0), FinishedAt: now},
 				entry(domain.AuditCommandFinish))
 		})
 	}

@@ -33,6 +33,7 @@ func TestCommandRepository(t *testing.T, newRepo func(t *testing.T) domain.Comma
 		{"ExpireLeases", testExpireLeases},
 		{"RequestCancel", testRequestCancel},
 		{"FinishCommand", testFinishCommand},
+		{"Fencing", testFencing},
 		{"AppendOutput", testAppendOutput},
 		{"ReadOutput", testReadOutput},
 	}

@@ -30,7 +30,7 @@ func testAppendOutput(t *testing.T, newRepo func(t *testing.T) domain.CommandRep
 			wantA, wantB = append(wantA, ca), append(wantB, cb)
 			all = append(all, ca, cb) // two commands, interleaved
 		}
-		if err := repo.AppendOutput(ctx, all); err != nil {
+		if err := repo.AppendOutput(ctx, domain.Lease{}, all); err != nil {
 			t.Fatalf("AppendOutput: %v", err)
 		}
 		assertOutput(t, repo, a.ID, 0, 0, wantA)
@@ -38,7 +38,7 @@ func testAppendOutput(t *testing.T, newRepo func(t *testing.T) domain.CommandRep
 
 		// A later batch continues the sequence.
 		more := domain.OutputChunk{CommandID: a.ID, Seq: 7, Stream: domain.Stdout, Data: "more", At: at(now)}
-		if err := repo.AppendOutput(ctx, []domain.OutputChunk{more}); err != nil {
+		if err := repo.AppendOutput(ctx, domain.Lease{}, []domain.OutputChunk{more}); err != nil {
 			t.Fatalf("AppendOutput: %v", err)
 		}
 		assertOutput(t, repo, a.ID, 0, 0, append(wantA, more))
@@ -59,7 +59,7 @@ func testAppendOutput(t *testing.T, newRepo func(t *testing.T) domain.CommandRep
 		for i := range 3 {
 			want = append(want, domain.OutputChunk{CommandID: c.ID, Seq: int64(2501 + i), Stream: domain.Stderr, Data: big, At: now})
 		}
-		if err := repo.AppendOutput(ctx, want); err != nil {
+		if err := repo.AppendOutput(ctx, domain.Lease{}, want); err != nil {
 			t.Fatalf("AppendOutput(%d chunks): %v", len(want), err)
 		}
 		got, err := repo.ReadOutput(ctx, c.ID, 0, 0)
@@ -79,7 +79,7 @@ func testAppendOutput(t *testing.T, newRepo func(t *testing.T) domain.CommandRep
 	t.Run("Empty", func(t *testing.T) {
 		t.Parallel()
 		repo, ctx := newRepo(t), t.Context()
-		if err := repo.AppendOutput(ctx, nil); err != nil {
+		if err := repo.AppendOutput(ctx, domain.Lease{}, nil); err != nil {
 			t.Fatalf("AppendOutput(nil): %v", err)
 		}
 	})
@@ -90,11 +90,11 @@ func testAppendOutput(t *testing.T, newRepo func(t *testing.T) domain.CommandRep
 		c := newCommand("web", 0)
 		mustCreateCommand(t, ctx, repo, c)
 		first := []domain.OutputChunk{chunk(c.ID, 1, "one"), chunk(c.ID, 2, "two")}
-		if err := repo.AppendOutput(ctx, first); err != nil {
+		if err := repo.AppendOutput(ctx, domain.Lease{}, first); err != nil {
 			t.Fatal(err)
 		}
 		// A batch with one stored seq stores nothing.
-		err := repo.AppendOutput(ctx, []domain.OutputChunk{chunk(c.ID, 3, "three"), chunk(c.ID, 2, "again")})
+		err := repo.AppendOutput(ctx, domain.Lease{}, []domain.OutputChunk{chunk(c.ID, 3, "three"), chunk(c.ID, 2, "again")})
 		if code := domain.ErrorCode(err); code != domain.ECONFLICT {
 			t.Fatalf("AppendOutput(stored seq) = %v (code %q), want code %q", err, code, domain.ECONFLICT)
 		}
@@ -105,7 +105,7 @@ func testAppendOutput(t *testing.T, newRepo func(t *testing.T) domain.CommandRep
 		for seq := range int64(1500) {
 			many = append(many, chunk(c.ID, seq+3, "new"))
 		}
-		err = repo.AppendOutput(ctx, append(many, chunk(c.ID, 1, "again")))
+		err = repo.AppendOutput(ctx, domain.Lease{}, append(many, chunk(c.ID, 1, "again")))
 		if code := domain.ErrorCode(err); code != domain.ECONFLICT {
 			t.Fatalf("AppendOutput(1,501 chunks, the last stored) = %v (code %q), want code %q", err, code, domain.ECONFLICT)
 		}
@@ -117,7 +117,7 @@ func testAppendOutput(t *testing.T, newRepo func(t *testing.T) domain.CommandRep
 		repo, ctx := newRepo(t), t.Context()
 		c := newCommand("web", 0)
 		mustCreateCommand(t, ctx, repo, c)
-		err := repo.AppendOutput(ctx, []domain.OutputChunk{chunk(c.ID, 1, "one"), chunk(domain.NewID(time.Now()), 1, "x")})
+		err := repo.AppendOutput(ctx, domain.Lease{}, []domain.OutputChunk{chunk(c.ID, 1, "one"), chunk(domain.NewID(time.Now()), 1, "x")})
 		if code := domain.ErrorCode(err); code != domain.ENOTFOUND {
 			t.Fatalf("AppendOutput(unknown command) = %v (code %q), want code %q", err, code, domain.ENOTFOUND)
 		}
@@ -136,7 +136,7 @@ func testAppendOutput(t *testing.T, newRepo func(t *testing.T) domain.CommandRep
 			{chunk(c.ID, -1, "negative")},
 			{chunk(c.ID, 1, "ok"), bad},
 		} {
-			if err := repo.AppendOutput(ctx, chunks); domain.ErrorCode(err) != domain.EINVALID {
+			if err := repo.AppendOutput(ctx, domain.Lease{}, chunks); domain.ErrorCode(err) != domain.EINVALID {
 				t.Errorf("AppendOutput(%+v) = %v, want code %q", chunks, err, domain.EINVALID)
 			}
 		}
@@ -155,7 +155,7 @@ func testReadOutput(t *testing.T, newRepo func(t *testing.T) domain.CommandRepos
 		for _, seq := range []int64{3, 1, 12, 2, 10, 11, 4} {
 			all = append(all, chunk(c.ID, seq, fmt.Sprint("chunk ", seq)))
 		}
-		if err := repo.AppendOutput(ctx, append(all, chunk(other.ID, 1, "other"))); err != nil {
+		if err := repo.AppendOutput(ctx, domain.Lease{}, append(all, chunk(other.ID, 1, "other"))); err != nil {
 			t.Fatal(err)
 		}
 		bySeq := func(seqs ...int64) []domain.OutputChunk {

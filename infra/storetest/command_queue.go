@@ -29,6 +29,7 @@ func testClaimCommands(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 		want.Owner = "d1"
 		want.StartedAt = ptr(now.Truncate(time.Microsecond))
 		want.LeaseExpiresAt = ptr(r.LeaseUntil.Truncate(time.Microsecond))
+		want.LeaseEpoch = 1
 		if diff := cmp.Diff([]*domain.Command{want}, got, cmpOpts...); diff != "" {
 			t.Errorf("ClaimCommands (-want +got):\n%s", diff)
 		}
@@ -206,12 +207,18 @@ func testRenewLeases(t *testing.T, newRepo func(t *testing.T) domain.CommandRepo
 		}
 		until := time.Now().Add(time.Minute + 789*time.Nanosecond).In(elsewhere)
 		ids := []string{cs[0].ID, cs[1].ID, cs[2].ID, cs[3].ID, cs[4].ID, cs[5].ID, domain.NewID(time.Now())}
-		cancel, err := repo.RenewLeases(ctx, "d1", ids, until)
+		got, err := repo.RenewLeases(ctx, "d1", ids, until)
 		if err != nil {
 			t.Fatalf("RenewLeases: %v", err)
 		}
-		if diff := cmp.Diff([]string{cs[1].ID}, cancel, cmpOpts...); diff != "" {
+		if diff := cmp.Diff([]string{cs[1].ID}, got.Cancel, cmpOpts...); diff != "" {
 			t.Errorf("RenewLeases cancel IDs (-want +got):\n%s", diff)
+		}
+		// Lost: finished, another's, queued, cancelled and unknown.
+		lost := []string{cs[2].ID, cs[3].ID, cs[4].ID, cs[5].ID, ids[6]}
+		slices.Sort(lost)
+		if diff := cmp.Diff(lost, got.Lost, cmpOpts...); diff != "" {
+			t.Errorf("RenewLeases lost IDs (-want +got):\n%s", diff)
 		}
 		// Only d1's running commands got the new lease.
 		for _, c := range mine[:2] {
@@ -232,9 +239,9 @@ func testRenewLeases(t *testing.T, newRepo func(t *testing.T) domain.CommandRepo
 	t.Run("Empty", func(t *testing.T) {
 		t.Parallel()
 		repo, ctx := newRepo(t), t.Context()
-		cancel, err := repo.RenewLeases(ctx, "d1", nil, time.Now())
-		if err != nil || len(cancel) != 0 {
-			t.Fatalf("RenewLeases(no IDs) = %v, %v; want none, no error", cancel, err)
+		got, err := repo.RenewLeases(ctx, "d1", nil, time.Now())
+		if err != nil || len(got.Cancel) != 0 || len(got.Lost) != 0 {
+			t.Fatalf("RenewLeases(no IDs) = %+v, %v; want none, no error", got, err)
 		}
 	})
 }
@@ -256,7 +263,7 @@ func testExpireLeases(t *testing.T, newRepo func(t *testing.T) domain.CommandRep
 		alive := claim("alive", time.Second)
 		// cs[3] stays queued.
 		out := []domain.OutputChunk{chunk(expired.ID, 1, "ünï"), chunk(expired.ID, 2, ""), chunk(expired.ID, 3, "x\x00y"), chunk(alive.ID, 1, "other")}
-		if err := repo.AppendOutput(ctx, out); err != nil {
+		if err := repo.AppendOutput(ctx, domain.Lease{}, out); err != nil {
 			t.Fatal(err)
 		}
 
@@ -291,7 +298,7 @@ func testExpireLeases(t *testing.T, newRepo func(t *testing.T) domain.CommandRep
 			t.Errorf("a queued command is %s", c.Status)
 		}
 		// Its owner can no longer finish it; expiring again finds nothing.
-		if _, err := repo.FinishCommand(ctx, expired.ID, "dead", succeeded(), nil); domain.ErrorCode(err) != domain.ECONFLICT {
+		if _, err := repo.FinishCommand(ctx, domain.Lease{CommandID: expired.ID, Owner: "dead", Epoch: 1}, succeeded(), nil); domain.ErrorCode(err) != domain.ECONFLICT {
 			t.Errorf("FinishCommand(expired) = %v, want code %q", err, domain.ECONFLICT)
 		}
 		if again, err := repo.ExpireLeases(ctx, when, nil); err != nil || len(again) != 0 {
@@ -486,7 +493,7 @@ func testFinishCommand(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 			FinishedAt:  time.Now().Add(999 * time.Nanosecond).In(elsewhere),
 			OutputBytes: 1 << 40, Truncated: true, LastSeq: 1234567,
 		}
-		got, err := repo.FinishCommand(ctx, running.ID, "d1", f, nil)
+		got, err := repo.FinishCommand(ctx, domain.Lease{CommandID: running.ID, Owner: "d1", Epoch: 1}, f, nil)
 		if err != nil {
 			t.Fatalf("FinishCommand: %v", err)
 		}
@@ -537,7 +544,7 @@ func testFinishCommand(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 		tests = append(tests, struct{ name, id, owner string }{"OtherOwner", other.ID, "d1"})
 		for _, tt := range tests {
 			before := mustFindCommand(t, ctx, repo, tt.id)
-			got, err := repo.FinishCommand(ctx, tt.id, tt.owner, succeeded(), nil)
+			got, err := repo.FinishCommand(ctx, domain.Lease{CommandID: tt.id, Owner: tt.owner, Epoch: 1}, succeeded(), nil)
 			if code := domain.ErrorCode(err); code != domain.ECONFLICT {
 				t.Errorf("%s: FinishCommand = %v, %v (code %q), want code %q", tt.name, got, err, code, domain.ECONFLICT)
 			}
@@ -550,7 +557,7 @@ func testFinishCommand(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 	t.Run("ErrNotFound", func(t *testing.T) {
 		t.Parallel()
 		repo, ctx := newRepo(t), t.Context()
-		_, err := repo.FinishCommand(ctx, domain.NewID(time.Now()), "d1", succeeded(), nil)
+		_, err := repo.FinishCommand(ctx, domain.Lease{CommandID: domain.NewID(time.Now()), Owner: "d1", Epoch: 1}, succeeded(), nil)
 		if code := domain.ErrorCode(err); code != domain.ENOTFOUND {
 			t.Fatalf("FinishCommand(unknown) = %v (code %q), want code %q", err, code, domain.ENOTFOUND)
 		}
@@ -585,7 +592,7 @@ func testFinishCommand(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 				}
 				f := succeeded()
 				f.LastSeq = int64(i)
-				got[i].c, got[i].err = repo.FinishCommand(ctx, c.ID, owner, f, nil)
+				got[i].c, got[i].err = repo.FinishCommand(ctx, domain.Lease{CommandID: c.ID, Owner: owner, Epoch: 1}, f, nil)
 			})
 		}
 		wg.Wait()
@@ -614,7 +621,7 @@ func testFinishCommand(t *testing.T, newRepo func(t *testing.T) domain.CommandRe
 		for _, st := range []domain.CommandStatus{domain.CommandQueued, domain.CommandRunning, "", "DONE"} {
 			f := succeeded()
 			f.Status = st
-			if _, err := repo.FinishCommand(ctx, running.ID, "d1", f, nil); domain.ErrorCode(err) != domain.EINVALID {
+			if _, err := repo.FinishCommand(ctx, domain.Lease{CommandID: running.ID, Owner: "d1", Epoch: 1}, f, nil); domain.ErrorCode(err) != domain.EINVALID {
 				t.Errorf("FinishCommand(status %q) = %v, want code %q", st, err, domain.EINVALID)
 			}
 		}
@@ -665,7 +672,7 @@ func mustClaim(tb testing.TB, ctx context.Context, repo domain.CommandRepository
 
 func mustFinish(tb testing.TB, ctx context.Context, repo domain.CommandRepository, c *domain.Command, f domain.Finish) *domain.Command {
 	tb.Helper()
-	got, err := repo.FinishCommand(ctx, c.ID, c.Owner, f, nil)
+	got, err := repo.FinishCommand(ctx, domain.Lease{CommandID: c.ID, Owner: c.Owner, Epoch: 1}, f, nil)
 	if err != nil {
 		tb.Fatalf("FinishCommand(%s, %s): %v", c.ID, c.Owner, err)
 	}

@@ -70,7 +70,7 @@ func TestClaimRace(t *testing.T, repos []domain.CommandRepository, claimers, com
 						mu.Lock()
 						inFlight[c.ProjectID]--
 						mu.Unlock()
-						if _, err := repo.FinishCommand(ctx, c.ID, owner, succeeded(), nil); err != nil {
+						if _, err := repo.FinishCommand(ctx, domain.Lease{CommandID: c.ID, Owner: owner, Epoch: 1}, succeeded(), nil); err != nil {
 							t.Errorf("%s: FinishCommand(%s): %v", owner, c.ID, err)
 							cancel()
 							return

@@ -1,0 +1,120 @@
+package storetest
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/rdev-hq/rdev/domain"
+)
+
+// testFencing checks that writes under a lease are stored only while the
+// lease holds: a process that lost a command can write nothing more for it.
+func testFencing(t *testing.T, newRepo func(t *testing.T) domain.CommandRepository) {
+	t.Run("ClaimRaisesEpoch", func(t *testing.T) {
+		t.Parallel()
+		repo, ctx := newRepo(t), t.Context()
+		mustCreateCommands(t, ctx, repo, []*domain.Command{newCommand("a", 0), newCommand("b", 1)})
+		for _, c := range mustClaim(t, ctx, repo, claimRequest("d1", 2, 0)) {
+			if c.LeaseEpoch != 1 || mustFindCommand(t, ctx, repo, c.ID).LeaseEpoch != 1 {
+				t.Errorf("command %s claimed once has epoch %d, want 1", c.ID, c.LeaseEpoch)
+			}
+		}
+	})
+
+	t.Run("OutputUnderLease", func(t *testing.T) {
+		t.Parallel()
+		repo, ctx := newRepo(t), t.Context()
+		mustCreateCommand(t, ctx, repo, newCommand("web", 0))
+		c := mustClaim(t, ctx, repo, claimRequest("d1", 1, 0))[0]
+		first := []domain.OutputChunk{chunk(c.ID, 1, "one\n"), chunk(c.ID, 2, "two\x00\n")}
+		if err := repo.AppendOutput(ctx, c.Lease(), first); err != nil {
+			t.Fatalf("AppendOutput under the lease: %v", err)
+		}
+		// A retried write, with one chunk more, is harmless.
+		if err := repo.AppendOutput(ctx, c.Lease(), append(first, chunk(c.ID, 3, "three\n"))); err != nil {
+			t.Fatalf("AppendOutput retried: %v", err)
+		}
+		got := mustFindCommand(t, ctx, repo, c.ID)
+		if want := int64(len("one\ntwo\x00\nthree\n")); got.LastSeq != 3 || got.OutputBytes != want {
+			t.Errorf("while running: lastSeq %d, outputBytes %d; want 3, %d (what is stored so far)", got.LastSeq, got.OutputBytes, want)
+		}
+		assertOutput(t, repo, c.ID, 0, 0, append(first, chunk(c.ID, 3, "three\n")))
+
+		other := c.Lease()
+		other.CommandID = domain.NewID(time.Now())
+		if err := repo.AppendOutput(ctx, c.Lease(), []domain.OutputChunk{chunk(other.CommandID, 1, "x")}); domain.ErrorCode(err) != domain.EINVALID {
+			t.Errorf("AppendOutput of another command's chunk under a lease = %v, want code %s", err, domain.EINVALID)
+		}
+	})
+
+	t.Run("OutputLeaseLost", func(t *testing.T) {
+		t.Parallel()
+		repo, ctx := newRepo(t), t.Context()
+		mustCreateCommands(t, ctx, repo, []*domain.Command{newCommand("web", 0), newCommand("web", 1)})
+		r := claimRequest("d1", 2, 0)
+		r.LeaseUntil = time.Now().Add(-time.Second)
+		cs := mustClaim(t, ctx, repo, r)
+		c := cs[0]
+		if err := repo.AppendOutput(ctx, c.Lease(), []domain.OutputChunk{chunk(c.ID, 1, "mine\n")}); err != nil {
+			t.Fatal(err)
+		}
+		for name, lease := range map[string]domain.Lease{
+			"OtherOwner": {CommandID: c.ID, Owner: "d2", Epoch: c.LeaseEpoch},
+			"OtherEpoch": {CommandID: c.ID, Owner: c.Owner, Epoch: c.LeaseEpoch + 1},
+		} {
+			err := repo.AppendOutput(ctx, lease, []domain.OutputChunk{chunk(c.ID, 2, name)})
+			if !errors.Is(err, domain.ErrLeaseLost) || domain.ErrorCode(err) != domain.ECONFLICT {
+				t.Errorf("%s: AppendOutput = %v, want ErrLeaseLost", name, err)
+			}
+		}
+		// Another process expires the leases: the owner can store nothing
+		// more, and the interrupted command's lastSeq covers what it stored.
+		if got, err := repo.ExpireLeases(ctx, time.Now(), nil); err != nil || len(got) != 2 {
+			t.Fatalf("ExpireLeases = %d, %v; want both", len(got), err)
+		}
+		err := repo.AppendOutput(ctx, c.Lease(), []domain.OutputChunk{chunk(c.ID, 2, "late\n")})
+		if !errors.Is(err, domain.ErrLeaseLost) {
+			t.Errorf("AppendOutput after the lease was lost = %v, want ErrLeaseLost", err)
+		}
+		assertOutput(t, repo, c.ID, 0, 0, []domain.OutputChunk{chunk(c.ID, 1, "mine\n")})
+		if got := mustFindCommand(t, ctx, repo, c.ID); got.LastSeq != 1 || got.Status != domain.CommandInterrupted {
+			t.Errorf("after expiry: %s with lastSeq %d, want INTERRUPTED with 1", got.Status, got.LastSeq)
+		}
+		_, err = repo.FinishCommand(ctx, cs[1].Lease(), succeeded(), nil)
+		if !errors.Is(err, domain.ErrLeaseLost) {
+			t.Errorf("FinishCommand after the lease was lost = %v, want ErrLeaseLost", err)
+		}
+	})
+
+	t.Run("FinishFenced", func(t *testing.T) {
+		t.Parallel()
+		repo, ctx := newRepo(t), t.Context()
+		mustCreateCommand(t, ctx, repo, newCommand("web", 0))
+		c := mustClaim(t, ctx, repo, claimRequest("d1", 1, 0))[0]
+		stale := c.Lease()
+		stale.Epoch++
+		if _, err := repo.FinishCommand(ctx, stale, succeeded(), nil); !errors.Is(err, domain.ErrLeaseLost) {
+			t.Errorf("FinishCommand under another epoch = %v, want ErrLeaseLost", err)
+		}
+		f := succeeded()
+		f.LostBytes = 42
+		first, err := repo.FinishCommand(ctx, c.Lease(), f, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first.LostBytes != 42 || mustFindCommand(t, ctx, repo, c.ID).LostBytes != 42 {
+			t.Errorf("LostBytes = %d, want 42 stored", first.LostBytes)
+		}
+		// The same finish again, as after a reply lost on the way, returns
+		// the command as stored; a different one is refused.
+		again, err := repo.FinishCommand(ctx, c.Lease(), f, nil)
+		if err != nil || again.Status != domain.CommandSucceeded {
+			t.Errorf("FinishCommand repeated = %v, %v; want the stored command", again, err)
+		}
+		f.Status, f.ExitCode = domain.CommandFailed, ptr(1)
+		if _, err := repo.FinishCommand(ctx, c.Lease(), f, nil); !errors.Is(err, domain.ErrLeaseLost) {
+			t.Errorf("FinishCommand with another end = %v, want ErrLeaseLost", err)
+		}
+	})
+}
