@@ -73,6 +73,10 @@ e2e: ## Run only the end-to-end tests (TestE2E_* in cmd/rdev: real binary, Node 
 	bash scripts/npm-ci.sh
 	$(GO) test -count=1 -run '^TestE2E' ./cmd/rdev/...
 
+.PHONY: faults
+faults: build ## Run the fault suite (internal/faulttest: its own PostgreSQL, real servers killed, the database restarted and paused); RDEV_FAULTS_PENDING=1 adds the scenarios awaiting fixes
+	RDEV_FAULTS=1 RDEV_FAULTS_BIN="$(CURDIR)/bin/rdev" $(GO) test -count=1 -v -timeout 12m -run . ./internal/faulttest/
+
 .PHONY: testcluster
 testcluster: ## Build (cached) and start etcd, kube-apiserver and kwok on loopback in $(TESTCLUSTER_DIR); `make testcluster-stop` stops them
 	bash scripts/testcluster.sh start $(TESTCLUSTER_DIR)
