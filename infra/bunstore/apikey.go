@@ -24,7 +24,7 @@ func (s *Store) CreateAPIKey(ctx context.Context, k *domain.APIKey, audit *domai
 			if isUniqueViolation(err) {
 				return domain.Errorf(domain.ECONFLICT, "API key %q already exists", k.ID)
 			}
-			return fmt.Errorf("insert API key %s: %w", k.ID, err)
+			return fmt.Errorf("insert API key %s: %w", k.ID, translate(err))
 		}
 		if err := insertAllowedIPs(ctx, tx, row); err != nil {
 			return err
@@ -44,7 +44,7 @@ func (s *Store) FindAPIKeyByID(ctx context.Context, id string) (*domain.APIKey, 
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, apiKeyNotFound(id)
 	} else if err != nil {
-		return nil, fmt.Errorf("find API key %s: %w", id, err)
+		return nil, fmt.Errorf("find API key %s: %w", id, translate(err))
 	}
 	return row.apiKey()
 }
@@ -63,7 +63,7 @@ func (s *Store) FindAPIKeys(ctx context.Context, f domain.APIKeyFilter) ([]*doma
 		q = q.Limit(int64(f.Limit))
 	}
 	if err := q.Scan(ctx); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("find API keys: %w", err)
+		return nil, fmt.Errorf("find API keys: %w", translate(err))
 	}
 	keys := make([]*domain.APIKey, 0, len(rows))
 	for _, r := range rows {
@@ -99,10 +99,10 @@ func (s *Store) UpdateAPIKey(ctx context.Context, id string, update func(*domain
 		}
 		row := newAPIKeyRow(k)
 		if _, err := tx.NewUpdate().Model(row).WherePK().Exec(ctx); err != nil {
-			return fmt.Errorf("update API key %s: %w", id, err)
+			return fmt.Errorf("update API key %s: %w", id, translate(err))
 		}
 		if _, err := tx.NewDelete().Model((*allowedIPRow)(nil)).Where("key_id = ?", id).Exec(ctx); err != nil {
-			return fmt.Errorf("update API key %s: delete allowed IPs: %w", id, err)
+			return fmt.Errorf("update API key %s: delete allowed IPs: %w", id, translate(err))
 		}
 		if err := insertAllowedIPs(ctx, tx, row); err != nil {
 			return err
@@ -141,7 +141,7 @@ func (s *Store) TouchAPIKeys(ctx context.Context, lastUsed map[string]time.Time)
 				Where("(last_used_at IS NULL OR last_used_at < ?)", at).
 				Exec(ctx)
 			if err != nil {
-				return fmt.Errorf("touch API key %s: %w", id, err)
+				return fmt.Errorf("touch API key %s: %w", id, translate(err))
 			}
 		}
 		return nil
@@ -159,14 +159,14 @@ func (s *Store) lockAPIKey(ctx context.Context, tx bun.Tx, id string) (*domain.A
 	if err := q.Scan(ctx); errors.Is(err, sql.ErrNoRows) {
 		return nil, apiKeyNotFound(id)
 	} else if err != nil {
-		return nil, fmt.Errorf("load API key %s: %w", id, err)
+		return nil, fmt.Errorf("load API key %s: %w", id, translate(err))
 	}
 	err := tx.NewSelect().Model(&row.AllowedIPs).
 		Where("key_id = ?", id).
 		Order("position").
 		Scan(ctx)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("load API key %s: allowed IPs: %w", id, err)
+		return nil, fmt.Errorf("load API key %s: allowed IPs: %w", id, translate(err))
 	}
 	return row.apiKey()
 }
@@ -176,7 +176,7 @@ func insertAllowedIPs(ctx context.Context, tx bun.Tx, row *apiKeyRow) error {
 		return nil
 	}
 	if _, err := tx.NewInsert().Model(&row.AllowedIPs).Exec(ctx); err != nil {
-		return fmt.Errorf("insert allowed IPs of API key %s: %w", row.ID, err)
+		return fmt.Errorf("insert allowed IPs of API key %s: %w", row.ID, translate(err))
 	}
 	return nil
 }

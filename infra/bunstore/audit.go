@@ -104,7 +104,7 @@ func (s *Store) appendAudit(ctx context.Context, tx bun.Tx, entries ...*domain.A
 		}
 		if !locked {
 			if err := q.Scan(ctx); err != nil {
-				return fmt.Errorf("audit: lock the chain head: %w", err)
+				return fmt.Errorf("audit: lock the chain head: %w", translate(err))
 			}
 			locked = true
 		}
@@ -120,10 +120,10 @@ func (s *Store) appendAudit(ctx context.Context, tx bun.Tx, entries ...*domain.A
 		return nil
 	}
 	if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
-		return fmt.Errorf("audit: append %d entries: %w", len(rows), err)
+		return fmt.Errorf("audit: append %d entries: %w", len(rows), translate(err))
 	}
 	if _, err := tx.NewUpdate().Model(&head).Column("seq", "hash").WherePK().Exec(ctx); err != nil {
-		return fmt.Errorf("audit: move the chain head: %w", err)
+		return fmt.Errorf("audit: move the chain head: %w", translate(err))
 	}
 	return nil
 }
@@ -155,7 +155,7 @@ func (s *Store) FindAuditEntries(ctx context.Context, f domain.AuditFilter) ([]*
 		q = q.Limit(int64(f.Limit))
 	}
 	if err := noRows(q.Scan(ctx)); err != nil {
-		return nil, fmt.Errorf("find audit entries: %w", err)
+		return nil, fmt.Errorf("find audit entries: %w", translate(err))
 	}
 	return auditEntries(rows)
 }
@@ -170,7 +170,7 @@ func (s *Store) ReadAuditChain(ctx context.Context, afterSeq int64, limit int) (
 		Limit(int64(limit)).
 		Scan(ctx)
 	if err := noRows(err); err != nil {
-		return nil, fmt.Errorf("read audit chain: %w", err)
+		return nil, fmt.Errorf("read audit chain: %w", translate(err))
 	}
 	return auditEntries(rows)
 }
@@ -183,7 +183,7 @@ func (s *Store) AuditHead(ctx context.Context) (domain.AuditHead, error) {
 	if errors.Is(err, sql.ErrNoRows) {
 		return domain.AuditHead{}, errors.New("audit: the chain head row is missing")
 	} else if err != nil {
-		return domain.AuditHead{}, fmt.Errorf("audit: read the chain head: %w", err)
+		return domain.AuditHead{}, fmt.Errorf("audit: read the chain head: %w", translate(err))
 	}
 	return domain.AuditHead{Seq: head.Seq, Hash: head.Hash}, nil
 }

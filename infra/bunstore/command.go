@@ -33,7 +33,7 @@ func (s *Store) CreateCommand(ctx context.Context, c *domain.Command, audit *dom
 			if isUniqueViolation(err) {
 				return errCreateConflict
 			}
-			return fmt.Errorf("insert command %s: %w", c.ID, err)
+			return fmt.Errorf("insert command %s: %w", c.ID, translate(err))
 		}
 		return nil
 	}
@@ -76,7 +76,7 @@ func (s *Store) FindCommandByID(ctx context.Context, id string) (*domain.Command
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, commandNotFound(id)
 	} else if err != nil {
-		return nil, fmt.Errorf("find command %s: %w", id, err)
+		return nil, fmt.Errorf("find command %s: %w", id, translate(err))
 	}
 	return row.command(), nil
 }
@@ -96,7 +96,7 @@ func (s *Store) FindCommandByClientToken(ctx context.Context, keyID, token strin
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound
 	} else if err != nil {
-		return nil, fmt.Errorf("find command by client token: %w", err)
+		return nil, fmt.Errorf("find command by client token: %w", translate(err))
 	}
 	return row.command(), nil
 }
@@ -124,7 +124,7 @@ func (s *Store) FindCommands(ctx context.Context, f domain.CommandFilter) ([]*do
 		q = q.Limit(int64(f.Limit))
 	}
 	if err := q.Scan(ctx); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("find commands: %w", err)
+		return nil, fmt.Errorf("find commands: %w", translate(err))
 	}
 	return commandsOf(rows), nil
 }
@@ -176,13 +176,13 @@ func (s *Store) findForProjects(ctx context.Context, projectIDs []string, status
 		query = append(query, "SELECT * FROM ("...)
 		var err error
 		if query, err = q.AppendQuery(gen, query); err != nil {
-			return nil, fmt.Errorf("find commands for projects: %w", err)
+			return nil, fmt.Errorf("find commands for projects: %w", translate(err))
 		}
 		query = fmt.Appendf(query, ") AS p%d", i)
 	}
 	var rows []*commandRow
 	if err := noRows(s.db.NewRaw(string(query)).Scan(ctx, &rows)); err != nil {
-		return nil, fmt.Errorf("find commands for projects: %w", err)
+		return nil, fmt.Errorf("find commands for projects: %w", translate(err))
 	}
 	slices.SortStableFunc(rows, func(a, b *commandRow) int {
 		return cmp.Or(strings.Compare(a.ProjectID, b.ProjectID), strings.Compare(b.ID, a.ID))
@@ -197,7 +197,7 @@ func (s *Store) CountQueued(ctx context.Context, keyID string) (int, error) {
 		Where("status = ?", string(domain.CommandQueued)).
 		Count(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("count queued commands: %w", err)
+		return 0, fmt.Errorf("count queued commands: %w", translate(err))
 	}
 	return int(n), nil
 }
@@ -217,7 +217,7 @@ func (s *Store) QueueStats(ctx context.Context) (domain.QueueStats, error) {
 		string(domain.CommandQueued), string(domain.CommandQueued), string(domain.CommandRunning)).
 		Scan(ctx, &counts)
 	if err := noRows(err); err != nil {
-		return domain.QueueStats{}, fmt.Errorf("queue stats: %w", err)
+		return domain.QueueStats{}, fmt.Errorf("queue stats: %w", translate(err))
 	}
 	st := domain.QueueStats{Queued: make(map[domain.Priority]int, len(domain.Priorities))}
 	for _, p := range domain.Priorities {

@@ -96,13 +96,14 @@ func (s *Store) isPostgres() bool {
 	return s.db.Dialect().Name() == dialect.PG
 }
 
-// inTx runs fn in a transaction and returns fn's error unchanged, so domain
-// errors from callbacks pass through; failures to begin or commit are wrapped.
-// The transaction is rolled back if fn fails or panics.
+// inTx runs fn in a transaction and returns fn's error with the database's
+// unavailability translated (translate), so domain errors from callbacks
+// pass through; failures to begin or commit are wrapped. The transaction is
+// rolled back if fn fails or panics.
 func (s *Store) inTx(ctx context.Context, fn func(ctx context.Context, tx bun.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{})
 	if err != nil {
-		return fmt.Errorf("begin transaction: %w", err)
+		return fmt.Errorf("begin transaction: %w", translate(err))
 	}
 	committed := false
 	defer func() {
@@ -111,11 +112,11 @@ func (s *Store) inTx(ctx context.Context, fn func(ctx context.Context, tx bun.Tx
 		}
 	}()
 	if err := fn(ctx, tx); err != nil {
-		return err
+		return translate(err)
 	}
 	committed = true
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return fmt.Errorf("commit: %w", translate(err))
 	}
 	return nil
 }

@@ -113,7 +113,7 @@ func (s *Store) CreateWebhook(ctx context.Context, w *domain.Webhook, audit *dom
 			if isUniqueViolation(err) {
 				return domain.Errorf(domain.ECONFLICT, "webhook %q already exists", w.ID)
 			}
-			return fmt.Errorf("insert webhook %s: %w", w.ID, err)
+			return fmt.Errorf("insert webhook %s: %w", w.ID, translate(err))
 		}
 		return s.appendAudit(ctx, tx, audit)
 	})
@@ -126,7 +126,7 @@ func (s *Store) FindWebhookByID(ctx context.Context, id string) (*domain.Webhook
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, webhookNotFound(id)
 	} else if err != nil {
-		return nil, fmt.Errorf("find webhook %s: %w", id, err)
+		return nil, fmt.Errorf("find webhook %s: %w", id, translate(err))
 	}
 	return row.webhook(), nil
 }
@@ -143,7 +143,7 @@ func (s *Store) FindWebhooks(ctx context.Context, f domain.WebhookFilter) ([]*do
 		q = q.Limit(int64(f.Limit))
 	}
 	if err := q.Scan(ctx); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("find webhooks: %w", err)
+		return nil, fmt.Errorf("find webhooks: %w", translate(err))
 	}
 	out := make([]*domain.Webhook, len(rows))
 	for i, r := range rows {
@@ -167,7 +167,7 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, update func(*domai
 		if err := q.Scan(ctx); errors.Is(err, sql.ErrNoRows) {
 			return webhookNotFound(id)
 		} else if err != nil {
-			return fmt.Errorf("load webhook %s: %w", id, err)
+			return fmt.Errorf("load webhook %s: %w", id, translate(err))
 		}
 		w := row.webhook()
 		if err := update(w); err != nil {
@@ -178,7 +178,7 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, update func(*domai
 		}
 		row = newWebhookRow(w)
 		if _, err := tx.NewUpdate().Model(row).WherePK().Exec(ctx); err != nil {
-			return fmt.Errorf("update webhook %s: %w", id, err)
+			return fmt.Errorf("update webhook %s: %w", id, translate(err))
 		}
 		saved = row.webhook()
 		return s.appendAudit(ctx, tx, audit)
@@ -196,14 +196,14 @@ func (s *Store) DeleteWebhook(ctx context.Context, id string, audit *domain.Audi
 		// Deliveries go first: SQLite enforces the cascade only with
 		// foreign_keys on, and this way neither dialect relies on it.
 		if _, err := tx.NewDelete().Model((*webhookDeliveryRow)(nil)).Where("webhook_id = ?", id).Exec(ctx); err != nil {
-			return fmt.Errorf("delete deliveries of webhook %s: %w", id, err)
+			return fmt.Errorf("delete deliveries of webhook %s: %w", id, translate(err))
 		}
 		res, err := tx.NewDelete().Model((*webhookRow)(nil)).Where("id = ?", id).Exec(ctx)
 		if err != nil {
-			return fmt.Errorf("delete webhook %s: %w", id, err)
+			return fmt.Errorf("delete webhook %s: %w", id, translate(err))
 		}
 		if n, err := res.RowsAffected(); err != nil {
-			return fmt.Errorf("delete webhook %s: %w", id, err)
+			return fmt.Errorf("delete webhook %s: %w", id, translate(err))
 		} else if n == 0 {
 			return webhookNotFound(id)
 		}
@@ -225,7 +225,7 @@ func (s *Store) FindWebhookDeliveries(ctx context.Context, f domain.WebhookDeliv
 		q = q.Limit(int64(f.Limit))
 	}
 	if err := q.Scan(ctx); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("find deliveries of webhook %s: %w", f.WebhookID, err)
+		return nil, fmt.Errorf("find deliveries of webhook %s: %w", f.WebhookID, translate(err))
 	}
 	out := make([]*domain.WebhookDelivery, len(rows))
 	for i, r := range rows {
@@ -246,7 +246,7 @@ func (s *Store) FindWebhookDeliveryByID(ctx context.Context, id string) (*domain
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, domain.Errorf(domain.ENOTFOUND, "webhook delivery %q not found", id)
 	} else if err != nil {
-		return nil, fmt.Errorf("find webhook delivery %s: %w", id, err)
+		return nil, fmt.Errorf("find webhook delivery %s: %w", id, translate(err))
 	}
 	return row.delivery(), nil
 }
@@ -258,7 +258,7 @@ func (s *Store) CreateWebhookDeliveries(ctx context.Context, ds []*domain.Webhoo
 		for _, d := range ds {
 			n, err := tx.NewSelect().Model((*webhookRow)(nil)).Where("id = ?", d.WebhookID).Count(ctx)
 			if err != nil {
-				return fmt.Errorf("find webhook %s: %w", d.WebhookID, err)
+				return fmt.Errorf("find webhook %s: %w", d.WebhookID, translate(err))
 			} else if n == 0 {
 				return webhookNotFound(d.WebhookID)
 			}
@@ -279,7 +279,7 @@ func (s *Store) appendWebhookEvents(ctx context.Context, tx bun.Tx, events ...do
 	}
 	var rows []*webhookRow
 	if err := tx.NewSelect().Model(&rows).Where("?TableAlias.enabled = ?", true).Scan(ctx); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("find webhooks: %w", err)
+		return fmt.Errorf("find webhooks: %w", translate(err))
 	}
 	if len(rows) == 0 {
 		return nil
@@ -311,7 +311,7 @@ func (s *Store) insertDeliveries(ctx context.Context, tx bun.Tx, ds []*domain.We
 		}
 	}
 	if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
-		return fmt.Errorf("insert webhook deliveries: %w", err)
+		return fmt.Errorf("insert webhook deliveries: %w", translate(err))
 	}
 	return nil
 }

@@ -41,7 +41,7 @@ func (s *Store) ClaimWebhookDeliveries(ctx context.Context, r domain.WebhookClai
 	err := s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		if s.isPostgres() {
 			if _, err := tx.ExecContext(ctx, webhookClaimLockSQL); err != nil {
-				return fmt.Errorf("claim deliveries: lock: %w", err)
+				return fmt.Errorf("claim deliveries: lock: %w", translate(err))
 			}
 		}
 		var cands []*webhookDeliveryRow
@@ -62,7 +62,7 @@ func (s *Store) ClaimWebhookDeliveries(ctx context.Context, r domain.WebhookClai
 			q = q.For("UPDATE SKIP LOCKED")
 		}
 		if err := q.Scan(ctx); err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("claim deliveries: %w", err)
+			return fmt.Errorf("claim deliveries: %w", translate(err))
 		}
 		seen := map[string]bool{}
 		var ids, webhookIDs []string
@@ -83,11 +83,11 @@ func (s *Store) ClaimWebhookDeliveries(ctx context.Context, r domain.WebhookClai
 			Where("id IN (?)", bun.List(ids)).
 			Exec(ctx)
 		if err != nil {
-			return fmt.Errorf("claim deliveries: update: %w", err)
+			return fmt.Errorf("claim deliveries: update: %w", translate(err))
 		}
 		var hooks []*webhookRow
 		if err := tx.NewSelect().Model(&hooks).Where("?TableAlias.id IN (?)", bun.List(webhookIDs)).Scan(ctx); err != nil {
-			return fmt.Errorf("claim deliveries: webhooks: %w", err)
+			return fmt.Errorf("claim deliveries: webhooks: %w", translate(err))
 		}
 		byID := make(map[string]*domain.Webhook, len(hooks))
 		for _, h := range hooks {
@@ -119,7 +119,7 @@ func (s *Store) RecordWebhookAttempt(ctx context.Context, owner, deliveryID stri
 		if err := q.Scan(ctx); errors.Is(err, sql.ErrNoRows) {
 			return domain.Errorf(domain.ENOTFOUND, "webhook delivery %q not found", deliveryID)
 		} else if err != nil {
-			return fmt.Errorf("load webhook delivery %s: %w", deliveryID, err)
+			return fmt.Errorf("load webhook delivery %s: %w", deliveryID, translate(err))
 		}
 		if row.LeaseOwner != owner || row.Status != string(domain.WebhookPending) {
 			return domain.Errorf(domain.ECONFLICT, "webhook delivery %s is not leased to %s", deliveryID, owner)
@@ -132,7 +132,7 @@ func (s *Store) RecordWebhookAttempt(ctx context.Context, owner, deliveryID stri
 		if err := hq.Scan(ctx); errors.Is(err, sql.ErrNoRows) {
 			return webhookNotFound(row.WebhookID)
 		} else if err != nil {
-			return fmt.Errorf("load webhook %s: %w", row.WebhookID, err)
+			return fmt.Errorf("load webhook %s: %w", row.WebhookID, translate(err))
 		}
 		d, w := row.delivery(), hook.webhook()
 		if err := record(d, w); err != nil {
@@ -143,10 +143,10 @@ func (s *Store) RecordWebhookAttempt(ctx context.Context, owner, deliveryID stri
 		}
 		saved := newWebhookDeliveryRow(d)
 		if _, err := tx.NewUpdate().Model(saved).WherePK().Exec(ctx); err != nil {
-			return fmt.Errorf("record webhook attempt %s: %w", deliveryID, err)
+			return fmt.Errorf("record webhook attempt %s: %w", deliveryID, translate(err))
 		}
 		if _, err := tx.NewUpdate().Model(newWebhookRow(w)).WherePK().Exec(ctx); err != nil {
-			return fmt.Errorf("record webhook attempt %s: webhook: %w", deliveryID, err)
+			return fmt.Errorf("record webhook attempt %s: webhook: %w", deliveryID, translate(err))
 		}
 		return nil
 	})

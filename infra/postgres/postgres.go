@@ -54,7 +54,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*bunstore.Store, err
 	if err != nil {
 		return nil, domain.Errorf(domain.EINVALID, "database URL %s: %v", safeDSN, err)
 	}
-	sqldb := sql.OpenDB(connector)
+	sqldb := sql.OpenDB(bunstore.Connector(connector))
 	// bun's advice for pgdriver: a few connections per CPU.
 	maxConns := 4 * runtime.GOMAXPROCS(0)
 	sqldb.SetMaxOpenConns(maxConns)
