@@ -139,6 +139,16 @@ func (w *WriteHealth) lost(n int64) {
 	}
 }
 
+// Failing returns how many writers find their writes refused now.
+func (w *WriteHealth) Failing() int {
+	if w == nil {
+		return 0
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.failing
+}
+
 // LostBytes returns how many bytes of output were given up since start.
 func (w *WriteHealth) LostBytes() int64 {
 	if w == nil {

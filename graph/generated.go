@@ -118,6 +118,7 @@ type ComplexityRoot struct {
 		ID              func(childComplexity int) int
 		LastSeq         func(childComplexity int) int
 		OutputBytes     func(childComplexity int) int
+		OutputLostBytes func(childComplexity int) int
 		Priority        func(childComplexity int) int
 		Project         func(childComplexity int) int
 		ProjectID       func(childComplexity int) int
@@ -144,12 +145,13 @@ type ComplexityRoot struct {
 	}
 
 	CommandFinished struct {
-		Command    func(childComplexity int) int
-		DurationMs func(childComplexity int) int
-		ExitCode   func(childComplexity int) int
-		LastSeq    func(childComplexity int) int
-		Status     func(childComplexity int) int
-		Truncated  func(childComplexity int) int
+		Command         func(childComplexity int) int
+		DurationMs      func(childComplexity int) int
+		ExitCode        func(childComplexity int) int
+		LastSeq         func(childComplexity int) int
+		OutputLostBytes func(childComplexity int) int
+		Status          func(childComplexity int) int
+		Truncated       func(childComplexity int) int
 	}
 
 	ComponentHealth struct {
@@ -387,6 +389,7 @@ type CommandResolver interface {
 	DurationMs(ctx context.Context, obj *domain.Command) (*int, error)
 	OutputBytes(ctx context.Context, obj *domain.Command) (int, error)
 
+	OutputLostBytes(ctx context.Context, obj *domain.Command) (int, error)
 	LastSeq(ctx context.Context, obj *domain.Command) (int, error)
 	ClientToken(ctx context.Context, obj *domain.Command) (*string, error)
 }
@@ -752,6 +755,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Command.OutputBytes(childComplexity), true
+	case "Command.outputLostBytes":
+		if e.ComplexityRoot.Command.OutputLostBytes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Command.OutputLostBytes(childComplexity), true
 	case "Command.priority":
 		if e.ComplexityRoot.Command.Priority == nil {
 			break
@@ -881,6 +890,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CommandFinished.LastSeq(childComplexity), true
+	case "CommandFinished.outputLostBytes":
+		if e.ComplexityRoot.CommandFinished.OutputLostBytes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CommandFinished.OutputLostBytes(childComplexity), true
 	case "CommandFinished.status":
 		if e.ComplexityRoot.CommandFinished.Status == nil {
 			break
@@ -2267,10 +2282,16 @@ type Command {
   finishedAt: Time
   "How long it ran, in milliseconds; null until it ends."
   durationMs: Int
-  "Bytes of output written, stored or not."
+  "Bytes of output: while it runs, those stored so far; once it ended, every byte it wrote, stored or not."
   outputBytes: Int!
   "Whether output passed the cap: the head and the tail were kept, the middle dropped."
   truncated: Boolean!
+  """
+  Bytes of output that could not be stored: storage refused them for longer
+  than rdev holds output for it (RDEV_OUTPUT_HOLD). A fault, never the cap;
+  0 unless something was lost.
+  """
+  outputLostBytes: Int!
   "The highest output seq stored so far."
   lastSeq: Int!
   "The idempotency token it was submitted with."
@@ -2305,6 +2326,8 @@ type CommandFinished {
   durationMs: Int!
   "Whether output passed the cap."
   truncated: Boolean!
+  "Bytes of output that could not be stored (see Command.outputLostBytes)."
+  outputLostBytes: Int!
   "The seq of the last stored chunk."
   lastSeq: Int!
 }
@@ -3128,6 +3151,8 @@ func (ec *executionContext) childFields_Command(ctx context.Context, field graph
 		return ec.fieldContext_Command_outputBytes(ctx, field)
 	case "truncated":
 		return ec.fieldContext_Command_truncated(ctx, field)
+	case "outputLostBytes":
+		return ec.fieldContext_Command_outputLostBytes(ctx, field)
 	case "lastSeq":
 		return ec.fieldContext_Command_lastSeq(ctx, field)
 	case "clientToken":
@@ -5552,6 +5577,29 @@ func (ec *executionContext) fieldContext_Command_truncated(_ context.Context, fi
 	return graphql.NewScalarFieldContext("Command", field, false, false, "Boolean")
 }
 
+func (ec *executionContext) _Command_outputLostBytes(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Command_outputLostBytes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Command().OutputLostBytes(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Command_outputLostBytes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Command", field, true, true, "Int")
+}
+
 func (ec *executionContext) _Command_lastSeq(ctx context.Context, field graphql.CollectedField, obj *domain.Command) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5871,6 +5919,29 @@ func (ec *executionContext) _CommandFinished_truncated(ctx context.Context, fiel
 }
 func (ec *executionContext) fieldContext_CommandFinished_truncated(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("CommandFinished", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _CommandFinished_outputLostBytes(ctx context.Context, field graphql.CollectedField, obj *model.CommandFinished) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CommandFinished_outputLostBytes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OutputLostBytes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CommandFinished_outputLostBytes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CommandFinished", field, false, false, "Int")
 }
 
 func (ec *executionContext) _CommandFinished_lastSeq(ctx context.Context, field graphql.CollectedField, obj *model.CommandFinished) (ret graphql.Marshaler) {
@@ -12294,6 +12365,12 @@ func (ec *executionContext) _Command(ctx context.Context, sel ast.SelectionSet, 
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "outputLostBytes":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Command_outputLostBytes(ctx, field, obj)
+				})
 		case "lastSeq":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -12437,6 +12514,11 @@ func (ec *executionContext) _CommandFinished(ctx context.Context, sel ast.Select
 			}
 		case "truncated":
 			out.Values[i] = ec._CommandFinished_truncated(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "outputLostBytes":
+			out.Values[i] = ec._CommandFinished_outputLostBytes(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}

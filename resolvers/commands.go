@@ -37,7 +37,7 @@ func queue(q domain.QueueInfo) *model.Queue {
 func outputEvent(e domain.OutputEvent) model.CommandOutputEvent {
 	if c := e.Finished; c != nil {
 		return &model.CommandFinished{
-			Command: c, Status: c.Status, ExitCode: c.ExitCode, Truncated: c.Truncated,
+			Command: c, Status: c.Status, ExitCode: c.ExitCode, Truncated: c.Truncated, OutputLostBytes: int(c.LostBytes),
 			DurationMs: int(c.Duration().Milliseconds()), LastSeq: int(c.LastSeq),
 		}
 	}

@@ -103,6 +103,10 @@ func (r *commandResolver) OutputBytes(ctx context.Context, obj *domain.Command) 
 	return int(obj.OutputBytes), nil
 }
 
+func (r *commandResolver) OutputLostBytes(ctx context.Context, obj *domain.Command) (int, error) {
+	return int(obj.LostBytes), nil
+}
+
 func (r *commandResolver) LastSeq(ctx context.Context, obj *domain.Command) (int, error) {
 	return int(obj.LastSeq), nil
 }

@@ -19,6 +19,8 @@ type commandConfig struct {
 	OutputTail      int
 	KillGrace       time.Duration
 	LeaseTTL        time.Duration
+	OutputHold      time.Duration
+	FinishGrace     time.Duration
 	ClaudeCommand   string
 }
 
@@ -33,6 +35,8 @@ func (c *commandConfig) register(f *envFlags) {
 	f.Int(&c.OutputTail, "output-tail", "RDEV_OUTPUT_TAIL", int(domain.DefaultOutputConfig.TailWindow), "bytes of a truncated command's tail that are kept")
 	f.Duration(&c.KillGrace, "kill-grace", "RDEV_KILL_GRACE", 5*time.Second, "time between SIGTERM and SIGKILL when a command is cancelled or times out")
 	f.Duration(&c.LeaseTTL, "lease-ttl", "RDEV_LEASE_TTL", 30*time.Second, "a running command is INTERRUPTED this long after its process stops renewing it")
+	f.Duration(&c.OutputHold, "output-hold", "RDEV_OUTPUT_HOLD", domain.DefaultOutputConfig.HoldFor, "how long output that storage refuses is held and tried again (the command's writes block meanwhile) before it is recorded as lost")
+	f.Duration(&c.FinishGrace, "finish-grace", "RDEV_FINISH_GRACE", 30*time.Second, "at shutdown, how long results that storage refuses are still tried (a command whose result is never stored is interrupted when its lease expires)")
 	f.String(&c.ClaudeCommand, "claude-command", "RDEV_CLAUDE_COMMAND", strings.Join(d.ClaudeCommand, " "), "program and flags of CLAUDE commands; the prompt follows after -p")
 }
 
@@ -51,6 +55,8 @@ func (c *commandConfig) limits() (domain.CommandLimits, error) {
 		return l, fmt.Errorf("RDEV_OUTPUT_CAP must be at least 1024 and RDEV_OUTPUT_TAIL between 0 and it")
 	case c.LeaseTTL < time.Second:
 		return l, fmt.Errorf("RDEV_LEASE_TTL: must be at least 1s, got %s", c.LeaseTTL)
+	case c.OutputHold < 0 || c.FinishGrace < 0:
+		return l, fmt.Errorf("RDEV_OUTPUT_HOLD and RDEV_FINISH_GRACE must not be negative")
 	}
 	claude := strings.Fields(c.ClaudeCommand)
 	if len(claude) == 0 {
@@ -62,5 +68,5 @@ func (c *commandConfig) limits() (domain.CommandLimits, error) {
 }
 
 func (c *commandConfig) output() domain.OutputConfig {
-	return domain.OutputConfig{Cap: int64(c.OutputCap), TailWindow: int64(c.OutputTail)}
+	return domain.OutputConfig{Cap: int64(c.OutputCap), TailWindow: int64(c.OutputTail), HoldFor: c.OutputHold}
 }

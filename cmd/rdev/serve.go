@@ -227,13 +227,15 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 		bcast = s.bcast
 	}
 	s.commands = domain.NewCommandService(s.store, projects, events, bcast, s.audit, limits, tracing)
+	writes := new(domain.WriteHealth)
 	s.dispatcher = domain.NewDispatcher(s.store, projects, tracing.Executor(s.backend.executor), metrics.Hub(events), bcast,
 		domain.DispatcherConfig{
 			Concurrency: limits.Concurrency, PerProject: limits.PerProject,
 			LeaseTTL: cfg.commands.LeaseTTL, Output: cfg.commands.output(), Logger: log,
-			DrainTimeout: cfg.ShutdownTimeout, Tracer: tracing,
+			DrainTimeout: cfg.ShutdownTimeout, FinishGrace: cfg.commands.FinishGrace, Tracer: tracing, Writes: writes,
 		})
-	s.health = domain.NewHealthService(append([]domain.HealthCheck{domain.HealthCheckFunc(s.databaseHealth)}, s.backend.checks...)...)
+	metrics.Register(telemetry.NewWriteHealthCollector(writes))
+	s.health = domain.NewHealthService(append([]domain.HealthCheck{domain.HealthCheckFunc(s.databaseHealth), writes}, s.backend.checks...)...)
 	projectService = domain.NewProjectService(projects, s.hub)
 	root := &resolvers.Resolver{
 		ProjectService: projectService,

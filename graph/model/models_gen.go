@@ -105,6 +105,8 @@ type CommandFinished struct {
 	DurationMs int `json:"durationMs"`
 	// Whether output passed the cap.
 	Truncated bool `json:"truncated"`
+	// Bytes of output that could not be stored (see Command.outputLostBytes).
+	OutputLostBytes int `json:"outputLostBytes"`
 	// The seq of the last stored chunk.
 	LastSeq int `json:"lastSeq"`
 }

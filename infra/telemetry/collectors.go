@@ -76,6 +76,21 @@ func NewProjectsCollector(repo domain.ProjectRepository, log *slog.Logger) prome
 		}}
 }
 
+// NewWriteHealthCollector reports whether storage takes commands' output
+// and results: rdev_storage_writes_failing, the writers whose writes are
+// refused now, and rdev_command_output_lost_bytes_total, the output given
+// up after storage refused it for too long.
+func NewWriteHealthCollector(w *domain.WriteHealth) prometheus.Collector {
+	failing := prometheus.NewDesc("rdev_storage_writes_failing", "Writers (running commands' output, and results being recorded) whose writes storage refuses now.", nil, nil)
+	lost := prometheus.NewDesc("rdev_command_output_lost_bytes_total", "Output bytes given up because storage refused them for longer than they are held (RDEV_OUTPUT_HOLD).", nil, nil)
+	return &funcCollector{descs: []*prometheus.Desc{failing, lost}, what: "storage writes",
+		collect: func(_ context.Context, ch chan<- prometheus.Metric) error {
+			ch <- prometheus.MustNewConstMetric(failing, prometheus.GaugeValue, float64(w.Failing()))
+			ch <- prometheus.MustNewConstMetric(lost, prometheus.CounterValue, float64(w.LostBytes()))
+			return nil
+		}}
+}
+
 // Breaker states as rdev_circuit_breaker_state reports them.
 const (
 	BreakerClosed   = 0
