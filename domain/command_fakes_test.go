@@ -304,12 +304,39 @@ func (r *commandRepo) held(lease Lease) bool {
 const leaseExpiredReason = "lease expired: the process running it stopped"
 
 func (r *commandRepo) ExpireLeases(_ context.Context, now time.Time, audit func(*Command) *AuditEntry) ([]*Command, error) {
+	return r.interrupt(now, leaseExpiredReason, audit, func(c *Command) bool {
+		return c.LeaseExpiresAt != nil && c.LeaseExpiresAt.Before(now)
+	}), nil
+}
+
+func (r *commandRepo) InterruptHeldBy(_ context.Context, owners []string, now time.Time, audit func(*Command) *AuditEntry) ([]*Command, error) {
+	return r.interrupt(now, takenOverReason, audit, func(c *Command) bool { return slices.Contains(owners, c.Owner) }), nil
+}
+
+func (r *commandRepo) RunningOwners(context.Context) ([]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var owners []string
+	for _, c := range r.cmds {
+		if c.Status == CommandRunning {
+			owners = append(owners, c.Owner)
+		}
+	}
+	slices.Sort(owners)
+	return slices.Compact(owners), nil
+}
+
+// takenOverReason is the Reason the fake gives commands InterruptHeldBy
+// ended.
+const takenOverReason = "taken over"
+
+func (r *commandRepo) interrupt(now time.Time, reason string, audit func(*Command) *AuditEntry, which func(*Command) bool) []*Command {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []*Command
 	for _, c := range r.cmds {
-		if c.Status == CommandRunning && c.LeaseExpiresAt != nil && c.LeaseExpiresAt.Before(now) {
-			c.Status, c.Reason, c.FinishedAt = CommandInterrupted, leaseExpiredReason, new(now)
+		if c.Status == CommandRunning && which(c) {
+			c.Status, c.Reason, c.FinishedAt, c.LeaseExpiresAt = CommandInterrupted, reason, new(now), nil
 			// The port: LastSeq and OutputBytes come from the stored output.
 			c.LastSeq, c.OutputBytes = max(c.LastSeq, r.lastSeqLocked(c.ID)), max(c.OutputBytes, r.outputBytesLocked(c.ID))
 			out = append(out, c.Clone())
@@ -322,7 +349,7 @@ func (r *commandRepo) ExpireLeases(_ context.Context, now time.Time, audit func(
 			_ = r.audit.add(audit(c))
 		}
 	}
-	return out, nil
+	return out
 }
 
 func (r *commandRepo) RequestCancel(_ context.Context, id, reason string, now time.Time, audit *AuditEntry) (*Command, error) {

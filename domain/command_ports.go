@@ -117,6 +117,12 @@ type CommandRepository interface {
 	// output, and returns them. Unless audit is nil, the entry it makes of
 	// each ended command is appended in the same transaction.
 	ExpireLeases(ctx context.Context, now time.Time, audit func(*Command) *AuditEntry) ([]*Command, error)
+	// InterruptHeldBy ends every RUNNING command held by one of owners as
+	// ExpireLeases does, whatever its lease: for a process that knows them
+	// to be gone.
+	InterruptHeldBy(ctx context.Context, owners []string, now time.Time, audit func(*Command) *AuditEntry) ([]*Command, error)
+	// RunningOwners returns the owners of RUNNING commands, sorted.
+	RunningOwners(ctx context.Context) ([]string, error)
 	// RequestCancel cancels a QUEUED command at once (CANCELLED, with
 	// reason), or flags a RUNNING one for its owner to stop. It returns the
 	// command as it is after the change; ECONFLICT if it already ended;

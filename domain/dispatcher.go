@@ -37,6 +37,11 @@ type DispatcherConfig struct {
 	Tracer CommandTracer
 	// Writes, if not nil, learns whether storage takes output and results.
 	Writes *WriteHealth
+	// Gone, if not nil, reports whether the dispatcher named owner is known
+	// to have ended: an earlier process of the same rdev (its predecessor
+	// on this host, say). Run takes the commands such owners hold over as
+	// it starts, at once, instead of when their leases expire.
+	Gone func(owner string) bool
 }
 
 // Causes of a command's context ending, which decide its final state.
@@ -117,6 +122,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	hbCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHeartbeat()
 
+	d.takeOver(ctx)
 	var hb sync.WaitGroup
 	hb.Go(func() { d.heartbeat(hbCtx) })
 	poll := time.NewTicker(d.cfg.PollInterval)
@@ -150,6 +156,38 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-batch.C:
 		case <-poll.C:
 		}
+	}
+}
+
+// takeOver ends, as INTERRUPTED, the commands held by dispatchers that Gone
+// reports ended: their processes died with them, and their slots are freed
+// now rather than when their leases expire.
+func (d *Dispatcher) takeOver(ctx context.Context) {
+	if d.cfg.Gone == nil {
+		return
+	}
+	owners, err := d.repo.RunningOwners(ctx)
+	if err != nil {
+		d.log.Warn("looking for commands of an earlier process", "err", err)
+		return
+	}
+	var gone []string
+	for _, o := range owners {
+		if o != d.cfg.Owner && d.cfg.Gone(o) {
+			gone = append(gone, o)
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	ended, err := d.repo.InterruptHeldBy(ctx, gone, d.now().UTC(), ExpiredEntry)
+	if err != nil {
+		d.log.Warn("taking over the commands of an earlier process", "owners", gone, "err", err)
+		return
+	}
+	for _, c := range ended {
+		d.log.Warn("command interrupted: the process running it ended", "command", c.ID, "owner", c.Owner)
+		publishStatus(ctx, d.hub, d.bcast, c)
 	}
 }
 

@@ -722,3 +722,35 @@ func TestDispatcher_FinishedAfterOutput(t *testing.T) {
 		}
 	}
 }
+
+// TestDispatcher_TakesOverPredecessor: the commands an ended predecessor
+// held are interrupted as the dispatcher starts, not when their leases
+// expire, and their project's slot runs queued work at once; a live
+// process's commands are left alone.
+func TestDispatcher_TakesOverPredecessor(t *testing.T) {
+	e := newCommandEnv(t)
+	e.exec.program("ok", execScript{steps: []execStep{{data: "hi\n"}}})
+	ctx, now := context.Background(), time.Now().UTC()
+	claim := func(owner, project string) *Command {
+		c := e.queue(t, &Command{ProjectID: project, Argv: []string{"ok", owner}})
+		got, err := e.repo.ClaimCommands(ctx, ClaimRequest{Owner: owner, Max: 1, LeaseUntil: now.Add(time.Hour), Now: now})
+		if err != nil || len(got) != 1 || got[0].ID != c.ID {
+			t.Fatalf("claim for %s = %v, %v", owner, got, err)
+		}
+		return c
+	}
+	dead, alive := claim("host/1.100/a", "web"), claim("host/2.200/b", "api")
+	queued := e.queue(t, &Command{ProjectID: "web", Argv: []string{"ok", "next"}})
+	cfg := testDispatcherConfig()
+	cfg.Gone = func(owner string) bool { return owner == "host/1.100/a" }
+	e.startDispatcher(t, cfg)
+	if got := e.waitFinal(t, dead.ID); got.Status != CommandInterrupted || got.Reason != takenOverReason {
+		t.Errorf("the ended predecessor's command is %s (%s), want INTERRUPTED as taken over", got.Status, got.Reason)
+	}
+	if got := e.waitFinal(t, queued.ID); got.Status != CommandSucceeded {
+		t.Errorf("the command queued behind it %s, want SUCCEEDED", got.Status)
+	}
+	if got := e.repo.command(alive.ID); got.Status != CommandRunning {
+		t.Errorf("a live process's command is %s, want it RUNNING still", got.Status)
+	}
+}

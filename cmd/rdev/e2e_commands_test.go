@@ -319,6 +319,44 @@ func TestE2E_CrashInterruptsNeverReruns(t *testing.T) {
 	}
 }
 
+// TestE2E_RestartTakesOver kills the server (SIGKILL) while a command runs,
+// with a lease of ten minutes: the next server on the same host knows its
+// predecessor is gone and interrupts the command as it starts, instead of
+// holding the project's slot until the lease expires.
+func TestE2E_RestartTakesOver(t *testing.T) {
+	in := newInstance(t, "RDEV_LEASE_TTL=10m")
+	s := in.serve()
+	token, _ := in.createKey("--name", "restart", "--admin")
+	r := s.query(token, `mutation { executeCommand(input: {projectId: "demo", shell: "echo $$ > run.pid; exec sleep 300"}) { command { id } } }`, nil)
+	if len(r.Errors) > 0 {
+		t.Fatalf("%+v", r.Errors)
+	}
+	id := r.Data["executeCommand"].(map[string]any)["command"].(map[string]any)["id"].(string)
+	pids := readPIDs(t, filepath.Join(in.workspace, "demo", "run.pid"), 1)
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+	if !waitGone(pids[0], 5*time.Second) {
+		_ = syscall.Kill(pids[0], syscall.SIGKILL)
+	}
+
+	s2 := in.serve()
+	var c map[string]any
+	// Far less than the lease: only a takeover ends the command in time.
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		r := s2.query(token, `query($id: ID!) { command(id: $id) { status reason } }`, map[string]any{"id": id})
+		if c, _ = r.Data["command"].(map[string]any); c != nil && c["status"] == "INTERRUPTED" {
+			break
+		}
+	}
+	if c == nil || c["status"] != "INTERRUPTED" || !strings.Contains(c["reason"].(string), "successor") {
+		t.Fatalf("after the restart the command is %+v, want INTERRUPTED, taken over", c)
+	}
+	r = s2.query(token, `mutation { executeCommand(input: {projectId: "demo", shell: "echo next"}) { command { id } } }`, nil)
+	if len(r.Errors) > 0 {
+		t.Fatalf("%+v", r.Errors)
+	}
+}
+
 // TestE2E_CrashEndsOrphans kills the server (SIGKILL) while a command runs
 // that started a process of its own in the background: the command's main
 // process dies with the server, the background one lives on, and the next

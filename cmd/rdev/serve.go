@@ -228,8 +228,10 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 	}
 	s.commands = domain.NewCommandService(s.store, projects, events, bcast, s.audit, limits, tracing)
 	writes := new(domain.WriteHealth)
+	owner, gone := dispatcherOwner()
 	s.dispatcher = domain.NewDispatcher(s.store, projects, tracing.Executor(s.backend.executor), metrics.Hub(events), bcast,
 		domain.DispatcherConfig{
+			Owner: owner, Gone: gone,
 			Concurrency: limits.Concurrency, PerProject: limits.PerProject,
 			LeaseTTL: cfg.commands.LeaseTTL, Output: cfg.commands.output(), Logger: log,
 			DrainTimeout: cfg.ShutdownTimeout, FinishGrace: cfg.commands.FinishGrace, Tracer: tracing, Writes: writes,

@@ -225,11 +225,48 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, ids []string, unt
 // is nil, the entry it makes of each ended command is appended in the same
 // transaction.
 func (s *Store) ExpireLeases(ctx context.Context, now time.Time, audit func(*domain.Command) *domain.AuditEntry) ([]*domain.Command, error) {
+	return s.interrupt(ctx, now, LeaseExpiredReason, audit, func(q *bun.SelectQuery) *bun.SelectQuery {
+		return q.Where("lease_expires_at < ?", storedTime(now))
+	})
+}
+
+// InterruptHeldBy ends every RUNNING command held by one of owners as
+// ExpireLeases does, whatever its lease, with TakenOverReason.
+func (s *Store) InterruptHeldBy(ctx context.Context, owners []string, now time.Time, audit func(*domain.Command) *domain.AuditEntry) ([]*domain.Command, error) {
+	if len(owners) == 0 {
+		return nil, nil
+	}
+	return s.interrupt(ctx, now, TakenOverReason, audit, func(q *bun.SelectQuery) *bun.SelectQuery {
+		return q.Where("owner IN (?)", bun.List(owners))
+	})
+}
+
+// TakenOverReason is the Reason of a command that InterruptHeldBy ended.
+const TakenOverReason = "interrupted: the rdev running it stopped, and its successor took its commands over"
+
+// RunningOwners returns the owners of RUNNING commands, sorted.
+func (s *Store) RunningOwners(ctx context.Context) ([]string, error) {
+	var owners []string
+	// Running commands are those with a lease, which the running index has.
+	err := s.db.NewSelect().Model((*commandRow)(nil)).Distinct().Column("owner").
+		Where("lease_expires_at IS NOT NULL").
+		OrderExpr("owner").
+		Scan(ctx, &owners)
+	if err := noRows(err); err != nil {
+		return nil, fmt.Errorf("running owners: %w", err)
+	}
+	return owners, nil
+}
+
+// interrupt ends the RUNNING commands that which selects as INTERRUPTED with
+// reason, with their webhook events and, unless audit is nil, their audit
+// entries, in one transaction.
+func (s *Store) interrupt(ctx context.Context, now time.Time, reason string, audit func(*domain.Command) *domain.AuditEntry, which func(*bun.SelectQuery) *bun.SelectQuery) ([]*domain.Command, error) {
 	now = storedTime(now)
 	var cmds []*domain.Command
 	err := s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		var err error
-		if cmds, err = s.expireLeases(ctx, tx, now); err != nil {
+		if cmds, err = s.interruptIn(ctx, tx, now, reason, which); err != nil {
 			return err
 		}
 		events := make([]domain.WebhookEvent, len(cmds))
@@ -251,11 +288,11 @@ func (s *Store) ExpireLeases(ctx context.Context, now time.Time, audit func(*dom
 	return cmds, nil
 }
 
-func (s *Store) expireLeases(ctx context.Context, tx bun.Tx, now time.Time) ([]*domain.Command, error) {
+func (s *Store) interruptIn(ctx context.Context, tx bun.Tx, now time.Time, reason string, which func(*bun.SelectQuery) *bun.SelectQuery) ([]*domain.Command, error) {
 	var rows []*commandRow
 	err := tx.NewUpdate().Model((*commandRow)(nil)).
 		Set("status = ?", string(domain.CommandInterrupted)).
-		Set("reason = ?", LeaseExpiredReason).
+		Set("reason = ?", reason).
 		Set("finished_at = ?", now).
 		Set("lease_expires_at = NULL").
 		// The stored output's, or the row's if it is higher: fenced writes
@@ -264,15 +301,14 @@ func (s *Store) expireLeases(ctx context.Context, tx bun.Tx, now time.Time) ([]*
 		// the row, though not seen by the subqueries' snapshot.
 		Set("last_seq = ?(?TableAlias.last_seq, (SELECT coalesce(max(seq), 0) FROM command_output WHERE command_id = ?TableAlias.id))", s.greatest()).
 		Set("output_bytes = ?(?TableAlias.output_bytes, (SELECT coalesce(sum(?), 0) FROM command_output WHERE command_id = ?TableAlias.id))", s.greatest(), s.outputSize()).
-		Where("id IN (?)", s.lockedInIDOrder(tx.NewSelect().Model((*commandRow)(nil)).
+		Where("id IN (?)", s.lockedInIDOrder(which(tx.NewSelect().Model((*commandRow)(nil)).
 			Column("id").
-			Where("status = ?", string(domain.CommandRunning)).
-			Where("lease_expires_at < ?", now), true)).
+			Where("status = ?", string(domain.CommandRunning))), true)).
 		Where("status = ?", string(domain.CommandRunning)).
 		Returning("*").
 		Scan(ctx, &rows)
 	if err := noRows(err); err != nil {
-		return nil, fmt.Errorf("expire leases: %w", err)
+		return nil, fmt.Errorf("interrupt commands: %w", err)
 	}
 	slices.SortFunc(rows, func(a, b *commandRow) int { return cmp.Compare(a.ID, b.ID) })
 	return commandsOf(rows), nil

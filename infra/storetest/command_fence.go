@@ -117,4 +117,41 @@ func testFencing(t *testing.T, newRepo func(t *testing.T) domain.CommandReposito
 			t.Errorf("FinishCommand with another end = %v, want ErrLeaseLost", err)
 		}
 	})
+
+	t.Run("InterruptHeldBy", func(t *testing.T) {
+		t.Parallel()
+		repo, ctx := newRepo(t), t.Context()
+		mustCreateCommands(t, ctx, repo, []*domain.Command{newCommand("a", 0), newCommand("b", 1), newCommand("c", 2), newCommand("d", 3)})
+		dead := mustClaim(t, ctx, repo, claimRequest("dead", 2, 0))
+		alive := mustClaim(t, ctx, repo, claimRequest("alive", 1, 0))[0]
+		if err := repo.AppendOutput(ctx, dead[0].Lease(), []domain.OutputChunk{chunk(dead[0].ID, 1, "out\n")}); err != nil {
+			t.Fatal(err)
+		}
+		owners, err := repo.RunningOwners(ctx)
+		if err != nil || len(owners) != 2 || owners[0] != "alive" || owners[1] != "dead" {
+			t.Fatalf("RunningOwners = %v, %v; want [alive dead]", owners, err)
+		}
+		now := time.Now()
+		got, err := repo.InterruptHeldBy(ctx, []string{"dead", "nobody"}, now, nil)
+		if err != nil || len(got) != 2 {
+			t.Fatalf("InterruptHeldBy = %s, %v; want dead's two commands", commandIDs(got), err)
+		}
+		for _, c := range got {
+			if c.Status != domain.CommandInterrupted || c.Reason == "" || c.LeaseExpiresAt != nil || c.Owner != "dead" {
+				t.Errorf("taken over: %+v, want INTERRUPTED with a reason, no lease, its owner kept", c)
+			}
+		}
+		if c := mustFindCommand(t, ctx, repo, dead[0].ID); c.LastSeq != 1 {
+			t.Errorf("lastSeq %d after takeover, want 1", c.LastSeq)
+		}
+		if c := mustFindCommand(t, ctx, repo, alive.ID); c.Status != domain.CommandRunning {
+			t.Errorf("another owner's command is %s", c.Status)
+		}
+		if again, err := repo.InterruptHeldBy(ctx, []string{"dead"}, now, nil); err != nil || len(again) != 0 {
+			t.Errorf("InterruptHeldBy again = %s, %v; want none", commandIDs(again), err)
+		}
+		if none, err := repo.InterruptHeldBy(ctx, nil, now, nil); err != nil || len(none) != 0 {
+			t.Errorf("InterruptHeldBy(no owners) = %s, %v; want none", commandIDs(none), err)
+		}
+	})
 }
