@@ -181,42 +181,29 @@ func countLines(path string) int {
 	return strings.Count(string(b), "\n")
 }
 
-// countWrongOutputs reads the stored output of each command through a
-// commandOutput subscription from the start (eight at a time, each retried
-// on another replica if its stream breaks), and counts those whose text is
-// not want(command), or has gaps or repeated seqs, or whose CommandFinished
-// disagrees with the command.
+// countWrongOutputs counts the commands whose stored output, read as a
+// subscriber reads it, is not want(command), has gaps or repeated seqs, or
+// ends with a CommandFinished that disagrees with the command.
 func countWrongOutputs(ctx context.Context, t *testing.T, servers *pool, cmds []command, want func(command) string) int {
 	t.Helper()
-	var wrong atomic.Int64
 	bad := &complaints{t: t}
 	defer bad.done()
-	work := make(chan command)
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for cmd := range work {
-				f := follow(ctx, cmd.ID, servers.all)
-				<-f.done
-				got, gaps, repeats := text(f.chunks)
-				switch {
-				case f.err != nil:
-					bad.errorf("reading the output of %s: %v", cmd.ID, f.err)
-				case got != want(cmd) || gaps > 0 || repeats > 0:
-					bad.errorf("output of %s: %q (%d seqs missing, %d repeated), want %q", cmd.ID, got, gaps, repeats, want(cmd))
-				case f.fin.Status != cmd.Status || f.fin.LastSeq != cmd.LastSeq:
-					bad.errorf("%s ends %s at seq %d in its stream, %s at seq %d as a command", cmd.ID, f.fin.Status, f.fin.LastSeq, cmd.Status, cmd.LastSeq)
-				default:
-					continue
-				}
-				wrong.Add(1)
-			}
-		})
-	}
+	outputs := readOutputs(ctx, servers, cmds)
+	wrong := 0
 	for _, cmd := range cmds {
-		work <- cmd
+		f := outputs[cmd.ID]
+		got, gaps, repeats := text(f.chunks)
+		switch {
+		case f.err != nil:
+			bad.errorf("reading the output of %s: %v", cmd.ID, f.err)
+		case got != want(cmd) || gaps > 0 || repeats > 0:
+			bad.errorf("output of %s: %q (%d seqs missing, %d repeated), want %q", cmd.ID, got, gaps, repeats, want(cmd))
+		case f.fin.Status != cmd.Status || f.fin.LastSeq != cmd.LastSeq:
+			bad.errorf("%s ends %s at seq %d in its stream, %s at seq %d as a command", cmd.ID, f.fin.Status, f.fin.LastSeq, cmd.Status, cmd.LastSeq)
+		default:
+			continue
+		}
+		wrong++
 	}
-	close(work)
-	wg.Wait()
-	return int(wrong.Load())
+	return wrong
 }

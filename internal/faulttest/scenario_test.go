@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +13,16 @@ import (
 
 	"github.com/uptrace/bun/driver/pgdriver"
 )
+
+// requirePending skips, after requireFaults, a scenario that fails on
+// today's code until waitsFor lands; RDEV_FAULTS_PENDING=1 runs it anyway.
+func requirePending(t *testing.T, waitsFor string) {
+	t.Helper()
+	requireFaults(t)
+	if os.Getenv(pendingEnv) != "1" {
+		t.Skipf("issue 13: pending until %s; %s=1 runs it", waitsFor, pendingEnv)
+	}
+}
 
 // figure is one count a scenario reports.
 type figure struct {
@@ -125,4 +136,31 @@ func (c *complaints) done() {
 	if c.n > complaintsShown {
 		c.t.Errorf("... and %d more like these", c.n-complaintsShown)
 	}
+}
+
+// readOutputs reads the stored output of each command through a
+// commandOutput subscription from the start, eight at a time, each stream
+// retried on another replica if it breaks; the followers are by command ID.
+func readOutputs(ctx context.Context, servers *pool, cmds []command) map[string]*follower {
+	out := make(map[string]*follower, len(cmds))
+	work := make(chan command)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for cmd := range work {
+				f := follow(ctx, cmd.ID, servers.all)
+				<-f.done
+				mu.Lock()
+				out[cmd.ID] = f
+				mu.Unlock()
+			}
+		})
+	}
+	for _, cmd := range cmds {
+		work <- cmd
+	}
+	close(work)
+	wg.Wait()
+	return out
 }

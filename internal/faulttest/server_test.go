@@ -178,3 +178,9 @@ func (r *replica) logTail(n int) string {
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
+
+// logCount counts the replica's log lines that contain s.
+func (r *replica) logCount(s string) int {
+	b, _ := os.ReadFile(r.log)
+	return strings.Count(string(b), s)
+}
