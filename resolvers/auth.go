@@ -2,7 +2,6 @@ package resolvers
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -52,8 +51,13 @@ func (a *authenticator) middleware(next http.Handler) http.Handler {
 }
 
 // refused logs a refused credential: the key ID it names, if any, never the
-// secret.
+// secret. A credential that could not be checked because storage is down
+// is an outage, logged as a warning with its cause.
 func (a *authenticator) refused(ctx context.Context, credential string, c *domain.Caller, err error) {
+	if a.log != nil && domain.ErrorCode(err) == domain.EUNAVAILABLE {
+		a.log.WarnContext(ctx, "unavailable", "err", err, "request_id", c.RequestID)
+		return
+	}
 	if a.log == nil || !a.log.Enabled(ctx, slog.LevelDebug) {
 		return
 	}
@@ -100,8 +104,11 @@ type WebsocketAuth = func(ctx context.Context, payload transport.InitPayload) (c
 
 // websocketInit authenticates a WebSocket connection from its
 // connection_init payload ("authorization" or "Authorization"). Without one
-// the connection keeps the caller of its upgrade request. The transport
-// closes a refused connection with 4403 and the error's text.
+// the connection keeps the caller of its upgrade request. A refusal is a
+// domain error, its message clipped for a close frame: the transport closes
+// the connection with 4403 and the message, or, if the key could not be
+// checked because storage is down (EUNAVAILABLE), with 1013 so that the
+// client tries again.
 func (a *authenticator) websocketInit(ctx context.Context, payload transport.InitPayload) (context.Context, error) {
 	credential := payload.Authorization()
 	caller := domain.CallerFromContext(ctx)
@@ -110,7 +117,8 @@ func (a *authenticator) websocketInit(ctx context.Context, payload transport.Ini
 	}
 	key, err := a.authenticate(ctx, credential, caller.Addr)
 	if err != nil {
-		return ctx, errors.New(clip(domain.ErrorMessage(err), 100))
+		a.refused(ctx, credential, caller, err)
+		return ctx, domain.Errorf(domain.ErrorCode(err), "%s", clip(domain.ErrorMessage(err), 100))
 	}
 	c := *caller
 	c.Key, c.AuthenticatedAt = key, time.Now()

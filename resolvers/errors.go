@@ -22,7 +22,9 @@ import (
 // variables) keep their message as INVALID_INPUT unless they carry a code;
 // errors about a limit (extensions.limit) are INVALID_INPUT; a resolver that
 // failed because the operation ran out of time is UNAVAILABLE; anything else
-// is logged with the request ID and shown as "internal error".
+// is logged with the request ID and shown as "internal error". An
+// UNAVAILABLE domain error (an outage: storage down, say) is logged as a
+// warning with its cause and carries extensions.retryAfterSeconds.
 func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		gerr := graphql.DefaultErrorPresenter(ctx, err)
@@ -36,6 +38,12 @@ func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 				gerr.Extensions["retryAfterSeconds"] = int(rerr.RetryAfter / time.Second)
 				// The HTTP response says so too, in Retry-After.
 				rateRequestFrom(ctx).refused(err)
+			}
+			if derr.Code == domain.EUNAVAILABLE {
+				log.WarnContext(ctx, "unavailable", "err", err, "path", gerr.Path.String(), "request_id", requestID(ctx))
+				gerr.Extensions["retryAfterSeconds"] = int(retryUnavailable / time.Second)
+				// The HTTP response becomes a 503 with Retry-After.
+				noteUnavailable(ctx, err, gerr.Path)
 			}
 		case isRequestError(err):
 			presentRequestError(gerr)

@@ -20,6 +20,7 @@ type memKeys struct {
 	keys  map[string]domain.APIKey
 	calls int // store calls, to prove rejected requests reach none
 	audit []*domain.AuditEntry
+	down  bool // FindAPIKeyByID fails as a store that is down does
 }
 
 // record appends e, if any, with m locked.
@@ -84,12 +85,26 @@ func (m *memKeys) FindAPIKeyByID(_ context.Context, id string) (*domain.APIKey, 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.calls++
+	if m.down {
+		return nil, errDown
+	}
 	k, ok := m.keys[id]
 	if !ok {
 		return nil, domain.Errorf(domain.ENOTFOUND, "API key %q not found", id)
 	}
 	return &k, nil
 }
+
+// setDown makes FindAPIKeyByID fail with errDown, or work again.
+func (m *memKeys) setDown(down bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.down = down
+}
+
+// errDown is how a store reports that its database is down.
+var errDown = fmt.Errorf("%w: dial tcp 127.0.0.1:5432: connect: connection refused",
+	domain.Errorf(domain.EUNAVAILABLE, "the database is unavailable"))
 
 func (m *memKeys) FindAPIKeys(_ context.Context, f domain.APIKeyFilter) ([]*domain.APIKey, error) {
 	m.mu.Lock()
@@ -141,8 +156,9 @@ func (m *memKeys) storeCalls() int {
 }
 
 // memProjects is a fixed domain.ProjectRepository. A project named "panic"
-// panics, one named "broken" fails, and one named "slow" waits for its
-// context to end, to exercise the error paths.
+// panics, one named "broken" fails, one named "down" fails as a store that
+// is down does, and one named "slow" waits for its context to end, to
+// exercise the error paths.
 type memProjects struct{ projects []*domain.Project }
 
 func (m *memProjects) FindProjectByID(ctx context.Context, id string) (*domain.Project, error) {
@@ -151,6 +167,8 @@ func (m *memProjects) FindProjectByID(ctx context.Context, id string) (*domain.P
 		panic("boom: secret internals")
 	case "broken":
 		return nil, errors.New("dial tcp 10.0.0.7:5432: connection refused")
+	case "down":
+		return nil, errDown
 	case "slow":
 		<-ctx.Done()
 		return nil, fmt.Errorf("query projects: %w", ctx.Err())

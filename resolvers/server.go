@@ -116,6 +116,7 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 			err = chargeOperation(ctx, root.RateLimitService)
 		}
 		if err != nil {
+			noteUnavailable(ctx, err, nil)
 			return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{{
 				Message:    domain.ErrorMessage(err),
 				Extensions: errorExtensions(err),
@@ -142,7 +143,7 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", withErrorCodes(auth.middleware(rateLimit(limitBody(srv, cfg.MaxBodyBytes), root.RateLimitService))))
+	mux.Handle("/graphql", withErrorCodes(auth.middleware(rateLimit(limitBody(withRetryHints(srv), cfg.MaxBodyBytes), root.RateLimitService))))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeStatus(w, http.StatusOK, "ok")
 	})
@@ -222,6 +223,8 @@ func writeError(w http.ResponseWriter, status int, err error) {
 	var rerr *domain.RateLimitError
 	if errors.As(err, &rerr) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(rerr.RetryAfter/time.Second)))
+	} else if code == domain.EUNAVAILABLE {
+		setRetryAfter(w.Header())
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -232,12 +235,14 @@ func writeError(w http.ResponseWriter, status int, err error) {
 }
 
 // errorExtensions returns the extensions of err as clients see it: its code,
-// and for a refused charge, retryAfterSeconds.
+// and for a refused charge or an outage, retryAfterSeconds.
 func errorExtensions(err error) map[string]any {
 	ext := map[string]any{"code": domain.ErrorCode(err)}
 	var rerr *domain.RateLimitError
 	if errors.As(err, &rerr) {
 		ext["retryAfterSeconds"] = int(rerr.RetryAfter / time.Second)
+	} else if ext["code"] == domain.EUNAVAILABLE {
+		ext["retryAfterSeconds"] = int(retryUnavailable / time.Second)
 	}
 	return ext
 }

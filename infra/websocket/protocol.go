@@ -31,7 +31,8 @@ var (
 	legacyWS    = protocol{name: "graphql-ws", subscribe: "start", stop: "stop", next: "data", keepAlive: "ka", legacy: true}
 )
 
-// Close codes of graphql-transport-ws, used by both protocols.
+// Close codes of graphql-transport-ws, used by both protocols, and of
+// RFC 6455.
 const (
 	closeBadRequest     = 4400
 	closeUnauthorized   = 4401
@@ -42,6 +43,11 @@ const (
 	closeGoingAway      = 1001
 	closeNormal         = 1000
 	closeAbnormalClosed = 1006 // reported, never sent: the peer vanished
+	// closeTryAgainLater is RFC 6455's "Try Again Later": the server cannot
+	// serve the connection now (its storage is down), and a client should
+	// reconnect after a while. graphql-ws clients retry it; they give up on
+	// most 44xx codes.
+	closeTryAgainLater = 1013
 )
 
 // inMessage is a message from the client.

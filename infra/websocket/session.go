@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -133,7 +134,7 @@ func (s *session) acknowledge(raw json.RawMessage) bool {
 	if s.t.InitFunc != nil {
 		ctx, err := s.t.InitFunc(s.ctx, payload)
 		if err != nil {
-			s.refuse(closeForbidden, "Forbidden: "+err.Error())
+			s.refuseInit(err)
 			return false
 		}
 		s.ctx = ctx
@@ -364,6 +365,28 @@ func (s *session) refuse(code int, reason string) {
 		s.write(encodeMessage(nil, "connection_error", "", b))
 	}
 	s.close(code, reason)
+}
+
+// refuseInit ends a connection whose connection_init InitFunc refused:
+// with 1013 if something it needs is unavailable (domain.EUNAVAILABLE),
+// which clients retry, and with 4403 otherwise. A domain error is told by
+// its message, and in the legacy protocol's connection_error also by its
+// extensions.code.
+func (s *session) refuseInit(err error) {
+	payload := map[string]any{"message": err.Error()}
+	if _, ok := errors.AsType[*domain.Error](err); ok {
+		payload["message"], payload["extensions"] = domain.ErrorMessage(err), map[string]any{"code": domain.ErrorCode(err)}
+	}
+	code, reason := closeForbidden, "Forbidden: "
+	if domain.ErrorCode(err) == domain.EUNAVAILABLE {
+		code, reason = closeTryAgainLater, "Try Again Later: "
+	}
+	if s.p.legacy {
+		b, _ := json.Marshal(payload)
+		s.write(encodeMessage(nil, "connection_error", "", b))
+	}
+	// A close frame's reason is at most 123 bytes of UTF-8.
+	s.close(code, strings.ToValidUTF8(clip(reason+payload["message"].(string), 123), ""))
 }
 
 // keepAlive pings the client every interval until ctx ends.

@@ -36,7 +36,9 @@ type Transport struct {
 	Upgrade Implementation
 	// InitFunc, if set, sees the connection_init payload and returns the
 	// context for the connection's operations. An error refuses the
-	// connection: it closes with 4403 and the error's text.
+	// connection: it closes with 4403 and the error's text (a
+	// *domain.Error's message), or, for a domain.EUNAVAILABLE error, with
+	// 1013 ("Try Again Later"), which clients retry.
 	InitFunc func(ctx context.Context, payload transport.InitPayload) (context.Context, error)
 	// InitTimeout bounds the wait for connection_init; the connection then
 	// closes with 4408. Zero means DefaultInitTimeout.

@@ -16,6 +16,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	gorilla "github.com/gorilla/websocket"
 
+	"github.com/rdev-hq/rdev/domain"
 	"github.com/rdev-hq/rdev/infra/websocket"
 )
 
@@ -541,6 +542,48 @@ func TestTransport_InitFunc(t *testing.T) {
 				}
 				if code := srv.closed(t); code != 4403 {
 					t.Errorf("CloseFunc saw %d, want 4403", code)
+				}
+			})
+
+			t.Run("RejectsWithDomainError", func(t *testing.T) {
+				srv := newServer(t, websocket.Implementation{}, func(ws *websocket.Transport) {
+					ws.InitFunc = func(ctx context.Context, _ transport.InitPayload) (context.Context, error) {
+						return ctx, domain.Errorf(domain.EUNAUTHENTICATED, "invalid API key")
+					}
+				})
+				c := dial(t, srv.url, nil, p.name)
+				send(t, c, msg{Type: "connection_init"})
+				if ce := readClose(t, c); ce.Code != 4403 || ce.Text != "Forbidden: invalid API key" {
+					t.Errorf("close %d %q, want 4403 Forbidden: invalid API key", ce.Code, ce.Text)
+				}
+			})
+
+			// A connection that cannot be checked because storage is down
+			// closes with 1013, which clients retry, never with 4403.
+			t.Run("Unavailable", func(t *testing.T) {
+				srv := newServer(t, websocket.Implementation{}, func(ws *websocket.Transport) {
+					ws.InitFunc = func(ctx context.Context, _ transport.InitPayload) (context.Context, error) {
+						return ctx, domain.Errorf(domain.EUNAVAILABLE, "the database is unavailable")
+					}
+				})
+				c := dial(t, srv.url, nil, p.name)
+				send(t, c, msg{Type: "connection_init"})
+				if p.name == "graphql-ws" {
+					m := read(t, c)
+					var payload struct {
+						Message    string
+						Extensions struct{ Code string }
+					}
+					if err := json.Unmarshal(m.Payload, &payload); m.Type != "connection_error" || err != nil ||
+						payload.Message != "the database is unavailable" || payload.Extensions.Code != "UNAVAILABLE" {
+						t.Errorf("got %s %s, want a connection_error with code UNAVAILABLE", m.Type, m.Payload)
+					}
+				}
+				if ce := readClose(t, c); ce.Code != 1013 || ce.Text != "Try Again Later: the database is unavailable" {
+					t.Errorf("close %d %q, want 1013 Try Again Later: the database is unavailable", ce.Code, ce.Text)
+				}
+				if code := srv.closed(t); code != 1013 {
+					t.Errorf("CloseFunc saw %d, want 1013", code)
 				}
 			})
 		})
