@@ -44,13 +44,10 @@ func testDatabaseRestart(t *testing.T, mode string) {
 	defer cancel()
 
 	counterShell := fmt.Sprintf("i=0; while [ $i -lt %d ]; do i=$((i+1)); echo $i; sleep 0.01; done", counterTo)
-	var counterText strings.Builder
-	for i := 1; i <= counterTo; i++ {
-		fmt.Fprintf(&counterText, "%d\n", i)
-	}
+	counterText := countTo(counterTo)
 	want := func(cmd command) string {
 		if strings.HasPrefix(cmd.ClientToken, "count-") {
-			return counterText.String()
+			return counterText
 		}
 		return "a\nb\n"
 	}
@@ -140,7 +137,7 @@ func testDatabaseRestart(t *testing.T, mode string) {
 	for _, f := range followers {
 		<-f.done
 		got, _, repeats := text(f.chunks)
-		subLost += missingLines(got, counterText.String())
+		subLost += missingLines(got, counterText)
 		subRepeats += repeats
 		reconnects += f.reconnects
 		if f.err != nil {
