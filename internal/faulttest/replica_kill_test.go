@@ -28,7 +28,7 @@ func TestReplicaKill(t *testing.T) {
 		submitters  = 4
 	)
 	pg := testenv.StartPGCluster(t)
-	d := newDeployment(t, pg.URL(), "RDEV_LEASE_TTL=2s",
+	d := newDeployment(t, pg.URL(), "RDEV_LEASE_TTL=3s",
 		"CONCURRENT_COMMANDS="+strconv.Itoa(concurrency), "RDEV_PER_PROJECT_COMMANDS="+strconv.Itoa(2*concurrency))
 	a := d.start("a", "")
 	b := d.start("b", "")
