@@ -76,6 +76,7 @@ func (w *projectWatch) catchUp(ctx context.Context) bool {
 				current = []*Project{&gone}
 			}
 		case err != nil:
+			streamFailed(ctx, err)
 			return false
 		default:
 			current = []*Project{p}
@@ -84,6 +85,7 @@ func (w *projectWatch) catchUp(ctx context.Context) bool {
 		for after := ""; ; {
 			ps, err := w.s.repo.FindProjects(ctx, ProjectFilter{AfterID: after, Limit: MaxPageSize})
 			if err != nil {
+				streamFailed(ctx, err)
 				return false
 			}
 			current = append(current, ps...)

@@ -212,6 +212,7 @@ func (st *outputStream) catchUp(ctx context.Context) bool {
 	for {
 		chunks, err := st.s.commands.ReadOutput(ctx, st.id, st.last, streamReadBatch)
 		if err != nil {
+			streamFailed(ctx, err)
 			return false
 		}
 		for i := range chunks {
@@ -234,6 +235,7 @@ func (st *outputStream) finishIfFinal(ctx context.Context, c *Command) (done, ok
 	if c == nil {
 		var err error
 		if c, err = st.s.commands.FindCommandByID(ctx, st.id); err != nil {
+			streamFailed(ctx, err)
 			return true, false
 		}
 	}
@@ -347,6 +349,7 @@ func (st *statusStream) catchUp(ctx context.Context) bool {
 	for before := ""; ; {
 		page, err := st.s.commands.FindCommands(ctx, CommandFilter{ProjectID: st.projectID, ChangedSince: since, BeforeID: before, Limit: MaxPageSize})
 		if err != nil {
+			streamFailed(ctx, err)
 			return false
 		}
 		changed = append(changed, page...)

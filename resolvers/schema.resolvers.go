@@ -374,15 +374,15 @@ func (r *queryResolver) Webhook(ctx context.Context, id string) (*domain.Webhook
 func (r *subscriptionResolver) CommandOutput(ctx context.Context, commandID string, afterSeq *int) (<-chan model.CommandOutputEvent, error) {
 	// Transient: gqlgen's executor marshals each event before it takes the
 	// next, so a chunk's memory is recycled once the next one is taken.
-	return domain.TransientOutputAs(ctx, r.CommandService, commandID, int64(deref(afterSeq)), outputEvent)
+	return domain.TransientOutputAs(streamContext(ctx), r.CommandService, commandID, int64(deref(afterSeq)), outputEvent)
 }
 
 func (r *subscriptionResolver) CommandEvents(ctx context.Context, projectID string) (<-chan *domain.Command, error) {
-	return r.CommandService.Events(ctx, projectID)
+	return r.CommandService.Events(streamContext(ctx), projectID)
 }
 
 func (r *subscriptionResolver) ProjectStatus(ctx context.Context, projectID *string) (<-chan *domain.Project, error) {
-	return r.ProjectService.Watch(ctx, deref(projectID))
+	return r.ProjectService.Watch(streamContext(ctx), deref(projectID))
 }
 
 // CreatedByID is the resolver for the createdById field.

@@ -122,11 +122,12 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 				Extensions: errorExtensions(err),
 			}}})
 		}
-		return next(withLoaders(ctx, newLoaders(root.CommandService)))
+		return next(withStreamEnd(withLoaders(ctx, newLoaders(root.CommandService))))
 	})
 	srv.AroundOperations(operationTimeout(cfg.OperationTimeout))
 	srv.AroundOperations(logOperations(cfg.Logger))
 	srv.AroundResponses(capErrors)
+	srv.AroundResponses(endStreams)
 	// Trusted documents come first: they fill in an operation sent by hash
 	// before automatic persisted queries would call it unknown.
 	if cfg.TrustedDocuments != nil {

@@ -1,6 +1,7 @@
 package resolvers
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -120,4 +121,40 @@ func TestRetryHint_MutationEffectStands(t *testing.T) {
 	}
 	var none *retryHint
 	none.unavailable(false, 1) // not an HTTP request: nothing to do
+}
+
+// failingOutput is a command store whose one command is RUNNING and whose
+// output cannot be read: its database went down mid-stream.
+type failingOutput struct {
+	*memCommands
+}
+
+func (failingOutput) FindCommandByID(_ context.Context, id string) (*domain.Command, error) {
+	return &domain.Command{ID: id, ProjectID: "alpha", Status: domain.CommandRunning, Argv: []string{"true"}}, nil
+}
+
+func (failingOutput) ReadOutput(context.Context, string, int64, int) ([]domain.OutputChunk, error) {
+	return nil, errDown
+}
+
+// A subscription whose stream fails ends with an error the client can
+// resume from, never with a bare complete.
+func TestHandler_SubscriptionStorageFails(t *testing.T) {
+	ts := newTestServer(t, func(r *Resolver) {
+		r.CommandService = domain.NewCommandService(failingOutput{&memCommands{}}, &memProjects{}, nopHub{}, nil, nil, domain.DefaultCommandLimits, nil)
+	})
+	res := ts.postSSE(t, t.Context(), `{"query":"subscription { commandOutput(commandId: \"0000000000000001\", afterSeq: 7) { __typename } }"}`)
+	defer func() { _ = res.Body.Close() }()
+	body, _ := io.ReadAll(res.Body)
+	event := sseEvent(t, string(body), "next")
+	var r gqlResponse
+	if err := json.Unmarshal([]byte(event), &r); err != nil {
+		t.Fatalf("next event %q: %v", event, err)
+	}
+	if r.code() != domain.EUNAVAILABLE || r.Errors[0].Message != "the database is unavailable" {
+		t.Fatalf("the stream ended with %s; want an UNAVAILABLE error", body)
+	}
+	if s, _ := r.Errors[0].Extensions["retryAfterSeconds"].(float64); s != 1 {
+		t.Errorf("extensions %v; want retryAfterSeconds 1", r.Errors[0].Extensions)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	gorilla "github.com/gorilla/websocket"
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/rdev-hq/rdev/domain"
@@ -47,6 +48,7 @@ type operation struct {
 	cancel   context.CancelFunc
 	stopped  bool // by the client
 	replaced bool // by a new operation with its id (legacy protocol)
+	failed   bool // ended with an error message
 }
 
 // serve runs the connection until it closes, and returns once every
@@ -269,7 +271,9 @@ func (s *session) running() int {
 }
 
 // run executes one operation and sends its results, then "complete" unless
-// the client stopped it or the connection is closing.
+// the client stopped it, it failed (a subscription's error without data
+// goes out as an "error" message, which ends it), or the connection is
+// closing. The legacy protocol always ends with "complete".
 func (s *session) run(ctx context.Context, id string, op *operation, rc *graphql.OperationContext) {
 	defer s.wg.Done()
 	defer op.cancel()
@@ -286,19 +290,39 @@ func (s *session) run(ctx context.Context, id string, op *operation, rc *graphql
 		if s.ops[id] == op {
 			delete(s.ops, id)
 		}
-		complete := !s.closed && !op.replaced && (!op.stopped || s.p.legacy)
+		complete := !s.closed && !op.replaced && (!op.stopped && !op.failed || s.p.legacy)
 		s.mu.Unlock()
 		if complete {
 			s.write(encodeMessage(nil, "complete", id, nil))
 		}
 	}()
 	responses, ctx := s.dispatch(ctx, rc)
+	subscription := rc.Operation != nil && rc.Operation.Operation == ast.Subscription
 	for {
 		r := responses(ctx)
-		if r == nil || !s.sendResult(id, r) {
+		if r == nil {
+			return
+		}
+		if subscription && failed(r) {
+			// The subscription failed, at its start or later (its stream's
+			// storage went down): an error message ends it, so the client
+			// can tell that from a subscription that is over and retry.
+			s.mu.Lock()
+			op.failed = true
+			s.mu.Unlock()
+			s.sendErrors(id, r.Errors)
+			return
+		}
+		if !s.sendResult(id, r) {
 			return
 		}
 	}
+}
+
+// failed reports whether r is an error without data: for a subscription,
+// its end.
+func failed(r *graphql.Response) bool {
+	return len(r.Errors) > 0 && (len(r.Data) == 0 || string(r.Data) == "null")
 }
 
 // dispatch starts the operation on a goroutine of its own, which ends once

@@ -15,6 +15,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/testserver"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	gorilla "github.com/gorilla/websocket"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/rdev-hq/rdev/domain"
 	"github.com/rdev-hq/rdev/infra/websocket"
@@ -831,6 +832,46 @@ func TestTransport_OperationPanics(t *testing.T) {
 			if m.Type != p.next || m.ID != "q" || !jsonEqual(m.Payload, `{"data":{"name":"test"}}`) {
 				t.Fatalf("after the panic: %s id=%q %s", m.Type, m.ID, m.Payload)
 			}
+		})
+	}
+}
+
+// A subscription that fails after it started (its stream's storage went
+// down) ends with an error message the client can act on, not with the
+// complete of one that is over.
+func TestTransport_SubscriptionEndsWithError(t *testing.T) {
+	failed := []byte(`[{"message":"the database is unavailable","extensions":{"code":"UNAVAILABLE","retryAfterSeconds":1}}]`)
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			srv := newServer(t, websocket.Implementation{}, nil)
+			ended := false
+			srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+				r := next(ctx)
+				if r != nil || ended || graphql.GetOperationContext(ctx).Operation.Operation != "subscription" {
+					return r
+				}
+				ended = true
+				var errs gqlerror.List
+				if err := json.Unmarshal(failed, &errs); err != nil {
+					panic(err)
+				}
+				return &graphql.Response{Errors: errs}
+			})
+			c := dial(t, srv.url, nil, p.name)
+			handshake(t, c, p, "")
+			send(t, c, msg{Type: p.subscribe, ID: "s", Payload: json.RawMessage(`{"query":"subscription { name }"}`)})
+			srv.SendNextSubscriptionMessage()
+			expect(t, c, p.next, "s", `{"data":{"name":"test"}}`)
+			srv.SendCompleteSubscriptionMessage()
+			expect(t, c, "error", "s", string(failed))
+			if p.name == "graphql-ws" {
+				// subscriptions-transport-ws ends every operation with complete.
+				expect(t, c, "complete", "s", "")
+			}
+			// graphql-transport-ws: nothing more for the operation.
+			send(t, c, msg{Type: p.subscribe, ID: "q", Payload: json.RawMessage(`{"query":"{ name }"}`)})
+			expect(t, c, p.next, "q", `{"data":{"name":"test"}}`)
+			expect(t, c, "complete", "q", "")
 		})
 	}
 }
