@@ -74,6 +74,31 @@ type Finish struct {
 	LostBytes int64
 }
 
+// PendingFinish is a command's end that storage refused, kept on the machine
+// that ran the command until it is stored.
+type PendingFinish struct {
+	Lease  Lease
+	Finish Finish
+	// KeyID, ProjectID and StartedAt are the command's, for its audit entry
+	// and events.
+	KeyID     string
+	ProjectID string
+	StartedAt *time.Time
+}
+
+// FinishJournal keeps, on the machine that runs commands, the ends storage
+// refused, so that a restart of rdev during an outage does not lose them:
+// the next dispatcher stores them before anything else.
+type FinishJournal interface {
+	// Keep records p (replacing an earlier record of its command), durably
+	// before it returns.
+	Keep(p PendingFinish) error
+	// Drop forgets the record of a command; none is not an error.
+	Drop(commandID string) error
+	// Pending returns every record kept.
+	Pending() ([]PendingFinish, error)
+}
+
 // QueueStats describes the queue at one moment.
 type QueueStats struct {
 	// Queued counts QUEUED commands by priority.

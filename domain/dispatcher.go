@@ -37,6 +37,9 @@ type DispatcherConfig struct {
 	Tracer CommandTracer
 	// Writes, if not nil, learns whether storage takes output and results.
 	Writes *WriteHealth
+	// Journal, if not nil, keeps the ends storage refuses on this machine
+	// until they are stored, across restarts.
+	Journal FinishJournal
 	// Gone, if not nil, reports whether the dispatcher named owner is known
 	// to have ended: an earlier process of the same rdev (its predecessor
 	// on this host, say). Run takes the commands such owners hold over as
@@ -122,7 +125,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	hbCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHeartbeat()
 
-	d.takeOver(ctx)
+	if !d.replay(ctx, base) {
+		d.takeOver(ctx)
+	}
 	var hb sync.WaitGroup
 	hb.Go(func() { d.heartbeat(hbCtx) })
 	poll := time.NewTicker(d.cfg.PollInterval)
@@ -156,6 +161,68 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-batch.C:
 		case <-poll.C:
 		}
+	}
+}
+
+// replay stores the ends of commands that an earlier process kept in the
+// journal because storage refused them. Those still refused are tried again
+// in the background (as long as Run's own runs are); then it reports true,
+// and the caller must not take over ended owners' commands yet, among
+// which are theirs.
+func (d *Dispatcher) replay(ctx, base context.Context) (refused bool) {
+	if d.cfg.Journal == nil {
+		return false
+	}
+	kept, err := d.cfg.Journal.Pending()
+	if err != nil {
+		d.log.Error("reading the results journal", "err", err)
+	}
+	for _, p := range kept {
+		c := &Command{
+			ID: p.Lease.CommandID, ProjectID: p.ProjectID, KeyID: p.KeyID, StartedAt: p.StartedAt,
+			Status: CommandRunning, Owner: p.Lease.Owner, LeaseEpoch: p.Lease.Epoch,
+		}
+		tctx, cancel := context.WithTimeout(ctx, finishTimeout)
+		final, err := d.repo.FinishCommand(tctx, p.Lease, p.Finish, FinishEntry(c, p.Finish))
+		cancel()
+		switch code := ErrorCode(err); {
+		case err == nil:
+			d.log.Info("recorded the end of a command that an earlier process kept", "command", c.ID, "status", final.Status)
+			d.dropKept(c.ID)
+			publishStatus(ctx, d.hub, d.bcast, final)
+		case errors.Is(err, ErrLeaseLost), code == EINVALID, code == ENOTFOUND:
+			d.log.Warn("the end of a command an earlier process kept was not recorded", "command", c.ID, "status", p.Finish.Status, "err", err)
+			d.dropKept(c.ID)
+		default:
+			refused = true
+			d.wg.Go(func() {
+				if final, err := d.finish(context.WithoutCancel(base), c, p.Finish); err == nil {
+					publishStatus(context.WithoutCancel(base), d.hub, d.bcast, final)
+				}
+			})
+		}
+	}
+	return refused
+}
+
+// keep records a command's end in the journal, if there is one.
+func (d *Dispatcher) keep(c *Command, fin Finish) {
+	if d.cfg.Journal == nil {
+		return
+	}
+	p := PendingFinish{Lease: c.Lease(), Finish: fin, KeyID: c.KeyID, ProjectID: c.ProjectID, StartedAt: c.StartedAt}
+	if err := d.cfg.Journal.Keep(p); err != nil {
+		d.log.Error("keeping the end of a command in the results journal", "command", c.ID, "err", err)
+	}
+}
+
+// dropKept forgets a command's end in the journal, if there is one.
+func (d *Dispatcher) dropKept(id string) {
+	if d.cfg.Journal == nil {
+		return
+	}
+	if err := d.cfg.Journal.Drop(id); err != nil {
+		d.log.Error("dropping the end of a command from the results journal", "command", id, "err", err)
 	}
 }
 
@@ -444,19 +511,28 @@ func (d *Dispatcher) finish(ctx context.Context, c *Command, fin Finish) (*Comma
 		case err == nil:
 			if !failing.IsZero() {
 				d.log.InfoContext(ctx, "recorded the end of a command after storage refused it", "command", c.ID, "status", fin.Status, "after", time.Since(failing).Round(time.Millisecond).String())
+				d.dropKept(c.ID)
 			}
 			return final, nil
 		case errors.Is(err, ErrLeaseLost), code == EINVALID, code == ENOTFOUND:
 			d.log.WarnContext(ctx, "the end of a command was not recorded", "command", c.ID, "status", fin.Status, "err", err)
+			if !failing.IsZero() {
+				d.dropKept(c.ID)
+			}
 			return nil, err
 		case failing.IsZero():
 			failing = time.Now()
 			d.cfg.Writes.failed(failing, err)
 			d.log.WarnContext(ctx, "recording the end of a command failed: trying again until storage takes it", "command", c.ID, "status", fin.Status, "err", err)
+			d.keep(c, fin)
 		}
 		select {
 		case <-d.giveUp.Done():
-			d.log.ErrorContext(ctx, "gave up recording the end of a command at shutdown: it will be interrupted when its lease expires", "command", c.ID, "status", fin.Status, "err", err)
+			if d.cfg.Journal != nil {
+				d.log.ErrorContext(ctx, "stopped recording the end of a command at shutdown: it is kept in the results journal for the next rdev on this machine", "command", c.ID, "status", fin.Status, "err", err)
+			} else {
+				d.log.ErrorContext(ctx, "gave up recording the end of a command at shutdown: it will be interrupted when its lease expires", "command", c.ID, "status", fin.Status, "err", err)
+			}
 			return nil, err
 		case <-time.After(wait):
 		}

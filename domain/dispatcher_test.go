@@ -3,8 +3,10 @@ package domain
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -752,5 +754,82 @@ func TestDispatcher_TakesOverPredecessor(t *testing.T) {
 	}
 	if got := e.repo.command(alive.ID); got.Status != CommandRunning {
 		t.Errorf("a live process's command is %s, want it RUNNING still", got.Status)
+	}
+}
+
+// memJournal is a FinishJournal in memory.
+type memJournal struct {
+	mu   sync.Mutex
+	kept map[string]PendingFinish
+}
+
+func (j *memJournal) Keep(p PendingFinish) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.kept == nil {
+		j.kept = map[string]PendingFinish{}
+	}
+	j.kept[p.Lease.CommandID] = p
+	return nil
+}
+
+func (j *memJournal) Drop(id string) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	delete(j.kept, id)
+	return nil
+}
+
+func (j *memJournal) Pending() ([]PendingFinish, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.Collect(maps.Values(j.kept)), nil
+}
+
+func (j *memJournal) len() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.kept)
+}
+
+// TestDispatcher_ResultKeptAcrossRestart: a command's end that storage
+// refuses until its dispatcher stops is kept in the journal, and the next
+// dispatcher on the machine stores it before taking the ended process's
+// commands over: the command ends as it did, never INTERRUPTED.
+func TestDispatcher_ResultKeptAcrossRestart(t *testing.T) {
+	e := newCommandEnv(t)
+	e.exec.program("ok", execScript{steps: []execStep{{data: "done\n"}}})
+	var refuse atomic.Bool
+	refuse.Store(true)
+	e.repo.set(func(r *commandRepo) {
+		r.finishHook = func(string) error {
+			if refuse.Load() {
+				return errors.New("connection refused")
+			}
+			return nil
+		}
+	})
+	journal := new(memJournal)
+	cfg := testDispatcherConfig()
+	cfg.LeaseTTL, cfg.FinishGrace, cfg.Journal = time.Hour, 50*time.Millisecond, journal
+	_, stop := e.startDispatcher(t, cfg)
+	c := e.queue(t, &Command{ProjectID: "web", Argv: []string{"ok", "t"}})
+	waitFor(t, "the refused end to be kept", func() bool { return journal.len() == 1 })
+	stop()
+	if got := e.repo.command(c.ID); got.Status != CommandRunning {
+		t.Fatalf("after the first dispatcher stopped the command is %s, want RUNNING (its end unrecorded)", got.Status)
+	}
+
+	refuse.Store(false)
+	next := testDispatcherConfig()
+	next.Owner, next.Journal = "dispatcher-2", journal
+	next.Gone = func(owner string) bool { return owner == cfg.Owner }
+	e.startDispatcher(t, next)
+	got := e.waitFinal(t, c.ID)
+	if got.Status != CommandSucceeded || got.ExitCode == nil || *got.ExitCode != 0 || got.Owner != cfg.Owner {
+		t.Errorf("stored %s exit %v by %s, want SUCCEEDED, 0, as its own process ended it", got.Status, got.ExitCode, got.Owner)
+	}
+	if journal.len() != 0 {
+		t.Errorf("%d ends still kept once stored", journal.len())
 	}
 }

@@ -23,7 +23,7 @@ type storeConfig struct {
 func (c *storeConfig) register(f *envFlags) {
 	f.String(&c.DatabaseURL, "database-url", "DATABASE_URL", "",
 		"PostgreSQL URL, e.g. postgres://user@host:5432/db?sslmode=disable; empty uses SQLite in the data directory")
-	f.String(&c.DataDir, "data-dir", "RDEV_DATA_DIR", "./data", "directory of the embedded SQLite database (rdev.db, with its output in rdev.db-output/) and of the local executor's records of running process groups")
+	f.String(&c.DataDir, "data-dir", "RDEV_DATA_DIR", "./data", "directory of the embedded SQLite database (rdev.db, with its output in rdev.db-output/), of the local executor's records of running process groups, and of results kept while storage refuses them (pending-results/)")
 }
 
 // embedded reports whether rdev runs on its embedded SQLite database.

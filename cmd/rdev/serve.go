@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/rdev-hq/rdev/domain"
 	"github.com/rdev-hq/rdev/infra/bunstore"
 	"github.com/rdev-hq/rdev/infra/hub"
+	"github.com/rdev-hq/rdev/infra/local"
 	"github.com/rdev-hq/rdev/infra/postgres"
 	"github.com/rdev-hq/rdev/infra/ratelimit"
 	"github.com/rdev-hq/rdev/infra/telemetry"
@@ -229,9 +231,15 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 	s.commands = domain.NewCommandService(s.store, projects, events, bcast, s.audit, limits, tracing)
 	writes := new(domain.WriteHealth)
 	owner, gone := dispatcherOwner()
+	var journal domain.FinishJournal
+	if j, err := local.NewJournal(filepath.Join(cfg.store.DataDir, "pending-results")); err != nil {
+		log.Warn("results that storage refuses will not be kept across restarts", "err", err)
+	} else {
+		journal = j
+	}
 	s.dispatcher = domain.NewDispatcher(s.store, projects, tracing.Executor(s.backend.executor), metrics.Hub(events), bcast,
 		domain.DispatcherConfig{
-			Owner: owner, Gone: gone,
+			Owner: owner, Gone: gone, Journal: journal,
 			Concurrency: limits.Concurrency, PerProject: limits.PerProject,
 			LeaseTTL: cfg.commands.LeaseTTL, Output: cfg.commands.output(), Logger: log,
 			DrainTimeout: cfg.ShutdownTimeout, FinishGrace: cfg.commands.FinishGrace, Tracer: tracing, Writes: writes,
