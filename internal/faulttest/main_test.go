@@ -12,9 +12,8 @@ import (
 
 // The variables that turn the suite on.
 const (
-	faultsEnv  = "RDEV_FAULTS"
-	pendingEnv = "RDEV_FAULTS_PENDING"
-	binEnv     = "RDEV_FAULTS_BIN"
+	faultsEnv = "RDEV_FAULTS"
+	binEnv    = "RDEV_FAULTS_BIN"
 )
 
 // rdevBin is the binary under test: RDEV_FAULTS_BIN, or built by TestMain.

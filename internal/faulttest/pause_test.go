@@ -24,7 +24,7 @@ import (
 // running once its command has ended, and every subscriber ends with the
 // command's final state and the stored output.
 func TestDatabasePause(t *testing.T) {
-	requirePending(t, "fencing (a lease epoch on every output and finish write; a replica that lost a command's lease stops its process)")
+	requireFaults(t)
 	const (
 		lease    = 2 * time.Second
 		commands = 8

@@ -21,7 +21,7 @@ import (
 // subscriber must get every line once: the restart is an outage of a
 // second or two, which rdev rides out by retrying.
 func TestDatabaseRestart(t *testing.T) {
-	requirePending(t, "durable command ends and output (a finish or an output append that fails once is retried until stored, never recorded INTERRUPTED or dropped)")
+	requireFaults(t)
 	for _, mode := range []string{"fast", "immediate"} {
 		t.Run(mode, func(t *testing.T) { testDatabaseRestart(t, mode) })
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -13,16 +12,6 @@ import (
 
 	"github.com/uptrace/bun/driver/pgdriver"
 )
-
-// requirePending skips, after requireFaults, a scenario that fails on
-// today's code until waitsFor lands; RDEV_FAULTS_PENDING=1 runs it anyway.
-func requirePending(t *testing.T, waitsFor string) {
-	t.Helper()
-	requireFaults(t)
-	if os.Getenv(pendingEnv) != "1" {
-		t.Skipf("issue 13: pending until %s; %s=1 runs it", waitsFor, pendingEnv)
-	}
-}
 
 // figure is one count a scenario reports.
 type figure struct {
