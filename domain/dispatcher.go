@@ -482,12 +482,12 @@ func (d *Dispatcher) run(ctx context.Context, c *Command) {
 	publishStatus(context.WithoutCancel(ctx), d.hub, d.bcast, final)
 }
 
-// Recording a command's end is tried again after finishRetryMin, doubling
-// up to finishRetryMax, each try given finishTimeout.
+// Recording a command's end is tried again after finishRetryFirst, doubling
+// up to finishRetryLongest, each try given finishTimeout.
 const (
-	finishRetryMin = 100 * time.Millisecond
-	finishRetryMax = 5 * time.Second
-	finishTimeout  = 30 * time.Second
+	finishRetryFirst   = 100 * time.Millisecond
+	finishRetryLongest = 5 * time.Second
+	finishTimeout      = 30 * time.Second
 )
 
 // finish records how a command ended, trying again while storage refuses it
@@ -503,7 +503,7 @@ func (d *Dispatcher) finish(ctx context.Context, c *Command, fin Finish) (*Comma
 			d.cfg.Writes.recovered()
 		}
 	}()
-	for wait := finishRetryMin; ; wait = min(wait*2, finishRetryMax) {
+	for wait := finishRetryFirst; ; wait = min(wait*2, finishRetryLongest) {
 		tctx, cancel := context.WithTimeout(ctx, finishTimeout)
 		final, err := d.repo.FinishCommand(tctx, c.Lease(), fin, FinishEntry(c, fin))
 		cancel()

@@ -444,13 +444,13 @@ func (r *recorder) commit(batch []segment) {
 	}
 }
 
-// Storing output is tried again after storeRetryMin, doubling up to
-// storeRetryMax, and each try is given storeTimeout: a database that stopped
+// Storing output is tried again after storeRetryFirst, doubling up to
+// storeRetryLongest, and each try is given storeTimeout: a database that stopped
 // answering (paused, or cut off) must not hold a try forever.
 const (
-	storeRetryMin = 50 * time.Millisecond
-	storeRetryMax = 2 * time.Second
-	storeTimeout  = 10 * time.Second
+	storeRetryFirst   = 50 * time.Millisecond
+	storeRetryLongest = 2 * time.Second
+	storeTimeout      = 10 * time.Second
 )
 
 // append stores chunks under the lease, then publishes them. While storage
@@ -463,7 +463,7 @@ func (r *recorder) append(chunks []OutputChunk, blks []*block) {
 	if r.leaseLost {
 		return
 	}
-	for wait := storeRetryMin; ; wait = min(wait*2, storeRetryMax) {
+	for wait := storeRetryFirst; ; wait = min(wait*2, storeRetryLongest) {
 		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 		err := r.repo.AppendOutput(ctx, r.lease, chunks)
 		cancel()
