@@ -438,6 +438,7 @@ func (d *Dispatcher) run(ctx context.Context, c *Command) {
 	rec := newRecorder(c.Lease(), d.cfg.Output, recorderDeps{
 		repo: d.repo, hub: d.hub, bcast: d.bcast, log: d.log, now: d.now, writes: d.cfg.Writes,
 		onLeaseLost: func() { d.stopLocal(c.ID, errLeaseLost) },
+		giveUp:      d.giveUp.Done(),
 	})
 	timeout := c.Timeout
 	if timeout <= 0 {
@@ -473,6 +474,9 @@ func (d *Dispatcher) run(ctx context.Context, c *Command) {
 	}
 
 	final, ferr := d.finish(context.WithoutCancel(ctx), c, fin)
+	// No longer this process's to renew: a renewal that finds it ended
+	// must not take it for a lease lost.
+	d.release(c.ID)
 	if ferr != nil {
 		ended = c.Clone()
 		ended.Status, ended.ExitCode, ended.Signal, ended.Reason, ended.FinishedAt = fin.Status, fin.ExitCode, fin.Signal, fin.Reason, &fin.FinishedAt

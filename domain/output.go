@@ -101,6 +101,7 @@ type recorder struct {
 	now         func() time.Time
 	writes      *WriteHealth
 	onLeaseLost func()
+	giveUp      <-chan struct{}
 
 	mu         sync.Mutex
 	drained    *sync.Cond // signalled when pending shrinks or work arrives
@@ -152,6 +153,9 @@ type recorderDeps struct {
 	// onLeaseLost, if not nil, is called once when a write finds the
 	// lease lost.
 	onLeaseLost func()
+	// giveUp, when closed, ends the holding of output storage refuses: it
+	// is lost at once (rdev is shutting down).
+	giveUp <-chan struct{}
 }
 
 func newRecorder(lease Lease, cfg OutputConfig, deps recorderDeps) *recorder {
@@ -161,7 +165,7 @@ func newRecorder(lease Lease, cfg OutputConfig, deps recorderDeps) *recorder {
 	}
 	r := &recorder{
 		cfg: cfg, cmdID: lease.CommandID, lease: lease, repo: deps.repo, hub: deps.hub, bcast: deps.bcast,
-		log: deps.log, now: deps.now, writes: deps.writes, onLeaseLost: deps.onLeaseLost,
+		log: deps.log, now: deps.now, writes: deps.writes, onLeaseLost: deps.onLeaseLost, giveUp: deps.giveUp,
 		headRoom: cfg.Cap - cfg.TailWindow,
 		partial:  map[Stream][]byte{}, fills: map[Stream]*block{}, lastWrite: map[Stream]time.Time{},
 		timers: map[Stream]*time.Timer{}, deadlines: map[Stream]time.Time{},
@@ -487,7 +491,12 @@ func (r *recorder) append(chunks []OutputChunk, blks []*block) {
 			r.lose(chunks, err)
 			return
 		}
-		time.Sleep(wait)
+		select {
+		case <-time.After(wait):
+		case <-r.giveUp:
+			r.lose(chunks, err)
+			return
+		}
 	}
 	r.lastStored = chunks[len(chunks)-1].Seq
 	e := Event{Kind: EventOutput, CommandID: r.cmdID, Chunks: chunks, UpTo: r.lastStored, Hold: hold}
