@@ -1010,9 +1010,12 @@ func collectOutput(tb testing.TB, ch <-chan OutputEvent) (chunks []OutputChunk, 
 	return chunks, fin
 }
 
-// readOutput is collectOutput returning what went wrong.
+// readOutput is collectOutput returning what went wrong. Gaps are checked
+// (a chunk after a skip in seqs must follow a gap that names the skip, and
+// a gap must be followed by the chunk it names) and left out.
 func readOutput(ch <-chan OutputEvent) (chunks []OutputChunk, fin *Command, err error) {
 	timeout := time.After(30 * time.Second)
+	var gap *OutputGap
 	for {
 		select {
 		case e, ok := <-ch:
@@ -1026,10 +1029,20 @@ func readOutput(ch <-chan OutputEvent) (chunks []OutputChunk, fin *Command, err 
 				return chunks, fin, fmt.Errorf("event with both a chunk and Finished: %+v", e)
 			case e.Finished != nil:
 				fin = e.Finished
+			case e.Gap != nil:
+				if n := len(chunks); gap != nil || (n > 0 && e.Gap.AfterSeq != chunks[n-1].Seq) || e.Gap.NextSeq <= e.Gap.AfterSeq+1 {
+					return chunks, fin, fmt.Errorf("gap %+v after %d chunks, pending gap %v", *e.Gap, n, gap)
+				}
+				gap = e.Gap
 			case e.Chunk != nil:
-				if n := len(chunks); n > 0 && e.Chunk.Seq <= chunks[n-1].Seq {
+				n := len(chunks)
+				if n > 0 && e.Chunk.Seq <= chunks[n-1].Seq {
 					return chunks, fin, fmt.Errorf("seq %d after seq %d: not strictly increasing", e.Chunk.Seq, chunks[n-1].Seq)
 				}
+				if gap != nil && gap.NextSeq != e.Chunk.Seq || gap == nil && n > 0 && e.Chunk.Seq != chunks[n-1].Seq+1 {
+					return chunks, fin, fmt.Errorf("seq %d after %d chunks with gap %v: a skip without its gap", e.Chunk.Seq, n, gap)
+				}
+				gap = nil
 				chunks = append(chunks, *e.Chunk)
 			default:
 				return chunks, fin, fmt.Errorf("empty output event")

@@ -8,11 +8,23 @@ import (
 // OutputEvent is one item of a command's output stream: a chunk, or, last,
 // the finished command.
 type OutputEvent struct {
-	Chunk    *OutputChunk
+	Chunk *OutputChunk
+	// Gap, sent just before a chunk, says that the chunks between the last
+	// one sent and that one are not there to be sent.
+	Gap      *OutputGap
 	Finished *Command
 	// hold keeps Chunk's bytes from reuse until the receiver is done with
 	// them (see TransientOutputAs).
 	hold *Hold
+}
+
+// OutputGap is where a command's output stream skips chunks: those with
+// seqs above AfterSeq and below NextSeq were never stored, because output
+// passed the cap (the dropped middle of a truncated command, for a
+// subscriber that was not following it live) or storage refused them
+// (Command.LostBytes).
+type OutputGap struct {
+	AfterSeq, NextSeq int64
 }
 
 // Stream tuning: how many chunks one storage read returns, how large a
@@ -193,10 +205,9 @@ func (st *outputStream) onOutput(ctx context.Context, e Event) bool {
 				hold = e.Hold
 				hold.Retain()
 			}
-			if !st.send(ctx, OutputEvent{Chunk: c, hold: hold}) {
+			if !st.sendChunk(ctx, c, hold) {
 				return false
 			}
-			st.last = c.Seq
 		}
 	}
 	if st.transient {
@@ -204,6 +215,20 @@ func (st *outputStream) onOutput(ctx context.Context, e Event) bool {
 		// their own.
 		e.Hold.Release()
 	}
+	return true
+}
+
+// sendChunk sends c (whose bytes hold keeps, if not nil), first a gap if
+// seqs were skipped since the last chunk sent.
+func (st *outputStream) sendChunk(ctx context.Context, c *OutputChunk, hold *Hold) bool {
+	if c.Seq > st.last+1 && !st.send(ctx, OutputEvent{Gap: &OutputGap{AfterSeq: st.last, NextSeq: c.Seq}}) {
+		hold.Release()
+		return false
+	}
+	if !st.send(ctx, OutputEvent{Chunk: c, hold: hold}) {
+		return false
+	}
+	st.last = c.Seq
 	return true
 }
 
@@ -216,10 +241,9 @@ func (st *outputStream) catchUp(ctx context.Context) bool {
 			return false
 		}
 		for i := range chunks {
-			if !st.send(ctx, OutputEvent{Chunk: &chunks[i]}) {
+			if !st.sendChunk(ctx, &chunks[i], nil) {
 				return false
 			}
-			st.last = chunks[i].Seq
 		}
 		if len(chunks) < streamReadBatch {
 			return true

@@ -558,3 +558,45 @@ func TestCommandService_Output_StorageFails(t *testing.T) {
 		t.Errorf("%d subscriptions left open", n)
 	}
 }
+
+// TestCommandService_Output_Gaps: where stored output skips seqs (chunks
+// that were lost, or the dropped middle of a truncated command), the stream
+// says so with a gap just before the next chunk, whether it reads storage
+// or follows live.
+func TestCommandService_Output_Gaps(t *testing.T) {
+	e := newCommandEnv(t)
+	p := newProducer(t, e)
+	events := func(ch <-chan OutputEvent) []string {
+		var out []string
+		for ev := range ch {
+			switch {
+			case ev.Gap != nil:
+				out = append(out, fmt.Sprintf("gap %d-%d", ev.Gap.AfterSeq, ev.Gap.NextSeq))
+			case ev.Chunk != nil:
+				out = append(out, fmt.Sprintf("chunk %d", ev.Chunk.Seq))
+			case ev.Finished != nil:
+				out = append(out, "finished")
+			}
+		}
+		return out
+	}
+	live := output(t, t.Context(), e, p.id, 0)
+	waitFor(t, "the stream to subscribe", func() bool { return e.hub.subscribers(CommandTopic(p.id)) == 1 })
+	p.mustEmit(t, 2)
+	p.mu.Lock()
+	p.seq += 2 // seqs 3 and 4 never stored
+	p.mu.Unlock()
+	p.mustEmit(t, 2)
+	p.finish(t)
+
+	want := []string{"chunk 1", "chunk 2", "gap 2-5", "chunk 5", "chunk 6", "finished"}
+	if got := events(live); !slices.Equal(got, want) {
+		t.Errorf("live: %v, want %v", got, want)
+	}
+	if got := events(output(t, t.Context(), e, p.id, 0)); !slices.Equal(got, want) {
+		t.Errorf("from storage: %v, want %v", got, want)
+	}
+	if got, want := events(output(t, t.Context(), e, p.id, 3)), []string{"gap 3-5", "chunk 5", "chunk 6", "finished"}; !slices.Equal(got, want) {
+		t.Errorf("after seq 3: %v, want %v", got, want)
+	}
+}

@@ -212,6 +212,11 @@ type ComplexityRoot struct {
 		Stream func(childComplexity int) int
 	}
 
+	OutputGap struct {
+		AfterSeq func(childComplexity int) int
+		NextSeq  func(childComplexity int) int
+	}
+
 	PageInfo struct {
 		EndCursor       func(childComplexity int) int
 		HasNextPage     func(childComplexity int) int
@@ -1158,6 +1163,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.OutputChunk.Stream(childComplexity), true
+
+	case "OutputGap.afterSeq":
+		if e.ComplexityRoot.OutputGap.AfterSeq == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutputGap.AfterSeq(childComplexity), true
+	case "OutputGap.nextSeq":
+		if e.ComplexityRoot.OutputGap.NextSeq == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutputGap.NextSeq(childComplexity), true
 
 	case "PageInfo.endCursor":
 		if e.ComplexityRoot.PageInfo.EndCursor == nil {
@@ -2160,9 +2178,10 @@ Live streams. Over WebSocket (graphql-transport-ws or graphql-ws) or SSE.
 type Subscription {
   """
   A command's output after afterSeq: stored chunks first, then live ones, then
-  one CommandFinished — in seq order, with no gap or duplicate, whether the
-  command is queued, running or long finished. To resume after a dropped
-  connection, pass the last seq received as afterSeq.
+  one CommandFinished — in seq order, with no duplicate and no gap that is not
+  announced by an OutputGap, whether the command is queued, running or long
+  finished. To resume after a dropped connection, pass the last seq received
+  as afterSeq.
   """
   commandOutput(
     "The command to follow."
@@ -2313,6 +2332,21 @@ type OutputChunk {
 }
 
 """
+Where a commandOutput stream skips chunks, sent just before the next chunk:
+those with seqs above afterSeq and below nextSeq were never stored, because
+output passed the cap (the dropped middle of a truncated command, for a
+subscriber that was not following it live) or could not be stored
+(Command.outputLostBytes). A client that resumes with afterSeq may see it
+again.
+"""
+type OutputGap {
+  "The seq of the last chunk before the gap (0 at the start of the output)."
+  afterSeq: Int!
+  "The seq of the chunk that follows the gap."
+  nextSeq: Int!
+}
+
+"""
 The last event of a commandOutput stream.
 """
 type CommandFinished {
@@ -2335,7 +2369,7 @@ type CommandFinished {
 """
 An item of a commandOutput stream.
 """
-union CommandOutputEvent = OutputChunk | CommandFinished
+union CommandOutputEvent = OutputChunk | OutputGap | CommandFinished
 
 """
 An environment variable for a command.
@@ -7145,6 +7179,52 @@ func (ec *executionContext) fieldContext_OutputChunk_at(_ context.Context, field
 	return graphql.NewScalarFieldContext("OutputChunk", field, false, false, "Time")
 }
 
+func (ec *executionContext) _OutputGap_afterSeq(ctx context.Context, field graphql.CollectedField, obj *model.OutputGap) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutputGap_afterSeq(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AfterSeq, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutputGap_afterSeq(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutputGap", field, false, false, "Int")
+}
+
+func (ec *executionContext) _OutputGap_nextSeq(ctx context.Context, field graphql.CollectedField, obj *model.OutputGap) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutputGap_nextSeq(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NextSeq, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutputGap_nextSeq(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutputGap", field, false, false, "Int")
+}
+
 func (ec *executionContext) _PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -11830,6 +11910,13 @@ func (ec *executionContext) _CommandOutputEvent(ctx context.Context, sel ast.Sel
 	switch obj := (obj).(type) {
 	case nil:
 		return graphql.Null
+	case model.OutputGap:
+		return ec._OutputGap(ctx, sel, &obj)
+	case *model.OutputGap:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._OutputGap(ctx, sel, obj)
 	case model.OutputChunk:
 		return ec._OutputChunk(ctx, sel, &obj)
 	case *model.OutputChunk:
@@ -12963,6 +13050,44 @@ func (ec *executionContext) _OutputChunk(ctx context.Context, sel ast.SelectionS
 			}
 		case "at":
 			out.Values[i] = ec._OutputChunk_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var outputGapImplementors = []string{"OutputGap", "CommandOutputEvent"}
+
+func (ec *executionContext) _OutputGap(ctx context.Context, sel ast.SelectionSet, obj *model.OutputGap) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, outputGapImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("OutputGap")
+		case "afterSeq":
+			out.Values[i] = ec._OutputGap_afterSeq(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "nextSeq":
+			out.Values[i] = ec._OutputGap_nextSeq(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}

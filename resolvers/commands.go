@@ -41,6 +41,9 @@ func outputEvent(e domain.OutputEvent) model.CommandOutputEvent {
 			DurationMs: int(c.Duration().Milliseconds()), LastSeq: int(c.LastSeq),
 		}
 	}
+	if g := e.Gap; g != nil {
+		return &model.OutputGap{AfterSeq: int(g.AfterSeq), NextSeq: int(g.NextSeq)}
+	}
 	ch := e.Chunk
 	return &model.OutputChunk{Seq: int(ch.Seq), Stream: ch.Stream, Data: ch.Data, At: ch.At}
 }

@@ -74,7 +74,8 @@ const outputQuery = `subscription($id: ID!, $after: Int) {
   commandOutput(commandId: $id, afterSeq: $after) {
     __typename
     ... on OutputChunk { seq stream data }
-    ... on CommandFinished { status exitCode durationMs truncated lastSeq command { reason signal } }
+    ... on OutputGap { afterSeq nextSeq }
+    ... on CommandFinished { status exitCode durationMs truncated outputLostBytes lastSeq command { reason signal } }
   }
 }`
 
@@ -109,12 +110,15 @@ func (f *follower) run(ctx context.Context) (*finished, error) {
 	return f.finished, nil
 }
 
-// outputEvent is an OutputChunk or the CommandFinished that ends the stream.
+// outputEvent is an OutputChunk, an OutputGap, or the CommandFinished that
+// ends the stream.
 type outputEvent struct {
 	Typename string `json:"__typename"`
 	Seq      int    `json:"seq"`
 	Stream   string `json:"stream"`
 	Data     string `json:"data"`
+	AfterSeq int    `json:"afterSeq"`
+	NextSeq  int    `json:"nextSeq"`
 	finished
 }
 
@@ -139,6 +143,11 @@ func (f *follower) event(data json.RawMessage) (done bool, err error) {
 		}
 		f.last = e.Seq
 		return f.stopAt > 0 && f.last >= f.stopAt, nil
+	case "OutputGap":
+		if e.NextSeq > f.last+1 { // not told before the connection dropped
+			_, _ = fmt.Fprintf(f.stderr, "rdev: [chunks %d to %d of the output of command %s were not stored]\n", max(e.AfterSeq, f.last)+1, e.NextSeq-1, f.id)
+		}
+		return false, nil
 	case "CommandFinished":
 		f.finished = &e.finished
 		return true, nil
@@ -153,6 +162,7 @@ type finished struct {
 	ExitCode   *int                 `json:"exitCode"`
 	DurationMs int                  `json:"durationMs"`
 	Truncated  bool                 `json:"truncated"`
+	LostBytes  int64                `json:"outputLostBytes"`
 	LastSeq    int                  `json:"lastSeq"`
 	Command    struct {
 		Reason *string `json:"reason"`
@@ -203,6 +213,9 @@ func (f *finished) report(w io.Writer, id string) int {
 	code := f.exitCode()
 	if f.Truncated {
 		_, _ = fmt.Fprintf(w, "rdev: the output of command %s passed the server's cap; its middle was dropped\n", id)
+	}
+	if f.LostBytes > 0 {
+		_, _ = fmt.Fprintf(w, "rdev: %d bytes of the output of command %s were lost: storage refused them\n", f.LostBytes, id)
 	}
 	if f.Status == domain.CommandSucceeded || (f.Status == domain.CommandFailed && f.ExitCode != nil) {
 		return code

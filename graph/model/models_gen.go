@@ -237,6 +237,21 @@ type OutputChunk struct {
 
 func (OutputChunk) IsCommandOutputEvent() {}
 
+// Where a commandOutput stream skips chunks, sent just before the next chunk:
+// those with seqs above afterSeq and below nextSeq were never stored, because
+// output passed the cap (the dropped middle of a truncated command, for a
+// subscriber that was not following it live) or could not be stored
+// (Command.outputLostBytes). A client that resumes with afterSeq may see it
+// again.
+type OutputGap struct {
+	// The seq of the last chunk before the gap (0 at the start of the output).
+	AfterSeq int `json:"afterSeq"`
+	// The seq of the chunk that follows the gap.
+	NextSeq int `json:"nextSeq"`
+}
+
+func (OutputGap) IsCommandOutputEvent() {}
+
 // Where a page of a connection sits in the whole list.
 type PageInfo struct {
 	// Whether more items follow this page.
