@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,20 +29,58 @@ type client struct {
 	// keepAlive is how often a subscription pings the server; a connection
 	// that receives nothing for twice as long is considered dead.
 	keepAlive time.Duration
-	// reconnect paces resubscribing after a dropped connection.
+	// reconnect paces sending a request again, and resubscribing, after a
+	// failure worth retrying (see transientError).
 	reconnect backoff
-	// postAttempts is how many times do sends a request that failed in
-	// transport; postBackoff is the first wait between them.
-	postAttempts int
-	postBackoff  time.Duration
 }
 
-// backoff is a doubling delay with a deadline.
+// backoff paces retries: waits start at min and double up to max, each
+// drawn at random from the upper half of its span (so that clients that
+// lost the server together do not all come back in the same instant), and
+// a server's own hint (Retry-After, retryAfterSeconds) is waited out in
+// full.
 type backoff struct {
 	min, max time.Duration
 	// giveUp is how long failures may go on without progress before a
-	// subscription fails for good.
+	// request or subscription fails for good.
 	giveUp time.Duration
+}
+
+// retrier paces the retries of one request or subscription.
+type retrier struct {
+	b            backoff
+	wait         time.Duration
+	failingSince time.Time
+}
+
+func (b backoff) retrier() *retrier { return &retrier{b: b, wait: b.min} }
+
+// progress starts the waits over: the last attempt got somewhere.
+func (r *retrier) progress() { r.wait, r.failingSince = r.b.min, time.Time{} }
+
+// pause waits before the next attempt after err, a transient failure. It
+// returns errGaveUp once failures have gone on for giveUp without
+// progress, and ctx's error if ctx ends first.
+func (r *retrier) pause(ctx context.Context, err error) error {
+	if r.failingSince.IsZero() {
+		r.failingSince = time.Now()
+	}
+	if time.Since(r.failingSince) >= r.b.giveUp {
+		return errGaveUp
+	}
+	d := delay(r.wait, retryAfter(err))
+	r.wait = min(2*r.wait, r.b.max)
+	return sleep(ctx, d)
+}
+
+// errGaveUp is how pause reports that failures went on for too long.
+var errGaveUp = errors.New("gave up")
+
+// delay is how long to wait: a random span in the upper half of wait, or
+// the server's hint if that is longer.
+func delay(wait, hint time.Duration) time.Duration {
+	d := wait/2 + rand.N(wait/2+1) //nolint:gosec // jitter, not a secret
+	return max(d, hint)
 }
 
 const (
@@ -68,10 +108,8 @@ func newClient(serverURL, key string) (*client, error) {
 			HandshakeTimeout: handshakeTimeout,
 			Subprotocols:     []string{"graphql-transport-ws"},
 		},
-		keepAlive:    15 * time.Second,
-		reconnect:    backoff{min: 100 * time.Millisecond, max: 5 * time.Second, giveUp: 2 * time.Minute},
-		postAttempts: 4,
-		postBackoff:  250 * time.Millisecond,
+		keepAlive: 15 * time.Second,
+		reconnect: backoff{min: 100 * time.Millisecond, max: 5 * time.Second, giveUp: 2 * time.Minute},
 	}, nil
 }
 
@@ -87,11 +125,14 @@ func (c *connFlags) register(f *envFlags) {
 
 func (c *connFlags) client() (*client, error) { return newClient(c.server, c.key) }
 
-// serverError is an error the server reported, with its extensions.code.
+// serverError is an error the server reported, with its extensions.code
+// and, for RATE_LIMITED and UNAVAILABLE, how long to wait before trying
+// again.
 type serverError struct {
 	Message    string `json:"message"`
 	Extensions struct {
-		Code string `json:"code"`
+		Code              string `json:"code"`
+		RetryAfterSeconds int    `json:"retryAfterSeconds"`
 	} `json:"extensions"`
 }
 
@@ -112,32 +153,49 @@ func errorCode(err error) string {
 	return ""
 }
 
-// transientError is a failure worth retrying: the network, a proxy, or a
-// server that is starting or stopping. Everything else is final.
-type transientError struct{ err error }
+// transientError is a failure worth retrying: the network, a proxy, a
+// server that is starting or stopping or whose database is down
+// (UNAVAILABLE, 503, close code 1013), or a refused rate-limit charge.
+// after is the server's hint of when to try again, if it gave one.
+// Everything else (UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, INVALID_INPUT,
+// …) is final.
+type transientError struct {
+	err   error
+	after time.Duration
+}
 
 func (e transientError) Error() string { return e.err.Error() }
 func (e transientError) Unwrap() error { return e.err }
 
 func isTransient(err error) bool { return errors.As(err, new(transientError)) }
 
+// retryAfter returns the server's hint of when to retry err, or 0.
+func retryAfter(err error) time.Duration {
+	var te transientError
+	if errors.As(err, &te) {
+		return te.after
+	}
+	return 0
+}
+
 // graphQLError turns a GraphQL errors array into one error (the first):
-// transient if the server is UNAVAILABLE, final otherwise.
+// transient if the server is UNAVAILABLE or refused a rate-limit charge,
+// final otherwise.
 func graphQLError(errs []*serverError) error {
 	switch {
 	case len(errs) == 0:
 		return nil
 	case errs[0] == nil:
 		return errors.New("the server reported an error without a message")
-	case errs[0].Extensions.Code == "UNAVAILABLE":
-		return transientError{errs[0]}
+	case errs[0].Extensions.Code == "UNAVAILABLE" || errs[0].Extensions.Code == "RATE_LIMITED":
+		return transientError{errs[0], time.Duration(errs[0].Extensions.RetryAfterSeconds) * time.Second}
 	}
 	return errs[0]
 }
 
 // do sends one query or mutation and decodes its data into out. A request
-// that fails in transport (or gets 502, 503, 504 or UNAVAILABLE) is sent
-// again, up to postAttempts times with doubling waits: safe because every
+// that fails in a way worth retrying (transientError) is sent again, with
+// backoff, until it has failed for reconnect.giveUp: safe because every
 // mutation the CLI sends is idempotent (executeCommand carries a client
 // token, and cancelling twice cancels once). GraphQL errors are returned as
 // *serverError.
@@ -146,16 +204,15 @@ func (c *client) do(ctx context.Context, query string, vars map[string]any, out 
 	if err != nil {
 		return err
 	}
-	wait := c.postBackoff
-	for attempt := 1; ; attempt++ {
+	r := c.reconnect.retrier()
+	for {
 		err = c.post(ctx, body, out)
-		if !isTransient(err) || attempt >= c.postAttempts {
+		if !isTransient(err) {
 			return err
 		}
-		if sleep(ctx, wait) != nil {
+		if perr := r.pause(ctx, err); perr != nil {
 			return err
 		}
-		wait *= 2
 	}
 }
 
@@ -171,7 +228,7 @@ func (c *client) post(ctx context.Context, body []byte, out any) error {
 	c.authorize(req.Header)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return transientError{err}
+		return transientError{err: err}
 	}
 	defer func() { _ = resp.Body.Close() }()
 	var r struct {
@@ -180,17 +237,21 @@ func (c *client) post(ctx context.Context, body []byte, out any) error {
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil {
-		return transientError{err}
+		return transientError{err: err}
 	}
 	if err := json.Unmarshal(data, &r); err != nil {
 		err = fmt.Errorf("%s answered %s, not a GraphQL response", c.endpoint, resp.Status)
-		if resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable ||
-			resp.StatusCode == http.StatusGatewayTimeout {
-			return transientError{err}
+		if retryableStatus(resp.StatusCode) {
+			return transientError{err, retryAfterHeader(resp.Header)}
 		}
 		return err
 	}
 	if err := graphQLError(r.Errors); err != nil {
+		var te transientError
+		if errors.As(err, &te) {
+			te.after = max(te.after, retryAfterHeader(resp.Header))
+			return te
+		}
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
@@ -200,6 +261,26 @@ func (c *client) post(ctx context.Context, body []byte, out any) error {
 		return nil
 	}
 	return json.Unmarshal(r.Data, out)
+}
+
+// retryableStatus reports whether an HTTP status says to try again later:
+// a proxy that could not reach the server, a server that cannot serve now,
+// a refused rate-limit charge.
+func retryableStatus(status int) bool {
+	switch status {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, http.StatusTooManyRequests:
+		return true
+	}
+	return false
+}
+
+// retryAfterHeader returns a response's Retry-After in seconds, or 0.
+func retryAfterHeader(h http.Header) time.Duration {
+	n, err := strconv.Atoi(h.Get("Retry-After"))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return time.Duration(n) * time.Second
 }
 
 func (c *client) authorize(h http.Header) {
@@ -214,16 +295,17 @@ func (c *client) authorize(h http.Header) {
 // (commandOutput's afterSeq). next is called on the caller's behalf from
 // one goroutine at a time; an error from it ends the subscription.
 //
-// Reconnect rule: waits start at reconnect.min and double up to
-// reconnect.max; a connection that delivered data or stayed up for a
-// keep-alive interval counts as progress and resets them. subscribe gives
-// up when it has made no progress for reconnect.giveUp. Errors the server
-// reports (GraphQL errors, 4xxx close codes, refused handshakes) end it at
-// once.
+// Reconnect rule (see backoff): a connection that delivered data or stayed
+// up for a keep-alive interval counts as progress and starts the waits
+// over. subscribe gives up when it has made no progress for
+// reconnect.giveUp. What the server says is final (GraphQL errors other
+// than UNAVAILABLE and RATE_LIMITED, 44xx close codes, refused
+// handshakes) ends it at once; an outage (UNAVAILABLE, close code 1013,
+// 503, a subscription completed before its end) and a dropped connection
+// do not.
 func (c *client) subscribe(ctx context.Context, query string, vars func() map[string]any,
 	next func(data json.RawMessage) (done bool, err error)) error {
-	wait := c.reconnect.min
-	var failingSince time.Time
+	r := c.reconnect.retrier()
 	for {
 		start := time.Now()
 		progressed, err := c.session(ctx, query, vars, next)
@@ -236,19 +318,14 @@ func (c *client) subscribe(ctx context.Context, query string, vars func() map[st
 			return err
 		}
 		if progressed || time.Since(start) >= c.keepAlive {
-			wait, failingSince = c.reconnect.min, time.Time{}
+			r.progress()
 		}
-		if failingSince.IsZero() {
-			failingSince = time.Now()
-		}
-		if time.Since(failingSince) >= c.reconnect.giveUp {
-			return transientError{fmt.Errorf("lost the connection to %s and could not get it back for %s: %w",
+		if perr := r.pause(ctx, err); errors.Is(perr, errGaveUp) {
+			return transientError{err: fmt.Errorf("lost the connection to %s and could not get it back for %s: %w",
 				c.endpoint, c.reconnect.giveUp, errors.Unwrap(err))}
+		} else if perr != nil {
+			return perr
 		}
-		if err := sleep(ctx, wait); err != nil {
-			return err
-		}
-		wait = min(2*wait, c.reconnect.max)
 	}
 }
 
@@ -280,7 +357,7 @@ func (c *client) session(ctx context.Context, query string, vars func() map[stri
 	write := func(m any) error {
 		_ = conn.SetWriteDeadline(time.Now().Add(c.keepAlive))
 		if err := conn.WriteJSON(m); err != nil {
-			return transientError{err}
+			return transientError{err: err}
 		}
 		return nil
 	}
@@ -352,13 +429,14 @@ func (c *client) handle(m wsMessage, query string, vars func() map[string]any,
 		}
 		return false, graphQLError(errs)
 	case "complete":
-		return false, transientError{errors.New("the server ended the subscription early")}
+		return false, transientError{err: errors.New("the server ended the subscription early")}
 	}
 	return false, nil // a message type from a later protocol version
 }
 
 // dial opens a graphql-transport-ws connection. A handshake the server
-// refuses with a 4xx status is final; any other failure is transient.
+// refuses with a 4xx status other than 429 is final; any other failure is
+// transient.
 func (c *client) dial(ctx context.Context) (*websocket.Conn, error) {
 	u, _ := url.Parse(c.endpoint) // parsed in newClient
 	u.Scheme = strings.Replace(u.Scheme, "http", "ws", 1)
@@ -367,16 +445,26 @@ func (c *client) dial(ctx context.Context) (*websocket.Conn, error) {
 		defer func() { _ = resp.Body.Close() }()
 	}
 	if err != nil {
-		if resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 {
-			var r struct {
-				Errors []*serverError `json:"errors"`
+		if resp == nil || resp.StatusCode < 400 || retryableStatus(resp.StatusCode) {
+			var after time.Duration
+			if resp != nil {
+				after = retryAfterHeader(resp.Header)
 			}
-			if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&r) == nil && len(r.Errors) > 0 {
-				return nil, r.Errors[0]
-			}
-			return nil, fmt.Errorf("%s refused the WebSocket: %s", c.endpoint, resp.Status)
+			return nil, transientError{err, after}
 		}
-		return nil, transientError{err}
+		var r struct {
+			Errors []*serverError `json:"errors"`
+		}
+		if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&r) == nil && len(r.Errors) > 0 {
+			if gerr := graphQLError(r.Errors); isTransient(gerr) {
+				return nil, gerr
+			}
+			return nil, r.Errors[0]
+		}
+		if resp.StatusCode >= 500 {
+			return nil, transientError{err: fmt.Errorf("%s refused the WebSocket: %s", c.endpoint, resp.Status)}
+		}
+		return nil, fmt.Errorf("%s refused the WebSocket: %s", c.endpoint, resp.Status)
 	}
 	if conn.Subprotocol() != "graphql-transport-ws" {
 		_ = conn.Close()
@@ -414,14 +502,16 @@ func (c *client) readLoop(conn *websocket.Conn) (<-chan readResult, chan<- struc
 	return out, quit
 }
 
-// closeError classifies a read failure: a 4xxx close code is the server
-// refusing us (final); anything else is a broken connection (transient).
+// closeError classifies a read failure: a 44xx close code is the server
+// refusing us (final); anything else, 1013 "Try Again Later" (the
+// server's database is down) and 1001 (it is shutting down) among them,
+// is a broken connection (transient).
 func closeError(err error) error {
 	var ce *websocket.CloseError
 	if errors.As(err, &ce) && ce.Code >= 4400 && ce.Code < 4500 {
 		return fmt.Errorf("the server closed the connection: %s (%d)", ce.Text, ce.Code)
 	}
-	return transientError{err}
+	return transientError{err: err}
 }
 
 // sleep waits for d or until ctx ends.

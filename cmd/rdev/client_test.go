@@ -29,6 +29,10 @@ type fakeServer struct {
 	script func(n int, s *fakeSession)
 	// dropPosts is how many POSTs to cut off before answering.
 	dropPosts int
+	// unavailablePosts is how many POSTs to answer with 503 and
+	// UNAVAILABLE, as a server whose database is down does, before
+	// answering.
+	unavailablePosts int
 
 	mu    sync.Mutex
 	posts []fakePost
@@ -43,12 +47,17 @@ type fakePost struct {
 }
 
 type gqlErr struct {
-	Message    string            `json:"message"`
-	Extensions map[string]string `json:"extensions"`
+	Message    string         `json:"message"`
+	Extensions map[string]any `json:"extensions"`
 }
 
 func codeErr(msg, code string) []gqlErr {
-	return []gqlErr{{Message: msg, Extensions: map[string]string{"code": code}}}
+	return []gqlErr{{Message: msg, Extensions: map[string]any{"code": code}}}
+}
+
+// unavailableErr is the error of a server whose database is down.
+func unavailableErr(retryAfter int) []gqlErr {
+	return []gqlErr{{Message: "the database is unavailable", Extensions: map[string]any{"code": "UNAVAILABLE", "retryAfterSeconds": retryAfter}}}
 }
 
 func newFakeServer(t *testing.T) *fakeServer {
@@ -73,7 +82,6 @@ func (f *fakeServer) client(t *testing.T) *client {
 		t.Fatal(err)
 	}
 	c.reconnect = backoff{min: 10 * time.Millisecond, max: 50 * time.Millisecond, giveUp: time.Second}
-	c.postBackoff = 10 * time.Millisecond
 	return c
 }
 
@@ -99,7 +107,18 @@ func (f *fakeServer) servePost(w http.ResponseWriter, r *http.Request) {
 	if drop {
 		f.dropPosts--
 	}
+	down := !drop && f.unavailablePosts > 0
+	if down {
+		f.unavailablePosts--
+	}
 	f.mu.Unlock()
+	if down {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Retry-After", "0")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_ = json.NewEncoder(w).Encode(map[string]any{"errors": unavailableErr(0)})
+		return
+	}
 	if drop { // a network failure after the request went out
 		conn, _, err := http.NewResponseController(w).Hijack()
 		if err == nil {
@@ -394,6 +413,40 @@ func TestClient_Subscribe(t *testing.T) {
 		}
 	})
 
+	// A server whose database is down says so in every way it can: an
+	// error message ends the subscription, connection_init closes with
+	// 1013, a subscription completes early. The client keeps going,
+	// resuming after the last seq it printed, until the command ends.
+	t.Run("SurvivesOutage", func(t *testing.T) {
+		f := newFakeServer(t)
+		f.script = func(n int, s *fakeSession) {
+			switch n {
+			case 1:
+				s.chunks(1, 2)
+				s.send(map[string]any{"id": s.id, "type": "error", "payload": unavailableErr(0)})
+				s.waitClosed()
+			case 2:
+				s.closeWith(1013, "Try Again Later: the database is unavailable")
+			case 3:
+				s.expectAfter(2)
+				s.send(map[string]any{"id": s.id, "type": "complete"})
+				s.waitClosed()
+			default:
+				s.expectAfter(2)
+				s.chunks(3, 4)
+				s.finish("SUCCEEDED", new(0), "", 4)
+			}
+		}
+		var stdout, stderr strings.Builder
+		fin, err := newFollower(f.client(t), "cmd1", 0, &stdout, &stderr).run(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wantOut, wantErr := want(1, 4); stdout.String() != wantOut || stderr.String() != wantErr || fin == nil {
+			t.Errorf("stdout %q, stderr %q, finished %v", stdout.String(), stderr.String(), fin)
+		}
+	})
+
 	t.Run("ErrForbiddenClose", func(t *testing.T) {
 		f := newFakeServer(t)
 		f.script = func(n int, s *fakeSession) {
@@ -464,6 +517,58 @@ func TestClient_Do(t *testing.T) {
 		}
 	})
 
+	// However long the outage, within giveUp: more 503s than any fixed
+	// number of attempts would allow.
+	t.Run("RetriesUnavailable", func(t *testing.T) {
+		f := newFakeServer(t)
+		f.unavailablePosts = 12
+		f.answer = func(string, map[string]any) (any, []gqlErr) {
+			return map[string]any{"command": map[string]any{"status": "RUNNING"}}, nil
+		}
+		var out struct {
+			Command struct{ Status string } `json:"command"`
+		}
+		if err := f.client(t).do(t.Context(), commandQuery, map[string]any{"id": "c"}, &out); err != nil {
+			t.Fatal(err)
+		}
+		if out.Command.Status != "RUNNING" || len(f.postsOf("command")) != 13 {
+			t.Errorf("got %+v after %d posts, want RUNNING after 13", out, len(f.postsOf("command")))
+		}
+	})
+
+	t.Run("RetriesRateLimited", func(t *testing.T) {
+		f := newFakeServer(t)
+		refused := 2
+		f.answer = func(string, map[string]any) (any, []gqlErr) {
+			if refused > 0 {
+				refused--
+				return nil, []gqlErr{{Message: "rate limit exceeded", Extensions: map[string]any{"code": "RATE_LIMITED", "retryAfterSeconds": 0}}}
+			}
+			return map[string]any{"command": map[string]any{"status": "RUNNING"}}, nil
+		}
+		if err := f.client(t).do(t.Context(), commandQuery, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(f.postsOf("command")); n != 3 {
+			t.Errorf("%d posts, want 3", n)
+		}
+	})
+
+	t.Run("GivesUp", func(t *testing.T) {
+		f := newFakeServer(t)
+		f.unavailablePosts = 1 << 30
+		c := f.client(t)
+		c.reconnect.giveUp = 200 * time.Millisecond
+		start := time.Now()
+		err := c.do(t.Context(), commandQuery, nil, nil)
+		if err == nil || errorCode(err) != "UNAVAILABLE" || !strings.Contains(err.Error(), "the database is unavailable") {
+			t.Errorf("err = %v, want the server's UNAVAILABLE", err)
+		}
+		if d := time.Since(start); d < 200*time.Millisecond || d > 2*time.Second {
+			t.Errorf("gave up after %s, want about 200ms", d)
+		}
+	})
+
 	t.Run("ErrUnauthenticated", func(t *testing.T) {
 		f := newFakeServer(t)
 		f.answer = func(string, map[string]any) (any, []gqlErr) {
@@ -490,5 +595,25 @@ func waitGoroutines(t *testing.T, before int) {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Waits are spread over the upper half of their span, so clients that lost
+// the server together come back apart; a server's hint is waited out.
+func TestDelay(t *testing.T) {
+	const wait = 100 * time.Millisecond
+	seen := map[time.Duration]bool{}
+	for range 200 {
+		d := delay(wait, 0)
+		if d < wait/2 || d > wait {
+			t.Fatalf("delay(%s, 0) = %s, want within [%s, %s]", wait, d, wait/2, wait)
+		}
+		seen[d] = true
+	}
+	if len(seen) < 10 {
+		t.Errorf("200 delays took %d values: not spread", len(seen))
+	}
+	if d := delay(wait, 2*time.Second); d != 2*time.Second {
+		t.Errorf("delay with a 2s hint = %s", d)
 	}
 }
