@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"time"
 
 	libredis "github.com/redis/go-redis/v9"
@@ -76,6 +77,10 @@ func (c *rateLimitConfig) open(ctx context.Context, db *bunstore.Store, embedded
 	case "redis":
 		if c.RedisURL == "" {
 			return nil, fmt.Errorf("RATE_LIMIT_STORE=redis needs REDIS_URL")
+		}
+		if _, err := url.Parse(c.RedisURL); err != nil {
+			// url's error quotes the input, password and all.
+			return nil, fmt.Errorf("REDIS_URL: not a valid URL such as redis://host:6379/0")
 		}
 		opt, err := libredis.ParseURL(c.RedisURL)
 		if err != nil {

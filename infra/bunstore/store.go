@@ -70,6 +70,9 @@ func (s *Store) DB() *bun.DB {
 // the cause, if it does not.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.db.PingContext(ctx); err != nil {
+		if _, ok := errors.AsType[*domain.Error](err); ok {
+			return err // translated already, by Connector
+		}
 		return unavailable(err)
 	}
 	return nil

@@ -61,6 +61,37 @@ func TestOpen(t *testing.T) {
 			}
 		}
 	})
+
+	// A password is never shown, wherever the URL has it: in its user
+	// info, or as libpq's password parameter (and sslpassword).
+	t.Run("ErrHidesPasswords", func(t *testing.T) {
+		t.Parallel()
+		for _, dsn := range []string{
+			"postgres://postgres:s3cret-user@127.0.0.1:1/test?sslmode=disable&password=s3cret-param&sslpassword=s3cret-ssl",
+			"postgres://postgres@127.0.0.1:1/test?password=s3cret-param&sslmode=bogus",
+			"unix://?password=s3cret-param",
+			"postgres://postgres@127.0.0.1:1/test?sslmode=disable&password=s3cret-param",
+		} {
+			_, err := postgres.Open(t.Context(), dsn)
+			if err == nil {
+				t.Fatalf("Open(%q) succeeded", dsn)
+			}
+			if msg := err.Error() + " " + domain.ErrorMessage(err); strings.Contains(msg, "s3cret") {
+				t.Errorf("the error shows a password: %s", msg)
+			}
+		}
+	})
+
+	// libpq's password parameter is the password, as libpq takes it, not a
+	// run-time parameter to set on each connection.
+	t.Run("PasswordParameter", func(t *testing.T) {
+		dsn, _ := testenv.PostgresSchema(t)
+		s, err := postgres.Open(t.Context(), dsn+"&password=unused-with-trust")
+		if err != nil {
+			t.Fatalf("Open with ?password=: %v", err)
+		}
+		_ = s.Close()
+	})
 }
 
 // mustOpen connects to a new, empty schema of the test database, dropped when
