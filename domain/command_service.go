@@ -2,7 +2,9 @@ package domain
 
 import (
 	"context"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -33,12 +35,14 @@ func NewCommandService(commands CommandRepository, projects ProjectRepository, h
 }
 
 // Execute validates and queues a command and returns it QUEUED. The same
-// ClientToken from the same key returns the existing command and queues
-// nothing. It needs commands:write; EINVALID for bad input, ENOTFOUND for an
-// unknown project, ECONFLICT for a project that is not RUNNING, ERATELIMITED
-// when the key has too many commands queued. The queued command and its
-// audit entry are written in one transaction; a refused one is recorded on
-// its own.
+// ClientToken from the same key with the same command returns the existing
+// command and queues nothing; with a different command (project, program,
+// environment, working directory, priority or timeout) it is ECONFLICT. It
+// needs commands:write; EINVALID for bad input, ENOTFOUND for an unknown
+// project, ECONFLICT for a project that is not RUNNING, ERATELIMITED when
+// the key has too many commands queued. The queued command and its audit
+// entry are written in one transaction; a refused one is recorded on its
+// own.
 func (s *CommandService) Execute(ctx context.Context, in ExecuteCommand) (*Command, error) {
 	entry := s.audit.entry(ctx, AuditCommandExecute, "")
 	if entry != nil {
@@ -70,7 +74,7 @@ func (s *CommandService) execute(ctx context.Context, in ExecuteCommand, entry *
 	}
 	if c.ClientToken != "" {
 		if prev, err := s.commands.FindCommandByClientToken(ctx, caller.KeyID(), c.ClientToken); err == nil {
-			return prev, nil
+			return replay(prev, c)
 		} else if ErrorCode(err) != ENOTFOUND {
 			return nil, err
 		}
@@ -99,13 +103,52 @@ func (s *CommandService) execute(ctx context.Context, in ExecuteCommand, entry *
 	if err := s.commands.CreateCommand(ctx, c, entry); err != nil {
 		if ErrorCode(err) == ECONFLICT && c.ClientToken != "" {
 			// A concurrent request with the same token won the race.
-			return s.commands.FindCommandByClientToken(ctx, caller.KeyID(), c.ClientToken)
+			prev, err := s.commands.FindCommandByClientToken(ctx, caller.KeyID(), c.ClientToken)
+			if err != nil {
+				return nil, err
+			}
+			return replay(prev, c)
 		}
 		return nil, err
 	}
 	s.publish(ctx, QueueTopic, Event{Kind: EventQueued, CommandID: c.ID})
 	s.publishStatus(ctx, c)
 	return c, nil
+}
+
+// replay returns prev, the command a client token was first used for, to
+// a request with the same token that asks for c: the same command again (a
+// retry), or ECONFLICT, naming prev, if c is another one. Returning prev
+// then would tell the client its new command was queued when it was not.
+func replay(prev, c *Command) (*Command, error) {
+	if diff := differences(prev, c); len(diff) > 0 {
+		return nil, Errorf(ECONFLICT, "clientToken %q was already used for command %s, which has another %s: "+
+			"use a new clientToken for a new command", Clip(c.ClientToken), prev.ID, strings.Join(diff, ", "))
+	}
+	return prev, nil
+}
+
+// differences names what a request for command c asks for that differs
+// from command prev.
+func differences(prev, c *Command) []string {
+	var diff []string
+	for _, d := range []struct {
+		name string
+		same bool
+	}{
+		{"project", prev.ProjectID == c.ProjectID},
+		{"type", prev.Type == c.Type},
+		{"argv", slices.Equal(prev.Argv, c.Argv)},
+		{"env", maps.Equal(prev.Env, c.Env)},
+		{"workdir", prev.Workdir == c.Workdir},
+		{"priority", prev.Priority == c.Priority},
+		{"timeout", prev.Timeout == c.Timeout},
+	} {
+		if !d.same {
+			diff = append(diff, d.name)
+		}
+	}
+	return diff
 }
 
 // Cancel stops a command: a QUEUED one ends CANCELLED at once, a RUNNING one

@@ -181,19 +181,54 @@ func TestCommandService_Execute_Idempotent(t *testing.T) {
 
 	t.Run("OKSameKeySameToken", func(t *testing.T) {
 		e := newCommandEnv(t)
-		a := mustExecute(t, e, withToken("deploy-42"))
-		// Even with a different program: the token names the submission.
 		in := withToken("deploy-42")
-		in.Argv = []string{"rm", "-rf", "/"}
+		in.Env = []EnvVar{{Name: "A", Value: "1"}}
+		in.Workdir, in.TimeoutSeconds, in.Priority = "sub", new(60), PriorityHigh
+		a := mustExecute(t, e, in)
 		b := mustExecute(t, e, in)
-		if b.ID != a.ID || !slices.Equal(b.Argv, a.Argv) {
-			t.Errorf("second Execute returned %s %q, want the first command %s %q", b.ID, b.Argv, a.ID, a.Argv)
+		if b.ID != a.ID {
+			t.Errorf("second Execute returned %s, want the first command %s", b.ID, a.ID)
 		}
 		if n := e.repo.len(); n != 1 {
 			t.Errorf("%d commands stored, want 1", n)
 		}
 		if q := e.hub.published(QueueTopic); len(q) != 1 {
 			t.Errorf("%d queue events, want 1: nothing new was queued", len(q))
+		}
+	})
+
+	// A token names one submission: sent again with another command, it is
+	// a mistake to report (as Stripe does with idempotency keys), not the
+	// old command to return as if it were the new one.
+	t.Run("ErrConflictOtherCommand", func(t *testing.T) {
+		for _, tt := range []struct {
+			name   string
+			change func(*ExecuteCommand)
+		}{
+			{"Project", func(in *ExecuteCommand) { in.ProjectID = "api" }},
+			{"Argv", func(in *ExecuteCommand) { in.Argv = []string{"rm", "-rf", "/"} }},
+			{"Env", func(in *ExecuteCommand) { in.Env = []EnvVar{{Name: "A", Value: "2"}} }},
+			{"Workdir", func(in *ExecuteCommand) { in.Workdir = "other" }},
+			{"Type", func(in *ExecuteCommand) { in.Argv, in.Shell = nil, "ls -la" }},
+			{"Priority", func(in *ExecuteCommand) { in.Priority = PriorityUrgent }},
+			{"Timeout", func(in *ExecuteCommand) { in.TimeoutSeconds = new(61) }},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				e := newCommandEnv(t)
+				in := withToken("deploy-42")
+				in.Env = []EnvVar{{Name: "A", Value: "1"}}
+				in.Workdir, in.TimeoutSeconds = "sub", new(60)
+				a := mustExecute(t, e, in)
+				tt.change(&in)
+				_, err := e.svc.Execute(keyContext(t, writerKey), in)
+				wantCode(t, err, ECONFLICT)
+				if msg := ErrorMessage(err); !strings.Contains(msg, a.ID) || !strings.Contains(msg, "deploy-42") {
+					t.Errorf("message %q does not name the token and command %s", msg, a.ID)
+				}
+				if n := e.repo.len(); n != 1 {
+					t.Errorf("%d commands stored, want 1", n)
+				}
+			})
 		}
 	})
 
@@ -249,8 +284,8 @@ func TestCommandService_Execute_Idempotent(t *testing.T) {
 		// A concurrent request with the same token stores its command
 		// between this request's lookup and its insert.
 		e := newCommandEnv(t)
-		winner := &Command{ID: NewID(time.Now()), ProjectID: "web", KeyID: writerKey.ID, Argv: []string{"ls"},
-			Status: CommandQueued, ClientToken: "t1", CreatedAt: time.Now().UTC()}
+		winner := &Command{ID: NewID(time.Now()), ProjectID: "web", KeyID: writerKey.ID, Type: CommandExec, Argv: []string{"ls", "-la"},
+			Timeout: e.limits.DefaultTimeout, Status: CommandQueued, ClientToken: "t1", CreatedAt: time.Now().UTC()}
 		e.repo.set(func(r *commandRepo) {
 			r.beforeCreate = func(*Command) {
 				e.repo.set(func(r *commandRepo) { r.beforeCreate = nil })

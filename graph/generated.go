@@ -2122,9 +2122,10 @@ type Mutation {
 
   """
   Queues a command in a project and returns it QUEUED; follow it with the
-  commandOutput subscription. The same clientToken from the same key returns
-  the command already queued and runs nothing twice. A key with too many
-  commands queued gets RATE_LIMITED.
+  commandOutput subscription. The same clientToken from the same key with the
+  same command returns the command already queued and runs nothing twice;
+  with a different command it is CONFLICT. A key with too many commands
+  queued gets RATE_LIMITED.
   """
   executeCommand("What to run, where, and how." input: ExecuteCommandInput!): ExecuteCommandPayload! @hasScope(scope: COMMANDS_WRITE)
 
@@ -2403,7 +2404,7 @@ input ExecuteCommandInput {
   priority: Priority
   "The timeout in seconds; default and maximum are set by the server."
   timeoutSeconds: Int
-  "An idempotency token: the same token from the same key returns the same command."
+  "An idempotency token: the same token from the same key with the same command (project, program, env, workdir, priority, timeout) returns that command; with a different command it is CONFLICT, naming the command the token was used for."
   clientToken: String
 }
 

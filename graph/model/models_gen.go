@@ -193,7 +193,7 @@ type ExecuteCommandInput struct {
 	Priority *domain.Priority `json:"priority,omitempty"`
 	// The timeout in seconds; default and maximum are set by the server.
 	TimeoutSeconds *int `json:"timeoutSeconds,omitempty"`
-	// An idempotency token: the same token from the same key returns the same command.
+	// An idempotency token: the same token from the same key with the same command (project, program, env, workdir, priority, timeout) returns that command; with a different command it is CONFLICT, naming the command the token was used for.
 	ClientToken *string `json:"clientToken,omitempty"`
 }
 
