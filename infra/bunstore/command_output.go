@@ -83,7 +83,7 @@ func (s *Store) AppendOutput(ctx context.Context, lease domain.Lease, chunks []d
 	case isForeignKeyViolation(err):
 		return domain.Errorf(domain.ENOTFOUND, "command output: no such command")
 	default:
-		return fmt.Errorf("append command output: %w", err)
+		return fmt.Errorf("append command output: %w", translate(err))
 	}
 }
 
@@ -317,7 +317,7 @@ func (s *Store) ReadOutput(ctx context.Context, commandID string, afterSeq int64
 		out, err = readOutput(ctx, s.db, commandID, afterSeq, limit, s.sqliteChunk)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read output of command %s: %w", commandID, err)
+		return nil, fmt.Errorf("read output of command %s: %w", commandID, translate(err))
 	}
 	return out, nil
 }

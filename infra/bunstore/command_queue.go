@@ -196,7 +196,7 @@ func (s *Store) RenewLeases(ctx context.Context, owner string, ids []string, unt
 		Returning("id, cancel_requested").
 		Scan(ctx, &rows)
 	if err := noRows(err); err != nil {
-		return domain.LeaseRenewal{}, fmt.Errorf("renew leases: %w", err)
+		return domain.LeaseRenewal{}, fmt.Errorf("renew leases: %w", translate(err))
 	}
 	var r domain.LeaseRenewal
 	renewed := make(map[string]bool, len(rows))
@@ -253,7 +253,7 @@ func (s *Store) RunningOwners(ctx context.Context) ([]string, error) {
 		OrderExpr("owner").
 		Scan(ctx, &owners)
 	if err := noRows(err); err != nil {
-		return nil, fmt.Errorf("running owners: %w", err)
+		return nil, fmt.Errorf("running owners: %w", translate(err))
 	}
 	return owners, nil
 }
