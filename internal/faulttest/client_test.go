@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,14 @@ type client struct {
 type gqlErrors []struct {
 	Message    string
 	Extensions struct{ Code string }
+}
+
+// errorCode returns the code of err's first GraphQL error, "" if it has none.
+func errorCode(err error) string {
+	if e, ok := errors.AsType[gqlErrors](err); ok && len(e) > 0 {
+		return e[0].Extensions.Code
+	}
+	return ""
 }
 
 func (e gqlErrors) Error() string {
@@ -84,16 +93,18 @@ func (c *client) execute(ctx context.Context, shell, clientToken string) (string
 
 // command is a command as the API shows it.
 type command struct {
-	ID          string
-	Status      string
-	ExitCode    *int
-	Reason      string
-	LastSeq     int
-	OutputBytes int
-	ClientToken string
+	ID              string
+	Status          string
+	ExitCode        *int
+	Reason          string
+	LastSeq         int
+	OutputBytes     int
+	OutputLostBytes int
+	Truncated       bool
+	ClientToken     string
 }
 
-const commandFields = `id status exitCode reason lastSeq outputBytes clientToken`
+const commandFields = `id status exitCode reason lastSeq outputBytes outputLostBytes truncated clientToken`
 
 // final reports whether a command has ended.
 func (c command) final() bool { return c.Status != "QUEUED" && c.Status != "RUNNING" }
@@ -138,6 +149,57 @@ func (c *client) queue(ctx context.Context) (queued, running int, err error) {
 	return out.Queue.QueuedTotal, out.Queue.Running, err
 }
 
+// health returns the status of each of the server's health components, by
+// name.
+func (c *client) health(ctx context.Context) (map[string]string, error) {
+	var out struct {
+		Health struct {
+			Components []struct{ Name, Status string }
+		}
+	}
+	if err := c.do(ctx, `{ health { components { name status } } }`, nil, &out); err != nil {
+		return nil, err
+	}
+	m := make(map[string]string, len(out.Health.Components))
+	for _, ch := range out.Health.Components {
+		m[ch.Name] = ch.Status
+	}
+	return m, nil
+}
+
+// get GETs one of the server's plain HTTP endpoints (/readyz, /metrics) and
+// returns the status code and body.
+func (c *client) get(ctx context.Context, path string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url+path, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	res, err := httpClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer func() { _ = res.Body.Close() }()
+	body, err := io.ReadAll(res.Body)
+	return res.StatusCode, string(body), err
+}
+
+// metric returns the value of an unlabelled sample on /metrics.
+func (c *client) metric(ctx context.Context, name string) (float64, error) {
+	code, body, err := c.get(ctx, "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	if code != http.StatusOK {
+		return 0, fmt.Errorf("/metrics: HTTP %d", code)
+	}
+	for l := range strings.Lines(body) {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("/metrics has no %s", name)
+}
+
 // chunk is one OutputChunk of a commandOutput stream.
 type chunk struct {
 	Seq    int
@@ -147,9 +209,11 @@ type chunk struct {
 
 // finished is the CommandFinished that ends a commandOutput stream.
 type finished struct {
-	Status   string
-	ExitCode *int
-	LastSeq  int
+	Status          string
+	ExitCode        *int
+	LastSeq         int
+	OutputLostBytes int
+	Truncated       bool
 }
 
 // errNoFinish is a stream that ended without its CommandFinished.
@@ -160,7 +224,7 @@ var errNoFinish = errors.New("the stream ended without CommandFinished")
 func (c *client) output(ctx context.Context, id string, afterSeq int, onChunk func(chunk)) (*finished, error) {
 	body, err := json.Marshal(map[string]any{
 		"query": `subscription($id: ID!, $after: Int) { commandOutput(commandId: $id, afterSeq: $after) {
-			__typename ... on OutputChunk { seq stream data } ... on CommandFinished { status exitCode lastSeq } } }`,
+			__typename ... on OutputChunk { seq stream data } ... on CommandFinished { status exitCode lastSeq outputLostBytes truncated } } }`,
 		"variables": map[string]any{"id": id, "after": afterSeq},
 	})
 	if err != nil {

@@ -35,7 +35,7 @@ func TestDatabasePause(t *testing.T) {
 		"CONCURRENT_COMMANDS=4", "RDEV_PER_PROJECT_COMMANDS="+strconv.Itoa(commands))
 	a := d.start("a", "")
 	b := d.start("b", "")
-	servers := newPool(d.createKey(), a, b)
+	servers := newPool(d.createKey(a), a, b)
 	c := servers.pick(0)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()

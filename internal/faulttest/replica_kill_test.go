@@ -32,7 +32,7 @@ func TestReplicaKill(t *testing.T) {
 		"CONCURRENT_COMMANDS="+strconv.Itoa(concurrency), "RDEV_PER_PROJECT_COMMANDS="+strconv.Itoa(2*concurrency))
 	a := d.start("a", "")
 	b := d.start("b", "")
-	servers := newPool(d.createKey(), a, b)
+	servers := newPool(d.createKey(a), a, b)
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 

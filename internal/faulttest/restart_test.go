@@ -38,7 +38,7 @@ func testDatabaseRestart(t *testing.T, mode string) {
 	d := newDeployment(t, pg.URL(), "RDEV_LEASE_TTL=5s",
 		"CONCURRENT_COMMANDS="+strconv.Itoa(concurrency), "RDEV_PER_PROJECT_COMMANDS="+strconv.Itoa(concurrency))
 	r := d.start("a", "")
-	servers := newPool(d.createKey(), r)
+	servers := newPool(d.createKey(r), r)
 	c := servers.pick(0)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()

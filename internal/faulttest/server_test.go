@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,19 +20,23 @@ import (
 // deployment is rdev as an operator runs it on several machines: servers
 // (replicas) sharing one PostgreSQL database and, since the local executor
 // runs commands in directories, one workspace. Each replica has its own
-// data directory.
+// data directory. Without a database URL it is rdev on one machine: one
+// server with its SQLite database in its data directory.
 type deployment struct {
 	t         *testing.T
 	dir       string
 	env       []string
 	workspace string
+	data      string   // where the replicas' data directories are
+	enter     []string // what every rdev process is run under, if anything (see useDisk)
 }
 
-// newDeployment returns a deployment on the database at dbURL; extra are
-// more environment variables for its servers and CLI (a later one wins).
+// newDeployment returns a deployment on the database at dbURL, or on SQLite
+// if dbURL is empty; extra are more environment variables for its servers
+// and CLI (a later one wins).
 func newDeployment(t *testing.T, dbURL string, extra ...string) *deployment {
 	dir := t.TempDir()
-	d := &deployment{t: t, dir: dir, workspace: filepath.Join(dir, "workspace")}
+	d := &deployment{t: t, dir: dir, workspace: filepath.Join(dir, "workspace"), data: filepath.Join(dir, "data")}
 	d.env = append(os.Environ(),
 		"DATABASE_URL="+dbURL,
 		"RDEV_EXECUTOR=local",
@@ -45,17 +50,28 @@ func newDeployment(t *testing.T, dbURL string, extra ...string) *deployment {
 	return d
 }
 
+// useDisk puts the data directories of the deployment's replicas on disk,
+// and runs its rdev processes where disk is mounted.
+func (d *deployment) useDisk(disk *smallDisk) { d.data, d.enter = disk.dir, disk.enter }
+
 // project returns the directory of the example project, demo.
 func (d *deployment) project() string { return filepath.Join(d.workspace, "demo") }
 
-// createKey makes an admin key with `rdev keys create --admin` and returns
-// its token.
-func (d *deployment) createKey() string {
+// rdev returns the command that runs rdev with args in the deployment.
+func (d *deployment) rdev(ctx context.Context, args ...string) *exec.Cmd {
+	argv := append(append(slices.Clone(d.enter), rdevBin), args...)
+	return exec.CommandContext(ctx, argv[0], argv[1:]...)
+}
+
+// createKey makes an admin key with `rdev keys create --admin` in the
+// database r serves (the deployment's PostgreSQL, or r's SQLite) and
+// returns its token.
+func (d *deployment) createKey(r *replica) string {
 	d.t.Helper()
 	ctx, cancel := context.WithTimeout(d.t.Context(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, rdevBin, "keys", "create", "--json", "--name", "faults", "--admin")
-	cmd.Env = d.env
+	cmd := d.rdev(ctx, "keys", "create", "--json", "--name", "faults", "--admin")
+	cmd.Env = r.cmd.Env
 	out, err := cmd.Output()
 	if err != nil {
 		d.t.Fatalf("rdev keys create: %v: %s", err, stderrOf(err))
@@ -87,7 +103,7 @@ type replica struct {
 var listening = regexp.MustCompile(`listening on (\S+)`)
 
 // start starts a replica named name on a free loopback port, with data
-// directory data/<name> unless dataOf names another replica's (a
+// directory <data>/<name> unless dataOf names another replica's (a
 // replacement takes over the directory of the one it replaces), and waits
 // until it listens. It is stopped when the test ends.
 func (d *deployment) start(name, dataOf string) *replica {
@@ -100,8 +116,9 @@ func (d *deployment) start(name, dataOf string) *replica {
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	r.cmd = exec.Command(rdevBin, "serve", "--host", "127.0.0.1", "--port", "0")
-	r.cmd.Env = append(append([]string{}, d.env...), "RDEV_DATA_DIR="+filepath.Join(d.dir, "data", dataOf))
+	// Not bound to the test's context: kill and stop end it.
+	r.cmd = d.rdev(context.Background(), "serve", "--host", "127.0.0.1", "--port", "0")
+	r.cmd.Env = append(append([]string{}, d.env...), "RDEV_DATA_DIR="+filepath.Join(d.data, dataOf))
 	r.cmd.Stderr = logf
 	// Should the test binary die, its servers die with it.
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
