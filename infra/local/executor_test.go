@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -271,6 +272,23 @@ func TestExecutor_Exec(t *testing.T) {
 		}
 	})
 
+	// A reader of the output that blocks (as the recorder's writes do while
+	// output waits for storage) for longer than the drain and close delays
+	// after the process exited still gets every byte the pipes hold: it is
+	// not a process holding them open.
+	t.Run("SlowReaderGetsAll", func(t *testing.T) {
+		t.Parallel()
+		ex, proj, _ := newExecutor(t)
+		stderr := &stallingWriter{stall: 1500 * time.Millisecond}
+		res, err := ex.Exec(t.Context(), sh(proj, `head -c 300000 /dev/zero | tr '\0' x >&2`), io.Discard, stderr)
+		if err != nil || res.ExitCode != 0 {
+			t.Fatalf("Exec = %+v, %v", res, err)
+		}
+		if n := stderr.n.Load(); n != 300000 {
+			t.Errorf("the slow reader got %d bytes of 300000", n)
+		}
+	})
+
 	// SIGTERM comes first, and SIGKILL only after the grace period.
 	t.Run("TermThenKill", func(t *testing.T) {
 		t.Parallel()
@@ -410,4 +428,18 @@ func waitForOutput(tb testing.TB, b *syncBuffer, want string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// stallingWriter blocks its first write for stall, as a writer held up by
+// back-pressure does, and counts what it is given.
+type stallingWriter struct {
+	stall time.Duration
+	once  sync.Once
+	n     atomic.Int64
+}
+
+func (w *stallingWriter) Write(b []byte) (int, error) {
+	w.once.Do(func() { time.Sleep(w.stall) })
+	w.n.Add(int64(len(b)))
+	return len(b), nil
 }

@@ -52,6 +52,9 @@ type process struct {
 	// closed.
 	copied chan struct{}
 	pipes  []*os.File
+	// readers copy the two pipes; they tell how long rdev itself was busy
+	// passing output on.
+	readers [2]outputReader
 }
 
 // run starts cmd and follows it to its end (see Executor for the rules).
@@ -103,8 +106,8 @@ func (e *Executor) run(ctx context.Context, cmd *exec.Cmd, project string, stdou
 		close(p.exited)
 	}()
 	var wg sync.WaitGroup
-	wg.Go(func() { copyOutput(stdout, outR) })
-	wg.Go(func() { copyOutput(stderr, errR) })
+	wg.Go(func() { p.readers[0].copy(stdout, outR) })
+	wg.Go(func() { p.readers[1].copy(stderr, errR) })
 	go func() {
 		wg.Wait()
 		close(p.copied)
@@ -127,25 +130,16 @@ func (e *Executor) run(ctx context.Context, cmd *exec.Cmd, project string, stdou
 func (p *process) follow(ctx context.Context, grace, drain time.Duration) {
 	select {
 	case <-p.exited:
-		drained := time.NewTimer(drain)
-		defer drained.Stop()
-		select {
-		case <-p.copied:
+		if p.waitCopied(ctx.Done(), drain) {
 			return
-		case <-drained.C:
-			// A process left behind holds the output open.
-		case <-ctx.Done():
 		}
+		// A process left behind holds the output open, or ctx ended.
 	case <-ctx.Done():
 	}
 	p.stop(grace)
 	<-p.exited
 	p.awaitGone(goneTimeout)
-	closed := time.NewTimer(closeDelay)
-	defer closed.Stop()
-	select {
-	case <-p.copied:
-	case <-closed.C:
+	if !p.waitCopied(nil, closeDelay) {
 		// Held by a process outside the group: stop reading. Close makes
 		// the blocked reads return.
 		for _, f := range p.pipes {
@@ -153,6 +147,81 @@ func (p *process) follow(ctx context.Context, grace, drain time.Duration) {
 		}
 		<-p.copied
 	}
+}
+
+// waitCopied waits for the output to be read to its end, and reports
+// whether it was. It gives up when done is closed, or once period has
+// passed not counting the time rdev itself was busy passing output on: a
+// reader blocked because the output waits for storage (back-pressure) is
+// not a process holding the pipe open, and what the pipe still holds must
+// not be cut off.
+func (p *process) waitCopied(done <-chan struct{}, period time.Duration) bool {
+	start := time.Now()
+	busy := p.busy(start)
+	deadline := start.Add(period)
+	for {
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-p.copied:
+			t.Stop()
+			return true
+		case <-done:
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		now := time.Now()
+		extended := start.Add(period + p.busy(now) - busy)
+		if !now.Before(extended) {
+			return false
+		}
+		deadline = extended
+	}
+}
+
+// busy returns how long, in all, the busier reader has spent passing output
+// on, up to now.
+func (p *process) busy(now time.Time) time.Duration {
+	return max(p.readers[0].busyFor(now), p.readers[1].busyFor(now))
+}
+
+// outputReader copies one output pipe and keeps the time it spent in
+// writes, which block while output waits for storage.
+type outputReader struct {
+	busy  atomic.Int64 // nanoseconds in writes that returned
+	since atomic.Int64 // when the write under way began (Unix nanoseconds), 0 if none
+}
+
+// busyFor returns the time spent in writes so far, the one under way too.
+func (r *outputReader) busyFor(now time.Time) time.Duration {
+	b := r.busy.Load()
+	if s := r.since.Load(); s != 0 {
+		b += max(now.UnixNano()-s, 0)
+	}
+	return time.Duration(b)
+}
+
+// copy copies pipe to w until the pipe ends (see copyOutput).
+func (r *outputReader) copy(w io.Writer, pipe io.Reader) {
+	copyOutput(timedWriter{w, r}, pipe)
+}
+
+// timedWriter is a writer whose writes an outputReader times.
+type timedWriter struct {
+	w io.Writer
+	r *outputReader
+}
+
+func (t timedWriter) Write(b []byte) (int, error) {
+	if t.w == nil {
+		return len(b), nil
+	}
+	start := time.Now().UnixNano()
+	t.r.since.Store(start)
+	n, err := t.w.Write(b)
+	t.r.since.Store(0)
+	t.r.busy.Add(time.Now().UnixNano() - start)
+	return n, err
 }
 
 // stop sends SIGTERM to the process group, then SIGKILL once grace has
