@@ -1028,7 +1028,10 @@ func readOutput(ch <-chan OutputEvent) (chunks []OutputChunk, fin *Command, err 
 			case e.Finished != nil && e.Chunk != nil:
 				return chunks, fin, fmt.Errorf("event with both a chunk and Finished: %+v", e)
 			case e.Finished != nil:
-				fin = e.Finished
+				if gap != nil && gap.NextSeq != e.Finished.LastSeq+1 {
+					return chunks, fin, fmt.Errorf("gap %+v before the end at lastSeq %d", *gap, e.Finished.LastSeq)
+				}
+				gap, fin = nil, e.Finished
 			case e.Gap != nil:
 				if n := len(chunks); gap != nil || (n > 0 && e.Gap.AfterSeq != chunks[n-1].Seq) || e.Gap.NextSeq <= e.Gap.AfterSeq+1 {
 					return chunks, fin, fmt.Errorf("gap %+v after %d chunks, pending gap %v", *e.Gap, n, gap)

@@ -457,7 +457,7 @@ func (d *Dispatcher) run(ctx context.Context, c *Command) {
 			rec.writer(Stdout), rec.writer(Stderr))
 	}
 	out := rec.close()
-	fin := Finish{OutputBytes: out.total, LastSeq: out.lastStored, Truncated: out.truncated, LostBytes: out.lostBytes}
+	fin := Finish{OutputBytes: out.total, LastSeq: out.lastSeq, Truncated: out.truncated, LostBytes: out.lostBytes}
 	fin.FinishedAt = d.now().UTC().Truncate(time.Microsecond)
 	d.decide(&fin, c, res, err, context.Cause(xctx))
 	if out.leaseLost {

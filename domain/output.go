@@ -548,9 +548,12 @@ func frozenString(b []byte) string {
 }
 
 // recorded is what a recorder stored, for the command's final state.
+// lastSeq is the seq of the last chunk: the last stored, unless output after
+// it was lost, which live subscribers may have been sent (the tail of a
+// truncated command is stored when the command ends).
 type recorded struct {
-	total, lastStored, lostBytes int64
-	truncated, leaseLost         bool
+	total, lastSeq, lostBytes int64
+	truncated, leaseLost      bool
 }
 
 // close sends unfinished lines, waits until all output and the tail window
@@ -575,5 +578,9 @@ func (r *recorder) close() recorded {
 	}
 	r.mu.Unlock()
 	<-r.done
-	return recorded{total: r.total, lastStored: r.lastStored, lostBytes: r.lostBytes, truncated: r.truncated, leaseLost: r.leaseLost}
+	last := r.lastStored
+	if r.lostBytes > 0 {
+		last = r.seq
+	}
+	return recorded{total: r.total, lastSeq: last, lostBytes: r.lostBytes, truncated: r.truncated, leaseLost: r.leaseLost}
 }

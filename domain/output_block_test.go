@@ -105,7 +105,7 @@ func recordThrough(t *testing.T, e *commandEnv, id string, text string) {
 		out := rec.close()
 		c, err := e.repo.FinishCommand(context.Background(), Lease{CommandID: id, Owner: producerOwner}, Finish{
 			Status: CommandSucceeded, ExitCode: ptr(0), FinishedAt: time.Now().UTC(),
-			OutputBytes: out.total, LastSeq: out.lastStored, Truncated: out.truncated,
+			OutputBytes: out.total, LastSeq: out.lastSeq, Truncated: out.truncated,
 		}, nil)
 		if err != nil {
 			t.Error(err)

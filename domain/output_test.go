@@ -177,7 +177,7 @@ func TestRecorder_ConcurrentStreams(t *testing.T) {
 			t.Fatalf("chunk %d on %s holds %q", ch.Seq, ch.Stream, ch.Data)
 		}
 	}
-	if tot.lastStored != int64(len(stored)) || tot.truncated || tot.total != int64(len(joined(stored, ""))) {
+	if tot.lastSeq != int64(len(stored)) || tot.truncated || tot.total != int64(len(joined(stored, ""))) {
 		t.Errorf("totals = %+v with %d chunks stored", tot, len(stored))
 	}
 }
@@ -243,7 +243,7 @@ func TestRecorder_StreamsApart(t *testing.T) {
 	checkPieces(t, stored, []piece{
 		{Stderr, "err1\n"}, {Stdout, "out1 rest\n"}, {Stdout, "out2"}, {Stderr, "err2 partial"},
 	}, DefaultOutputConfig.MaxChunk)
-	if tot.lastStored != stored[len(stored)-1].Seq || tot.total != 31 || tot.truncated {
+	if tot.lastSeq != stored[len(stored)-1].Seq || tot.total != 31 || tot.truncated {
 		t.Errorf("totals = %+v with %d chunks stored", tot, len(stored))
 	}
 }
@@ -286,7 +286,7 @@ func TestRecorder_MergesWaitingPieces(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("chunks:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if tot.lastStored != 5 || tot.total != 52 || tot.truncated {
+	if tot.lastSeq != 5 || tot.total != 52 || tot.truncated {
 		t.Errorf("totals = %+v, want last seq 5, 52 bytes", tot)
 	}
 	// One event per batch, each after its batch was stored.
@@ -315,7 +315,7 @@ func TestRecorder_PartialLineFlushed(t *testing.T) {
 	if len(got) != 2 || got[0].Data != "Continue? [y/N] " || got[1].Data != "y\n" {
 		t.Errorf("chunks = %+v", got)
 	}
-	if tot.total != 18 || tot.lastStored != 2 {
+	if tot.total != 18 || tot.lastSeq != 2 {
 		t.Errorf("totals = %+v", tot)
 	}
 }
@@ -387,7 +387,7 @@ func testUTF8Pieces(t *testing.T, flushes []time.Duration) {
 					if got := joined(stored, ""); got != text {
 						t.Fatalf("stored text differs:\n%q\nwant\n%q", got, text)
 					}
-					if tot.total != int64(len(text)) || tot.truncated || tot.lastStored != int64(len(stored)) {
+					if tot.total != int64(len(text)) || tot.truncated || tot.lastSeq != int64(len(stored)) {
 						t.Errorf("totals = %+v", tot)
 					}
 				})
@@ -566,7 +566,7 @@ func capLines(n, size int) []string {
 func checkCapped(tb testing.TB, stored []OutputChunk, out string, cfg OutputConfig, tot recorderTotals) (headEnd int64) {
 	tb.Helper()
 	cfg = cfg.withDefaults()
-	if !tot.truncated || tot.total != int64(len(out)) || tot.lastStored != stored[len(stored)-1].Seq {
+	if !tot.truncated || tot.total != int64(len(out)) || tot.lastSeq != stored[len(stored)-1].Seq {
 		tb.Errorf("totals = %+v, want truncated, %d bytes, last seq %d", tot, len(out), stored[len(stored)-1].Seq)
 	}
 	h := 0
@@ -657,9 +657,9 @@ func TestRecorder_Cap(t *testing.T) {
 			if tt.maxChunk == 128 {
 				// The head holds exactly Cap-TailWindow bytes of lines, the
 				// tail exactly TailWindow.
-				if headEnd != (capBytes-tail)/128 || tot.lastStored != 8192 || len(stored) != capBytes/128 {
+				if headEnd != (capBytes-tail)/128 || tot.lastSeq != 8192 || len(stored) != capBytes/128 {
 					t.Errorf("head ends at seq %d, last seq %d, %d chunks stored; want %d, 8192, %d",
-						headEnd, tot.lastStored, len(stored), (capBytes-tail)/128, capBytes/128)
+						headEnd, tot.lastSeq, len(stored), (capBytes-tail)/128, capBytes/128)
 				}
 			}
 			// The live tail was published after the whole head was stored.
@@ -720,7 +720,7 @@ func TestRecorder_UnderCapNotTruncated(t *testing.T) {
 			if got := joined(stored, ""); got != strings.Join(all, "") {
 				t.Fatalf("output under the cap was not stored whole (%d bytes)", len(got))
 			}
-			if tot.truncated || tot.total != 400*128 || tot.lastStored != stored[len(stored)-1].Seq {
+			if tot.truncated || tot.total != 400*128 || tot.lastSeq != stored[len(stored)-1].Seq {
 				t.Errorf("totals = %+v, want not truncated, %d bytes, last seq %d", tot, 400*128, stored[len(stored)-1].Seq)
 			}
 		})
@@ -770,7 +770,7 @@ func TestRecorder_SmallCapKeepsTail(t *testing.T) {
 	tot := closeRecorder(t, rec)
 	stored := repo.stored(rec.cmdID)
 	out := joined(stored, "")
-	if !tot.truncated || len(out) > 64<<10 || !strings.HasSuffix(out, all[len(all)-1]) || tot.lastStored != stored[len(stored)-1].Seq {
+	if !tot.truncated || len(out) > 64<<10 || !strings.HasSuffix(out, all[len(all)-1]) || tot.lastSeq != stored[len(stored)-1].Seq {
 		t.Errorf("stored %d bytes in %d chunks, ending %q; totals %+v; want at most the cap, truncated, ending with the last line %q",
 			len(out), len(stored), out[max(0, len(out)-20):], tot, all[len(all)-1])
 	}
@@ -863,8 +863,8 @@ func TestRecorder_PublishesAfterStoring(t *testing.T) {
 	if !slices.Equal(published, stored) {
 		t.Errorf("published chunks %v, stored %v", seqs(published), seqs(stored))
 	}
-	if last := stored[len(stored)-1].Seq; seen != tot.lastStored || seen != last {
-		t.Errorf("published up to %d, close reported %d, stored up to %d", seen, tot.lastStored, last)
+	if last := stored[len(stored)-1].Seq; seen != tot.lastSeq || seen != last {
+		t.Errorf("published up to %d, close reported %d, stored up to %d", seen, tot.lastSeq, last)
 	}
 }
 
@@ -887,7 +887,7 @@ func TestRecorder_StorageFails(t *testing.T) {
 		}
 		tot := closeRecorder(t, rec)
 		stored := repo.stored(rec.cmdID)
-		if len(stored) == 0 || joined(stored, "") != want.String() || tot.truncated || tot.lastStored != stored[len(stored)-1].Seq {
+		if len(stored) == 0 || joined(stored, "") != want.String() || tot.truncated || tot.lastSeq != stored[len(stored)-1].Seq {
 			t.Errorf("after two failed tries: %d chunks stored (%q), totals %+v", len(stored), joined(stored, ""), tot)
 		}
 		checkChunks(t, stored, rec.cmdID, DefaultOutputConfig.MaxChunk)
@@ -906,8 +906,8 @@ func TestRecorder_StorageFails(t *testing.T) {
 		}
 		tot := closeRecorder(t, rec)
 		want := 5 * int64(len(numberedLine(0)))
-		if tot.truncated || tot.lastStored != 0 || tot.total != want || tot.lostBytes != want {
-			t.Errorf("totals = %+v, want nothing stored, every byte counted and lost, not truncated", tot)
+		if tot.truncated || tot.lastSeq < 1 || len(repo.stored(rec.cmdID)) != 0 || tot.total != want || tot.lostBytes != want {
+			t.Errorf("totals = %+v, %d chunks stored; want nothing stored, every byte counted and lost, not truncated, lastSeq that of the last chunk", tot, len(repo.stored(rec.cmdID)))
 		}
 		if n := calls.Load(); n < 3 {
 			t.Errorf("AppendOutput called %d times: the output was not held and tried again", n)
@@ -916,6 +916,36 @@ func TestRecorder_StorageFails(t *testing.T) {
 			if len(ev.Chunks) > 0 || ev.UpTo > 0 {
 				t.Errorf("published %+v though nothing was stored", ev)
 			}
+		}
+	})
+	// A truncated command's tail is sent live and stored when the command
+	// ends; if storage refuses it then, it is lost, and the command's
+	// lastSeq still covers every chunk live subscribers were sent.
+	t.Run("TailLost", func(t *testing.T) {
+		rec, repo, hub := newTestRecorder(t, OutputConfig{Cap: 1000, TailWindow: 500, MaxChunk: 100, FlushDelay: time.Hour, BusyHold: -1, HoldFor: 100 * time.Millisecond})
+		var refuse atomic.Bool
+		repo.set(func(r *commandRepo) {
+			r.appendHook = func([]OutputChunk) error {
+				if refuse.Load() {
+					return errors.New("disk full")
+				}
+				return nil
+			}
+		})
+		for i := range 20 {
+			write(t, rec.writer(Stdout), strings.Repeat(string(rune('a'+i)), 99)+"\n")
+		}
+		waitFor(t, "the head to be stored", func() bool { return len(repo.stored(rec.cmdID)) == 5 })
+		refuse.Store(true)
+		tot := closeRecorder(t, rec)
+		var liveMax int64
+		for _, ev := range hub.published(CommandTopic(rec.cmdID)) {
+			for _, c := range ev.Chunks {
+				liveMax = max(liveMax, c.Seq)
+			}
+		}
+		if liveMax != 20 || tot.lastSeq != 20 || tot.lostBytes == 0 || !tot.truncated {
+			t.Errorf("sent live up to seq %d, totals %+v: want lastSeq 20 covering all sent, the tail counted lost", liveMax, tot)
 		}
 	})
 	t.Run("LeaseLost", func(t *testing.T) {
@@ -930,7 +960,7 @@ func TestRecorder_StorageFails(t *testing.T) {
 			waitFor(t, "the write to be tried", func() bool { return lost.Load() == 1 })
 		}
 		tot := closeRecorder(t, rec)
-		if !tot.leaseLost || tot.lastStored != 0 || lost.Load() != 1 || len(repo.stored(lease.CommandID)) != 0 {
+		if !tot.leaseLost || tot.lastSeq != 0 || lost.Load() != 1 || len(repo.stored(lease.CommandID)) != 0 {
 			t.Errorf("totals %+v, told %d times, stored %d: want the lease found lost once and nothing stored", tot, lost.Load(), len(repo.stored(lease.CommandID)))
 		}
 	})

@@ -9,8 +9,9 @@ import (
 // the finished command.
 type OutputEvent struct {
 	Chunk *OutputChunk
-	// Gap, sent just before a chunk, says that the chunks between the last
-	// one sent and that one are not there to be sent.
+	// Gap, sent just before a chunk (or the finished command), says that
+	// the chunks between the last one sent and that one are not there to
+	// be sent.
 	Gap      *OutputGap
 	Finished *Command
 	// hold keeps Chunk's bytes from reuse until the receiver is done with
@@ -269,6 +270,11 @@ func (st *outputStream) finishIfFinal(ctx context.Context, c *Command) (done, ok
 	// The final state is written after the last chunk is stored.
 	if !st.catchUp(ctx) {
 		return true, false
+	}
+	if c.LastSeq > st.last { // the last chunks were lost
+		if !st.send(ctx, OutputEvent{Gap: &OutputGap{AfterSeq: st.last, NextSeq: c.LastSeq + 1}}) {
+			return true, false
+		}
 	}
 	st.send(ctx, OutputEvent{Finished: c})
 	return true, true

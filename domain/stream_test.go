@@ -482,7 +482,7 @@ func TestCommandService_Output_TruncationGap(t *testing.T) {
 	open()
 	tot := closeRecorder(t, rec)
 	c, err := e.repo.FinishCommand(context.Background(), Lease{CommandID: p.id, Owner: producerOwner},
-		Finish{Status: CommandSucceeded, FinishedAt: time.Now().UTC(), LastSeq: tot.lastStored, OutputBytes: tot.total, Truncated: tot.truncated}, nil)
+		Finish{Status: CommandSucceeded, FinishedAt: time.Now().UTC(), LastSeq: tot.lastSeq, OutputBytes: tot.total, Truncated: tot.truncated}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -587,16 +587,19 @@ func TestCommandService_Output_Gaps(t *testing.T) {
 	p.seq += 2 // seqs 3 and 4 never stored
 	p.mu.Unlock()
 	p.mustEmit(t, 2)
+	p.mu.Lock()
+	p.seq += 2 // seqs 7 and 8, the last, lost too
+	p.mu.Unlock()
 	p.finish(t)
 
-	want := []string{"chunk 1", "chunk 2", "gap 2-5", "chunk 5", "chunk 6", "finished"}
+	want := []string{"chunk 1", "chunk 2", "gap 2-5", "chunk 5", "chunk 6", "gap 6-9", "finished"}
 	if got := events(live); !slices.Equal(got, want) {
 		t.Errorf("live: %v, want %v", got, want)
 	}
 	if got := events(output(t, t.Context(), e, p.id, 0)); !slices.Equal(got, want) {
 		t.Errorf("from storage: %v, want %v", got, want)
 	}
-	if got, want := events(output(t, t.Context(), e, p.id, 3)), []string{"gap 3-5", "chunk 5", "chunk 6", "finished"}; !slices.Equal(got, want) {
+	if got, want := events(output(t, t.Context(), e, p.id, 3)), []string{"gap 3-5", "chunk 5", "chunk 6", "gap 6-9", "finished"}; !slices.Equal(got, want) {
 		t.Errorf("after seq 3: %v, want %v", got, want)
 	}
 }

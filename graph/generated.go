@@ -2312,7 +2312,11 @@ type Command {
   0 unless something was lost.
   """
   outputLostBytes: Int!
-  "The highest output seq stored so far."
+  """
+  The highest output seq stored so far; once the command ended, the seq of
+  its last chunk (the chunks after the last stored one were lost when
+  outputLostBytes is above 0).
+  """
   lastSeq: Int!
   "The idempotency token it was submitted with."
   clientToken: String
@@ -2333,7 +2337,8 @@ type OutputChunk {
 }
 
 """
-Where a commandOutput stream skips chunks, sent just before the next chunk:
+Where a commandOutput stream skips chunks, sent just before the next chunk
+(or CommandFinished):
 those with seqs above afterSeq and below nextSeq were never stored, because
 output passed the cap (the dropped middle of a truncated command, for a
 subscriber that was not following it live) or could not be stored
@@ -2363,7 +2368,7 @@ type CommandFinished {
   truncated: Boolean!
   "Bytes of output that could not be stored (see Command.outputLostBytes)."
   outputLostBytes: Int!
-  "The seq of the last stored chunk."
+  "The seq of the command's last chunk; no chunk of the stream is above it."
   lastSeq: Int!
 }
 

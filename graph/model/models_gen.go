@@ -107,7 +107,7 @@ type CommandFinished struct {
 	Truncated bool `json:"truncated"`
 	// Bytes of output that could not be stored (see Command.outputLostBytes).
 	OutputLostBytes int `json:"outputLostBytes"`
-	// The seq of the last stored chunk.
+	// The seq of the command's last chunk; no chunk of the stream is above it.
 	LastSeq int `json:"lastSeq"`
 }
 
@@ -237,7 +237,8 @@ type OutputChunk struct {
 
 func (OutputChunk) IsCommandOutputEvent() {}
 
-// Where a commandOutput stream skips chunks, sent just before the next chunk:
+// Where a commandOutput stream skips chunks, sent just before the next chunk
+// (or CommandFinished):
 // those with seqs above afterSeq and below nextSeq were never stored, because
 // output passed the cap (the dropped middle of a truncated command, for a
 // subscriber that was not following it live) or could not be stored
