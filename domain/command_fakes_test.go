@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"errors"
 	"cmp"
 	"context"
 	"fmt"
@@ -47,6 +48,9 @@ type commandRepo struct {
 	// claimHook, when set, runs at the start of ClaimCommands, outside the
 	// lock: it can block the dispatcher's loop.
 	claimHook func()
+	// claimLost makes that many claims that took commands fail as their
+	// reply would if lost on the way.
+	claimLost int
 	// createErr, findErr, countErr, claimErr, renewErr and readErr make
 	// those calls fail.
 	createErr, findErr, countErr, claimErr, renewErr, readErr error
@@ -224,7 +228,7 @@ func (r *commandRepo) QueueStats(_ context.Context) (QueueStats, error) {
 
 // ClaimCommands claims in priority order, FIFO (creation order) within a
 // priority, skipping projects that already run PerProject commands.
-func (r *commandRepo) ClaimCommands(_ context.Context, req ClaimRequest) ([]*Command, error) {
+func (r *commandRepo) ClaimCommands(_ context.Context, req ClaimRequest) (out []*Command, err error) {
 	r.mu.Lock()
 	hook := r.claimHook
 	r.mu.Unlock()
@@ -240,6 +244,13 @@ func (r *commandRepo) ClaimCommands(_ context.Context, req ClaimRequest) ([]*Com
 	if r.claimErr != nil {
 		return nil, r.claimErr
 	}
+	defer func() {
+		// The claim is made, and its reply lost.
+		if r.claimLost > 0 && len(out) > 0 {
+			r.claimLost--
+			out, err = nil, errors.New("connection reset by peer")
+		}
+	}()
 	running := map[string]int{}
 	var queued []*Command
 	for _, c := range r.cmds {
@@ -254,7 +265,6 @@ func (r *commandRepo) ClaimCommands(_ context.Context, req ClaimRequest) ([]*Com
 	slices.SortFunc(queued, func(a, b *Command) int {
 		return cmp.Or(cmp.Compare(b.Priority, a.Priority), cmp.Compare(r.order[a.ID], r.order[b.ID]))
 	})
-	var out []*Command
 	for _, c := range queued {
 		if len(out) >= req.Max {
 			break
@@ -311,6 +321,26 @@ func (r *commandRepo) ExpireLeases(_ context.Context, now time.Time, audit func(
 
 func (r *commandRepo) InterruptHeldBy(_ context.Context, owners []string, now time.Time, audit func(*Command) *AuditEntry) ([]*Command, error) {
 	return r.interrupt(now, takenOverReason, audit, func(c *Command) bool { return slices.Contains(owners, c.Owner) }), nil
+}
+
+func (r *commandRepo) ReleaseUnstarted(_ context.Context, owner string, started []string, now time.Time) ([]*Command, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*Command
+	for _, c := range r.cmds {
+		if c.Status != CommandRunning || c.Owner != owner || slices.Contains(started, c.ID) {
+			continue
+		}
+		c.Owner, c.LeaseExpiresAt, c.StartedAt = "", nil, nil
+		if c.CancelRequested {
+			c.Status, c.FinishedAt = CommandCancelled, new(now)
+		} else {
+			c.Status = CommandQueued
+		}
+		out = append(out, c.Clone())
+	}
+	slices.SortFunc(out, func(a, b *Command) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
 }
 
 func (r *commandRepo) RunningOwners(context.Context) ([]string, error) {

@@ -146,6 +146,12 @@ type CommandRepository interface {
 	// ExpireLeases does, whatever its lease: for a process that knows them
 	// to be gone.
 	InterruptHeldBy(ctx context.Context, owners []string, now time.Time, audit func(*Command) *AuditEntry) ([]*Command, error)
+	// ReleaseUnstarted puts back in the queue every command RUNNING under
+	// owner whose ID is not in started: those a claim gave owner though its
+	// reply never reached it (the connection broke as it committed), so
+	// they never started. One whose cancellation was requested meanwhile
+	// ends CANCELLED, finished at now, instead. It returns them as changed.
+	ReleaseUnstarted(ctx context.Context, owner string, started []string, now time.Time) ([]*Command, error)
 	// RunningOwners returns the owners of RUNNING commands, sorted.
 	RunningOwners(ctx context.Context) ([]string, error)
 	// RequestCancel cancels a QUEUED command at once (CANCELLED, with

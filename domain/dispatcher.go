@@ -68,6 +68,10 @@ type Dispatcher struct {
 	log      *slog.Logger
 	now      func() time.Time
 
+	// claimUnsure is set when a claim failed in a way that may have taken
+	// commands all the same (its reply lost); owned by Run's goroutine.
+	claimUnsure bool
+
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc
 	freed   chan struct{}
@@ -327,6 +331,9 @@ func (d *Dispatcher) dispatch(ctx, base context.Context) {
 		return
 	}
 	now := d.now().UTC().Truncate(time.Microsecond)
+	if d.claimUnsure && !d.releaseUnstarted(ctx, now) {
+		return
+	}
 	claimed, err := d.repo.ClaimCommands(ctx, ClaimRequest{
 		Owner: d.cfg.Owner, Max: free, PerProject: d.cfg.PerProject,
 		LeaseUntil: now.Add(d.cfg.LeaseTTL), Now: now,
@@ -335,6 +342,7 @@ func (d *Dispatcher) dispatch(ctx, base context.Context) {
 		if ctx.Err() == nil {
 			d.log.Warn("claiming commands", "err", err)
 		}
+		d.claimUnsure = true
 		return
 	}
 	for _, c := range claimed {
@@ -347,6 +355,32 @@ func (d *Dispatcher) dispatch(ctx, base context.Context) {
 			d.run(rctx, c)
 		})
 	}
+}
+
+// releaseUnstarted puts back in the queue the commands a failed claim may
+// have taken for this process without its knowing (the claim committed, its
+// reply was lost): they hold leases nobody renews, and would end
+// INTERRUPTED without having run. It reports whether that is done.
+func (d *Dispatcher) releaseUnstarted(ctx context.Context, now time.Time) bool {
+	d.mu.Lock()
+	started := make([]string, 0, len(d.running))
+	for id := range d.running {
+		started = append(started, id)
+	}
+	d.mu.Unlock()
+	released, err := d.repo.ReleaseUnstarted(ctx, d.cfg.Owner, started, now)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Warn("looking for commands a failed claim took", "err", err)
+		}
+		return false
+	}
+	d.claimUnsure = false
+	for _, c := range released {
+		d.log.Warn("command back in the queue: a claim took it, but its reply was lost", "command", c.ID, "status", c.Status)
+		publishStatus(ctx, d.hub, d.bcast, c)
+	}
+	return true
 }
 
 func (d *Dispatcher) release(id string) {

@@ -833,3 +833,23 @@ func TestDispatcher_ResultKeptAcrossRestart(t *testing.T) {
 		t.Errorf("%d ends still kept once stored", journal.len())
 	}
 }
+
+// TestDispatcher_ClaimReplyLost: a claim that took a command but whose reply
+// was lost (the connection broke as it committed) does not leave the
+// command to end INTERRUPTED unrun: the dispatcher puts it back in the queue
+// and runs it.
+func TestDispatcher_ClaimReplyLost(t *testing.T) {
+	e := newCommandEnv(t)
+	e.exec.program("ok", execScript{steps: []execStep{{data: "hi\n"}}})
+	e.repo.set(func(r *commandRepo) { r.claimLost = 1 })
+	cfg := testDispatcherConfig()
+	cfg.LeaseTTL = time.Hour // only a release can free it in time
+	e.startDispatcher(t, cfg)
+	c := e.queue(t, &Command{ProjectID: "web", Argv: []string{"ok", "t"}})
+	if got := e.waitFinal(t, c.ID); got.Status != CommandSucceeded || got.LeaseEpoch != 2 {
+		t.Errorf("ended %s (%s) with epoch %d, want SUCCEEDED on the second claim", got.Status, got.Reason, got.LeaseEpoch)
+	}
+	if n := len(e.exec.startedTags()); n != 1 {
+		t.Errorf("started %d times, want once", n)
+	}
+}

@@ -241,6 +241,57 @@ func (s *Store) InterruptHeldBy(ctx context.Context, owners []string, now time.T
 	})
 }
 
+// ReleaseUnstarted puts the commands RUNNING under owner that are not among
+// started back in the queue (QUEUED, without owner, lease or start), or ends
+// them CANCELLED at now if their cancellation was requested, and returns
+// them in ID order.
+func (s *Store) ReleaseUnstarted(ctx context.Context, owner string, started []string, now time.Time) ([]*domain.Command, error) {
+	if owner == "" {
+		return nil, domain.Errorf(domain.EINVALID, "release: the owner is empty")
+	}
+	var rows []*commandRow
+	err := s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		rows = nil
+		update := func(cancelled bool) ([]*commandRow, error) {
+			q := tx.NewUpdate().Model((*commandRow)(nil)).
+				Set("owner = ''").
+				Set("lease_expires_at = NULL").
+				Set("started_at = NULL").
+				Where("status = ?", string(domain.CommandRunning)).
+				Where("owner = ?", owner).
+				Where("cancel_requested = ?", cancelled)
+			if cancelled {
+				q = q.Set("status = ?", string(domain.CommandCancelled)).Set("finished_at = ?", storedTime(now))
+			} else {
+				q = q.Set("status = ?", string(domain.CommandQueued))
+			}
+			if len(started) > 0 {
+				q = q.Where("id NOT IN (?)", bun.List(started))
+			}
+			var out []*commandRow
+			if err := noRows(q.Returning("*").Scan(ctx, &out)); err != nil {
+				return nil, fmt.Errorf("release unstarted commands: %w", err)
+			}
+			return out, nil
+		}
+		queued, err := update(false)
+		if err != nil {
+			return err
+		}
+		cancelled, err := update(true)
+		if err != nil {
+			return err
+		}
+		rows = append(queued, cancelled...)
+		return s.appendCommandEvents(ctx, tx, cancelled...)
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(rows, func(a, b *commandRow) int { return cmp.Compare(a.ID, b.ID) })
+	return commandsOf(rows), nil
+}
+
 // TakenOverReason is the Reason of a command that InterruptHeldBy ended.
 const TakenOverReason = "interrupted: the rdev running it stopped, and its successor took its commands over"
 

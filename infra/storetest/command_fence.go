@@ -154,4 +154,36 @@ func testFencing(t *testing.T, newRepo func(t *testing.T) domain.CommandReposito
 			t.Errorf("InterruptHeldBy(no owners) = %s, %v; want none", commandIDs(none), err)
 		}
 	})
+
+	t.Run("ReleaseUnstarted", func(t *testing.T) {
+		t.Parallel()
+		repo, ctx := newRepo(t), t.Context()
+		mustCreateCommands(t, ctx, repo, []*domain.Command{newCommand("a", 0), newCommand("b", 1), newCommand("c", 2), newCommand("d", 3)})
+		mine := mustClaim(t, ctx, repo, claimRequest("d1", 3, 0))
+		theirs := mustClaim(t, ctx, repo, claimRequest("d2", 1, 0))[0]
+		mustRequestCancel(t, ctx, repo, mine[2].ID)
+		now := time.Now()
+		got, err := repo.ReleaseUnstarted(ctx, "d1", []string{mine[0].ID}, now)
+		if err != nil || len(got) != 2 || got[0].ID != mine[1].ID || got[1].ID != mine[2].ID {
+			t.Fatalf("ReleaseUnstarted = %s, %v; want the two unstarted", commandIDs(got), err)
+		}
+		if c := mustFindCommand(t, ctx, repo, mine[1].ID); c.Status != domain.CommandQueued || c.Owner != "" || c.LeaseExpiresAt != nil || c.StartedAt != nil {
+			t.Errorf("released: %+v, want QUEUED without owner, lease or start", c)
+		}
+		if c := mustFindCommand(t, ctx, repo, mine[2].ID); c.Status != domain.CommandCancelled || c.FinishedAt == nil {
+			t.Errorf("released with a cancel requested: %s, want CANCELLED and finished", c.Status)
+		}
+		for _, id := range []string{mine[0].ID, theirs.ID} {
+			if c := mustFindCommand(t, ctx, repo, id); c.Status != domain.CommandRunning {
+				t.Errorf("%s: %s, want it RUNNING still", id, c.Status)
+			}
+		}
+		again := mustClaim(t, ctx, repo, claimRequest("d3", 1, 0))
+		if len(again) != 1 || again[0].ID != mine[1].ID || again[0].LeaseEpoch != 2 {
+			t.Errorf("claimed again: %+v, want the released command with epoch 2", again)
+		}
+		if _, err := repo.ReleaseUnstarted(ctx, "", nil, now); domain.ErrorCode(err) != domain.EINVALID {
+			t.Errorf("ReleaseUnstarted(no owner) = %v, want INVALID_INPUT", err)
+		}
+	})
 }
