@@ -74,7 +74,7 @@ e2e: ## Run only the end-to-end tests (TestE2E_* in cmd/rdev: real binary, Node 
 	$(GO) test -count=1 -run '^TestE2E' ./cmd/rdev/...
 
 .PHONY: faults
-faults: build ## Run the fault suite (internal/faulttest: its own PostgreSQL, real servers killed, the database restarted and paused); RDEV_FAULTS_PENDING=1 adds the scenarios awaiting fixes
+faults: build ## Run the fault suite (internal/faulttest: its own PostgreSQL, real servers killed, the database restarted and paused); a SQLite disk filled up)
 	RDEV_FAULTS=1 RDEV_FAULTS_BIN="$(CURDIR)/bin/rdev" $(GO) test -count=1 -v -timeout 12m -run . ./internal/faulttest/
 
 .PHONY: testcluster

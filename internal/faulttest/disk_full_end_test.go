@@ -8,25 +8,12 @@ import (
 	"time"
 )
 
-// Two ways a full disk still loses output unseen, each a check that waits
-// for its fix.
-const (
-	bugPipesClosed = "the local executor closes a command's output pipes 0.7 s after its processes ended while rdev still holds " +
-		"earlier output for storage (infra/local/process_linux.go, process.follow: the drain and closeDelay timers take the reader " +
-		"blocked by back-pressure for a process left behind holding the pipes), so what was still in the pipes is neither stored " +
-		"nor counted in outputBytes or outputLostBytes"
-	bugTailLost = "past the output cap the recorder publishes chunks live before they are stored (domain/output.go, recorder.commit: " +
-		"the tail window is stored when the command ends), and when storage refuses that tail for longer than RDEV_OUTPUT_HOLD it is " +
-		"given up as lost after subscribers received it: they hold chunks past the command's lastSeq that storage never had"
-)
-
 // testDiskFullEndedWhileHeld has a command end while its output is held:
 // it floods stdout until rdev blocks it, stops the flood after 2 s, writes
 // a burst to stderr (which its pipe takes whole) and exits; the disk stays
 // full 3 s longer, then is freed. The hold is long, so all of the burst
 // must be stored.
 func testDiskFullEndedWhileHeld(t *testing.T) {
-	requireFix(t, bugPipesClosed)
 	const burst = 300_000
 	x := startOnSmallDisk(t, "20m", "RDEV_OUTPUT_HOLD=10m")
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
@@ -75,7 +62,6 @@ func testDiskFullEndedWhileHeld(t *testing.T) {
 // before space is freed. Output past the cap goes to live subscribers before
 // it is stored; none of it may be past the command's lastSeq in the end.
 func testDiskFullCappedTail(t *testing.T) {
-	requireFix(t, bugTailLost)
 	x := startOnSmallDisk(t, "20m", "RDEV_OUTPUT_HOLD=3s")
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -120,5 +106,9 @@ func testDiskFullCappedTail(t *testing.T) {
 	if pastLastSeq > 0 {
 		t.Errorf("the live subscriber of %s received %d chunks past its lastSeq %d, which storage never had",
 			cmd.ID, pastLastSeq, cmd.LastSeq)
+	}
+	if neverStored > 0 && (cmd.OutputLostBytes == 0 || !cmd.Truncated) {
+		t.Errorf("%s: %d chunks sent live were never stored, yet it is truncated=%v with %d bytes counted lost",
+			cmd.ID, neverStored, cmd.Truncated, cmd.OutputLostBytes)
 	}
 }

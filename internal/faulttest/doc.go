@@ -6,8 +6,7 @@
 // output lines wrong or missing, processes left running. Each scenario logs
 // its figures in one line.
 //
-// The tests run only with RDEV_FAULTS=1, as `make faults` sets. Checks that
-// fail on today's server until a fix lands also need RDEV_FAULTS_PENDING=1.
-// RDEV_FAULTS_BIN names an rdev binary to test;
-// without it the suite builds ./cmd/rdev once.
+// The tests run only with RDEV_FAULTS=1, as `make faults` sets.
+// RDEV_FAULTS_BIN names an rdev binary to test; without it the suite builds
+// ./cmd/rdev once.
 package faulttest

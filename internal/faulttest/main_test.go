@@ -12,9 +12,8 @@ import (
 
 // The variables that turn the suite on.
 const (
-	faultsEnv  = "RDEV_FAULTS"
-	pendingEnv = "RDEV_FAULTS_PENDING"
-	binEnv     = "RDEV_FAULTS_BIN"
+	faultsEnv = "RDEV_FAULTS"
+	binEnv    = "RDEV_FAULTS_BIN"
 )
 
 // rdevBin is the binary under test: RDEV_FAULTS_BIN, or built by TestMain.
@@ -51,15 +50,6 @@ func requireFaults(t *testing.T) {
 	t.Helper()
 	if os.Getenv(faultsEnv) != "1" {
 		t.Skipf("fault suite: runs only with %s=1 (`make faults` runs it)", faultsEnv)
-	}
-}
-
-// requireFix skips a check that fails on today's server until bug is
-// fixed; RDEV_FAULTS_PENDING=1 runs it anyway.
-func requireFix(t *testing.T, bug string) {
-	t.Helper()
-	if os.Getenv(pendingEnv) != "1" {
-		t.Skipf("PENDING until fixed: %s (%s=1 runs it)", bug, pendingEnv)
 	}
 }
 
