@@ -29,6 +29,8 @@ type commandRepo struct {
 
 	// claims counts ClaimCommands calls.
 	claims int
+	// readBytes lists the bytes of output each ReadOutput call returned.
+	readBytes []int
 	// lateChunks are chunks stored after their command reached a final
 	// state; dupSeqs are seqs stored twice. Both must stay empty.
 	lateChunks []OutputChunk
@@ -487,7 +489,7 @@ func (r *commandRepo) AppendOutput(_ context.Context, lease Lease, chunks []Outp
 	return nil
 }
 
-func (r *commandRepo) ReadOutput(_ context.Context, commandID string, afterSeq int64, limit int) ([]OutputChunk, error) {
+func (r *commandRepo) ReadOutput(_ context.Context, commandID string, afterSeq int64, limit, maxBytes int) ([]OutputChunk, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.readErr != nil {
@@ -499,7 +501,12 @@ func (r *commandRepo) ReadOutput(_ context.Context, commandID string, afterSeq i
 	if limit > 0 && len(out) > limit {
 		out = out[:limit]
 	}
-	return slices.Clone(out), nil
+	n, size := 0, 0
+	for ; n < len(out) && (maxBytes <= 0 || size < maxBytes); n++ {
+		size += len(out[n].Data)
+	}
+	r.readBytes = append(r.readBytes, size)
+	return slices.Clone(out[:n]), nil
 }
 
 func (r *commandRepo) lastSeqLocked(id string) int64 {
@@ -593,6 +600,7 @@ type hubSub struct {
 	hub    *fakeHub
 	topic  string
 	ch     chan Event
+	done   chan struct{}
 	lagged atomic.Bool
 	closed bool // guarded by hub.mu
 }
@@ -626,7 +634,7 @@ func (h *fakeHub) Publish(topic string, e Event) {
 func (h *fakeHub) Subscribe(topic string, buffer int) HubSubscription {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	s := &hubSub{hub: h, topic: topic, ch: make(chan Event, buffer)}
+	s := &hubSub{hub: h, topic: topic, ch: make(chan Event, buffer), done: make(chan struct{})}
 	if h.subs[topic] == nil {
 		h.subs[topic] = map[*hubSub]struct{}{}
 	}
@@ -640,11 +648,17 @@ func (h *fakeHub) dropLocked(s *hubSub) {
 	}
 	s.closed = true
 	close(s.ch)
+	close(s.done)
+	// As the real hub does, what the subscriber had not taken goes.
+	for e := range s.ch {
+		e.Hold.Release()
+	}
 	delete(h.subs[s.topic], s)
 }
 
-func (s *hubSub) Events() <-chan Event { return s.ch }
-func (s *hubSub) Lagged() bool         { return s.lagged.Load() }
+func (s *hubSub) Events() <-chan Event  { return s.ch }
+func (s *hubSub) Lagged() bool          { return s.lagged.Load() }
+func (s *hubSub) Done() <-chan struct{} { return s.done }
 
 func (s *hubSub) Close() {
 	s.hub.mu.Lock()

@@ -22,22 +22,28 @@ type CommandLimits struct {
 	// ClaudeCommand is the argv prefix of CLAUDE commands; "-p", "--" and the
 	// prompt, as one element, follow.
 	ClaudeCommand []string
+	// SubscriberBuffer is about the most output, in bytes, held in memory
+	// for an output subscriber that falls behind. The hub should buffer no
+	// more than this for a subscriber; a stream catching up from storage
+	// reads half of it at a time (see outputStream.catchUp).
+	SubscriberBuffer int
 }
 
 // DefaultCommandLimits are the limits when none are configured.
 var DefaultCommandLimits = CommandLimits{
-	MaxArgs:         1024,
-	MaxArgvBytes:    256 << 10,
-	MaxEnvVars:      128,
-	MaxEnvBytes:     64 << 10,
-	MaxShellBytes:   64 << 10,
-	MaxPromptBytes:  100 << 10,
-	DefaultTimeout:  time.Hour,
-	MaxTimeout:      24 * time.Hour,
-	MaxQueuedPerKey: 100,
-	Concurrency:     5,
-	PerProject:      1,
-	ClaudeCommand:   []string{"claude", "--output-format", "stream-json", "--verbose"},
+	MaxArgs:          1024,
+	MaxArgvBytes:     256 << 10,
+	MaxEnvVars:       128,
+	MaxEnvBytes:      64 << 10,
+	MaxShellBytes:    64 << 10,
+	MaxPromptBytes:   100 << 10,
+	DefaultTimeout:   time.Hour,
+	MaxTimeout:       24 * time.Hour,
+	MaxQueuedPerKey:  100,
+	Concurrency:      5,
+	PerProject:       1,
+	ClaudeCommand:    []string{"claude", "--output-format", "stream-json", "--verbose"},
+	SubscriberBuffer: 1 << 20,
 }
 
 // MaxClientTokenLength bounds an idempotency token.

@@ -177,9 +177,12 @@ type CommandRepository interface {
 	// must not keep the chunks' Data once it returns: the recorder's memory
 	// is recycled.
 	AppendOutput(ctx context.Context, lease Lease, chunks []OutputChunk) error
-	// ReadOutput returns up to limit chunks of a command with Seq > afterSeq,
-	// in Seq order.
-	ReadOutput(ctx context.Context, commandID string, afterSeq int64, limit int) ([]OutputChunk, error)
+	// ReadOutput returns the chunks of a command with Seq > afterSeq, in Seq
+	// order: up to limit of them (all if limit is 0), and, if maxBytes is
+	// above 0, none after the one that brings their Data to maxBytes bytes
+	// or more. So a read returns at least one chunk if there is one, and
+	// fewer than limit chunks and maxBytes bytes only at the end.
+	ReadOutput(ctx context.Context, commandID string, afterSeq int64, limit, maxBytes int) ([]OutputChunk, error)
 }
 
 // ExecRequest is what an Executor runs.
@@ -263,8 +266,9 @@ const QueueTopic = "queue"
 const ProjectsTopic = "projects"
 
 // Hub fans events out to subscribers in this process. Publish never blocks:
-// a subscriber whose buffer is full is dropped and told so, and must catch up
-// from storage. Publish retains e.Hold once for each subscriber it hands e
+// a subscriber whose buffer is full (of events, or of output bytes, as the
+// hub was configured) is dropped and told so, and must catch up from
+// storage. Publish retains e.Hold once for each subscriber it hands e
 // to, before the subscriber can see it.
 type Hub interface {
 	Publish(topic string, e Event)
@@ -274,10 +278,15 @@ type Hub interface {
 // HubSubscription is one subscriber's view of a topic.
 type HubSubscription interface {
 	// Events delivers events in publish order. It is closed by Close, or
-	// when the subscriber fell behind (then Lagged reports true).
+	// when the subscriber fell behind (then Lagged reports true); the
+	// events it still buffered then are discarded, and their Holds
+	// released.
 	Events() <-chan Event
 	// Lagged reports whether events were dropped because the buffer was full.
 	Lagged() bool
+	// Done is closed when Events is, so that a subscriber waiting on
+	// something else learns that it was dropped without taking an event.
+	Done() <-chan struct{}
 	// Close unsubscribes; it is safe to call more than once.
 	Close()
 }

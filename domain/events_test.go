@@ -13,7 +13,7 @@ func TestCommandService_Events_CatchUpAfterLag(t *testing.T) {
 	ch := followEvents(t, e, "web")
 	c := mustExecute(t, e, ExecuteCommand{ProjectID: "web", Argv: []string{"ls"}})
 
-	dropEventsReader(t, e, "web")
+	dropEventsReader(t, e, ch, "web")
 
 	// The command runs and ends while the reader is dropped: its events go
 	// nowhere, but storage has its final state.
@@ -34,13 +34,24 @@ func succeedInStorage(t *testing.T, e *commandEnv, id string) {
 	}
 }
 
-// dropEventsReader floods a project's topic while nobody reads it, until
-// the hub drops the reader.
-func dropEventsReader(t *testing.T, e *commandEnv, project string) {
+// dropEventsReader floods a project's topic while nobody reads ch, its
+// events, until the hub drops the reader. ch is filled first, so the
+// reader's stream is stuck passing an event on when it is dropped: it
+// learns of the drop, and catches up, only once ch is read again.
+func dropEventsReader(t *testing.T, e *commandEnv, ch <-chan *Command, project string) {
 	t.Helper()
-	for range streamBuffer + 100 {
+	publish := func() {
 		other := &Command{ID: NewID(time.Now()), ProjectID: project, Status: CommandRunning}
 		e.hub.Publish(ProjectTopic(project), Event{Kind: EventStatus, CommandID: other.ID, Command: other})
+	}
+	// One at a time, so that the hub has no cause to drop the reader yet.
+	for len(ch) < cap(ch) {
+		n := len(ch)
+		publish()
+		waitFor(t, "the reader's channel to fill", func() bool { return len(ch) > n })
+	}
+	for range streamBuffer + 100 {
+		publish()
 	}
 	waitFor(t, "the hub to drop the reader", func() bool { return e.hub.dropCount() > 0 })
 }
@@ -72,7 +83,7 @@ func TestCommandService_Events_CatchUpOlderCommand(t *testing.T) {
 	e := newCommandEnv(t)
 	c := mustExecute(t, e, ExecuteCommand{ProjectID: "web", Argv: []string{"ls"}})
 	ch := followEvents(t, e, "web")
-	dropEventsReader(t, e, "web")
+	dropEventsReader(t, e, ch, "web")
 	succeedInStorage(t, e, c.ID)
 	awaitStates(t, ch, map[string]CommandStatus{c.ID: CommandSucceeded})
 }
@@ -83,7 +94,7 @@ func TestCommandService_Events_CatchUpManyCommands(t *testing.T) {
 	e := newCommandEnv(t)
 	ctx := keyContext(t, readerKey)
 	ch := followEvents(t, e, "web")
-	dropEventsReader(t, e, "web")
+	dropEventsReader(t, e, ch, "web")
 	want := map[string]CommandStatus{}
 	for range 2*MaxPageSize + 17 {
 		c := &Command{ID: NewID(time.Now()), ProjectID: "web", KeyID: "k", Type: CommandExec, Argv: []string{"ls"},

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -95,10 +96,12 @@ func outputAs[T any](ctx context.Context, s *CommandService, id string, afterSeq
 	out := make(chan T, 4)
 	// The holds of the events sent and not yet known to be done with.
 	var taken []*Hold
-	st := &outputStream{s: s, id: id, last: afterSeq, transient: transient, send: func(ctx context.Context, e OutputEvent) bool {
+	st := &outputStream{s: s, id: id, last: afterSeq, transient: transient, send: func(ctx context.Context, e OutputEvent, dropped <-chan struct{}) bool {
 		select {
 		case out <- f(e):
 		case <-ctx.Done():
+			return false
+		case <-dropped:
 			return false
 		}
 		if transient {
@@ -124,11 +127,16 @@ func outputAs[T any](ctx context.Context, s *CommandService, id string, afterSeq
 type outputStream struct {
 	s    *CommandService
 	id   string
-	last int64 // highest seq sent
+	last int64 // highest seq sent, or skipped by a gap sent
 	// transient: send releases the holds of events the receiver is done
 	// with, so each chunk sent carries a reference of its event's hold.
 	transient bool
-	send      func(context.Context, OutputEvent) bool
+	// send passes an event on. It returns false, not having sent it, when
+	// ctx ends or dropped (nil for none) is closed first.
+	send func(ctx context.Context, e OutputEvent, dropped <-chan struct{}) bool
+	// pending is a copy of the chunk the stream was sending when the hub
+	// dropped the subscriber, to be sent before anything else.
+	pending *OutputChunk
 }
 
 // run follows sub, starting from c as read after sub was made.
@@ -136,7 +144,7 @@ func (st *outputStream) run(ctx context.Context, sub HubSubscription, c *Command
 	for {
 		done := st.follow(ctx, sub, c)
 		sub.Close()
-		if done || ctx.Err() != nil {
+		if done || ctx.Err() != nil || !st.sendPending(ctx) {
 			return
 		}
 		// The subscriber lagged: subscribe anew (before reading storage, so
@@ -168,8 +176,11 @@ func (st *outputStream) follow(ctx context.Context, sub HubSubscription, c *Comm
 			}
 			switch e.Kind {
 			case EventOutput:
-				if !st.onOutput(ctx, e) {
+				if !st.onOutput(ctx, sub, e) {
 					return true
+				}
+				if st.pending != nil {
+					return false // dropped while sending e
 				}
 			case EventStatus:
 				if e.Command != nil && e.Command.Status.Final() {
@@ -191,9 +202,15 @@ func (st *outputStream) follow(ctx context.Context, sub HubSubscription, c *Comm
 	}
 }
 
-// onOutput sends the new chunks of an output event, first filling any gap
-// from storage. It returns false when the stream must end.
-func (st *outputStream) onOutput(ctx context.Context, e Event) bool {
+// onOutput sends the new chunks of e, an output event from sub, first
+// filling any gap from storage. It returns false when the stream must end.
+//
+// If the hub drops the subscriber while the receiver has no room for the
+// next chunk, onOutput lets go of e at once, leaving a copy of that chunk
+// pending: a receiver that stopped reading would otherwise keep e, and the
+// blocks its chunks are cut from, for as long as it stays. The rest of e is
+// read from storage, with the events the hub discarded.
+func (st *outputStream) onOutput(ctx context.Context, sub HubSubscription, e Event) bool {
 	if len(e.Chunks) == 0 || e.Chunks[0].Seq > st.last+1 {
 		if !st.catchUp(ctx) {
 			return false
@@ -206,8 +223,14 @@ func (st *outputStream) onOutput(ctx context.Context, e Event) bool {
 				hold = e.Hold
 				hold.Retain()
 			}
-			if !st.sendChunk(ctx, c, hold) {
-				return false
+			if !st.sendChunk(ctx, c, hold, sub.Done()) {
+				if ctx.Err() != nil {
+					return false
+				}
+				pending := *c
+				pending.Data = strings.Clone(c.Data)
+				st.pending = &pending
+				break
 			}
 		}
 	}
@@ -220,36 +243,65 @@ func (st *outputStream) onOutput(ctx context.Context, e Event) bool {
 }
 
 // sendChunk sends c (whose bytes hold keeps, if not nil), first a gap if
-// seqs were skipped since the last chunk sent.
-func (st *outputStream) sendChunk(ctx context.Context, c *OutputChunk, hold *Hold) bool {
-	if c.Seq > st.last+1 && !st.send(ctx, OutputEvent{Gap: &OutputGap{AfterSeq: st.last, NextSeq: c.Seq}}) {
-		hold.Release()
-		return false
+// seqs were skipped since the last chunk sent. It returns false, with hold
+// released and c not sent, when ctx ends or dropped is closed first.
+func (st *outputStream) sendChunk(ctx context.Context, c *OutputChunk, hold *Hold, dropped <-chan struct{}) bool {
+	if c.Seq > st.last+1 {
+		if !st.send(ctx, OutputEvent{Gap: &OutputGap{AfterSeq: st.last, NextSeq: c.Seq}}, dropped) {
+			hold.Release()
+			return false
+		}
+		st.last = c.Seq - 1
 	}
-	if !st.send(ctx, OutputEvent{Chunk: c, hold: hold}) {
+	if !st.send(ctx, OutputEvent{Chunk: c, hold: hold}, dropped) {
+		hold.Release()
 		return false
 	}
 	st.last = c.Seq
 	return true
 }
 
-// catchUp sends every stored chunk after the last one sent.
+// sendPending sends the chunk left pending when the hub dropped the
+// subscriber, if there is one. It returns false when the stream must end.
+func (st *outputStream) sendPending(ctx context.Context) bool {
+	c := st.pending
+	st.pending = nil
+	return c == nil || st.sendChunk(ctx, c, nil, nil)
+}
+
+// catchUp sends every stored chunk after the last one sent. It reads them
+// half a subscriber buffer at a time: a subscriber that stops reading
+// holds the read it is being sent, and the chunks it was sent before,
+// which are on their way to it, take up the other half.
 func (st *outputStream) catchUp(ctx context.Context) bool {
+	maxBytes := max(st.s.subscriberBuffer()/2, 1)
 	for {
-		chunks, err := st.s.commands.ReadOutput(ctx, st.id, st.last, streamReadBatch)
+		chunks, err := st.s.commands.ReadOutput(ctx, st.id, st.last, streamReadBatch, maxBytes)
 		if err != nil {
 			streamFailed(ctx, err)
 			return false
 		}
+		size := 0
 		for i := range chunks {
-			if !st.sendChunk(ctx, &chunks[i], nil) {
+			if !st.sendChunk(ctx, &chunks[i], nil, nil) {
 				return false
 			}
+			size += len(chunks[i].Data)
 		}
-		if len(chunks) < streamReadBatch {
+		// A read short of both of its limits found the end.
+		if len(chunks) < streamReadBatch && size < maxBytes {
 			return true
 		}
 	}
+}
+
+// subscriberBuffer is the configured CommandLimits.SubscriberBuffer, or
+// the default.
+func (s *CommandService) subscriberBuffer() int {
+	if s.limits.SubscriberBuffer > 0 {
+		return s.limits.SubscriberBuffer
+	}
+	return DefaultCommandLimits.SubscriberBuffer
 }
 
 // finishIfFinal ends the stream if the command has ended: it sends the rest
@@ -272,11 +324,11 @@ func (st *outputStream) finishIfFinal(ctx context.Context, c *Command) (done, ok
 		return true, false
 	}
 	if c.LastSeq > st.last { // the last chunks were lost
-		if !st.send(ctx, OutputEvent{Gap: &OutputGap{AfterSeq: st.last, NextSeq: c.LastSeq + 1}}) {
+		if !st.send(ctx, OutputEvent{Gap: &OutputGap{AfterSeq: st.last, NextSeq: c.LastSeq + 1}}, nil) {
 			return true, false
 		}
 	}
-	st.send(ctx, OutputEvent{Finished: c})
+	st.send(ctx, OutputEvent{Finished: c}, nil)
 	return true, true
 }
 

@@ -101,7 +101,7 @@ func TestCommandService_Events_StorageFailsReports(t *testing.T) {
 	}
 	waitFor(t, "the events subscription", func() bool { return e.hub.subscribers(ProjectTopic("web")) == 1 })
 	e.repo.set(func(r *commandRepo) { r.findErr = errors.New("dial tcp: connection refused") })
-	dropEventsReader(t, e, "web")
+	dropEventsReader(t, e, ch, "web")
 	for range ch {
 	}
 	if errs := r.reported(); len(errs) != 1 || ErrorCode(errs[0]) != EUNAVAILABLE {

@@ -277,6 +277,87 @@ func TestCommandService_Output_Lagging(t *testing.T) {
 	}
 }
 
+// TestCommandService_Output_StalledCatchUp: a subscriber that stops
+// reading while its stream catches up from storage holds one read of half
+// its buffer (and a chunk), not a batch of chunks of whatever size; and
+// reads of that size, however many, still deliver every chunk once.
+func TestCommandService_Output_StalledCatchUp(t *testing.T) {
+	const buffer = 200 // bytes; a chunk here is about 10
+	e := newCommandEnv(t)
+	e.svc.limits.SubscriberBuffer = buffer
+	p := newProducer(t, e)
+	if err := p.emit(2*streamReadBatch, true); err != nil {
+		t.Fatal(err)
+	}
+	ch := output(t, t.Context(), e, p.id, 0)
+	waitFor(t, "the stream to stall", func() bool { return len(ch) == cap(ch) })
+	var held int
+	e.repo.set(func(r *commandRepo) {
+		for _, n := range r.readBytes {
+			held += n
+		}
+	})
+	if most := buffer/2 + len(chunkData(2*streamReadBatch)); held > most {
+		t.Errorf("the stalled stream read %d bytes of output from storage, want at most %d", held, most)
+	}
+
+	p.finish(t)
+	chunks, fin := collectOutput(t, ch)
+	checkStream(t, chunks, fin, 1, 2*streamReadBatch)
+	e.repo.set(func(r *commandRepo) {
+		if most := buffer/2 + len(chunkData(2*streamReadBatch)); slices.Max(r.readBytes) > most {
+			t.Errorf("a read of storage returned %d bytes of output, want at most %d", slices.Max(r.readBytes), most)
+		}
+	})
+}
+
+// TestCommandService_Output_DroppedWhileSending: a stream whose receiver
+// stops taking while it sends a live event lets go of the event when the
+// hub drops the subscriber: the event's Hold is left with the references of
+// the chunks handed to the receiver only, and nothing keeps the rest of its
+// chunks. When the receiver reads again it gets every chunk once, the rest
+// of the event from storage.
+func TestCommandService_Output_DroppedWhileSending(t *testing.T) {
+	e := newCommandEnv(t)
+	e.hub.passOnly = true
+	p := newProducer(t, e)
+	ctx := NewContextWithCaller(t.Context(), &Caller{Key: readerKey})
+	ch, err := TransientOutputAs(ctx, e.svc, p.id, 0, func(e OutputEvent) OutputEvent { return e })
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic := CommandTopic(p.id)
+	waitFor(t, "the stream to subscribe", func() bool { return e.hub.subscribers(topic) == 1 })
+
+	// One event of n chunks, which the stream takes and starts sending.
+	const n = 20
+	chunks := make([]OutputChunk, n)
+	for i := range chunks {
+		seq := int64(i + 1)
+		chunks[i] = OutputChunk{CommandID: p.id, Seq: seq, Stream: Stdout, Data: chunkData(seq), At: time.Now().UTC()}
+	}
+	hold := newHold(nil)
+	e.hub.Publish(topic, Event{Kind: EventOutput, CommandID: p.id, Chunks: chunks, UpTo: n, Hold: hold})
+	hold.Release() // the publisher's reference
+	waitFor(t, "the receiver's channel to fill", func() bool { return len(ch) == cap(ch) })
+	// Stored only now, so that the stream cannot have read it from storage.
+	if err := e.repo.AppendOutput(ctx, Lease{}, chunks); err != nil {
+		t.Fatal(err)
+	}
+
+	// More events than the subscriber's buffer has room for.
+	p.mu.Lock()
+	p.seq = n
+	p.mu.Unlock()
+	p.mustEmit(t, streamBuffer+1)
+	waitFor(t, "the hub to drop the stream", func() bool { return e.hub.dropCount() > 0 })
+	waitFor(t, "the stream to let go of the event", func() bool { return hold.refs.Load() == int32(len(ch)) })
+
+	p.finish(t)
+	got, fin := collectOutput(t, ch)
+	checkStream(t, got, fin, 1, n+streamBuffer+1)
+}
+
 // TestCommandService_Output_UpToOnly: an output event from another process
 // carries only UpTo; the stream reads the chunks from storage at once (not
 // at its next periodic re-check).

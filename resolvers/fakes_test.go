@@ -231,4 +231,5 @@ type nopSub struct{ ch chan domain.Event }
 
 func (s nopSub) Events() <-chan domain.Event { return s.ch }
 func (nopSub) Lagged() bool                  { return false }
+func (nopSub) Done() <-chan struct{}         { return nil }
 func (nopSub) Close()                        {}

@@ -133,7 +133,7 @@ func (failingOutput) FindCommandByID(_ context.Context, id string) (*domain.Comm
 	return &domain.Command{ID: id, ProjectID: "alpha", Status: domain.CommandRunning, Argv: []string{"true"}}, nil
 }
 
-func (failingOutput) ReadOutput(context.Context, string, int64, int) ([]domain.OutputChunk, error) {
+func (failingOutput) ReadOutput(context.Context, string, int64, int, int) ([]domain.OutputChunk, error) {
 	return nil, errDown
 }
 

@@ -10,10 +10,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -343,4 +345,155 @@ func BenchmarkIdleSubscriptionMemory(b *testing.B) {
 	b.ReportMetric(conn/float64(b.N), "B/conn")
 	b.ReportMetric(sub/float64(b.N), "B/sub")
 	b.ReportMetric((sub-conn)/float64(b.N), "B/sub-over-conn")
+}
+
+// BenchmarkStalledSubscribers measures what subscribers that never read
+// cost the server and the command they follow: one graphql-transport-ws
+// connection holds 100 commandOutput subscriptions of a command that writes
+// 2 GB, and reads nothing. They subscribe before the command writes
+// ("from-start"), or while it runs, once most of the output it stores (the
+// head, RDEV_OUTPUT_CAP) is stored, so each first catches up from storage
+// ("joining"). Each op runs the command first with no subscriber, then
+// beside the stalled subscriptions, under a 300 MiB Go memory limit as a
+// small container would set. It reports the server memory (heap and stacks
+// in use after a collection) the stalled subscriptions hold once the
+// command has ended, and the command's throughput beside them over its
+// throughput alone (x-nosub). Both runs are timed from the command being
+// let go (it waits on a FIFO until then) to its end as the server recorded
+// it.
+func BenchmarkStalledSubscribers(b *testing.B) {
+	const subscribers, size = 100, 2_000_000_000
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(300 << 20))
+	ts := startTestServer(b, nil)
+	gate := filepath.Join(ts.cfg.Workspace, "demo", "stalled.fifo")
+	if err := syscall.Mkfifo(gate, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	input := map[string]any{"projectId": "demo", "shell": "read -r _ < stalled.fifo; yes 'stalled subscribers' | head -c " + strconv.Itoa(size)}
+	for _, joining := range []bool{false, true} {
+		name := "from-start"
+		if joining {
+			name = "joining"
+		}
+		b.Run(name, func(b *testing.B) {
+			var alone, beside time.Duration
+			var held int64
+			for b.Loop() {
+				alone += ts.runGated(b, input, gate, nil)
+				runtime.GC()
+				goroutines := runtime.NumGoroutine()
+				before := serverMemory()
+				var c *websocket.Conn
+				beside += ts.runGated(b, input, gate, func(id string, running bool) {
+					switch {
+					case !joining && !running:
+						c = ts.subscribeMany(b, id, subscribers)
+						topic := domain.CommandTopic(id)
+						if !waitFor(time.Minute, func() bool { return ts.hub.Subscribers(topic) == subscribers }) {
+							b.Fatalf("%d of %d subscriptions reached the hub", ts.hub.Subscribers(topic), subscribers)
+						}
+					case joining && running:
+						ts.waitForStored(b, id, 100)
+						c = ts.subscribeMany(b, id, subscribers)
+					}
+				})
+				held += serverMemory() - before
+
+				// The stalled operations are still running: had the server
+				// given up on the connection, its memory would be gone and
+				// the figure meaningless.
+				if n := runtime.NumGoroutine() - goroutines; n < subscribers {
+					b.Fatalf("%d goroutines more than before the subscriptions, want at least %d: the connection ended early", n, subscribers)
+				}
+				_ = c.Close()
+				if !waitFor(time.Minute, func() bool { return runtime.NumGoroutine() <= goroutines+5 }) {
+					b.Fatalf("%d goroutines after closing the connection, %d before", runtime.NumGoroutine(), goroutines)
+				}
+			}
+			n := float64(b.N)
+			b.ReportMetric(float64(held)/n/(1<<20), "held-MiB")
+			b.ReportMetric(float64(size)*n/alone.Seconds()/1e6, "alone-MB/s")
+			b.ReportMetric(float64(size)*n/beside.Seconds()/1e6, "MB/s")
+			b.ReportMetric(alone.Seconds()/beside.Seconds(), "x-nosub")
+		})
+	}
+}
+
+// runGated queues input, a command that first reads a line from the FIFO
+// gate, lets it go and waits for it to succeed. Unless nil, subscribe is
+// called with the command's ID before it is let go (running false) and
+// after (running true). It returns the time from letting the command go to
+// its end as the server recorded it.
+func (ts *testServer) runGated(tb testing.TB, input map[string]any, gate string, subscribe func(id string, running bool)) time.Duration {
+	tb.Helper()
+	id := ts.execute(tb, input)
+	if subscribe != nil {
+		subscribe(id, false)
+	}
+	// Opening a FIFO to write fails until its reader, the command, has
+	// opened it.
+	var f *os.File
+	if !waitFor(time.Minute, func() bool {
+		var err error
+		f, err = os.OpenFile(gate, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+		return err == nil
+	}) {
+		tb.Fatal("the command did not open its gate")
+	}
+	start := time.Now()
+	_, err := f.WriteString("go\n")
+	_ = f.Close()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if subscribe != nil {
+		subscribe(id, true)
+	}
+	var cmd *domain.Command
+	ctx := domain.NewOperatorContext(context.Background())
+	waitFor(10*time.Minute, func() bool {
+		cmd, err = ts.commands.Get(ctx, id)
+		return err != nil || cmd.Status.Final()
+	})
+	if err != nil || cmd.Status != domain.CommandSucceeded || cmd.FinishedAt == nil {
+		tb.Fatalf("command %+v: %v", cmd, err)
+	}
+	return cmd.FinishedAt.Sub(start)
+}
+
+// waitForStored waits until storage holds more than n chunks of a
+// command's output.
+func (ts *testServer) waitForStored(tb testing.TB, id string, n int64) {
+	tb.Helper()
+	if !waitFor(time.Minute, func() bool {
+		chunks, err := ts.store.ReadOutput(context.Background(), id, n, 1, 0)
+		return err == nil && len(chunks) > 0
+	}) {
+		tb.Fatalf("storage did not get %d chunks of command %s", n+1, id)
+	}
+}
+
+// subscribeMany opens one graphql-transport-ws connection and sends n
+// commandOutput subscriptions of a command on it. Nothing more is read
+// from it.
+func (ts *testServer) subscribeMany(tb testing.TB, id string, n int) *websocket.Conn {
+	tb.Helper()
+	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}}
+	c, res, err := d.Dial("ws"+ts.url[len("http"):]+"/graphql", nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_ = res.Body.Close()
+	_ = c.WriteJSON(map[string]any{"type": "connection_init", "payload": map[string]any{"authorization": "Bearer " + ts.token}})
+	var ack streamMessage
+	if err := c.ReadJSON(&ack); err != nil || ack.Type != "connection_ack" {
+		tb.Fatalf("init: %v %q", err, ack.Type)
+	}
+	for i := range n {
+		_ = c.WriteJSON(map[string]any{"id": strconv.Itoa(i + 1), "type": "subscribe", "payload": map[string]any{
+			"query":     `subscription($id: ID!) { commandOutput(commandId: $id) { __typename ... on OutputChunk { seq data } ... on CommandFinished { status } } }`,
+			"variables": map[string]any{"id": id},
+		}})
+	}
+	return c
 }

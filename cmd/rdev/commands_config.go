@@ -10,18 +10,19 @@ import (
 
 // commandConfig is how `rdev serve` queues, runs and records commands.
 type commandConfig struct {
-	Concurrency     int
-	PerProject      int
-	MaxQueuedPerKey int
-	DefaultTimeout  time.Duration
-	MaxTimeout      time.Duration
-	OutputCap       int
-	OutputTail      int
-	KillGrace       time.Duration
-	LeaseTTL        time.Duration
-	OutputHold      time.Duration
-	FinishGrace     time.Duration
-	ClaudeCommand   string
+	Concurrency      int
+	PerProject       int
+	MaxQueuedPerKey  int
+	DefaultTimeout   time.Duration
+	MaxTimeout       time.Duration
+	OutputCap        int
+	OutputTail       int
+	SubscriberBuffer int
+	KillGrace        time.Duration
+	LeaseTTL         time.Duration
+	OutputHold       time.Duration
+	FinishGrace      time.Duration
+	ClaudeCommand    string
 }
 
 func (c *commandConfig) register(f *envFlags) {
@@ -33,6 +34,7 @@ func (c *commandConfig) register(f *envFlags) {
 	f.Duration(&c.MaxTimeout, "max-command-timeout", "RDEV_MAX_COMMAND_TIMEOUT", d.MaxTimeout, "largest timeout a command may set")
 	f.Int(&c.OutputCap, "output-cap", "RDEV_OUTPUT_CAP", int(domain.DefaultOutputConfig.Cap), "output bytes stored per command; past it the head and a tail window are kept")
 	f.Int(&c.OutputTail, "output-tail", "RDEV_OUTPUT_TAIL", int(domain.DefaultOutputConfig.TailWindow), "bytes of a truncated command's tail that are kept")
+	f.Int(&c.SubscriberBuffer, "subscriber-buffer", "RDEV_SUBSCRIBER_BUFFER", d.SubscriberBuffer, "bytes of output held in memory for an output subscriber that falls behind; past it, it reads from storage")
 	f.Duration(&c.KillGrace, "kill-grace", "RDEV_KILL_GRACE", 5*time.Second, "time between SIGTERM and SIGKILL when a command is cancelled or times out")
 	f.Duration(&c.LeaseTTL, "lease-ttl", "RDEV_LEASE_TTL", 30*time.Second, "a running command is INTERRUPTED this long after its process stops renewing it")
 	f.Duration(&c.OutputHold, "output-hold", "RDEV_OUTPUT_HOLD", domain.DefaultOutputConfig.HoldFor, "how long output that storage refuses is held and tried again (the command's writes block meanwhile) before it is recorded as lost")
@@ -53,6 +55,10 @@ func (c *commandConfig) limits() (domain.CommandLimits, error) {
 		return l, fmt.Errorf("RDEV_COMMAND_TIMEOUT must be positive and at most RDEV_MAX_COMMAND_TIMEOUT")
 	case c.OutputCap < 1024 || c.OutputTail < 0 || c.OutputTail > c.OutputCap:
 		return l, fmt.Errorf("RDEV_OUTPUT_CAP must be at least 1024 and RDEV_OUTPUT_TAIL between 0 and it")
+	case c.SubscriberBuffer < domain.DefaultOutputConfig.MaxChunk:
+		// Less than a chunk would drop a subscriber with any output not
+		// yet taken at the next.
+		return l, fmt.Errorf("RDEV_SUBSCRIBER_BUFFER: must be at least %d, the largest output chunk, got %d", domain.DefaultOutputConfig.MaxChunk, c.SubscriberBuffer)
 	case c.LeaseTTL < time.Second:
 		return l, fmt.Errorf("RDEV_LEASE_TTL: must be at least 1s, got %s", c.LeaseTTL)
 	case c.OutputHold < 0 || c.FinishGrace < 0:
@@ -64,6 +70,7 @@ func (c *commandConfig) limits() (domain.CommandLimits, error) {
 	}
 	l.Concurrency, l.PerProject, l.MaxQueuedPerKey = c.Concurrency, c.PerProject, c.MaxQueuedPerKey
 	l.DefaultTimeout, l.MaxTimeout, l.ClaudeCommand = c.DefaultTimeout, c.MaxTimeout, claude
+	l.SubscriberBuffer = c.SubscriberBuffer
 	return l, nil
 }
 

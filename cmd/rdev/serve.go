@@ -221,7 +221,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 		s.close()
 		return nil, err
 	}
-	s.hub = hub.New()
+	s.hub = hub.NewWithBudget(limits.SubscriberBuffer)
 	events := s.hub
 	var bcast domain.Broadcaster
 	if !cfg.store.embedded() {

@@ -304,17 +304,24 @@ func checkChunk(ch domain.OutputChunk) error {
 }
 
 // ReadOutput returns the chunks of commandID with Seq above afterSeq, in Seq
-// order, at most limit of them (all when limit is 0). A command without
-// output, or an unknown one, has none.
-func (s *Store) ReadOutput(ctx context.Context, commandID string, afterSeq int64, limit int) ([]domain.OutputChunk, error) {
+// order: at most limit of them (all when limit is 0) and, when maxBytes is
+// above 0, none after the one that brings their bytes to maxBytes. A
+// command without output, or an unknown one, has none.
+func (s *Store) ReadOutput(ctx context.Context, commandID string, afterSeq int64, limit, maxBytes int) ([]domain.OutputChunk, error) {
 	var out []domain.OutputChunk
 	var err error
+	r := outputRead{commandID: commandID, afterSeq: afterSeq, limit: limit, maxBytes: maxBytes}
 	if s.isPostgres() {
-		out, err = readOutput(ctx, s.db, commandID, afterSeq, limit, func(r *outputRow) (domain.OutputChunk, error) {
+		// A row holds its bytes: the query keeps to maxBytes.
+		out, err = readOutput(ctx, s.db, r, nil, func(r *outputRow) (domain.OutputChunk, error) {
 			return r.chunk(), nil
 		})
 	} else {
-		out, err = readOutput(ctx, s.db, commandID, afterSeq, limit, s.sqliteChunk)
+		// A row holds its size and where its bytes are, which are read
+		// after maxBytes has been kept to. (Rows stored before segments
+		// hold their bytes: a read of those loads up to limit of them.)
+		size := func(r *sqliteOutputRow) int { return int(r.Size) }
+		out, err = readOutput(ctx, s.db, r, size, s.sqliteChunk)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read output of command %s: %w", commandID, translate(err))
@@ -322,19 +329,43 @@ func (s *Store) ReadOutput(ctx context.Context, commandID string, afterSeq int64
 	return out, nil
 }
 
-// readOutput selects the output rows R of commandID after afterSeq (at most
-// limit, if above 0) and converts each with chunk.
-func readOutput[R any](ctx context.Context, db *bun.DB, commandID string, afterSeq int64, limit int, chunk func(*R) (domain.OutputChunk, error)) ([]domain.OutputChunk, error) {
+// outputRead is what ReadOutput asks for.
+type outputRead struct {
+	commandID       string
+	afterSeq        int64
+	limit, maxBytes int
+}
+
+// readOutput selects the output rows R that r asks for and converts each
+// with chunk. It keeps to r.maxBytes with size, a row's size, before it
+// converts any row, or, if size is nil, in the query.
+func readOutput[R any](ctx context.Context, db *bun.DB, r outputRead, size func(*R) int, chunk func(*R) (domain.OutputChunk, error)) ([]domain.OutputChunk, error) {
 	var rows []*R
 	q := db.NewSelect().Model(&rows).
-		Where("command_id = ?", commandID).
-		Where("seq > ?", afterSeq).
-		Order("seq")
-	if limit > 0 {
-		q = q.Limit(int64(limit))
+		Where("?TableAlias.command_id = ?", r.commandID).
+		Where("?TableAlias.seq > ?", r.afterSeq).
+		OrderExpr("?TableAlias.seq")
+	if r.limit > 0 {
+		q = q.Limit(int64(r.limit))
+	}
+	if r.maxBytes > 0 && size == nil {
+		// Each row's bytes_before, the bytes of the rows before it, is a
+		// running sum in the database: only the rows returned leave it.
+		q = q.ColumnExpr("?TableAlias.*").
+			ColumnExpr("sum(length(?TableAlias.data)) OVER (ORDER BY ?TableAlias.seq ROWS UNBOUNDED PRECEDING) - length(?TableAlias.data) AS bytes_before")
+		q = db.NewSelect().Model(&rows).ModelTableExpr("(?) AS ?TableAlias", q).
+			Where("?TableAlias.bytes_before < ?", r.maxBytes).
+			OrderExpr("?TableAlias.seq")
 	}
 	if err := noRows(q.Scan(ctx)); err != nil {
 		return nil, err
+	}
+	if r.maxBytes > 0 && size != nil {
+		n, bytes := 0, 0
+		for ; n < len(rows) && bytes < r.maxBytes; n++ {
+			bytes += size(rows[n])
+		}
+		rows = rows[:n]
 	}
 	out := make([]domain.OutputChunk, 0, len(rows))
 	for _, r := range rows {

@@ -216,7 +216,7 @@ func TestStore_Unavailable(t *testing.T) {
 	t.Run("Connector", func(t *testing.T) {
 		// Every query needs a connection, so every method reports it.
 		s := mustOpenDownStore(t, true)
-		_, err := s.ReadOutput(ctx, "c1", 0, 10)
+		_, err := s.ReadOutput(ctx, "c1", 0, 10, 0)
 		check(t, "ReadOutput", err)
 		_, err = s.QueueStats(ctx)
 		check(t, "QueueStats", err)

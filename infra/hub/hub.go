@@ -18,9 +18,20 @@ import (
 // allocation size class, 4864 bytes, wasting 768 bytes per subscription.
 const DefaultBuffer = (4096 - 8) / int(unsafe.Sizeof(domain.Event{}))
 
+// DefaultBudget is the most output, in bytes of the Data of events' Chunks,
+// that a hub made by New buffers for one subscriber.
+const DefaultBudget = 1 << 20
+
 // Hub is a domain.Hub in memory. Publish never blocks on a subscriber: one
 // whose buffer is full is marked lagged and dropped, and its channel closed,
-// so it reads the rest from storage (see domain.HubSubscription).
+// so it reads the rest from storage (see domain.HubSubscription). A buffer
+// is full when it holds as many events as it has room for, or when one more
+// event would take the output it holds past the hub's budget of bytes: an
+// event's Hold keeps whole output blocks from reuse, so a subscriber that
+// stopped reading would otherwise keep its buffer's worth of events'
+// blocks. The events a dropped subscriber had not taken are discarded, and
+// their Holds released, at once: a subscriber that never reads again keeps
+// nothing in the hub.
 //
 // Every subscriber of a topic sees the topic's events in one order, the order
 // in which Publish calls for it ran; publishes to different topics run in
@@ -35,6 +46,7 @@ type Hub struct {
 	// stays there until the send is done.
 	mu     sync.RWMutex
 	topics map[string]*topic
+	budget int // the most output bytes buffered for a subscriber
 }
 
 var _ domain.Hub = (*Hub)(nil)
@@ -53,15 +65,41 @@ type subscription struct {
 	name   string
 	topic  *topic
 	ch     chan domain.Event
+	done   chan struct{} // closed with ch
 	lagged atomic.Bool
-	closed bool // guarded by topic.mu
+
+	// Guarded by topic.mu.
+	closed bool
+	sent   uint64 // events sent on ch
+	// unread are the events with output among the last sent, oldest
+	// first, which ch may still buffer, and bytes is their output.
+	unread []sentEvent
+	bytes  int
+}
+
+// sentEvent is an event with output sent to a subscriber: which one it was
+// (its count among the events sent) and its bytes of output.
+type sentEvent struct {
+	n     uint64
+	bytes int
 }
 
 var _ domain.HubSubscription = (*subscription)(nil)
 
-// New returns an empty hub.
+// New returns an empty hub that buffers up to DefaultBudget bytes of output
+// for each subscriber.
 func New() *Hub {
-	return &Hub{topics: map[string]*topic{}}
+	return NewWithBudget(DefaultBudget)
+}
+
+// NewWithBudget returns an empty hub that buffers up to budget bytes of
+// output for each subscriber (DefaultBudget if budget is 0 or less). One
+// event is handed to a subscriber that has none waiting whatever its size.
+func NewWithBudget(budget int) *Hub {
+	if budget <= 0 {
+		budget = DefaultBudget
+	}
+	return &Hub{topics: map[string]*topic{}, budget: budget}
 }
 
 // Subscribe returns a subscription to name's events from now on, with a
@@ -71,7 +109,7 @@ func (h *Hub) Subscribe(name string, buffer int) domain.HubSubscription {
 	if buffer <= 0 {
 		buffer = DefaultBuffer
 	}
-	s := &subscription{hub: h, name: name, ch: make(chan domain.Event, buffer)}
+	s := &subscription{hub: h, name: name, ch: make(chan domain.Event, buffer), done: make(chan struct{})}
 
 	// Most subscriptions join a topic that exists; that needs only the
 	// read lock, so it does not stall publishes to other topics.
@@ -102,9 +140,10 @@ func (t *topic) add(s *subscription) {
 }
 
 // Publish delivers e to every subscriber of name, in the order of the
-// Publish calls, without blocking: a subscriber whose buffer is full is
-// dropped (Lagged reports true, and its channel is closed after the events
-// it already holds). Publishing to a topic without subscribers does nothing.
+// Publish calls, without blocking: a subscriber whose buffer is full, in
+// events or in output bytes, is dropped (Lagged reports true, its channel
+// is closed, and the events it had not taken are discarded). Publishing to a
+// topic without subscribers does nothing.
 func (h *Hub) Publish(name string, e domain.Event) {
 	h.mu.RLock()
 	t := h.topics[name]
@@ -112,15 +151,10 @@ func (h *Hub) Publish(name string, e domain.Event) {
 		h.mu.RUnlock()
 		return
 	}
+	size := outputBytes(e)
 	t.mu.Lock()
 	for s := range t.subs {
-		// The subscriber's reference, taken before it can see the event;
-		// the publisher holds its own until this returns.
-		e.Hold.Retain()
-		select {
-		case s.ch <- e:
-		default:
-			e.Hold.Release()
+		if !s.offer(e, size, h.budget) {
 			s.lagged.Store(true)
 			t.remove(s)
 		}
@@ -133,7 +167,61 @@ func (h *Hub) Publish(name string, e domain.Event) {
 	}
 }
 
-// remove unsubscribes s and closes its channel. t.mu must be held.
+// outputBytes is the size of the output e carries.
+func outputBytes(e domain.Event) int {
+	n := 0
+	for i := range e.Chunks {
+		n += len(e.Chunks[i].Data)
+	}
+	return n
+}
+
+// offer sends e, which carries size bytes of output, to s, unless s's
+// buffer has no room for it: all its places are taken, or it holds output
+// already and e's would take that past budget. The topic's mu must be
+// held.
+func (s *subscription) offer(e domain.Event, size, budget int) bool {
+	if size > 0 {
+		s.forgetTaken()
+		if s.bytes > 0 && s.bytes+size > budget {
+			return false
+		}
+	}
+	// The subscriber's reference, taken before it can see the event; the
+	// publisher holds its own until Publish returns.
+	e.Hold.Retain()
+	select {
+	case s.ch <- e:
+	default:
+		e.Hold.Release()
+		return false
+	}
+	s.sent++
+	if size > 0 {
+		s.unread = append(s.unread, sentEvent{n: s.sent, bytes: size})
+		s.bytes += size
+	}
+	return true
+}
+
+// forgetTaken stops counting the output of the events s's subscriber has
+// taken: only publishes send on the channel, and they hold the topic's mu,
+// so the channel buffers the last len(s.ch) events sent, or fewer if the
+// subscriber is taking one right now (which is then still counted). The
+// topic's mu must be held.
+func (s *subscription) forgetTaken() {
+	taken := s.sent - uint64(len(s.ch))
+	i := 0
+	for ; i < len(s.unread) && s.unread[i].n <= taken; i++ {
+		s.bytes -= s.unread[i].bytes
+	}
+	s.unread = append(s.unread[:0], s.unread[i:]...)
+}
+
+// remove unsubscribes s and closes its channel. The events still in it are
+// taken out and their Holds released: whether s was dropped or closed, its
+// subscriber is not going to use them, and one that stopped reading would
+// otherwise keep their output blocks. t.mu must be held.
 func (t *topic) remove(s *subscription) {
 	if s.closed {
 		return
@@ -141,6 +229,13 @@ func (t *topic) remove(s *subscription) {
 	s.closed = true
 	delete(t.subs, s)
 	close(s.ch)
+	close(s.done)
+	// The subscriber may be taking events at the same time; each goes to
+	// one of us.
+	for e := range s.ch {
+		e.Hold.Release()
+	}
+	s.unread, s.bytes = nil, 0
 }
 
 // dropIfEmpty deletes the topic t, named name, if it still has no
@@ -181,8 +276,12 @@ func (s *subscription) Events() <-chan domain.Event { return s.ch }
 // Lagged reports whether the subscriber was dropped for falling behind.
 func (s *subscription) Lagged() bool { return s.lagged.Load() }
 
-// Close unsubscribes and closes the channel. It is idempotent and safe to
-// call concurrently with Publish and with itself.
+// Done returns a channel closed when the channel of Events is.
+func (s *subscription) Done() <-chan struct{} { return s.done }
+
+// Close unsubscribes and closes the channel, discarding the events it still
+// buffers. It is idempotent and safe to call concurrently with Publish and
+// with itself.
 func (s *subscription) Close() {
 	h := s.hub
 	h.mu.RLock()

@@ -3,6 +3,7 @@ package hub_test
 import (
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -57,6 +58,16 @@ func assertClosed(t *testing.T, sub domain.HubSubscription) {
 		}
 	case <-time.After(failsafe):
 		t.Fatal("channel not closed")
+	}
+}
+
+// assertDone fails unless the subscription's Done channel is closed.
+func assertDone(t *testing.T, sub domain.HubSubscription) {
+	t.Helper()
+	select {
+	case <-sub.Done():
+	case <-time.After(failsafe):
+		t.Fatal("Done not closed")
 	}
 }
 
@@ -221,8 +232,7 @@ func TestHub_Publish(t *testing.T) {
 				t.Error("fast subscriber: Lagged() = true")
 			}
 		}
-		// The stuck subscriber keeps what it had, then sees the close.
-		receive(t, stuck, buffer)
+		// What the stuck subscriber had not taken was discarded with it.
 		assertClosed(t, stuck)
 		if got := h.Subscribers("t"); got != len(fast) {
 			t.Errorf("Subscribers() = %d, want %d", got, len(fast))
@@ -269,6 +279,7 @@ func TestHub_Close(t *testing.T) {
 		sub.Close()
 		sub.Close()
 		assertClosed(t, sub)
+		assertDone(t, sub)
 		if sub.Lagged() {
 			t.Error("Lagged() = true after Close")
 		}
@@ -397,4 +408,147 @@ func TestHub_RetainsHold(t *testing.T) {
 		}
 	}()
 	hold.Release()
+}
+
+// outputEvent is event i carrying one chunk of size bytes, held by hold.
+func outputEvent(i, size int, hold *domain.Hold) domain.Event {
+	e := event(i)
+	e.Chunks = []domain.OutputChunk{{CommandID: "c1", Seq: int64(i), Stream: domain.Stdout, Data: strings.Repeat("x", size)}}
+	e.Hold = hold
+	return e
+}
+
+// assertOnlyReference fails unless hold has exactly one reference left,
+// the caller's, and releases it. The count is checked by releasing: a
+// release past the last one panics.
+func assertOnlyReference(t *testing.T, hold *domain.Hold, why string) {
+	t.Helper()
+	hold.Release()
+	defer func() {
+		if recover() == nil {
+			t.Errorf("the Hold has references left: %s", why)
+		}
+	}()
+	hold.Release()
+}
+
+func TestHub_Budget(t *testing.T) {
+	// A subscriber that never reads is dropped once the output it has not
+	// taken would pass the budget, however many more events its buffer
+	// has room for, and the hub lets go of what it buffered for it.
+	t.Run("StalledSubscriberDropped", func(t *testing.T) {
+		const budget, size = 1000, 100
+		h := hub.NewWithBudget(budget)
+		stalled := h.Subscribe("t", 64)
+		defer stalled.Close()
+		hold := &domain.Hold{}
+		hold.Retain() // the publisher's reference
+		for i := 1; i <= budget/size; i++ {
+			h.Publish("t", outputEvent(i, size, hold))
+		}
+		if stalled.Lagged() {
+			t.Fatalf("dropped with %d bytes to buffer, the budget", budget)
+		}
+		select {
+		case <-stalled.Done():
+			t.Fatal("Done closed before the subscriber was dropped")
+		default:
+		}
+		h.Publish("t", outputEvent(budget/size+1, size, hold))
+		if !stalled.Lagged() {
+			t.Fatalf("not dropped with %d bytes to buffer, past the budget of %d", budget+size, budget)
+		}
+		assertOnlyReference(t, hold, "the hub kept events of the subscriber it dropped")
+		assertClosed(t, stalled)
+		assertDone(t, stalled)
+	})
+
+	// A subscriber that takes each event as it comes is never dropped,
+	// even for events larger than the budget: only what it has not taken
+	// counts, and one event goes to a subscriber that has none waiting,
+	// whatever its size.
+	t.Run("ReaderKeepsUp", func(t *testing.T) {
+		h := hub.NewWithBudget(1000)
+		sub := h.Subscribe("t", 4)
+		defer sub.Close()
+		for i := 1; i <= 100; i++ {
+			h.Publish("t", outputEvent(i, 5000, nil))
+			if e := <-sub.Events(); e.UpTo != int64(i) {
+				t.Fatalf("got event %d, want %d (lagged %v)", e.UpTo, i, sub.Lagged())
+			}
+		}
+		if sub.Lagged() {
+			t.Error("Lagged() = true")
+		}
+	})
+
+	// Events without output take room in the buffer, but none of the
+	// budget.
+	t.Run("OutputOnly", func(t *testing.T) {
+		h := hub.NewWithBudget(1)
+		sub := h.Subscribe("t", 64)
+		defer sub.Close()
+		for i := 1; i <= 60; i++ {
+			h.Publish("t", event(i))
+		}
+		h.Publish("t", outputEvent(61, 10, nil))
+		if sub.Lagged() {
+			t.Fatal("dropped for the first output it buffers")
+		}
+		receive(t, sub, 61)
+		h.Publish("t", outputEvent(62, 10, nil))
+		h.Publish("t", outputEvent(63, 10, nil))
+		if !sub.Lagged() {
+			t.Error("not dropped with 20 bytes to buffer, past the budget of 1")
+		}
+	})
+
+	// A subscriber dropped for want of room lets go of the events it had
+	// not taken as well.
+	t.Run("DropReleases", func(t *testing.T) {
+		h := hub.New()
+		sub := h.Subscribe("t", 4)
+		defer sub.Close()
+		hold := &domain.Hold{}
+		hold.Retain()
+		for i := 1; i <= 5; i++ {
+			h.Publish("t", outputEvent(i, 10, hold))
+		}
+		if !sub.Lagged() {
+			t.Fatal("not dropped with its buffer full")
+		}
+		assertOnlyReference(t, hold, "the hub kept events of the subscriber it dropped")
+		assertClosed(t, sub)
+	})
+
+	// A subscriber that closes its subscription lets go of the events it
+	// had not taken too.
+	t.Run("CloseReleases", func(t *testing.T) {
+		h := hub.New()
+		sub := h.Subscribe("t", 8)
+		hold := &domain.Hold{}
+		hold.Retain()
+		for i := 1; i <= 5; i++ {
+			h.Publish("t", outputEvent(i, 10, hold))
+		}
+		sub.Close()
+		assertOnlyReference(t, hold, "Close kept the events the subscriber had not taken")
+	})
+
+	t.Run("DefaultBudget", func(t *testing.T) {
+		h := hub.NewWithBudget(0)
+		sub := h.Subscribe("t", 64)
+		defer sub.Close()
+		const size = hub.DefaultBudget / 4
+		for i := 1; i <= 4; i++ {
+			h.Publish("t", outputEvent(i, size, nil))
+		}
+		if sub.Lagged() {
+			t.Fatal("dropped at the default budget")
+		}
+		h.Publish("t", outputEvent(5, 1, nil))
+		if !sub.Lagged() {
+			t.Error("not dropped past the default budget")
+		}
+	})
 }

@@ -51,7 +51,7 @@ func TestOpen_PageSize(t *testing.T) {
 		if err := s.AppendOutput(ctx, domain.Lease{}, want); err != nil {
 			t.Fatalf("AppendOutput: %v", err)
 		}
-		got, err := s.ReadOutput(ctx, c.ID, 0, 0)
+		got, err := s.ReadOutput(ctx, c.ID, 0, 0, 0)
 		if err != nil {
 			t.Fatalf("ReadOutput: %v", err)
 		}

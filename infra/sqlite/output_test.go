@@ -56,7 +56,7 @@ func TestOutput_InSegments(t *testing.T) {
 	if err := s.AppendOutput(ctx, domain.Lease{}, []domain.OutputChunk{more}); err != nil {
 		t.Fatalf("AppendOutput: %v", err)
 	}
-	got, err := s.ReadOutput(ctx, c.ID, 0, 0)
+	got, err := s.ReadOutput(ctx, c.ID, 0, 0, 0)
 	if err != nil {
 		t.Fatalf("ReadOutput: %v", err)
 	}
@@ -92,10 +92,10 @@ func TestOutput_SegmentCutShort(t *testing.T) {
 	if err := s.AppendOutput(ctx, domain.Lease{}, []domain.OutputChunk{after}); err != nil {
 		t.Fatalf("AppendOutput: %v", err)
 	}
-	if got, err := s.ReadOutput(ctx, lost.ID, 0, 0); err == nil {
+	if got, err := s.ReadOutput(ctx, lost.ID, 0, 0, 0); err == nil {
 		t.Errorf("the cut chunk reads as %+v, want an error", got)
 	}
-	got, err := s.ReadOutput(ctx, kept.ID, 0, 0)
+	got, err := s.ReadOutput(ctx, kept.ID, 0, 0, 0)
 	if err != nil {
 		t.Fatalf("ReadOutput: %v", err)
 	}
@@ -122,7 +122,7 @@ func TestOutput_RowsFromBeforeSegments(t *testing.T) {
 	if err := s.AppendOutput(ctx, domain.Lease{}, []domain.OutputChunk{later}); err != nil {
 		t.Fatalf("AppendOutput: %v", err)
 	}
-	got, err := s.ReadOutput(ctx, c.ID, 0, 0)
+	got, err := s.ReadOutput(ctx, c.ID, 0, 0, 0)
 	if err != nil {
 		t.Fatalf("ReadOutput: %v", err)
 	}
@@ -161,7 +161,7 @@ func TestOutput_InRows(t *testing.T) {
 	if inRows != len(want) {
 		t.Errorf("%d of %d rows hold their bytes", inRows, len(want))
 	}
-	got, err := s.ReadOutput(ctx, c.ID, 0, 0)
+	got, err := s.ReadOutput(ctx, c.ID, 0, 0, 0)
 	if err != nil {
 		t.Fatalf("ReadOutput: %v", err)
 	}

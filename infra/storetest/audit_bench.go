@@ -78,5 +78,8 @@ func (nopSubscription) Events() <-chan domain.Event { return nil }
 // Lagged reports false.
 func (nopSubscription) Lagged() bool { return false }
 
+// Done returns a channel that is never closed.
+func (nopSubscription) Done() <-chan struct{} { return nil }
+
 // Close does nothing.
 func (nopSubscription) Close() {}

@@ -62,7 +62,7 @@ func testAppendOutput(t *testing.T, newRepo func(t *testing.T) domain.CommandRep
 		if err := repo.AppendOutput(ctx, domain.Lease{}, want); err != nil {
 			t.Fatalf("AppendOutput(%d chunks): %v", len(want), err)
 		}
-		got, err := repo.ReadOutput(ctx, c.ID, 0, 0)
+		got, err := repo.ReadOutput(ctx, c.ID, 0, 0, 0)
 		if err != nil {
 			t.Fatalf("ReadOutput: %v", err)
 		}
@@ -183,6 +183,48 @@ func testReadOutput(t *testing.T, newRepo func(t *testing.T) domain.CommandRepos
 		}
 	})
 
+	// A read bounded in bytes stops after the chunk that reaches the bound,
+	// so it returns at least one chunk, however large, and counts the
+	// bytes of the command's chunks only.
+	t.Run("MaxBytes", func(t *testing.T) {
+		t.Parallel()
+		repo, ctx := newRepo(t), t.Context()
+		c, other := newCommand("web", 0), newCommand("web", 1)
+		mustCreateCommands(t, ctx, repo, []*domain.Command{c, other})
+		sizes := map[int64]int{1: 10, 2: 20, 3: 30, 4: 40, 5: 1000}
+		sized := func(seqs ...int64) []domain.OutputChunk {
+			var out []domain.OutputChunk
+			for _, s := range seqs {
+				out = append(out, chunk(c.ID, s, strings.Repeat("x", sizes[s])))
+			}
+			return out
+		}
+		all := append(sized(1, 2), chunk(other.ID, 1, strings.Repeat("o", 5000)))
+		if err := repo.AppendOutput(ctx, domain.Lease{}, append(all, sized(3, 4, 5)...)); err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			after           int64
+			limit, maxBytes int
+			want            []domain.OutputChunk
+		}{
+			{0, 0, 0, sized(1, 2, 3, 4, 5)},
+			{0, 0, 1, sized(1)},
+			{0, 0, 10, sized(1)},
+			{0, 0, 11, sized(1, 2)},
+			{0, 0, 30, sized(1, 2)},
+			{0, 0, 31, sized(1, 2, 3)},
+			{0, 0, 101, sized(1, 2, 3, 4, 5)},
+			{0, 2, 1000, sized(1, 2)},
+			{1, 0, 50, sized(2, 3)},
+			{4, 0, 1, sized(5)},
+			{5, 0, 1, nil},
+		}
+		for _, tt := range tests {
+			assertRead(t, repo, c.ID, tt.after, tt.limit, tt.maxBytes, tt.want)
+		}
+	})
+
 	t.Run("None", func(t *testing.T) {
 		t.Parallel()
 		repo, ctx := newRepo(t), t.Context()
@@ -190,6 +232,7 @@ func testReadOutput(t *testing.T, newRepo func(t *testing.T) domain.CommandRepos
 		mustCreateCommand(t, ctx, repo, c)
 		assertOutput(t, repo, c.ID, 0, 10, nil)
 		assertOutput(t, repo, domain.NewID(time.Now()), 0, 10, nil)
+		assertRead(t, repo, c.ID, 0, 10, 1, nil)
 	})
 }
 
@@ -202,12 +245,18 @@ func chunk(commandID string, seq int64, data string) domain.OutputChunk {
 
 func assertOutput(tb testing.TB, repo domain.CommandRepository, id string, after int64, limit int, want []domain.OutputChunk) {
 	tb.Helper()
-	got, err := repo.ReadOutput(tb.Context(), id, after, limit)
+	assertRead(tb, repo, id, after, limit, 0, want)
+}
+
+// assertRead is assertOutput for a read bounded in bytes too.
+func assertRead(tb testing.TB, repo domain.CommandRepository, id string, after int64, limit, maxBytes int, want []domain.OutputChunk) {
+	tb.Helper()
+	got, err := repo.ReadOutput(tb.Context(), id, after, limit, maxBytes)
 	if err != nil {
-		tb.Fatalf("ReadOutput(%s, %d, %d): %v", id, after, limit, err)
+		tb.Fatalf("ReadOutput(%s, %d, %d, %d): %v", id, after, limit, maxBytes, err)
 	}
 	if diff := cmp.Diff(want, got, cmpOpts...); diff != "" {
-		tb.Errorf("ReadOutput(%s, after %d, limit %d) (-want +got):\n%s", id, after, limit, diff)
+		tb.Errorf("ReadOutput(%s, after %d, limit %d, maxBytes %d) (-want +got):\n%s", id, after, limit, maxBytes, diff)
 	}
 	for i := range got {
 		assertUTC(tb, "output chunk", &got[i].At)
