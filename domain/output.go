@@ -91,17 +91,10 @@ func (c OutputConfig) withDefaults() OutputConfig {
 // lostBytes, never in truncated. A lost lease stops all writing and calls
 // onLeaseLost, which stops the process.
 type recorder struct {
-	cfg         OutputConfig
-	cmdID       string
-	lease       Lease
-	repo        CommandRepository
-	hub         Hub
-	bcast       Broadcaster
-	log         *slog.Logger
-	now         func() time.Time
-	writes      *WriteHealth
-	onLeaseLost func()
-	giveUp      <-chan struct{}
+	cfg   OutputConfig
+	cmdID string
+	lease Lease
+	recorderDeps
 
 	mu         sync.Mutex
 	drained    *sync.Cond // signalled when pending shrinks or work arrives
@@ -164,8 +157,7 @@ func newRecorder(lease Lease, cfg OutputConfig, deps recorderDeps) *recorder {
 		deps.onLeaseLost = func() {}
 	}
 	r := &recorder{
-		cfg: cfg, cmdID: lease.CommandID, lease: lease, repo: deps.repo, hub: deps.hub, bcast: deps.bcast,
-		log: deps.log, now: deps.now, writes: deps.writes, onLeaseLost: deps.onLeaseLost, giveUp: deps.giveUp,
+		cfg: cfg, cmdID: lease.CommandID, lease: lease, recorderDeps: deps,
 		headRoom: cfg.Cap - cfg.TailWindow,
 		partial:  map[Stream][]byte{}, fills: map[Stream]*block{}, lastWrite: map[Stream]time.Time{},
 		timers: map[Stream]*time.Timer{}, deadlines: map[Stream]time.Time{},
