@@ -45,9 +45,18 @@ func limitError(limit, format string, args ...any) *gqlerror.Error {
 // validationRules returns gqlparser's default rules plus the depth and alias
 // limits (zero or less: none). Rules run when a document is first parsed; the
 // result is cached with the document.
-func validationRules(maxDepth, maxAliases int) func() *rules.Rules {
+func validationRules(maxDepth, maxAliases int, suggestions bool) func() *rules.Rules {
 	return func() *rules.Rules {
 		r := rules.NewDefaultRules()
+		if !suggestions {
+			// gqlgen's SetDisableSuggestion swaps only the field and leaf
+			// rules; these would still suggest argument, type and enum
+			// value names, and input fields.
+			for _, q := range []core.Rule{rules.KnownArgumentNamesRuleWithoutSuggestions, rules.KnownTypeNamesRuleWithoutSuggestions, rules.ValuesOfCorrectTypeRuleWithoutSuggestions} {
+				r.RemoveRule(strings.TrimSuffix(q.Name, "WithoutSuggestions"))
+				r.AddRule(q.Name, q.RuleFunc)
+			}
+		}
 		if maxDepth > 0 {
 			r.AddRule("MaxDepth", func(ev *core.Events, addError core.AddErrFunc) {
 				ev.OnOperation(func(w *core.Walker, op *ast.OperationDefinition) {

@@ -91,6 +91,31 @@ func TestHandler_FieldSuggestions(t *testing.T) {
 	}
 }
 
+// TestHandler_NoSuggestionsAnywhere: with suggestions off, no validation
+// error suggests anything: not a field, a type, an argument or an enum value.
+func TestHandler_NoSuggestionsAnywhere(t *testing.T) {
+	ts := newTestServerWith(t, func(c *Config) { c.FieldSuggestions = false })
+	for name, q := range map[string]string{
+		"Field":      `{ viewer { nme } }`,
+		"Type":       `query($id: Strin!) { project(id: $id) { id } }`,
+		"Argument":   `{ project(idd: "x") { id } }`,
+		"EnumValue":  `{ commands(status: RUNNIN) { nodes { id } } }`,
+		"InputField": `mutation { executeCommand(input: {projectId: "x", argvv: ["ls"]}) { command { id } } }`,
+		"Fragment":   `{ viewer { ...on APIKe { id } } }`,
+	} {
+		r := ts.query(t, ts.admin, q, map[string]any{"id": "x"})
+		if len(r.Errors) == 0 {
+			t.Errorf("%s: no error", name)
+			continue
+		}
+		for _, e := range r.Errors {
+			if strings.Contains(e.Message, "Did you mean") {
+				t.Errorf("%s: %q suggests with suggestions off", name, e.Message)
+			}
+		}
+	}
+}
+
 func TestHandler_OperationTimeout(t *testing.T) {
 	ts := newTestServerWith(t, func(c *Config) { c.OperationTimeout = 100 * time.Millisecond })
 	r := ts.query(t, ts.admin, `{ project(id: "slow") { id } }`, nil)
@@ -144,7 +169,7 @@ func FuzzValidationRules(f *testing.F) {
 	} {
 		f.Add(q)
 	}
-	rules := validationRules(5, 3)
+	rules := validationRules(5, 3, false)
 	f.Fuzz(func(t *testing.T, q string) {
 		doc, err := parser.ParseQueryWithTokenLimit(&ast.Source{Input: q}, 2000)
 		if err != nil {

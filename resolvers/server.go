@@ -102,7 +102,7 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	}
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.SetParserTokenLimit(cfg.ParserTokenLimit)
-	srv.SetValidationRulesFn(validationRules(cfg.MaxDepth, cfg.MaxAliases))
+	srv.SetValidationRulesFn(validationRules(cfg.MaxDepth, cfg.MaxAliases, cfg.FieldSuggestions))
 	srv.SetDisableSuggestion(!cfg.FieldSuggestions)
 	srv.SetErrorPresenter(errorPresenter(cfg.Logger))
 	srv.SetRecoverFunc(recoverFunc(cfg.Logger))
