@@ -3,19 +3,26 @@ package resolvers
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/rdev-hq/rdev/domain"
 )
 
-// limitBody refuses a declared oversized body at once with 413 and cuts an
-// undeclared (chunked) one off at max bytes, also with 413: reading it here,
-// rather than letting the transport fail halfway, gives the client the
-// same answer either way.
-func limitBody(next http.Handler, limit int64) http.Handler {
+// limitBody refuses a declared oversized body at once with 413, and reads
+// the rest whole before the handler runs, within timeout: a body that does
+// not arrive in time (a client sending a byte now and then) is refused
+// with 408 and its connection let go, and one that outgrows max bytes (an
+// undeclared, chunked one) with 413. Reading it here, rather than letting
+// the transport fail halfway, gives the client the same answer either way;
+// the read deadline is lifted once the body is in, so the streams that
+// follow a request (SSE) are not cut.
+func limitBody(next http.Handler, limit int64, timeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tooLarge := func(n string) {
 			writeError(w, http.StatusRequestEntityTooLarge, domain.Errorf(domain.EINVALID,
@@ -25,19 +32,30 @@ func limitBody(next http.Handler, limit int64) http.Handler {
 			tooLarge(strconv.FormatInt(r.ContentLength, 10))
 			return
 		}
-		if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
+		if r.Body != nil && r.Body != http.NoBody {
+			rc := http.NewResponseController(w)
+			// Not every writer reaches the connection (tests' recorders);
+			// there the body is read without a deadline.
+			deadline := rc.SetReadDeadline(time.Now().Add(timeout)) == nil
 			b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-			if err != nil {
+			if deadline {
+				_ = rc.SetReadDeadline(time.Time{})
+			}
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				w.Header().Set("Connection", "close")
+				writeError(w, http.StatusRequestTimeout, domain.Errorf(domain.EINVALID,
+					"the request body did not arrive within %s", timeout))
+				return
+			case err != nil:
 				writeError(w, http.StatusBadRequest, domain.Errorf(domain.EINVALID, "could not read the request body"))
 				return
-			}
-			if int64(len(b)) > limit {
+			case int64(len(b)) > limit:
 				tooLarge("more than " + strconv.FormatInt(limit, 10))
 				return
 			}
 			r.Body = io.NopCloser(bytes.NewReader(b))
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		next.ServeHTTP(w, r)
 	})
 }

@@ -27,6 +27,7 @@ import (
 // Defaults for Config's zero values.
 const (
 	DefaultMaxBodyBytes     = 1 << 20
+	DefaultBodyTimeout      = 30 * time.Second
 	DefaultParserTokenLimit = 15_000
 	DefaultKeepAlive        = 15 * time.Second
 	DefaultMaxComplexity    = 5000
@@ -64,6 +65,8 @@ type Config struct {
 	TrustedDocumentsOnly bool
 	// MaxBodyBytes caps a request body.
 	MaxBodyBytes int64
+	// BodyTimeout bounds how long a request body may take to arrive.
+	BodyTimeout time.Duration
 	// ParserTokenLimit caps the tokens in one GraphQL document.
 	ParserTokenLimit int
 	// TrustedProxies are the addresses whose X-Forwarded-For is believed.
@@ -144,7 +147,7 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", withErrorCodes(auth.middleware(rateLimit(limitBody(withRetryHints(srv), cfg.MaxBodyBytes), root.RateLimitService))))
+	mux.Handle("/graphql", withErrorCodes(auth.middleware(rateLimit(limitBody(withRetryHints(srv), cfg.MaxBodyBytes, cfg.BodyTimeout), root.RateLimitService))))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeStatus(w, http.StatusOK, "ok")
 	})
@@ -172,6 +175,9 @@ func withDefaults(cfg Config) Config {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
 	}
 	if cfg.ParserTokenLimit <= 0 {
 		cfg.ParserTokenLimit = DefaultParserTokenLimit

@@ -41,6 +41,7 @@ type serveConfig struct {
 	AllowedOrigins     []string
 	TrustedProxies     []string
 	MaxBodyBytes       int
+	BodyTimeout        time.Duration
 	ParserTokenLimit   int
 	graphQL            graphQLConfig
 	KeepAlive          time.Duration
@@ -67,6 +68,7 @@ func (c *serveConfig) register(f *envFlags) {
 	f.List(&c.AllowedOrigins, "allowed-origins", "RDEV_ALLOWED_ORIGINS", "browser Origins allowed to open WebSockets besides the server's own (* for any)")
 	f.List(&c.TrustedProxies, "trusted-proxies", "RDEV_TRUSTED_PROXIES", "CIDRs of proxies whose X-Forwarded-For is believed")
 	f.Int(&c.MaxBodyBytes, "max-body-bytes", "RDEV_MAX_BODY_BYTES", resolvers.DefaultMaxBodyBytes, "largest request body accepted")
+	f.Duration(&c.BodyTimeout, "body-timeout", "RDEV_BODY_TIMEOUT", resolvers.DefaultBodyTimeout, "how long a request body may take to arrive before the request is refused (408)")
 	f.Int(&c.ParserTokenLimit, "parser-token-limit", "RDEV_PARSER_TOKEN_LIMIT", resolvers.DefaultParserTokenLimit, "most tokens in one GraphQL document")
 	f.Duration(&c.KeepAlive, "keepalive", "RDEV_KEEPALIVE", resolvers.DefaultKeepAlive, "WebSocket ping and SSE keep-alive interval")
 	f.Duration(&c.ShutdownTimeout, "shutdown-timeout", "RDEV_SHUTDOWN_TIMEOUT", 15*time.Second, "how long requests and running commands get to finish on SIGTERM")
@@ -262,6 +264,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 	gql.GraphiQL = graphiql
 	gql.Introspection = introspection
 	gql.MaxBodyBytes = int64(cfg.MaxBodyBytes)
+	gql.BodyTimeout = cfg.BodyTimeout
 	gql.ParserTokenLimit = cfg.ParserTokenLimit
 	gql.TrustedProxies = trusted
 	gql.KeepAlive = cfg.KeepAlive
