@@ -156,30 +156,46 @@ func (s *RateLimitService) ChargeExecute(ctx context.Context, n int) (Quota, err
 }
 
 // CheckAuthFailures returns a *RateLimitError (ERATELIMITED) if addr has
-// used up its failed authentications, so its next attempt is not even
-// checked.
-func (s *RateLimitService) CheckAuthFailures(ctx context.Context, addr netip.Addr) error {
+// used up its failed authentications and the key presented, keyID ("" for
+// a credential that names none), has failed too within the window, so the
+// attempt is not even checked. A key that has not failed is still checked
+// from an address over its budget: failures with other keys (another user
+// behind the same address, say) never lock a valid key out.
+func (s *RateLimitService) CheckAuthFailures(ctx context.Context, addr netip.Addr, keyID string) error {
 	b, ok := s.authFailures(addr)
 	if !ok {
 		return nil
 	}
 	q, _, err := s.failures.Take(ctx, b, 0)
-	if err != nil {
+	if err != nil || q.Remaining > 0 {
 		return err
 	}
-	if q.Remaining <= 0 {
-		return NewRateLimitError(fmt.Sprintf("%d failed authentications per minute from this address", b.Limit), q, s.now())
+	if keyID != "" {
+		kq, _, err := s.failures.Take(ctx, s.keyAuthFailures(keyID), 0)
+		if err != nil {
+			return err
+		}
+		if kq.Remaining >= kq.Limit {
+			return nil // this key has not failed: a guess at it is not what spent the budget
+		}
 	}
-	return nil
+	return NewRateLimitError(fmt.Sprintf("%d failed authentications per minute from this address", b.Limit), q, s.now())
 }
 
-// AuthFailed counts a failed authentication from addr.
-func (s *RateLimitService) AuthFailed(ctx context.Context, addr netip.Addr) error {
+// AuthFailed counts a failed authentication from addr, presenting keyID
+// ("" for a credential that names no key).
+func (s *RateLimitService) AuthFailed(ctx context.Context, addr netip.Addr, keyID string) error {
 	b, ok := s.authFailures(addr)
 	if !ok {
 		return nil
 	}
-	_, _, err := s.failures.Take(ctx, b, 1)
+	if _, _, err := s.failures.Take(ctx, b, 1); err != nil {
+		return err
+	}
+	if keyID == "" {
+		return nil
+	}
+	_, _, err := s.failures.Take(ctx, s.keyAuthFailures(keyID), 1)
 	return err
 }
 
@@ -188,6 +204,12 @@ func (s *RateLimitService) authFailures(addr netip.Addr) (Budget, bool) {
 		return Budget{}, false
 	}
 	return Budget{Name: "auth_failures", Subject: addr.String(), Limit: s.limits.AuthFailuresPerMinute, Window: time.Minute}, true
+}
+
+// keyAuthFailures is the budget of failed authentications presenting one
+// key ID, from any address.
+func (s *RateLimitService) keyAuthFailures(keyID string) Budget {
+	return Budget{Name: "auth_failures_key", Subject: keyID, Limit: s.limits.AuthFailuresPerMinute, Window: time.Minute}
 }
 
 func (s *RateLimitService) take(ctx context.Context, l RateLimiter, b Budget, n int, what string) (Quota, error) {

@@ -144,16 +144,22 @@ func TestRateLimitService_AuthFailures(t *testing.T) {
 	s, keys, failures := newRateLimitEnv(RateLimits{AuthFailuresPerMinute: 2})
 	addr, other := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
 	for range 2 {
-		if err := s.CheckAuthFailures(t.Context(), addr); err != nil {
+		if err := s.CheckAuthFailures(t.Context(), addr, "guessed"); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.AuthFailed(t.Context(), addr); err != nil {
+		if err := s.AuthFailed(t.Context(), addr, "guessed"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	err := s.CheckAuthFailures(t.Context(), addr)
-	wantCode(t, err, ERATELIMITED)
-	if err := s.CheckAuthFailures(t.Context(), other); err != nil {
+	// Over the address's budget: the key being guessed and credentials
+	// that name no key are refused unchecked; another key, which has not
+	// failed, is still checked (a valid key is never locked out).
+	wantCode(t, s.CheckAuthFailures(t.Context(), addr, "guessed"), ERATELIMITED)
+	wantCode(t, s.CheckAuthFailures(t.Context(), addr, ""), ERATELIMITED)
+	if err := s.CheckAuthFailures(t.Context(), addr, "valid"); err != nil {
+		t.Errorf("a key that never failed, from the address over its budget: %v", err)
+	}
+	if err := s.CheckAuthFailures(t.Context(), other, "guessed"); err != nil {
 		t.Errorf("another address: %v", err)
 	}
 	if len(keys.budgets) != 0 || failures.budgets[0].Subject != "192.0.2.1" {

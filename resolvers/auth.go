@@ -75,16 +75,31 @@ func (a *authenticator) refused(ctx context.Context, credential string, c *domai
 // address that has failed too often is refused (ERATELIMITED) unchecked, so
 // guessing keys is slow.
 func (a *authenticator) authenticate(ctx context.Context, credential string, addr netip.Addr) (*domain.APIKey, error) {
-	if err := a.limits.CheckAuthFailures(ctx, addr); err != nil {
+	keyID := presentedKeyID(credential)
+	if err := a.limits.CheckAuthFailures(ctx, addr, keyID); err != nil {
 		return nil, err
 	}
 	k, err := a.check(ctx, credential, addr)
 	if domain.ErrorCode(err) == domain.EUNAUTHENTICATED {
-		if ferr := a.limits.AuthFailed(ctx, addr); ferr != nil {
+		if ferr := a.limits.AuthFailed(ctx, addr, keyID); ferr != nil {
 			return nil, ferr
 		}
 	}
 	return k, err
+}
+
+// presentedKeyID returns the key ID a credential names, or "" if it names
+// none (it is not a well-formed token).
+func presentedKeyID(credential string) string {
+	token := strings.TrimSpace(credential)
+	if _, rest, ok := strings.Cut(token, " "); ok {
+		token = strings.TrimSpace(rest)
+	}
+	id, _, err := domain.ParseToken(token)
+	if err != nil {
+		return ""
+	}
+	return id
 }
 
 func (a *authenticator) check(ctx context.Context, credential string, addr netip.Addr) (*domain.APIKey, error) {

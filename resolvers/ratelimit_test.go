@@ -182,7 +182,8 @@ func TestHandler_RateLimit(t *testing.T) {
 	})
 
 	// Failed authentications are counted per client address; past the
-	// limit that address is refused unchecked, even with a good key.
+	// limit that address is refused unchecked with the key that failed, or
+	// a credential naming no key; a key that has not failed is checked.
 	t.Run("AuthFailures", func(t *testing.T) {
 		ts, _ := newLimitedServer(t, limits)
 		bad := foreignToken(t)
@@ -199,11 +200,19 @@ func TestHandler_RateLimit(t *testing.T) {
 				t.Fatalf("bad key %d: status %d, %+v", i+1, r.status, r.Errors)
 			}
 		}
-		for _, token := range []string{bad, ts.admin} {
+		for _, token := range []string{bad, "not-a-key"} {
 			r := from(token, "203.0.113.7")
 			if r.status != http.StatusTooManyRequests || r.code() != domain.ERATELIMITED || r.header.Get("Retry-After") == "" {
 				t.Errorf("after 3 failures: status %d, %+v, Retry-After %q; want 429 RATE_LIMITED", r.status, r.Errors, r.header.Get("Retry-After"))
 			}
+		}
+		// A key that has not failed is still checked from that address: a
+		// valid one works, an unknown one is refused as such.
+		if r := from(ts.admin, "203.0.113.7"); r.status != http.StatusOK {
+			t.Errorf("a valid key from the address over its budget: status %d, %+v", r.status, r.Errors)
+		}
+		if r := from(foreignToken(t), "203.0.113.7"); r.status != http.StatusUnauthorized {
+			t.Errorf("another unknown key from that address: status %d, %+v; want 401", r.status, r.Errors)
 		}
 		if r := from(ts.admin, "203.0.113.8"); r.status != http.StatusOK {
 			t.Errorf("another address: status %d, %+v", r.status, r.Errors)
