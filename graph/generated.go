@@ -2125,16 +2125,18 @@ type Mutation {
   commandOutput subscription. The same clientToken from the same key with the
   same command returns the command already queued and runs nothing twice;
   with a different command it is CONFLICT. A key with too many commands
-  queued gets RATE_LIMITED.
+  queued gets RATE_LIMITED. Null when it fails, so that in a request of
+  several executeCommand aliases the others still return their commands.
   """
-  executeCommand("What to run, where, and how." input: ExecuteCommandInput!): ExecuteCommandPayload! @hasScope(scope: COMMANDS_WRITE)
+  executeCommand("What to run, where, and how." input: ExecuteCommandInput!): ExecuteCommandPayload @hasScope(scope: COMMANDS_WRITE)
 
   """
   Cancels a command: a queued one ends CANCELLED at once; a running one is
   stopped, with its child processes (SIGTERM, then SIGKILL). CONFLICT if it
   already ended.
+  Null when it fails, as executeCommand is.
   """
-  cancelCommand("Which command to cancel." input: CancelCommandInput!): CancelCommandPayload! @hasScope(scope: COMMANDS_WRITE)
+  cancelCommand("Which command to cancel." input: CancelCommandInput!): CancelCommandPayload @hasScope(scope: COMMANDS_WRITE)
 
   """
   Adds a webhook endpoint, sent a signed message (Standard Webhooks) for each
@@ -6629,10 +6631,10 @@ func (ec *executionContext) _Mutation_executeCommand(ctx context.Context, field 
 			return next
 		},
 		func(ctx context.Context, selections ast.SelectionSet, v *model.ExecuteCommandPayload) graphql.Marshaler {
-			return ec.marshalNExecuteCommandPayload2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐExecuteCommandPayload(ctx, selections, v)
+			return ec.marshalOExecuteCommandPayload2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐExecuteCommandPayload(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_executeCommand(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -6691,10 +6693,10 @@ func (ec *executionContext) _Mutation_cancelCommand(ctx context.Context, field g
 			return next
 		},
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CancelCommandPayload) graphql.Marshaler {
-			return ec.marshalNCancelCommandPayload2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐCancelCommandPayload(ctx, selections, v)
+			return ec.marshalOCancelCommandPayload2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐCancelCommandPayload(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_cancelCommand(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -12959,14 +12961,14 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_executeCommand(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "cancelCommand":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_cancelCommand(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "createWebhook":
@@ -14666,14 +14668,6 @@ func (ec *executionContext) unmarshalNCancelCommandInput2githubᚗcomᚋrdevᚑh
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNCancelCommandPayload2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐCancelCommandPayload(ctx context.Context, sel ast.SelectionSet, v *model.CancelCommandPayload) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "CancelCommandPayload!")
-		return graphql.Null
-	}
-	return ec._CancelCommandPayload(ctx, sel, v)
-}
-
 func (ec *executionContext) marshalNCommand2ᚕᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandᚄ(ctx context.Context, sel ast.SelectionSet, v []*domain.Command) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -14897,14 +14891,6 @@ func (ec *executionContext) unmarshalNEnvVarInput2ᚖgithubᚗcomᚋrdevᚑhqᚋ
 func (ec *executionContext) unmarshalNExecuteCommandInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐExecuteCommandInput(ctx context.Context, v any) (model.ExecuteCommandInput, error) {
 	res, err := ec.unmarshalInputExecuteCommandInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
-}
-
-func (ec *executionContext) marshalNExecuteCommandPayload2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐExecuteCommandPayload(ctx context.Context, sel ast.SelectionSet, v *model.ExecuteCommandPayload) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "ExecuteCommandPayload!")
-		return graphql.Null
-	}
-	return ec._ExecuteCommandPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNHealth2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐHealth(ctx context.Context, sel ast.SelectionSet, v *domain.Health) graphql.Marshaler {
@@ -15688,6 +15674,13 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	return res
 }
 
+func (ec *executionContext) marshalOCancelCommandPayload2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐCancelCommandPayload(ctx context.Context, sel ast.SelectionSet, v *model.CancelCommandPayload) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._CancelCommandPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalOCommand2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommand(ctx context.Context, sel ast.SelectionSet, v *domain.Command) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
@@ -15782,6 +15775,13 @@ func (ec *executionContext) unmarshalOEnvVarInput2ᚕᚖgithubᚗcomᚋrdevᚑhq
 		}
 	}
 	return res, nil
+}
+
+func (ec *executionContext) marshalOExecuteCommandPayload2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐExecuteCommandPayload(ctx context.Context, sel ast.SelectionSet, v *model.ExecuteCommandPayload) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._ExecuteCommandPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOID2ᚖstring(ctx context.Context, v any) (*string, error) {

@@ -214,6 +214,27 @@ func (m *memCommands) FindCommandsForProjects(_ context.Context, ids []string, s
 	return out, nil
 }
 
+// CreateCommand keeps the command, for tests that run executeCommand.
+func (m *memCommands) CreateCommand(_ context.Context, c *domain.Command, _ *domain.AuditEntry) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.commands = append(m.commands, c.Clone())
+	return nil
+}
+
+// CountQueued counts the key's QUEUED commands.
+func (m *memCommands) CountQueued(_ context.Context, keyID string) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, c := range m.commands {
+		if c.KeyID == keyID && c.Status == domain.CommandQueued {
+			n++
+		}
+	}
+	return n, nil
+}
+
 func (m *memCommands) calls() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()

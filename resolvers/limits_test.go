@@ -3,6 +3,7 @@ package resolvers
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -215,5 +216,31 @@ func TestHandler_OperationTimeoutSparesSubscriptions(t *testing.T) {
 			}
 			return
 		}
+	}
+}
+
+// TestHandler_PartialBatch: in a request of several executeCommand
+// aliases where one fails, the others still return their commands (partial
+// data, the error at its alias's path), so the client learns what ran.
+func TestHandler_PartialBatch(t *testing.T) {
+	ts := newTestServer(t)
+	r := ts.query(t, ts.admin, `mutation {
+		ok: executeCommand(input: {projectId: "alpha", argv: ["true"]}) { command { id status } }
+		bad: executeCommand(input: {projectId: "nope", argv: ["true"]}) { command { id } }
+	}`, nil)
+	var data struct {
+		OK *struct {
+			Command struct{ ID, Status string }
+		}
+		Bad *struct{}
+	}
+	if err := json.Unmarshal(r.Data, &data); err != nil {
+		t.Fatalf("data %s: %v", r.Data, err)
+	}
+	if data.OK == nil || data.OK.Command.ID == "" || data.Bad != nil {
+		t.Errorf("data %s: want ok's command and bad null", r.Data)
+	}
+	if len(r.Errors) != 1 || r.code() != domain.ENOTFOUND || len(r.Errors[0].Path) != 1 || r.Errors[0].Path[0] != "bad" {
+		t.Errorf("errors %+v: want NOT_FOUND at bad", r.Errors)
 	}
 }
