@@ -864,6 +864,12 @@ func (x *fakeExecutor) startedTags() []string {
 	return slices.Clone(x.started)
 }
 
+func (x *fakeExecutor) finishedTags() []string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return slices.Clone(x.finished)
+}
+
 func (x *fakeExecutor) hasStarted(tag string) bool {
 	return slices.Contains(x.startedTags(), tag)
 }

@@ -490,10 +490,13 @@ func (d *Dispatcher) run(ctx context.Context, c *Command) {
 		res, err = d.exec.Exec(xctx, ExecRequest{Project: p, Argv: c.Argv, Env: c.Env, Workdir: c.Workdir},
 			rec.writer(Stdout), rec.writer(Stderr))
 	}
+	// How the process ended is decided now: storing the rest of its output
+	// may take long (while storage refuses it), and a shutdown, timeout or
+	// cancel that comes meanwhile must not rewrite a clean exit.
+	cause, endedAt := context.Cause(xctx), d.now().UTC().Truncate(time.Microsecond)
 	out := rec.close()
-	fin := Finish{OutputBytes: out.total, LastSeq: out.lastSeq, Truncated: out.truncated, LostBytes: out.lostBytes}
-	fin.FinishedAt = d.now().UTC().Truncate(time.Microsecond)
-	d.decide(&fin, c, res, err, context.Cause(xctx))
+	fin := Finish{OutputBytes: out.total, LastSeq: out.lastSeq, Truncated: out.truncated, LostBytes: out.lostBytes, FinishedAt: endedAt}
+	d.decide(&fin, c, res, err, cause)
 	if out.leaseLost {
 		// Another process ended the command; its end stands.
 		ended = c.Clone()

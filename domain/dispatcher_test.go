@@ -853,3 +853,24 @@ func TestDispatcher_ClaimReplyLost(t *testing.T) {
 		t.Errorf("started %d times, want once", n)
 	}
 }
+
+// TestDispatcher_EndDecidedAtExit: a process that exited 0 while its output
+// waits for storage ends SUCCEEDED, even when the server shuts down while
+// that output is still being held.
+func TestDispatcher_EndDecidedAtExit(t *testing.T) {
+	e := newCommandEnv(t)
+	e.exec.program("ok", execScript{steps: []execStep{{data: "done\n"}}})
+	e.repo.set(func(r *commandRepo) {
+		r.appendHook = func([]OutputChunk) error { return errors.New("disk full") }
+	})
+	cfg := testDispatcherConfig()
+	cfg.FinishGrace = 100 * time.Millisecond
+	_, stop := e.startDispatcher(t, cfg)
+	c := e.queue(t, &Command{ProjectID: "web", Argv: []string{"ok", "t"}})
+	waitFor(t, "the process to exit", func() bool { return slices.Contains(e.exec.finishedTags(), "t") })
+	stop()
+	got := e.waitFinal(t, c.ID)
+	if got.Status != CommandSucceeded || got.ExitCode == nil || *got.ExitCode != 0 || got.LostBytes == 0 {
+		t.Errorf("stored %s (%s) exit %v, lost %d; want SUCCEEDED with exit 0 and its output counted lost", got.Status, got.Reason, got.ExitCode, got.LostBytes)
+	}
+}
