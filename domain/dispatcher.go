@@ -412,10 +412,15 @@ func (d *Dispatcher) stopLocal(id string, cause error) bool {
 }
 
 // heartbeat renews this process's leases, picks up cancel requests made
-// elsewhere, and interrupts commands whose process died.
+// elsewhere, and interrupts commands whose process died. It expires leases
+// only once storage has answered it for a whole LeaseTTL: after an outage,
+// or when this process starts, every other process (and an end being
+// retried, or replayed from the journal) gets a lease's length of working
+// storage to renew or record before its leases are held against it.
 func (d *Dispatcher) heartbeat(ctx context.Context) {
 	t := time.NewTicker(d.cfg.LeaseTTL / 3)
 	defer t.Stop()
+	var answering time.Time // since when storage has answered every call
 	for {
 		select {
 		case <-ctx.Done():
@@ -435,6 +440,7 @@ func (d *Dispatcher) heartbeat(ctx context.Context) {
 				// Until this process renews its own leases, it must not
 				// expire any: its own may be among the expired.
 				d.log.Warn("renewing leases", "err", err)
+				answering = time.Time{}
 				continue
 			}
 			for _, id := range r.Cancel {
@@ -446,9 +452,16 @@ func (d *Dispatcher) heartbeat(ctx context.Context) {
 				}
 			}
 		}
+		if answering.IsZero() {
+			answering = now
+		}
+		if now.Sub(answering) < d.cfg.LeaseTTL {
+			continue
+		}
 		expired, err := d.repo.ExpireLeases(ctx, now, ExpiredEntry)
 		if err != nil {
 			d.log.Warn("expiring leases", "err", err)
+			answering = time.Time{}
 		}
 		for _, c := range expired {
 			d.log.Warn("command interrupted: its lease expired", "command", c.ID, "owner", c.Owner)

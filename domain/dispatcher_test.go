@@ -874,3 +874,33 @@ func TestDispatcher_EndDecidedAtExit(t *testing.T) {
 		t.Errorf("stored %s (%s) exit %v, lost %d; want SUCCEEDED with exit 0 and its output counted lost", got.Status, got.Reason, got.ExitCode, got.LostBytes)
 	}
 }
+
+// TestDispatcher_ExpiresAfterALeaseOfStorage: a dispatcher that starts (or
+// sees storage come back) expires nobody's lease until storage has answered
+// it for a whole LeaseTTL, so an end that another process is still retrying
+// or replaying is stored, not beaten to it by an INTERRUPTED.
+func TestDispatcher_ExpiresAfterALeaseOfStorage(t *testing.T) {
+	e := newCommandEnv(t)
+	ctx, now := context.Background(), time.Now().UTC()
+	claimExpired := func(owner, project string) *Command {
+		e.queue(t, &Command{ProjectID: project, Argv: []string{"ok", owner}})
+		got, err := e.repo.ClaimCommands(ctx, ClaimRequest{Owner: owner, Max: 1, LeaseUntil: now.Add(-time.Second), Now: now})
+		if err != nil || len(got) != 1 {
+			t.Fatalf("claim for %s = %v, %v", owner, got, err)
+		}
+		return got[0]
+	}
+	replayed := claimExpired("restarted", "web")
+	cfg := testDispatcherConfig()
+	cfg.LeaseTTL = 3 * time.Second // renewals and expiry checks every second
+	e.startDispatcher(t, cfg)
+	time.Sleep(1500 * time.Millisecond) // a tick or two, well within a lease
+	fin := Finish{Status: CommandSucceeded, ExitCode: new(0), FinishedAt: now}
+	if _, err := e.repo.FinishCommand(ctx, replayed.Lease(), fin, nil); err != nil {
+		t.Fatalf("the end replayed within a lease of the dispatcher's start: %v (status %s)", err, e.repo.status(replayed.ID))
+	}
+	dead := claimExpired("dead", "api")
+	if got := e.waitFinal(t, dead.ID); got.Status != CommandInterrupted {
+		t.Errorf("a dead process's command: %s, want INTERRUPTED once storage answered a lease long", got.Status)
+	}
+}
