@@ -17,8 +17,10 @@ func TestProcessEnded(t *testing.T) {
 	if ProcessEnded(me) {
 		t.Errorf("ProcessEnded(%q) for this very process", me)
 	}
-	ns, rest, _ := strings.Cut(me, ":")
+	i := strings.LastIndexByte(me, ':')
+	ns, rest := me[:i], me[i+1:] // boot ID and PID namespace
 	pid, start, _ := strings.Cut(rest, ".")
+	_, nsOnly, _ := strings.Cut(ns, ":")
 	n, _ := strconv.ParseUint(start, 10, 64)
 
 	cmd := exec.Command("true")
@@ -31,7 +33,9 @@ func TestProcessEnded(t *testing.T) {
 	}{
 		"EndedPID":       {ns + ":" + strconv.Itoa(cmd.Process.Pid) + ".1", true},
 		"ReusedPID":      {ns + ":" + pid + "." + strconv.FormatUint(n+1, 10), true},
-		"OtherNamespace": {"1:" + strconv.Itoa(cmd.Process.Pid) + ".1", false},
+		"OtherNamespace": {strings.TrimSuffix(ns, nsOnly) + "1:" + strconv.Itoa(cmd.Process.Pid) + ".1", false},
+		"OtherBoot":      {"00000000-0000-0000-0000-000000000000:" + nsOnly + ":" + strconv.Itoa(cmd.Process.Pid) + ".1", false},
+		"NoBoot":         {nsOnly + ":" + strconv.Itoa(cmd.Process.Pid) + ".1", false},
 		"Malformed":      {ns + ":x.y", false},
 		"NoNamespace":    {pid + "." + start, false},
 		"NonPositivePID": {ns + ":0.1", false},
