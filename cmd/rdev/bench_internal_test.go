@@ -50,22 +50,7 @@ func (ts *testServer) follow(tb testing.TB, id string, chunk func(data string)) 
 
 func (ts *testServer) subscribeData(tb testing.TB, id string) *websocket.Conn {
 	tb.Helper()
-	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}}
-	c, res, err := d.Dial("ws"+ts.url[len("http"):]+"/graphql", nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	_ = res.Body.Close()
-	_ = c.WriteJSON(map[string]any{"type": "connection_init", "payload": map[string]any{"authorization": "Bearer " + ts.token}})
-	var ack streamMessage
-	if err := c.ReadJSON(&ack); err != nil || ack.Type != "connection_ack" {
-		tb.Fatalf("init: %v %q", err, ack.Type)
-	}
-	_ = c.WriteJSON(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{
-		"query":     `subscription($id: ID!) { commandOutput(commandId: $id) { __typename ... on OutputChunk { seq data } ... on CommandFinished { status } } }`,
-		"variables": map[string]any{"id": id},
-	}})
-	return c
+	return ts.subscribeMany(tb, id, 1)
 }
 
 func readStream(tb testing.TB, c *websocket.Conn, chunk func(data string)) string {
