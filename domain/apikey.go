@@ -67,6 +67,11 @@ type APIKey struct {
 	ExpiresAt  *time.Time
 	RevokedAt  *time.Time
 	LastUsedAt *time.Time
+	// Version counts changes to the key: the store sets 1 when it creates
+	// the key and raises it with every update, so a process holding keys
+	// learns which ones changed by reading versions alone (last-used
+	// times do not count).
+	Version int64
 }
 
 // Status returns the key's state at now.
@@ -114,17 +119,20 @@ type APIKeyFilter struct {
 
 // APIKeyRepository stores API keys.
 type APIKeyRepository interface {
-	// CreateAPIKey inserts k and, in the same transaction, appends audit
+	// CreateAPIKey inserts k with Version 1 (and sets k.Version) and, in the same transaction, appends audit
 	// unless it is nil. It returns ECONFLICT if the ID exists.
 	CreateAPIKey(ctx context.Context, k *APIKey, audit *AuditEntry) error
 	// FindAPIKeyByID returns ENOTFOUND if there is no such key.
 	FindAPIKeyByID(ctx context.Context, id string) (*APIKey, error)
 	// FindAPIKeys returns keys sorted by ID.
 	FindAPIKeys(ctx context.Context, f APIKeyFilter) ([]*APIKey, error)
-	// UpdateAPIKey loads the key, lets update change it, and saves it, in one
-	// transaction, which also appends audit unless it is nil. It returns
+	// UpdateAPIKey loads the key, lets update change it, and saves it with
+	// its Version raised by one, in one transaction, which also appends audit unless it is nil. It returns
 	// ENOTFOUND, or update's error unchanged.
 	UpdateAPIKey(ctx context.Context, id string, update func(*APIKey) error, audit *AuditEntry) (*APIKey, error)
+	// APIKeyVersions returns the stored Version of each key in ids that
+	// exists; the others are absent from the map.
+	APIKeyVersions(ctx context.Context, ids []string) (map[string]int64, error)
 	// TouchAPIKeys sets last-used times, keeping the later of the stored and
 	// given time. Unknown IDs are ignored.
 	TouchAPIKeys(ctx context.Context, lastUsed map[string]time.Time) error

@@ -38,6 +38,7 @@ func TestAPIKeyService_Create(t *testing.T) {
 			RateLimit:    50,
 			CreatedAt:    clk.Now().UTC().Truncate(time.Microsecond),
 			ExpiresAt:    ptr(expires.UTC().Truncate(time.Microsecond)),
+			Version:      1,
 		}
 		if !reflect.DeepEqual(k, want) {
 			t.Errorf("Create = %+v\nwant     %+v", k, want)

@@ -19,7 +19,9 @@ type keyRepo struct {
 	creates int
 	finds   int
 	updates int
-	touches []map[string]time.Time
+	// versionReads counts APIKeyVersions calls.
+	versionReads int
+	touches      []map[string]time.Time
 	// createErr and findErr, when set, make CreateAPIKey and the two finds
 	// fail as a broken database would.
 	createErr, findErr error
@@ -49,6 +51,7 @@ func (r *keyRepo) CreateAPIKey(_ context.Context, k *APIKey, audit *AuditEntry) 
 	if err := r.audit.add(audit); err != nil {
 		return err
 	}
+	k.Version = 1
 	r.keys[k.ID] = cloneKey(k)
 	return nil
 }
@@ -101,11 +104,28 @@ func (r *keyRepo) UpdateAPIKey(_ context.Context, id string, update func(*APIKey
 	if err := update(k); err != nil {
 		return nil, err
 	}
+	k.Version = stored.Version + 1
 	if err := r.audit.add(audit); err != nil {
 		return nil, err
 	}
 	r.keys[id] = cloneKey(k)
 	return k, nil
+}
+
+func (r *keyRepo) APIKeyVersions(_ context.Context, ids []string) (map[string]int64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.versionReads++
+	if r.findErr != nil {
+		return nil, r.findErr
+	}
+	out := map[string]int64{}
+	for _, id := range ids {
+		if k, ok := r.keys[id]; ok {
+			out[id] = k.Version
+		}
+	}
+	return out, nil
 }
 
 func (r *keyRepo) TouchAPIKeys(_ context.Context, lastUsed map[string]time.Time) error {

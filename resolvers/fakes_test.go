@@ -76,6 +76,7 @@ func (m *memKeys) CreateAPIKey(_ context.Context, k *domain.APIKey, audit *domai
 	if _, ok := m.keys[k.ID]; ok {
 		return domain.Errorf(domain.ECONFLICT, "exists")
 	}
+	k.Version = 1
 	m.keys[k.ID] = *k
 	m.record(audit)
 	return nil
@@ -128,12 +129,30 @@ func (m *memKeys) UpdateAPIKey(_ context.Context, id string, update func(*domain
 	if !ok {
 		return nil, domain.Errorf(domain.ENOTFOUND, "API key %q not found", id)
 	}
+	version := k.Version
 	if err := update(&k); err != nil {
 		return nil, err
 	}
+	k.Version = version + 1
 	m.keys[id] = k
 	m.record(audit)
 	return &k, nil
+}
+
+func (m *memKeys) APIKeyVersions(_ context.Context, ids []string) (map[string]int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls++
+	if m.down {
+		return nil, errDown
+	}
+	out := map[string]int64{}
+	for _, id := range ids {
+		if k, ok := m.keys[id]; ok {
+			out[id] = k.Version
+		}
+	}
+	return out, nil
 }
 
 func (m *memKeys) TouchAPIKeys(_ context.Context, lastUsed map[string]time.Time) error {

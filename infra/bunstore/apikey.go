@@ -18,6 +18,7 @@ import (
 // is nil) in the same transaction. It returns ECONFLICT if a key with k's ID
 // exists.
 func (s *Store) CreateAPIKey(ctx context.Context, k *domain.APIKey, audit *domain.AuditEntry) error {
+	k.Version = 1
 	row := newAPIKeyRow(k)
 	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		if _, err := tx.NewInsert().Model(row).Exec(ctx); err != nil {
@@ -90,10 +91,11 @@ func (s *Store) UpdateAPIKey(ctx context.Context, id string, update func(*domain
 		if err != nil {
 			return err
 		}
-		wasRevoked := k.RevokedAt != nil
+		wasRevoked, version := k.RevokedAt != nil, k.Version
 		if err := update(k); err != nil {
 			return err
 		}
+		k.Version = version + 1
 		if k.ID != id {
 			return fmt.Errorf("update API key %s: the update changed its ID to %q", id, k.ID)
 		}
@@ -121,6 +123,28 @@ func (s *Store) UpdateAPIKey(ctx context.Context, id string, update func(*domain
 		return nil, err
 	}
 	return saved, nil
+}
+
+// APIKeyVersions returns the versions of the stored keys among ids, reading
+// them in batches so that a long list stays within the drivers' limits on
+// bound parameters.
+func (s *Store) APIKeyVersions(ctx context.Context, ids []string) (map[string]int64, error) {
+	versions := make(map[string]int64, len(ids))
+	for batch := range slices.Chunk(ids, 500) {
+		var rows []struct {
+			ID      string `bun:"id"`
+			Version int64  `bun:"version"`
+		}
+		err := s.db.NewSelect().Table("api_keys").Column("id", "version").
+			Where("id IN (?)", bun.In(batch)).Scan(ctx, &rows)
+		if err != nil {
+			return nil, fmt.Errorf("read API key versions: %w", translate(err))
+		}
+		for _, r := range rows {
+			versions[r.ID] = r.Version
+		}
+	}
+	return versions, nil
 }
 
 // TouchAPIKeys records when keys were last used, all in one transaction. A

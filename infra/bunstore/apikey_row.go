@@ -28,6 +28,7 @@ type apiKeyRow struct {
 	ExpiresAt               *time.Time `bun:"expires_at"`
 	RevokedAt               *time.Time `bun:"revoked_at"`
 	LastUsedAt              *time.Time `bun:"last_used_at"`
+	Version                 int64      `bun:"version"`
 
 	AllowedIPs []*allowedIPRow `bun:"rel:has-many,join:id=key_id"`
 }
@@ -57,6 +58,7 @@ func newAPIKeyRow(k *domain.APIKey) *apiKeyRow {
 		ExpiresAt:               storedTimePtr(k.ExpiresAt),
 		RevokedAt:               storedTimePtr(k.RevokedAt),
 		LastUsedAt:              storedTimePtr(k.LastUsedAt),
+		Version:                 k.Version,
 	}
 	for i, p := range k.AllowedCIDRs {
 		r.AllowedIPs = append(r.AllowedIPs, &allowedIPRow{KeyID: k.ID, Position: i, CIDR: p.String()})
@@ -78,6 +80,7 @@ func (r *apiKeyRow) apiKey() (*domain.APIKey, error) {
 		ExpiresAt:               storedTimePtr(r.ExpiresAt),
 		RevokedAt:               storedTimePtr(r.RevokedAt),
 		LastUsedAt:              storedTimePtr(r.LastUsedAt),
+		Version:                 r.Version,
 	}
 	for _, s := range r.Scopes {
 		k.Scopes = append(k.Scopes, domain.Scope(s))

@@ -38,6 +38,10 @@ func TestAPIKeyRepository(t *testing.T, newRepo func(t *testing.T) domain.APIKey
 		t.Parallel()
 		testTouchAPIKeys(t, newRepo)
 	})
+	t.Run("APIKeyVersions", func(t *testing.T) {
+		t.Parallel()
+		testAPIKeyVersions(t, newRepo)
+	})
 }
 
 func testCreateAPIKey(t *testing.T, newRepo func(t *testing.T) domain.APIKeyRepository) {
@@ -46,9 +50,10 @@ func testCreateAPIKey(t *testing.T, newRepo func(t *testing.T) domain.APIKeyRepo
 		repo, ctx := newRepo(t), t.Context()
 		k := fullAPIKey()
 		want := cloneAPIKey(k)
+		want.Version = 1
 		mustCreateAPIKey(t, ctx, repo, k)
 		if diff := cmp.Diff(want, k, cmpOpts...); diff != "" {
-			t.Errorf("CreateAPIKey changed its argument (-before +after):\n%s", diff)
+			t.Errorf("CreateAPIKey changed its argument other than setting Version 1 (-want +after):\n%s", diff)
 		}
 		got := mustFindAPIKey(t, ctx, repo, k.ID)
 		if diff := cmp.Diff(want, got, cmpOpts...); diff != "" {
@@ -199,6 +204,7 @@ func testUpdateAPIKey(t *testing.T, newRepo func(t *testing.T) domain.APIKeyRepo
 		want.RateLimit = 7
 		want.ExpiresAt = nil
 		want.RevokedAt = ptr(at(now))
+		want.Version = 7 // the update's own change is ignored: the store counts
 
 		got, err := repo.UpdateAPIKey(ctx, want.ID, func(loaded *domain.APIKey) error {
 			if diff := cmp.Diff(k, loaded, cmpOpts...); diff != "" {
@@ -210,6 +216,7 @@ func testUpdateAPIKey(t *testing.T, newRepo func(t *testing.T) domain.APIKeyRepo
 		if err != nil {
 			t.Fatalf("UpdateAPIKey: %v", err)
 		}
+		want.Version = 2
 		if diff := cmp.Diff(want, got, cmpOpts...); diff != "" {
 			t.Errorf("UpdateAPIKey returned (-want +got):\n%s", diff)
 		}
@@ -300,9 +307,59 @@ func testUpdateAPIKey(t *testing.T, newRepo func(t *testing.T) domain.APIKeyRepo
 		}
 		wg.Wait()
 		got := mustFindAPIKey(t, ctx, repo, k.ID)
-		if got.RateLimit != n || len(got.AllowedCIDRs) != n {
-			t.Errorf("after %d concurrent updates: RateLimit = %d, %d CIDRs; want %d and %d (updates were lost)",
-				n, got.RateLimit, len(got.AllowedCIDRs), n, n)
+		if got.RateLimit != n || len(got.AllowedCIDRs) != n || got.Version != n+1 {
+			t.Errorf("after %d concurrent updates: RateLimit = %d, %d CIDRs, version %d; want %d, %d and %d (updates were lost)",
+				n, got.RateLimit, len(got.AllowedCIDRs), got.Version, n, n, n+1)
+		}
+	})
+}
+
+func testAPIKeyVersions(t *testing.T, newRepo func(t *testing.T) domain.APIKeyRepository) {
+	t.Run("OK", func(t *testing.T) {
+		t.Parallel()
+		repo, ctx := newRepo(t), t.Context()
+		changed, same := newAPIKey(), newAPIKey()
+		mustCreateAPIKey(t, ctx, repo, changed)
+		mustCreateAPIKey(t, ctx, repo, same)
+		for range 2 {
+			if _, err := repo.UpdateAPIKey(ctx, changed.ID, func(k *domain.APIKey) error {
+				k.Name += "+"
+				return nil
+			}, nil); err != nil {
+				t.Fatalf("UpdateAPIKey: %v", err)
+			}
+		}
+		// Use is not a change.
+		if err := repo.TouchAPIKeys(ctx, map[string]time.Time{same.ID: time.Now()}); err != nil {
+			t.Fatalf("TouchAPIKeys: %v", err)
+		}
+		missing := domain.NewID(time.Now())
+		got, err := repo.APIKeyVersions(ctx, []string{changed.ID, same.ID, missing})
+		if err != nil {
+			t.Fatalf("APIKeyVersions: %v", err)
+		}
+		want := map[string]int64{changed.ID: 3, same.ID: 1}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("APIKeyVersions (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("Many", func(t *testing.T) {
+		t.Parallel()
+		repo, ctx := newRepo(t), t.Context()
+		k := newAPIKey()
+		mustCreateAPIKey(t, ctx, repo, k)
+		// More IDs than one statement may bind on some drivers.
+		ids := []string{k.ID}
+		for range 1200 {
+			ids = append(ids, domain.NewID(time.Now()))
+		}
+		got, err := repo.APIKeyVersions(ctx, ids)
+		if err != nil {
+			t.Fatalf("APIKeyVersions(%d IDs): %v", len(ids), err)
+		}
+		if diff := cmp.Diff(map[string]int64{k.ID: 1}, got); diff != "" {
+			t.Errorf("APIKeyVersions (-want +got):\n%s", diff)
 		}
 	})
 }

@@ -1,0 +1,3 @@
+-- Every change to a key's row raises its version, so that a process caching
+-- keys learns which ones changed by reading versions alone.
+ALTER TABLE api_keys ADD COLUMN version INTEGER NOT NULL DEFAULT 1 CHECK (version >= 1);
