@@ -60,6 +60,9 @@ type APIKey struct {
 	AllowedCIDRs []netip.Prefix
 	// RateLimit overrides the default requests per second; 0 means default.
 	RateLimit int
+	// Projects limits the projects the key sees and acts on; the zero
+	// scope is every project.
+	Projects ProjectScope
 	// CreatedBy is the ID of the key that created this one, "" for keys made
 	// by an operator with `rdev keys create`.
 	CreatedBy  string

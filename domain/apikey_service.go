@@ -34,6 +34,10 @@ type CreateAPIKey struct {
 	AllowedCIDRs []string
 	// RateLimit overrides the default requests per second; nil or 0 keeps it.
 	RateLimit *int
+	// Projects and ProjectSelectors limit the key to projects by name and
+	// by label selector (see ProjectScope); both empty is every project.
+	Projects         []string
+	ProjectSelectors []string
 }
 
 // Authenticate resolves a bearer token to its key, seen from addr. It returns
@@ -128,6 +132,9 @@ func (s *APIKeyService) create(ctx context.Context, in CreateAPIKey, entry *Audi
 	if !caller.Scopes().Covers(k.Scopes) {
 		return nil, "", Errorf(EFORBIDDEN, "scopes: a key cannot grant scopes its creator lacks")
 	}
+	if err := k.Projects.Within(caller.Projects()); err != nil {
+		return nil, "", err
+	}
 	k.CreatedBy = caller.KeyID()
 	token, secret := newToken(k.ID)
 	k.SecretHash = hashSecret(secret)
@@ -153,8 +160,12 @@ func (s *APIKeyService) newKey(in CreateAPIKey) (*APIKey, error) {
 	if err := validateExpiry(in.ExpiresAt, now); err != nil {
 		return nil, err
 	}
+	projects, err := NewProjectScope(in.Projects, in.ProjectSelectors)
+	if err != nil {
+		return nil, err
+	}
 	k := &APIKey{
-		ID: NewID(now), Name: in.Name, Scopes: scopes, AllowedCIDRs: cidrs,
+		ID: NewID(now), Name: in.Name, Scopes: scopes, AllowedCIDRs: cidrs, Projects: projects,
 		CreatedAt: now.UTC().Truncate(time.Microsecond), ExpiresAt: utcMicros(in.ExpiresAt),
 	}
 	if in.RateLimit != nil {
@@ -271,6 +282,9 @@ func (s *APIKeyService) changeKey(ctx context.Context, id string, entry *AuditEn
 	return s.repo.UpdateAPIKey(ctx, id, func(k *APIKey) error {
 		if k.ID != caller.KeyID() && !caller.Scopes().Covers(k.Scopes) {
 			return Errorf(EFORBIDDEN, "API key %s holds scopes this key lacks", k.ID)
+		}
+		if k.ID != caller.KeyID() && k.Projects.Within(caller.Projects()) != nil {
+			return Errorf(EFORBIDDEN, "API key %s reaches projects this key does not", k.ID)
 		}
 		return change(k)
 	}, entry)

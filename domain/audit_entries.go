@@ -91,5 +91,11 @@ func keyDetails(k *APIKey) map[string]string {
 	if k.RateLimit > 0 {
 		d["rateLimit"] = strconv.Itoa(k.RateLimit)
 	}
+	if len(k.Projects.Names) > 0 {
+		d["projects"] = strings.Join(k.Projects.Names, ",")
+	}
+	if len(k.Projects.Selectors) > 0 {
+		d["projectSelectors"] = strings.Join(k.Projects.SelectorStrings(), ";")
+	}
 	return d
 }

@@ -37,6 +37,7 @@ type ResolverRoot interface {
 	ComponentHealth() ComponentHealthResolver
 	Mutation() MutationResolver
 	Project() ProjectResolver
+	ProjectScope() ProjectScopeResolver
 	Query() QueryResolver
 	Subscription() SubscriptionResolver
 	Webhook() WebhookResolver
@@ -58,6 +59,7 @@ type ComplexityRoot struct {
 		LastUsedAt              func(childComplexity int) int
 		Name                    func(childComplexity int) int
 		PreviousSecretExpiresAt func(childComplexity int) int
+		Projects                func(childComplexity int) int
 		RateLimit               func(childComplexity int) int
 		RevokedAt               func(childComplexity int) int
 		Scopes                  func(childComplexity int) int
@@ -245,6 +247,12 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	ProjectScope struct {
+		Names        func(childComplexity int) int
+		Selectors    func(childComplexity int) int
+		Unrestricted func(childComplexity int) int
+	}
+
 	Query struct {
 		APIKey   func(childComplexity int, id string) int
 		APIKeys  func(childComplexity int, first *int, after *string) int
@@ -421,6 +429,10 @@ type ProjectResolver interface {
 
 	Commands(ctx context.Context, obj *domain.Project, status *domain.CommandStatus, first *int) (*model.CommandConnection, error)
 }
+type ProjectScopeResolver interface {
+	Selectors(ctx context.Context, obj *domain.ProjectScope) ([]string, error)
+	Unrestricted(ctx context.Context, obj *domain.ProjectScope) (bool, error)
+}
 type QueryResolver interface {
 	Viewer(ctx context.Context) (*domain.APIKey, error)
 	Health(ctx context.Context) (*domain.Health, error)
@@ -519,6 +531,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.APIKey.PreviousSecretExpiresAt(childComplexity), true
+	case "APIKey.projects":
+		if e.ComplexityRoot.APIKey.Projects == nil {
+			break
+		}
+
+		return e.ComplexityRoot.APIKey.Projects(childComplexity), true
 	case "APIKey.rateLimit":
 		if e.ComplexityRoot.APIKey.RateLimit == nil {
 			break
@@ -1281,6 +1299,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ProjectEdge.Node(childComplexity), true
+
+	case "ProjectScope.names":
+		if e.ComplexityRoot.ProjectScope.Names == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProjectScope.Names(childComplexity), true
+	case "ProjectScope.selectors":
+		if e.ComplexityRoot.ProjectScope.Selectors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProjectScope.Selectors(childComplexity), true
+	case "ProjectScope.unrestricted":
+		if e.ComplexityRoot.ProjectScope.Unrestricted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProjectScope.Unrestricted(childComplexity), true
 
 	case "Query.apiKey":
 		if e.ComplexityRoot.Query.APIKey == nil {
@@ -2553,6 +2590,24 @@ type APIKey {
   lastUsedAt: Time
   "Until when the secret before the last rotation still works; null if none does."
   previousSecretExpiresAt: Time
+  "The projects the key sees and acts on (see ProjectScope)."
+  projects: ProjectScope!
+}
+
+"""
+The projects an API key, or a webhook endpoint, reaches: those named, and
+those that exist now with labels matching one of the selectors. No names and
+no selectors is every project. Out of its scope a key sees nothing: a
+project, a command or its output is NOT_FOUND, lists leave it out, and
+executeCommand and cancelCommand are NOT_FOUND too.
+"""
+type ProjectScope {
+  "Project names, sorted; a named project is in scope even once it is gone."
+  names: [ID!]!
+  "Label selectors in Kubernetes syntax (k=v, k!=v, k in (a,b), k notin (a,b), k, !k; comma-separated requirements all hold), canonical and sorted; a project matches on its current labels."
+  selectors: [String!]!
+  "Whether the scope is every project (no names and no selectors)."
+  unrestricted: Boolean!
 }
 
 """
@@ -2569,6 +2624,10 @@ input CreateAPIKeyInput {
   allowedCIDRs: [String!]
   "The key's own limit in requests per second; omit for the server default."
   rateLimit: Int
+  "Project names the key is limited to; each must be among the calling key's names, unless that key reaches every project. Omit both this and projectSelectors for every project."
+  projects: [ID!]
+  "Label selectors the key is limited to (e.g. team=payments); each must contain every requirement of one of the calling key's selectors, unless that key reaches every project."
+  projectSelectors: [String!]
 }
 
 """
@@ -3061,6 +3120,8 @@ func (ec *executionContext) childFields_APIKey(ctx context.Context, field graphq
 		return ec.fieldContext_APIKey_lastUsedAt(ctx, field)
 	case "previousSecretExpiresAt":
 		return ec.fieldContext_APIKey_previousSecretExpiresAt(ctx, field)
+	case "projects":
+		return ec.fieldContext_APIKey_projects(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type APIKey", field.Name)
 }
@@ -3353,6 +3414,18 @@ func (ec *executionContext) childFields_ProjectEdge(ctx context.Context, field g
 		return ec.fieldContext_ProjectEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ProjectEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_ProjectScope(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "names":
+		return ec.fieldContext_ProjectScope_names(ctx, field)
+	case "selectors":
+		return ec.fieldContext_ProjectScope_selectors(ctx, field)
+	case "unrestricted":
+		return ec.fieldContext_ProjectScope_unrestricted(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ProjectScope", field.Name)
 }
 
 func (ec *executionContext) childFields_Queue(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4483,6 +4556,38 @@ func (ec *executionContext) _APIKey_previousSecretExpiresAt(ctx context.Context,
 }
 func (ec *executionContext) fieldContext_APIKey_previousSecretExpiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("APIKey", field, false, false, "Time")
+}
+
+func (ec *executionContext) _APIKey_projects(ctx context.Context, field graphql.CollectedField, obj *domain.APIKey) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_APIKey_projects(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Projects, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.ProjectScope) graphql.Marshaler {
+			return ec.marshalNProjectScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectScope(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_APIKey_projects(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "APIKey",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ProjectScope(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _APIKeyConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.APIKeyConnection) (ret graphql.Marshaler) {
@@ -7674,6 +7779,75 @@ func (ec *executionContext) fieldContext_ProjectEdge_node(_ context.Context, fie
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _ProjectScope_names(ctx context.Context, field graphql.CollectedField, obj *domain.ProjectScope) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProjectScope_names(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Names, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNID2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProjectScope_names(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProjectScope", field, false, false, "ID")
+}
+
+func (ec *executionContext) _ProjectScope_selectors(ctx context.Context, field graphql.CollectedField, obj *domain.ProjectScope) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProjectScope_selectors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ProjectScope().Selectors(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProjectScope_selectors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProjectScope", field, true, true, "String")
+}
+
+func (ec *executionContext) _ProjectScope_unrestricted(ctx context.Context, field graphql.CollectedField, obj *domain.ProjectScope) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProjectScope_unrestricted(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ProjectScope().Unrestricted(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProjectScope_unrestricted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProjectScope", field, true, true, "Boolean")
 }
 
 func (ec *executionContext) _Query_viewer(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -11207,7 +11381,7 @@ func (ec *executionContext) unmarshalInputCreateAPIKeyInput(ctx context.Context,
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "scopes", "expiresAt", "allowedCIDRs", "rateLimit"}
+	fieldsInOrder := [...]string{"name", "scopes", "expiresAt", "allowedCIDRs", "rateLimit", "projects", "projectSelectors"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -11249,6 +11423,20 @@ func (ec *executionContext) unmarshalInputCreateAPIKeyInput(ctx context.Context,
 				return it, err
 			}
 			it.RateLimit = data
+		case "projects":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("projects"))
+			data, err := ec.unmarshalOID2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Projects = data
+		case "projectSelectors":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("projectSelectors"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ProjectSelectors = data
 		}
 	}
 	return it, nil
@@ -12026,6 +12214,11 @@ func (ec *executionContext) _APIKey(ctx context.Context, sel ast.SelectionSet, o
 		case "previousSecretExpiresAt":
 			out.Values[i] = ec._APIKey_previousSecretExpiresAt(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "projects":
+			out.Values[i] = ec._APIKey_projects(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		default:
@@ -13294,6 +13487,51 @@ func (ec *executionContext) _ProjectEdge(ctx context.Context, sel ast.SelectionS
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var projectScopeImplementors = []string{"ProjectScope"}
+
+func (ec *executionContext) _ProjectScope(ctx context.Context, sel ast.SelectionSet, obj *domain.ProjectScope) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, projectScopeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ProjectScope")
+		case "names":
+			out.Values[i] = ec._ProjectScope_names(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "selectors":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ProjectScope_selectors(ctx, field, obj)
+				})
+		case "unrestricted":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ProjectScope_unrestricted(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -14915,6 +15153,35 @@ func (ec *executionContext) marshalNID2string(ctx context.Context, sel ast.Selec
 	return res
 }
 
+func (ec *executionContext) unmarshalNID2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]string, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNID2string(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalNID2ᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v []string) graphql.Marshaler {
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNID2string(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) unmarshalNInt2int(ctx context.Context, v any) (int, error) {
 	res, err := graphql.UnmarshalInt(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -15050,6 +15317,10 @@ func (ec *executionContext) marshalNProjectEdge2ᚖgithubᚗcomᚋrdevᚑhqᚋrd
 		return graphql.Null
 	}
 	return ec._ProjectEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNProjectScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectScope(ctx context.Context, sel ast.SelectionSet, v domain.ProjectScope) graphql.Marshaler {
+	return ec._ProjectScope(ctx, sel, &v)
 }
 
 func (ec *executionContext) unmarshalNProjectStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectStatus(ctx context.Context, v any) (domain.ProjectStatus, error) {
@@ -15782,6 +16053,41 @@ func (ec *executionContext) marshalOExecuteCommandPayload2ᚖgithubᚗcomᚋrdev
 		return graphql.Null
 	}
 	return ec._ExecuteCommandPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOID2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]string, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNID2string(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOID2ᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v []string) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNID2string(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) unmarshalOID2ᚖstring(ctx context.Context, v any) (*string, error) {

@@ -137,6 +137,7 @@ func (r *mutationResolver) CreateAPIKey(ctx context.Context, input model.CreateA
 		ExpiresAt:    input.ExpiresAt,
 		AllowedCIDRs: input.AllowedCIDRs,
 		RateLimit:    input.RateLimit,
+		Projects:     input.Projects, ProjectSelectors: input.ProjectSelectors,
 	})
 	if err != nil {
 		return nil, err
@@ -269,6 +270,16 @@ func (r *projectResolver) Commands(ctx context.Context, obj *domain.Project, sta
 		return nil, err
 	}
 	return commandConnection(p), nil
+}
+
+// Selectors is the resolver for the selectors field.
+func (r *projectScopeResolver) Selectors(ctx context.Context, obj *domain.ProjectScope) ([]string, error) {
+	return obj.SelectorStrings(), nil
+}
+
+// Unrestricted is the resolver for the unrestricted field.
+func (r *projectScopeResolver) Unrestricted(ctx context.Context, obj *domain.ProjectScope) (bool, error) {
+	return obj.Unrestricted(), nil
 }
 
 // Viewer is the resolver for the viewer field.
@@ -441,6 +452,8 @@ func (r *Resolver) Mutation() graph.MutationResolver { return &mutationResolver{
 
 func (r *Resolver) Project() graph.ProjectResolver { return &projectResolver{r} }
 
+func (r *Resolver) ProjectScope() graph.ProjectScopeResolver { return &projectScopeResolver{r} }
+
 func (r *Resolver) Query() graph.QueryResolver { return &queryResolver{r} }
 
 func (r *Resolver) Subscription() graph.SubscriptionResolver { return &subscriptionResolver{r} }
@@ -458,6 +471,7 @@ type (
 	componentHealthResolver struct{ *Resolver }
 	mutationResolver        struct{ *Resolver }
 	projectResolver         struct{ *Resolver }
+	projectScopeResolver    struct{ *Resolver }
 	queryResolver           struct{ *Resolver }
 	subscriptionResolver    struct{ *Resolver }
 	webhookResolver         struct{ *Resolver }

@@ -22,7 +22,7 @@ func runKeys(ctx context.Context, args []string, c cli) error {
 	var in domain.CreateAPIKey
 	var admin, asJSON bool
 	var expires, grace time.Duration
-	var scopes, cidrs []string
+	var scopes, cidrs, projects, selectors []string
 	var rateLimit int
 	f := newEnvFlags("rdev keys "+args[0], c.getenv, c.stderr)
 	cfg.register(f)
@@ -35,6 +35,11 @@ func runKeys(ctx context.Context, args []string, c cli) error {
 		f.DurationVar(&expires, "expires", 0, "lifetime, e.g. 720h; 0 means it never expires")
 		f.List(&cidrs, "allowed-cidrs", "", "client CIDRs the key may be used from")
 		f.IntVar(&rateLimit, "rate-limit", 0, "the key's own requests per second; 0 uses the server default")
+		f.List(&projects, "projects", "", "limit the key to these projects by name; with no -projects and no -project-selector it reaches every project")
+		f.Func("project-selector", "limit the key to projects whose labels match this selector, e.g. 'team=payments,tier!=prod' (repeatable: a project matching any one is in scope)", func(v string) error {
+			selectors = append(selectors, v)
+			return nil
+		})
 	}
 	if args[0] == "rotate" {
 		f.DurationVar(&grace, "grace", 0, "how long the old secret keeps working, e.g. 24h")
@@ -61,6 +66,7 @@ func runKeys(ctx context.Context, args []string, c cli) error {
 			scopes = append(scopes, string(domain.ScopeAdmin))
 		}
 		in.Scopes, in.AllowedCIDRs, in.RateLimit = scopes, cidrs, &rateLimit
+		in.Projects, in.ProjectSelectors = projects, selectors
 		if expires > 0 {
 			in.ExpiresAt = new(time.Now().Add(expires))
 		}
@@ -69,11 +75,12 @@ func runKeys(ctx context.Context, args []string, c cli) error {
 			return cliError(err)
 		}
 		if asJSON {
-			return json.NewEncoder(c.stdout).Encode(map[string]any{"id": k.ID, "name": k.Name, "scopes": k.Scopes.Strings(), "token": token})
+			return json.NewEncoder(c.stdout).Encode(map[string]any{"id": k.ID, "name": k.Name, "scopes": k.Scopes.Strings(),
+				"projects": projectsJSON(k.Projects), "token": token})
 		}
-		_, err = fmt.Fprintf(c.stdout, "Created API key %s (%s) with scopes %s.\n"+
+		_, err = fmt.Fprintf(c.stdout, "Created API key %s (%s) with scopes %s, for %s.\n"+
 			"Its token is shown only now:\n\n  %s\n\nSend it as the header  Authorization: Bearer %s\n",
-			k.ID, k.Name, strings.Join(k.Scopes.Strings(), ","), token, token)
+			k.ID, k.Name, strings.Join(k.Scopes.Strings(), ","), k.Projects, token, token)
 		return err
 	case "list":
 		return listKeys(ctx, svc, c, asJSON)
@@ -107,7 +114,7 @@ func runKeys(ctx context.Context, args []string, c cli) error {
 func listKeys(ctx context.Context, svc *domain.APIKeyService, c cli, asJSON bool) error {
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	if !asJSON {
-		_, _ = fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tSCOPES\tCREATED\tLAST USED")
+		_, _ = fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tSCOPES\tPROJECTS\tCREATED\tLAST USED")
 	}
 	enc := json.NewEncoder(c.stdout)
 	now := time.Now()
@@ -119,7 +126,8 @@ func listKeys(ctx context.Context, svc *domain.APIKeyService, c cli, asJSON bool
 		}
 		for _, k := range page.Items {
 			if asJSON {
-				if err := enc.Encode(map[string]any{"id": k.ID, "name": k.Name, "status": k.Status(now), "scopes": k.Scopes.Strings(), "createdAt": k.CreatedAt, "lastUsedAt": k.LastUsedAt}); err != nil {
+				if err := enc.Encode(map[string]any{"id": k.ID, "name": k.Name, "status": k.Status(now), "scopes": k.Scopes.Strings(),
+					"projects": projectsJSON(k.Projects), "createdAt": k.CreatedAt, "lastUsedAt": k.LastUsedAt}); err != nil {
 					return err
 				}
 				continue
@@ -128,8 +136,8 @@ func listKeys(ctx context.Context, svc *domain.APIKeyService, c cli, asJSON bool
 			if k.LastUsedAt != nil {
 				lastUsed = k.LastUsedAt.Format(time.RFC3339)
 			}
-			_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Status(now),
-				strings.Join(k.Scopes.Strings(), ","), k.CreatedAt.Format(time.RFC3339), lastUsed)
+			_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Status(now),
+				strings.Join(k.Scopes.Strings(), ","), k.Projects, k.CreatedAt.Format(time.RFC3339), lastUsed)
 		}
 		if !page.HasNextPage {
 			break
@@ -145,4 +153,9 @@ func cliError(err error) error {
 		return fmt.Errorf("%s (%s)", domain.ErrorMessage(err), code)
 	}
 	return err
+}
+
+// projectsJSON is a key's project scope as the JSON output shows it.
+func projectsJSON(s domain.ProjectScope) map[string]any {
+	return map[string]any{"names": append([]string{}, s.Names...), "selectors": s.SelectorStrings(), "unrestricted": s.Unrestricted()}
 }

@@ -125,6 +125,10 @@ type CreateAPIKeyInput struct {
 	AllowedCIDRs []string `json:"allowedCIDRs,omitempty"`
 	// The key's own limit in requests per second; omit for the server default.
 	RateLimit *int `json:"rateLimit,omitempty"`
+	// Project names the key is limited to; each must be among the calling key's names, unless that key reaches every project. Omit both this and projectSelectors for every project.
+	Projects []string `json:"projects,omitempty"`
+	// Label selectors the key is limited to (e.g. team=payments); each must contain every requirement of one of the calling key's selectors, unless that key reaches every project.
+	ProjectSelectors []string `json:"projectSelectors,omitempty"`
 }
 
 // Result of createAPIKey.

@@ -29,6 +29,8 @@ type apiKeyRow struct {
 	RevokedAt               *time.Time `bun:"revoked_at"`
 	LastUsedAt              *time.Time `bun:"last_used_at"`
 	Version                 int64      `bun:"version"`
+	ProjectNames            []string   `bun:"project_names"`     // a JSON array
+	ProjectSelectors        []string   `bun:"project_selectors"` // a JSON array of canonical selectors
 
 	AllowedIPs []*allowedIPRow `bun:"rel:has-many,join:id=key_id"`
 }
@@ -60,6 +62,7 @@ func newAPIKeyRow(k *domain.APIKey) *apiKeyRow {
 		LastUsedAt:              storedTimePtr(k.LastUsedAt),
 		Version:                 k.Version,
 	}
+	r.ProjectNames, r.ProjectSelectors = projectScopeColumns(k.Projects)
 	for i, p := range k.AllowedCIDRs {
 		r.AllowedIPs = append(r.AllowedIPs, &allowedIPRow{KeyID: k.ID, Position: i, CIDR: p.String()})
 	}
@@ -85,6 +88,11 @@ func (r *apiKeyRow) apiKey() (*domain.APIKey, error) {
 	for _, s := range r.Scopes {
 		k.Scopes = append(k.Scopes, domain.Scope(s))
 	}
+	projects, err := projectScopeOf(r.ProjectNames, r.ProjectSelectors)
+	if err != nil {
+		return nil, fmt.Errorf("API key %s: %w", r.ID, err)
+	}
+	k.Projects = projects
 	ips := slices.SortedFunc(slices.Values(r.AllowedIPs), func(a, b *allowedIPRow) int {
 		return cmp.Compare(a.Position, b.Position)
 	})
@@ -108,4 +116,20 @@ func storedTimePtr(t *time.Time) *time.Time {
 	}
 	u := storedTime(*t)
 	return &u
+}
+
+// projectScopeColumns returns a project scope's columns, never nil (they are
+// NOT NULL).
+func projectScopeColumns(s domain.ProjectScope) (names, selectors []string) {
+	return append([]string{}, s.Names...), append([]string{}, s.SelectorStrings()...)
+}
+
+// projectScopeOf reads a project scope back from its columns; both empty is
+// the unrestricted scope.
+func projectScopeOf(names, selectors []string) (domain.ProjectScope, error) {
+	s, err := domain.NewProjectScope(names, selectors)
+	if err != nil {
+		return domain.ProjectScope{}, fmt.Errorf("stored project scope: %w", err)
+	}
+	return s, nil
 }

@@ -455,7 +455,16 @@ func fullAPIKey() *domain.APIKey {
 	k.ExpiresAt = ptr(at(now.Add(24 * time.Hour)))
 	k.RevokedAt = ptr(at(now.Add(time.Second)))
 	k.LastUsedAt = ptr(at(now.Add(-time.Minute)))
+	k.Projects = mustProjectScope([]string{"api", "web-2"}, []string{"team=payments,tier!=prod", "env in (dev,staging)", "!frozen"})
 	return k
+}
+
+func mustProjectScope(names, selectors []string) domain.ProjectScope {
+	s, err := domain.NewProjectScope(names, selectors)
+	if err != nil {
+		panic(err)
+	}
+	return s
 }
 
 func cloneAPIKey(k *domain.APIKey) *domain.APIKey {
