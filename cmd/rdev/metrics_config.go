@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/rdev-hq/rdev/infra/telemetry"
 )
@@ -29,8 +28,9 @@ type metricsServer struct {
 	ln   net.Listener
 }
 
-// listen opens the separate metrics listener, if one is configured.
-func (c *metricsConfig) listen(ctx context.Context, m *telemetry.Metrics, log *slog.Logger) (*metricsServer, error) {
+// listen opens the separate metrics listener, if one is configured, with
+// the main listener's timeouts.
+func (c *metricsConfig) listen(ctx context.Context, m *telemetry.Metrics, timeouts *httpTimeouts, log *slog.Logger) (*metricsServer, error) {
 	if !c.Enabled || c.Addr == "" {
 		return nil, nil
 	}
@@ -40,11 +40,7 @@ func (c *metricsConfig) listen(ctx context.Context, m *telemetry.Metrics, log *s
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
-	return &metricsServer{ln: ln, http: &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}}, nil
+	return &metricsServer{ln: ln, http: timeouts.server(mux, log)}, nil
 }
 
 // serve serves until Shutdown.

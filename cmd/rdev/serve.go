@@ -45,6 +45,7 @@ type serveConfig struct {
 	ParserTokenLimit   int
 	graphQL            graphQLConfig
 	KeepAlive          time.Duration
+	timeouts           httpTimeouts
 	ShutdownTimeout    time.Duration
 	UsageFlushInterval time.Duration
 	AutoMigrate        bool
@@ -71,6 +72,7 @@ func (c *serveConfig) register(f *envFlags) {
 	f.Duration(&c.BodyTimeout, "body-timeout", "RDEV_BODY_TIMEOUT", resolvers.DefaultBodyTimeout, "how long a request body may take to arrive before the request is refused (408)")
 	f.Int(&c.ParserTokenLimit, "parser-token-limit", "RDEV_PARSER_TOKEN_LIMIT", resolvers.DefaultParserTokenLimit, "most tokens in one GraphQL document")
 	f.Duration(&c.KeepAlive, "keepalive", "RDEV_KEEPALIVE", resolvers.DefaultKeepAlive, "WebSocket ping and SSE keep-alive interval")
+	c.timeouts.register(f)
 	f.Duration(&c.ShutdownTimeout, "shutdown-timeout", "RDEV_SHUTDOWN_TIMEOUT", 15*time.Second, "how long requests and running commands get to finish on SIGTERM")
 	f.Duration(&c.UsageFlushInterval, "usage-flush-interval", "RDEV_USAGE_FLUSH_INTERVAL", time.Minute, "how often API keys' last-used times are written")
 	f.Bool(&c.AutoMigrate, "auto-migrate", "RDEV_AUTO_MIGRATE", true, "apply pending migrations at start-up")
@@ -182,6 +184,9 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 	}
 	gql, err := cfg.graphQL.edge(cfg.store.embedded())
 	if err != nil {
+		return nil, err
+	}
+	if err := cfg.timeouts.validate(); err != nil {
 		return nil, err
 	}
 	if gql.TrustedDocuments != nil {
@@ -297,7 +302,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 		h = resolvers.NewHandler(root, gql)
 	}
 	h = tracing.Middleware(h)
-	if s.metrics, err = cfg.metrics.listen(ctx, metrics, log); err != nil {
+	if s.metrics, err = cfg.metrics.listen(ctx, metrics, &cfg.timeouts, log); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -306,12 +311,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 		s.close()
 		return nil, err
 	}
-	s.http = &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	s.http = cfg.timeouts.server(h, log)
 	return s, nil
 }
 
