@@ -122,8 +122,13 @@ type APIKeyFilter struct {
 
 // APIKeyRepository stores API keys.
 type APIKeyRepository interface {
-	// CreateAPIKey inserts k with Version 1 (and sets k.Version) and, in the same transaction, appends audit
-	// unless it is nil. It returns ECONFLICT if the ID exists.
+	// CreateAPIKey inserts k with Version 1 (and sets k.Version) and, in
+	// the same transaction, appends audit unless it is nil. It returns
+	// ECONFLICT if the ID exists. When k.CreatedBy names a stored key, that
+	// key is read in the same transaction, locked against RevokeAPIKeyTree,
+	// and CreateAPIKey returns EUNAUTHENTICATED, storing nothing, if it has
+	// been revoked: a key made by a key being revoked is either revoked with
+	// it or not made at all.
 	CreateAPIKey(ctx context.Context, k *APIKey, audit *AuditEntry) error
 	// FindAPIKeyByID returns ENOTFOUND if there is no such key.
 	FindAPIKeyByID(ctx context.Context, id string) (*APIKey, error)
@@ -136,6 +141,19 @@ type APIKeyRepository interface {
 	// APIKeyVersions returns the stored Version of each key in ids that
 	// exists; the others are absent from the map.
 	APIKeyVersions(ctx context.Context, ids []string) (map[string]int64, error)
+	// RevokeAPIKeyTree revokes the key id and, in the same transaction,
+	// every key it created, directly or through the keys it created (its
+	// descendants). check is called first with the key id as stored, locked;
+	// if it fails, its error is returned unchanged and nothing is saved.
+	// Every key of the tree not yet revoked is then saved with RevokedAt at
+	// and its Version raised by one, and gets a key.revoked webhook event; a key already revoked keeps its
+	// time, and its descendants are revoked all the same. audit is called
+	// with the key id and the descendants revoked now, parents before their
+	// children, as saved, and the entries it returns (nil ones skipped) are
+	// appended in the same transaction. RevokeAPIKeyTree returns the key and
+	// those descendants, or ENOTFOUND if there is no key id.
+	RevokeAPIKeyTree(ctx context.Context, id string, at time.Time, check func(*APIKey) error,
+		audit func(root *APIKey, revoked []*APIKey) []*AuditEntry) (*APIKey, []*APIKey, error)
 	// TouchAPIKeys sets last-used times, keeping the later of the stored and
 	// given time. Unknown IDs are ignored.
 	TouchAPIKeys(ctx context.Context, lastUsed map[string]time.Time) error

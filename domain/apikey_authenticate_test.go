@@ -64,7 +64,7 @@ func TestAPIKeyService_Authenticate(t *testing.T) {
 		}, clientAddr, EUNAUTHENTICATED, "invalid API key"},
 		{"ErrRevoked", func(t *testing.T, s *APIKeyService, _ *clock) string {
 			k, token := mustCreateKey(t, s, CreateAPIKey{Name: "k", Scopes: []string{"admin"}})
-			if _, err := s.Revoke(operatorContext(t), k.ID); err != nil {
+			if _, _, err := s.Revoke(operatorContext(t), k.ID); err != nil {
 				t.Fatal(err)
 			}
 			return token

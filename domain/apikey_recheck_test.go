@@ -27,7 +27,7 @@ func TestAPIKeyService_Recheck(t *testing.T) {
 		}
 	})
 	t.Run("ErrRevoked", func(t *testing.T) {
-		if _, err := s.Revoke(operatorContext(t), k.ID); err != nil {
+		if _, _, err := s.Revoke(operatorContext(t), k.ID); err != nil {
 			t.Fatal(err)
 		}
 		clk.Advance(RecheckAfter)

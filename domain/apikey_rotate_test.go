@@ -89,13 +89,21 @@ func TestAPIKeyService_Rotate(t *testing.T) {
 		mustAuthenticate(t, s, newToken)
 	})
 
-	t.Run("OKWeakerKey", func(t *testing.T) {
+	t.Run("OKWeakerKeyItCreated", func(t *testing.T) {
 		s, _, _ := newTestKeyService()
 		caller, _ := mustCreateKey(t, s, CreateAPIKey{Name: "caller", Scopes: []string{"keys:write", "projects:read"}})
-		target, _ := mustCreateKey(t, s, CreateAPIKey{Name: "target", Scopes: []string{"projects:read"}})
+		target, _ := mustCreateChild(t, s, caller, CreateAPIKey{Name: "target", Scopes: []string{"projects:read"}})
 		if _, _, err := s.Rotate(keyContext(t, caller), target.ID, 0); err != nil {
 			t.Fatal(err)
 		}
+	})
+
+	t.Run("ErrForbiddenWeakerKeyItDidNotCreate", func(t *testing.T) {
+		s, _, _ := newTestKeyService()
+		caller, _ := mustCreateKey(t, s, CreateAPIKey{Name: "caller", Scopes: []string{"keys:write", "projects:read"}})
+		target, _ := mustCreateKey(t, s, CreateAPIKey{Name: "target", Scopes: []string{"projects:read"}})
+		_, _, err := s.Rotate(keyContext(t, caller), target.ID, 0)
+		wantCode(t, err, EFORBIDDEN)
 	})
 
 	t.Run("ErrForbiddenStrongerKey", func(t *testing.T) {
@@ -148,7 +156,7 @@ func TestAPIKeyService_Rotate(t *testing.T) {
 		spoil func(t *testing.T, s *APIKeyService, clk *clock, id string)
 	}{
 		{"ErrConflictRevoked", func(t *testing.T, s *APIKeyService, _ *clock, id string) {
-			if _, err := s.Revoke(operatorContext(t), id); err != nil {
+			if _, _, err := s.Revoke(operatorContext(t), id); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -202,7 +210,7 @@ func TestAPIKeyService_Revoke(t *testing.T) {
 		s, repo, clk := newTestKeyService()
 		k, token := mustCreateKey(t, s, CreateAPIKey{Name: "k", Scopes: []string{"admin"}})
 		clk.Advance(time.Minute)
-		got, err := s.Revoke(operatorContext(t), k.ID)
+		got, _, err := s.Revoke(operatorContext(t), k.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -220,12 +228,12 @@ func TestAPIKeyService_Revoke(t *testing.T) {
 	t.Run("OKIdempotent", func(t *testing.T) {
 		s, _, clk := newTestKeyService()
 		k, _ := mustCreateKey(t, s, CreateAPIKey{Name: "k", Scopes: []string{"admin"}})
-		first, err := s.Revoke(operatorContext(t), k.ID)
+		first, _, err := s.Revoke(operatorContext(t), k.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
 		clk.Advance(time.Hour)
-		second, err := s.Revoke(operatorContext(t), k.ID)
+		second, _, err := s.Revoke(operatorContext(t), k.ID)
 		if err != nil {
 			t.Fatalf("second Revoke: %v", err)
 		}
@@ -241,7 +249,7 @@ func TestAPIKeyService_Revoke(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Revoke(operatorContext(t), k.ID); err != nil {
+		if _, _, err := s.Revoke(operatorContext(t), k.ID); err != nil {
 			t.Fatal(err)
 		}
 		for _, token := range []string{oldToken, newToken} {
@@ -254,7 +262,7 @@ func TestAPIKeyService_Revoke(t *testing.T) {
 		s, _, clk := newTestKeyService()
 		k, _ := mustCreateKey(t, s, CreateAPIKey{Name: "k", Scopes: []string{"admin"}, ExpiresAt: ptr(clk.Now().Add(time.Minute))})
 		clk.Advance(time.Hour)
-		if _, err := s.Revoke(operatorContext(t), k.ID); err != nil {
+		if _, _, err := s.Revoke(operatorContext(t), k.ID); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -262,7 +270,7 @@ func TestAPIKeyService_Revoke(t *testing.T) {
 	t.Run("OKSelf", func(t *testing.T) {
 		s, _, _ := newTestKeyService()
 		self, token := mustCreateKey(t, s, CreateAPIKey{Name: "self", Scopes: []string{"keys:write"}})
-		if _, err := s.Revoke(keyContext(t, self), self.ID); err != nil {
+		if _, _, err := s.Revoke(keyContext(t, self), self.ID); err != nil {
 			t.Fatal(err)
 		}
 		_, err := s.Authenticate(t.Context(), token, clientAddr)
@@ -273,7 +281,7 @@ func TestAPIKeyService_Revoke(t *testing.T) {
 		s, repo, _ := newTestKeyService()
 		caller, _ := mustCreateKey(t, s, CreateAPIKey{Name: "caller", Scopes: []string{"keys:write"}})
 		target, token := mustCreateKey(t, s, CreateAPIKey{Name: "admin", Scopes: []string{"admin"}})
-		_, err := s.Revoke(keyContext(t, caller), target.ID)
+		_, _, err := s.Revoke(keyContext(t, caller), target.ID)
 		wantCode(t, err, EFORBIDDEN)
 		if repo.stored(target.ID).RevokedAt != nil {
 			t.Error("the target was revoked")
@@ -284,26 +292,26 @@ func TestAPIKeyService_Revoke(t *testing.T) {
 	t.Run("ErrForbiddenWithoutKeysWrite", func(t *testing.T) {
 		s, _, _ := newTestKeyService()
 		caller, _ := mustCreateKey(t, s, CreateAPIKey{Name: "caller", Scopes: []string{"keys:read"}})
-		_, err := s.Revoke(keyContext(t, caller), caller.ID)
+		_, _, err := s.Revoke(keyContext(t, caller), caller.ID)
 		wantCode(t, err, EFORBIDDEN)
 	})
 
 	t.Run("ErrUnauthenticated", func(t *testing.T) {
 		s, _, _ := newTestKeyService()
 		k, _ := mustCreateKey(t, s, CreateAPIKey{Name: "k", Scopes: []string{"admin"}})
-		_, err := s.Revoke(t.Context(), k.ID)
+		_, _, err := s.Revoke(t.Context(), k.ID)
 		wantCode(t, err, EUNAUTHENTICATED)
 	})
 
 	t.Run("ErrNotFound", func(t *testing.T) {
 		s, _, clk := newTestKeyService()
-		_, err := s.Revoke(operatorContext(t), NewID(clk.Now()))
+		_, _, err := s.Revoke(operatorContext(t), NewID(clk.Now()))
 		wantCode(t, err, ENOTFOUND)
 	})
 
 	t.Run("ErrNotFoundInvalidID", func(t *testing.T) {
 		s, repo, _ := newTestKeyService()
-		_, err := s.Revoke(operatorContext(t), "")
+		_, _, err := s.Revoke(operatorContext(t), "")
 		wantCode(t, err, ENOTFOUND)
 		if _, _, u := repo.calls(); u != 0 {
 			t.Errorf("repo updated %d times", u)

@@ -12,6 +12,11 @@ import (
 // change is recorded in the audit log in the transaction that makes it, and
 // every refused attempt by an authenticated caller on its own.
 type APIKeyService struct {
+	// DefaultRateLimit is the requests per second of a key without its own
+	// rate limit (RateLimits.RequestsPerSecond), 0 for unlimited: a key
+	// made by such a key may not be given more. Set it before use.
+	DefaultRateLimit int
+
 	repo  APIKeyRepository
 	audit *AuditService
 	now   func() time.Time
@@ -107,7 +112,9 @@ func (s *APIKeyService) Recheck(ctx context.Context) (context.Context, error) {
 
 // Create issues a key and returns it with its token, which is shown only
 // here. The caller needs keys:write and may only grant scopes it holds
-// itself (EFORBIDDEN otherwise); bad input returns EINVALID.
+// itself; a key made by a key is also bounded by it (see boundByCreator).
+// Both return EFORBIDDEN; bad input returns EINVALID, and a creator
+// revoked since its request was authenticated EUNAUTHENTICATED.
 func (s *APIKeyService) Create(ctx context.Context, in CreateAPIKey) (*APIKey, string, error) {
 	entry := s.audit.entry(ctx, AuditKeyCreate, "")
 	k, token, err := s.create(ctx, in, entry)
@@ -134,6 +141,14 @@ func (s *APIKeyService) create(ctx context.Context, in CreateAPIKey, entry *Audi
 	}
 	if err := k.Projects.Within(caller.Projects()); err != nil {
 		return nil, "", err
+	}
+	if caller.Key != nil {
+		if err := s.boundByCreator(k, caller.Key); err != nil {
+			return nil, "", err
+		}
+		if entry != nil {
+			entry.Details = keyDetails(k) // with what it inherited
+		}
 	}
 	k.CreatedBy = caller.KeyID()
 	token, secret := newToken(k.ID)
@@ -210,28 +225,59 @@ func (s *APIKeyService) List(ctx context.Context, req PageRequest) (Page[*APIKey
 	return pageOf(keys, req), nil
 }
 
-// Revoke revokes a key at once; revoking it again is a no-op. It needs
-// keys:write and every scope of the target (EFORBIDDEN otherwise).
-func (s *APIKeyService) Revoke(ctx context.Context, id string) (*APIKey, error) {
+// Revoke revokes a key at once, and with it, in the same transaction,
+// every key it created, directly or through the keys it created; it
+// returns the key and those descendants. Revoking a revoked key keeps its
+// time and revokes any descendant still active. It needs keys:write, and
+// the caller must be the key itself, one of the keys that created it, an
+// admin key or the operator, holding every scope of the key (EFORBIDDEN
+// otherwise).
+func (s *APIKeyService) Revoke(ctx context.Context, id string) (*APIKey, []*APIKey, error) {
 	entry := s.audit.entry(ctx, AuditKeyRevoke, Clip(id))
-	k, err := s.changeKey(ctx, id, entry, func(k *APIKey) error {
-		if k.RevokedAt == nil {
-			now := s.now().UTC().Truncate(time.Microsecond)
-			k.RevokedAt = &now
-		} else if entry != nil {
+	k, revoked, err := s.revoke(ctx, id, entry)
+	if err != nil {
+		return nil, nil, s.audit.refused(ctx, entry, err)
+	}
+	return k, revoked, nil
+}
+
+func (s *APIKeyService) revoke(ctx context.Context, id string, entry *AuditEntry) (*APIKey, []*APIKey, error) {
+	caller, err := Authorize(ctx, ScopeKeysWrite)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !validID(id) {
+		return nil, nil, Errorf(ENOTFOUND, "API key %q not found", id)
+	}
+	manages, err := s.manages(ctx, caller, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	at := s.now().UTC().Truncate(time.Microsecond)
+	k, revoked, err := s.repo.RevokeAPIKeyTree(ctx, id, at, func(k *APIKey) error {
+		if err := mayChange(caller, manages, k); err != nil {
+			return err
+		}
+		if k.RevokedAt != nil && entry != nil {
 			entry.Details = map[string]string{"alreadyRevoked": "true"}
 		}
 		return nil
+	}, func(root *APIKey, revoked []*APIKey) []*AuditEntry {
+		return s.revocationEntries(ctx, entry, root, revoked)
 	})
 	if err != nil {
-		return nil, s.audit.refused(ctx, entry, err)
+		return nil, nil, err
 	}
-	return k, nil
+	// Every key whose row changed: k (unless it was already revoked) and
+	// the descendants revoked with it. Caches of authenticated keys are to
+	// be told of these IDs here.
+	return k, revoked, nil
 }
 
 // Rotate gives a key a new secret and returns the new token. The old secret
-// keeps working for grace (0 ends it at once). It needs keys:write and every
-// scope of the target; a revoked or expired key returns ECONFLICT.
+// keeps working for grace (0 ends it at once). Who may rotate a key is who
+// may revoke it (see Revoke; EFORBIDDEN otherwise); a revoked or expired key
+// returns ECONFLICT.
 func (s *APIKeyService) Rotate(ctx context.Context, id string, grace time.Duration) (*APIKey, string, error) {
 	entry := s.audit.entry(ctx, AuditKeyRotate, Clip(id))
 	if entry != nil {
@@ -269,8 +315,8 @@ func (s *APIKeyService) rotate(ctx context.Context, id string, grace time.Durati
 	return k, token, nil
 }
 
-// changeKey applies change to a key the caller may manage, and appends entry
-// in the same transaction.
+// changeKey applies change to a key the caller may manage (see manages and
+// mayChange), and appends entry in the same transaction.
 func (s *APIKeyService) changeKey(ctx context.Context, id string, entry *AuditEntry, change func(*APIKey) error) (*APIKey, error) {
 	caller, err := Authorize(ctx, ScopeKeysWrite)
 	if err != nil {
@@ -279,12 +325,13 @@ func (s *APIKeyService) changeKey(ctx context.Context, id string, entry *AuditEn
 	if !validID(id) {
 		return nil, Errorf(ENOTFOUND, "API key %q not found", id)
 	}
+	manages, err := s.manages(ctx, caller, id)
+	if err != nil {
+		return nil, err
+	}
 	return s.repo.UpdateAPIKey(ctx, id, func(k *APIKey) error {
-		if k.ID != caller.KeyID() && !caller.Scopes().Covers(k.Scopes) {
-			return Errorf(EFORBIDDEN, "API key %s holds scopes this key lacks", k.ID)
-		}
-		if k.ID != caller.KeyID() && k.Projects.Within(caller.Projects()) != nil {
-			return Errorf(EFORBIDDEN, "API key %s reaches projects this key does not", k.ID)
+		if err := mayChange(caller, manages, k); err != nil {
+			return err
 		}
 		return change(k)
 	}, entry)

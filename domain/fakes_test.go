@@ -48,6 +48,9 @@ func (r *keyRepo) CreateAPIKey(_ context.Context, k *APIKey, audit *AuditEntry) 
 	if _, ok := r.keys[k.ID]; ok {
 		return Errorf(ECONFLICT, "API key %s exists", k.ID)
 	}
+	if creator, ok := r.keys[k.CreatedBy]; ok && creator.RevokedAt != nil {
+		return Errorf(EUNAUTHENTICATED, "API key %s has been revoked", creator.ID)
+	}
 	if err := r.audit.add(audit); err != nil {
 		return err
 	}
@@ -126,6 +129,61 @@ func (r *keyRepo) APIKeyVersions(_ context.Context, ids []string) (map[string]in
 		}
 	}
 	return out, nil
+}
+
+// RevokeAPIKeyTree changes copies and saves them only when check succeeds,
+// as a rolled-back transaction would.
+func (r *keyRepo) RevokeAPIKeyTree(_ context.Context, id string, at time.Time, check func(*APIKey) error,
+	audit func(*APIKey, []*APIKey) []*AuditEntry) (*APIKey, []*APIKey, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.updates++
+	stored, ok := r.keys[id]
+	if !ok {
+		return nil, nil, Errorf(ENOTFOUND, "API key %q not found", id)
+	}
+	root := cloneKey(stored)
+	if err := check(root); err != nil {
+		return nil, nil, err
+	}
+	if root.RevokedAt == nil {
+		root.RevokedAt = &at
+		root.Version++
+	}
+	var revoked []*APIKey
+	for level := []string{id}; len(level) > 0; {
+		var next []string
+		for _, kid := range slices.Sorted(maps.Keys(r.keys)) {
+			k := r.keys[kid]
+			if !slices.Contains(level, k.CreatedBy) {
+				continue
+			}
+			next = append(next, kid)
+			if k.RevokedAt == nil {
+				c := cloneKey(k)
+				c.RevokedAt = &at
+				c.Version++
+				revoked = append(revoked, c)
+			}
+		}
+		level = next
+	}
+	if err := r.audit.add(audit(cloneKey(root), cloneKeys(revoked))...); err != nil {
+		return nil, nil, err
+	}
+	r.keys[id] = cloneKey(root)
+	for _, k := range revoked {
+		r.keys[k.ID] = cloneKey(k)
+	}
+	return root, revoked, nil
+}
+
+func cloneKeys(ks []*APIKey) []*APIKey {
+	out := make([]*APIKey, len(ks))
+	for i, k := range ks {
+		out[i] = cloneKey(k)
+	}
+	return out
 }
 
 func (r *keyRepo) TouchAPIKeys(_ context.Context, lastUsed map[string]time.Time) error {

@@ -287,7 +287,8 @@ type ComplexityRoot struct {
 	}
 
 	RevokeAPIKeyPayload struct {
-		APIKey func(childComplexity int) int
+		APIKey             func(childComplexity int) int
+		RevokedDescendants func(childComplexity int) int
 	}
 
 	RotateAPIKeyPayload struct {
@@ -1501,6 +1502,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.RevokeAPIKeyPayload.APIKey(childComplexity), true
+	case "RevokeAPIKeyPayload.revokedDescendants":
+		if e.ComplexityRoot.RevokeAPIKeyPayload.RevokedDescendants == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RevokeAPIKeyPayload.RevokedDescendants(childComplexity), true
 
 	case "RotateAPIKeyPayload.apiKey":
 		if e.ComplexityRoot.RotateAPIKeyPayload.APIKey == nil {
@@ -2141,19 +2148,25 @@ The write entry points. Every mutation takes effect atomically.
 type Mutation {
   """
   Issues a new API key. The token is returned only here. A key can never be
-  given a scope its creator lacks (FORBIDDEN).
+  given a scope its creator lacks, nor, when a key creates it, addresses
+  outside that key's allowedCIDRs, a later expiresAt or a higher rateLimit
+  (FORBIDDEN); an omitted expiresAt or rateLimit is the creating key's.
   """
   createAPIKey("What to create." input: CreateAPIKeyInput!): CreateAPIKeyPayload! @hasScope(scope: KEYS_WRITE)
 
   """
-  Revokes a key; it fails with UNAUTHENTICATED from the next request on.
-  Revoking a revoked key is a no-op.
+  Revokes a key, and with it every key it created, directly or through the
+  keys it created; they fail with UNAUTHENTICATED from the next request on.
+  Revoking a revoked key keeps its time and revokes any of those still
+  active. Only the key itself, the keys that created it and ADMIN keys may
+  revoke a key (FORBIDDEN).
   """
   revokeAPIKey("Which key to revoke." input: RevokeAPIKeyInput!): RevokeAPIKeyPayload! @hasScope(scope: KEYS_WRITE)
 
   """
   Gives a key a new secret and returns the new token. The old token keeps
-  working for the grace period given, then fails.
+  working for the grace period given, then fails. Only the key itself, the
+  keys that created it and ADMIN keys may rotate a key (FORBIDDEN).
   """
   rotateAPIKey("Which key to rotate, and how." input: RotateAPIKeyInput!): RotateAPIKeyPayload! @hasScope(scope: KEYS_WRITE)
 
@@ -2618,11 +2631,11 @@ input CreateAPIKeyInput {
   name: String!
   "The scopes to grant; each must be held by the calling key."
   scopes: [Scope!]!
-  "When the key stops working; omit for never. Must be in the future."
+  "When the key stops working; omit for never (or, when a key with an expiry creates it, for that key's). Must be in the future, and not after the creating key's."
   expiresAt: Time
-  "CIDR prefixes (IPv4 or IPv6) the key may be used from; omit for any."
+  "CIDR prefixes (IPv4 or IPv6) the key may be used from; omit for any. When a key with allowedCIDRs creates it, required, each within one of that key's."
   allowedCIDRs: [String!]
-  "The key's own limit in requests per second; omit for the server default."
+  "The key's own limit in requests per second; omit for the server default (or, when a key creates it, that key's own limit). Not more than the creating key's."
   rateLimit: Int
   "Project names the key is limited to; each must be among the calling key's names, unless that key reaches every project. Omit both this and projectSelectors for every project."
   projects: [ID!]
@@ -2654,6 +2667,8 @@ Result of revokeAPIKey.
 type RevokeAPIKeyPayload {
   "The revoked key."
   apiKey: APIKey!
+  "The keys it had created, directly or through the keys it created, that were revoked with it now, parents before their children."
+  revokedDescendants: [APIKey!]!
 }
 
 """
@@ -3468,6 +3483,8 @@ func (ec *executionContext) childFields_RevokeAPIKeyPayload(ctx context.Context,
 	switch field.Name {
 	case "apiKey":
 		return ec.fieldContext_RevokeAPIKeyPayload_apiKey(ctx, field)
+	case "revokedDescendants":
+		return ec.fieldContext_RevokeAPIKeyPayload_revokedDescendants(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type RevokeAPIKeyPayload", field.Name)
 }
@@ -8881,6 +8898,38 @@ func (ec *executionContext) fieldContext_RevokeAPIKeyPayload_apiKey(_ context.Co
 	return fc, nil
 }
 
+func (ec *executionContext) _RevokeAPIKeyPayload_revokedDescendants(ctx context.Context, field graphql.CollectedField, obj *model.RevokeAPIKeyPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RevokeAPIKeyPayload_revokedDescendants(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RevokedDescendants, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*domain.APIKey) graphql.Marshaler {
+			return ec.marshalNAPIKey2ᚕᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAPIKeyᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RevokeAPIKeyPayload_revokedDescendants(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RevokeAPIKeyPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_APIKey(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _RotateAPIKeyPayload_apiKey(ctx context.Context, field graphql.CollectedField, obj *model.RotateAPIKeyPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -13813,6 +13862,11 @@ func (ec *executionContext) _RevokeAPIKeyPayload(ctx context.Context, sel ast.Se
 			out.Values[i] = graphql.MarshalString("RevokeAPIKeyPayload")
 		case "apiKey":
 			out.Values[i] = ec._RevokeAPIKeyPayload_apiKey(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "revokedDescendants":
+			out.Values[i] = ec._RevokeAPIKeyPayload_revokedDescendants(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}

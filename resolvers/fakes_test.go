@@ -155,6 +155,45 @@ func (m *memKeys) APIKeyVersions(_ context.Context, ids []string) (map[string]in
 	return out, nil
 }
 
+func (m *memKeys) RevokeAPIKeyTree(_ context.Context, id string, at time.Time, check func(*domain.APIKey) error,
+	audit func(*domain.APIKey, []*domain.APIKey) []*domain.AuditEntry) (*domain.APIKey, []*domain.APIKey, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls++
+	root, ok := m.keys[id]
+	if !ok {
+		return nil, nil, domain.Errorf(domain.ENOTFOUND, "API key %q not found", id)
+	}
+	if err := check(&root); err != nil {
+		return nil, nil, err
+	}
+	if root.RevokedAt == nil {
+		root.RevokedAt = &at
+		root.Version++
+	}
+	m.keys[id] = root
+	var revoked []*domain.APIKey
+	for parents := []string{id}; len(parents) > 0; {
+		var children []string
+		for _, kid := range slices.Sorted(maps.Keys(m.keys)) {
+			if k := m.keys[kid]; slices.Contains(parents, k.CreatedBy) {
+				children = append(children, kid)
+				if k.RevokedAt == nil {
+					k.RevokedAt = &at
+					k.Version++
+					m.keys[kid] = k
+					revoked = append(revoked, &k)
+				}
+			}
+		}
+		parents = children
+	}
+	for _, e := range audit(&root, revoked) {
+		m.record(e)
+	}
+	return &root, revoked, nil
+}
+
 func (m *memKeys) TouchAPIKeys(_ context.Context, lastUsed map[string]time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -147,11 +147,11 @@ func (r *mutationResolver) CreateAPIKey(ctx context.Context, input model.CreateA
 
 // RevokeAPIKey is the resolver for the revokeAPIKey field.
 func (r *mutationResolver) RevokeAPIKey(ctx context.Context, input model.RevokeAPIKeyInput) (*model.RevokeAPIKeyPayload, error) {
-	k, err := r.APIKeyService.Revoke(ctx, input.ID)
+	k, descendants, err := r.APIKeyService.Revoke(ctx, input.ID)
 	if err != nil {
 		return nil, err
 	}
-	return &model.RevokeAPIKeyPayload{APIKey: k}, nil
+	return &model.RevokeAPIKeyPayload{APIKey: k, RevokedDescendants: descendants}, nil
 }
 
 // RotateAPIKey is the resolver for the rotateAPIKey field.

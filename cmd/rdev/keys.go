@@ -88,11 +88,23 @@ func runKeys(ctx context.Context, args []string, c cli) error {
 		if f.NArg() != 1 {
 			return usageError("keys revoke needs the key ID")
 		}
-		k, err := svc.Revoke(ctx, f.Arg(0))
+		k, descendants, err := svc.Revoke(ctx, f.Arg(0))
 		if err != nil {
 			return cliError(err)
 		}
+		if asJSON {
+			ids := make([]string, len(descendants))
+			for i, d := range descendants {
+				ids[i] = d.ID
+			}
+			return json.NewEncoder(c.stdout).Encode(map[string]any{"id": k.ID, "name": k.Name, "revokedAt": k.RevokedAt, "revokedDescendants": ids})
+		}
 		_, err = fmt.Fprintf(c.stdout, "Revoked API key %s (%s) at %s.\n", k.ID, k.Name, k.RevokedAt.Format(time.RFC3339))
+		for _, d := range descendants {
+			if err == nil {
+				_, err = fmt.Fprintf(c.stdout, "Revoked with it: %s (%s), created by %s.\n", d.ID, d.Name, d.CreatedBy)
+			}
+		}
 		return err
 	case "rotate":
 		if f.NArg() != 1 {

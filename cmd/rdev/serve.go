@@ -220,6 +220,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 	metrics := telemetry.New()
 	s.audit = domain.NewAuditService(metrics.AuditRepository(s.store), redact)
 	s.keys = domain.NewAPIKeyService(s.store, s.audit)
+	s.keys.DefaultRateLimit = rateLimits.RequestsPerSecond
 	s.webhooks = domain.NewWebhookService(s.store, s.audit, cfg.webhooks.AllowHTTP)
 	observe := func(ws domain.WebhookSender) domain.WebhookSender {
 		return tracing.WebhookSender(metrics.WebhookSender(ws))

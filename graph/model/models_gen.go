@@ -119,11 +119,11 @@ type CreateAPIKeyInput struct {
 	Name string `json:"name"`
 	// The scopes to grant; each must be held by the calling key.
 	Scopes []domain.Scope `json:"scopes"`
-	// When the key stops working; omit for never. Must be in the future.
+	// When the key stops working; omit for never (or, when a key with an expiry creates it, for that key's). Must be in the future, and not after the creating key's.
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
-	// CIDR prefixes (IPv4 or IPv6) the key may be used from; omit for any.
+	// CIDR prefixes (IPv4 or IPv6) the key may be used from; omit for any. When a key with allowedCIDRs creates it, required, each within one of that key's.
 	AllowedCIDRs []string `json:"allowedCIDRs,omitempty"`
-	// The key's own limit in requests per second; omit for the server default.
+	// The key's own limit in requests per second; omit for the server default (or, when a key creates it, that key's own limit). Not more than the creating key's.
 	RateLimit *int `json:"rateLimit,omitempty"`
 	// Project names the key is limited to; each must be among the calling key's names, unless that key reaches every project. Omit both this and projectSelectors for every project.
 	Projects []string `json:"projects,omitempty"`
@@ -345,6 +345,8 @@ type RevokeAPIKeyInput struct {
 type RevokeAPIKeyPayload struct {
 	// The revoked key.
 	APIKey *domain.APIKey `json:"apiKey"`
+	// The keys it had created, directly or through the keys it created, that were revoked with it now, parents before their children.
+	RevokedDescendants []*domain.APIKey `json:"revokedDescendants"`
 }
 
 // Input of rotateAPIKey.

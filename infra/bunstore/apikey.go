@@ -16,11 +16,15 @@ import (
 
 // CreateAPIKey inserts k with its allowed CIDRs and appends audit (unless it
 // is nil) in the same transaction. It returns ECONFLICT if a key with k's ID
-// exists.
+// exists, and EUNAUTHENTICATED if k's creator has been revoked (see
+// lockCreator).
 func (s *Store) CreateAPIKey(ctx context.Context, k *domain.APIKey, audit *domain.AuditEntry) error {
 	k.Version = 1
 	row := newAPIKeyRow(k)
 	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		if err := s.lockCreator(ctx, tx, k.CreatedBy); err != nil {
+			return err
+		}
 		if _, err := tx.NewInsert().Model(row).Exec(ctx); err != nil {
 			if isUniqueViolation(err) {
 				return domain.Errorf(domain.ECONFLICT, "API key %q already exists", k.ID)

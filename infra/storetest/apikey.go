@@ -42,6 +42,13 @@ func TestAPIKeyRepository(t *testing.T, newRepo func(t *testing.T) domain.APIKey
 		t.Parallel()
 		testAPIKeyVersions(t, newRepo)
 	})
+	t.Run("RevokeAPIKeyTree", func(t *testing.T) {
+		t.Parallel()
+		testRevokeAPIKeyTree(t, newRepo)
+	})
+	t.Run("CreateAPIKeyByRevoked", func(t *testing.T) {
+		testCreateAPIKeyByRevoked(t, newRepo)
+	})
 }
 
 func testCreateAPIKey(t *testing.T, newRepo func(t *testing.T) domain.APIKeyRepository) {

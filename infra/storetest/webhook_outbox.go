@@ -24,6 +24,10 @@ func TestWebhookOutbox(t *testing.T, newStore func(t *testing.T) WebhookStore) {
 		t.Parallel()
 		testOutboxKeyRevoked(t, newStore(t))
 	})
+	t.Run("KeyRevokedTree", func(t *testing.T) {
+		t.Parallel()
+		testOutboxKeyRevokedTree(t, newStore(t))
+	})
 	t.Run("ExpiredLease", func(t *testing.T) {
 		t.Parallel()
 		testOutboxExpiredLease(t, newStore(t))
@@ -157,6 +161,29 @@ func testOutboxKeyRevoked(t *testing.T, s WebhookStore) {
 	}
 	if got := outboxOf(t, ctx, s, progress.ID); len(got) != 0 {
 		t.Errorf("an endpoint not subscribed to key.revoked got %+v", got)
+	}
+}
+
+// testOutboxKeyRevokedTree checks that revoking a tree of keys sends one
+// key.revoked per key it revoked, none for a key revoked before.
+func testOutboxKeyRevokedTree(t *testing.T, s WebhookStore) {
+	ctx := t.Context()
+	_, failures, _ := outboxWebhooks(t, ctx, s)
+	kt := newAPIKeyTree(t, s)
+	if _, err := s.UpdateAPIKey(ctx, kt.b.ID, func(k *domain.APIKey) error { k.RevokedAt = ptr(at(time.Now())); return nil }, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.RevokeAPIKeyTree(ctx, kt.root.ID, at(time.Now()), func(*domain.APIKey) error { return nil }, noAudit); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range outboxOf(t, ctx, s, failures.ID) {
+		id, _ := m.Data["id"].(string)
+		got = append(got, m.Type+" "+id)
+	}
+	want := []string{"key.revoked " + kt.b.ID, "key.revoked " + kt.root.ID, "key.revoked " + kt.a.ID, "key.revoked " + kt.a1.ID}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("failures endpoint's messages (-want +got):\n%s", diff)
 	}
 }
 

@@ -1,0 +1,90 @@
+package domain
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// boundByCreator keeps k, which the key parent is creating, within what
+// parent may do itself, so that making a key never widens access:
+//
+//   - allowedCIDRs: when parent has some, k must have some, each inside
+//     one of parent's (no default: where a key is used from is stated, not
+//     guessed);
+//   - expiresAt: when parent expires, k expires no later; omitted, it is
+//     parent's;
+//   - rateLimit: no more than parent's effective rate (its own, or the
+//     server default when it has none); omitted or 0, it is parent's own
+//     setting, which is never more.
+//
+// It returns EFORBIDDEN naming the field that exceeds parent's.
+func (s *APIKeyService) boundByCreator(k, parent *APIKey) error {
+	if err := cidrsWithin(k.AllowedCIDRs, parent.AllowedCIDRs); err != nil {
+		return err
+	}
+	if parent.ExpiresAt != nil {
+		switch {
+		case k.ExpiresAt == nil:
+			k.ExpiresAt = utcMicros(parent.ExpiresAt)
+		case k.ExpiresAt.After(*parent.ExpiresAt):
+			return Errorf(EFORBIDDEN, "expiresAt: %s is after %s, when the creating key expires; a key cannot outlive the key that creates it",
+				AuditTime(*k.ExpiresAt), AuditTime(*parent.ExpiresAt))
+		}
+	}
+	if k.RateLimit == 0 {
+		k.RateLimit = parent.RateLimit
+		return nil
+	}
+	if limit := s.effectiveRateLimit(parent); limit > 0 && k.RateLimit > limit {
+		return Errorf(EFORBIDDEN, "rateLimit: %d requests per second is more than the creating key's %d", k.RateLimit, limit)
+	}
+	return nil
+}
+
+// effectiveRateLimit returns k's requests per second, 0 for unlimited.
+func (s *APIKeyService) effectiveRateLimit(k *APIKey) int {
+	if k.RateLimit > 0 {
+		return k.RateLimit
+	}
+	return s.DefaultRateLimit
+}
+
+// cidrsWithin returns EFORBIDDEN unless every prefix of child lies inside
+// one of parent's, or parent has none (any address).
+func cidrsWithin(child, parent []netip.Prefix) error {
+	if len(parent) == 0 {
+		return nil
+	}
+	if len(child) == 0 {
+		return Errorf(EFORBIDDEN, "allowedCIDRs: the creating key may only be used from %s, so the keys it creates must list allowedCIDRs within those",
+			joinPrefixes(parent))
+	}
+	for _, c := range child {
+		if !slices.ContainsFunc(parent, func(p netip.Prefix) bool { return prefixWithin(c, p) }) {
+			return Errorf(EFORBIDDEN, "allowedCIDRs: %s is not within the creating key's allowed CIDRs (%s)", c, joinPrefixes(parent))
+		}
+	}
+	return nil
+}
+
+// prefixWithin reports whether every address of inner is in outer. Both
+// must be of one family: ParseCIDRs has unmapped IPv4-mapped prefixes.
+func prefixWithin(inner, outer netip.Prefix) bool {
+	return outer.Bits() <= inner.Bits() && outer.Contains(inner.Addr())
+}
+
+// joinPrefixes lists prefixes for a message, the first few of a long list.
+func joinPrefixes(ps []netip.Prefix) string {
+	const shown = 4
+	parts := make([]string, 0, shown)
+	for _, p := range ps[:min(len(ps), shown)] {
+		parts = append(parts, p.String())
+	}
+	s := strings.Join(parts, ", ")
+	if len(ps) > shown {
+		s += fmt.Sprintf(" and %d more", len(ps)-shown)
+	}
+	return s
+}
