@@ -75,8 +75,13 @@ type Config struct {
 	KeepAlive time.Duration
 	// Websocket makes the WebSocket transport from the function that
 	// authenticates a connection by its connection_init payload (an error
-	// refuses it) and the keep-alive interval. Nil disables WebSocket.
-	Websocket func(auth WebsocketAuth, keepAlive time.Duration) graphql.Transport
+	// refuses it), the function that admits it once initialised (counts it
+	// against ConnLimits) and the keep-alive interval. Nil disables
+	// WebSocket.
+	Websocket func(auth WebsocketAuth, admit WebsocketAdmit, keepAlive time.Duration) graphql.Transport
+	// ConnLimits caps the WebSockets and SSE streams one caller holds open;
+	// nil caps nothing.
+	ConnLimits *domain.ConnLimits
 	// Ready reports whether the server can serve: nil means ready.
 	Ready func(context.Context) error
 	// Extensions are added before every other extension and operation
@@ -101,7 +106,7 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
 	if cfg.Websocket != nil {
-		srv.AddTransport(cfg.Websocket(auth.websocketInit, cfg.KeepAlive))
+		srv.AddTransport(cfg.Websocket(auth.websocketInit, admitSocket(cfg.ConnLimits), cfg.KeepAlive))
 	}
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.SetParserTokenLimit(cfg.ParserTokenLimit)
@@ -147,7 +152,7 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", withErrorCodes(auth.middleware(rateLimit(limitBody(withRetryHints(srv), cfg.MaxBodyBytes, cfg.BodyTimeout), root.RateLimitService))))
+	mux.Handle("/graphql", withErrorCodes(auth.middleware(rateLimit(limitStreams(limitBody(withRetryHints(srv), cfg.MaxBodyBytes, cfg.BodyTimeout), cfg.ConnLimits), root.RateLimitService))))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeStatus(w, http.StatusOK, "ok")
 	})

@@ -5,6 +5,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/rdev-hq/rdev/domain"
 	"github.com/rdev-hq/rdev/infra/websocket"
 	"github.com/rdev-hq/rdev/resolvers"
 )
@@ -15,6 +16,8 @@ type graphQLConfig struct {
 	MaxDepth                      int
 	MaxAliases                    int
 	MaxSubscriptionsPerConnection int
+	MaxSocketsPerKey              int
+	MaxStreamsPerKey              int
 	WSReadLimit                   int
 	OperationTimeout              time.Duration
 	FieldSuggestions              string
@@ -28,6 +31,8 @@ func (c *graphQLConfig) register(f *envFlags) {
 	f.Int(&c.MaxDepth, "max-depth", "RDEV_MAX_DEPTH", resolvers.DefaultMaxDepth, "deepest nesting of fields in one operation (0: no limit)")
 	f.Int(&c.MaxAliases, "max-aliases", "RDEV_MAX_ALIASES", resolvers.DefaultMaxAliases, "most aliased fields in one operation (0: no limit)")
 	f.Int(&c.MaxSubscriptionsPerConnection, "max-subscriptions-per-connection", "RDEV_MAX_SUBSCRIPTIONS_PER_CONNECTION", 100, "operations one WebSocket connection runs at once (0: no limit)")
+	f.Int(&c.MaxSocketsPerKey, "max-sockets-per-key", "RDEV_MAX_SOCKETS_PER_KEY", 50, "WebSocket connections one API key (without a key: one client address) holds open at once on this server; one more closes with 4429 (0: no limit)")
+	f.Int(&c.MaxStreamsPerKey, "max-streams-per-key", "RDEV_MAX_STREAMS_PER_KEY", 100, "SSE streams one API key (without a key: one client address) holds open at once on this server; one more is refused with 429 (0: no limit)")
 	f.Int(&c.WSReadLimit, "ws-read-limit", "RDEV_WS_READ_LIMIT", websocket.DefaultReadLimit, "largest WebSocket message accepted, in bytes; a larger one closes the connection with 1009")
 	f.Duration(&c.OperationTimeout, "operation-timeout", "RDEV_OPERATION_TIMEOUT", resolvers.DefaultOperationTimeout, "longest a query or mutation may run, not a subscription (0: no limit)")
 	f.String(&c.FieldSuggestions, "field-suggestions", "RDEV_FIELD_SUGGESTIONS", "auto", `let validation errors suggest field names ("Did you mean …"): true, false, or auto (on with the embedded database)`)
@@ -50,6 +55,7 @@ func (c *graphQLConfig) edge(embedded bool) (resolvers.Config, error) {
 	}{
 		{"RDEV_MAX_COMPLEXITY", c.MaxComplexity}, {"RDEV_MAX_DEPTH", c.MaxDepth}, {"RDEV_MAX_ALIASES", c.MaxAliases},
 		{"RDEV_MAX_SUBSCRIPTIONS_PER_CONNECTION", c.MaxSubscriptionsPerConnection}, {"RDEV_APQ_CACHE_SIZE", c.APQCacheSize},
+		{"RDEV_MAX_SOCKETS_PER_KEY", c.MaxSocketsPerKey}, {"RDEV_MAX_STREAMS_PER_KEY", c.MaxStreamsPerKey},
 	} {
 		if v.n < 0 {
 			return resolvers.Config{}, fmt.Errorf("%s: %d is negative (0 means no limit)", v.env, v.n)
@@ -69,6 +75,7 @@ func (c *graphQLConfig) edge(embedded bool) (resolvers.Config, error) {
 		OperationTimeout:     time.Duration(noLimit(int(c.OperationTimeout))),
 		APQCacheSize:         noLimit(c.APQCacheSize),
 		TrustedDocumentsOnly: c.TrustedDocumentsOnly,
+		ConnLimits:           domain.NewConnLimits(c.MaxSocketsPerKey, c.MaxStreamsPerKey),
 	}
 	if c.TrustedDocuments == "" {
 		if c.TrustedDocumentsOnly {

@@ -274,10 +274,11 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 	gql.ParserTokenLimit = cfg.ParserTokenLimit
 	gql.TrustedProxies = trusted
 	gql.KeepAlive = cfg.KeepAlive
-	gql.Websocket = func(auth resolvers.WebsocketAuth, keepAlive time.Duration) graphql.Transport {
+	gql.Websocket = func(auth resolvers.WebsocketAuth, admit resolvers.WebsocketAdmit, keepAlive time.Duration) graphql.Transport {
 		return websocket.Transport{
 			Upgrade:       websocket.Implementation{CheckOrigin: websocket.OriginChecker(cfg.AllowedOrigins)},
 			InitFunc:      auth,
+			Admit:         admit,
 			KeepAlive:     keepAlive,
 			ReadLimit:     int64(cfg.graphQL.WSReadLimit),
 			MaxOperations: cfg.graphQL.MaxSubscriptionsPerConnection,
@@ -289,7 +290,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 	var h http.Handler
 	if cfg.metrics.Enabled {
 		metrics.Register(telemetry.NewQueueCollector(s.store.QueueStats, log), telemetry.NewProjectsCollector(projects, log),
-			telemetry.NewDBCollector(s.store.DB().DB))
+			telemetry.NewDBCollector(s.store.DB().DB), telemetry.NewConnectionsCollector(gql.ConnLimits))
 		if s.backend.breakerState != nil {
 			metrics.Register(telemetry.NewBreakerCollector(s.backend.cluster, s.backend.breakerState))
 			metrics.Register(telemetry.NewWarmStreamsCollector(s.backend.cluster, s.backend.warmStreams))

@@ -154,3 +154,19 @@ func NewDBCollector(db *sql.DB) prometheus.Collector {
 			return nil
 		}}
 }
+
+// NewConnectionsCollector reports rdev_open_connections: the WebSockets and
+// SSE streams open now in this process, by transport ("websocket", "sse"),
+// as limits counts them against their callers' caps.
+func NewConnectionsCollector(limits *domain.ConnLimits) prometheus.Collector {
+	desc := prometheus.NewDesc("rdev_open_connections",
+		"WebSocket connections (from their connection_init on) and SSE streams open now in this process, by transport.",
+		[]string{"transport"}, nil)
+	return &funcCollector{descs: []*prometheus.Desc{desc}, what: "open connections",
+		collect: func(_ context.Context, ch chan<- prometheus.Metric) error {
+			for _, k := range []domain.ConnKind{domain.ConnSocket, domain.ConnStream} {
+				ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(limits.Count(k)), k.String())
+			}
+			return nil
+		}}
+}

@@ -107,6 +107,29 @@ rdev_kube_warm_streams{cluster="https://10.0.0.1:6443",state="ready"} 3
 	}
 }
 
+func TestConnectionsCollector(t *testing.T) {
+	limits := domain.NewConnLimits(0, 0)
+	for range 2 {
+		if _, err := limits.Open(&domain.Caller{}, domain.ConnSocket); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release, err := limits.Open(&domain.Caller{}, domain.ConnStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	exp := `
+# HELP rdev_open_connections WebSocket connections (from their connection_init on) and SSE streams open now in this process, by transport.
+# TYPE rdev_open_connections gauge
+rdev_open_connections{transport="sse"} 0
+rdev_open_connections{transport="websocket"} 2
+`
+	if err := testutil.CollectAndCompare(telemetry.NewConnectionsCollector(limits), strings.NewReader(exp)); err != nil {
+		t.Error(err)
+	}
+}
+
 func ftoa(f float64) string { return itoa(int(f)) }
 
 func TestDBCollector(t *testing.T) {

@@ -34,15 +34,18 @@ var (
 // Close codes of graphql-transport-ws, used by both protocols, and of
 // RFC 6455.
 const (
-	closeBadRequest     = 4400
-	closeUnauthorized   = 4401
-	closeForbidden      = 4403
-	closeInitTimeout    = 4408
-	closeDuplicateID    = 4409
-	closeTooManyInits   = 4429
-	closeGoingAway      = 1001
-	closeNormal         = 1000
-	closeAbnormalClosed = 1006 // reported, never sent: the peer vanished
+	closeBadRequest   = 4400
+	closeUnauthorized = 4401
+	closeForbidden    = 4403
+	closeInitTimeout  = 4408
+	closeDuplicateID  = 4409
+	closeTooManyInits = 4429
+	// closeTooManyRequests refuses a connection whose caller is over a
+	// limit: it holds as many connections as it may.
+	closeTooManyRequests = 4429
+	closeGoingAway       = 1001
+	closeNormal          = 1000
+	closeAbnormalClosed  = 1006 // reported, never sent: the peer vanished
 	// closeTryAgainLater is RFC 6455's "Try Again Later": the server cannot
 	// serve the connection now (its storage is down), and a client should
 	// reconnect after a while. graphql-ws clients retry it; they give up on

@@ -33,6 +33,7 @@ type session struct {
 	exec    graphql.GraphExecutor
 	headers http.Header
 	ctx     context.Context // the connection's, as InitFunc returned it
+	release func()          // frees the place Admit gave; nil if none
 	wg      sync.WaitGroup  // running operations
 	closeMu sync.Mutex      // serializes close
 
@@ -63,6 +64,9 @@ func (s *session) serve(ctx context.Context) {
 		s.close(closeNormal, "")
 		cancel()
 		s.wg.Wait()
+		if s.release != nil {
+			s.release()
+		}
 		if s.t.CloseFunc != nil {
 			s.t.CloseFunc(s.ctx, s.code)
 		}
@@ -140,6 +144,14 @@ func (s *session) acknowledge(raw json.RawMessage) bool {
 			return false
 		}
 		s.ctx = ctx
+	}
+	if s.t.Admit != nil {
+		release, err := s.t.Admit(s.ctx)
+		if err != nil {
+			s.refuseInit(err)
+			return false
+		}
+		s.release = release
 	}
 	_ = s.c.SetReadDeadline(time.Time{})
 	s.mu.Lock()
@@ -391,9 +403,10 @@ func (s *session) refuse(code int, reason string) {
 	s.close(code, reason)
 }
 
-// refuseInit ends a connection whose connection_init InitFunc refused:
-// with 1013 if something it needs is unavailable (domain.EUNAVAILABLE),
-// which clients retry, and with 4403 otherwise. A domain error is told by
+// refuseInit ends a connection whose connection_init InitFunc or Admit
+// refused: with 1013 if something it needs is unavailable
+// (domain.EUNAVAILABLE), which clients retry, with 4429 if the caller is
+// over a limit (domain.ERATELIMITED), and with 4403 otherwise. A domain error is told by
 // its message, and in the legacy protocol's connection_error also by its
 // extensions.code.
 func (s *session) refuseInit(err error) {
@@ -402,8 +415,11 @@ func (s *session) refuseInit(err error) {
 		payload["message"], payload["extensions"] = domain.ErrorMessage(err), map[string]any{"code": domain.ErrorCode(err)}
 	}
 	code, reason := closeForbidden, "Forbidden: "
-	if domain.ErrorCode(err) == domain.EUNAVAILABLE {
+	switch domain.ErrorCode(err) {
+	case domain.EUNAVAILABLE:
 		code, reason = closeTryAgainLater, "Try Again Later: "
+	case domain.ERATELIMITED:
+		code, reason = closeTooManyRequests, "Too Many Requests: "
 	}
 	if s.p.legacy {
 		b, _ := json.Marshal(payload)

@@ -37,9 +37,17 @@ type Transport struct {
 	// InitFunc, if set, sees the connection_init payload and returns the
 	// context for the connection's operations. An error refuses the
 	// connection: it closes with 4403 and the error's text (a
-	// *domain.Error's message), or, for a domain.EUNAVAILABLE error, with
-	// 1013 ("Try Again Later"), which clients retry.
+	// *domain.Error's message), for a domain.EUNAVAILABLE error with 1013
+	// ("Try Again Later"), which clients retry, and for a
+	// domain.ERATELIMITED one with 4429 ("Too Many Requests").
 	InitFunc func(ctx context.Context, payload transport.InitPayload) (context.Context, error)
+	// Admit, if set, is asked to admit the connection once InitFunc has
+	// accepted it, with InitFunc's context (which tells the caller the
+	// connection counts against), and returns the function that frees its
+	// place when the connection ends, however it ends. An error refuses the
+	// connection like InitFunc's; a domain.ERATELIMITED one (the caller
+	// holds too many connections) closes it with 4429.
+	Admit func(ctx context.Context) (release func(), err error)
 	// InitTimeout bounds the wait for connection_init; the connection then
 	// closes with 4408. Zero means DefaultInitTimeout.
 	InitTimeout time.Duration
