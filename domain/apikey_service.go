@@ -202,27 +202,46 @@ func (s *APIKeyService) Viewer(ctx context.Context) (*APIKey, error) {
 	return c.Key, nil
 }
 
-// Get returns a key. It needs keys:read; ENOTFOUND if there is no such key.
+// Get returns a key. It needs keys:read; ENOTFOUND if there is no such key,
+// or it reaches a project the caller's project scope does not.
 func (s *APIKeyService) Get(ctx context.Context, id string) (*APIKey, error) {
-	if _, err := Authorize(ctx, ScopeKeysRead); err != nil {
+	caller, err := Authorize(ctx, ScopeKeysRead)
+	if err != nil {
 		return nil, err
 	}
 	if !validID(id) {
 		return nil, Errorf(ENOTFOUND, "API key %q not found", id)
 	}
-	return s.repo.FindAPIKeyByID(ctx, id)
+	k, err := s.repo.FindAPIKeyByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !keyVisible(caller, k) {
+		return nil, Errorf(ENOTFOUND, "API key %q not found", id)
+	}
+	return k, nil
 }
 
-// List returns a page of keys, oldest first. It needs keys:read.
+// List returns a page of keys, oldest first: those within the caller's
+// project scope, and itself. It needs keys:read.
 func (s *APIKeyService) List(ctx context.Context, req PageRequest) (Page[*APIKey], error) {
-	if _, err := Authorize(ctx, ScopeKeysRead); err != nil {
-		return Page[*APIKey]{}, err
-	}
-	keys, err := s.repo.FindAPIKeys(ctx, APIKeyFilter{AfterID: req.After, Limit: req.First + 1})
+	caller, err := Authorize(ctx, ScopeKeysRead)
 	if err != nil {
 		return Page[*APIKey]{}, err
 	}
-	return pageOf(keys, req), nil
+	var keep func(*APIKey) (bool, error)
+	if !caller.Projects().Unrestricted() {
+		keep = func(k *APIKey) (bool, error) { return keyVisible(caller, k), nil }
+	}
+	return scopedPage(req, func(after string, limit int) ([]*APIKey, error) {
+		return s.repo.FindAPIKeys(ctx, APIKeyFilter{AfterID: after, Limit: limit})
+	}, func(k *APIKey) string { return k.ID }, keep)
+}
+
+// keyVisible reports whether the caller may see k: its own key, or one
+// whose project scope lies within the caller's.
+func keyVisible(caller *Caller, k *APIKey) bool {
+	return k.ID == caller.KeyID() || k.Projects.Within(caller.Projects()) == nil
 }
 
 // Revoke revokes a key at once, and with it, in the same transaction,

@@ -42,9 +42,10 @@ func FinishEntry(c *Command, f Finish) *AuditEntry {
 		At: f.FinishedAt.UTC().Truncate(time.Microsecond), Actor: c.KeyID,
 		Action: AuditCommandFinish, Target: c.ID, Outcome: AuditSuccess,
 		Details: map[string]string{
-			"status":      string(f.Status),
-			"outputBytes": strconv.FormatInt(f.OutputBytes, 10),
-			"truncated":   strconv.FormatBool(f.Truncated),
+			AuditProjectDetail: c.ProjectID,
+			"status":           string(f.Status),
+			"outputBytes":      strconv.FormatInt(f.OutputBytes, 10),
+			"truncated":        strconv.FormatBool(f.Truncated),
 		},
 	}
 	if e.Actor == "" {

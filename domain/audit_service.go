@@ -23,6 +23,8 @@ type AuditService struct {
 	repo   AuditRepository
 	redact *regexp.Regexp
 	now    func() time.Time
+	// projects judges project scopes' selectors; nil admits by name only.
+	projects ProjectRepository
 }
 
 // NewAuditService returns a service over repo. Values of env variables and
@@ -124,28 +126,32 @@ func (s *AuditService) redactArgv(argv []string) string {
 	return string(b)
 }
 
-// List returns a page of entries, newest first. It needs audit:read; EINVALID
-// for an unknown action or a time range that ends before it starts.
+// List returns a page of entries, newest first. A caller limited to projects
+// sees only the entries about a project in its scope (those whose details
+// name the project: command.execute, command.cancel, command.finish). It
+// needs audit:read; EINVALID for an unknown action or a time range that
+// ends before it starts.
 func (s *AuditService) List(ctx context.Context, f AuditFilter, req PageRequest) (Page[*AuditEntry], error) {
-	if _, err := Authorize(ctx, ScopeAuditRead); err != nil {
+	caller, err := Authorize(ctx, ScopeAuditRead)
+	if err != nil {
 		return Page[*AuditEntry]{}, err
 	}
 	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Until.After(f.Since) {
 		return Page[*AuditEntry]{}, Errorf(EINVALID, "filter: until must be after since")
 	}
 	if req.After != "" {
-		seq, err := parseAuditCursor(req.After)
-		if err != nil {
+		if _, err := parseAuditCursor(req.After); err != nil {
 			return Page[*AuditEntry]{}, err
 		}
-		f.BeforeSeq = seq
 	}
-	f.Limit = req.First + 1
-	es, err := s.repo.FindAuditEntries(ctx, f)
-	if err != nil {
-		return Page[*AuditEntry]{}, err
-	}
-	return pageOf(es, req), nil
+	return scopedPage(req, func(after string, limit int) ([]*AuditEntry, error) {
+		g := f
+		if after != "" {
+			g.BeforeSeq, _ = parseAuditCursor(after) // checked above, or made by AuditCursorKey
+		}
+		g.Limit = limit
+		return s.repo.FindAuditEntries(ctx, g)
+	}, AuditCursorKey, s.auditKeep(ctx, caller))
 }
 
 // AuditCursorKey is the cursor key of an entry, for EncodeCursor.

@@ -160,6 +160,7 @@ func (r *commandRepo) FindCommands(_ context.Context, f CommandFilter) ([]*Comma
 	}
 	out := r.newestFirst(func(c *Command) bool {
 		return (f.ProjectID == "" || c.ProjectID == f.ProjectID) &&
+			(f.ProjectIDs == nil || slices.Contains(f.ProjectIDs, c.ProjectID)) &&
 			(f.Status == "" || c.Status == f.Status) &&
 			(f.BeforeID == "" || c.ID < f.BeforeID) &&
 			(f.ChangedSince.IsZero() || changedSince(c, f.ChangedSince))

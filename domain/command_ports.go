@@ -9,7 +9,10 @@ import (
 // CommandFilter selects commands for FindCommands, newest first.
 type CommandFilter struct {
 	ProjectID string
-	Status    CommandStatus
+	// ProjectIDs, unless nil, keeps only commands of these projects (none
+	// when empty): a caller's project scope.
+	ProjectIDs []string
+	Status     CommandStatus
 	// BeforeID pages backwards from the newest: only IDs below it.
 	BeforeID string
 	// ChangedSince, unless zero, keeps only commands queued, started or

@@ -72,6 +72,9 @@ func (s *CommandService) execute(ctx context.Context, in ExecuteCommand, entry *
 	if err != nil {
 		return nil, err
 	}
+	if err := admitProject(ctx, s.projects, caller, c.ProjectID); err != nil {
+		return nil, err
+	}
 	if c.ClientToken != "" {
 		if prev, err := s.commands.FindCommandByClientToken(ctx, caller.KeyID(), c.ClientToken); err == nil {
 			return replay(prev, c)
@@ -170,15 +173,16 @@ func (s *CommandService) cancel(ctx context.Context, id string, entry *AuditEntr
 	if err != nil {
 		return nil, err
 	}
-	if !validID(id) {
-		return nil, commandNotFound(id)
+	found, err := s.findCommand(ctx, caller, id)
+	if err != nil {
+		return nil, err
 	}
 	reason := "cancelled by the operator"
 	if caller.KeyID() != "" {
 		reason = "cancelled by API key " + caller.KeyID()
 	}
 	if entry != nil {
-		entry.Details = map[string]string{"reason": reason}
+		entry.Details = map[string]string{"reason": reason, "project": found.ProjectID}
 	}
 	c, err := s.commands.RequestCancel(ctx, id, reason, s.now().UTC(), entry)
 	if err != nil {
@@ -192,25 +196,29 @@ func (s *CommandService) cancel(ctx context.Context, id string, entry *AuditEntr
 	return c, nil
 }
 
-// Get returns a command. It needs commands:read; ENOTFOUND if there is none.
+// Get returns a command. It needs commands:read; ENOTFOUND if there is none
+// or its project is outside the caller's project scope.
 func (s *CommandService) Get(ctx context.Context, id string) (*Command, error) {
-	if _, err := Authorize(ctx, ScopeCommandsRead); err != nil {
+	caller, err := Authorize(ctx, ScopeCommandsRead)
+	if err != nil {
 		return nil, err
 	}
-	if !validID(id) {
-		return nil, commandNotFound(id)
-	}
-	return s.commands.FindCommandByID(ctx, id)
+	return s.findCommand(ctx, caller, id)
 }
 
 // List returns a page of commands, newest first, optionally of one project
-// and in one state. It needs commands:read.
+// and in one state, of the projects in the caller's project scope only. It
+// needs commands:read.
 func (s *CommandService) List(ctx context.Context, f CommandFilter, req PageRequest) (Page[*Command], error) {
-	if _, err := Authorize(ctx, ScopeCommandsRead); err != nil {
+	caller, err := Authorize(ctx, ScopeCommandsRead)
+	if err != nil {
 		return Page[*Command]{}, err
 	}
 	if f.Status != "" && !validCommandStatus(f.Status) {
 		return Page[*Command]{}, Errorf(EINVALID, "status: unknown command status %q", Clip(string(f.Status)))
+	}
+	if f.ProjectIDs, err = scopeProjectIDs(ctx, s.projects, caller.Projects()); err != nil {
+		return Page[*Command]{}, err
 	}
 	f.BeforeID, f.Limit = req.After, req.First+1
 	cs, err := s.commands.FindCommands(ctx, f)
@@ -222,15 +230,27 @@ func (s *CommandService) List(ctx context.Context, f CommandFilter, req PageRequ
 
 // ListForProjects returns the first page of commands of each project, newest
 // first, in one store query (a dataloader batches Project.commands with it).
-// It needs commands:read.
+// It needs commands:read. A project outside the caller's project scope has
+// an empty page.
 func (s *CommandService) ListForProjects(ctx context.Context, projectIDs []string, status CommandStatus, first int) (map[string]Page[*Command], error) {
-	if _, err := Authorize(ctx, ScopeCommandsRead); err != nil {
+	caller, err := Authorize(ctx, ScopeCommandsRead)
+	if err != nil {
 		return nil, err
 	}
 	if status != "" && !validCommandStatus(status) {
 		return nil, Errorf(EINVALID, "status: unknown command status %q", Clip(string(status)))
 	}
-	found, err := s.commands.FindCommandsForProjects(ctx, projectIDs, status, first+1)
+	var admitted []string
+	for _, id := range projectIDs {
+		ok, err := scopeAdmits(ctx, s.projects, caller.Projects(), id)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			admitted = append(admitted, id)
+		}
+	}
+	found, err := s.commands.FindCommandsForProjects(ctx, admitted, status, first+1)
 	if err != nil {
 		return nil, err
 	}

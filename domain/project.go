@@ -40,15 +40,22 @@ type Project struct {
 // ProjectFilter selects projects for FindProjects, sorted by ID. Zero fields
 // select everything.
 type ProjectFilter struct {
-	Status  ProjectStatus
-	Labels  map[string]string
+	Status ProjectStatus
+	Labels map[string]string
+	// Scope keeps only the projects it admits (the caller's project scope);
+	// the zero scope keeps every one.
+	Scope   ProjectScope
 	AfterID string
 	Limit   int
 }
 
-// Matches reports whether p passes the status and label parts of the filter.
+// Matches reports whether p passes the status, label and scope parts of
+// the filter. Every ProjectRepository filters with it.
 func (f ProjectFilter) Matches(p *Project) bool {
 	if f.Status != "" && p.Status != f.Status {
+		return false
+	}
+	if !f.Scope.Admits(p) {
 		return false
 	}
 	for k, v := range f.Labels {
@@ -65,7 +72,8 @@ func (f ProjectFilter) Matches(p *Project) bool {
 type ProjectRepository interface {
 	// FindProjectByID returns ENOTFOUND if there is no such project.
 	FindProjectByID(ctx context.Context, id string) (*Project, error)
-	// FindProjects returns the matching projects sorted by ID.
+	// FindProjects returns the projects that match f (f.Matches, which
+	// includes f.Scope) sorted by ID.
 	FindProjects(ctx context.Context, f ProjectFilter) ([]*Project, error)
 }
 
@@ -82,22 +90,34 @@ func NewProjectService(repo ProjectRepository, hub Hub) *ProjectService {
 	return &ProjectService{repo: repo, hub: hub}
 }
 
-// Get returns a project. It needs projects:read; ENOTFOUND if there is none.
+// Get returns a project. It needs projects:read; ENOTFOUND if there is none
+// or it is outside the caller's project scope.
 func (s *ProjectService) Get(ctx context.Context, id string) (*Project, error) {
-	if _, err := Authorize(ctx, ScopeProjectsRead); err != nil {
+	caller, err := Authorize(ctx, ScopeProjectsRead)
+	if err != nil {
 		return nil, err
 	}
 	if ValidateProjectID(id) != nil {
-		return nil, Errorf(ENOTFOUND, "project %q not found", Clip(id))
+		return nil, projectNotFound(id)
 	}
-	return s.repo.FindProjectByID(ctx, id)
+	p, err := s.repo.FindProjectByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !caller.Projects().Admits(p) {
+		return nil, projectNotFound(id)
+	}
+	return p, nil
 }
 
-// List returns a page of projects sorted by ID. It needs projects:read.
+// List returns a page of the projects in the caller's project scope, sorted
+// by ID. It needs projects:read.
 func (s *ProjectService) List(ctx context.Context, f ProjectFilter, req PageRequest) (Page[*Project], error) {
-	if _, err := Authorize(ctx, ScopeProjectsRead); err != nil {
+	caller, err := Authorize(ctx, ScopeProjectsRead)
+	if err != nil {
 		return Page[*Project]{}, err
 	}
+	f.Scope = caller.Projects()
 	if f.Status != "" && !validProjectStatus(f.Status) {
 		return Page[*Project]{}, Errorf(EINVALID, "status: unknown project status %q", Clip(string(f.Status)))
 	}

@@ -20,10 +20,14 @@ func (s *ProjectService) Changed(p *Project) {
 // until ctx ends. Watching one project starts with its current state, so a
 // client never misses a change between reading and watching it. A watcher
 // that falls behind catches up with the current state of what changed
-// meanwhile and never receives a state it was already sent. It needs
-// projects:read; ENOTFOUND for an unknown project.
+// meanwhile and never receives a state it was already sent. Only projects
+// in the caller's project scope are sent, judged on each state: one that
+// leaves it (relabelled) is sent once more as GONE, as a deleted one is,
+// and one that enters it is sent from then on. It needs projects:read;
+// ENOTFOUND for an unknown project or one outside the scope.
 func (s *ProjectService) Watch(ctx context.Context, id string) (<-chan *Project, error) {
-	if _, err := Authorize(ctx, ScopeProjectsRead); err != nil {
+	caller, err := Authorize(ctx, ScopeProjectsRead)
+	if err != nil {
 		return nil, err
 	}
 	var first *Project
@@ -38,7 +42,7 @@ func (s *ProjectService) Watch(ctx context.Context, id string) (<-chan *Project,
 		first = p
 	}
 	out := make(chan *Project, 4)
-	w := &projectWatch{s: s, id: id, sent: map[string]*Project{}, out: out}
+	w := &projectWatch{s: s, id: id, scope: caller.Projects(), sent: map[string]*Project{}, out: out}
 	go func() {
 		defer close(out)
 		if first != nil && !w.send(ctx, first) {
@@ -55,10 +59,11 @@ func (s *ProjectService) Watch(ctx context.Context, id string) (<-chan *Project,
 
 // projectWatch is one watcher's stream.
 type projectWatch struct {
-	s    *ProjectService
-	id   string              // "" for every project
-	sent map[string]*Project // the last state sent, by project
-	out  chan<- *Project
+	s     *ProjectService
+	id    string              // "" for every project
+	scope ProjectScope        // the watcher's project scope
+	sent  map[string]*Project // the last state sent, by project
+	out   chan<- *Project
 }
 
 // catchUp sends the current state of the watched projects that differs from
@@ -104,7 +109,18 @@ func (w *projectWatch) catchUp(ctx context.Context) bool {
 }
 
 // send passes p on unless it equals the state last sent of that project.
+// A state outside the watcher's scope is not sent: in its place the last
+// state sent, if any, goes once more as GONE.
 func (w *projectWatch) send(ctx context.Context, p *Project) bool {
+	if !w.scope.Admits(p) {
+		prev := w.sent[p.ID]
+		if prev == nil || prev.Status == ProjectGone {
+			return true
+		}
+		gone := *prev
+		gone.Status = ProjectGone
+		p = &gone
+	}
 	if prev := w.sent[p.ID]; prev != nil && sameProjectState(prev, p) {
 		return true
 	}

@@ -71,7 +71,8 @@ func TransientOutputAs[T any](ctx context.Context, s *CommandService, id string,
 }
 
 func outputAs[T any](ctx context.Context, s *CommandService, id string, afterSeq int64, f func(OutputEvent) T, transient bool) (<-chan T, error) {
-	if _, err := Authorize(ctx, ScopeCommandsRead); err != nil {
+	caller, err := Authorize(ctx, ScopeCommandsRead)
+	if err != nil {
 		return nil, err
 	}
 	if !validID(id) {
@@ -85,6 +86,9 @@ func outputAs[T any](ctx context.Context, s *CommandService, id string, afterSeq
 	// this one read serves both the checks and the stream.
 	sub := s.hub.Subscribe(CommandTopic(id), streamBuffer)
 	c, err := s.commands.FindCommandByID(ctx, id)
+	if err == nil {
+		err = s.admitCommand(ctx, caller, c)
+	}
 	if err != nil {
 		sub.Close()
 		return nil, err
@@ -334,13 +338,17 @@ func (st *outputStream) finishIfFinal(ctx context.Context, c *Command) (done, ok
 
 // Events streams status changes of a project's commands (queued, started,
 // finished) until ctx ends. It needs commands:read; ENOTFOUND for an unknown
-// project.
+// project or one outside the caller's project scope.
 func (s *CommandService) Events(ctx context.Context, projectID string) (<-chan *Command, error) {
-	if _, err := Authorize(ctx, ScopeCommandsRead); err != nil {
+	caller, err := Authorize(ctx, ScopeCommandsRead)
+	if err != nil {
 		return nil, err
 	}
 	if ValidateProjectID(projectID) != nil {
-		return nil, Errorf(ENOTFOUND, "project %q not found", Clip(projectID))
+		return nil, projectNotFound(projectID)
+	}
+	if err := admitProject(ctx, s.projects, caller, projectID); err != nil {
+		return nil, err
 	}
 	if _, err := s.projects.FindProjectByID(ctx, projectID); err != nil {
 		return nil, err

@@ -64,6 +64,9 @@ type Webhook struct {
 	ConsecutiveFailures int
 	// CreatedBy is the ID of the key that created it ("" for the operator).
 	CreatedBy string
+	// Projects is the creator's project scope: the endpoint is sent only
+	// events of projects in it.
+	Projects  ProjectScope
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }

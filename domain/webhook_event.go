@@ -13,6 +13,8 @@ type WebhookEvent struct {
 	At time.Time
 	// Data is the event's object, encoded as the message's "data".
 	Data any
+	// ProjectID is the project the event is about; "" for none (key.revoked).
+	ProjectID string
 	// Trace is the trace context its messages are sent in, unless the
 	// context that queues them has its own.
 	Trace TraceContext
@@ -36,14 +38,16 @@ func (e WebhookEvent) Body() []byte {
 	return b
 }
 
-// WebhookDeliveries returns the deliveries of e to each of ws that is enabled
-// and subscribes to e's type. Each gets a new ID, which is also its message
-// ID, and is due at once (at e.At).
-func WebhookDeliveries(e WebhookEvent, ws []*Webhook) []*WebhookDelivery {
+// WebhookDeliveries returns the deliveries of e to each of ws that is
+// enabled, subscribes to e's type and whose project scope admits e, judged
+// on project, e's project as it is now (nil if it is gone, or e has none;
+// see ProjectOfEvent). Each gets a new ID, which is also its message ID, and
+// is due at once (at e.At).
+func WebhookDeliveries(e WebhookEvent, ws []*Webhook, project *Project) []*WebhookDelivery {
 	var out []*WebhookDelivery
 	var body []byte
 	for _, w := range ws {
-		if !w.Enabled || !w.Subscribes(e.Type) {
+		if !w.Enabled || !w.Subscribes(e.Type) || !w.admitsEvent(e, project) {
 			continue
 		}
 		if body == nil {
@@ -112,7 +116,7 @@ func CommandEvent(c *Command) WebhookEvent {
 	case c.Status == CommandRunning && c.StartedAt != nil:
 		at = *c.StartedAt
 	}
-	return WebhookEvent{Type: t, At: at, Trace: TraceContext{Parent: c.TraceParent, State: c.TraceState}, Data: CommandEventData{
+	return WebhookEvent{Type: t, At: at, ProjectID: c.ProjectID, Trace: TraceContext{Parent: c.TraceParent, State: c.TraceState}, Data: CommandEventData{
 		ID: c.ID, ProjectID: c.ProjectID, Status: string(c.Status), SubmittedByID: c.KeyID,
 		CreatedAt: c.CreatedAt.UTC(), StartedAt: utcMicros(c.StartedAt), FinishedAt: utcMicros(c.FinishedAt),
 		ExitCode: c.ExitCode, Signal: c.Signal, Reason: c.Reason, OutputBytes: c.OutputBytes, Truncated: c.Truncated,

@@ -70,10 +70,14 @@ func (s *WebhookService) create(ctx context.Context, in CreateWebhook, entry *Au
 	if err := validateWebhookDescription(in.Description); err != nil {
 		return nil, err
 	}
+	if err := validateScopedEvents(caller.Projects(), events); err != nil {
+		return nil, err
+	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	w := &Webhook{
 		ID: NewID(now), URL: u.String(), Description: in.Description, Events: events,
 		Secret: NewWebhookSecret(), Enabled: true, CreatedBy: caller.KeyID(), CreatedAt: now, UpdatedAt: now,
+		Projects: caller.Projects(),
 	}
 	if entry != nil {
 		entry.Target, entry.Details = w.ID, webhookDetails(w)
@@ -85,37 +89,43 @@ func (s *WebhookService) create(ctx context.Context, in CreateWebhook, entry *Au
 }
 
 // Get returns an endpoint. It needs webhooks:read; ENOTFOUND if there is
-// none.
+// none or its project scope is wider than the caller's.
 func (s *WebhookService) Get(ctx context.Context, id string) (*Webhook, error) {
-	if _, err := Authorize(ctx, ScopeWebhooksRead); err != nil {
+	caller, err := Authorize(ctx, ScopeWebhooksRead)
+	if err != nil {
 		return nil, err
 	}
-	if !validID(id) {
-		return nil, webhookNotFound(id)
-	}
-	return s.repo.FindWebhookByID(ctx, id)
+	return s.findWebhook(ctx, caller, id)
 }
 
-// List returns a page of endpoints, oldest first. It needs webhooks:read.
+// List returns a page of the endpoints the caller may see (those whose
+// project scope lies within its own), oldest first. It needs webhooks:read.
 func (s *WebhookService) List(ctx context.Context, req PageRequest) (Page[*Webhook], error) {
-	if _, err := Authorize(ctx, ScopeWebhooksRead); err != nil {
-		return Page[*Webhook]{}, err
-	}
-	ws, err := s.repo.FindWebhooks(ctx, WebhookFilter{AfterID: req.After, Limit: req.First + 1})
+	caller, err := Authorize(ctx, ScopeWebhooksRead)
 	if err != nil {
 		return Page[*Webhook]{}, err
 	}
-	return pageOf(ws, req), nil
+	var keep func(*Webhook) (bool, error)
+	if !caller.Projects().Unrestricted() {
+		keep = func(w *Webhook) (bool, error) { return webhookVisible(caller, w), nil }
+	}
+	return scopedPage(req, func(after string, limit int) ([]*Webhook, error) {
+		return s.repo.FindWebhooks(ctx, WebhookFilter{AfterID: after, Limit: limit})
+	}, func(w *Webhook) string { return w.ID }, keep)
 }
 
 // Deliveries returns a page of an endpoint's deliveries, newest first. It
-// needs webhooks:read.
+// needs webhooks:read; ENOTFOUND for an endpoint the caller may not see.
 func (s *WebhookService) Deliveries(ctx context.Context, webhookID string, req PageRequest) (Page[*WebhookDelivery], error) {
-	if _, err := Authorize(ctx, ScopeWebhooksRead); err != nil {
+	caller, err := Authorize(ctx, ScopeWebhooksRead)
+	if err != nil {
 		return Page[*WebhookDelivery]{}, err
 	}
 	if req.After != "" && !validID(req.After) {
 		return Page[*WebhookDelivery]{}, Errorf(EINVALID, "after: malformed cursor")
+	}
+	if _, err := s.findWebhook(ctx, caller, webhookID); err != nil {
+		return Page[*WebhookDelivery]{}, err
 	}
 	ds, err := s.repo.FindWebhookDeliveries(ctx, WebhookDeliveryFilter{WebhookID: webhookID, BeforeID: req.After, Limit: req.First + 1})
 	if err != nil {
@@ -136,7 +146,8 @@ func (s *WebhookService) Update(ctx context.Context, id string, in UpdateWebhook
 }
 
 func (s *WebhookService) update(ctx context.Context, id string, in UpdateWebhook, entry *AuditEntry) (*Webhook, error) {
-	if _, err := Authorize(ctx, ScopeWebhooksWrite); err != nil {
+	caller, err := Authorize(ctx, ScopeWebhooksWrite)
+	if err != nil {
 		return nil, err
 	}
 	var u *url.URL
@@ -162,6 +173,12 @@ func (s *WebhookService) update(ctx context.Context, id string, in UpdateWebhook
 		return nil, webhookNotFound(id)
 	}
 	return s.repo.UpdateWebhook(ctx, id, func(w *Webhook) error {
+		if !webhookVisible(caller, w) {
+			return webhookNotFound(id)
+		}
+		if err := validateScopedEvents(w.Projects, events); err != nil {
+			return err
+		}
 		if u != nil {
 			w.URL = u.String()
 		}
@@ -191,11 +208,14 @@ func (s *WebhookService) update(ctx context.Context, id string, in UpdateWebhook
 func (s *WebhookService) Delete(ctx context.Context, id string) error {
 	entry := s.audit.entry(ctx, AuditWebhookDelete, Clip(id))
 	err := func() error {
-		if _, err := Authorize(ctx, ScopeWebhooksWrite); err != nil {
+		caller, err := Authorize(ctx, ScopeWebhooksWrite)
+		if err != nil {
 			return err
 		}
-		if !validID(id) {
-			return webhookNotFound(id)
+		// An endpoint's scope never changes, so it cannot change between
+		// this look and the delete.
+		if _, err := s.findWebhook(ctx, caller, id); err != nil {
+			return err
 		}
 		return s.repo.DeleteWebhook(ctx, id, entry)
 	}()
@@ -222,7 +242,8 @@ func (s *WebhookService) RotateSecret(ctx context.Context, id string, grace time
 }
 
 func (s *WebhookService) rotateSecret(ctx context.Context, id string, grace time.Duration, entry *AuditEntry) (*Webhook, error) {
-	if _, err := Authorize(ctx, ScopeWebhooksWrite); err != nil {
+	caller, err := Authorize(ctx, ScopeWebhooksWrite)
+	if err != nil {
 		return nil, err
 	}
 	if err := validateWebhookSecretGrace(grace); err != nil {
@@ -232,6 +253,9 @@ func (s *WebhookService) rotateSecret(ctx context.Context, id string, grace time
 		return nil, webhookNotFound(id)
 	}
 	return s.repo.UpdateWebhook(ctx, id, func(w *Webhook) error {
+		if !webhookVisible(caller, w) {
+			return webhookNotFound(id)
+		}
 		now := s.now().UTC().Truncate(time.Microsecond)
 		w.PreviousSecret, w.PreviousSecretExpiresAt = "", nil
 		if grace > 0 {
@@ -310,13 +334,11 @@ func (s *WebhookService) redeliver(ctx context.Context, deliveryID string, entry
 // enabledWebhook returns an endpoint the caller may send to: ENOTFOUND if
 // there is none, ECONFLICT if it is disabled.
 func (s *WebhookService) enabledWebhook(ctx context.Context, id string) (*Webhook, error) {
-	if _, err := Authorize(ctx, ScopeWebhooksWrite); err != nil {
+	caller, err := Authorize(ctx, ScopeWebhooksWrite)
+	if err != nil {
 		return nil, err
 	}
-	if !validID(id) {
-		return nil, webhookNotFound(id)
-	}
-	w, err := s.repo.FindWebhookByID(ctx, id)
+	w, err := s.findWebhook(ctx, caller, id)
 	if err != nil {
 		return nil, err
 	}

@@ -302,7 +302,7 @@ func TestWebhookDeliveries(t *testing.T) {
 	off := &Webhook{ID: "b", Events: []string{EventCommandQueued}}
 	other := &Webhook{ID: "c", Enabled: true, Events: []string{EventKeyRevoked}}
 	c := &Command{ID: "cmd", ProjectID: "p", KeyID: "k", Status: CommandQueued, CreatedAt: clk.Now()}
-	ds := WebhookDeliveries(CommandEvent(c), []*Webhook{on, off, other})
+	ds := WebhookDeliveries(CommandEvent(c), []*Webhook{on, off, other}, nil)
 	if len(ds) != 1 || ds[0].WebhookID != "a" || ds[0].EventType != EventCommandQueued {
 		t.Fatalf("deliveries = %+v, want one to the enabled subscriber", ds)
 	}

@@ -217,8 +217,9 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 		return nil, err
 	}
 	projects := s.backend.projects
+	s.store.ProjectsFrom(projects)
 	metrics := telemetry.New()
-	s.audit = domain.NewAuditService(metrics.AuditRepository(s.store), redact)
+	s.audit = domain.NewAuditService(metrics.AuditRepository(s.store), redact).JudgeProjectsWith(projects)
 	s.keys = domain.NewAPIKeyService(s.store, s.audit)
 	s.keys.DefaultRateLimit = rateLimits.RequestsPerSecond
 	s.webhooks = domain.NewWebhookService(s.store, s.audit, cfg.webhooks.AllowHTTP)

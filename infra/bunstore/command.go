@@ -110,6 +110,12 @@ func (s *Store) FindCommands(ctx context.Context, f domain.CommandFilter) ([]*do
 	if f.ProjectID != "" {
 		q = q.Where("?TableAlias.project_id = ?", f.ProjectID)
 	}
+	if f.ProjectIDs != nil {
+		if len(f.ProjectIDs) == 0 {
+			return []*domain.Command{}, nil
+		}
+		q = q.Where("?TableAlias.project_id IN (?)", bun.In(f.ProjectIDs))
+	}
 	if f.Status != "" {
 		q = q.Where("?TableAlias.status = ?", string(f.Status))
 	}

@@ -23,6 +23,9 @@ type Store struct {
 	finishes finishGroup
 	tracer   domain.CommandTracer
 	segments *segments // nil: output bytes are kept in their rows
+	// projects is where the label selectors of project-scoped webhook
+	// endpoints are matched; nil matches none (see ProjectsFrom).
+	projects domain.ProjectRepository
 }
 
 var _ domain.APIKeyRepository = (*Store)(nil)
@@ -36,6 +39,15 @@ func New(db *bun.DB) *Store {
 // context of the change that queued them. Call it before the store is used.
 func (s *Store) TraceWith(t domain.CommandTracer) {
 	s.tracer = t
+}
+
+// ProjectsFrom makes the webhook messages queued from now on judge the
+// label selectors of project-scoped endpoints on the labels repo has for
+// the event's project when the event happens. Without it, such endpoints
+// are sent only the events of projects they name. Call it before the store
+// is used.
+func (s *Store) ProjectsFrom(repo domain.ProjectRepository) {
+	s.projects = repo
 }
 
 // StoreOutputIn makes the bytes of output chunks stored from now on go to

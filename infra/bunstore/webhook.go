@@ -31,6 +31,8 @@ type webhookRow struct {
 	CreatedBy               string     `bun:"created_by,nullzero"`
 	CreatedAt               time.Time  `bun:"created_at"`
 	UpdatedAt               time.Time  `bun:"updated_at"`
+	ProjectNames            []string   `bun:"project_names"`     // a JSON array
+	ProjectSelectors        []string   `bun:"project_selectors"` // a JSON array of canonical selectors
 }
 
 // webhookDeliveryRow is a row of webhook_deliveries.
@@ -66,21 +68,43 @@ func newWebhookRow(w *domain.Webhook) *webhookRow {
 	if events == nil {
 		events = []string{} // the column is NOT NULL
 	}
-	return &webhookRow{
+	r := &webhookRow{
 		ID: w.ID, URL: w.URL, Description: w.Description, Events: events, Secret: w.Secret,
 		PreviousSecret: w.PreviousSecret, PreviousSecretExpiresAt: storedTimePtr(w.PreviousSecretExpiresAt),
 		Enabled: w.Enabled, DisabledReason: w.DisabledReason, ConsecutiveFailures: w.ConsecutiveFailures,
 		CreatedBy: w.CreatedBy, CreatedAt: storedTime(w.CreatedAt), UpdatedAt: storedTime(w.UpdatedAt),
 	}
+	r.ProjectNames, r.ProjectSelectors = projectScopeColumns(w.Projects)
+	return r
 }
 
-func (r *webhookRow) webhook() *domain.Webhook {
+// webhook converts a stored row back. A project scope that does not parse
+// is an error, never read as the unrestricted scope.
+func (r *webhookRow) webhook() (*domain.Webhook, error) {
+	projects, err := projectScopeOf(r.ProjectNames, r.ProjectSelectors)
+	if err != nil {
+		return nil, fmt.Errorf("webhook %s: %w", r.ID, err)
+	}
 	return &domain.Webhook{
 		ID: r.ID, URL: r.URL, Description: r.Description, Events: r.Events, Secret: r.Secret,
 		PreviousSecret: r.PreviousSecret, PreviousSecretExpiresAt: storedTimePtr(r.PreviousSecretExpiresAt),
 		Enabled: r.Enabled, DisabledReason: r.DisabledReason, ConsecutiveFailures: r.ConsecutiveFailures,
 		CreatedBy: r.CreatedBy, CreatedAt: storedTime(r.CreatedAt), UpdatedAt: storedTime(r.UpdatedAt),
+		Projects: projects,
+	}, nil
+}
+
+// webhooksOf converts stored rows back.
+func webhooksOf(rows []*webhookRow) ([]*domain.Webhook, error) {
+	out := make([]*domain.Webhook, len(rows))
+	for i, r := range rows {
+		w, err := r.webhook()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = w
 	}
+	return out, nil
 }
 
 func newWebhookDeliveryRow(d *domain.WebhookDelivery) *webhookDeliveryRow {
@@ -128,7 +152,7 @@ func (s *Store) FindWebhookByID(ctx context.Context, id string) (*domain.Webhook
 	} else if err != nil {
 		return nil, fmt.Errorf("find webhook %s: %w", id, translate(err))
 	}
-	return row.webhook(), nil
+	return row.webhook()
 }
 
 // FindWebhooks returns the endpoints whose IDs sort after f.AfterID, in ID
@@ -145,11 +169,7 @@ func (s *Store) FindWebhooks(ctx context.Context, f domain.WebhookFilter) ([]*do
 	if err := q.Scan(ctx); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("find webhooks: %w", translate(err))
 	}
-	out := make([]*domain.Webhook, len(rows))
-	for i, r := range rows {
-		out[i] = r.webhook()
-	}
-	return out, nil
+	return webhooksOf(rows)
 }
 
 // UpdateWebhook loads the endpoint, calls update on it and saves the result,
@@ -169,7 +189,10 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, update func(*domai
 		} else if err != nil {
 			return fmt.Errorf("load webhook %s: %w", id, translate(err))
 		}
-		w := row.webhook()
+		w, err := row.webhook()
+		if err != nil {
+			return err
+		}
 		if err := update(w); err != nil {
 			return err
 		}
@@ -180,7 +203,9 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, update func(*domai
 		if _, err := tx.NewUpdate().Model(row).WherePK().Exec(ctx); err != nil {
 			return fmt.Errorf("update webhook %s: %w", id, translate(err))
 		}
-		saved = row.webhook()
+		if saved, err = row.webhook(); err != nil {
+			return err
+		}
 		return s.appendAudit(ctx, tx, audit)
 	})
 	if err != nil {
@@ -284,13 +309,13 @@ func (s *Store) appendWebhookEvents(ctx context.Context, tx bun.Tx, events ...do
 	if len(rows) == 0 {
 		return nil
 	}
-	ws := make([]*domain.Webhook, len(rows))
-	for i, r := range rows {
-		ws[i] = r.webhook()
+	ws, err := webhooksOf(rows)
+	if err != nil {
+		return err
 	}
 	var ds []*domain.WebhookDelivery
 	for _, e := range events {
-		ds = append(ds, domain.WebhookDeliveries(e, ws)...)
+		ds = append(ds, domain.WebhookDeliveries(e, ws, domain.ProjectOfEvent(ctx, s.projects, e, ws))...)
 	}
 	return s.insertDeliveries(ctx, tx, ds)
 }

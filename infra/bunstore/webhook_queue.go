@@ -91,7 +91,11 @@ func (s *Store) ClaimWebhookDeliveries(ctx context.Context, r domain.WebhookClai
 		}
 		byID := make(map[string]*domain.Webhook, len(hooks))
 		for _, h := range hooks {
-			byID[h.ID] = h.webhook()
+			w, err := h.webhook()
+			if err != nil {
+				return err
+			}
+			byID[h.ID] = w
 		}
 		for _, p := range picked {
 			claims = append(claims, domain.WebhookClaim{Delivery: p.delivery(), Webhook: byID[p.WebhookID]})
@@ -134,7 +138,11 @@ func (s *Store) RecordWebhookAttempt(ctx context.Context, owner, deliveryID stri
 		} else if err != nil {
 			return fmt.Errorf("load webhook %s: %w", row.WebhookID, translate(err))
 		}
-		d, w := row.delivery(), hook.webhook()
+		w, err := hook.webhook()
+		if err != nil {
+			return err
+		}
+		d := row.delivery()
 		if err := record(d, w); err != nil {
 			return err
 		}

@@ -249,6 +249,9 @@ func testFindCommands(t *testing.T, newRepo func(t *testing.T) domain.CommandRep
 		}{
 			{"Project", domain.CommandFilter{ProjectID: "web"}, web},
 			{"UnknownProject", domain.CommandFilter{ProjectID: "nope"}, nil},
+			{"ProjectIDs", domain.CommandFilter{ProjectIDs: []string{"web", "nope"}}, web},
+			{"ProjectIDsBoth", domain.CommandFilter{ProjectIDs: []string{"api", "web"}, Limit: 3}, all[:3]},
+			{"ProjectIDsAndProject", domain.CommandFilter{ProjectIDs: []string{"web"}, ProjectID: "api"}, nil},
 			{"Status", domain.CommandFilter{Status: domain.CommandCancelled}, cancelled},
 			{"ProjectAndStatus", domain.CommandFilter{ProjectID: "web", Status: domain.CommandQueued}, webQueued},
 			{"OtherProjectAndStatus", domain.CommandFilter{ProjectID: "api", Status: domain.CommandCancelled}, nil},

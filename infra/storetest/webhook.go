@@ -61,6 +61,7 @@ func fullWebhook() *domain.Webhook {
 	w.PreviousSecretExpiresAt = ptr(at(time.Now().Add(time.Hour)))
 	w.Enabled, w.DisabledReason, w.ConsecutiveFailures = false, domain.WebhookDisabledFailing, 7
 	w.CreatedBy = idAt(time.Now())
+	w.Projects = mustProjectScope([]string{"web"}, []string{"team=payments"})
 	return w
 }
 

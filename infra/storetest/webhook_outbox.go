@@ -32,6 +32,29 @@ func TestWebhookOutbox(t *testing.T, newStore func(t *testing.T) WebhookStore) {
 		t.Parallel()
 		testOutboxExpiredLease(t, newStore(t))
 	})
+	t.Run("ProjectScope", func(t *testing.T) {
+		t.Parallel()
+		testOutboxProjectScope(t, newStore(t))
+	})
+}
+
+// testOutboxProjectScope checks that an endpoint limited to projects is
+// written only the events of projects it names (without a project
+// repository, its selectors match nothing), and no key.revoked.
+func testOutboxProjectScope(t *testing.T, s WebhookStore) {
+	ctx := t.Context()
+	scoped := newWebhook()
+	scoped.Events = domain.WebhookEvents
+	scoped.Projects = mustProjectScope([]string{"web"}, []string{"team=payments"})
+	mustCreateWebhook(t, ctx, s, scoped)
+	web, api := newCommand("web", 1), newCommand("api", 2)
+	mustCreateCommand(t, ctx, s, web)
+	mustCreateCommand(t, ctx, s, api)
+	mustRequestCancel(t, ctx, s, api.ID)
+	want := []string{"command.queued " + web.ID + " QUEUED"}
+	if diff := cmp.Diff(want, messageSummary(outboxOf(t, ctx, s, scoped.ID))); diff != "" {
+		t.Errorf("scoped endpoint's messages (-want +got):\n%s", diff)
+	}
 }
 
 // outboxWebhooks creates three endpoints: "progress" subscribes to the
