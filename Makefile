@@ -85,8 +85,9 @@ testcluster-stop: ## Stop the test cluster in $(TESTCLUSTER_DIR)
 	bash scripts/testcluster.sh stop $(TESTCLUSTER_DIR)
 
 .PHONY: generate
-generate: ## Regenerate graph/ and resolver stubs with the gqlgen pinned in go.mod
+generate: ## Regenerate graph/ and resolver stubs, and the benchmark's bare server (internal/barebench), with the gqlgen pinned in go.mod
 	$(GO) run github.com/99designs/gqlgen generate
+	cd internal/barebench && $(GO) run github.com/99designs/gqlgen generate
 
 .PHONY: generate-check
 generate-check: ## Run generate and fail, with the diff, if it changed any file

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rdev-hq/rdev/internal/barebench"
+)
+
+// edgeClients is how many keep-alive clients send requests at once.
+const edgeClients = 50
+
+// edgeRequests is how many requests each side answers per op.
+const edgeRequests = 2000
+
+// BenchmarkEdge compares the requests per second rdev answers over
+// loopback HTTP with those of a bare gqlgen server (internal/barebench,
+// gqlgen's own handler and settings) under the same load: 50 keep-alive
+// clients. Each op sends edgeRequests to the bare server, then to rdev, so
+// both see the machine in the same state; "x-bare" is rdev's rate over the
+// bare server's.
+//
+//   - projects: `{ projects { nodes { id status } } }` with an API key
+//     (SQLite, local projects), rate limiting off, against `{ todos { id
+//     text } }`.
+//   - projects,ratelimit: the same with rate limiting on (the memory store,
+//     a limit no client reaches).
+//   - typename: `{ __typename }` without a key, against the same on the
+//     bare server.
+func BenchmarkEdge(b *testing.B) {
+	bare := httptest.NewServer(barebench.NewHandler())
+	b.Cleanup(bare.Close)
+	const todos = `{"query":"{ todos { id text } }"}`
+	const typename = `{"query":"{ __typename }"}`
+	const projects = `{"query":"{ projects { nodes { id status } } }"}`
+	noLimits := map[string]string{"RATE_LIMIT_RPS": "0", "RATE_LIMIT_EXECUTE_PER_MINUTE": "0", "RATE_LIMIT_AUTH_FAILURES_PER_MINUTE": "0"}
+	memoryLimits := map[string]string{"RATE_LIMIT_STORE": "memory", "RATE_LIMIT_RPS": "1000000", "RATE_LIMIT_BURST": "1000000"}
+	for _, bm := range []struct {
+		name       string
+		env        map[string]string
+		bare, rdev string
+		key        bool
+		want       string // in rdev's answer
+	}{
+		{"projects", noLimits, todos, projects, true, `"nodes":[{"id":"demo"`},
+		{"projects,ratelimit", memoryLimits, todos, projects, true, `"nodes":[{"id":"demo"`},
+		{"typename", noLimits, typename, typename, false, `"__typename":"Query"`},
+	} {
+		b.Run(bm.name, func(b *testing.B) {
+			ts := startTestServer(b, bm.env)
+			bareLoad := newEdgeLoad(bare.URL+"/query", bm.bare, "")
+			token := ""
+			if bm.key {
+				token = ts.token
+			}
+			rdevLoad := newEdgeLoad(ts.url+"/graphql", bm.rdev, token)
+			bareLoad.check(b, `"data":{`)
+			rdevLoad.check(b, bm.want)
+			var bareTime, rdevTime time.Duration
+			n := 0
+			for b.Loop() {
+				bareTime += bareLoad.run(b, edgeRequests)
+				rdevTime += rdevLoad.run(b, edgeRequests)
+				n += edgeRequests
+			}
+			bareRate := float64(n) / bareTime.Seconds()
+			rdevRate := float64(n) / rdevTime.Seconds()
+			b.ReportMetric(bareRate, "bare-req/s")
+			b.ReportMetric(rdevRate, "rdev-req/s")
+			b.ReportMetric(rdevRate/bareRate, "x-bare")
+		})
+	}
+}
+
+// edgeLoad sends one request body over and over from edgeClients
+// keep-alive connections.
+type edgeLoad struct {
+	url, body, token string
+	client           *http.Client
+}
+
+func newEdgeLoad(url, body, token string) *edgeLoad {
+	t := &http.Transport{MaxIdleConnsPerHost: edgeClients, MaxConnsPerHost: edgeClients}
+	return &edgeLoad{url: url, body: body, token: token, client: &http.Client{Transport: t}}
+}
+
+// do sends the request once and returns the answer's body.
+func (l *edgeLoad) do() ([]byte, error) {
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, l.url, strings.NewReader(l.body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if l.token != "" {
+		req.Header.Set("Authorization", "Bearer "+l.token)
+	}
+	res, err := l.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = res.Body.Close() }()
+	b, err := io.ReadAll(res.Body)
+	if err == nil && res.StatusCode != http.StatusOK {
+		err = fmt.Errorf("status %d: %s", res.StatusCode, b)
+	}
+	return b, err
+}
+
+// check fails the benchmark unless the answer holds want and no error.
+func (l *edgeLoad) check(tb testing.TB, want string) {
+	tb.Helper()
+	b, err := l.do()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte(want)) || bytes.Contains(b, []byte(`"errors"`)) {
+		tb.Fatalf("%s answered %s, want %s", l.url, b, want)
+	}
+}
+
+// run sends n requests from edgeClients clients at once and returns how
+// long they took.
+func (l *edgeLoad) run(tb testing.TB, n int) time.Duration {
+	var wg sync.WaitGroup
+	errs := make(chan error, edgeClients)
+	start := time.Now()
+	for range edgeClients {
+		wg.Go(func() {
+			for range n / edgeClients {
+				if _, err := l.do(); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	close(errs)
+	for err := range errs {
+		tb.Fatal(err)
+	}
+	return took
+}
