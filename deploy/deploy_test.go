@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 var kustomizations = map[string]int{
 	"base":             10,
 	"examples/project": 2,
-	"overlays/dev":     17,
+	"overlays/dev":     18,
 }
 
 // render runs `kubectl kustomize dir` and decodes the objects.

@@ -69,18 +69,28 @@ type AuditEntry struct {
 	Details map[string]string
 	// PrevHash is the previous entry's Hash ("" for the first entry).
 	PrevHash string
-	// Hash is hex SHA-256 of AuditCanonical(PrevHash, entry).
+	// KeyID names the audit key the entry is MACed with (AuditKeyID), ""
+	// for an unkeyed entry, made before a key was configured.
+	KeyID string
+	// Hash is the hex HMAC-SHA-256 of AuditCanonical(PrevHash, entry) under
+	// the key KeyID names, or for an unkeyed entry its hex SHA-256.
 	Hash string
 }
 
-// auditEncodingVersion is the first field of the canonical encoding.
-const auditEncodingVersion = "rdev-audit-v1"
+// The first field of the canonical encoding: v1 for unkeyed entries, v2 for
+// keyed ones.
+const (
+	auditEncodingV1 = "rdev-audit-v1"
+	auditEncodingV2 = "rdev-audit-v2"
+)
 
 // AuditCanonical returns the canonical encoding of e chained to prevHash,
-// the bytes its Hash is the SHA-256 of. It is a sequence of netstrings
-// (decimal byte length, ':', the bytes, ','), in this order:
+// the bytes its Hash is the MAC (or, unkeyed, the SHA-256) of. It is a
+// sequence of netstrings (decimal byte length, ':', the bytes, ','), in
+// this order:
 //
-//	"rdev-audit-v1", prevHash, Seq (decimal), At (UTC, RFC 3339 with exactly
+//	"rdev-audit-v2" and KeyID for a keyed entry, "rdev-audit-v1" for an
+//	unkeyed one; prevHash, Seq (decimal), At (UTC, RFC 3339 with exactly
 //	six fractional digits, e.g. 2026-12-01T09:30:00.000001Z), Actor,
 //	ClientIP, UserAgent, RequestID, Action, Target, Outcome, ErrorCode,
 //	the number of Details (decimal), then each detail's key and value,
@@ -91,13 +101,13 @@ const auditEncodingVersion = "rdev-audit-v1"
 // its hash. e.PrevHash and e.Hash themselves are not read.
 func AuditCanonical(prevHash string, e *AuditEntry) []byte {
 	b := make([]byte, 0, 256)
-	field := func(s string) {
-		b = strconv.AppendInt(b, int64(len(s)), 10)
-		b = append(b, ':')
-		b = append(b, s...)
-		b = append(b, ',')
+	field := func(s string) { b = appendNetstring(b, s) }
+	if e.KeyID == "" {
+		field(auditEncodingV1)
+	} else {
+		field(auditEncodingV2)
+		field(e.KeyID)
 	}
-	field(auditEncodingVersion)
 	field(prevHash)
 	field(strconv.FormatInt(e.Seq, 10))
 	field(AuditTime(e.At))
@@ -112,24 +122,45 @@ func AuditCanonical(prevHash string, e *AuditEntry) []byte {
 	return b
 }
 
+// appendNetstring appends s to b as a netstring.
+func appendNetstring(b []byte, s string) []byte {
+	b = strconv.AppendInt(b, int64(len(s)), 10)
+	b = append(b, ':')
+	b = append(b, s...)
+	return append(b, ',')
+}
+
 // AuditTime formats t as the canonical encoding does.
 func AuditTime(t time.Time) string {
 	return t.UTC().Truncate(time.Microsecond).Format("2006-01-02T15:04:05.000000Z")
 }
 
-// AuditHash returns the hex SHA-256 of AuditCanonical(prevHash, e).
+// AuditHash returns the hex SHA-256 of AuditCanonical(prevHash, e), the
+// Hash of an unkeyed entry.
 func AuditHash(prevHash string, e *AuditEntry) string {
 	sum := sha256.Sum256(AuditCanonical(prevHash, e))
 	return hex.EncodeToString(sum[:])
 }
 
 // Seal numbers e as the entry after one with seq prevSeq and hash prevHash,
-// and sets its PrevHash and Hash. Stores call it while they hold the chain's
-// lock.
+// and sets its PrevHash and its Hash, unkeyed. Stores call it (or SealWith)
+// while they hold the chain's lock.
 func (e *AuditEntry) Seal(prevSeq int64, prevHash string) {
+	e.SealWith(nil, prevSeq, prevHash)
+}
+
+// SealWith seals e as Seal does, MACed with keys' signing key; a nil
+// keyring seals it unkeyed.
+func (e *AuditEntry) SealWith(keys *AuditKeyring, prevSeq int64, prevHash string) {
 	e.Seq, e.PrevHash = prevSeq+1, prevHash
 	e.At = e.At.UTC().Truncate(time.Microsecond)
-	e.Hash = AuditHash(prevHash, e)
+	if keys == nil {
+		e.KeyID = ""
+		e.Hash = AuditHash(prevHash, e)
+		return
+	}
+	e.KeyID = keys.SigningKeyID()
+	e.Hash, _ = keys.mac(e.KeyID, AuditCanonical(prevHash, e))
 }
 
 // AuditFilter selects entries for FindAuditEntries, newest first.

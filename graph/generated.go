@@ -85,6 +85,7 @@ type ComplexityRoot struct {
 		Details   func(childComplexity int) int
 		ErrorCode func(childComplexity int) int
 		Hash      func(childComplexity int) int
+		KeyID     func(childComplexity int) int
 		Outcome   func(childComplexity int) int
 		PrevHash  func(childComplexity int) int
 		RequestID func(childComplexity int) int
@@ -638,6 +639,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AuditEntry.Hash(childComplexity), true
+	case "AuditEntry.keyId":
+		if e.ComplexityRoot.AuditEntry.KeyID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditEntry.KeyID(childComplexity), true
 	case "AuditEntry.outcome":
 		if e.ComplexityRoot.AuditEntry.Outcome == nil {
 			break
@@ -2123,7 +2130,9 @@ type AuditEntry {
   details: [Label!]!
   "The previous entry's hash; empty for the first entry."
   prevHash: String!
-  "Hex SHA-256 of the previous hash and this entry's canonical encoding (see the README)."
+  "ID of the audit key (a short digest of it) this entry is MACed with; empty for an entry made before a key was configured."
+  keyId: String!
+  "Hex HMAC-SHA-256, under the key keyId names, of the previous hash and this entry's canonical encoding (see the README); for an entry without a key, the hex SHA-256 of that encoding."
   hash: String!
 }
 
@@ -3198,6 +3207,8 @@ func (ec *executionContext) childFields_AuditEntry(ctx context.Context, field gr
 		return ec.fieldContext_AuditEntry_details(ctx, field)
 	case "prevHash":
 		return ec.fieldContext_AuditEntry_prevHash(ctx, field)
+	case "keyId":
+		return ec.fieldContext_AuditEntry_keyId(ctx, field)
 	case "hash":
 		return ec.fieldContext_AuditEntry_hash(ctx, field)
 	}
@@ -5051,6 +5062,29 @@ func (ec *executionContext) _AuditEntry_prevHash(ctx context.Context, field grap
 	)
 }
 func (ec *executionContext) fieldContext_AuditEntry_prevHash(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditEntry", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditEntry_keyId(ctx context.Context, field graphql.CollectedField, obj *domain.AuditEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditEntry_keyId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.KeyID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditEntry_keyId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("AuditEntry", field, false, false, "String")
 }
 
@@ -12481,6 +12515,11 @@ func (ec *executionContext) _AuditEntry(ctx context.Context, sel ast.SelectionSe
 				})
 		case "prevHash":
 			out.Values[i] = ec._AuditEntry_prevHash(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "keyId":
+			out.Values[i] = ec._AuditEntry_keyId(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}

@@ -54,7 +54,7 @@ type auditNode struct {
 	Actor, ClientIP, UserAgent, RequestID string
 	Action, Target, Outcome, ErrorCode    string
 	Details                               []struct{ Key, Value string }
-	PrevHash, Hash                        string
+	PrevHash, KeyID, Hash                 string
 }
 
 func (n auditNode) detail(k string) string {
@@ -67,7 +67,7 @@ func (n auditNode) detail(k string) string {
 }
 
 const auditQuery = `query($f: AuditFilter, $first: Int) { auditLog(filter: $f, first: $first) { nodes {
-	seq at actor clientIp userAgent requestId action target outcome errorCode details { key value } prevHash hash } } }`
+	seq at actor clientIp userAgent requestId action target outcome errorCode details { key value } prevHash keyId hash } } }`
 
 func (ts *testServer) auditLog(tb testing.TB, filter map[string]any, first int) []auditNode {
 	tb.Helper()
@@ -224,7 +224,7 @@ func TestServer_EveryMutationIsAudited(t *testing.T) {
 			t.Errorf("%s: entry %d (prev %s) does not follow entry %+v", m, e.Seq, e.PrevHash, before)
 		}
 		if e.Actor != adminID || e.ClientIP != "127.0.0.1" || e.UserAgent != "audit-test/1.0" || e.RequestID != rid ||
-			e.Outcome != "SUCCESS" || e.ErrorCode != "" || len(e.Hash) != 64 || time.Since(e.At) > time.Minute {
+			e.Outcome != "SUCCESS" || e.ErrorCode != "" || len(e.Hash) != 64 || len(e.KeyID) != 16 || time.Since(e.At) > time.Minute {
 			t.Errorf("%s: entry %+v", m, e)
 		}
 		if m == "executeCommand" {
@@ -281,9 +281,13 @@ func TestServer_EveryMutationIsAudited(t *testing.T) {
 			t.Errorf("the audit log holds a secret %q", secret)
 		}
 	}
-	r, err := domain.VerifyAudit(t.Context(), ts.store)
-	if err != nil || r.Break != nil || r.Entries != int64(len(all)) {
-		t.Errorf("VerifyAudit = %+v, %v; want %d intact entries", r, err, len(all))
+	keys, _, err := ts.cfg.audit.keyring(ts.cfg.store, false)
+	if err != nil || keys == nil {
+		t.Fatalf("the embedded default's audit key: %v, %v", keys, err)
+	}
+	r, err := domain.AuditVerifier{Keys: keys}.Verify(t.Context(), ts.store)
+	if err != nil || r.Break != nil || r.Entries != int64(len(all)) || r.Keyed != r.Entries {
+		t.Errorf("Verify = %+v, %v; want %d intact keyed entries", r, err, len(all))
 	}
 }
 

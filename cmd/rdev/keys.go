@@ -56,6 +56,14 @@ func runKeys(ctx context.Context, args []string, c cli) error {
 		return err
 	}
 	defer func() { _ = s.Close() }()
+	keys, made, err := audit.keyring(cfg, true)
+	if err != nil {
+		return err
+	}
+	if made != "" {
+		_, _ = fmt.Fprintf(c.stderr, "rdev: generated an audit key in %s: keep a copy of it apart from the database, to verify the audit log with\n", made)
+	}
+	s.SignAuditWith(keys)
 	svc := domain.NewAPIKeyService(s, domain.NewAuditService(s, redact))
 	// Audited with the actor "cli".
 	ctx = domain.NewOperatorContext(ctx)

@@ -143,7 +143,8 @@ type server struct {
 	rateStore  *rateLimitStore
 	http       *http.Server
 	ln         net.Listener
-	metrics    *metricsServer // nil unless RDEV_METRICS_ADDR is set
+	metrics    *metricsServer            // nil unless RDEV_METRICS_ADDR is set
+	checkpoint *domain.AuditCheckpointer // nil without an audit key
 }
 
 // flushTraces exports the spans still buffered, giving up after timeout.
@@ -205,6 +206,10 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 	}
 	s.store.TraceWith(tracing)
 	s.store.WithQueryHook(tracing.QueryHook())
+	if s.checkpoint, err = cfg.audit.open(s.store, cfg.store, log); err != nil {
+		_ = s.store.Close()
+		return nil, err
+	}
 	s.rateStore, err = cfg.rateLimit.open(ctx, s.store, cfg.store.embedded())
 	if err != nil {
 		_ = s.store.Close()
@@ -363,6 +368,14 @@ func (s *server) run(ctx context.Context) error {
 			})
 		})
 	}
+	if s.checkpoint != nil {
+		if err := s.checkpointAudit(base); err != nil {
+			s.log.Warn("writing an audit checkpoint", "err", err)
+		}
+		workers.Go(func() {
+			s.every(base, s.cfg.audit.CheckpointInterval, "writing an audit checkpoint", s.checkpointAudit)
+		})
+	}
 	if s.backend.start != nil {
 		s.backend.start(base)
 	}
@@ -411,6 +424,10 @@ func (s *server) run(ctx context.Context) error {
 	workers.Wait()
 	if ferr := s.keys.FlushUsage(sctx); ferr != nil {
 		s.log.Warn("writing API key usage", "err", ferr)
+	}
+	// After the dispatcher's last command.finish entries.
+	if cerr := s.checkpointAudit(sctx); cerr != nil {
+		s.log.Warn("writing the last audit checkpoint", "err", cerr)
 	}
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("shutdown: %w", err)

@@ -31,6 +31,7 @@ type auditRow struct {
 	ErrorCode string    `bun:"error_code"`
 	Details   string    `bun:"details"` // a JSON object of strings
 	PrevHash  string    `bun:"prev_hash"`
+	KeyID     string    `bun:"key_id"`
 	Hash      string    `bun:"hash"`
 }
 
@@ -55,7 +56,7 @@ func newAuditRow(e *domain.AuditEntry) (*auditRow, error) {
 	return &auditRow{
 		Seq: e.Seq, At: storedTime(e.At), Actor: e.Actor, ClientIP: e.ClientIP, UserAgent: e.UserAgent,
 		RequestID: e.RequestID, Action: e.Action, Target: e.Target, Outcome: string(e.Outcome),
-		ErrorCode: e.ErrorCode, Details: string(b), PrevHash: e.PrevHash, Hash: e.Hash,
+		ErrorCode: e.ErrorCode, Details: string(b), PrevHash: e.PrevHash, KeyID: e.KeyID, Hash: e.Hash,
 	}, nil
 }
 
@@ -63,7 +64,7 @@ func (r *auditRow) entry() (*domain.AuditEntry, error) {
 	e := &domain.AuditEntry{
 		Seq: r.Seq, At: r.At.UTC(), Actor: r.Actor, ClientIP: r.ClientIP, UserAgent: r.UserAgent,
 		RequestID: r.RequestID, Action: r.Action, Target: r.Target, Outcome: domain.AuditOutcome(r.Outcome),
-		ErrorCode: r.ErrorCode, PrevHash: r.PrevHash, Hash: r.Hash,
+		ErrorCode: r.ErrorCode, PrevHash: r.PrevHash, KeyID: r.KeyID, Hash: r.Hash,
 	}
 	if err := json.Unmarshal([]byte(r.Details), &e.Details); err != nil {
 		return nil, fmt.Errorf("audit entry %d: details: %w", r.Seq, err)
@@ -72,6 +73,12 @@ func (r *auditRow) entry() (*domain.AuditEntry, error) {
 		e.Details = nil
 	}
 	return e, nil
+}
+
+// SignAuditWith makes the audit entries appended from now on MACed with
+// keys' signing key (nil: unkeyed). Call it before the store is used.
+func (s *Store) SignAuditWith(keys *domain.AuditKeyring) {
+	s.auditKeys = keys
 }
 
 // AppendAudit seals entries and appends them in one transaction, in order.
@@ -108,7 +115,7 @@ func (s *Store) appendAudit(ctx context.Context, tx bun.Tx, entries ...*domain.A
 			}
 			locked = true
 		}
-		e.Seal(head.Seq, head.Hash)
+		e.SealWith(s.auditKeys, head.Seq, head.Hash)
 		row, err := newAuditRow(e)
 		if err != nil {
 			return err

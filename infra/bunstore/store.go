@@ -26,6 +26,8 @@ type Store struct {
 	// projects is where the label selectors of project-scoped webhook
 	// endpoints are matched; nil matches none (see ProjectsFrom).
 	projects domain.ProjectRepository
+	// auditKeys MAC the audit entries appended; nil: they are unkeyed.
+	auditKeys *domain.AuditKeyring
 }
 
 var _ domain.APIKeyRepository = (*Store)(nil)

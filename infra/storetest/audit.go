@@ -20,6 +20,9 @@ type AuditStore interface {
 	domain.AuditRepository
 	domain.CommandRepository
 	domain.APIKeyRepository
+	// SignAuditWith makes the entries appended from now on MACed with
+	// keys' signing key (nil: unkeyed).
+	SignAuditWith(keys *domain.AuditKeyring)
 }
 
 // AuditDB lets the audit contract tests reach under the store, to tamper
@@ -47,6 +50,13 @@ func TestAuditRepository(t *testing.T, newStore func(t *testing.T) (AuditStore, 
 		{"AuditWriteFails", testAuditWriteFails},
 		{"AppendOnly", testAuditAppendOnly},
 		{"Tamper", testAuditTamper},
+		{"Keyed", testAuditKeyed},
+		{"TamperEditedRow", testAuditTamperEditedRow},
+		{"TamperDeletedRow", testAuditTamperDeletedRow},
+		{"TamperCutTail", testAuditTamperCutTail},
+		{"TamperRewoundHead", testAuditTamperRewoundHead},
+		{"TamperRecomputed", testAuditTamperRecomputed},
+		{"ForgedCheckpoint", testAuditForgedCheckpoint},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -464,13 +474,14 @@ func testAuditTamper(t *testing.T, newStore func(*testing.T) (AuditStore, AuditD
 	expectBreak("an edit with its hash recomputed", e.Seq+1)
 }
 
-// liftTriggers drops or disables the append-only triggers for the rest of
-// the test, as an attacker with database access could.
+// liftTriggers drops or disables the append-only triggers (and the chain
+// head's) for the rest of the test, as an attacker with database access
+// could.
 func liftTriggers(tb testing.TB, ctx context.Context, db AuditDB) {
 	tb.Helper()
-	qs := []string{"DROP TRIGGER audit_log_no_update", "DROP TRIGGER audit_log_no_delete"}
+	qs := []string{"DROP TRIGGER audit_log_no_update", "DROP TRIGGER audit_log_no_delete", "DROP TRIGGER audit_chain_head_forward"}
 	if db.Postgres {
-		qs = []string{"ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change"}
+		qs = []string{"ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change", "ALTER TABLE audit_chain_head DISABLE TRIGGER audit_chain_head_forward"}
 	}
 	for _, q := range qs {
 		if err := db.Exec(ctx, q); err != nil {
