@@ -113,6 +113,9 @@ func (s *Store) appendAudit(ctx context.Context, tx bun.Tx, entries ...*domain.A
 			if err := q.Scan(ctx); err != nil {
 				return fmt.Errorf("audit: lock the chain head: %w", translate(err))
 			}
+			if err := s.refuseUnkeyedAfterKeyed(ctx, tx, head.Seq); err != nil {
+				return err
+			}
 			locked = true
 		}
 		e.SealWith(s.auditKeys, head.Seq, head.Hash)
@@ -131,6 +134,26 @@ func (s *Store) appendAudit(ctx context.Context, tx bun.Tx, entries ...*domain.A
 	}
 	if _, err := tx.NewUpdate().Model(&head).Column("seq", "hash").WherePK().Exec(ctx); err != nil {
 		return fmt.Errorf("audit: move the chain head: %w", translate(err))
+	}
+	return nil
+}
+
+// refuseUnkeyedAfterKeyed fails if this store has no audit key and the
+// entry at seq, the chain's last, is keyed: an unkeyed entry after it would
+// break the chain for good (a process, or `rdev keys`, started without the
+// key the others have), so the change is refused instead, saying why.
+func (s *Store) refuseUnkeyedAfterKeyed(ctx context.Context, tx bun.Tx, seq int64) error {
+	if s.auditKeys != nil || seq == 0 {
+		return nil
+	}
+	var keyID string
+	err := tx.NewSelect().Model((*auditRow)(nil)).Column("key_id").Where("seq = ?", seq).Scan(ctx, &keyID)
+	if err := noRows(err); err != nil {
+		return fmt.Errorf("audit: read the last entry's key: %w", translate(err))
+	}
+	if keyID != "" {
+		return fmt.Errorf("audit: the log's entries are MACed with audit key %s and this process has no audit key: "+
+			"configure RDEV_AUDIT_KEY_FILE as the other rdev processes have it", keyID)
 	}
 	return nil
 }

@@ -140,6 +140,14 @@ func testAuditKeyed(t *testing.T, newStore func(*testing.T) (AuditStore, AuditDB
 	if err != nil || r.Break != nil || r.Entries != 6 || r.Keyed != 3 {
 		t.Errorf("Verify = %+v, %v; want 6 intact entries, 3 keyed", r, err)
 	}
+	// A process without the key cannot append after keyed entries.
+	repo.SignAuditWith(nil)
+	if err := repo.AppendAudit(ctx, auditEntry(6)); err == nil || !strings.Contains(err.Error(), "has no audit key") {
+		t.Errorf("AppendAudit without a key after keyed entries = %v; want it refused", err)
+	}
+	if err := repo.CreateCommand(ctx, newCommand("web", 1), auditEntry(7)); err == nil {
+		t.Error("CreateCommand without a key after keyed entries succeeded")
+	}
 	r = mustVerify(t, ctx, repo) // no keys
 	assertBreak(t, "verified without the key", r, 4, "which the audit keyring does not hold")
 	if _, err := (domain.AuditVerifier{Checkpoints: []domain.AuditCheckpoint{{Seq: 1}}}).Verify(ctx, repo); domain.ErrorCode(err) != domain.EINVALID {
