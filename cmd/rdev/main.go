@@ -27,7 +27,7 @@ Usage:
   rdev keys list                         list API keys
   rdev keys revoke ID                    revoke an API key
   rdev keys rotate ID [--grace D]        give an API key a new secret and print its token once
-  rdev audit verify                      check the audit log's hash chain (exit 1 on a break)
+  rdev audit verify [--checkpoints F]    check the audit log's chain, MACs and checkpoints (exit 1 on a break)
   rdev exec PROJECT -- ARGV…             run a command in a project and stream its output
   rdev logs [--follow] COMMAND_ID        print a command's output
   rdev version                           print the version
