@@ -12,7 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 	"unicode"
 
 	"github.com/rdev-hq/rdev/domain"
@@ -44,7 +46,24 @@ const maxLabelsSize = 64 << 10
 // a symbolic link there is ignored.
 type Projects struct {
 	root string
+
+	mu      sync.Mutex
+	listing listing // the root's entries when last read
 }
+
+// listing is the root's project entries as read at one time. Reading the
+// root again is skipped while its modification time is unchanged: adding,
+// removing or renaming an entry changes it. Only a listing read well after
+// that time is kept, since a change within the same tick of the file
+// system's clock would leave the time as it was.
+type listing struct {
+	mtime   time.Time
+	entries []fs.DirEntry
+}
+
+// listingMargin is how long after the root's modification time a listing
+// must be read to be kept: far more than any file system's clock tick.
+const listingMargin = 100 * time.Millisecond
 
 var _ domain.ProjectRepository = (*Projects)(nil)
 
@@ -83,7 +102,7 @@ func (p *Projects) FindProjects(ctx context.Context, f domain.ProjectFilter) ([]
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	entries, err := os.ReadDir(p.root)
+	entries, err := p.entries()
 	if errors.Is(err, fs.ErrNotExist) {
 		return []*domain.Project{}, nil
 	} else if err != nil {
@@ -117,6 +136,33 @@ func (p *Projects) FindProjects(ctx context.Context, f domain.ProjectFilter) ([]
 		}
 	}
 	return out, nil
+}
+
+// entries returns the root's entries sorted by name: the kept listing if
+// the root has not changed since, else a new one.
+func (p *Projects) entries() ([]fs.DirEntry, error) {
+	info, err := os.Stat(p.root)
+	if err != nil {
+		return nil, err
+	}
+	mtime := info.ModTime()
+	p.mu.Lock()
+	l := p.listing
+	p.mu.Unlock()
+	if l.entries != nil && l.mtime.Equal(mtime) {
+		return l.entries, nil
+	}
+	read := time.Now()
+	entries, err := os.ReadDir(p.root)
+	if err != nil {
+		return nil, err
+	}
+	if read.Sub(mtime) > listingMargin {
+		p.mu.Lock()
+		p.listing = listing{mtime: mtime, entries: entries}
+		p.mu.Unlock()
+	}
+	return entries, nil
 }
 
 // Dir returns the absolute directory of the project named id, where its
@@ -213,6 +259,10 @@ func (p *Projects) load(id string, info fs.FileInfo) (*domain.Project, error) {
 // an os.Root at the project directory, so the file cannot resolve to anything
 // outside it.
 func (p *Projects) readLabels(id string) (map[string]string, error) {
+	// Most projects have no .rdev: one lstat tells, before opening anything.
+	if _, err := os.Lstat(filepath.Join(p.root, id, filepath.Dir(labelsPath))); errors.Is(err, fs.ErrNotExist) {
+		return map[string]string{}, nil
+	}
 	root, err := os.OpenRoot(filepath.Join(p.root, id))
 	if errors.Is(err, fs.ErrNotExist) {
 		return map[string]string{}, nil
