@@ -316,7 +316,7 @@ func (ts *testServer) withClients(b *testing.B, n int, commandID string) int64 {
 // held open by a separate client process.
 func BenchmarkIdleSubscriptionMemory(b *testing.B) {
 	const n = 1000
-	ts := startTestServer(b, nil)
+	ts := startTestServer(b, map[string]string{"RDEV_MAX_SOCKETS_PER_KEY": "0"})
 	id := ts.execute(b, map[string]any{"projectId": "demo", "argv": []string{"sleep", "600"}})
 	var conn, sub float64
 	for b.Loop() {
