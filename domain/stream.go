@@ -355,6 +355,9 @@ func (s *CommandService) Events(ctx context.Context, projectID string) (<-chan *
 	}
 	out := make(chan *Command, 16)
 	st := &statusStream{s: s, projectID: projectID, current: s.now(), seen: map[string]int{}, out: out}
+	// Subscribed before returning, so a change made once the caller has
+	// the stream is never missed.
+	sub := s.hub.Subscribe(ProjectTopic(projectID), streamBuffer)
 	go func() {
 		defer close(out)
 		handle := func(e Event) bool {
@@ -364,7 +367,6 @@ func (s *CommandService) Events(ctx context.Context, projectID string) (<-chan *
 			st.current = later(st.current, lastChange(e.Command))
 			return st.send(ctx, e.Command)
 		}
-		sub := s.hub.Subscribe(ProjectTopic(projectID), streamBuffer)
 		tail(ctx, s.hub, ProjectTopic(projectID), streamBuffer, sub, handle, func() bool { return st.catchUp(ctx) })
 	}()
 	return out, nil

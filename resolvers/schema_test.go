@@ -11,7 +11,9 @@ import (
 
 // TestSchema_EveryRootFieldDecidesAccess fails when a Query, Mutation or
 // Subscription field has no explicit access decision: @hasScope with a
-// known scope, or @authenticated.
+// known scope, or @authenticated. What each field does under a key's
+// project scope is decided by cmd/rdev's TestSchema_EveryFieldHonoursProjectScope,
+// a matrix run on the real server, which fails for a field it lacks.
 func TestSchema_EveryRootFieldDecidesAccess(t *testing.T) {
 	schema := graph.NewExecutableSchema(graph.Config{Resolvers: &Resolver{}}).Schema()
 	roots := []*ast.Definition{schema.Query, schema.Mutation, schema.Subscription}
