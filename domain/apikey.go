@@ -92,7 +92,11 @@ func (k *APIKey) Status(now time.Time) APIKeyStatus {
 // MatchesSecret reports, in constant time, whether secret is the key's current
 // secret or its previous one still within its grace period.
 func (k *APIKey) MatchesSecret(secret string, now time.Time) bool {
-	h := hashSecret(secret)
+	return k.matchesHash(hashSecret(secret), now)
+}
+
+// matchesHash is MatchesSecret for the hex SHA-256 of a secret.
+func (k *APIKey) matchesHash(h string, now time.Time) bool {
 	ok := subtle.ConstantTimeCompare([]byte(h), []byte(k.SecretHash)) == 1
 	if k.PreviousSecretHash != "" && k.PreviousSecretExpiresAt != nil && now.Before(*k.PreviousSecretExpiresAt) {
 		ok = subtle.ConstantTimeCompare([]byte(h), []byte(k.PreviousSecretHash)) == 1 || ok

@@ -19,16 +19,28 @@ type APIKeyService struct {
 
 	repo  APIKeyRepository
 	audit *AuditService
+	hub   Hub
+	bcast Broadcaster
 	now   func() time.Time
+
+	cache  *authCache
+	guards guards
+	// pollEvery is how often FollowKeyChanges reads key versions.
+	pollEvery time.Duration
 
 	mu       sync.Mutex
 	lastUsed map[string]time.Time // not yet written; see FlushUsage
 }
 
 // NewAPIKeyService returns a service over repo that records every change in
-// audit's log (nil records nothing).
-func NewAPIKeyService(repo APIKeyRepository, audit *AuditService) *APIKeyService {
-	return &APIKeyService{repo: repo, audit: audit, now: time.Now, lastUsed: map[string]time.Time{}}
+// audit's log (nil records nothing) and announces it on hub and bcast (each
+// may be nil: a process that serves no requests has no one to tell).
+func NewAPIKeyService(repo APIKeyRepository, audit *AuditService, hub Hub, bcast Broadcaster) *APIKeyService {
+	return &APIKeyService{
+		repo: repo, audit: audit, hub: hub, bcast: bcast, now: time.Now,
+		cache: newAuthCache(), guards: guards{byKey: map[string]map[*keyWatch]struct{}{}}, pollEvery: keyPollInterval,
+		lastUsed: map[string]time.Time{},
+	}
 }
 
 // CreateAPIKey is the input of APIKeyService.Create.
@@ -49,65 +61,52 @@ type CreateAPIKey struct {
 // EUNAUTHENTICATED for a malformed, unknown, wrong, expired or revoked key,
 // and EFORBIDDEN when addr is outside the key's allowed CIDRs.
 func (s *APIKeyService) Authenticate(ctx context.Context, token string, addr netip.Addr) (*APIKey, error) {
-	id, secret, err := ParseToken(token)
-	if err != nil {
+	c := &Caller{Addr: addr}
+	if err := s.AuthenticateCaller(ctx, c, token); err != nil {
 		return nil, err
 	}
-	k, err := s.repo.FindAPIKeyByID(ctx, id)
-	if ErrorCode(err) == ENOTFOUND {
-		return nil, Errorf(EUNAUTHENTICATED, "invalid API key")
-	} else if err != nil {
-		return nil, err
-	}
-	now := s.now()
-	if !k.MatchesSecret(secret, now) {
-		return nil, Errorf(EUNAUTHENTICATED, "invalid API key")
-	}
-	switch k.Status(now) {
-	case APIKeyRevoked:
-		return nil, Errorf(EUNAUTHENTICATED, "API key %s has been revoked", k.ID)
-	case APIKeyExpired:
-		return nil, Errorf(EUNAUTHENTICATED, "API key %s has expired", k.ID)
-	case APIKeyActive:
-	}
-	if !k.AllowsAddr(addr) {
-		return nil, Errorf(EFORBIDDEN, "API key %s may not be used from %s", k.ID, addr)
-	}
-	s.recordUse(k.ID, now)
-	return k, nil
+	return c.Key, nil
 }
 
-// RecheckAfter is how old a connection's authentication may get before its
-// next operation checks the key again, so a key revoked while a WebSocket
-// stays open stops working on that socket too.
-const RecheckAfter = 30 * time.Second
-
-// Recheck returns ctx unchanged when its caller is not an API key or was
-// authenticated less than RecheckAfter ago. Otherwise it loads the key again
-// and returns a context with the fresh key, or EUNAUTHENTICATED if it was
-// revoked or has expired since.
-func (s *APIKeyService) Recheck(ctx context.Context) (context.Context, error) {
-	c := CallerFromContext(ctx)
-	now := s.now()
-	if c == nil || c.Key == nil || now.Sub(c.AuthenticatedAt) < RecheckAfter {
-		return ctx, nil
+// AuthenticateCaller checks token for c, seen from c.Addr, and sets c.Key
+// and c.AuthenticatedAt; it fails as Authenticate does. The key comes from
+// a cache keyed by the credential, so a request reads the store only when
+// the key is not cached or was last known to be current AuthStaleness ago.
+func (s *APIKeyService) AuthenticateCaller(ctx context.Context, c *Caller, token string) error {
+	id, secret, err := ParseToken(token)
+	if err != nil {
+		return err
 	}
-	k, err := s.repo.FindAPIKeyByID(ctx, c.Key.ID)
-	if ErrorCode(err) == ENOTFOUND {
-		return ctx, Errorf(EUNAUTHENTICATED, "invalid API key")
-	} else if err != nil {
-		return ctx, err
+	now := s.now()
+	cred := credential{keyID: id, secretHash: hashSecret(secret)}
+	k := s.cache.get(cred, now)
+	if k == nil {
+		k, err = s.repo.FindAPIKeyByID(ctx, id)
+		if ErrorCode(err) == ENOTFOUND {
+			return Errorf(EUNAUTHENTICATED, "invalid API key")
+		} else if err != nil {
+			return err
+		}
+		if !k.matchesHash(cred.secretHash, now) {
+			return Errorf(EUNAUTHENTICATED, "invalid API key")
+		}
+		s.cache.put(cred, k, now)
+	} else if !k.matchesHash(cred.secretHash, now) {
+		return Errorf(EUNAUTHENTICATED, "invalid API key") // its grace period ended
 	}
 	switch k.Status(now) {
 	case APIKeyRevoked:
-		return ctx, Errorf(EUNAUTHENTICATED, "API key %s has been revoked", k.ID)
+		return Errorf(EUNAUTHENTICATED, "API key %s has been revoked", k.ID)
 	case APIKeyExpired:
-		return ctx, Errorf(EUNAUTHENTICATED, "API key %s has expired", k.ID)
+		return Errorf(EUNAUTHENTICATED, "API key %s has expired", k.ID)
 	case APIKeyActive:
 	}
-	fresh := *c
-	fresh.Key, fresh.AuthenticatedAt = k, now
-	return NewContextWithCaller(ctx, &fresh), nil
+	if !k.AllowsAddr(c.Addr) {
+		return Errorf(EFORBIDDEN, "API key %s may not be used from %s", k.ID, c.Addr)
+	}
+	s.recordUse(k.ID, now)
+	c.Key, c.AuthenticatedAt, c.secretHash = k, now, cred.secretHash
+	return nil
 }
 
 // Create issues a key and returns it with its token, which is shown only
@@ -287,9 +286,13 @@ func (s *APIKeyService) revoke(ctx context.Context, id string, entry *AuditEntry
 	if err != nil {
 		return nil, nil, err
 	}
-	// Every key whose row changed: k (unless it was already revoked) and
-	// the descendants revoked with it. Caches of authenticated keys are to
-	// be told of these IDs here.
+	// Every key whose row may have changed: k and the descendants revoked
+	// with it.
+	ids := []string{k.ID}
+	for _, d := range revoked {
+		ids = append(ids, d.ID)
+	}
+	s.keysChanged(ctx, ids...)
 	return k, revoked, nil
 }
 
@@ -306,6 +309,7 @@ func (s *APIKeyService) Rotate(ctx context.Context, id string, grace time.Durati
 	if err != nil {
 		return nil, "", s.audit.refused(ctx, entry, err)
 	}
+	s.keysChanged(ctx, k.ID)
 	return k, token, nil
 }
 

@@ -18,9 +18,12 @@ type Caller struct {
 	Addr      netip.Addr
 	UserAgent string
 	RequestID string
-	// AuthenticatedAt is when Key was last checked against the store; a
-	// long-lived connection is checked again (see APIKeyService.Recheck).
+	// AuthenticatedAt is when Key authenticated the caller.
 	AuthenticatedAt time.Time
+	// secretHash is the hash of the secret the caller presented, so that a
+	// connection is refused once a rotation retires that secret (see
+	// APIKeyService.Guard).
+	secretHash string
 }
 
 // Scopes returns what the caller may do.

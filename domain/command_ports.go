@@ -232,6 +232,8 @@ const (
 	EventQueued
 	// EventProject carries a project whose state changed.
 	EventProject
+	// EventKey names an API key that changed (KeysTopic).
+	EventKey
 )
 
 // Event is what the hub fans out. Topics: CommandTopic for output and status
@@ -253,6 +255,8 @@ type Event struct {
 	Hold *Hold
 	// Project is set for EventProject.
 	Project *Project
+	// KeyID is set for EventKey.
+	KeyID string
 }
 
 // CommandTopic is the hub topic of one command's output and status.

@@ -345,7 +345,7 @@ func (c *clock) Advance(d time.Duration) {
 // clock.
 func newTestKeyService() (*APIKeyService, *keyRepo, *clock) {
 	repo, clk := newKeyRepo(), newClock()
-	s := NewAPIKeyService(repo, NewAuditService(repo.audit, nil))
+	s := NewAPIKeyService(repo, NewAuditService(repo.audit, nil), nil, nil)
 	s.now = clk.Now
 	return s, repo, clk
 }

@@ -193,7 +193,7 @@ func (st *outputStream) follow(ctx context.Context, sub HubSubscription, c *Comm
 						return true
 					}
 				}
-			case EventCancel, EventQueued, EventProject:
+			case EventCancel, EventQueued, EventProject, EventKey:
 			}
 		case <-recheck.C:
 			if !st.catchUp(ctx) {

@@ -38,13 +38,11 @@ func (a *authenticator) middleware(next http.Handler) http.Handler {
 		}
 		w.Header().Set("X-Request-ID", caller.RequestID)
 		if h := r.Header.Get("Authorization"); h != "" {
-			key, err := a.authenticate(r.Context(), h, caller.Addr)
-			if err != nil {
+			if err := a.authenticate(r.Context(), caller, h); err != nil {
 				a.refused(r.Context(), h, caller, err)
 				writeError(w, 0, err)
 				return
 			}
-			caller.Key, caller.AuthenticatedAt = key, time.Now()
 		}
 		next.ServeHTTP(w, r.WithContext(domain.NewContextWithCaller(r.Context(), caller)))
 	})
@@ -70,22 +68,22 @@ func (a *authenticator) refused(ctx context.Context, credential string, c *domai
 		"request_id", c.RequestID, "code", domain.ErrorCode(err))
 }
 
-// authenticate checks a credential: "Bearer <token>", or a bare token where a
-// client cannot send a scheme (WebSocket connection_init payloads). An
-// address that has failed too often is refused (ERATELIMITED) unchecked, so
-// guessing keys is slow.
-func (a *authenticator) authenticate(ctx context.Context, credential string, addr netip.Addr) (*domain.APIKey, error) {
+// authenticate checks a credential for c: "Bearer <token>", or a bare token
+// where a client cannot send a scheme (WebSocket connection_init payloads),
+// and on success sets c's key. An address or key ID that has failed too
+// often is refused (ERATELIMITED) unchecked, so guessing keys is slow.
+func (a *authenticator) authenticate(ctx context.Context, c *domain.Caller, credential string) error {
 	keyID := presentedKeyID(credential)
-	if err := a.limits.CheckAuthFailures(ctx, addr, keyID); err != nil {
-		return nil, err
+	if err := a.limits.CheckAuthFailures(ctx, c.Addr, keyID); err != nil {
+		return err
 	}
-	k, err := a.check(ctx, credential, addr)
+	err := a.check(ctx, c, credential)
 	if domain.ErrorCode(err) == domain.EUNAUTHENTICATED {
-		if ferr := a.limits.AuthFailed(ctx, addr, keyID); ferr != nil {
-			return nil, ferr
+		if ferr := a.limits.AuthFailed(ctx, c.Addr, keyID); ferr != nil {
+			return ferr
 		}
 	}
-	return k, err
+	return err
 }
 
 // presentedKeyID returns the key ID a credential names, or "" if it names
@@ -102,15 +100,15 @@ func presentedKeyID(credential string) string {
 	return id
 }
 
-func (a *authenticator) check(ctx context.Context, credential string, addr netip.Addr) (*domain.APIKey, error) {
+func (a *authenticator) check(ctx context.Context, c *domain.Caller, credential string) error {
 	token := strings.TrimSpace(credential)
 	if scheme, rest, ok := strings.Cut(token, " "); ok {
 		if !strings.EqualFold(scheme, "Bearer") {
-			return nil, domain.Errorf(domain.EUNAUTHENTICATED, "unsupported authorization scheme %q: use Bearer <API key>", clip(scheme, 32))
+			return domain.Errorf(domain.EUNAUTHENTICATED, "unsupported authorization scheme %q: use Bearer <API key>", clip(scheme, 32))
 		}
 		token = strings.TrimSpace(rest)
 	}
-	return a.keys.Authenticate(ctx, token, addr)
+	return a.keys.AuthenticateCaller(ctx, c, token)
 }
 
 // WebsocketAuth authenticates a WebSocket connection from its
@@ -123,21 +121,22 @@ type WebsocketAuth = func(ctx context.Context, payload transport.InitPayload) (c
 // domain error, its message clipped for a close frame: the transport closes
 // the connection with 4403 and the message, or, if the key could not be
 // checked because storage is down (EUNAVAILABLE), with 1013 so that the
-// client tries again.
+// client tries again. The connection's context is guarded: it ends, with
+// the reason as its cause, once the key stops authorizing it (revoked,
+// expired, rotated away, narrowed), and the transport then ends the
+// connection's operations and closes it.
 func (a *authenticator) websocketInit(ctx context.Context, payload transport.InitPayload) (context.Context, error) {
 	credential := payload.Authorization()
 	caller := domain.CallerFromContext(ctx)
-	if credential == "" || caller == nil {
-		return ctx, nil
+	if credential != "" && caller != nil {
+		c := *caller
+		if err := a.authenticate(ctx, &c, credential); err != nil {
+			a.refused(ctx, credential, caller, err)
+			return ctx, domain.Errorf(domain.ErrorCode(err), "%s", clip(domain.ErrorMessage(err), 100))
+		}
+		ctx = domain.NewContextWithCaller(ctx, &c)
 	}
-	key, err := a.authenticate(ctx, credential, caller.Addr)
-	if err != nil {
-		a.refused(ctx, credential, caller, err)
-		return ctx, domain.Errorf(domain.ErrorCode(err), "%s", clip(domain.ErrorMessage(err), 100))
-	}
-	c := *caller
-	c.Key, c.AuthenticatedAt = key, time.Now()
-	return domain.NewContextWithCaller(ctx, &c), nil
+	return a.keys.Guard(ctx), nil
 }
 
 // clientAddr returns the client's address. X-Forwarded-For is believed only

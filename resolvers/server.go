@@ -118,8 +118,9 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 		srv.Use(e)
 	}
 	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
-		// An operation on a long-lived connection checks its key again.
-		ctx, err := root.APIKeyService.Recheck(ctx)
+		// An operation on a connection whose key stopped authorizing it
+		// gets the reason (the transport is closing the connection).
+		err := credentialEnded(ctx)
 		if err == nil {
 			err = chargeOperation(ctx, root.RateLimitService)
 		}
@@ -129,6 +130,11 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 				Message:    domain.ErrorMessage(err),
 				Extensions: errorExtensions(err),
 			}}})
+		}
+		if isSubscription(ctx) && !domain.Guarded(ctx) {
+			// A stream outside a guarded connection (SSE) ends on its own
+			// when its key stops authorizing it.
+			ctx = root.APIKeyService.Guard(ctx)
 		}
 		return next(withStreamEnd(withLoaders(ctx, newLoaders(root.CommandService))))
 	})

@@ -36,7 +36,7 @@ func newTestServerWith(t testing.TB, configure func(*Config), opts ...func(*Reso
 	t.Helper()
 	ts := &testServer{keys: newMemKeys(), logs: &bytes.Buffer{}}
 	ts.audit = domain.NewAuditService(ts.keys, nil)
-	ts.svc = domain.NewAPIKeyService(ts.keys, ts.audit)
+	ts.svc = domain.NewAPIKeyService(ts.keys, ts.audit, nil, nil)
 	projects := &memProjects{projects: []*domain.Project{
 		{ID: "alpha", Status: domain.ProjectRunning, Labels: map[string]string{"team": "a", "env": "dev"}},
 		{ID: "beta", Status: domain.ProjectRunning, Labels: map[string]string{"team": "b"}},
@@ -201,7 +201,7 @@ func TestHandler_Auth(t *testing.T) {
 
 // foreignToken is a well-formed token of a key this server never issued.
 func foreignToken(t *testing.T) string {
-	_, token, err := domain.NewAPIKeyService(newMemKeys(), nil).Create(domain.NewOperatorContext(t.Context()),
+	_, token, err := domain.NewAPIKeyService(newMemKeys(), nil, nil, nil).Create(domain.NewOperatorContext(t.Context()),
 		domain.CreateAPIKey{Name: "elsewhere", Scopes: []string{"admin"}})
 	if err != nil {
 		t.Fatal(err)

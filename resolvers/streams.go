@@ -2,9 +2,11 @@ package resolvers
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/rdev-hq/rdev/domain"
 )
@@ -53,8 +55,8 @@ func (e *streamEnd) take() error {
 	return err
 }
 
-// endStreams ends a subscription whose stream failed with one last
-// response: no data, and the error, presented as every error is (an
+// endStreams ends a subscription whose stream failed, or whose key stopped
+// authorizing it, with one last response: no data, and the error, presented as every error is (an
 // outage is UNAVAILABLE with retryAfterSeconds). Without it the
 // subscription would end as one that is over does, and a client would
 // take the failure for the end. The WebSocket transport sends it as an
@@ -66,8 +68,32 @@ func endStreams(ctx context.Context, next graphql.ResponseHandler) *graphql.Resp
 	e, _ := ctx.Value(streamEndKey{}).(*streamEnd)
 	err := e.take()
 	if err == nil {
+		err = credentialEnded(ctx)
+	}
+	if err == nil {
 		return nil
 	}
 	graphql.AddError(ctx, err)
 	return &graphql.Response{Errors: graphql.GetErrors(ctx)}
+}
+
+// credentialEnded returns why ctx ended if its key stopped authorizing it
+// (see domain.APIKeyService.Guard), and nil otherwise.
+func credentialEnded(ctx context.Context) error {
+	if ctx.Err() == nil {
+		return nil
+	}
+	if _, ok := errors.AsType[*domain.Error](context.Cause(ctx)); ok {
+		return context.Cause(ctx)
+	}
+	return nil
+}
+
+// isSubscription reports whether ctx's operation is a subscription.
+func isSubscription(ctx context.Context) bool {
+	if !graphql.HasOperationContext(ctx) {
+		return false
+	}
+	op := graphql.GetOperationContext(ctx).Operation
+	return op != nil && op.Operation == ast.Subscription
 }

@@ -51,18 +51,21 @@ func TestHandler_Unavailable(t *testing.T) {
 		}
 	})
 
+	// A key not yet cached must be read from the store, which is down.
 	t.Run("Auth", func(t *testing.T) {
+		token := ts.createKey(t, "uncached", domain.ScopeAdmin)
 		ts.keys.setDown(true)
 		defer ts.keys.setDown(false)
-		checkUnavailable(t, ts.query(t, ts.admin, `{ viewer { id } }`, nil))
+		checkUnavailable(t, ts.query(t, token, `{ viewer { id } }`, nil))
 	})
 
 	t.Run("WebsocketInit", func(t *testing.T) {
+		token := ts.createKey(t, "uncached", domain.ScopeAdmin)
 		ts.keys.setDown(true)
 		defer ts.keys.setDown(false)
 		a := &authenticator{keys: ts.svc}
 		ctx := domain.NewContextWithCaller(t.Context(), &domain.Caller{Addr: netip.MustParseAddr("127.0.0.1")})
-		_, err := a.websocketInit(ctx, transport.InitPayload{"authorization": "Bearer " + ts.admin})
+		_, err := a.websocketInit(ctx, transport.InitPayload{"authorization": "Bearer " + token})
 		if domain.ErrorCode(err) != domain.EUNAVAILABLE || domain.ErrorMessage(err) != "the database is unavailable" {
 			t.Errorf("connection_init: %v; want UNAVAILABLE, so the transport closes with 1013", err)
 		}

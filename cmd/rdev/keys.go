@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rdev-hq/rdev/domain"
+	"github.com/rdev-hq/rdev/infra/postgres"
 )
 
 // runKeys manages API keys directly in the configured database, as the
@@ -64,7 +65,13 @@ func runKeys(ctx context.Context, args []string, c cli) error {
 		_, _ = fmt.Fprintf(c.stderr, "rdev: generated an audit key in %s: keep a copy of it apart from the database, to verify the audit log with\n", made)
 	}
 	s.SignAuditWith(keys)
-	svc := domain.NewAPIKeyService(s, domain.NewAuditService(s, redact))
+	// Servers on the same Postgres hear of a change at once; on SQLite
+	// they find it by reading key versions.
+	var bcast domain.Broadcaster
+	if !cfg.embedded() {
+		bcast = postgres.NewBroadcaster(s)
+	}
+	svc := domain.NewAPIKeyService(s, domain.NewAuditService(s, redact), nil, bcast)
 	// Audited with the actor "cli".
 	ctx = domain.NewOperatorContext(ctx)
 

@@ -225,8 +225,6 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 	s.store.ProjectsFrom(projects)
 	metrics := telemetry.New()
 	s.audit = domain.NewAuditService(metrics.AuditRepository(s.store), redact).JudgeProjectsWith(projects)
-	s.keys = domain.NewAPIKeyService(s.store, s.audit)
-	s.keys.DefaultRateLimit = rateLimits.RequestsPerSecond
 	s.webhooks = domain.NewWebhookService(s.store, s.audit, cfg.webhooks.AllowHTTP)
 	observe := func(ws domain.WebhookSender) domain.WebhookSender {
 		return tracing.WebhookSender(metrics.WebhookSender(ws))
@@ -242,6 +240,8 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 		s.bcast = postgres.NewBroadcaster(s.store)
 		bcast = s.bcast
 	}
+	s.keys = domain.NewAPIKeyService(s.store, s.audit, events, bcast)
+	s.keys.DefaultRateLimit = rateLimits.RequestsPerSecond
 	s.commands = domain.NewCommandService(s.store, projects, events, bcast, s.audit, limits, tracing)
 	writes := new(domain.WriteHealth)
 	owner, gone := dispatcherOwner()
@@ -382,6 +382,7 @@ func (s *server) run(ctx context.Context) error {
 	dispatchCtx, stopDispatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDispatch()
 	workers.Go(func() { _ = s.dispatcher.Run(dispatchCtx) })
+	workers.Go(func() { s.keys.FollowKeyChanges(base) })
 	// Webhook messages are sent apart from commands; on shutdown attempts
 	// in flight end with the dispatcher's, and are retried by the next run.
 	workers.Go(func() { s.deliveries.Run(dispatchCtx) })

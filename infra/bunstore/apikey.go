@@ -140,7 +140,7 @@ func (s *Store) APIKeyVersions(ctx context.Context, ids []string) (map[string]in
 			Version int64  `bun:"version"`
 		}
 		err := s.db.NewSelect().Table("api_keys").Column("id", "version").
-			Where("id IN (?)", bun.In(batch)).Scan(ctx, &rows)
+			Where("id IN (?)", bun.List(batch)).Scan(ctx, &rows)
 		if err != nil {
 			return nil, fmt.Errorf("read API key versions: %w", translate(err))
 		}

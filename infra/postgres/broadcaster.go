@@ -35,11 +35,12 @@ var eventKinds = map[domain.EventKind]string{
 	domain.EventStatus: "STATUS",
 	domain.EventCancel: "CANCEL",
 	domain.EventQueued: "QUEUED",
+	domain.EventKey:    "KEY",
 }
 
 // Broadcaster carries hub events to the other rdev processes sharing the
 // database (and schema), with Postgres NOTIFY on one channel. Only what names the change
-// travels (topic, kind, command ID, highest stored output seq), never output
+// travels (topic, kind, command or key ID, highest stored output seq), never output
 // or a command's fields: receivers read those from storage. Each Broadcaster
 // has a random origin, so that its Listen skips what it broadcast itself.
 type Broadcaster struct {
@@ -56,6 +57,7 @@ type notification struct {
 	Kind      string `json:"kind"`
 	CommandID string `json:"commandId,omitempty"`
 	UpTo      int64  `json:"upTo,omitempty"`
+	KeyID     string `json:"keyId,omitempty"`
 }
 
 // NewBroadcaster returns a broadcaster on store's database, which must be a
@@ -79,7 +81,7 @@ func (b *Broadcaster) Broadcast(ctx context.Context, topic string, e domain.Even
 	if !ok {
 		return domain.Errorf(domain.EINVALID, "broadcast: unknown event kind %d", e.Kind)
 	}
-	n := notification{Origin: b.origin, Topic: topic, Kind: kind, CommandID: e.CommandID, UpTo: e.UpTo}
+	n := notification{Origin: b.origin, Topic: topic, Kind: kind, CommandID: e.CommandID, UpTo: e.UpTo, KeyID: e.KeyID}
 	if n.CommandID == "" && e.Command != nil {
 		n.CommandID = e.Command.ID
 	}
@@ -157,7 +159,7 @@ func (b *Broadcaster) decode(channel string, n pgdriver.Notification) (string, d
 	}
 	for kind, name := range eventKinds {
 		if name == msg.Kind {
-			return msg.Topic, domain.Event{Kind: kind, CommandID: msg.CommandID, UpTo: msg.UpTo}, true
+			return msg.Topic, domain.Event{Kind: kind, CommandID: msg.CommandID, UpTo: msg.UpTo, KeyID: msg.KeyID}, true
 		}
 	}
 	return "", domain.Event{}, false

@@ -42,6 +42,9 @@ type session struct {
 	acked  bool
 	closed bool
 	code   int // the close code the connection ended with
+	// refused is why the connection's credential stopped authorizing it;
+	// the connection closes once its operations have ended.
+	refused error
 }
 
 // operation is one running subscribe (or start) of the client.
@@ -75,6 +78,12 @@ func (s *session) serve(ctx context.Context) {
 	if !s.init() {
 		return
 	}
+	stopWatching := context.AfterFunc(s.ctx, func() {
+		if err := context.Cause(s.ctx); isDomainError(err) {
+			s.credentialEnded(err)
+		}
+	})
+	defer stopWatching()
 	if s.t.KeepAlive > 0 {
 		s.c.ws.SetPongHandler(func(string) error { return s.extendDeadline() })
 		_ = s.extendDeadline()
@@ -140,7 +149,7 @@ func (s *session) acknowledge(raw json.RawMessage) bool {
 	if s.t.InitFunc != nil {
 		ctx, err := s.t.InitFunc(s.ctx, payload)
 		if err != nil {
-			s.refuseInit(err)
+			s.refuseCredential(err)
 			return false
 		}
 		s.ctx = ctx
@@ -148,7 +157,7 @@ func (s *session) acknowledge(raw json.RawMessage) bool {
 	if s.t.Admit != nil {
 		release, err := s.t.Admit(s.ctx)
 		if err != nil {
-			s.refuseInit(err)
+			s.refuseCredential(err)
 			return false
 		}
 		s.release = release
@@ -303,9 +312,14 @@ func (s *session) run(ctx context.Context, id string, op *operation, rc *graphql
 			delete(s.ops, id)
 		}
 		complete := !s.closed && !op.replaced && (!op.stopped && !op.failed || s.p.legacy)
+		refused := s.refused
+		last := len(s.ops) == 0
 		s.mu.Unlock()
 		if complete {
 			s.write(encodeMessage(nil, "complete", id, nil))
+		}
+		if refused != nil && last {
+			s.refuseCredential(refused)
 		}
 	}()
 	responses, ctx := s.dispatch(ctx, rc)
@@ -403,13 +417,27 @@ func (s *session) refuse(code int, reason string) {
 	s.close(code, reason)
 }
 
-// refuseInit ends a connection whose connection_init InitFunc or Admit
-// refused: with 1013 if something it needs is unavailable
-// (domain.EUNAVAILABLE), which clients retry, with 4429 if the caller is
-// over a limit (domain.ERATELIMITED), and with 4403 otherwise. A domain error is told by
-// its message, and in the legacy protocol's connection_error also by its
-// extensions.code.
-func (s *session) refuseInit(err error) {
+// credentialEnded ends a connection whose context ended because its key
+// stopped authorizing it (err, a domain error, says why): each operation
+// ends with err (the operations' own middleware answers it), and once none
+// runs, the connection closes as refuseCredential does.
+func (s *session) credentialEnded(err error) {
+	s.mu.Lock()
+	s.refused = err
+	idle := len(s.ops) == 0
+	s.mu.Unlock()
+	if idle {
+		s.refuseCredential(err)
+	}
+}
+
+// refuseCredential ends a connection whose connection_init InitFunc or
+// Admit refused it, or whose key stopped authorizing it later: with 1013 if
+// something it needs is unavailable (domain.EUNAVAILABLE), which clients
+// retry, with 4429 if the caller is over a limit (domain.ERATELIMITED), and
+// with 4403 otherwise. A domain error is told by its message, and in the
+// legacy protocol's connection_error also by its extensions.code.
+func (s *session) refuseCredential(err error) {
 	payload := map[string]any{"message": err.Error()}
 	if _, ok := errors.AsType[*domain.Error](err); ok {
 		payload["message"], payload["extensions"] = domain.ErrorMessage(err), map[string]any{"code": domain.ErrorCode(err)}
@@ -527,6 +555,11 @@ func (s *session) markClosed(code int) bool {
 		op.cancel()
 	}
 	return true
+}
+
+func isDomainError(err error) bool {
+	_, ok := errors.AsType[*domain.Error](err)
+	return ok
 }
 
 func (s *session) reportError(err error) {

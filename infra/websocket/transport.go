@@ -39,7 +39,10 @@ type Transport struct {
 	// connection: it closes with 4403 and the error's text (a
 	// *domain.Error's message), for a domain.EUNAVAILABLE error with 1013
 	// ("Try Again Later"), which clients retry, and for a
-	// domain.ERATELIMITED one with 4429 ("Too Many Requests").
+	// domain.ERATELIMITED one with 4429 ("Too Many Requests"). If the
+	// context it returns later ends with a *domain.Error as its cause (the
+	// key was revoked), the connection's operations end and it closes the
+	// same way, once they have sent their last message.
 	InitFunc func(ctx context.Context, payload transport.InitPayload) (context.Context, error)
 	// Admit, if set, is asked to admit the connection once InitFunc has
 	// accepted it, with InitFunc's context (which tells the caller the

@@ -1,0 +1,122 @@
+package domain
+
+import (
+	"sync"
+	"time"
+)
+
+// Authentication cache tuning.
+const (
+	// AuthStaleness is the oldest a key may be, as known to this process,
+	// when it authenticates a request or keeps a connection open: a change
+	// made anywhere (another replica, the CLI) reaches every request and
+	// every open connection within it. FollowKeyChanges keeps cached keys
+	// current by reading their versions more often than that; when it
+	// cannot, requests read their key from the store again.
+	AuthStaleness = 5 * time.Second
+	// keyPollInterval is how often FollowKeyChanges reads the versions of
+	// the keys this process holds.
+	keyPollInterval = time.Second
+	// authCacheSize bounds the cached credentials.
+	authCacheSize = 10_000
+)
+
+// credential names a secret presented for a key: the key's ID and the hex
+// SHA-256 of the secret. Only the hash is kept.
+type credential struct {
+	keyID, secretHash string
+}
+
+// authCache holds keys by the credentials that authenticated them, so that
+// a request touches the store only on a miss. An entry is believed while
+// its key is known to be current: read, or confirmed by a read of its
+// version, less than AuthStaleness ago. Changes drop a key's entries
+// (invalidate).
+type authCache struct {
+	mu      sync.RWMutex
+	entries map[credential]*cachedKey
+	// byKey lists each key's credentials, for invalidate.
+	byKey map[string][]credential
+}
+
+type cachedKey struct {
+	key *APIKey
+	// current is when the stored key was last known to be key: when the
+	// read that returned it, or a later read of its version, began.
+	current time.Time
+}
+
+func newAuthCache() *authCache {
+	return &authCache{entries: map[credential]*cachedKey{}, byKey: map[string][]credential{}}
+}
+
+// get returns the key cred authenticated, if it is cached and known to be
+// current at now.
+func (c *authCache) get(cred credential, now time.Time) *APIKey {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	e := c.entries[cred]
+	if e == nil || now.Sub(e.current) >= AuthStaleness {
+		return nil
+	}
+	return e.key
+}
+
+// put caches k, as read by a read that began at current, as what cred
+// authenticates. A full cache
+// first drops an arbitrary entry.
+func (c *authCache) put(cred credential, k *APIKey, current time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.entries[cred]; !ok {
+		if len(c.entries) >= authCacheSize {
+			for victim := range c.entries {
+				c.dropLocked(victim.keyID)
+				break
+			}
+		}
+		c.byKey[cred.keyID] = append(c.byKey[cred.keyID], cred)
+	}
+	c.entries[cred] = &cachedKey{key: k, current: current}
+}
+
+// invalidate drops every entry of the key id.
+func (c *authCache) invalidate(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dropLocked(id)
+}
+
+func (c *authCache) dropLocked(id string) {
+	for _, cred := range c.byKey[id] {
+		delete(c.entries, cred)
+	}
+	delete(c.byKey, id)
+}
+
+// versions returns the version of each cached key.
+func (c *authCache) versions() map[string]int64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make(map[string]int64, len(c.byKey))
+	for id, creds := range c.byKey {
+		if e := c.entries[creds[0]]; e != nil {
+			out[id] = e.key.Version
+		}
+	}
+	return out
+}
+
+// confirm records that a read of versions which began at began found the
+// stored versions given: entries holding those versions were current then.
+func (c *authCache) confirm(stored map[string]int64, began time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, v := range stored {
+		for _, cred := range c.byKey[id] {
+			if e := c.entries[cred]; e != nil && e.key.Version == v && began.After(e.current) {
+				e.current = began
+			}
+		}
+	}
+}
