@@ -19,6 +19,7 @@ type keyWatch struct {
 	secretHash string
 	addr       netip.Addr
 	scopes     Scopes
+	projects   ProjectScope
 	end        context.CancelCauseFunc
 
 	// Set by the service, under guards.mu: the key as last judged.
@@ -45,8 +46,8 @@ func Guarded(ctx context.Context) bool {
 // Guard returns a context that ends when ctx does, or when the key of ctx's
 // caller stops authorizing it: the key is revoked, expires, or is deleted;
 // the secret the caller presented is rotated away (at once, or when its
-// grace period ends); or its scopes or allowed networks no longer cover
-// what the caller had. context.Cause then returns the reason:
+// grace period ends); or its scopes, allowed networks or project scope no
+// longer cover what the caller had. context.Cause then returns the reason:
 // EUNAUTHENTICATED when the credential is no longer valid, EFORBIDDEN when
 // its access narrowed. A change made by any process reaches the context
 // within AuthStaleness while FollowKeyChanges runs. The watch is released
@@ -59,7 +60,7 @@ func (s *APIKeyService) Guard(ctx context.Context) context.Context {
 		return ctx
 	}
 	ctx, end := context.WithCancelCause(ctx)
-	w := &keyWatch{keyID: c.Key.ID, secretHash: c.secretHash, addr: c.Addr, scopes: c.Key.Scopes, end: end}
+	w := &keyWatch{keyID: c.Key.ID, secretHash: c.secretHash, addr: c.Addr, scopes: c.Key.Scopes, projects: c.Key.Projects, end: end}
 	s.guards.mu.Lock()
 	if s.guards.byKey[w.keyID] == nil {
 		s.guards.byKey[w.keyID] = map[*keyWatch]struct{}{}
@@ -110,6 +111,8 @@ func (w *keyWatch) verdict(k *APIKey, now time.Time) error {
 		return Errorf(EFORBIDDEN, "API key %s may no longer be used from %s", k.ID, w.addr)
 	case !k.Scopes.Covers(w.scopes):
 		return Errorf(EFORBIDDEN, "API key %s no longer holds every scope this connection was authorized with; connect again", k.ID)
+	case w.projects.Within(k.Projects) != nil:
+		return Errorf(EFORBIDDEN, "API key %s no longer reaches every project this connection was authorized for; connect again", k.ID)
 	}
 	return nil
 }

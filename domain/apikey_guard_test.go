@@ -151,6 +151,19 @@ func TestAPIKeyService_Guard(t *testing.T) {
 		wantEnded(t, ctx, EFORBIDDEN, "scope")
 	})
 
+	t.Run("ProjectsNarrowed", func(t *testing.T) {
+		s, repo, _ := newTestKeyService()
+		k, token := mustCreateKey(t, s, CreateAPIKey{Name: "socket", Scopes: []string{"commands:read"}, Projects: []string{"web", "api"}})
+		ctx := guarded(t, s, token)
+		narrower, err := NewProjectScope([]string{"web"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changeElsewhere(t, repo, k.ID, func(k *APIKey) { k.Projects = narrower })
+		s.syncKeys(t.Context())
+		wantEnded(t, ctx, EFORBIDDEN, "project")
+	})
+
 	t.Run("AddressNoLongerAllowed", func(t *testing.T) {
 		s, repo, _ := newTestKeyService()
 		k, token := mustCreateKey(t, s, CreateAPIKey{Name: "socket", Scopes: []string{"commands:read"}})

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rdev-hq/rdev/domain"
 	"github.com/rdev-hq/rdev/internal/testenv"
 )
 
@@ -310,8 +311,15 @@ func TestE2E_FirstRun(t *testing.T) {
 	if _, errs, code := in.cli("keys", "revoke", id); code != 0 {
 		t.Fatalf("keys revoke: %d %s", code, errs)
 	}
-	if r := s.query(token, `{ viewer { id } }`, nil); r.Status != 401 || r.code() != "UNAUTHENTICATED" {
-		t.Errorf("a revoked key still works: %+v", r)
+	// The server learns of the CLI's change by reading key versions:
+	// within domain.AuthStaleness.
+	for deadline := time.Now().Add(domain.AuthStaleness); ; time.Sleep(50 * time.Millisecond) {
+		if r = s.query(token, `{ viewer { id } }`, nil); r.Status == 401 && r.code() == "UNAUTHENTICATED" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a revoked key still works %s later: %+v", domain.AuthStaleness, r)
+		}
 	}
 }
 

@@ -71,6 +71,9 @@ for (const [i, base] of (process.env.RDEV_URLS || '').split(',').entries()) {
 
   const ws = createWsClient({
     url: wsURL, webSocketImpl: recordingSocket(name('graphql-ws')), retryAttempts: 0,
+    // Left to itself, a lazy client closes the socket as soon as its last
+    // subscription ends, racing the server's close.
+    lazyCloseTimeout: 60000,
     connectionParams: { authorization: `Bearer ${token}` },
   });
   ends.push(new Promise((resolve) => ws.subscribe({ query, variables: { p: project } }, sink(name('graphql-ws'), resolve))));
