@@ -241,8 +241,9 @@ func parseRequirement(part string) (LabelRequirement, error) {
 	if !validLabelKey(key) {
 		return bad("not a label key before " + string(op))
 	}
-	inner, ok := strings.CutPrefix(rest, "(")
-	if inner, ok = strings.CutSuffix(inner, ")"); !ok || !strings.HasPrefix(rest, "(") {
+	inner, opened := strings.CutPrefix(rest, "(")
+	inner, closed := strings.CutSuffix(inner, ")")
+	if !opened || !closed {
 		return bad("the values of " + string(op) + " go in parentheses: key " + string(op) + " (a,b)")
 	}
 	var values []string

@@ -114,7 +114,7 @@ func (s *Store) FindCommands(ctx context.Context, f domain.CommandFilter) ([]*do
 		if len(f.ProjectIDs) == 0 {
 			return []*domain.Command{}, nil
 		}
-		q = q.Where("?TableAlias.project_id IN (?)", bun.In(f.ProjectIDs))
+		q = q.Where("?TableAlias.project_id IN (?)", bun.List(f.ProjectIDs))
 	}
 	if f.Status != "" {
 		q = q.Where("?TableAlias.status = ?", string(f.Status))
