@@ -209,14 +209,14 @@ func (s *APIKeyService) Get(ctx context.Context, id string) (*APIKey, error) {
 		return nil, err
 	}
 	if !validID(id) {
-		return nil, Errorf(ENOTFOUND, "API key %q not found", id)
+		return nil, apiKeyNotFound(id)
 	}
 	k, err := s.repo.FindAPIKeyByID(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	if !keyVisible(caller, k) {
-		return nil, Errorf(ENOTFOUND, "API key %q not found", id)
+		return nil, apiKeyNotFound(id)
 	}
 	return k, nil
 }
@@ -235,6 +235,12 @@ func (s *APIKeyService) List(ctx context.Context, req PageRequest) (Page[*APIKey
 	return scopedPage(req, func(after string, limit int) ([]*APIKey, error) {
 		return s.repo.FindAPIKeys(ctx, APIKeyFilter{AfterID: after, Limit: limit})
 	}, func(k *APIKey) string { return k.ID }, keep)
+}
+
+// apiKeyNotFound is the error of a key that does not exist, or that the
+// caller may not see.
+func apiKeyNotFound(id string) error {
+	return Errorf(ENOTFOUND, "API key %q not found", id)
 }
 
 // keyVisible reports whether the caller may see k: its own key, or one
@@ -265,7 +271,7 @@ func (s *APIKeyService) revoke(ctx context.Context, id string, entry *AuditEntry
 		return nil, nil, err
 	}
 	if !validID(id) {
-		return nil, nil, Errorf(ENOTFOUND, "API key %q not found", id)
+		return nil, nil, apiKeyNotFound(id)
 	}
 	manages, err := s.manages(ctx, caller, id)
 	if err != nil {
@@ -346,7 +352,7 @@ func (s *APIKeyService) changeKey(ctx context.Context, id string, entry *AuditEn
 		return nil, err
 	}
 	if !validID(id) {
-		return nil, Errorf(ENOTFOUND, "API key %q not found", id)
+		return nil, apiKeyNotFound(id)
 	}
 	manages, err := s.manages(ctx, caller, id)
 	if err != nil {

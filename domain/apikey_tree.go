@@ -43,18 +43,19 @@ func (s *APIKeyService) manages(ctx context.Context, caller *Caller, id string) 
 }
 
 // mayChange returns EFORBIDDEN unless a caller that manages (see manages)
-// the key k, as stored, also holds all of k's scopes and, unless k is the
-// caller, reaches every project k does.
+// the key k, as stored, also holds all of k's scopes. A key the caller may
+// not see (see keyVisible) is ENOTFOUND, as it is to Get, so that trying to
+// change it tells nothing of it.
 func mayChange(caller *Caller, manages bool, k *APIKey) error {
+	if !keyVisible(caller, k) {
+		return apiKeyNotFound(k.ID)
+	}
 	if !manages {
 		return Errorf(EFORBIDDEN, "API key %s was not created by this key (nor by a key it created): "+
 			"only the key itself, the keys that created it and admin keys may rotate or revoke it", k.ID)
 	}
 	if !caller.Scopes().Covers(k.Scopes) {
 		return Errorf(EFORBIDDEN, "API key %s holds scopes this key lacks", k.ID)
-	}
-	if k.ID != caller.KeyID() && k.Projects.Within(caller.Projects()) != nil {
-		return Errorf(EFORBIDDEN, "API key %s reaches projects this key does not", k.ID)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package domain
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func mustScope(tb testing.TB, names []string, selectors ...string) ProjectScope {
@@ -131,10 +132,39 @@ func TestAPIKeyService_CreateProjectScope(t *testing.T) {
 			t.Fatalf("Create(bad selector) = %v, want %s", err, EINVALID)
 		}
 	})
-	t.Run("ErrForbiddenRotateWider", func(t *testing.T) {
+	t.Run("ErrNotFoundRotateWider", func(t *testing.T) {
 		wide, _ := mustCreateKey(t, s, CreateAPIKey{Name: "wide", Scopes: []string{"commands:read"}})
-		if _, _, err := s.Rotate(ctx, wide.ID, 0); ErrorCode(err) != EFORBIDDEN {
-			t.Fatalf("Rotate(a key reaching every project) by a scoped key = %v, want %s", err, EFORBIDDEN)
+		if _, _, err := s.Rotate(ctx, wide.ID, 0); ErrorCode(err) != ENOTFOUND {
+			t.Fatalf("Rotate(a key reaching every project) by a scoped key = %v, want %s", err, ENOTFOUND)
 		}
 	})
+}
+
+// A key limited to projects learns nothing of the keys outside its scope
+// by trying to rotate or revoke them: they are NOT_FOUND, with the message
+// of a key that does not exist, as apiKey says (rdev issue 14: FORBIDDEN
+// told it the key existed, and that it reached other projects).
+func TestAPIKeyService_ManageOutOfScope(t *testing.T) {
+	s, repo, _ := newTestKeyService()
+	admin, _ := mustCreateKey(t, s, CreateAPIKey{Name: "team admin", Scopes: []string{"admin"}, Projects: []string{"web"}})
+	writer, _ := mustCreateKey(t, s, CreateAPIKey{Name: "team writer", Scopes: []string{"keys:write", "commands:read"}, Projects: []string{"web"}})
+	outside, _ := mustCreateKey(t, s, CreateAPIKey{Name: "billing", Scopes: []string{"commands:read"}, Projects: []string{"billing"}})
+	missing := NewID(time.Now())
+	for _, caller := range []*APIKey{admin, writer} {
+		for name, do := range map[string]func(id string) error{
+			"Rotate": func(id string) error { _, _, err := s.Rotate(keyContext(t, caller), id, 0); return err },
+			"Revoke": func(id string) error { _, _, err := s.Revoke(keyContext(t, caller), id); return err },
+		} {
+			t.Run(caller.Name+"/"+name, func(t *testing.T) {
+				errMissing, errOutside := do(missing), do(outside.ID)
+				wantCode(t, errOutside, ENOTFOUND)
+				if want := strings.ReplaceAll(ErrorMessage(errMissing), missing, outside.ID); ErrorMessage(errOutside) != want {
+					t.Errorf("out of scope: %q; want the message of a missing key, %q", ErrorMessage(errOutside), want)
+				}
+				if k := repo.stored(outside.ID); k.RevokedAt != nil || k.PreviousSecretHash != "" {
+					t.Errorf("the key out of scope changed: %+v", k)
+				}
+			})
+		}
+	}
 }

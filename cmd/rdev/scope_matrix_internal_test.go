@@ -437,7 +437,7 @@ func (m *scopeMatrix) checkKeyChange(t *testing.T, k matrixKey, q string) {
 	}
 	wide := ""
 	if k.restricted {
-		wide = domain.EFORBIDDEN
+		wide = domain.ENOTFOUND // out of its scope, the key is not there
 	}
 	wantCode(t, "unrestricted key", m.do(t, k.token, q, map[string]any{"id": victim.ID}), wide)
 }
