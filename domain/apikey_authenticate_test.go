@@ -108,6 +108,27 @@ func TestAPIKeyService_Authenticate(t *testing.T) {
 		})
 	}
 
+	t.Run("ErrRevokedDuringRead", func(t *testing.T) {
+		// A request that read the key before its revocation here, and
+		// finished after it, may pass; it must not put the key it read
+		// back in the cache for the requests after the revocation.
+		s, repo, _ := newTestKeyService()
+		k, token := mustCreateKey(t, s, CreateAPIKey{Name: "k", Scopes: []string{"projects:read"}})
+		repo.set(func(r *keyRepo) {
+			r.afterFind = func() {
+				if _, _, err := s.Revoke(operatorContext(t), k.ID); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+		mustAuthenticate(t, s, token)
+		if repo.stored(k.ID).RevokedAt == nil {
+			t.Fatal("the key was not revoked during the read")
+		}
+		_, err := s.Authenticate(t.Context(), token, clientAddr)
+		wantCode(t, err, EUNAUTHENTICATED)
+	})
+
 	t.Run("ErrMalformedSkipsRepo", func(t *testing.T) {
 		s, repo, _ := newTestKeyService()
 		_, err := s.Authenticate(t.Context(), strings.Repeat("x", TokenLength), clientAddr)

@@ -31,12 +31,19 @@ type credential struct {
 // a request touches the store only on a miss. An entry is believed while
 // its key is known to be current: read, or confirmed by a read of its
 // version, less than AuthStaleness ago. Changes drop a key's entries
-// (invalidate).
+// (invalidate), and a read that began before a change and ends after it
+// does not put what it read back (see changedSince).
 type authCache struct {
 	mu      sync.RWMutex
 	entries map[credential]*cachedKey
 	// byKey lists each key's credentials, for invalidate.
 	byKey map[string][]credential
+	// gen counts invalidations; dropped holds the gen of each key's last
+	// invalidation, for the keys invalidated since gen was floor (the map
+	// is emptied when it grows past authCacheSize).
+	gen     uint64
+	dropped map[string]uint64
+	floor   uint64
 }
 
 type cachedKey struct {
@@ -47,7 +54,27 @@ type cachedKey struct {
 }
 
 func newAuthCache() *authCache {
-	return &authCache{entries: map[credential]*cachedKey{}, byKey: map[string][]credential{}}
+	return &authCache{entries: map[credential]*cachedKey{}, byKey: map[string][]credential{}, dropped: map[string]uint64{}}
+}
+
+// generation returns the count of invalidations so far: take it before
+// reading a key, and changedSince tells whether the key changed after.
+func (c *authCache) generation() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.gen
+}
+
+// changedSince reports whether the key id may have been invalidated since
+// the generation gen.
+func (c *authCache) changedSince(id string, gen uint64) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.changedSinceLocked(id, gen)
+}
+
+func (c *authCache) changedSinceLocked(id string, gen uint64) bool {
+	return gen < c.floor || c.dropped[id] > gen
 }
 
 // get returns the key cred authenticated, if it is cached and known to be
@@ -62,12 +89,16 @@ func (c *authCache) get(cred credential, now time.Time) *APIKey {
 	return e.key
 }
 
-// put caches k, as read by a read that began at current, as what cred
-// authenticates. A full cache
+// put caches k, as read by a read that began at current, in generation
+// gen, as what cred authenticates, unless the key was invalidated since
+// gen: the change that invalidated it may be missing from k. A full cache
 // first drops an arbitrary entry.
-func (c *authCache) put(cred credential, k *APIKey, current time.Time) {
+func (c *authCache) put(cred credential, k *APIKey, current time.Time, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.changedSinceLocked(cred.keyID, gen) {
+		return
+	}
 	if _, ok := c.entries[cred]; !ok {
 		if len(c.entries) >= authCacheSize {
 			for victim := range c.entries {
@@ -80,11 +111,18 @@ func (c *authCache) put(cred credential, k *APIKey, current time.Time) {
 	c.entries[cred] = &cachedKey{key: k, current: current}
 }
 
-// invalidate drops every entry of the key id.
+// invalidate drops every entry of the key id, and keeps reads of it that
+// are in flight from putting it back.
 func (c *authCache) invalidate(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.dropLocked(id)
+	c.gen++
+	if len(c.dropped) >= authCacheSize {
+		clear(c.dropped)
+		c.floor = c.gen
+	}
+	c.dropped[id] = c.gen
 }
 
 func (c *authCache) dropLocked(id string) {

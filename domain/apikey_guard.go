@@ -68,6 +68,11 @@ func (s *APIKeyService) Guard(ctx context.Context) context.Context {
 	s.guards.byKey[w.keyID][w] = struct{}{}
 	s.judgeLocked(w, c.Key, s.now())
 	s.guards.mu.Unlock()
+	if s.cache.changedSince(w.keyID, c.keyGen) {
+		// The key changed after it authenticated the caller, and the
+		// change may have come before the watch: judge it as stored.
+		s.refreshKeys(ctx, w.keyID)
+	}
 	context.AfterFunc(ctx, func() {
 		s.guards.mu.Lock()
 		defer s.guards.mu.Unlock()

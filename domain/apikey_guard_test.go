@@ -78,6 +78,23 @@ func TestAPIKeyService_Guard(t *testing.T) {
 		wantEnded(t, ctx, EUNAUTHENTICATED, "revoked")
 	})
 
+	t.Run("RevokedBeforeGuard", func(t *testing.T) {
+		// A stream authenticated just before its key is revoked here, and
+		// guarded just after: the revocation found no watch to end, so
+		// Guard must not trust the key the caller was authenticated with.
+		s, _, _ := newTestKeyService()
+		k, token := mustCreateKey(t, s, CreateAPIKey{Name: "sse", Scopes: []string{"commands:read"}})
+		c := &Caller{Addr: clientAddr}
+		if err := s.AuthenticateCaller(t.Context(), c, token); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.Revoke(operatorContext(t), k.ID); err != nil {
+			t.Fatal(err)
+		}
+		ctx := s.Guard(NewContextWithCaller(t.Context(), c))
+		wantEnded(t, ctx, EUNAUTHENTICATED, "revoked")
+	})
+
 	t.Run("RotatedAtOnce", func(t *testing.T) {
 		s, _, _ := newTestKeyService()
 		k, token := mustCreateKey(t, s, CreateAPIKey{Name: "socket", Scopes: []string{"commands:read"}})

@@ -77,7 +77,7 @@ func (s *APIKeyService) AuthenticateCaller(ctx context.Context, c *Caller, token
 	if err != nil {
 		return err
 	}
-	now := s.now()
+	now, gen := s.now(), s.cache.generation()
 	cred := credential{keyID: id, secretHash: hashSecret(secret)}
 	k := s.cache.get(cred, now)
 	if k == nil {
@@ -90,7 +90,7 @@ func (s *APIKeyService) AuthenticateCaller(ctx context.Context, c *Caller, token
 		if !k.matchesHash(cred.secretHash, now) {
 			return Errorf(EUNAUTHENTICATED, "invalid API key")
 		}
-		s.cache.put(cred, k, now)
+		s.cache.put(cred, k, now, gen)
 	} else if !k.matchesHash(cred.secretHash, now) {
 		return Errorf(EUNAUTHENTICATED, "invalid API key") // its grace period ended
 	}
@@ -105,7 +105,7 @@ func (s *APIKeyService) AuthenticateCaller(ctx context.Context, c *Caller, token
 		return Errorf(EFORBIDDEN, "API key %s may not be used from %s", k.ID, c.Addr)
 	}
 	s.recordUse(k.ID, now)
-	c.Key, c.AuthenticatedAt, c.secretHash = k, now, cred.secretHash
+	c.Key, c.AuthenticatedAt, c.secretHash, c.keyGen = k, now, cred.secretHash, gen
 	return nil
 }
 

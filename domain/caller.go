@@ -24,6 +24,10 @@ type Caller struct {
 	// connection is refused once a rotation retires that secret (see
 	// APIKeyService.Guard).
 	secretHash string
+	// keyGen is the authentication cache's generation (see authCache)
+	// before Key was looked up, so that Guard can tell whether Key changed
+	// since.
+	keyGen uint64
 }
 
 // Scopes returns what the caller may do.

@@ -30,6 +30,10 @@ type keyRepo struct {
 	// onTouch, when set, runs at the start of TouchAPIKeys, before the lock,
 	// so a test can act while a flush is in flight.
 	onTouch func()
+	// afterFind, when set, runs once, after FindAPIKeyByID has read a key
+	// and before it returns it, so a test can change the key while a read
+	// is in flight.
+	afterFind func()
 }
 
 var _ APIKeyRepository = (*keyRepo)(nil)
@@ -60,6 +64,18 @@ func (r *keyRepo) CreateAPIKey(_ context.Context, k *APIKey, audit *AuditEntry) 
 }
 
 func (r *keyRepo) FindAPIKeyByID(_ context.Context, id string) (*APIKey, error) {
+	k, err := r.findAPIKeyByID(id)
+	r.mu.Lock()
+	after := r.afterFind
+	r.afterFind = nil
+	r.mu.Unlock()
+	if after != nil {
+		after()
+	}
+	return k, err
+}
+
+func (r *keyRepo) findAPIKeyByID(id string) (*APIKey, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.finds++
