@@ -21,6 +21,13 @@ func TestAPIKeyRepository(t *testing.T) {
 	})
 }
 
+func TestAPIKeyChangedBySQL(t *testing.T) {
+	storetest.TestAPIKeyChangedBySQL(t, func(t *testing.T) (domain.APIKeyRepository, storetest.AuditDB) {
+		s := mustOpenMigrated(t)
+		return s, auditDB(s)
+	})
+}
+
 func TestMigrations(t *testing.T) {
 	storetest.TestMigrations(t, mustOpen, migrations.SQLite)
 }
