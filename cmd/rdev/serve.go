@@ -292,7 +292,9 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 	}
 	gql.Ready = s.health.Ready
 	// The tracing extension comes first, so its span covers the others.
-	gql.Extensions = []graphql.HandlerExtension{tracing.GraphQL()}
+	if tracing.Records() {
+		gql.Extensions = []graphql.HandlerExtension{tracing.GraphQL()}
+	}
 	var h http.Handler
 	if cfg.metrics.Enabled {
 		metrics.Register(telemetry.NewQueueCollector(s.store.QueueStats, log), telemetry.NewProjectsCollector(projects, log),

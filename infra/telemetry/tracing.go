@@ -39,6 +39,9 @@ type Tracing struct {
 	prop      propagation.TextMapPropagator
 	shutdown  func(context.Context) error
 	exporting bool
+	// off is set on the no-op provider, whose spans record nothing: the
+	// middleware then only passes trace context on.
+	off bool
 }
 
 // NewTracing exports spans over OTLP/HTTP (protobuf) when
@@ -89,7 +92,9 @@ func NewTracing(ctx context.Context, version string, getenv func(string) string,
 // NewTracingFor returns tracing with spans from tp, such as an SDK provider
 // with an in-memory exporter in tests. Shutdown does not shut tp down.
 func NewTracingFor(tp trace.TracerProvider) *Tracing {
+	_, off := tp.(noop.TracerProvider)
 	return &Tracing{
+		off:      off,
 		tracer:   tp.Tracer(instrumentation),
 		prop:     propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
 		shutdown: func(context.Context) error { return nil },
@@ -98,6 +103,12 @@ func NewTracingFor(tp trace.TracerProvider) *Tracing {
 
 // Exporting reports whether spans are exported.
 func (t *Tracing) Exporting() bool { return t.exporting }
+
+// Records reports whether spans record anything: not on the no-op
+// provider. Where they do not, the GraphQL extension would only cost every
+// operation and field, and can be left out; the request's trace context,
+// which commands and webhook messages carry on, comes from the middleware.
+func (t *Tracing) Records() bool { return !t.off }
 
 // Shutdown exports the spans still buffered and stops the exporter; it gives
 // up when ctx ends.
