@@ -475,10 +475,23 @@ func nestedCases() map[string]func(t *testing.T, m *scopeMatrix, k matrixKey) {
 			wantCode(t, "commandOutput(pay's).command", r, "")
 		},
 		"Webhook.deliveries": func(t *testing.T, m *scopeMatrix, k matrixKey) {
-			q := `query($id: ID!) { webhook(id: $id) { deliveries(first: 10) { nodes { id } } } }`
-			r := m.do(t, k.token, q, map[string]any{"id": k.hook})
-			wantCode(t, "own webhook.deliveries", r, "")
-			if got := ids(path(r.Data, "webhook", "deliveries")); !slices.Contains(got, k.delivery) {
+			// Newest first, and the other cases add deliveries meanwhile:
+			// page through all of them.
+			q := `query($id: ID!, $after: String) { webhook(id: $id) { deliveries(first: 100, after: $after) {
+				nodes { id } pageInfo { hasNextPage endCursor } } } }`
+			var got []string
+			for after := any(nil); ; {
+				r := m.do(t, k.token, q, map[string]any{"id": k.hook, "after": after})
+				wantCode(t, "own webhook.deliveries", r, "")
+				got = append(got, ids(path(r.Data, "webhook", "deliveries"))...)
+				if more, _ := path(r.Data, "webhook", "deliveries", "pageInfo", "hasNextPage").(bool); !more {
+					break
+				}
+				if after = path(r.Data, "webhook", "deliveries", "pageInfo", "endCursor"); after == nil {
+					t.Fatal("hasNextPage without an endCursor")
+				}
+			}
+			if !slices.Contains(got, k.delivery) {
 				t.Errorf("own endpoint's deliveries %q lack %s", got, k.delivery)
 			}
 			wantCode(t, "unrestricted webhook.deliveries", m.do(t, k.token, q, map[string]any{"id": m.hookAdmin}), outCode(k, ""))
