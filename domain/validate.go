@@ -33,10 +33,7 @@ const (
 )
 
 var (
-	// projectIDPattern is a DNS-1123 label, the rule Kubernetes applies to
-	// label values used as project names.
-	projectIDPattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	envNamePattern   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	// labelNamePattern is the name part of a Kubernetes label key and the
 	// shape of a non-empty label value.
 	labelNamePattern = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
@@ -46,12 +43,27 @@ var (
 
 // ---------------------------------------------------------------- projects
 
-// ValidateProjectID returns EINVALID unless id is a DNS-1123 label.
+// ValidateProjectID returns EINVALID unless id is a DNS-1123 label, the rule
+// Kubernetes applies to label values used as project names.
 func ValidateProjectID(id string) error {
-	if len(id) > MaxProjectIDLength || !projectIDPattern.MatchString(id) {
+	if len(id) > MaxProjectIDLength || !isDNSLabel(id) {
 		return Errorf(EINVALID, "projectId: %q is not a DNS-1123 label (lower-case letters, digits and '-', at most %d characters)", Clip(id), MaxProjectIDLength)
 	}
 	return nil
+}
+
+// isDNSLabel reports whether s matches ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$, by
+// hand: every listed project is checked on every request that lists them.
+func isDNSLabel(s string) bool {
+	if s == "" || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := range len(s) {
+		if c := s[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidateLabelFilter checks the labels of a project filter against

@@ -3,6 +3,7 @@ package resolvers
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/graph-gophers/dataloader/v7"
 
@@ -21,20 +22,30 @@ func (k projectCommandsKey) String() string {
 }
 
 // loaders batch per-parent fields of one GraphQL operation into single store
-// queries. They live for one operation, so nothing is cached across requests.
+// queries. They live for one operation, so nothing is cached across requests,
+// and are made on first use: most operations select no per-parent field.
 type loaders struct {
+	svc  *domain.CommandService
+	once sync.Once
+	// commands is set by once.
 	commands *dataloader.Loader[projectCommandsKey, domain.Page[*domain.Command]]
 }
 
 type loadersKey struct{}
 
-func newLoaders(svc *domain.CommandService) *loaders {
-	return &loaders{commands: dataloader.NewBatchedLoader(
-		func(ctx context.Context, keys []projectCommandsKey) []*dataloader.Result[domain.Page[*domain.Command]] {
-			return loadProjectCommands(ctx, svc, keys)
-		},
-		dataloader.WithCache[projectCommandsKey, domain.Page[*domain.Command]](&dataloader.NoCache[projectCommandsKey, domain.Page[*domain.Command]]{}),
-	)}
+func newLoaders(svc *domain.CommandService) *loaders { return &loaders{svc: svc} }
+
+// commandsLoader returns the project commands loader, making it first.
+func (l *loaders) commandsLoader() *dataloader.Loader[projectCommandsKey, domain.Page[*domain.Command]] {
+	l.once.Do(func() {
+		l.commands = dataloader.NewBatchedLoader(
+			func(ctx context.Context, keys []projectCommandsKey) []*dataloader.Result[domain.Page[*domain.Command]] {
+				return loadProjectCommands(ctx, l.svc, keys)
+			},
+			dataloader.WithCache[projectCommandsKey, domain.Page[*domain.Command]](&dataloader.NoCache[projectCommandsKey, domain.Page[*domain.Command]]{}),
+		)
+	})
+	return l.commands
 }
 
 // loadProjectCommands answers a batch with one query per distinct
@@ -66,7 +77,7 @@ func loadProjectCommands(ctx context.Context, svc *domain.CommandService, keys [
 }
 
 func (l *loaders) projectCommands(ctx context.Context, projectID string, status domain.CommandStatus, first int) (domain.Page[*domain.Command], error) {
-	return l.commands.Load(ctx, projectCommandsKey{projectID, status, first})()
+	return l.commandsLoader().Load(ctx, projectCommandsKey{projectID, status, first})()
 }
 
 func withLoaders(ctx context.Context, l *loaders) context.Context {

@@ -9,6 +9,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
+// traceparentHeader is the canonical key of the W3C traceparent header.
+var traceparentHeader = http.CanonicalHeaderKey("traceparent")
+
 // Middleware gives every request next answers a server span, named by the
 // method and the route pattern its http.ServeMux matched ("POST /graphql"),
 // never the raw path. A client's traceparent (and tracestate, baggage) makes
@@ -19,8 +22,11 @@ import (
 func (t *Tracing) Middleware(next http.Handler) http.Handler {
 	if t.off {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if ctx := t.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header)); trace.SpanContextFromContext(ctx).IsValid() {
-				r = r.WithContext(ctx)
+			// Only a traceparent makes a trace context worth passing on.
+			if _, ok := r.Header[traceparentHeader]; ok {
+				if ctx := t.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header)); trace.SpanContextFromContext(ctx).IsValid() {
+					r = r.WithContext(ctx)
+				}
 			}
 			next.ServeHTTP(w, r)
 		})
