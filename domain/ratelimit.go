@@ -140,7 +140,7 @@ func (s *RateLimitService) ChargeRequest(ctx context.Context) (Quota, error) {
 	if !ok {
 		return Quota{}, nil
 	}
-	return s.take(ctx, s.keys, b, 1, fmt.Sprintf("%d requests per %s for this API key", b.Limit, b.Window))
+	return s.take(ctx, s.keys, b, 1, func() string { return fmt.Sprintf("%d requests per %s for this API key", b.Limit, b.Window) })
 }
 
 // ChargeExecute charges n executeCommand calls to the caller's key. It
@@ -152,7 +152,9 @@ func (s *RateLimitService) ChargeExecute(ctx context.Context, n int) (Quota, err
 		return Quota{}, nil
 	}
 	b := Budget{Name: "execute", Subject: c.Key.ID, Limit: s.limits.ExecutePerMinute, Window: time.Minute}
-	return s.take(ctx, s.keys, b, n, fmt.Sprintf("%d executeCommand calls per minute for this API key", b.Limit))
+	return s.take(ctx, s.keys, b, n, func() string {
+		return fmt.Sprintf("%d executeCommand calls per minute for this API key", b.Limit)
+	})
 }
 
 // CheckAuthFailures returns a *RateLimitError (ERATELIMITED) if addr has
@@ -212,13 +214,16 @@ func (s *RateLimitService) keyAuthFailures(keyID string) Budget {
 	return Budget{Name: "auth_failures_key", Subject: keyID, Limit: s.limits.AuthFailuresPerMinute, Window: time.Minute}
 }
 
-func (s *RateLimitService) take(ctx context.Context, l RateLimiter, b Budget, n int, what string) (Quota, error) {
+// take charges n units to b through l. what describes the budget in the
+// error of a refused charge; it is called only then, so a charge that fits
+// formats nothing.
+func (s *RateLimitService) take(ctx context.Context, l RateLimiter, b Budget, n int, what func() string) (Quota, error) {
 	q, taken, err := l.Take(ctx, b, n)
 	if err != nil {
 		return Quota{}, err
 	}
 	if !taken {
-		return q, NewRateLimitError(what, q, s.now())
+		return q, NewRateLimitError(what(), q, s.now())
 	}
 	return q, nil
 }

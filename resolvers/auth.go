@@ -36,7 +36,7 @@ func (a *authenticator) middleware(next http.Handler) http.Handler {
 			UserAgent: clip(r.UserAgent(), 256),
 			RequestID: requestIDFrom(r),
 		}
-		w.Header().Set("X-Request-ID", caller.RequestID)
+		w.Header().Set(headerRequestID, caller.RequestID)
 		if h := r.Header.Get("Authorization"); h != "" {
 			if err := a.authenticate(r.Context(), caller, h); err != nil {
 				a.refused(r.Context(), h, caller, err)
@@ -178,10 +178,14 @@ func isTrusted(addr netip.Addr, trusted []netip.Prefix) bool {
 	return false
 }
 
+// headerRequestID is X-Request-ID in canonical form, which net/http reads
+// and writes without converting it on every request.
+var headerRequestID = http.CanonicalHeaderKey("X-Request-ID")
+
 // requestIDFrom keeps a client's X-Request-ID if it is short and plain, and
 // makes a new one otherwise.
 func requestIDFrom(r *http.Request) string {
-	id := r.Header.Get("X-Request-ID")
+	id := r.Header.Get(headerRequestID)
 	if id == "" || len(id) > 64 || strings.Trim(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != "" {
 		return domain.NewID(time.Now())
 	}

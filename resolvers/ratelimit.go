@@ -42,15 +42,23 @@ func (r *rateRequest) refused(err error) {
 	r.retry = max(r.retry, rerr.RetryAfter)
 }
 
+// The RateLimit-* headers in canonical form, which net/http writes without
+// converting them on every response.
+var (
+	headerRateLimitLimit     = http.CanonicalHeaderKey("RateLimit-Limit")
+	headerRateLimitRemaining = http.CanonicalHeaderKey("RateLimit-Remaining")
+	headerRateLimitReset     = http.CanonicalHeaderKey("RateLimit-Reset")
+)
+
 // setHeaders writes the RateLimit-* headers of the request budget (none if
 // nothing was charged) and Retry-After after a refusal.
 func (r *rateRequest) setHeaders(h http.Header, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if q := r.quota; q.Limit > 0 {
-		h.Set("RateLimit-Limit", strconv.Itoa(q.Limit))
-		h.Set("RateLimit-Remaining", strconv.Itoa(q.Remaining))
-		h.Set("RateLimit-Reset", strconv.Itoa(secondsUntil(q.Reset, now)))
+		h.Set(headerRateLimitLimit, strconv.Itoa(q.Limit))
+		h.Set(headerRateLimitRemaining, strconv.Itoa(q.Remaining))
+		h.Set(headerRateLimitReset, strconv.Itoa(secondsUntil(q.Reset, now)))
 	}
 	if r.retry > 0 {
 		h.Set("Retry-After", strconv.Itoa(int(r.retry/time.Second)))
