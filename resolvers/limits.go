@@ -11,6 +11,7 @@ import (
 	"github.com/99designs/gqlgen/complexity"
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"github.com/vektah/gqlparser/v2/validator/core"
@@ -180,6 +181,18 @@ func saturatingAdd(a, b int) int {
 type complexityLimit struct {
 	max int
 	es  graphql.ExecutableSchema
+	// known holds the costs of documents of one operation without
+	// variables, by document: their cost depends on the document alone, so
+	// a client repeating one (as most do) does not have it walked again.
+	known graphql.Cache[int]
+}
+
+// complexityCacheSize is how many documents' costs complexityLimit keeps,
+// as many as the handler's query cache keeps parsed documents.
+const complexityCacheSize = 1000
+
+func newComplexityLimit(limit int) *complexityLimit {
+	return &complexityLimit{max: limit, known: lru.New[int](complexityCacheSize)}
 }
 
 var _ interface {
@@ -198,11 +211,26 @@ func (c *complexityLimit) Validate(es graphql.ExecutableSchema) error {
 
 // MutateOperationContext computes the operation's cost with its variables.
 func (c *complexityLimit) MutateOperationContext(ctx context.Context, rc *graphql.OperationContext) *gqlerror.Error {
-	cost := complexity.Calculate(ctx, c.es, rc.Operation, rc.Variables)
-	if cost > c.max {
+	if cost := c.cost(ctx, rc); cost > c.max {
 		return limitError(limitNameComplexity, "operation %s has complexity %d, which exceeds the limit of %d (RDEV_MAX_COMPLEXITY)", opName(rc.Operation), cost, c.max)
 	}
 	return nil
+}
+
+// cost returns the operation's cost, from known when its document has been
+// seen.
+func (c *complexityLimit) cost(ctx context.Context, rc *graphql.OperationContext) int {
+	cacheable := rc.RawQuery != "" && rc.Doc != nil && len(rc.Doc.Operations) == 1 && len(rc.Operation.VariableDefinitions) == 0
+	if cacheable {
+		if cost, ok := c.known.Get(ctx, rc.RawQuery); ok {
+			return cost
+		}
+	}
+	cost := complexity.Calculate(ctx, c.es, rc.Operation, rc.Variables)
+	if cacheable {
+		c.known.Add(ctx, rc.RawQuery, cost)
+	}
+	return cost
 }
 
 // costs is the cost model: every field costs 1 plus what is selected under

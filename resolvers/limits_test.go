@@ -76,6 +76,30 @@ func TestHandler_Limits(t *testing.T) {
 	})
 }
 
+// TestHandler_ComplexityRepeated: a document's cost is remembered only
+// where it cannot change: a document without variables is refused (or
+// answered) every time it comes, and one with variables is costed again
+// with each request's values.
+func TestHandler_ComplexityRepeated(t *testing.T) {
+	ts := newTestServerWith(t, func(c *Config) { c.MaxComplexity = 1000 })
+	const fixed = `{ projects(first: 100) { nodes { commands(first: 100) { nodes { id } } } } }`
+	const variable = `query($n: Int) { projects(first: $n) { nodes { id commands(first: $n) { nodes { id } } } } }`
+	for i, tc := range []struct {
+		query string
+		n     int
+		over  bool
+	}{
+		{fixed, 0, true}, {fixed, 0, true},
+		{`{ projects { nodes { id } } }`, 0, false}, {`{ projects { nodes { id } } }`, 0, false},
+		{variable, 50, true}, {variable, 1, false}, {variable, 50, true},
+	} {
+		r := ts.query(t, ts.admin, tc.query, map[string]any{"n": tc.n})
+		if over := len(r.Errors) == 1 && r.Errors[0].Extensions["limit"] == limitNameComplexity; over != tc.over || (!over && len(r.Errors) > 0) {
+			t.Errorf("request %d (n=%d): errors %v, want refused: %v", i, tc.n, r.Errors, tc.over)
+		}
+	}
+}
+
 func TestHandler_FieldSuggestions(t *testing.T) {
 	const q = `{ viewer { nme } }`
 	for _, on := range []bool{false, true} {

@@ -151,7 +151,7 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 		srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](cfg.APQCacheSize)})
 	}
 	if cfg.MaxComplexity >= 0 {
-		srv.Use(&complexityLimit{max: cfg.MaxComplexity})
+		srv.Use(newComplexityLimit(cfg.MaxComplexity))
 	}
 	if cfg.Introspection {
 		srv.Use(extension.Introspection{})
