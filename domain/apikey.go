@@ -122,6 +122,9 @@ func (k *APIKey) AllowsAddr(addr netip.Addr) bool {
 type APIKeyFilter struct {
 	AfterID string
 	Limit   int
+	// CreatedBy, when not "", keeps only the keys that key created
+	// itself (its children, not their children).
+	CreatedBy string
 }
 
 // APIKeyRepository stores API keys.

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 )
 
 // boundByCreator keeps k, which the key parent is creating, within what
@@ -37,10 +38,28 @@ func (s *APIKeyService) boundByCreator(k, parent *APIKey) error {
 		k.RateLimit = parent.RateLimit
 		return nil
 	}
-	if limit := s.effectiveRateLimit(parent); limit > 0 && k.RateLimit > limit {
-		return Errorf(EFORBIDDEN, "rateLimit: %d requests per second is more than the creating key's %d", k.RateLimit, limit)
+	if !s.rateLimitWithin(k.RateLimit, parent) {
+		return Errorf(EFORBIDDEN, "rateLimit: %d requests per second is more than the creating key's %d", k.RateLimit, s.effectiveRateLimit(parent))
 	}
 	return nil
+}
+
+// rateLimitWithin reports whether a key whose own rate limit is rate (0:
+// the server default) is held to no more than bound is: 0 only when bound
+// follows the default too (a default may be raised), otherwise no more
+// than bound's effective rate.
+func (s *APIKeyService) rateLimitWithin(rate int, bound *APIKey) bool {
+	if rate == 0 {
+		return bound.RateLimit == 0
+	}
+	limit := s.effectiveRateLimit(bound)
+	return limit == 0 || rate <= limit
+}
+
+// expiryWithin reports whether a key expiring at (nil: never) stops
+// working no later than one expiring at bound.
+func expiryWithin(at, bound *time.Time) bool {
+	return bound == nil || (at != nil && !at.After(*bound))
 }
 
 // effectiveRateLimit returns k's requests per second, 0 for unlimited.
@@ -54,19 +73,34 @@ func (s *APIKeyService) effectiveRateLimit(k *APIKey) int {
 // cidrsWithin returns EFORBIDDEN unless every prefix of child lies inside
 // one of parent's, or parent has none (any address).
 func cidrsWithin(child, parent []netip.Prefix) error {
-	if len(parent) == 0 {
+	outside, beyond := cidrsBeyond(child, parent)
+	switch {
+	case !beyond:
 		return nil
-	}
-	if len(child) == 0 {
+	case !outside.IsValid():
 		return Errorf(EFORBIDDEN, "allowedCIDRs: the creating key may only be used from %s, so the keys it creates must list allowedCIDRs within those",
 			joinPrefixes(parent))
+	default:
+		return Errorf(EFORBIDDEN, "allowedCIDRs: %s is not within the creating key's allowed CIDRs (%s)", outside, joinPrefixes(parent))
+	}
+}
+
+// cidrsBeyond reports whether child admits an address parent does not,
+// and if so the first prefix of child outside all of parent's, or the
+// zero prefix when child has none (any address) and parent has some.
+func cidrsBeyond(child, parent []netip.Prefix) (outside netip.Prefix, beyond bool) {
+	if len(parent) == 0 {
+		return netip.Prefix{}, false
+	}
+	if len(child) == 0 {
+		return netip.Prefix{}, true
 	}
 	for _, c := range child {
 		if !slices.ContainsFunc(parent, func(p netip.Prefix) bool { return prefixWithin(c, p) }) {
-			return Errorf(EFORBIDDEN, "allowedCIDRs: %s is not within the creating key's allowed CIDRs (%s)", c, joinPrefixes(parent))
+			return c, true
 		}
 	}
-	return nil
+	return netip.Prefix{}, false
 }
 
 // prefixWithin reports whether every address of inner is in outer. Both

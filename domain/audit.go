@@ -18,6 +18,7 @@ const (
 	AuditKeyCreate      = "key.create"
 	AuditKeyRevoke      = "key.revoke"
 	AuditKeyRotate      = "key.rotate"
+	AuditKeyUpdate      = "key.update"
 
 	AuditWebhookCreate       = "webhook.create"
 	AuditWebhookUpdate       = "webhook.update"

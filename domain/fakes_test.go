@@ -98,7 +98,7 @@ func (r *keyRepo) FindAPIKeys(_ context.Context, f APIKeyFilter) ([]*APIKey, err
 	}
 	var out []*APIKey
 	for _, id := range slices.Sorted(maps.Keys(r.keys)) {
-		if id <= f.AfterID {
+		if id <= f.AfterID || (f.CreatedBy != "" && r.keys[id].CreatedBy != f.CreatedBy) {
 			continue
 		}
 		if f.Limit > 0 && len(out) == f.Limit {

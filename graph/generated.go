@@ -205,6 +205,7 @@ type ComplexityRoot struct {
 		RotateAPIKey             func(childComplexity int, input model.RotateAPIKeyInput) int
 		RotateWebhookSecret      func(childComplexity int, input model.RotateWebhookSecretInput) int
 		TestWebhook              func(childComplexity int, input model.TestWebhookInput) int
+		UpdateAPIKey             func(childComplexity int, input model.UpdateAPIKeyInput) int
 		UpdateWebhook            func(childComplexity int, input model.UpdateWebhookInput) int
 	}
 
@@ -312,6 +313,10 @@ type ComplexityRoot struct {
 		Delivery func(childComplexity int) int
 	}
 
+	UpdateAPIKeyPayload struct {
+		APIKey func(childComplexity int) int
+	}
+
 	UpdateWebhookPayload struct {
 		Webhook func(childComplexity int) int
 	}
@@ -417,6 +422,7 @@ type MutationResolver interface {
 	CreateAPIKey(ctx context.Context, input model.CreateAPIKeyInput) (*model.CreateAPIKeyPayload, error)
 	RevokeAPIKey(ctx context.Context, input model.RevokeAPIKeyInput) (*model.RevokeAPIKeyPayload, error)
 	RotateAPIKey(ctx context.Context, input model.RotateAPIKeyInput) (*model.RotateAPIKeyPayload, error)
+	UpdateAPIKey(ctx context.Context, input model.UpdateAPIKeyInput) (*model.UpdateAPIKeyPayload, error)
 	ExecuteCommand(ctx context.Context, input model.ExecuteCommandInput) (*model.ExecuteCommandPayload, error)
 	CancelCommand(ctx context.Context, input model.CancelCommandInput) (*model.CancelCommandPayload, error)
 	CreateWebhook(ctx context.Context, input model.CreateWebhookInput) (*model.CreateWebhookPayload, error)
@@ -1154,6 +1160,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.TestWebhook(childComplexity, args["input"].(model.TestWebhookInput)), true
+	case "Mutation.updateAPIKey":
+		if e.ComplexityRoot.Mutation.UpdateAPIKey == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_updateAPIKey_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UpdateAPIKey(childComplexity, args["input"].(model.UpdateAPIKeyInput)), true
 	case "Mutation.updateWebhook":
 		if e.ComplexityRoot.Mutation.UpdateWebhook == nil {
 			break
@@ -1584,6 +1601,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.TestWebhookPayload.Delivery(childComplexity), true
 
+	case "UpdateAPIKeyPayload.apiKey":
+		if e.ComplexityRoot.UpdateAPIKeyPayload.APIKey == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpdateAPIKeyPayload.APIKey(childComplexity), true
+
 	case "UpdateWebhookPayload.webhook":
 		if e.ComplexityRoot.UpdateWebhookPayload.Webhook == nil {
 			break
@@ -1853,6 +1877,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("RotateAPIKeyInput", ec.unmarshalInputRotateAPIKeyInput),
 			graphql.NewInputUnmarshaler("RotateWebhookSecretInput", ec.unmarshalInputRotateWebhookSecretInput),
 			graphql.NewInputUnmarshaler("TestWebhookInput", ec.unmarshalInputTestWebhookInput),
+			graphql.NewInputUnmarshaler("UpdateAPIKeyInput", ec.unmarshalInputUpdateAPIKeyInput),
 			graphql.NewInputUnmarshaler("UpdateWebhookInput", ec.unmarshalInputUpdateWebhookInput),
 		)
 	}
@@ -2118,7 +2143,7 @@ type AuditEntry {
   userAgent: String!
   "The request's ID (the X-Request-ID response header)."
   requestId: String!
-  "What was done, e.g. command.execute, command.cancel, command.finish, key.create, key.revoke, key.rotate."
+  "What was done, e.g. command.execute, command.cancel, command.finish, key.create, key.revoke, key.rotate, key.update."
   action: String!
   "What it was done to: a command or API key ID."
   target: String!
@@ -2185,6 +2210,20 @@ type Mutation {
   keys that created it and ADMIN keys may rotate a key (FORBIDDEN).
   """
   rotateAPIKey("Which key to rotate, and how." input: RotateAPIKeyInput!): RotateAPIKeyPayload! @hasScope(scope: KEYS_WRITE)
+
+  """
+  Renames a key and narrows what it may do: fewer scopes, allowedCIDRs
+  within its own, fewer projects or stricter selectors, a lower rateLimit,
+  an earlier (or a first) expiresAt. Fields left out stay as they are.
+  Widening any of them is FORBIDDEN, naming the field: make a new key
+  instead. Keys it created that would then reach further than it are
+  CONFLICT, named in the message: narrow or revoke them first. A revoked or
+  expired key is CONFLICT. Who may update a key is who may revoke it
+  (FORBIDDEN). The change reaches open connections and subscriptions of
+  the key, on every replica, within 5 seconds: one that needs what was
+  taken away ends with FORBIDDEN. Null when it fails.
+  """
+  updateAPIKey("Which key, and what to change." input: UpdateAPIKeyInput!): UpdateAPIKeyPayload @hasScope(scope: KEYS_WRITE)
 
   """
   Queues a command in a project and returns it QUEUED; follow it with the
@@ -2705,6 +2744,37 @@ type RotateAPIKeyPayload {
   apiKey: APIKey!
   "The new bearer token. It is shown only this once."
   token: String!
+}
+
+"""
+Input of updateAPIKey. Every field but id is optional; one left out stays
+as it is, and each given must narrow the key (or, for name, may be anything).
+"""
+input UpdateAPIKeyInput {
+  "The key to change."
+  id: ID!
+  "A new name, 1 to 100 printable characters."
+  name: String
+  "The scopes the key keeps; each must be one it holds (at least one)."
+  scopes: [Scope!]
+  "CIDR prefixes the key may be used from from now on, each within one of its current ones (any, when it has none); an empty list (any address) only for a key that has none."
+  allowedCIDRs: [String!]
+  "Its own limit in requests per second, not more than its current one (or the server default, when it has none); 0 (the server default) only for a key already at the default."
+  rateLimit: Int
+  "When the key stops working: in the future, and not after its current expiry."
+  expiresAt: Time
+  "Project names the key keeps; each must be among its current names, unless it reaches every project. Replaces the names only; its selectors stay unless projectSelectors is given."
+  projects: [ID!]
+  "Label selectors the key keeps; each must contain every requirement of one of its current selectors, unless it reaches every project. Replaces the selectors only."
+  projectSelectors: [String!]
+}
+
+"""
+Result of updateAPIKey.
+"""
+type UpdateAPIKeyPayload {
+  "The key as changed."
+  apiKey: APIKey!
 }
 
 """
@@ -3537,6 +3607,14 @@ func (ec *executionContext) childFields_TestWebhookPayload(ctx context.Context, 
 	return nil, fmt.Errorf("no field named %q was found under type TestWebhookPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_UpdateAPIKeyPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "apiKey":
+		return ec.fieldContext_UpdateAPIKeyPayload_apiKey(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UpdateAPIKeyPayload", field.Name)
+}
+
 func (ec *executionContext) childFields_UpdateWebhookPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "webhook":
@@ -3919,6 +3997,20 @@ func (ec *executionContext) field_Mutation_testWebhook_args(ctx context.Context,
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (model.TestWebhookInput, error) {
 			return ec.unmarshalNTestWebhookInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐTestWebhookInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_updateAPIKey_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.UpdateAPIKeyInput, error) {
+			return ec.unmarshalNUpdateAPIKeyInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐUpdateAPIKeyInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -6766,6 +6858,68 @@ func (ec *executionContext) fieldContext_Mutation_rotateAPIKey(ctx context.Conte
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_updateAPIKey(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_updateAPIKey(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UpdateAPIKey(ctx, fc.Args["input"].(model.UpdateAPIKeyInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope(ctx, "KEYS_WRITE")
+				if err != nil {
+					var zeroVal *model.UpdateAPIKeyPayload
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal *model.UpdateAPIKeyPayload
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.UpdateAPIKeyPayload) graphql.Marshaler {
+			return ec.marshalOUpdateAPIKeyPayload2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐUpdateAPIKeyPayload(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_updateAPIKey(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UpdateAPIKeyPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_updateAPIKey_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_executeCommand(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -9298,6 +9452,38 @@ func (ec *executionContext) fieldContext_TestWebhookPayload_delivery(_ context.C
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_WebhookDelivery(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _UpdateAPIKeyPayload_apiKey(ctx context.Context, field graphql.CollectedField, obj *model.UpdateAPIKeyPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpdateAPIKeyPayload_apiKey(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.APIKey, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.APIKey) graphql.Marshaler {
+			return ec.marshalNAPIKey2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAPIKey(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UpdateAPIKeyPayload_apiKey(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "UpdateAPIKeyPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_APIKey(ctx, field)
 		},
 	}
 	return fc, nil
@@ -12154,6 +12340,97 @@ func UnmarshalTestWebhookInput(ctx context.Context, raw any) (model.TestWebhookI
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputUpdateAPIKeyInput(ctx context.Context, obj any) (model.UpdateAPIKeyInput, error) {
+	var it model.UpdateAPIKeyInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"id", "name", "scopes", "allowedCIDRs", "rateLimit", "expiresAt", "projects", "projectSelectors"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "id":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("id"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ID = data
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "scopes":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("scopes"))
+			data, err := ec.unmarshalOScope2ᚕgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScopeᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Scopes = data
+		case "allowedCIDRs":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("allowedCIDRs"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AllowedCIDRs = data
+		case "rateLimit":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("rateLimit"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RateLimit = data
+		case "expiresAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("expiresAt"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExpiresAt = data
+		case "projects":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("projects"))
+			data, err := ec.unmarshalOID2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Projects = data
+		case "projectSelectors":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("projectSelectors"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ProjectSelectors = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalUpdateAPIKeyInput unmarshals raw into the UpdateAPIKeyInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalUpdateAPIKeyInput(ctx context.Context, raw any) (model.UpdateAPIKeyInput, error) {
+	var out model.UpdateAPIKeyInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "UpdateAPIKeyInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputUpdateWebhookInput(ctx context.Context, obj any) (model.UpdateWebhookInput, error) {
 	var it model.UpdateWebhookInput
 	if obj == nil {
@@ -13281,6 +13558,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "updateAPIKey":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_updateAPIKey(ctx, field)
+			})
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		case "executeCommand":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_executeCommand(ctx, field)
@@ -14082,6 +14366,39 @@ func (ec *executionContext) _TestWebhookPayload(ctx context.Context, sel ast.Sel
 			out.Values[i] = graphql.MarshalString("TestWebhookPayload")
 		case "delivery":
 			out.Values[i] = ec._TestWebhookPayload_delivery(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var updateAPIKeyPayloadImplementors = []string{"UpdateAPIKeyPayload"}
+
+func (ec *executionContext) _UpdateAPIKeyPayload(ctx context.Context, sel ast.SelectionSet, obj *model.UpdateAPIKeyPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, updateAPIKeyPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UpdateAPIKeyPayload")
+		case "apiKey":
+			out.Values[i] = ec._UpdateAPIKeyPayload_apiKey(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -15746,6 +16063,11 @@ func (ec *executionContext) marshalNTime2timeᚐTime(ctx context.Context, sel as
 	return res
 }
 
+func (ec *executionContext) unmarshalNUpdateAPIKeyInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐUpdateAPIKeyInput(ctx context.Context, v any) (model.UpdateAPIKeyInput, error) {
+	res, err := ec.unmarshalInputUpdateAPIKeyInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalNUpdateWebhookInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐUpdateWebhookInput(ctx context.Context, v any) (model.UpdateWebhookInput, error) {
 	res, err := ec.unmarshalInputUpdateWebhookInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -16369,6 +16691,42 @@ var (
 	}
 )
 
+func (ec *executionContext) unmarshalOScope2ᚕgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScopeᚄ(ctx context.Context, v any) ([]domain.Scope, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]domain.Scope, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOScope2ᚕgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScopeᚄ(ctx context.Context, sel ast.SelectionSet, v []domain.Scope) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) unmarshalOString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
 	if v == nil {
 		return nil, nil
@@ -16438,6 +16796,13 @@ func (ec *executionContext) marshalOTime2ᚖtimeᚐTime(ctx context.Context, sel
 	_ = ctx
 	res := graphql.MarshalTime(*v)
 	return res
+}
+
+func (ec *executionContext) marshalOUpdateAPIKeyPayload2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐUpdateAPIKeyPayload(ctx context.Context, sel ast.SelectionSet, v *model.UpdateAPIKeyPayload) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._UpdateAPIKeyPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalOWebhook2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐWebhook(ctx context.Context, sel ast.SelectionSet, v *domain.Webhook) graphql.Marshaler {

@@ -38,6 +38,7 @@ var mutationActions = map[string]string{
 	"createAPIKey":   domain.AuditKeyCreate,
 	"revokeAPIKey":   domain.AuditKeyRevoke,
 	"rotateAPIKey":   domain.AuditKeyRotate,
+	"updateAPIKey":   domain.AuditKeyUpdate,
 	"executeCommand": domain.AuditCommandExecute,
 	"cancelCommand":  domain.AuditCommandCancel,
 

@@ -113,7 +113,7 @@ func (m *memKeys) FindAPIKeys(_ context.Context, f domain.APIKeyFilter) ([]*doma
 	m.calls++
 	var out []*domain.APIKey
 	for _, id := range slices.Sorted(maps.Keys(m.keys)) {
-		if id > f.AfterID && (f.Limit == 0 || len(out) < f.Limit) {
+		if id > f.AfterID && (f.Limit == 0 || len(out) < f.Limit) && (f.CreatedBy == "" || m.keys[id].CreatedBy == f.CreatedBy) {
 			k := m.keys[id]
 			out = append(out, &k)
 		}

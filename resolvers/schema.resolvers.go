@@ -167,6 +167,22 @@ func (r *mutationResolver) RotateAPIKey(ctx context.Context, input model.RotateA
 	return &model.RotateAPIKeyPayload{APIKey: k, Token: token}, nil
 }
 
+// UpdateAPIKey is the resolver for the updateAPIKey field.
+func (r *mutationResolver) UpdateAPIKey(ctx context.Context, input model.UpdateAPIKeyInput) (*model.UpdateAPIKeyPayload, error) {
+	in := domain.UpdateAPIKey{
+		Name: input.Name, AllowedCIDRs: input.AllowedCIDRs, RateLimit: input.RateLimit, ExpiresAt: input.ExpiresAt,
+		Projects: input.Projects, ProjectSelectors: input.ProjectSelectors,
+	}
+	if input.Scopes != nil { // left out keeps them; Strings would make it an empty list
+		in.Scopes = domain.Scopes(input.Scopes).Strings()
+	}
+	k, err := r.APIKeyService.Update(ctx, input.ID, in)
+	if err != nil {
+		return nil, err
+	}
+	return &model.UpdateAPIKeyPayload{APIKey: k}, nil
+}
+
 func (r *mutationResolver) ExecuteCommand(ctx context.Context, input model.ExecuteCommandInput) (*model.ExecuteCommandPayload, error) {
 	// Charged per field, so each alias in a request costs one.
 	if _, err := r.RateLimitService.ChargeExecute(ctx, 1); err != nil {

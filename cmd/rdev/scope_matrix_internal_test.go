@@ -294,6 +294,10 @@ func rootCases() map[string]rootCase {
 			check: func(t *testing.T, m *scopeMatrix, k matrixKey) {
 				m.checkKeyChange(t, k, `mutation($id: ID!) { rotateAPIKey(input: {id: $id}) { apiKey { id } } }`)
 			}},
+		"Mutation.updateAPIKey": {probe: query(`mutation { updateAPIKey(input: {id: "nope", name: "n"}) { apiKey { id } } }`, nil),
+			check: func(t *testing.T, m *scopeMatrix, k matrixKey) {
+				m.checkKeyChange(t, k, `mutation($id: ID!) { updateAPIKey(input: {id: $id, name: "renamed"}) { apiKey { id } } }`)
+			}},
 		"Mutation.executeCommand": {probe: func(*scopeMatrix, matrixKey) (string, map[string]any) { return executeM, map[string]any{"p": "pay"} },
 			check: func(t *testing.T, m *scopeMatrix, k matrixKey) {
 				wantCode(t, "executeCommand(pay)", m.do(t, k.token, executeM, map[string]any{"p": "pay"}), "")

@@ -397,6 +397,33 @@ type TestWebhookPayload struct {
 	Delivery *domain.WebhookDelivery `json:"delivery"`
 }
 
+// Input of updateAPIKey. Every field but id is optional; one left out stays
+// as it is, and each given must narrow the key (or, for name, may be anything).
+type UpdateAPIKeyInput struct {
+	// The key to change.
+	ID string `json:"id"`
+	// A new name, 1 to 100 printable characters.
+	Name *string `json:"name,omitempty"`
+	// The scopes the key keeps; each must be one it holds (at least one).
+	Scopes []domain.Scope `json:"scopes,omitempty"`
+	// CIDR prefixes the key may be used from from now on, each within one of its current ones (any, when it has none); an empty list (any address) only for a key that has none.
+	AllowedCIDRs []string `json:"allowedCIDRs,omitempty"`
+	// Its own limit in requests per second, not more than its current one (or the server default, when it has none); 0 (the server default) only for a key already at the default.
+	RateLimit *int `json:"rateLimit,omitempty"`
+	// When the key stops working: in the future, and not after its current expiry.
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	// Project names the key keeps; each must be among its current names, unless it reaches every project. Replaces the names only; its selectors stay unless projectSelectors is given.
+	Projects []string `json:"projects,omitempty"`
+	// Label selectors the key keeps; each must contain every requirement of one of its current selectors, unless it reaches every project. Replaces the selectors only.
+	ProjectSelectors []string `json:"projectSelectors,omitempty"`
+}
+
+// Result of updateAPIKey.
+type UpdateAPIKeyPayload struct {
+	// The key as changed.
+	APIKey *domain.APIKey `json:"apiKey"`
+}
+
 // Input of updateWebhook. Fields left out stay as they are.
 type UpdateWebhookInput struct {
 	// The endpoint to change.

@@ -54,8 +54,9 @@ func (s *Store) FindAPIKeyByID(ctx context.Context, id string) (*domain.APIKey, 
 	return row.apiKey()
 }
 
-// FindAPIKeys returns the keys whose IDs sort after f.AfterID, in ID order,
-// at most f.Limit of them (all when f.Limit is 0).
+// FindAPIKeys returns the keys whose IDs sort after f.AfterID (and, when
+// f.CreatedBy is set, that key created), in ID order, at most f.Limit of
+// them (all when f.Limit is 0).
 func (s *Store) FindAPIKeys(ctx context.Context, f domain.APIKeyFilter) ([]*domain.APIKey, error) {
 	var rows []*apiKeyRow
 	q := s.db.NewSelect().Model(&rows).
@@ -63,6 +64,9 @@ func (s *Store) FindAPIKeys(ctx context.Context, f domain.APIKeyFilter) ([]*doma
 		OrderExpr("?TableAlias.id ASC")
 	if f.AfterID != "" {
 		q = q.Where("?TableAlias.id > ?", f.AfterID)
+	}
+	if f.CreatedBy != "" {
+		q = q.Where("?TableAlias.created_by = ?", f.CreatedBy)
 	}
 	if f.Limit > 0 {
 		q = q.Limit(int64(f.Limit))

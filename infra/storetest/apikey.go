@@ -190,6 +190,31 @@ func testFindAPIKeys(t *testing.T, newRepo func(t *testing.T) domain.APIKeyRepos
 			}
 		}
 	})
+
+	t.Run("CreatedBy", func(t *testing.T) {
+		t.Parallel()
+		repo, ctx := newRepo(t), t.Context()
+		kt := newAPIKeyTree(t, repo) // root → a, b; a → a1; u
+		for _, tt := range []struct {
+			name string
+			f    domain.APIKeyFilter
+			want []*domain.APIKey
+		}{
+			{"Children", domain.APIKeyFilter{CreatedBy: kt.root.ID}, []*domain.APIKey{kt.a, kt.b}},
+			{"NotGrandchildren", domain.APIKeyFilter{CreatedBy: kt.a.ID}, []*domain.APIKey{kt.a1}},
+			{"Leaf", domain.APIKeyFilter{CreatedBy: kt.u.ID}, nil},
+			{"WithPaging", domain.APIKeyFilter{CreatedBy: kt.root.ID, AfterID: kt.a.ID, Limit: 1}, []*domain.APIKey{kt.b}},
+		} {
+			got, err := repo.FindAPIKeys(ctx, tt.f)
+			if err != nil {
+				t.Errorf("%s: FindAPIKeys(%+v): %v", tt.name, tt.f, err)
+				continue
+			}
+			if diff := cmp.Diff(ids(tt.want), ids(got)); diff != "" {
+				t.Errorf("%s: FindAPIKeys(%+v) IDs (-want +got):\n%s", tt.name, tt.f, diff)
+			}
+		}
+	})
 }
 
 func testUpdateAPIKey(t *testing.T, newRepo func(t *testing.T) domain.APIKeyRepository) {
