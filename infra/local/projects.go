@@ -49,6 +49,25 @@ type Projects struct {
 
 	mu      sync.Mutex
 	listing listing // the root's entries when last read
+	// unlabelled holds the projects found without .rdev, by the stamp
+	// their directory had then: creating .rdev changes its modification
+	// time, so while the stamp stands there is still no labels file and the
+	// look for one is skipped, as the listing's read is (every listed
+	// project is loaded on every listing). A new listing starts it afresh,
+	// so it holds no project long gone.
+	unlabelled map[string]dirStamp
+}
+
+// dirStamp tells a directory's state: its modification time, and its inode
+// where the system has one, so that another directory renamed into its
+// place with the same time is not taken for it.
+type dirStamp struct {
+	mtime time.Time
+	ino   uint64
+}
+
+func stampOf(info fs.FileInfo) dirStamp {
+	return dirStamp{mtime: info.ModTime(), ino: inode(info)}
 }
 
 // listing is the root's project entries as read at one time. Reading the
@@ -160,6 +179,7 @@ func (p *Projects) entries() ([]fs.DirEntry, error) {
 	if read.Sub(mtime) > listingMargin {
 		p.mu.Lock()
 		p.listing = listing{mtime: mtime, entries: entries}
+		p.unlabelled = nil
 		p.mu.Unlock()
 	}
 	return entries, nil
@@ -242,7 +262,7 @@ func (p *Projects) stat(id string) (fs.FileInfo, error) {
 
 // load builds the project named id from its directory's info.
 func (p *Projects) load(id string, info fs.FileInfo) (*domain.Project, error) {
-	labels, err := p.readLabels(id)
+	labels, err := p.labels(id, stampOf(info))
 	if err != nil {
 		return nil, err
 	}
@@ -255,14 +275,36 @@ func (p *Projects) load(id string, info fs.FileInfo) (*domain.Project, error) {
 	}, nil
 }
 
+// labels returns the labels of the project named id, whose directory has
+// the stamp st.
+func (p *Projects) labels(id string, st dirStamp) (map[string]string, error) {
+	p.mu.Lock()
+	known, ok := p.unlabelled[id]
+	p.mu.Unlock()
+	if ok && known.ino == st.ino && known.mtime.Equal(st.mtime) {
+		return map[string]string{}, nil
+	}
+	// Most projects have no .rdev: one lstat tells, before opening anything.
+	read := time.Now()
+	if _, err := os.Lstat(filepath.Join(p.root, id, filepath.Dir(labelsPath))); errors.Is(err, fs.ErrNotExist) {
+		// Kept only when read well after the time, as a listing is.
+		if read.Sub(st.mtime) > listingMargin {
+			p.mu.Lock()
+			if p.unlabelled == nil {
+				p.unlabelled = map[string]dirStamp{}
+			}
+			p.unlabelled[id] = st
+			p.mu.Unlock()
+		}
+		return map[string]string{}, nil
+	}
+	return p.readLabels(id)
+}
+
 // readLabels reads the project's labels file, if it has one. Reads go through
 // an os.Root at the project directory, so the file cannot resolve to anything
 // outside it.
 func (p *Projects) readLabels(id string) (map[string]string, error) {
-	// Most projects have no .rdev: one lstat tells, before opening anything.
-	if _, err := os.Lstat(filepath.Join(p.root, id, filepath.Dir(labelsPath))); errors.Is(err, fs.ErrNotExist) {
-		return map[string]string{}, nil
-	}
 	root, err := os.OpenRoot(filepath.Join(p.root, id))
 	if errors.Is(err, fs.ErrNotExist) {
 		return map[string]string{}, nil

@@ -66,3 +66,60 @@ func TestProjects_FindProjectsSeesChanges(t *testing.T) {
 	setMtime(tick)
 	want("b", "c")
 }
+
+// TestProjects_LabelsAddedLater: a project listed without labels gets them
+// at the next listing once .rdev/labels is written, though the project's
+// "no .rdev" is remembered between listings; and so does a project another
+// directory with labels is renamed over, even one with the same time.
+func TestProjects_LabelsAddedLater(t *testing.T) {
+	root := t.TempDir()
+	p := local.NewProjects(root)
+	labels := func(id string) map[string]string {
+		t.Helper()
+		ps, err := p.FindProjects(t.Context(), domain.ProjectFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, pr := range ps {
+			if pr.ID == id {
+				return pr.Labels
+			}
+		}
+		t.Fatalf("no project %s in %v", id, ps)
+		return nil
+	}
+	old := time.Now().Add(-time.Hour)
+	dir := filepath.Join(root, "web")
+	mustMkdir(t, dir, old)
+	for range 2 {
+		if got := labels("web"); len(got) != 0 {
+			t.Fatalf("labels %v, want none", got)
+		}
+	}
+	mustWrite(t, filepath.Join(dir, ".rdev", "labels"), "team=a\n")
+	if got := labels("web"); got["team"] != "a" {
+		t.Fatalf("labels %v after writing .rdev/labels, want team=a", got)
+	}
+
+	// Another directory with labels takes the place of one without, with
+	// the same time.
+	mustMkdir(t, filepath.Join(root, "api"), old)
+	if got := labels("api"); len(got) != 0 {
+		t.Fatalf("labels %v, want none", got)
+	}
+	other := filepath.Join(t.TempDir(), "api")
+	mustMkdir(t, other, old)
+	mustWrite(t, filepath.Join(other, ".rdev", "labels"), "team=b\n")
+	if err := os.Chtimes(other, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(root, "api")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(other, filepath.Join(root, "api")); err != nil {
+		t.Fatal(err)
+	}
+	if got := labels("api"); got["team"] != "b" {
+		t.Fatalf("labels %v after the rename, want team=b", got)
+	}
+}
