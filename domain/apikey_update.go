@@ -146,8 +146,8 @@ func (s *APIKeyService) narrow(k *APIKey, u keyUpdate) error {
 		k.Name = *u.in.Name
 	}
 	if u.in.Scopes != nil {
-		if !k.Scopes.Covers(u.scopes) {
-			return Errorf(EFORBIDDEN, "scopes: the key does not hold all of %s"+widen, joinScopes(u.scopes))
+		if missing := slices.DeleteFunc(slices.Clone(u.scopes), k.Scopes.Has); len(missing) > 0 {
+			return Errorf(EFORBIDDEN, "scopes: the key does not hold %s"+widen, joinScopes(missing))
 		}
 		k.Scopes = u.scopes
 	}

@@ -100,6 +100,33 @@ func (h *holder) waitLines(within time.Duration, want ...string) time.Time {
 	}
 }
 
+// openAfterRename waits until every server in servers answers viewer with
+// token by the name want, so that it has applied the rename to the key it
+// caches and to the connections it guards (the cache is cleared just
+// before they are judged), and then fails the test if any connection of h
+// has ended.
+func (h *holder) openAfterRename(token, want string, servers ...*server) {
+	h.t.Helper()
+	for _, s := range servers {
+		deadline := time.Now().Add(time.Minute)
+		for {
+			r := s.query(token, `{ viewer { name } }`, nil)
+			if v, _ := r.Data["viewer"].(map[string]any); v != nil && v["name"] == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				h.t.Fatalf("%s still answers viewer with %+v; want the name %q", s.url, r, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for _, l := range h.output() {
+		if !strings.HasPrefix(l, "ready ") {
+			h.t.Fatalf("after a rename the clients said %q; want every connection still open", l)
+		}
+	}
+}
+
 // noneCompleted fails the test if a subscription completed without an
 // error first, as one that is over would: a client would take it for the
 // end of the stream. (graphql-sse completes after the error event that
@@ -144,8 +171,10 @@ func endLines(n int, code string) []string {
 
 // TestE2E_KeyEndsOpenConnections: revoking or rotating a key, or its
 // expiry, ends every subscription made with it (graphql-ws,
-// subscriptions-transport-ws, graphql-sse) with UNAUTHENTICATED and closes
-// its WebSockets with 4403, idle ones included, within 5 s
+// subscriptions-transport-ws, graphql-sse) with UNAUTHENTICATED, and
+// updateAPIKey (or `rdev keys update`) taking away a scope it holds ends
+// them with FORBIDDEN, while a rename leaves them open; either way its
+// WebSockets close with 4403, idle ones included, within 5 s
 // (domain.AuthStaleness), on the replica that made the change and on
 // another one sharing its database.
 func TestE2E_KeyEndsOpenConnections(t *testing.T) {
@@ -163,36 +192,64 @@ func TestE2E_KeyEndsOpenConnections(t *testing.T) {
 	admin, _ := a.createKey("--name", "admin", "--admin")
 	const within = domain.AuthStaleness
 
+	update := func(t *testing.T, in map[string]any) {
+		t.Helper()
+		if r := sa.query(admin, `mutation($in: UpdateAPIKeyInput!) { updateAPIKey(input: $in) { apiKey { id } } }`, map[string]any{"in": in}); len(r.Errors) > 0 {
+			t.Fatalf("updateAPIKey: %+v", r.Errors)
+		}
+	}
+	keysUpdate := func(t *testing.T, args ...string) {
+		t.Helper()
+		if _, errs, code := a.cli(append([]string{"keys", "update"}, args...)...); code != 0 {
+			t.Fatalf("keys update: exit %d: %s", code, errs)
+		}
+	}
 	for _, tt := range []struct {
 		name string
-		// end ends the key id; it returns when the key stopped being valid.
-		end func(t *testing.T, id string) time.Time
+		code string // of the error that ends each subscription
+		// end ends the key id, held by h with token; it returns when the
+		// key stopped authorizing the connections.
+		end func(t *testing.T, h *holder, token, id string) time.Time
 	}{
-		{"Revoke", func(t *testing.T, id string) time.Time {
+		{"Revoke", "UNAUTHENTICATED", func(t *testing.T, _ *holder, _, id string) time.Time {
 			if r := sa.query(admin, `mutation($id: ID!) { revokeAPIKey(input: {id: $id}) { apiKey { status } } }`, map[string]any{"id": id}); len(r.Errors) > 0 {
 				t.Fatalf("revokeAPIKey: %+v", r.Errors)
 			}
 			return time.Now()
 		}},
-		{"RotateWithoutGrace", func(t *testing.T, id string) time.Time {
+		{"RotateWithoutGrace", "UNAUTHENTICATED", func(t *testing.T, _ *holder, _, id string) time.Time {
 			if r := sa.query(admin, `mutation($id: ID!) { rotateAPIKey(input: {id: $id, gracePeriodSeconds: 0}) { token } }`, map[string]any{"id": id}); len(r.Errors) > 0 {
 				t.Fatalf("rotateAPIKey: %+v", r.Errors)
 			}
 			return time.Now()
 		}},
-		{"RevokeFromCLI", func(t *testing.T, id string) time.Time {
+		{"RevokeFromCLI", "UNAUTHENTICATED", func(t *testing.T, _ *holder, _, id string) time.Time {
 			if _, errs, code := a.cli("keys", "revoke", id); code != 0 {
 				t.Fatalf("keys revoke: exit %d: %s", code, errs)
 			}
 			return time.Now()
 		}},
+		// projectStatus needs projects:read: renaming the key leaves its
+		// connections open, taking projects:read away ends them.
+		{"UpdateNarrowsScopes", "FORBIDDEN", func(t *testing.T, h *holder, token, id string) time.Time {
+			update(t, map[string]any{"id": id, "name": "renamed"})
+			h.openAfterRename(token, "renamed", sa, sb)
+			update(t, map[string]any{"id": id, "scopes": []string{"COMMANDS_READ"}})
+			return time.Now()
+		}},
+		{"UpdateFromCLI", "FORBIDDEN", func(t *testing.T, h *holder, token, id string) time.Time {
+			keysUpdate(t, id, "--name", "renamed")
+			h.openAfterRename(token, "renamed", sa, sb)
+			keysUpdate(t, id, "--scopes", "commands:read")
+			return time.Now()
+		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			token, id := a.createKey("--name", "held", "--scopes", "projects:read")
+			token, id := a.createKey("--name", "held", "--scopes", "projects:read,commands:read")
 			h := holdConnections(t, token, sa, sb)
 			h.waitLines(time.Minute, readyLines(2)...)
-			ended := tt.end(t, id)
-			last := h.waitLines(time.Minute, endLines(2, "UNAUTHENTICATED")...)
+			ended := tt.end(t, h, token, id)
+			last := h.waitLines(time.Minute, endLines(2, tt.code)...)
 			t.Logf("every connection ended %s after the change", last.Sub(ended).Round(time.Millisecond))
 			if took := last.Sub(ended); took > within {
 				t.Errorf("the last connection ended %s after the change; want within %s", took, within)

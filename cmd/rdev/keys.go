@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -16,7 +17,11 @@ import (
 // operator: this is how the first admin key is made.
 func runKeys(ctx context.Context, args []string, c cli) error {
 	if len(args) == 0 {
-		return usageError("keys needs one of: create, list, revoke, rotate")
+		return usageError("keys needs one of: create, list, revoke, rotate, update")
+	}
+	rest, id := args[1:], ""
+	if args[0] == "update" && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		id, rest = rest[0], rest[1:] // rdev keys update ID --name …
 	}
 	var cfg storeConfig
 	var audit auditConfig
@@ -29,15 +34,20 @@ func runKeys(ctx context.Context, args []string, c cli) error {
 	cfg.register(f)
 	audit.register(f)
 	f.BoolVar(&asJSON, "json", false, "print JSON instead of text")
-	if args[0] == "create" {
-		f.StringVar(&in.Name, "name", "", "the key's name (required)")
-		f.List(&scopes, "scopes", "", "scopes to grant: "+strings.Join(domain.Scopes(domain.AllScopes).Strings(), ", "))
-		f.BoolVar(&admin, "admin", false, "grant the admin scope (every scope)")
-		f.DurationVar(&expires, "expires", 0, "lifetime, e.g. 720h; 0 means it never expires")
-		f.List(&cidrs, "allowed-cidrs", "", "client CIDRs the key may be used from")
-		f.IntVar(&rateLimit, "rate-limit", 0, "the key's own requests per second; 0 uses the server default")
-		f.List(&projects, "projects", "", "limit the key to these projects by name; with no -projects and no -project-selector it reaches every project")
-		f.Func("project-selector", "limit the key to projects whose labels match this selector, e.g. 'team=payments,tier!=prod' (repeatable: a project matching any one is in scope)", func(v string) error {
+	if args[0] == "create" || args[0] == "update" {
+		narrowing := ""
+		if args[0] == "update" {
+			narrowing = " (update: only narrowing; left out, it stays)"
+		} else {
+			f.BoolVar(&admin, "admin", false, "grant the admin scope (every scope)")
+		}
+		f.StringVar(&in.Name, "name", "", "the key's name (required to create)")
+		f.List(&scopes, "scopes", "", "scopes to grant: "+strings.Join(domain.Scopes(domain.AllScopes).Strings(), ", ")+narrowing)
+		f.DurationVar(&expires, "expires", 0, "lifetime from now, e.g. 720h; 0 means it never expires"+narrowing)
+		f.List(&cidrs, "allowed-cidrs", "", "client CIDRs the key may be used from"+narrowing)
+		f.IntVar(&rateLimit, "rate-limit", 0, "the key's own requests per second; 0 uses the server default"+narrowing)
+		f.List(&projects, "projects", "", "limit the key to these projects by name; with no -projects and no -project-selector it reaches every project"+narrowing)
+		f.Func("project-selector", "limit the key to projects whose labels match this selector, e.g. 'team=payments,tier!=prod' (repeatable: a project matching any one is in scope)"+narrowing, func(v string) error {
 			selectors = append(selectors, v)
 			return nil
 		})
@@ -45,8 +55,17 @@ func runKeys(ctx context.Context, args []string, c cli) error {
 	if args[0] == "rotate" {
 		f.DurationVar(&grace, "grace", 0, "how long the old secret keeps working, e.g. 24h")
 	}
-	if err := f.Parse(args[1:]); err != nil {
+	if err := f.Parse(rest); err != nil {
 		return err
+	}
+	var update domain.UpdateAPIKey
+	if args[0] == "update" {
+		if id == "" && f.NArg() == 1 {
+			id = f.Arg(0)
+		} else if id == "" || f.NArg() != 0 {
+			return usageError("keys update needs the key ID, then the flags to change")
+		}
+		update = keyUpdate(f, in.Name, scopes, cidrs, projects, selectors, rateLimit, expires)
 	}
 	redact, err := audit.redact()
 	if err != nil {
@@ -134,8 +153,66 @@ func runKeys(ctx context.Context, args []string, c cli) error {
 		}
 		_, err = fmt.Fprintf(c.stdout, "Rotated API key %s (%s). Its new token is shown only now:\n\n  %s\n", k.ID, k.Name, token)
 		return err
+	case "update":
+		k, err := svc.Update(ctx, id, update)
+		if err != nil {
+			return cliError(err)
+		}
+		return printKey(c, k, asJSON)
 	}
-	return usageError(fmt.Sprintf("keys: unknown action %q (want create, list, revoke or rotate)", args[0]))
+	return usageError(fmt.Sprintf("keys: unknown action %q (want create, list, revoke, rotate or update)", args[0]))
+}
+
+// keyUpdate is the change that the flags given to keys update ask for: a
+// flag left out leaves its field as it is, and a list flag given empty
+// (--scopes "") is a list of none.
+func keyUpdate(f *envFlags, name string, scopes, cidrs, projects, selectors []string, rateLimit int, expires time.Duration) domain.UpdateAPIKey {
+	var u domain.UpdateAPIKey
+	given := func(list []string) []string { return append([]string{}, list...) }
+	f.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "name":
+			u.Name = &name
+		case "scopes":
+			u.Scopes = given(scopes)
+		case "allowed-cidrs":
+			u.AllowedCIDRs = given(cidrs)
+		case "projects":
+			u.Projects = given(projects)
+		case "project-selector":
+			u.ProjectSelectors = given(selectors)
+		case "rate-limit":
+			u.RateLimit = &rateLimit
+		case "expires":
+			u.ExpiresAt = new(time.Now().Add(expires))
+		}
+	})
+	return u
+}
+
+// printKey shows a key as it is now (never its secret).
+func printKey(c cli, k *domain.APIKey, asJSON bool) error {
+	cidrs := make([]string, len(k.AllowedCIDRs))
+	for i, p := range k.AllowedCIDRs {
+		cidrs[i] = p.String()
+	}
+	if asJSON {
+		return json.NewEncoder(c.stdout).Encode(map[string]any{"id": k.ID, "name": k.Name, "scopes": k.Scopes.Strings(),
+			"projects": projectsJSON(k.Projects), "allowedCIDRs": cidrs, "rateLimit": k.RateLimit, "expiresAt": k.ExpiresAt})
+	}
+	expires, rate, from := "never", "the server default", "any address"
+	if k.ExpiresAt != nil {
+		expires = k.ExpiresAt.Format(time.RFC3339)
+	}
+	if k.RateLimit > 0 {
+		rate = fmt.Sprintf("%d requests per second", k.RateLimit)
+	}
+	if len(cidrs) > 0 {
+		from = strings.Join(cidrs, ",")
+	}
+	_, err := fmt.Fprintf(c.stdout, "Updated API key %s (%s): scopes %s, for %s, from %s, rate limit %s, expires %s.\n",
+		k.ID, k.Name, strings.Join(k.Scopes.Strings(), ","), k.Projects, from, rate, expires)
+	return err
 }
 
 func listKeys(ctx context.Context, svc *domain.APIKeyService, c cli, asJSON bool) error {

@@ -27,6 +27,8 @@ Usage:
   rdev keys list                         list API keys
   rdev keys revoke ID                    revoke an API key
   rdev keys rotate ID [--grace D]        give an API key a new secret and print its token once
+  rdev keys update ID [--name N] [--scopes S] [--allowed-cidrs C] [--rate-limit N] [--expires D] [--projects P] [--project-selector L]
+                                         rename an API key or narrow what it may do
   rdev audit verify [--checkpoints F]    check the audit log's chain, MACs and checkpoints (exit 1 on a break)
   rdev exec PROJECT -- ARGV…             run a command in a project and stream its output
   rdev logs [--follow] COMMAND_ID        print a command's output
