@@ -171,7 +171,6 @@ func TestOutput_KeepsBlocks(t *testing.T) {
 	e := newCommandEnv(t)
 	e.hub.passOnly = true
 	text := blockLines(5000)
-	before := blocks.released.Load()
 	id := newProducer(t, e).id
 	ch := output(t, t.Context(), e, id, 0)
 	recordThrough(t, e, id, text)
@@ -181,11 +180,12 @@ func TestOutput_KeepsBlocks(t *testing.T) {
 			chunks = append(chunks, ev.Chunk)
 		}
 	}
-	// Unless the hub dropped the stream for lagging (it then read the rest
-	// from storage, and events went to no one), nothing was released.
-	if released := blocks.released.Load() - before; released > 2 && e.hub.drops == 0 {
-		t.Errorf("%d blocks released under a stream that keeps its chunks", released)
-	}
+	// Whether a block was released under the kept chunks is told by their
+	// bytes at the end: under the race detector a released block is
+	// overwritten, and otherwise the other commands' output below reuses
+	// it. (Counting releases is no test: the counter is the process's, and
+	// streams of earlier tests may still be letting go of theirs.)
+	//
 	// Another command's output, read by a transient stream, recycles its
 	// blocks; nothing of it may land in the first command's.
 	released := blocks.released.Load()
