@@ -2,6 +2,7 @@ package domain
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -44,6 +45,9 @@ type authCache struct {
 	gen     uint64
 	dropped map[string]uint64
 	floor   uint64
+
+	// hits and misses count lookups, for AuthStats.
+	hits, misses atomic.Uint64
 }
 
 type cachedKey struct {
@@ -84,9 +88,18 @@ func (c *authCache) get(cred credential, now time.Time) *APIKey {
 	defer c.mu.RUnlock()
 	e := c.entries[cred]
 	if e == nil || now.Sub(e.current) >= AuthStaleness {
+		c.misses.Add(1)
 		return nil
 	}
+	c.hits.Add(1)
 	return e.key
+}
+
+// size returns how many credentials are cached.
+func (c *authCache) size() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.entries)
 }
 
 // put caches k, as read by a read that began at current, in generation

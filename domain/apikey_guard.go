@@ -281,3 +281,28 @@ func (s *APIKeyService) endExpired(now time.Time) {
 		}
 	}
 }
+
+// AuthStats is what a process's authentication is doing, for metrics.
+type AuthStats struct {
+	// CacheHits and CacheMisses count lookups of the credential cache
+	// since the process started; a miss reads the key from the store.
+	CacheHits, CacheMisses uint64
+	// CachedCredentials is how many credentials the cache holds now.
+	CachedCredentials int
+	// Guarded is how many connections and streams are guarded now.
+	Guarded int
+}
+
+// AuthStats returns the process's authentication figures now.
+func (s *APIKeyService) AuthStats() AuthStats {
+	s.guards.mu.Lock()
+	guarded := 0
+	for _, ws := range s.guards.byKey {
+		guarded += len(ws)
+	}
+	s.guards.mu.Unlock()
+	return AuthStats{
+		CacheHits: s.cache.hits.Load(), CacheMisses: s.cache.misses.Load(),
+		CachedCredentials: s.cache.size(), Guarded: guarded,
+	}
+}

@@ -367,3 +367,26 @@ func (s *APIKeyService) watched() int {
 	defer s.guards.mu.Unlock()
 	return len(s.guards.byKey)
 }
+
+func TestAPIKeyService_AuthStats(t *testing.T) {
+	s, _, _ := newTestKeyService()
+	_, token := mustCreateKey(t, s, CreateAPIKey{Name: "api", Scopes: []string{"projects:read"}})
+	for range 3 {
+		if _, err := s.Authenticate(t.Context(), token, clientAddr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	parent, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	c := &Caller{Addr: clientAddr}
+	if err := s.AuthenticateCaller(parent, c, token); err != nil {
+		t.Fatal(err)
+	}
+	s.Guard(NewContextWithCaller(parent, c))
+	want := AuthStats{CacheHits: 3, CacheMisses: 1, CachedCredentials: 1, Guarded: 1}
+	if got := s.AuthStats(); got != want {
+		t.Errorf("AuthStats = %+v, want %+v", got, want)
+	}
+	cancel()
+	waitFor(t, "the guard to be released", func() bool { return s.AuthStats().Guarded == 0 })
+}

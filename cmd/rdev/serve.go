@@ -298,7 +298,8 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 	var h http.Handler
 	if cfg.metrics.Enabled {
 		metrics.Register(telemetry.NewQueueCollector(s.store.QueueStats, log), telemetry.NewProjectsCollector(projects, log),
-			telemetry.NewDBCollector(s.store.DB().DB), telemetry.NewConnectionsCollector(gql.ConnLimits))
+			telemetry.NewDBCollector(s.store.DB().DB), telemetry.NewConnectionsCollector(gql.ConnLimits),
+			telemetry.NewAuthCollector(s.keys.AuthStats))
 		if s.backend.breakerState != nil {
 			metrics.Register(telemetry.NewBreakerCollector(s.backend.cluster, s.backend.breakerState))
 			metrics.Register(telemetry.NewWarmStreamsCollector(s.backend.cluster, s.backend.warmStreams))

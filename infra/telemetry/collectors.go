@@ -170,3 +170,25 @@ func NewConnectionsCollector(limits *domain.ConnLimits) prometheus.Collector {
 			return nil
 		}}
 }
+
+// NewAuthCollector reports, from stats (an APIKeyService's AuthStats),
+// rdev_auth_cache_lookups_total by result (hit, or miss: the key was read
+// from the store), rdev_auth_cached_credentials and
+// rdev_guarded_connections, the connections and streams that end when their
+// key is revoked, in this process.
+func NewAuthCollector(stats func() domain.AuthStats) prometheus.Collector {
+	lookups := prometheus.NewDesc("rdev_auth_cache_lookups_total",
+		"Lookups of API keys in this process's credential cache, by result (a miss reads the key from the store).", []string{"result"}, nil)
+	cached := prometheus.NewDesc("rdev_auth_cached_credentials", "Credentials held in this process's cache now.", nil, nil)
+	guarded := prometheus.NewDesc("rdev_guarded_connections",
+		"WebSocket connections and SSE streams open now in this process that end when their API key is revoked, expires, is rotated away or narrowed.", nil, nil)
+	return &funcCollector{descs: []*prometheus.Desc{lookups, cached, guarded}, what: "authentication",
+		collect: func(_ context.Context, ch chan<- prometheus.Metric) error {
+			st := stats()
+			ch <- prometheus.MustNewConstMetric(lookups, prometheus.CounterValue, float64(st.CacheHits), "hit")
+			ch <- prometheus.MustNewConstMetric(lookups, prometheus.CounterValue, float64(st.CacheMisses), "miss")
+			ch <- prometheus.MustNewConstMetric(cached, prometheus.GaugeValue, float64(st.CachedCredentials))
+			ch <- prometheus.MustNewConstMetric(guarded, prometheus.GaugeValue, float64(st.Guarded))
+			return nil
+		}}
+}

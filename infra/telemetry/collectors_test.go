@@ -130,6 +130,26 @@ rdev_open_connections{transport="websocket"} 2
 	}
 }
 
+func TestAuthCollector(t *testing.T) {
+	st := domain.AuthStats{CacheHits: 41, CacheMisses: 2, CachedCredentials: 3, Guarded: 5}
+	exp := `
+# HELP rdev_auth_cache_lookups_total Lookups of API keys in this process's credential cache, by result (a miss reads the key from the store).
+# TYPE rdev_auth_cache_lookups_total counter
+rdev_auth_cache_lookups_total{result="hit"} 41
+rdev_auth_cache_lookups_total{result="miss"} 2
+# HELP rdev_auth_cached_credentials Credentials held in this process's cache now.
+# TYPE rdev_auth_cached_credentials gauge
+rdev_auth_cached_credentials 3
+# HELP rdev_guarded_connections WebSocket connections and SSE streams open now in this process that end when their API key is revoked, expires, is rotated away or narrowed.
+# TYPE rdev_guarded_connections gauge
+rdev_guarded_connections 5
+`
+	c := telemetry.NewAuthCollector(func() domain.AuthStats { return st })
+	if err := testutil.CollectAndCompare(c, strings.NewReader(exp)); err != nil {
+		t.Error(err)
+	}
+}
+
 func ftoa(f float64) string { return itoa(int(f)) }
 
 func TestDBCollector(t *testing.T) {
