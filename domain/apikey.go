@@ -154,7 +154,10 @@ type APIKeyRepository interface {
 	// if it fails, its error is returned unchanged and nothing is saved.
 	// Every key of the tree not yet revoked is then saved with RevokedAt at
 	// and its Version raised by one, and gets a key.revoked webhook event; a key already revoked keeps its
-	// time, and its descendants are revoked all the same. audit is called
+	// time, and its descendants are revoked all the same. The enabled
+	// webhook endpoints that the keys revoked now created are disabled
+	// (WebhookDisabledCreatorRevoked) before the events are queued, so
+	// nothing more is sent to an endpoint on a revoked key's behalf. audit is called
 	// with the key id and the descendants revoked now, parents before their
 	// children, as saved, and the entries it returns (nil ones skipped) are
 	// appended in the same transaction. RevokeAPIKeyTree returns the key and

@@ -39,6 +39,9 @@ const (
 	WebhookDisabledGone = "the receiver answered 410 Gone"
 	// WebhookDisabledFailing: too many attempts failed in a row.
 	WebhookDisabledFailing = "too many consecutive failed attempts"
+	// WebhookDisabledCreatorRevoked: the API key that created the endpoint
+	// was revoked (see APIKeyRepository.RevokeAPIKeyTree).
+	WebhookDisabledCreatorRevoked = "the API key that created it was revoked"
 )
 
 // Webhook is an endpoint that is sent the events it subscribes to.

@@ -2961,7 +2961,7 @@ type Webhook {
   events: [String!]!
   "Whether messages are sent to it."
   enabled: Boolean!
-  "Why it is disabled (by a user, 410 Gone, too many failures); empty while enabled."
+  "Why it is disabled (by a user, 410 Gone, too many failures, the API key that created it was revoked); empty while enabled."
   disabledReason: String!
   "Attempts that failed in a row since the last one that succeeded; at RDEV_WEBHOOK_DISABLE_AFTER the endpoint is disabled."
   consecutiveFailures: Int!

@@ -64,6 +64,9 @@ func (s *Store) RevokeAPIKeyTree(ctx context.Context, id string, at time.Time, c
 		if err := revokeAPIKeys(ctx, tx, changed, at); err != nil {
 			return err
 		}
+		if err := disableWebhooksOf(ctx, tx, changed, at); err != nil {
+			return err
+		}
 		if err := s.appendWebhookEvents(ctx, tx, events...); err != nil {
 			return err
 		}
@@ -130,6 +133,25 @@ func revokeAPIKeys(ctx context.Context, tx bun.Tx, ids []string, at time.Time) e
 		Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("revoke %d API keys: %w", len(ids), translate(err))
+	}
+	return nil
+}
+
+// disableWebhooksOf disables the enabled webhook endpoints created by the
+// keys ids, at at.
+func disableWebhooksOf(ctx context.Context, tx bun.Tx, ids []string, at time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := tx.NewUpdate().Model((*webhookRow)(nil)).
+		Set("enabled = ?", false).
+		Set("disabled_reason = ?", domain.WebhookDisabledCreatorRevoked).
+		Set("updated_at = ?", at).
+		Where("created_by IN (?)", bun.List(ids)).
+		Where("enabled = ?", true).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("disable the webhooks of %d revoked API keys: %w", len(ids), translate(err))
 	}
 	return nil
 }

@@ -28,6 +28,10 @@ func TestWebhookOutbox(t *testing.T, newStore func(t *testing.T) WebhookStore) {
 		t.Parallel()
 		testOutboxKeyRevokedTree(t, newStore(t))
 	})
+	t.Run("RevokedCreatorsEndpoints", func(t *testing.T) {
+		t.Parallel()
+		testOutboxRevokedCreatorsEndpoints(t, newStore(t))
+	})
 	t.Run("ExpiredLease", func(t *testing.T) {
 		t.Parallel()
 		testOutboxExpiredLease(t, newStore(t))
@@ -207,6 +211,38 @@ func testOutboxKeyRevokedTree(t *testing.T, s WebhookStore) {
 	want := []string{"key.revoked " + kt.b.ID, "key.revoked " + kt.root.ID, "key.revoked " + kt.a.ID, "key.revoked " + kt.a1.ID}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("failures endpoint's messages (-want +got):\n%s", diff)
+	}
+}
+
+// testOutboxRevokedCreatorsEndpoints checks that revoking a tree of keys
+// disables the endpoints its keys created, before its key.revoked events
+// are queued, and no other endpoint.
+func testOutboxRevokedCreatorsEndpoints(t *testing.T, s WebhookStore) {
+	ctx := t.Context()
+	kt := newAPIKeyTree(t, s)
+	byChild, byOther := newWebhook(), newWebhook()
+	byChild.Events, byChild.CreatedBy = domain.WebhookEvents, kt.a1.ID
+	byOther.Events, byOther.CreatedBy = domain.WebhookEvents, kt.b.ID
+	mustCreateWebhook(t, ctx, s, byChild)
+	mustCreateWebhook(t, ctx, s, byOther)
+	if _, _, err := s.RevokeAPIKeyTree(ctx, kt.a.ID, at(time.Now()), func(*domain.APIKey) error { return nil }, noAudit); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.FindWebhookByID(ctx, byChild.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Enabled || got.DisabledReason != domain.WebhookDisabledCreatorRevoked {
+		t.Errorf("the endpoint of a revoked key: enabled %v, reason %q; want disabled, %q", got.Enabled, got.DisabledReason, domain.WebhookDisabledCreatorRevoked)
+	}
+	if msgs := outboxOf(t, ctx, s, byChild.ID); len(msgs) != 0 {
+		t.Errorf("the endpoint of a revoked key was queued %v", messageSummary(msgs))
+	}
+	if got, err := s.FindWebhookByID(ctx, byOther.ID); err != nil || !got.Enabled {
+		t.Errorf("the endpoint of a key outside the tree: %+v, %v; want it enabled", got, err)
+	}
+	if n := len(outboxOf(t, ctx, s, byOther.ID)); n != 2 {
+		t.Errorf("the endpoint of a key outside the tree was queued %d key.revoked messages, want 2 (a and a1)", n)
 	}
 }
 
