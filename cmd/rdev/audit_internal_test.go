@@ -117,6 +117,12 @@ func TestServer_EveryMutationIsAudited(t *testing.T) {
 			keyID = out.CreateAPIKey.APIKey.ID
 			return keyID
 		}},
+		"updateAPIKey": {domain.AuditKeyUpdate, func(t *testing.T, rid string) string {
+			if errs := ts.gql(t, ts.token, rid, `mutation($id: ID!) { updateAPIKey(input: {id: $id, name: "audited, renamed"}) { apiKey { id } } }`, map[string]any{"id": keyID}, nil); len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			return keyID
+		}},
 		"rotateAPIKey": {domain.AuditKeyRotate, func(t *testing.T, rid string) string {
 			if errs := ts.gql(t, ts.token, rid, `mutation($id: ID!) { rotateAPIKey(input: {id: $id, gracePeriodSeconds: 60}) { token } }`, map[string]any{"id": keyID}, nil); len(errs) > 0 {
 				t.Fatal(errs)
@@ -197,7 +203,7 @@ func TestServer_EveryMutationIsAudited(t *testing.T) {
 	// The order the cases depend on; any other mutation fails below.
 	// cancelCommand stays last: the cancelled command's own command.finish
 	// entry follows it at a time of its own.
-	order := []string{"createAPIKey", "rotateAPIKey", "revokeAPIKey",
+	order := []string{"createAPIKey", "updateAPIKey", "rotateAPIKey", "revokeAPIKey",
 		"createWebhook", "updateWebhook", "rotateWebhookSecret", "testWebhook", "redeliverWebhookDelivery", "deleteWebhook",
 		"executeCommand", "cancelCommand"}
 	for _, m := range mutations {
@@ -263,7 +269,12 @@ func TestServer_EveryMutationIsAudited(t *testing.T) {
 	if !waitFor(30*time.Second, func() bool {
 		return len(ts.auditLog(t, map[string]any{"action": domain.AuditCommandFinish, "target": commandID}, 1)) == 1
 	}) {
-		t.Fatalf("no %s entry for %s", domain.AuditCommandFinish, commandID)
+		var st struct{ Command struct{ Status string } }
+		_ = ts.gql(t, ts.token, "status", `query($id: ID!) { command(id: $id) { status } }`, map[string]any{"id": commandID}, &st)
+		for _, e := range ts.auditLog(t, nil, 10) {
+			t.Logf("audit entry: %+v", e)
+		}
+		t.Fatalf("no %s entry for %s (the command is %s)", domain.AuditCommandFinish, commandID, st.Command.Status)
 	}
 	fin := ts.auditLog(t, map[string]any{"action": domain.AuditCommandFinish, "target": commandID}, 1)[0]
 	if fin.detail("status") != string(domain.CommandCancelled) || fin.detail("durationMs") == "" || fin.Actor != adminID {
