@@ -199,6 +199,8 @@ func TestCommandService_Audit(t *testing.T) {
 		"2 " + writerKey.ID + " command.execute  failed CONFLICT",
 		"3 " + readerKey.ID + " command.cancel " + c.ID + " denied FORBIDDEN",
 		"4 " + writerKey.ID + " command.cancel " + c.ID + " success ",
+		// Cancelled while queued, so it ended then: its end is recorded too.
+		"5 " + writerKey.ID + " command.finish " + c.ID + " success ",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("entries:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

@@ -401,6 +401,11 @@ func (r *commandRepo) RequestCancel(_ context.Context, id, reason string, now ti
 	switch c.Status {
 	case CommandQueued:
 		c.Status, c.Reason, c.FinishedAt = CommandCancelled, reason, new(now)
+		if audit != nil {
+			if err := r.audit.add(FinishEntry(c, Finish{Status: c.Status, Reason: reason, FinishedAt: now})); err != nil {
+				return nil, err
+			}
+		}
 	default:
 		if !c.CancelRequested {
 			c.Reason = reason

@@ -161,7 +161,8 @@ type CommandRepository interface {
 	// reason), or flags a RUNNING one for its owner to stop. It returns the
 	// command as it is after the change; ECONFLICT if it already ended;
 	// ENOTFOUND if there is none. A non-nil audit entry is appended in the
-	// same transaction as the change.
+	// same transaction as the change, followed, for a command cancelled at
+	// once, by its command.finish entry (FinishEntry).
 	RequestCancel(ctx context.Context, id, reason string, now time.Time, audit *AuditEntry) (*Command, error)
 	// FinishCommand writes a RUNNING command's final state, if lease still
 	// holds it. It returns ErrLeaseLost if the command is no longer RUNNING

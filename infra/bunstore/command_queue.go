@@ -432,12 +432,18 @@ func (s *Store) RequestCancel(ctx context.Context, id, reason string, now time.T
 			return fmt.Errorf("cancel command %s: updated %d rows", id, len(rows))
 		}
 		out = rows[0]
+		entries := []*domain.AuditEntry{audit}
 		if domain.CommandStatus(out.Status) == domain.CommandCancelled {
 			if err := s.appendCommandEvents(ctx, tx, out); err != nil {
 				return err
 			}
+			if audit != nil {
+				// Its end, as every command's end is recorded.
+				c := out.command()
+				entries = append(entries, domain.FinishEntry(c, domain.Finish{Status: c.Status, Reason: reason, FinishedAt: now}))
+			}
 		}
-		return s.appendAudit(ctx, tx, audit)
+		return s.appendAudit(ctx, tx, entries...)
 	})
 	if err != nil {
 		return nil, err

@@ -279,7 +279,8 @@ func testAuditSameTransaction(t *testing.T, newStore func(*testing.T) (AuditStor
 	want := []string{
 		domain.AuditKeyCreate + " " + k.ID, domain.AuditKeyRevoke + " " + k.ID,
 		domain.AuditCommandExecute + " " + c1.ID, domain.AuditCommandExecute + " " + c2.ID, domain.AuditCommandExecute + " " + c3.ID,
-		domain.AuditCommandCancel + " " + c1.ID, domain.AuditCommandFinish + " " + c2.ID, domain.AuditCommandFinish + " " + c3.ID,
+		domain.AuditCommandCancel + " " + c1.ID, domain.AuditCommandFinish + " " + c1.ID,
+		domain.AuditCommandFinish + " " + c2.ID, domain.AuditCommandFinish + " " + c3.ID,
 	}
 	if diff := cmp.Diff(want, actions); diff != "" {
 		t.Errorf("audit entries differ (-want +got):\n%s", diff)
