@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rdev-hq/rdev/internal/barebench"
+	"github.com/rdev-hq/rdev/internal/testenv"
 )
 
 // edgeClients is how many keep-alive clients send requests at once.
@@ -67,8 +69,17 @@ func BenchmarkEdge(b *testing.B) {
 		{"projects", noLimits, todos, projects, true, `"nodes":[{"id":"demo"`},
 		{"projects,ratelimit", memoryLimits, todos, projects, true, `"nodes":[{"id":"demo"`},
 		{"typename", noLimits, typename, typename, false, `"__typename":"Query"`},
+		// Projects from the Kubernetes backend's informer cache, as in
+		// production, instead of the embedded default's directory listing.
+		{"projects,kube", noLimits, todos, projects, true, `"nodes":[{"id":"kedge"`},
 	} {
 		b.Run(bm.name, func(b *testing.B) {
+			if strings.HasSuffix(bm.name, ",kube") {
+				kc, _ := testenv.KubeCluster(b)
+				ns := testenv.KubeProject(b, kc, "kedge", b.TempDir())
+				bm.env = maps.Clone(bm.env)
+				bm.env["RDEV_EXECUTOR"], bm.env["KUBECONFIG"], bm.env["RDEV_NAMESPACE"] = "kube", kc, ns
+			}
 			ts := startTestServer(b, bm.env)
 			bareLoad := newEdgeLoad(bare.URL+"/query", bm.bare, "")
 			token := ""
@@ -143,12 +154,19 @@ func (l *edgeLoad) do() ([]byte, error) {
 // check fails the benchmark unless the answer holds want and no error.
 func (l *edgeLoad) check(tb testing.TB, want string) {
 	tb.Helper()
-	b, err := l.do()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if !bytes.Contains(b, []byte(want)) || bytes.Contains(b, []byte(`"errors"`)) {
-		tb.Fatalf("%s answered %s, want %s", l.url, b, want)
+	// A project on Kubernetes is known once the informer has seen its pod
+	// Ready: wait for it.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		b, err := l.do()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if bytes.Contains(b, []byte(want)) && !bytes.Contains(b, []byte(`"errors"`)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s answered %s, want %s", l.url, b, want)
+		}
 	}
 }
 
