@@ -111,14 +111,19 @@ func prefixWithin(inner, outer netip.Prefix) bool {
 
 // joinPrefixes lists prefixes for a message, the first few of a long list.
 func joinPrefixes(ps []netip.Prefix) string {
-	const shown = 4
-	parts := make([]string, 0, shown)
-	for _, p := range ps[:min(len(ps), shown)] {
-		parts = append(parts, p.String())
+	parts := make([]string, len(ps))
+	for i, p := range ps {
+		parts[i] = p.String()
 	}
-	s := strings.Join(parts, ", ")
-	if len(ps) > shown {
-		s += fmt.Sprintf(" and %d more", len(ps)-shown)
+	return joinFirst(parts, 4)
+}
+
+// joinFirst lists the first shown of parts for a message, and how many
+// more there are.
+func joinFirst(parts []string, shown int) string {
+	s := strings.Join(parts[:min(len(parts), shown)], ", ")
+	if len(parts) > shown {
+		s += fmt.Sprintf(" and %d more", len(parts)-shown)
 	}
 	return s
 }

@@ -220,12 +220,7 @@ func (s *APIKeyService) childrenWithin(k *APIKey, children []*APIKey) error {
 	if len(wider) == 0 {
 		return nil
 	}
-	const shown = 8
-	list := strings.Join(wider[:min(len(wider), shown)], ", ")
-	if len(wider) > shown {
-		list += " and " + strconv.Itoa(len(wider)-shown) + " more"
-	}
-	return Errorf(ECONFLICT, "keys created by %s would reach further than it after this update: %s; narrow or revoke them first", k.ID, list)
+	return Errorf(ECONFLICT, "keys created by %s would reach further than it after this update: %s; narrow or revoke them first", k.ID, joinFirst(wider, 8))
 }
 
 // keyChanges describes an update in audit details: each field of
