@@ -68,8 +68,8 @@ func (s *APIKeyService) Authenticate(ctx context.Context, token string, addr net
 	return c.Key, nil
 }
 
-// AuthenticateCaller checks token for c, seen from c.Addr, and sets c.Key
-// and c.AuthenticatedAt; it fails as Authenticate does. The key comes from
+// AuthenticateCaller checks token for c, seen from c.Addr, and sets c.Key;
+// it fails as Authenticate does. The key comes from
 // a cache keyed by the credential, so a request reads the store only when
 // the key is not cached or was last known to be current AuthStaleness ago.
 func (s *APIKeyService) AuthenticateCaller(ctx context.Context, c *Caller, token string) error {
@@ -105,7 +105,7 @@ func (s *APIKeyService) AuthenticateCaller(ctx context.Context, c *Caller, token
 		return Errorf(EFORBIDDEN, "API key %s may not be used from %s", k.ID, c.Addr)
 	}
 	s.recordUse(k.ID, now)
-	c.Key, c.AuthenticatedAt, c.secretHash, c.keyGen = k, now, cred.secretHash, gen
+	c.Key, c.secretHash, c.keyGen = k, cred.secretHash, gen
 	return nil
 }
 

@@ -3,7 +3,6 @@ package domain
 import (
 	"context"
 	"net/netip"
-	"time"
 )
 
 // Caller is who is making a request: an API key, or the operator running the
@@ -18,8 +17,6 @@ type Caller struct {
 	Addr      netip.Addr
 	UserAgent string
 	RequestID string
-	// AuthenticatedAt is when Key authenticated the caller.
-	AuthenticatedAt time.Time
 	// secretHash is the hash of the secret the caller presented, so that a
 	// connection is refused once a rotation retires that secret (see
 	// APIKeyService.Guard).
