@@ -74,7 +74,6 @@ func (v AuditVerifier) Verify(ctx context.Context, repo AuditRepository) (AuditR
 	}
 	r.Checkpoints = len(cps)
 	next := 0 // the first checkpoint not yet matched to its entry
-	prevHash := ""
 	for {
 		es, err := repo.ReadAuditChain(ctx, r.Head.Seq, auditVerifyPage)
 		if err != nil {
@@ -82,7 +81,7 @@ func (v AuditVerifier) Verify(ctx context.Context, repo AuditRepository) (AuditR
 		}
 		for _, e := range es {
 			want := r.Head.Seq + 1
-			brk := v.checkEntry(want, prevHash, r.Keyed > 0, e)
+			brk := v.checkEntry(want, r.Head.Hash, r.Keyed > 0, e)
 			for ; brk == nil && next < len(cps) && cps[next].Seq == want; next++ {
 				if cps[next].Hash != e.Hash {
 					brk = &AuditBreak{Seq: want, Reason: fmt.Sprintf("the checkpoint of %s records hash %s for it", AuditTime(cps[next].At), cps[next].Hash)}
@@ -96,7 +95,7 @@ func (v AuditVerifier) Verify(ctx context.Context, repo AuditRepository) (AuditR
 			if e.KeyID != "" {
 				r.Keyed++
 			}
-			r.Head, prevHash = AuditHead{Seq: e.Seq, Hash: e.Hash}, e.Hash
+			r.Head = AuditHead{Seq: e.Seq, Hash: e.Hash}
 		}
 		if len(es) < auditVerifyPage {
 			break

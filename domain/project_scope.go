@@ -175,15 +175,15 @@ func scopeProjectIDs(ctx context.Context, projects ProjectRepository, scope Proj
 	}
 	ids := slices.Clone(scope.Names)
 	if len(scope.Selectors) > 0 && projects != nil {
+		bySelector := ProjectFilter{Scope: ProjectScope{Selectors: scope.Selectors}, Limit: MaxPageSize}
 		for after := ""; ; {
-			ps, err := projects.FindProjects(ctx, ProjectFilter{AfterID: after, Limit: MaxPageSize})
+			bySelector.AfterID = after
+			ps, err := projects.FindProjects(ctx, bySelector)
 			if err != nil {
 				return nil, err
 			}
 			for _, p := range ps {
-				if scope.Admits(p) {
-					ids = append(ids, p.ID)
-				}
+				ids = append(ids, p.ID)
 			}
 			if len(ps) < MaxPageSize {
 				break
