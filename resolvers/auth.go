@@ -26,26 +26,24 @@ type authenticator struct {
 	log *slog.Logger
 }
 
-// middleware puts a *domain.Caller in the request context. A request without
-// credentials goes on anonymously (fields that need a key refuse it); a
-// request with bad credentials is refused here, before any resolver runs.
-func (a *authenticator) middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		caller := &domain.Caller{
-			Addr:      clientAddr(r, a.trusted),
-			UserAgent: clip(r.UserAgent(), 256),
-			RequestID: requestIDFrom(r),
+// callerOf names the caller of r: its address, user agent and request ID,
+// and its API key if it sent one. A request without credentials goes on
+// anonymously (fields that need a key refuse it); bad credentials are an
+// error, logged, and the request is refused before any resolver runs. The
+// caller is returned either way, for its request ID.
+func (a *authenticator) callerOf(r *http.Request) (*domain.Caller, error) {
+	caller := &domain.Caller{
+		Addr:      clientAddr(r, a.trusted),
+		UserAgent: clip(r.UserAgent(), 256),
+		RequestID: requestIDFrom(r),
+	}
+	if h := r.Header.Get("Authorization"); h != "" {
+		if err := a.authenticate(r.Context(), caller, h); err != nil {
+			a.refused(r.Context(), h, caller, err)
+			return caller, err
 		}
-		w.Header().Set(headerRequestID, caller.RequestID)
-		if h := r.Header.Get("Authorization"); h != "" {
-			if err := a.authenticate(r.Context(), caller, h); err != nil {
-				a.refused(r.Context(), h, caller, err)
-				writeError(w, 0, err)
-				return
-			}
-		}
-		next.ServeHTTP(w, r.WithContext(domain.NewContextWithCaller(r.Context(), caller)))
-	})
+	}
+	return caller, nil
 }
 
 // refused logs a refused credential: the key ID it names, if any, never the

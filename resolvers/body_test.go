@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/rdev-hq/rdev/domain"
@@ -67,5 +69,31 @@ func TestHandler_SSEOutlivesBodyTimeout(t *testing.T) {
 		if _, err := r.ReadString('\n'); err != nil {
 			t.Fatalf("the stream ended after %v (body timeout %v): %v", time.Since(start), timeout, err)
 		}
+	}
+}
+
+// TestReadAll: a body is read whole whether it declared its length, declared
+// less than it sent, or declared none, and a read error is returned.
+func TestReadAll(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		body     string
+		declared int64
+	}{
+		{"exact", "abcdef", 6},
+		{"more than declared", "abcdefghijklmnop", 3},
+		{"undeclared", strings.Repeat("x", 2000), -1},
+		{"empty", "", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// One byte a read, so the buffer is filled and grown bit by bit.
+			b, err := readAll(iotest.OneByteReader(strings.NewReader(tc.body)), tc.declared)
+			if err != nil || string(b) != tc.body {
+				t.Fatalf("readAll = %q, %v; want %q", b, err, tc.body)
+			}
+		})
+	}
+	if _, err := readAll(iotest.ErrReader(io.ErrUnexpectedEOF), 5); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("readAll of a failing body: %v, want %v", err, io.ErrUnexpectedEOF)
 	}
 }

@@ -2,9 +2,6 @@ package resolvers
 
 import (
 	"context"
-	"net/http"
-
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 
 	"github.com/rdev-hq/rdev/domain"
 )
@@ -21,28 +18,4 @@ func admitSocket(limits *domain.ConnLimits) WebsocketAdmit {
 	return func(ctx context.Context) (func(), error) {
 		return limits.Open(domain.CallerFromContext(ctx), domain.ConnSocket)
 	}
-}
-
-// limitStreams counts every SSE request against limits for as long as it
-// runs, and refuses one over its caller's cap with 429 and RATE_LIMITED
-// before any GraphQL runs. It runs after authentication, which names the
-// caller.
-func limitStreams(next http.Handler, limits *domain.ConnLimits) http.Handler {
-	if limits == nil {
-		return next
-	}
-	sse := transport.SSE{}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !sse.Supports(r) {
-			next.ServeHTTP(w, r)
-			return
-		}
-		release, err := limits.Open(domain.CallerFromContext(r.Context()), domain.ConnStream)
-		if err != nil {
-			writeError(w, 0, err)
-			return
-		}
-		defer release()
-		next.ServeHTTP(w, r)
-	})
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -24,11 +23,13 @@ type rateRequest struct {
 	retry   time.Duration
 }
 
-type rateRequestKey struct{}
-
+// rateRequestFrom returns the rate budget's answer for ctx's request, or
+// nil if nothing charged it (no rate limiter).
 func rateRequestFrom(ctx context.Context) *rateRequest {
-	r, _ := ctx.Value(rateRequestKey{}).(*rateRequest)
-	return r
+	if er := edgeRequestFrom(ctx); er != nil && er.rated {
+		return &er.rate
+	}
+	return nil
 }
 
 // refused records a refused charge, so the response says when to retry.
@@ -73,37 +74,6 @@ func secondsUntil(t, now time.Time) int {
 	return int((d + time.Second - 1) / time.Second)
 }
 
-// rateLimit charges every HTTP request to its key's request budget, refuses
-// one over it with 429 before any GraphQL runs, and gives every response the
-// RateLimit-* headers. It runs after authentication: requests without a key
-// are not charged (their fields refuse them).
-func rateLimit(next http.Handler, limits *domain.RateLimitService) http.Handler {
-	if limits == nil {
-		return next
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		upgrade := strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
-		rr := &rateRequest{charged: !upgrade}
-		q, err := limits.ChargeRequest(r.Context())
-		rr.quota = q
-		if err != nil {
-			rr.refused(err)
-			rr.setHeaders(w.Header(), time.Now())
-			writeError(w, 0, err)
-			return
-		}
-		ctx := context.WithValue(r.Context(), rateRequestKey{}, rr)
-		if upgrade {
-			// The connection's operations are charged as they start; the
-			// upgrade response is the only one with headers.
-			rr.setHeaders(w.Header(), time.Now())
-			next.ServeHTTP(w, r.WithContext(ctx))
-			return
-		}
-		next.ServeHTTP(&rateWriter{ResponseWriter: w, rr: rr}, r.WithContext(ctx))
-	})
-}
-
 // chargeOperation charges an operation that arrived on a long-lived
 // connection (a WebSocket), which the HTTP middleware saw only once.
 func chargeOperation(ctx context.Context, limits *domain.RateLimitService) error {
@@ -113,39 +83,3 @@ func chargeOperation(ctx context.Context, limits *domain.RateLimitService) error
 	_, err := limits.ChargeRequest(ctx)
 	return err
 }
-
-// rateWriter sets the rate-limit headers as the response starts, after the
-// resolvers, whose refused charges (executeCommand's budget) add
-// Retry-After.
-type rateWriter struct {
-	http.ResponseWriter
-	rr   *rateRequest
-	once sync.Once
-}
-
-func (w *rateWriter) start() {
-	w.once.Do(func() { w.rr.setHeaders(w.Header(), time.Now()) })
-}
-
-// WriteHeader sets the rate-limit headers, then writes the status.
-func (w *rateWriter) WriteHeader(status int) {
-	w.start()
-	w.ResponseWriter.WriteHeader(status)
-}
-
-// Write sets the rate-limit headers if the status is not written yet.
-func (w *rateWriter) Write(p []byte) (int, error) {
-	w.start()
-	return w.ResponseWriter.Write(p)
-}
-
-// Flush lets streaming transports (SSE) flush through the wrapper.
-func (w *rateWriter) Flush() {
-	w.start()
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// Unwrap gives http.ResponseController the underlying writer.
-func (w *rateWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -131,12 +131,16 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 				Extensions: errorExtensions(err),
 			}}})
 		}
-		if isSubscription(ctx) && !domain.Guarded(ctx) {
-			// A stream outside a guarded connection (SSE) ends on its own
-			// when its key stops authorizing it.
-			ctx = root.APIKeyService.Guard(ctx)
+		if isSubscription(ctx) {
+			if !domain.Guarded(ctx) {
+				// A stream outside a guarded connection (SSE) ends on its
+				// own when its key stops authorizing it.
+				ctx = root.APIKeyService.Guard(ctx)
+			}
+			// Only a subscription's responses can end for want of one.
+			ctx = withStreamEnd(ctx)
 		}
-		return next(withStreamEnd(withLoaders(ctx, newLoaders(root.CommandService))))
+		return next(withLoaders(ctx, newLoaders(root.CommandService)))
 	})
 	srv.AroundOperations(operationTimeout(cfg.OperationTimeout))
 	srv.AroundOperations(logOperations(cfg.Logger))
@@ -158,7 +162,8 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", withErrorCodes(auth.middleware(rateLimit(limitStreams(limitBody(withRetryHints(srv), cfg.MaxBodyBytes, cfg.BodyTimeout), cfg.ConnLimits), root.RateLimitService))))
+	mux.Handle("/graphql", &edge{auth: auth, limits: root.RateLimitService, conns: cfg.ConnLimits,
+		maxBody: cfg.MaxBodyBytes, bodyTimeout: cfg.BodyTimeout, next: srv})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeStatus(w, http.StatusOK, "ok")
 	})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -28,11 +27,13 @@ type retryHint struct {
 	down bool
 }
 
-type retryHintKey struct{}
-
+// retryHintFrom returns the retry hint of ctx's request, or nil for an
+// operation whose status no HTTP response carries (one on a WebSocket).
 func retryHintFrom(ctx context.Context) *retryHint {
-	h, _ := ctx.Value(retryHintKey{}).(*retryHint)
-	return h
+	if er := edgeRequestFrom(ctx); er != nil {
+		return er.w.hint
+	}
+	return nil
 }
 
 // unavailable records an UNAVAILABLE error at a path pathLen fields deep (0
@@ -65,63 +66,6 @@ func noteUnavailable(ctx context.Context, err error, path ast.Path) {
 		graphql.GetOperationContext(ctx).Operation.Operation == ast.Mutation
 	retryHintFrom(ctx).unavailable(mutation, len(path))
 }
-
-// withRetryHints answers a request whose operation failed because
-// something it needs is unavailable (storage, mostly) with 503 and
-// Retry-After rather than 200, so that HTTP clients and proxies retry it as
-// they retry any outage. Streams (SSE) have begun with 200 before they can
-// fail; their errors carry extensions.retryAfterSeconds instead. WebSocket
-// upgrades pass untouched.
-func withRetryHints(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-			next.ServeHTTP(w, r)
-			return
-		}
-		h := &retryHint{}
-		ctx := context.WithValue(r.Context(), retryHintKey{}, h)
-		next.ServeHTTP(&retryWriter{ResponseWriter: w, hint: h}, r.WithContext(ctx))
-	})
-}
-
-// retryWriter turns the response's 200 into a 503 if the operation was
-// found unavailable by the time the response starts.
-type retryWriter struct {
-	http.ResponseWriter
-	hint    *retryHint
-	started bool
-}
-
-// WriteHeader writes status, or 503 with Retry-After in place of a 200.
-func (w *retryWriter) WriteHeader(status int) {
-	if !w.started {
-		w.started = true
-		if status == http.StatusOK && w.hint.serviceUnavailable() {
-			setRetryAfter(w.Header())
-			status = http.StatusServiceUnavailable
-		}
-	}
-	w.ResponseWriter.WriteHeader(status)
-}
-
-// Write starts the response, as WriteHeader(200) would, if it has not.
-func (w *retryWriter) Write(p []byte) (int, error) {
-	if !w.started {
-		w.WriteHeader(http.StatusOK)
-	}
-	return w.ResponseWriter.Write(p)
-}
-
-// Flush lets streaming transports (SSE) flush through the wrapper.
-func (w *retryWriter) Flush() {
-	if !w.started {
-		w.WriteHeader(http.StatusOK)
-	}
-	_ = http.NewResponseController(w.ResponseWriter).Flush()
-}
-
-// Unwrap gives http.ResponseController the underlying writer.
-func (w *retryWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func setRetryAfter(h http.Header) {
 	h.Set("Retry-After", strconv.Itoa(int(retryUnavailable/time.Second)))

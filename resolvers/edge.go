@@ -1,0 +1,303 @@
+package resolvers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+
+	"github.com/rdev-hq/rdev/domain"
+)
+
+// edge is the HTTP front of /graphql. Before GraphQL runs, it does for
+// every request, in this order:
+//
+//  1. names the caller: its address (through trusted proxies only), its
+//     request ID (X-Request-Id, echoed), and its API key if it sent one;
+//     bad credentials are refused here (see authenticator);
+//  2. charges the request to its key's request budget, refusing one over
+//     it with 429 (RATE_LIMITED), and gives the response the RateLimit-*
+//     headers; a WebSocket's operations are charged one by one instead (see
+//     chargeOperation);
+//  3. counts an SSE stream against its caller's cap for as long as it runs,
+//     refusing one over it with 429;
+//  4. reads the body whole within the body timeout and size limit (see
+//     readBody).
+//
+// It then hands the request to next, through one writer (edgeWriter) that
+// sets the rate-limit headers as the response starts, turns a 200 into 503
+// with Retry-After when the operation found something it needs
+// unavailable, and gives every error answered with an HTTP error status an
+// extensions.code.
+//
+// It is one handler, not a chain, so that a request is copied with a new
+// context once and its per-request state is one allocation. WebSocket
+// upgrades get the caller and the charge only: the connection's messages
+// are no HTTP responses.
+type edge struct {
+	auth *authenticator
+	// limits charges request budgets; nil charges nothing.
+	limits *domain.RateLimitService
+	// conns caps open SSE streams per caller; nil caps nothing.
+	conns       *domain.ConnLimits
+	maxBody     int64
+	bodyTimeout time.Duration
+	next        http.Handler
+}
+
+// edgeRequest is what the edge keeps of one request, in one allocation:
+// its writer, its rate budget's answer and its retry hint, which the
+// GraphQL layer finds in the context (rateRequestFrom, retryHintFrom).
+type edgeRequest struct {
+	w     edgeWriter
+	rate  rateRequest
+	hint  retryHint
+	rated bool // rate holds a charge (the edge has a rate limiter)
+}
+
+type edgeRequestKey struct{}
+
+func edgeRequestFrom(ctx context.Context) *edgeRequest {
+	er, _ := ctx.Value(edgeRequestKey{}).(*edgeRequest)
+	return er
+}
+
+// sse is the transport whose requests are streams.
+var sse = transport.SSE{}
+
+func (e *edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	upgrade := strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+	er := &edgeRequest{}
+	if upgrade {
+		e.serve(w, r, er, true)
+		return
+	}
+	er.w.ResponseWriter = w
+	e.serve(&er.w, r, er, false)
+	if er.w.held != nil {
+		er.w.finish(r)
+	}
+}
+
+// serve runs the steps of edge on r, answering through w.
+func (e *edge) serve(w http.ResponseWriter, r *http.Request, er *edgeRequest, upgrade bool) {
+	caller, err := e.auth.callerOf(r)
+	w.Header().Set(headerRequestID, caller.RequestID)
+	if err != nil {
+		writeError(w, 0, err)
+		return
+	}
+	ctx := context.WithValue(domain.NewContextWithCaller(r.Context(), caller), edgeRequestKey{}, er)
+	if e.limits != nil {
+		q, err := e.limits.ChargeRequest(ctx)
+		er.rate.quota, er.rate.charged, er.rated = q, !upgrade, true
+		if err != nil {
+			er.rate.refused(err)
+			er.rate.setHeaders(w.Header(), time.Now())
+			writeError(w, 0, err)
+			return
+		}
+		if upgrade {
+			// The upgrade response is the only one with headers.
+			er.rate.setHeaders(w.Header(), time.Now())
+		} else {
+			er.w.rate = &er.rate
+		}
+	}
+	if e.conns != nil && sse.Supports(r) {
+		release, err := e.conns.Open(caller, domain.ConnStream)
+		if err != nil {
+			writeError(w, 0, err)
+			return
+		}
+		defer release()
+	}
+	if !e.readBody(w, r) {
+		return
+	}
+	if !upgrade {
+		er.w.hint = &er.hint
+	}
+	e.next.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// readBody refuses a declared oversized body at once with 413, and reads
+// the rest whole before the handler runs, within the body timeout: a body
+// that does not arrive in time (a client sending a byte now and then) is
+// refused with 408 and its connection let go, and one that outgrows the
+// limit (an undeclared, chunked one) with 413. Reading it here, rather than
+// letting the transport fail halfway, gives the client the same answer
+// either way; the read deadline is lifted once the body is in, so the
+// streams that follow a request (SSE) are not cut. It reports whether the
+// request goes on.
+func (e *edge) readBody(w http.ResponseWriter, r *http.Request) bool {
+	tooLarge := func(n string) bool {
+		writeError(w, http.StatusRequestEntityTooLarge, domain.Errorf(domain.EINVALID,
+			"request body of %s bytes exceeds the limit of %d bytes (RDEV_MAX_BODY_BYTES)", n, e.maxBody))
+		return false
+	}
+	if r.ContentLength > e.maxBody {
+		return tooLarge(strconv.FormatInt(r.ContentLength, 10))
+	}
+	if r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
+	rc := http.NewResponseController(w)
+	// Not every writer reaches the connection (tests' recorders); there
+	// the body is read without a deadline.
+	deadline := rc.SetReadDeadline(time.Now().Add(e.bodyTimeout)) == nil
+	b, err := readAll(io.LimitReader(r.Body, e.maxBody+1), r.ContentLength)
+	if deadline {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusRequestTimeout, domain.Errorf(domain.EINVALID,
+			"the request body did not arrive within %s", e.bodyTimeout))
+		return false
+	case err != nil:
+		writeError(w, http.StatusBadRequest, domain.Errorf(domain.EINVALID, "could not read the request body"))
+		return false
+	case int64(len(b)) > e.maxBody:
+		return tooLarge("more than " + strconv.FormatInt(e.maxBody, 10))
+	}
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	return true
+}
+
+// readAll reads r to its end into a buffer sized for the declared length
+// (if any) and one byte more, so that a body of the length it declared is
+// read without the buffer growing.
+func readAll(r io.Reader, declared int64) ([]byte, error) {
+	if declared <= 0 {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, 0, declared+1)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if errors.Is(err, io.EOF) {
+			return b, nil
+		} else if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // more than declared: grow
+		}
+	}
+}
+
+// edgeWriter is the writer next answers through. As the response starts it
+// turns a 200 into a 503 with Retry-After when hint says the operation
+// found something it needs unavailable (so that HTTP clients and proxies
+// retry it as they retry any outage; a stream (SSE) has begun with 200
+// before it can fail, and its errors carry extensions.retryAfterSeconds
+// instead), and sets rate's RateLimit-* headers. An error status and its
+// body are held back, so that finish can add the extensions.code that
+// gqlgen's own answers lack.
+type edgeWriter struct {
+	http.ResponseWriter
+	hint    *retryHint   // nil: the status is not the operation's
+	rate    *rateRequest // nil: no rate-limit headers
+	started bool         // the status has been decided
+	passed  bool         // the status has been written through
+	status  int          // the held-back error status
+	held    *bytes.Buffer
+}
+
+// WriteHeader decides the status as the type says, and passes a success
+// status on or holds an error status back.
+func (w *edgeWriter) WriteHeader(status int) {
+	if w.started {
+		return
+	}
+	w.started = true
+	if status == http.StatusOK && w.hint != nil && w.hint.serviceUnavailable() {
+		setRetryAfter(w.Header())
+		status = http.StatusServiceUnavailable
+	}
+	if w.rate != nil {
+		w.rate.setHeaders(w.Header(), time.Now())
+	}
+	if status >= http.StatusBadRequest {
+		w.status, w.held = status, &bytes.Buffer{}
+		return
+	}
+	w.passed = true
+	w.ResponseWriter.WriteHeader(status)
+}
+
+// Write starts the response, as WriteHeader(200) would, if it has not, then
+// passes a success body on and holds an error body back.
+func (w *edgeWriter) Write(p []byte) (int, error) {
+	if !w.started {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.held != nil {
+		return w.held.Write(p)
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Flush lets SSE stream through.
+func (w *edgeWriter) Flush() {
+	if !w.started {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.held == nil {
+		_ = http.NewResponseController(w.ResponseWriter).Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (w *edgeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// finish writes the held-back error response, with codes.
+func (w *edgeWriter) finish(r *http.Request) {
+	status := w.status
+	var body struct {
+		Errors []map[string]any `json:"errors"`
+	}
+	if err := json.Unmarshal(w.held.Bytes(), &body); err != nil || len(body.Errors) == 0 {
+		w.ResponseWriter.WriteHeader(status)
+		_, _ = w.ResponseWriter.Write(w.held.Bytes())
+		return
+	}
+	if status == http.StatusNotAcceptable && r.Method == http.MethodGet {
+		status = http.StatusMethodNotAllowed
+		w.Header().Set("Allow", "POST")
+	}
+	for _, e := range body.Errors {
+		switch e["message"] {
+		case "transport not supported":
+			e["message"] = "unsupported request: send a POST with Content-Type application/json, a GET with the query in its URL, or a WebSocket upgrade"
+		case "GET requests only allow query operations":
+			e["message"] = "GET runs only queries: send mutations and subscriptions by POST or WebSocket"
+		}
+		ext, _ := e["extensions"].(map[string]any)
+		if ext == nil {
+			ext = map[string]any{}
+			e["extensions"] = ext
+		}
+		if _, ok := ext["code"]; !ok {
+			ext["code"] = domain.EINVALID
+		}
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		b = w.held.Bytes()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Del("Content-Length")
+	w.ResponseWriter.WriteHeader(status)
+	_, _ = w.ResponseWriter.Write(b)
+}
