@@ -2,7 +2,9 @@ package telemetry
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// Accessors for the tests in package telemetry_test.
+// Accessors for the tests in package telemetry_test. Tests must not reset
+// or delete the vectors' series: the middleware and the extension keep the
+// children they count into (see series).
 
 func (m *Metrics) HTTPRequests() *prometheus.CounterVec        { return m.httpRequests }
 func (m *Metrics) HTTPDuration() *prometheus.HistogramVec      { return m.httpDuration }

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/rdev-hq/rdev/infra/telemetry"
@@ -180,5 +181,39 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
+	}
+}
+
+func TestGraphQL_SubscriptionEndsWithItsContext(t *testing.T) {
+	m := telemetry.New()
+	ext := m.GraphQL()
+	oc := &graphql.OperationContext{Operation: &ast.OperationDefinition{Operation: ast.Subscription, Name: "Watch"}}
+	ctx, cancel := context.WithCancel(graphql.WithOperationContext(t.Context(), oc))
+	defer cancel()
+	event := &graphql.Response{Data: []byte(`{"name":"x"}`)}
+	responses := ext.InterceptOperation(ctx, func(context.Context) graphql.ResponseHandler {
+		return func(ctx context.Context) *graphql.Response {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return event
+		}
+	})
+	responses(ctx)
+	if got := testutil.ToFloat64(m.Subscriptions()); got != 1 {
+		t.Fatalf("rdev_graphql_subscriptions while one runs = %v, want 1", got)
+	}
+	// A client that goes away ends the subscription before its last
+	// response is asked for; the last response must not end it twice.
+	cancel()
+	waitFor(t, "the subscription gauge to drop", func() bool { return testutil.ToFloat64(m.Subscriptions()) == 0 })
+	if r := responses(ctx); r != nil {
+		t.Fatalf("response after the end: %v", r)
+	}
+	if got := testutil.ToFloat64(m.Subscriptions()); got != 0 {
+		t.Errorf("rdev_graphql_subscriptions after the end = %v, want 0", got)
+	}
+	if got := testutil.ToFloat64(m.GraphQLOperations().WithLabelValues("subscription", "Watch", "OK")); got != 1 {
+		t.Errorf("subscription counted %v times, want 1", got)
 	}
 }

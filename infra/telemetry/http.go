@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Middleware counts and times the requests next answers. next should be (or
@@ -18,23 +20,47 @@ import (
 func (m *Metrics) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rw := &responseWriter{ResponseWriter: w, onHijack: m.wsActive.Inc}
-		defer func() {
-			if rw.hijacked {
-				m.wsActive.Dec()
-			}
-		}()
+		rw := &responseWriter{ResponseWriter: w, connections: m.wsActive}
+		defer rw.closed()
 		next.ServeHTTP(rw, r)
 		route, method := routeOf(r, "other")
 		status := rw.code()
-		m.httpRequests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+		m.requestsBy.get(requestKey{routeKey{route, method}, status}).Inc()
 		if status == http.StatusTooManyRequests {
 			m.rateLimited.WithLabelValues("http").Inc()
 		}
-		if !rw.hijacked && !strings.HasPrefix(rw.Header().Get("Content-Type"), "text/event-stream") {
-			m.httpDuration.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
+		if !rw.hijacked && !isEventStream(rw.Header()) {
+			m.durationBy.get(routeKey{route, method}).Observe(time.Since(start).Seconds())
 		}
 	})
+}
+
+// routeKey is the labels of a request's duration: its route pattern and
+// method.
+type routeKey struct{ route, method string }
+
+// requestKey is the labels of a request's count: its route pattern, method
+// and status code.
+type requestKey struct {
+	routeKey
+	code int
+}
+
+// requestCounter returns the httpRequests child for k.
+func (m *Metrics) requestCounter(k requestKey) prometheus.Counter {
+	return m.httpRequests.WithLabelValues(k.route, k.method, strconv.Itoa(k.code))
+}
+
+// requestObserver returns the httpDuration child for k.
+func (m *Metrics) requestObserver(k routeKey) prometheus.Observer {
+	return m.httpDuration.WithLabelValues(k.route, k.method)
+}
+
+// isEventStream reports whether h is the header of an SSE stream. The
+// map is read directly: the key is canonical already.
+func isEventStream(h http.Header) bool {
+	v := h["Content-Type"]
+	return len(v) > 0 && strings.HasPrefix(v[0], "text/event-stream")
 }
 
 // routeOf returns the pattern r matched ("unmatched" when none did) and its
@@ -64,10 +90,11 @@ func knownMethod(m string) bool {
 // http.ResponseController reach the rest.
 type responseWriter struct {
 	http.ResponseWriter
-	// onHijack, if set, is called when the connection is taken over.
-	onHijack func()
-	status   int
-	hijacked bool
+	// connections, if set, counts the connection as open from when it is
+	// taken over until closed is called.
+	connections prometheus.Gauge
+	status      int
+	hijacked    bool
 }
 
 // code is the status answered: 101 for a connection taken over, 200 when
@@ -111,11 +138,19 @@ func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err == nil && !w.hijacked {
 		w.hijacked = true
-		if w.onHijack != nil {
-			w.onHijack()
+		if w.connections != nil {
+			w.connections.Inc()
 		}
 	}
 	return c, rw, err
+}
+
+// closed ends the count of a connection taken over, once its handler has
+// returned.
+func (w *responseWriter) closed() {
+	if w.hijacked && w.connections != nil {
+		w.connections.Dec()
+	}
 }
 
 // Unwrap returns the underlying writer, for http.ResponseController.

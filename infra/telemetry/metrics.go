@@ -32,6 +32,10 @@ type Metrics struct {
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
 	wsActive     prometheus.Gauge
+	// requestsBy and durationBy are the children of httpRequests and
+	// httpDuration that requests count into, kept at hand.
+	requestsBy series[requestKey, prometheus.Counter]
+	durationBy series[routeKey, prometheus.Observer]
 
 	gqlOperations *prometheus.CounterVec
 	gqlDuration   *prometheus.HistogramVec
@@ -39,6 +43,10 @@ type Metrics struct {
 	rateLimited   *prometheus.CounterVec
 	opNames       *boundedLabel
 	codes         *boundedLabel
+	// operationsBy and opDurationBy are the children of gqlOperations and
+	// gqlDuration that operations count into, kept at hand.
+	operationsBy series[outcomeKey, prometheus.Counter]
+	opDurationBy series[operationKey, prometheus.Observer]
 
 	commandsFinished *prometheus.CounterVec
 	commandDuration  *prometheus.HistogramVec
@@ -113,6 +121,8 @@ func New() *Metrics {
 			Buckets: durationBuckets,
 		}, []string{"outcome"}),
 	}
+	m.requestsBy.child, m.durationBy.child = m.requestCounter, m.requestObserver
+	m.operationsBy.child, m.opDurationBy.child = m.operationCounter, m.operationObserver
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
