@@ -270,12 +270,13 @@ func connectionCost(child int, first *int) int {
 // the client wants). A resolver whose context ends because of it fails with
 // errOperationTimeout.
 func operationTimeout(d time.Duration) graphql.OperationMiddleware {
+	cause := &timeoutError{d: d}
 	return func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		rc := graphql.GetOperationContext(ctx)
 		if d <= 0 || rc.Operation == nil || rc.Operation.Operation == ast.Subscription {
 			return next(ctx)
 		}
-		ctx, cancel := context.WithTimeoutCause(ctx, d, &timeoutError{d: d})
+		ctx, cancel := context.WithTimeoutCause(ctx, d, cause)
 		h := next(ctx)
 		return func(ctx context.Context) *graphql.Response {
 			defer cancel()

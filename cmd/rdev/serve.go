@@ -205,7 +205,11 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 		return nil, err
 	}
 	s.store.TraceWith(tracing)
-	s.store.WithQueryHook(tracing.QueryHook())
+	if tracing.Records() {
+		// Without spans to record, the hook would only cost every query
+		// the event bun builds for it.
+		s.store.WithQueryHook(tracing.QueryHook())
+	}
 	if s.checkpoint, err = cfg.audit.open(s.store, cfg.store, log); err != nil {
 		_ = s.store.Close()
 		return nil, err
