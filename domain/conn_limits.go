@@ -17,13 +17,21 @@ const (
 	// ConnStream is an SSE stream: one request whose answer is an event
 	// stream.
 	ConnStream
+	// ConnSubscription is a subscription, over either transport, for as
+	// long as it runs. Subscriptions are bounded by this count rather than
+	// charged to the request budget: each runs long and asks for little
+	// at its start.
+	ConnSubscription
 	connKinds
 )
 
 // String names the kind as metrics and messages do.
 func (k ConnKind) String() string {
-	if k == ConnSocket {
+	switch k {
+	case ConnSocket:
 		return "websocket"
+	case ConnSubscription:
+		return "subscription"
 	}
 	return "sse"
 }
@@ -50,11 +58,11 @@ type connHolder struct {
 	addr netip.Addr // the client's address when key is ""
 }
 
-// NewConnLimits returns limits of at most sockets WebSockets and streams SSE
-// streams per holder; 0 is no cap.
-func NewConnLimits(sockets, streams int) *ConnLimits {
+// NewConnLimits returns limits of at most sockets WebSockets, streams SSE
+// streams and subscriptions subscriptions per holder; 0 is no cap.
+func NewConnLimits(sockets, streams, subscriptions int) *ConnLimits {
 	l := &ConnLimits{held: map[connHolder]int{}}
-	l.max[ConnSocket], l.max[ConnStream] = sockets, streams
+	l.max[ConnSocket], l.max[ConnStream], l.max[ConnSubscription] = sockets, streams, subscriptions
 	return l
 }
 
@@ -77,7 +85,11 @@ func (l *ConnLimits) Open(c *Caller, kind ConnKind) (release func(), err error) 
 		if h.key == "" {
 			whose = "this address"
 		}
-		return nil, Errorf(ERATELIMITED, "too many open %s connections for %s: at most %d at once; close one first", kind, whose, limit)
+		what := kind.String() + " connections"
+		if kind == ConnSubscription {
+			what = "subscriptions"
+		}
+		return nil, Errorf(ERATELIMITED, "too many open %s for %s: at most %d at once; close one first", what, whose, limit)
 	}
 	l.held[h]++
 	l.total[kind]++

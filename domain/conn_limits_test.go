@@ -2,6 +2,7 @@ package domain
 
 import (
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -13,7 +14,7 @@ func TestConnLimits_Open(t *testing.T) {
 	other := &Caller{Addr: netip.MustParseAddr("10.0.0.2")}
 
 	t.Run("CapPerKey", func(t *testing.T) {
-		l := NewConnLimits(2, 1)
+		l := NewConnLimits(2, 1, 0)
 		r1 := mustOpen(t, l, alice, ConnSocket)
 		mustOpen(t, l, alice, ConnSocket)
 		if _, err := l.Open(alice, ConnSocket); ErrorCode(err) != ERATELIMITED {
@@ -33,8 +34,24 @@ func TestConnLimits_Open(t *testing.T) {
 		}
 	})
 
+	t.Run("Subscriptions", func(t *testing.T) {
+		l := NewConnLimits(1, 1, 2)
+		mustOpen(t, l, alice, ConnSubscription)
+		mustOpen(t, l, alice, ConnSubscription)
+		_, err := l.Open(alice, ConnSubscription)
+		if ErrorCode(err) != ERATELIMITED || !strings.Contains(ErrorMessage(err), "too many open subscriptions for this API key: at most 2") {
+			t.Fatalf("third subscription: got %v, want %s about subscriptions", err, ERATELIMITED)
+		}
+		// Sockets and streams are counted apart.
+		mustOpen(t, l, alice, ConnSocket)
+		mustOpen(t, l, alice, ConnStream)
+		if n := l.Count(ConnSubscription); n != 2 {
+			t.Errorf("Count(subscription) = %d, want 2", n)
+		}
+	})
+
 	t.Run("CapPerAddressWithoutKey", func(t *testing.T) {
-		l := NewConnLimits(1, 1)
+		l := NewConnLimits(1, 1, 0)
 		mustOpen(t, l, anon, ConnStream)
 		if _, err := l.Open(anon, ConnStream); ErrorCode(err) != ERATELIMITED {
 			t.Fatalf("second stream from one address: got %v, want %s", err, ERATELIMITED)
@@ -45,7 +62,7 @@ func TestConnLimits_Open(t *testing.T) {
 	})
 
 	t.Run("NoCap", func(t *testing.T) {
-		l := NewConnLimits(0, 0)
+		l := NewConnLimits(0, 0, 0)
 		for range 100 {
 			mustOpen(t, l, alice, ConnSocket)
 		}
@@ -57,7 +74,7 @@ func TestConnLimits_Open(t *testing.T) {
 	})
 
 	t.Run("Concurrent", func(t *testing.T) {
-		l := NewConnLimits(5, 0)
+		l := NewConnLimits(5, 0, 0)
 		var wg sync.WaitGroup
 		for range 50 {
 			wg.Go(func() {

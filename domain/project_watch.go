@@ -17,8 +17,9 @@ func (s *ProjectService) Changed(p *Project) {
 }
 
 // Watch streams changes of one project (id non-empty) or of every project,
-// until ctx ends. Watching one project starts with its current state, so a
-// client never misses a change between reading and watching it. A watcher
+// until ctx ends. A watch starts with the current state of what it watches
+// (of every project in the caller's scope when id is empty), so a client
+// never misses a change between reading and watching. A watcher
 // that falls behind catches up with the current state of what changed
 // meanwhile and never receives a state it was already sent. Only projects
 // in the caller's project scope are sent, judged on each state: one that
@@ -45,7 +46,13 @@ func (s *ProjectService) Watch(ctx context.Context, id string) (<-chan *Project,
 	w := &projectWatch{s: s, id: id, scope: caller.Projects(), sent: map[string]*Project{}, out: out}
 	go func() {
 		defer close(out)
-		if first != nil && !w.send(ctx, first) {
+		var started bool
+		if first != nil {
+			started = w.send(ctx, first)
+		} else {
+			started = w.catchUp(ctx) // every project's current state
+		}
+		if !started {
 			sub.Close()
 			return
 		}
@@ -99,6 +106,7 @@ func (w *projectWatch) catchUp(ctx context.Context) bool {
 			}
 			after = ps[len(ps)-1].ID
 		}
+		current = append(current, w.vanished(current)...)
 	}
 	for _, p := range current {
 		if !w.send(ctx, p) {
@@ -106,6 +114,24 @@ func (w *projectWatch) catchUp(ctx context.Context) bool {
 		}
 	}
 	return true
+}
+
+// vanished returns, as GONE, the projects last sent as present that are not
+// among current.
+func (w *projectWatch) vanished(current []*Project) []*Project {
+	present := make(map[string]bool, len(current))
+	for _, p := range current {
+		present[p.ID] = true
+	}
+	var gone []*Project
+	for id, prev := range w.sent {
+		if !present[id] && prev.Status != ProjectGone {
+			g := *prev
+			g.Status = ProjectGone
+			gone = append(gone, &g)
+		}
+	}
+	return gone
 }
 
 // send passes p on unless it equals the state last sent of that project.

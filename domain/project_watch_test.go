@@ -64,7 +64,10 @@ func TestProjectService_Watch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		quiet(t, ch) // no initial state for every project
+		if p := recv(t, ch); p.ID != "web" || p.Status != ProjectRunning {
+			t.Fatalf("first = %+v, want web RUNNING: a watch starts with the current state", p)
+		}
+		quiet(t, ch)
 		s.Changed(project("api", ProjectPending))
 		s.Changed(project("web", ProjectGone))
 		if p := recv(t, ch); p.ID != "api" || p.Status != ProjectPending {
@@ -113,6 +116,58 @@ func TestProjectService_Watch(t *testing.T) {
 			case <-deadline:
 				t.Fatalf("never caught up to FAILED; last %+v", last)
 			}
+		}
+	})
+
+	// Catching up on every project sends a project deleted meanwhile as
+	// GONE, once.
+	t.Run("EveryLaggingDeleted", func(t *testing.T) {
+		hub := newFakeHub()
+		repo := newProjectRepo(project("web", ProjectRunning), project("api", ProjectRunning))
+		s := NewProjectService(repo, hub)
+		ch, err := s.Watch(keyContext(t, reader), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		recv(t, ch)
+		recv(t, ch)
+		repo.mu.Lock()
+		delete(repo.projects, "api")
+		repo.mu.Unlock()
+		for i := range projectWatchBuffer * 3 {
+			st := ProjectNotReady
+			if i%2 == 1 {
+				st = ProjectRunning
+			}
+			s.Changed(project("web", st))
+		}
+		if hub.dropCount() == 0 {
+			t.Fatal("the watcher was never dropped: the test proves nothing")
+		}
+		gone := 0
+		for deadline := time.After(5 * time.Second); gone == 0; {
+			select {
+			case p := <-ch:
+				if p.ID == "api" {
+					if p.Status != ProjectGone {
+						t.Fatalf("api sent as %s after its deletion", p.Status)
+					}
+					gone++
+				}
+			case <-deadline:
+				t.Fatal("the deleted project was never sent as GONE")
+			}
+		}
+		for {
+			select {
+			case p := <-ch:
+				if p.ID == "api" {
+					t.Fatalf("api sent again: %+v", p)
+				}
+				continue
+			case <-time.After(50 * time.Millisecond):
+			}
+			break
 		}
 	})
 

@@ -134,6 +134,9 @@ func TestProjectService_Watch_StorageFailsReports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if p := <-ch; p == nil || p.ID != "web" {
+		t.Fatalf("first state = %+v, want web", p)
+	}
 	repo.down.Store(true)
 	// Changes nobody reads, until the hub drops the watcher; it then
 	// catches up from the repository, which is down.

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/parser"
 
 	"github.com/rdev-hq/rdev/domain"
 )
@@ -25,10 +27,12 @@ import (
 //     bad credentials are refused here (see authenticator);
 //  2. charges the request to its key's request budget, refusing one over
 //     it with 429 (RATE_LIMITED), and gives the response the RateLimit-*
-//     headers; a WebSocket's operations are charged one by one instead (see
-//     chargeOperation);
-//  3. counts an SSE stream against its caller's cap for as long as it runs,
-//     refusing one over it with 429;
+//     headers; the operations of a WebSocket or an SSE stream are charged
+//     one by one instead (see chargeOperation), and subscriptions not at
+//     all: they are capped by how many run at once;
+//  3. counts an SSE stream, and the subscription it runs, against its
+//     caller's caps for as long as it runs, refusing one over either with
+//     429;
 //  4. reads the body whole within the body timeout and size limit (see
 //     readBody).
 //
@@ -61,6 +65,9 @@ type edgeRequest struct {
 	rate  rateRequest
 	hint  retryHint
 	rated bool // rate holds a charge (the edge has a rate limiter)
+	// subscription is set when the edge counts the request's subscription
+	// against its caller's cap (an SSE stream's).
+	subscription bool
 }
 
 type edgeRequestKey struct{}
@@ -68,6 +75,13 @@ type edgeRequestKey struct{}
 func edgeRequestFrom(ctx context.Context) *edgeRequest {
 	er, _ := ctx.Value(edgeRequestKey{}).(*edgeRequest)
 	return er
+}
+
+// countedAtEdge reports whether the edge counts ctx's subscription against
+// its caller's cap already (an SSE stream's).
+func countedAtEdge(ctx context.Context) bool {
+	er := edgeRequestFrom(ctx)
+	return er != nil && er.subscription
 }
 
 // sse is the transport whose requests are streams.
@@ -96,23 +110,11 @@ func (e *edge) serve(w http.ResponseWriter, r *http.Request, er *edgeRequest, up
 		return
 	}
 	ctx := context.WithValue(domain.NewContextWithCaller(r.Context(), caller), edgeRequestKey{}, er)
-	if e.limits != nil {
-		q, err := e.limits.ChargeRequest(ctx)
-		er.rate.quota, er.rate.charged, er.rated = q, !upgrade, true
-		if err != nil {
-			er.rate.refused(err)
-			er.rate.setHeaders(w.Header(), time.Now())
-			writeError(w, 0, err)
-			return
-		}
-		if upgrade {
-			// The upgrade response is the only one with headers.
-			er.rate.setHeaders(w.Header(), time.Now())
-		} else {
-			er.w.rate = &er.rate
-		}
+	stream := !upgrade && sse.Supports(r)
+	if !stream && !e.charge(ctx, w, er, upgrade) {
+		return
 	}
-	if e.conns != nil && sse.Supports(r) {
+	if stream && e.conns != nil {
 		release, err := e.conns.Open(caller, domain.ConnStream)
 		if err != nil {
 			writeError(w, 0, err)
@@ -120,13 +122,79 @@ func (e *edge) serve(w http.ResponseWriter, r *http.Request, er *edgeRequest, up
 		}
 		defer release()
 	}
-	if !e.readBody(w, r) {
+	body, ok := e.readBody(w, r)
+	if !ok {
+		return
+	}
+	// A stream is charged once its operation is known: a subscription is
+	// bounded by how many run at once instead, counted here, where a
+	// refusal can still be a 429.
+	if stream && subscribes(r, body) {
+		if e.conns != nil {
+			release, err := e.conns.Open(caller, domain.ConnSubscription)
+			if err != nil {
+				writeError(w, 0, err)
+				return
+			}
+			defer release()
+			er.subscription = true
+		}
+	} else if stream && !e.charge(ctx, w, er, false) {
 		return
 	}
 	if !upgrade {
 		er.w.hint = &er.hint
 	}
 	e.next.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// charge charges the request to its caller's request budget, answering 429
+// if it is over, and arranges the RateLimit-* headers. It reports whether
+// the request goes on.
+func (e *edge) charge(ctx context.Context, w http.ResponseWriter, er *edgeRequest, upgrade bool) bool {
+	if e.limits == nil {
+		return true
+	}
+	q, err := e.limits.ChargeRequest(ctx)
+	er.rate.quota, er.rate.charged, er.rated = q, !upgrade, true
+	if err != nil {
+		er.rate.refused(err)
+		er.rate.setHeaders(w.Header(), time.Now())
+		writeError(w, 0, err)
+		return false
+	}
+	if upgrade {
+		// The upgrade response is the only one with headers.
+		er.rate.setHeaders(w.Header(), time.Now())
+	} else {
+		er.w.rate = &er.rate
+	}
+	return true
+}
+
+// subscribes reports whether the GraphQL request r (with body) runs a
+// subscription. A request that cannot be told (a persisted query sent by
+// hash alone, a document that does not parse) does not: it is charged as
+// any request is, and fails later if it is bad.
+func subscribes(r *http.Request, body []byte) bool {
+	var params struct {
+		Query         string `json:"query"`
+		OperationName string `json:"operationName"`
+	}
+	if r.Method == http.MethodGet {
+		params.Query, params.OperationName = r.URL.Query().Get("query"), r.URL.Query().Get("operationName")
+	} else if json.Unmarshal(body, &params) != nil {
+		return false
+	}
+	if params.Query == "" {
+		return false
+	}
+	doc, err := parser.ParseQuery(&ast.Source{Input: params.Query})
+	if err != nil {
+		return false
+	}
+	op := doc.Operations.ForName(params.OperationName)
+	return op != nil && op.Operation == ast.Subscription
 }
 
 // readBody refuses a declared oversized body at once with 413, and reads
@@ -137,18 +205,18 @@ func (e *edge) serve(w http.ResponseWriter, r *http.Request, er *edgeRequest, up
 // letting the transport fail halfway, gives the client the same answer
 // either way; the read deadline is lifted once the body is in, so the
 // streams that follow a request (SSE) are not cut. It reports whether the
-// request goes on.
-func (e *edge) readBody(w http.ResponseWriter, r *http.Request) bool {
-	tooLarge := func(n string) bool {
+// request goes on, and returns the body.
+func (e *edge) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	tooLarge := func(n string) ([]byte, bool) {
 		writeError(w, http.StatusRequestEntityTooLarge, domain.Errorf(domain.EINVALID,
 			"request body of %s bytes exceeds the limit of %d bytes (RDEV_MAX_BODY_BYTES)", n, e.maxBody))
-		return false
+		return nil, false
 	}
 	if r.ContentLength > e.maxBody {
 		return tooLarge(strconv.FormatInt(r.ContentLength, 10))
 	}
 	if r.Body == nil || r.Body == http.NoBody {
-		return true
+		return nil, true
 	}
 	rc := http.NewResponseController(w)
 	// Not every writer reaches the connection (tests' recorders); there
@@ -163,15 +231,15 @@ func (e *edge) readBody(w http.ResponseWriter, r *http.Request) bool {
 		w.Header().Set("Connection", "close")
 		writeError(w, http.StatusRequestTimeout, domain.Errorf(domain.EINVALID,
 			"the request body did not arrive within %s", e.bodyTimeout))
-		return false
+		return nil, false
 	case err != nil:
 		writeError(w, http.StatusBadRequest, domain.Errorf(domain.EINVALID, "could not read the request body"))
-		return false
+		return nil, false
 	case int64(len(b)) > e.maxBody:
 		return tooLarge("more than " + strconv.FormatInt(e.maxBody, 10))
 	}
 	r.Body = io.NopCloser(bytes.NewReader(b))
-	return true
+	return b, true
 }
 
 // readAll reads r to its end into a buffer sized for the declared length

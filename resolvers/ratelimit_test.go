@@ -1,6 +1,7 @@
 package resolvers
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -220,8 +221,10 @@ func TestHandler_RateLimit(t *testing.T) {
 	})
 }
 
-// An SSE stream is one charged request: it streams through the header
+// A query over SSE is one charged request: it streams through the header
 // writer, carries the headers, and the budget refuses the next one with 429.
+// A subscription over SSE is not charged: it is bounded by how many run at
+// once.
 func TestHandler_RateLimitSSE(t *testing.T) {
 	ts, l := newLimitedServer(t, domain.RateLimits{RequestsPerSecond: 1, Burst: 1})
 	stream := func() (int, http.Header, string) {
@@ -242,5 +245,28 @@ func TestHandler_RateLimitSSE(t *testing.T) {
 	}
 	if status, _, _ := stream(); status != http.StatusTooManyRequests {
 		t.Errorf("second stream: status %d, want 429", status)
+	}
+
+	// The budget is spent, yet subscriptions open; each sends its first
+	// state (the project watch starts with it).
+	for _, query := range []string{
+		`{"query":"subscription { projectStatus { id } }"}`,
+		`{"query":"query Q { __typename } subscription S { projectStatus { id } }","operationName":"S"}`,
+	} {
+		ctx, cancel := context.WithCancel(t.Context())
+		res := ts.postSSE(t, ctx, query)
+		if res.StatusCode != http.StatusOK {
+			b, _ := io.ReadAll(res.Body)
+			t.Fatalf("subscription %s with the budget spent: %d %s", query, res.StatusCode, b)
+		}
+		line, err := bufio.NewReader(res.Body).ReadString('\n')
+		if err != nil || strings.Contains(line, "complete") {
+			t.Fatalf("subscription %s: first line %q, %v", query, line, err)
+		}
+		cancel()
+		_ = res.Body.Close()
+	}
+	if n := l.asked("requests"); n != 2 {
+		t.Errorf("%d requests charged, want 2: subscriptions are not charged", n)
 	}
 }

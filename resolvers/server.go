@@ -120,9 +120,18 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		// An operation on a connection whose key stopped authorizing it
 		// gets the reason (the transport is closing the connection).
+		subscription := isSubscription(ctx)
 		err := credentialEnded(ctx)
-		if err == nil {
+		var release func() // ends the subscription's place under its key's cap
+		switch {
+		case err != nil:
+		case !subscription:
 			err = chargeOperation(ctx, root.RateLimitService)
+		case countedAtEdge(ctx):
+		default:
+			// A subscription is bounded by how many its key runs at once,
+			// not charged to the request budget.
+			release, err = cfg.ConnLimits.Open(domain.CallerFromContext(ctx), domain.ConnSubscription)
 		}
 		if err != nil {
 			noteUnavailable(ctx, err, nil)
@@ -131,16 +140,21 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 				Extensions: errorExtensions(err),
 			}}})
 		}
-		if isSubscription(ctx) {
-			if !domain.Guarded(ctx) {
-				// A stream outside a guarded connection (SSE) ends on its
-				// own when its key stops authorizing it.
-				ctx = root.APIKeyService.Guard(ctx)
-			}
-			// Only a subscription's responses can end for want of one.
-			ctx = withStreamEnd(ctx)
+		if !subscription {
+			return next(withLoaders(ctx, newLoaders(root.CommandService)))
 		}
-		return next(withLoaders(ctx, newLoaders(root.CommandService)))
+		if !domain.Guarded(ctx) {
+			// A stream outside a guarded connection (SSE) ends on its own
+			// when its key stops authorizing it.
+			ctx = root.APIKeyService.Guard(ctx)
+		}
+		// Only a subscription's responses can end for want of one.
+		responses := next(withStreamEnd(withLoaders(ctx, newLoaders(root.CommandService))))
+		if release == nil {
+			return responses
+		}
+		context.AfterFunc(ctx, release)
+		return releasedAtEnd(responses, release)
 	})
 	srv.AroundOperations(operationTimeout(cfg.OperationTimeout))
 	srv.AroundOperations(logOperations(cfg.Logger))

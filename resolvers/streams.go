@@ -77,6 +77,19 @@ func endStreams(ctx context.Context, next graphql.ResponseHandler) *graphql.Resp
 	return &graphql.Response{Errors: graphql.GetErrors(ctx)}
 }
 
+// releasedAtEnd calls release once a subscription's responses end, so
+// that its place among its key's subscriptions is free as soon as it is
+// over (its context ending frees it too, when it is cut short).
+func releasedAtEnd(responses graphql.ResponseHandler, release func()) graphql.ResponseHandler {
+	return func(ctx context.Context) *graphql.Response {
+		r := responses(ctx)
+		if r == nil {
+			release()
+		}
+		return r
+	}
+}
+
 // credentialEnded returns why ctx ended if its key stopped authorizing it
 // (see domain.APIKeyService.Guard), and nil otherwise.
 func credentialEnded(ctx context.Context) error {

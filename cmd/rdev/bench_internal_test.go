@@ -241,7 +241,8 @@ func BenchmarkLineLatency(b *testing.B) {
 // from the command's first line to the last subscriber's end.
 func BenchmarkFanOut(b *testing.B) {
 	const subscribers, lines = 1000, 2000
-	ts := startTestServer(b, nil)
+	// Each subscriber has a socket of its own, all of one key.
+	ts := startTestServer(b, map[string]string{"RDEV_MAX_SOCKETS_PER_KEY": "0", "RDEV_MAX_SUBSCRIPTIONS_PER_KEY": "0"})
 	gate := filepath.Join(ts.cfg.Workspace, "demo", "fanout.go")
 	var delivered, messages int64
 	var elapsed time.Duration
@@ -316,7 +317,7 @@ func (ts *testServer) withClients(b *testing.B, n int, commandID string) int64 {
 // held open by a separate client process.
 func BenchmarkIdleSubscriptionMemory(b *testing.B) {
 	const n = 1000
-	ts := startTestServer(b, map[string]string{"RDEV_MAX_SOCKETS_PER_KEY": "0"})
+	ts := startTestServer(b, map[string]string{"RDEV_MAX_SOCKETS_PER_KEY": "0", "RDEV_MAX_SUBSCRIPTIONS_PER_KEY": "0"})
 	id := ts.execute(b, map[string]any{"projectId": "demo", "argv": []string{"sleep", "600"}})
 	var conn, sub float64
 	for b.Loop() {

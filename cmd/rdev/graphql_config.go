@@ -16,6 +16,7 @@ type graphQLConfig struct {
 	MaxDepth                      int
 	MaxAliases                    int
 	MaxSubscriptionsPerConnection int
+	MaxSubscriptionsPerKey        int
 	MaxSocketsPerKey              int
 	MaxStreamsPerKey              int
 	WSReadLimit                   int
@@ -33,6 +34,7 @@ func (c *graphQLConfig) register(f *envFlags) {
 	f.Int(&c.MaxSubscriptionsPerConnection, "max-subscriptions-per-connection", "RDEV_MAX_SUBSCRIPTIONS_PER_CONNECTION", 100, "operations one WebSocket connection runs at once (0: no limit)")
 	f.Int(&c.MaxSocketsPerKey, "max-sockets-per-key", "RDEV_MAX_SOCKETS_PER_KEY", 50, "WebSocket connections one API key (without a key: one client address) holds open at once on this server; one more closes with 4429 (0: no limit)")
 	f.Int(&c.MaxStreamsPerKey, "max-streams-per-key", "RDEV_MAX_STREAMS_PER_KEY", 100, "SSE streams one API key (without a key: one client address) holds open at once on this server; one more is refused with 429 (0: no limit)")
+	f.Int(&c.MaxSubscriptionsPerKey, "max-subscriptions-per-key", "RDEV_MAX_SUBSCRIPTIONS_PER_KEY", 1000, "subscriptions one API key (without a key: one client address) runs at once on this server, over WebSockets and SSE; one more is refused with RATE_LIMITED (0: no limit). Subscriptions are not charged to the request budget")
 	f.Int(&c.WSReadLimit, "ws-read-limit", "RDEV_WS_READ_LIMIT", websocket.DefaultReadLimit, "largest WebSocket message accepted, in bytes; a larger one closes the connection with 1009")
 	f.Duration(&c.OperationTimeout, "operation-timeout", "RDEV_OPERATION_TIMEOUT", resolvers.DefaultOperationTimeout, "longest a query or mutation may run, not a subscription (0: no limit)")
 	f.String(&c.FieldSuggestions, "field-suggestions", "RDEV_FIELD_SUGGESTIONS", "auto", `let validation errors suggest field names ("Did you mean …"): true, false, or auto (on with the embedded database)`)
@@ -56,6 +58,7 @@ func (c *graphQLConfig) edge(embedded bool) (resolvers.Config, error) {
 		{"RDEV_MAX_COMPLEXITY", c.MaxComplexity}, {"RDEV_MAX_DEPTH", c.MaxDepth}, {"RDEV_MAX_ALIASES", c.MaxAliases},
 		{"RDEV_MAX_SUBSCRIPTIONS_PER_CONNECTION", c.MaxSubscriptionsPerConnection}, {"RDEV_APQ_CACHE_SIZE", c.APQCacheSize},
 		{"RDEV_MAX_SOCKETS_PER_KEY", c.MaxSocketsPerKey}, {"RDEV_MAX_STREAMS_PER_KEY", c.MaxStreamsPerKey},
+		{"RDEV_MAX_SUBSCRIPTIONS_PER_KEY", c.MaxSubscriptionsPerKey},
 	} {
 		if v.n < 0 {
 			return resolvers.Config{}, fmt.Errorf("%s: %d is negative (0 means no limit)", v.env, v.n)
@@ -75,7 +78,7 @@ func (c *graphQLConfig) edge(embedded bool) (resolvers.Config, error) {
 		OperationTimeout:     time.Duration(noLimit(int(c.OperationTimeout))),
 		APQCacheSize:         noLimit(c.APQCacheSize),
 		TrustedDocumentsOnly: c.TrustedDocumentsOnly,
-		ConnLimits:           domain.NewConnLimits(c.MaxSocketsPerKey, c.MaxStreamsPerKey),
+		ConnLimits:           domain.NewConnLimits(c.MaxSocketsPerKey, c.MaxStreamsPerKey, c.MaxSubscriptionsPerKey),
 	}
 	if c.TrustedDocuments == "" {
 		if c.TrustedDocumentsOnly {

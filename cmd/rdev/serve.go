@@ -145,6 +145,8 @@ type server struct {
 	ln         net.Listener
 	metrics    *metricsServer            // nil unless RDEV_METRICS_ADDR is set
 	checkpoint *domain.AuditCheckpointer // nil without an audit key
+	// conns counts the sockets, streams and subscriptions callers hold.
+	conns *domain.ConnLimits
 }
 
 // flushTraces exports the spans still buffered, giving up after timeout.
@@ -277,6 +279,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 		RateLimitService: domain.NewRateLimitService(ratelimit.New(s.rateStore.store), ratelimit.New(ratelimit.NewMemoryStore()), rateLimits),
 	}
 	gql.Logger = log
+	s.conns = gql.ConnLimits
 	gql.GraphiQL = graphiql
 	gql.Introspection = introspection
 	gql.MaxBodyBytes = int64(cfg.MaxBodyBytes)

@@ -146,7 +146,7 @@ func waitFor(within time.Duration, cond func() bool) bool {
 func TestServer_SubscriptionsComeAndGo(t *testing.T) {
 	// These clients never answer pings: with the default keep-alive the
 	// server would rightly drop them as half-open before all are open.
-	ts := startTestServer(t, map[string]string{"RDEV_KEEPALIVE": "10m", "RDEV_MAX_SOCKETS_PER_KEY": "0"})
+	ts := startTestServer(t, map[string]string{"RDEV_KEEPALIVE": "10m", "RDEV_MAX_SOCKETS_PER_KEY": "0", "RDEV_MAX_SUBSCRIPTIONS_PER_KEY": "0"})
 	id := ts.execute(t, map[string]any{"projectId": "demo", "argv": []string{"sleep", "3600"}})
 	topic := domain.CommandTopic(id)
 	runtime.GC()

@@ -108,7 +108,7 @@ rdev_kube_warm_streams{cluster="https://10.0.0.1:6443",state="ready"} 3
 }
 
 func TestConnectionsCollector(t *testing.T) {
-	limits := domain.NewConnLimits(0, 0)
+	limits := domain.NewConnLimits(0, 0, 0)
 	for range 2 {
 		if _, err := limits.Open(&domain.Caller{}, domain.ConnSocket); err != nil {
 			t.Fatal(err)
