@@ -366,8 +366,10 @@ func rootCases() map[string]rootCase {
 			check: func(t *testing.T, m *scopeMatrix, k matrixKey) {
 				wantCode(t, "projectStatus(pay)", m.subscribe(t, k.token, statusS, map[string]any{"p": "pay"}, nil), "")
 				wantCode(t, "projectStatus(search)", m.subscribe(t, k.token, statusS, map[string]any{"p": "search"}, nil), outCode(k, ""))
-				// Every project: search changes, then pay, over and over; a
-				// restricted key is sent pay only.
+				// Every project: the watch starts with the current state of
+				// each project in scope (demo, pay and search for an
+				// unrestricted key, in ID order), then search changes, then
+				// pay, over and over; a restricted key is sent pay only.
 				stop := make(chan struct{})
 				r := m.subscribe(t, k.token, statusS, nil, func() {
 					m.repeat(stop, func() {
@@ -384,7 +386,7 @@ func rootCases() map[string]rootCase {
 				})
 				close(stop)
 				got := path(r.Data, "projectStatus", "id")
-				if k.restricted && got != "pay" || got != "pay" && got != "search" {
+				if k.restricted && got != "pay" || !k.restricted && got != "demo" {
 					t.Errorf("projectStatus (every project) sent %v first to a key restricted = %v", got, k.restricted)
 				}
 			}},
