@@ -42,12 +42,20 @@ import (
 // unavailable, and gives every error answered with an HTTP error status an
 // extensions.code.
 //
+// Before all of that it gives a page on an allowed origin its CORS headers
+// and answers its preflight (see cors); a request without an Origin header
+// pays one header lookup for it. Every answer but a stream's is in the
+// media type the request accepts (see negotiate), and a request refused
+// before its operation ran gets the status the GraphQL over HTTP
+// specification gives that media type (see refusal).
+//
 // It is one handler, not a chain, so that a request is copied with a new
 // context once and its per-request state is one allocation. WebSocket
 // upgrades get the caller and the charge only: the connection's messages
 // are no HTTP responses.
 type edge struct {
 	auth *authenticator
+	cors cors
 	// limits charges request budgets; nil charges nothing.
 	limits *domain.RateLimitService
 	// conns caps open SSE streams per caller; nil caps nothing.
@@ -68,6 +76,11 @@ type edgeRequest struct {
 	// subscription is set when the edge counts the request's subscription
 	// against its caller's cap (an SSE stream's).
 	subscription bool
+	// refusal is set when the request is refused before its operation runs.
+	refusal refusal
+	// exec is the executor the POST and GET transports run the request's
+	// operation with (see refusalsTold).
+	exec refusingExecutor
 }
 
 type edgeRequestKey struct{}
@@ -91,18 +104,27 @@ func (e *edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	upgrade := strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 	er := &edgeRequest{}
 	if upgrade {
-		e.serve(w, r, er, true)
+		// The upgrader checks the Origin of a WebSocket itself.
+		e.serve(w, r, er, true, false)
 		return
 	}
+	if origin := r.Header["Origin"]; len(origin) > 0 && e.cors.apply(w, r, origin[0]) {
+		return
+	}
+	stream := sse.Supports(r)
 	er.w.ResponseWriter = w
-	e.serve(&er.w, r, er, false)
+	if !stream {
+		er.w.media = negotiate(r.Header.Get("Accept"))
+		er.w.refusal = &er.refusal
+	}
+	e.serve(&er.w, r, er, false, stream)
 	if er.w.held != nil {
 		er.w.finish(r)
 	}
 }
 
 // serve runs the steps of edge on r, answering through w.
-func (e *edge) serve(w http.ResponseWriter, r *http.Request, er *edgeRequest, upgrade bool) {
+func (e *edge) serve(w http.ResponseWriter, r *http.Request, er *edgeRequest, upgrade, stream bool) {
 	caller, err := e.auth.callerOf(r)
 	w.Header().Set(headerRequestID, caller.RequestID)
 	if err != nil {
@@ -110,7 +132,6 @@ func (e *edge) serve(w http.ResponseWriter, r *http.Request, er *edgeRequest, up
 		return
 	}
 	ctx := context.WithValue(domain.NewContextWithCaller(r.Context(), caller), edgeRequestKey{}, er)
-	stream := !upgrade && sse.Supports(r)
 	if !stream && !e.charge(ctx, w, er, upgrade) {
 		return
 	}
@@ -269,16 +290,20 @@ func readAll(r io.Reader, declared int64) ([]byte, error) {
 // found something it needs unavailable (so that HTTP clients and proxies
 // retry it as they retry any outage; a stream (SSE) has begun with 200
 // before it can fail, and its errors carry extensions.retryAfterSeconds
-// instead), and sets rate's RateLimit-* headers. An error status and its
-// body are held back, so that finish can add the extensions.code that
-// gqlgen's own answers lack.
+// instead), gives a refused request the status of its media type, and sets
+// rate's RateLimit-* headers and the negotiated Content-Type. An error
+// status and its body are held back, and so is a refusal's, so that finish
+// can add the extensions.code that gqlgen's own answers lack and drop the
+// data entry that a refused request has none of.
 type edgeWriter struct {
 	http.ResponseWriter
 	hint    *retryHint   // nil: the status is not the operation's
 	rate    *rateRequest // nil: no rate-limit headers
+	refusal *refusal     // nil: a stream, whose status is its transport's
+	media   string       // the negotiated media type; "" for a stream
 	started bool         // the status has been decided
 	passed  bool         // the status has been written through
-	status  int          // the held-back error status
+	status  int          // the held-back status
 	held    *bytes.Buffer
 }
 
@@ -289,16 +314,23 @@ func (w *edgeWriter) WriteHeader(status int) {
 		return
 	}
 	w.started = true
-	if status == http.StatusOK && w.hint != nil && w.hint.serviceUnavailable() {
+	refused := w.refusal != nil && w.refusal.refused
+	switch {
+	case refused:
+		status = w.refusal.status(w.media)
+	case status == http.StatusOK && w.hint != nil && w.hint.serviceUnavailable():
 		setRetryAfter(w.Header())
 		status = http.StatusServiceUnavailable
 	}
 	if w.rate != nil {
 		w.rate.setHeaders(w.Header(), time.Now())
 	}
-	if status >= http.StatusBadRequest {
+	if status >= http.StatusBadRequest || refused {
 		w.status, w.held = status, &bytes.Buffer{}
 		return
+	}
+	if w.media != "" {
+		w.Header()["Content-Type"] = contentTypes[w.media]
 	}
 	w.passed = true
 	w.ResponseWriter.WriteHeader(status)
@@ -329,7 +361,8 @@ func (w *edgeWriter) Flush() {
 // Unwrap gives http.ResponseController the underlying writer.
 func (w *edgeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// finish writes the held-back error response, with codes.
+// finish writes the held-back response, with codes, in the negotiated
+// media type.
 func (w *edgeWriter) finish(r *http.Request) {
 	status := w.status
 	var body struct {
@@ -364,7 +397,11 @@ func (w *edgeWriter) finish(r *http.Request) {
 	if err != nil {
 		b = w.held.Bytes()
 	}
-	w.Header().Set("Content-Type", "application/json")
+	media := w.media
+	if media == "" {
+		media = mediaJSON // a stream refused before it began
+	}
+	w.Header()["Content-Type"] = contentTypes[media]
 	w.Header().Del("Content-Length")
 	w.ResponseWriter.WriteHeader(status)
 	_, _ = w.ResponseWriter.Write(b)

@@ -89,6 +89,11 @@ type Config struct {
 	Extensions []graphql.HandlerExtension
 	// Metrics, if set, is served at GET /metrics.
 	Metrics http.Handler
+	// AllowedOrigin reports whether a request's Origin header names a
+	// page allowed to call the API from a browser (CORS); nil allows no
+	// other origin. The WebSocket transport should check Origins with the
+	// same function.
+	AllowedOrigin func(*http.Request) bool
 }
 
 // NewHandler returns the HTTP handler for the whole API: /graphql (POST, GET
@@ -103,8 +108,8 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	// that accepts text/event-stream) must come before POST.
 	srv.AddTransport(transport.SSE{KeepAlivePingInterval: cfg.KeepAlive})
 	srv.AddTransport(transport.Options{})
-	srv.AddTransport(transport.GET{})
-	srv.AddTransport(transport.POST{})
+	srv.AddTransport(refusalsTold{transport.GET{}})
+	srv.AddTransport(refusalsTold{transport.POST{}})
 	if cfg.Websocket != nil {
 		srv.AddTransport(cfg.Websocket(auth.websocketInit, admitSocket(cfg.ConnLimits), cfg.KeepAlive))
 	}
@@ -134,11 +139,10 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 			release, err = cfg.ConnLimits.Open(domain.CallerFromContext(ctx), domain.ConnSubscription)
 		}
 		if err != nil {
+			errs := gqlerror.List{{Message: domain.ErrorMessage(err), Extensions: errorExtensions(err)}}
 			noteUnavailable(ctx, err, nil)
-			return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{{
-				Message:    domain.ErrorMessage(err),
-				Extensions: errorExtensions(err),
-			}}})
+			refuse(ctx, errs, false)
+			return graphql.OneShot(&graphql.Response{Errors: errs})
 		}
 		if !subscription {
 			return next(withLoaders(ctx, newLoaders(root.CommandService)))
@@ -176,7 +180,7 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", &edge{auth: auth, limits: root.RateLimitService, conns: cfg.ConnLimits,
+	mux.Handle("/graphql", &edge{auth: auth, cors: cors{allowed: cfg.AllowedOrigin}, limits: root.RateLimitService, conns: cfg.ConnLimits,
 		maxBody: cfg.MaxBodyBytes, bodyTimeout: cfg.BodyTimeout, next: srv})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeStatus(w, http.StatusOK, "ok")
@@ -263,7 +267,7 @@ func writeError(w http.ResponseWriter, status int, err error) {
 	} else if code == domain.EUNAVAILABLE {
 		setRetryAfter(w.Header())
 	}
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = contentTypes[mediaJSON] // the edge's writer gives the negotiated one
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]any{{
 		"message":    domain.ErrorMessage(err),

@@ -66,7 +66,7 @@ func (c *serveConfig) register(f *envFlags) {
 	f.String(&c.ExampleProject, "example-project", "RDEV_EXAMPLE_PROJECT", "demo", "project directory created in an empty workspace (empty: none)")
 	f.String(&c.GraphiQL, "graphiql", "RDEV_GRAPHIQL", "auto", "serve GraphiQL at /: true, false, or auto (on with the embedded database)")
 	f.String(&c.Introspection, "introspection", "RDEV_INTROSPECTION", "auto", "allow schema introspection: true, false, or auto (on with the embedded database)")
-	f.List(&c.AllowedOrigins, "allowed-origins", "RDEV_ALLOWED_ORIGINS", "browser Origins allowed to open WebSockets besides the server's own (* for any)")
+	f.List(&c.AllowedOrigins, "allowed-origins", "RDEV_ALLOWED_ORIGINS", "browser Origins (scheme://host[:port]) of web pages allowed to call the API, by HTTP (CORS) and WebSocket, besides the server's own (* for any)")
 	f.List(&c.TrustedProxies, "trusted-proxies", "RDEV_TRUSTED_PROXIES", "CIDRs of proxies whose X-Forwarded-For is believed")
 	f.Int(&c.MaxBodyBytes, "max-body-bytes", "RDEV_MAX_BODY_BYTES", resolvers.DefaultMaxBodyBytes, "largest request body accepted")
 	f.Duration(&c.BodyTimeout, "body-timeout", "RDEV_BODY_TIMEOUT", resolvers.DefaultBodyTimeout, "how long a request body may take to arrive before the request is refused (408)")
@@ -287,9 +287,12 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 	gql.ParserTokenLimit = cfg.ParserTokenLimit
 	gql.TrustedProxies = trusted
 	gql.KeepAlive = cfg.KeepAlive
+	// One notion of an allowed Origin, for WebSockets and CORS alike.
+	allowedOrigin := websocket.OriginChecker(cfg.AllowedOrigins)
+	gql.AllowedOrigin = allowedOrigin
 	gql.Websocket = func(auth resolvers.WebsocketAuth, admit resolvers.WebsocketAdmit, keepAlive time.Duration) graphql.Transport {
 		return websocket.Transport{
-			Upgrade:       websocket.Implementation{CheckOrigin: websocket.OriginChecker(cfg.AllowedOrigins)},
+			Upgrade:       websocket.Implementation{CheckOrigin: allowedOrigin},
 			InitFunc:      auth,
 			Admit:         admit,
 			KeepAlive:     keepAlive,
