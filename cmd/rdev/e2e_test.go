@@ -209,6 +209,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 
 type response struct {
 	Status int
+	Header http.Header `json:"-"`
 	Data   map[string]any
 	Errors []struct {
 		Message    string
@@ -251,7 +252,7 @@ func (s *server) queryWith(token, query string, vars map[string]any, header http
 	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
 		s.t.Fatalf("response of %d is not JSON: %v", res.StatusCode, err)
 	}
-	r.Status = res.StatusCode
+	r.Status, r.Header = res.StatusCode, res.Header
 	return r
 }
 
