@@ -22,6 +22,9 @@ const (
 	mediaGraphQLResponse = "application/graphql-response+json"
 )
 
+// acceptApollo is the Accept header of Apollo Client's HttpLink.
+const acceptApollo = mediaGraphQLResponse + ",application/json;q=0.9"
+
 // contentTypes are the Content-Type headers of the two media types, shared
 // by every response so that setting one allocates nothing. They are never
 // changed in place.
@@ -39,6 +42,13 @@ var contentTypes = map[string][]string{
 // "application/graphql-response+json,application/json;q=0.9" gets the
 // former, a bare fetch the latter.
 func negotiate(accept string) string {
+	// What most clients send, without parsing.
+	switch accept {
+	case "", "*/*", mediaJSON:
+		return mediaJSON
+	case mediaGraphQLResponse, acceptApollo:
+		return mediaGraphQLResponse
+	}
 	best, bestQ := mediaJSON, 0.0
 	for accept != "" {
 		var part string

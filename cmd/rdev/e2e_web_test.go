@@ -138,3 +138,17 @@ func TestE2E_CORS(t *testing.T) {
 		}
 	})
 }
+
+// TestE2E_ApolloRetriesRefusals runs Apollo Client with the retry set-up
+// docs/api.md gives, against a key allowed one request a second: the
+// queries it refuses (429, in application/graphql-response+json) must be
+// retried until they succeed.
+func TestE2E_ApolloRetriesRefusals(t *testing.T) {
+	in := newInstance(t, "RATE_LIMIT_RPS=1", "RATE_LIMIT_BURST=1")
+	s := in.serve()
+	token, _ := in.createKey("--name", "apollo", "--scopes", "projects:read")
+	out := runNode(t, s, token, "retry.mjs")
+	if !strings.Contains(out, "ok refused queries were retried") {
+		t.Fatalf("retry.mjs did not finish its checks:\n%s", out)
+	}
+}
