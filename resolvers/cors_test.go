@@ -27,9 +27,15 @@ func newCORSServer(t *testing.T, limits domain.RateLimits) *testServer {
 	return newTestServerWith(t, allow, func(r *Resolver) { r.RateLimitService = domain.NewRateLimitService(l, l, limits) })
 }
 
+// preflightAnswer is the status and headers of a preflight's answer.
+type preflightAnswer struct {
+	StatusCode int
+	Header     http.Header
+}
+
 // preflight sends the OPTIONS request a browser sends before a POST with a
 // key from origin.
-func (ts *testServer) preflight(t *testing.T, origin string) *http.Response {
+func (ts *testServer) preflight(t *testing.T, origin string) preflightAnswer {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodOptions, ts.URL+"/graphql", nil)
 	req.Header.Set("Origin", origin)
@@ -40,7 +46,7 @@ func (ts *testServer) preflight(t *testing.T, origin string) *http.Response {
 		t.Fatal(err)
 	}
 	_ = res.Body.Close()
-	return res
+	return preflightAnswer{res.StatusCode, res.Header}
 }
 
 // post sends body as a page on origin would, accepting what Apollo Client
