@@ -317,7 +317,9 @@ func (w *edgeWriter) WriteHeader(status int) {
 	refused := w.refusal != nil && w.refusal.refused
 	switch {
 	case refused:
-		status = w.refusal.status(w.media)
+		if status = w.refusal.status(w.media); status == http.StatusServiceUnavailable {
+			setRetryAfter(w.Header())
+		}
 	case status == http.StatusOK && w.hint != nil && w.hint.serviceUnavailable():
 		setRetryAfter(w.Header())
 		status = http.StatusServiceUnavailable
