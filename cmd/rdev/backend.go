@@ -105,6 +105,7 @@ func openBackend(cfg serveConfig, log *slog.Logger, changed func(*domain.Project
 		return backend{
 			projects: projects,
 			executor: exec,
+			close:    func() { _ = projects.Close() },
 			where:    "local processes in " + cfg.Workspace,
 		}, nil
 	}

@@ -44,8 +44,13 @@ const maxLabelsSize = 64 << 10
 // starting with '#' are skipped, and so are malformed lines (no '=', an empty
 // key, a key with spaces in it, or control characters). The labels file must be a regular file;
 // a symbolic link there is ignored.
+//
+// On Linux, listings and lookups answer from memory while nothing under the
+// root has changed, as inotify tells (see watcher); elsewhere, and whenever
+// the watch cannot be trusted, they read the file system as described here.
 type Projects struct {
-	root string
+	root  string
+	watch *watcher
 
 	mu      sync.Mutex
 	listing listing // the root's entries when last read
@@ -93,7 +98,16 @@ func NewProjects(root string) *Projects {
 	if abs, err := filepath.Abs(root); err == nil {
 		root = abs
 	}
-	return &Projects{root: filepath.Clean(root)}
+	p := &Projects{root: filepath.Clean(root)}
+	p.watch = newWatcher(p)
+	return p
+}
+
+// Close stops watching the root, if it was watched. Projects still answer
+// after it, from the file system. It returns nil.
+func (p *Projects) Close() error {
+	p.watch.close()
+	return nil
 }
 
 // Root returns the absolute directory that holds the projects.
@@ -105,6 +119,12 @@ func (p *Projects) Root() string { return p.root }
 func (p *Projects) FindProjectByID(ctx context.Context, id string) (*domain.Project, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if s := p.watch.current(); s != nil {
+		if pr := s.byID[id]; pr != nil {
+			return clone(pr), nil
+		}
+		return nil, notFound(id)
 	}
 	info, err := p.stat(id)
 	if err != nil {
@@ -121,6 +141,14 @@ func (p *Projects) FindProjects(ctx context.Context, f domain.ProjectFilter) ([]
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if s := p.watch.current(); s != nil {
+		return s.find(f), nil
+	}
+	return p.findProjects(ctx, f)
+}
+
+// findProjects is FindProjects read from the file system.
+func (p *Projects) findProjects(ctx context.Context, f domain.ProjectFilter) ([]*domain.Project, error) {
 	entries, err := p.entries()
 	if errors.Is(err, fs.ErrNotExist) {
 		return []*domain.Project{}, nil
