@@ -57,6 +57,14 @@ func (s *snapshot) find(f domain.ProjectFilter) []*domain.Project {
 // clone returns a copy of p that its receiver may change.
 func clone(p *domain.Project) *domain.Project {
 	c := *p
-	c.Labels, c.Annotations = maps.Clone(p.Labels), maps.Clone(p.Annotations)
+	c.Labels, c.Annotations = copyMap(p.Labels), copyMap(p.Annotations)
 	return &c
+}
+
+// copyMap copies m; unlike maps.Clone, it allocates no table for an empty
+// map, the common case.
+func copyMap(m map[string]string) map[string]string {
+	c := make(map[string]string, len(m))
+	maps.Copy(c, m)
+	return c
 }

@@ -406,3 +406,46 @@ func TestProjects_Close(t *testing.T) {
 	}
 	must(t, p.Close())
 }
+
+// BenchmarkProjects_Find lists n projects (every fourth with labels) from
+// memory and, in the same loop, from the file system as without inotify
+// (keeping the root's listing while it is unchanged): "watched-ns/call"
+// and "read-ns/call" are their times, "x-read" how many times faster the
+// watched listing is.
+func BenchmarkProjects_Find(b *testing.B) {
+	for _, n := range []int{1, 100} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			root := b.TempDir()
+			for i := range n {
+				dir := filepath.Join(root, fmt.Sprintf("p-%03d", i))
+				if i%4 == 3 {
+					mustWrite(b, filepath.Join(dir, ".rdev", "labels"), "team=a\n")
+				}
+				mustMkdir(b, dir, t1)
+			}
+			if err := os.Chtimes(root, t1, t1); err != nil {
+				b.Fatal(err)
+			}
+			p := local.NewProjects(root)
+			b.Cleanup(func() { _ = p.Close() })
+			ctx := b.Context()
+			var watched, read time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				ps, err := p.FindProjects(ctx, domain.ProjectFilter{})
+				t1 := time.Now()
+				rs, err2 := local.ReadProjects(ctx, p, domain.ProjectFilter{})
+				watched, read = watched+t1.Sub(t0), read+time.Since(t1)
+				if err != nil || err2 != nil || len(ps) != n || len(rs) != n {
+					b.Fatal(len(ps), len(rs), err, err2)
+				}
+			}
+			if !local.Watched(p) {
+				b.Fatal("not watched")
+			}
+			b.ReportMetric(float64(watched.Nanoseconds())/float64(b.N), "watched-ns/call")
+			b.ReportMetric(float64(read.Nanoseconds())/float64(b.N), "read-ns/call")
+			b.ReportMetric(float64(read)/float64(watched), "x-read")
+		})
+	}
+}
