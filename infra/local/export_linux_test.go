@@ -7,11 +7,12 @@ import (
 	"github.com/rdev-hq/rdev/domain"
 )
 
-// Watched reports whether p answers from memory now.
-func Watched(p *Projects) bool {
+// Watched reports whether p answers from memory now, and if not, why the
+// watcher last stood down.
+func Watched(p *Projects) (bool, error) {
 	p.watch.mu.Lock()
 	defer p.watch.mu.Unlock()
-	return p.watch.armed
+	return p.watch.armed, p.watch.failed
 }
 
 // SetRearmDelay sets how long p's watcher stands down after a failed start.

@@ -58,6 +58,7 @@ type watcher struct {
 	cur     *snapshot     // the projects as last read, while armed
 	retryAt time.Time     // while not armed: no new start before
 	delay   time.Duration // from a failed start to the next (rearmDelay)
+	failed  error         // why the watcher last stood down
 	closed  bool
 	watches map[int32]*watched
 	held    map[string][]int32 // each project's watches
@@ -143,11 +144,11 @@ func (w *watcher) refresh() *snapshot {
 			return nil
 		}
 		if err := w.arm(); err != nil {
-			w.disarm()
+			w.disarm(err)
 			return nil
 		}
 	} else if err := w.update(); err != nil {
-		w.disarm()
+		w.disarm(err)
 		return nil
 	}
 	w.snap.Store(w.cur)
@@ -234,8 +235,9 @@ func (w *watcher) arm() error {
 	return nil
 }
 
-// disarm stands the watcher down until rearmDelay has passed.
-func (w *watcher) disarm() {
+// disarm stands the watcher down, for err, until rearmDelay has passed.
+func (w *watcher) disarm(err error) {
+	w.failed = err
 	w.dropWatches()
 	w.watches, w.held, w.cur, w.armed = nil, nil, nil, false
 	w.retryAt = time.Now().Add(w.delay)

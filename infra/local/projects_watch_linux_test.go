@@ -27,8 +27,8 @@ func openWatched(t *testing.T, root string) *local.Projects {
 	if _, err := p.FindProjects(t.Context(), domain.ProjectFilter{}); err != nil {
 		t.Fatal(err)
 	}
-	if !local.Watched(p) {
-		t.Fatalf("projects under %s are not watched", root)
+	if ok, err := local.Watched(p); !ok {
+		t.Fatalf("projects under %s are not watched: %v", root, err)
 	}
 	return p
 }
@@ -59,8 +59,8 @@ func agrees(t *testing.T, p *local.Projects, watched bool, ids ...string) []*dom
 			t.Fatalf("project %s: %v, want %v (-want +got):\n%s", id, gotErr, wantErr, diff)
 		}
 	}
-	if local.Watched(p) != watched {
-		t.Fatalf("watched %v, want %v", !watched, watched)
+	if ok, err := local.Watched(p); ok != watched {
+		t.Fatalf("watched %v (%v), want %v", ok, err, watched)
 	}
 	return got
 }
@@ -288,8 +288,8 @@ func TestProjectsWatch_Paging(t *testing.T) {
 	if got := ids(ps); !slices.Equal(got, []string{"p-003", "p-009", "p-015"}) {
 		t.Fatalf("team=t1: %v", got)
 	}
-	if !local.Watched(p) {
-		t.Fatal("not watched")
+	if ok, err := local.Watched(p); !ok {
+		t.Fatalf("not watched: %v", err)
 	}
 }
 
@@ -440,8 +440,8 @@ func BenchmarkProjects_Find(b *testing.B) {
 					b.Fatal(len(ps), len(rs), err, err2)
 				}
 			}
-			if !local.Watched(p) {
-				b.Fatal("not watched")
+			if ok, err := local.Watched(p); !ok {
+				b.Fatalf("not watched: %v", err)
 			}
 			b.ReportMetric(float64(watched.Nanoseconds())/float64(b.N), "watched-ns/call")
 			b.ReportMetric(float64(read.Nanoseconds())/float64(b.N), "read-ns/call")
