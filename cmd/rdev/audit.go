@@ -35,7 +35,7 @@ func (c *auditConfig) register(f *envFlags) {
 	f.String(&c.KeyFile, "audit-key-file", "RDEV_AUDIT_KEY_FILE", "",
 		"file of audit keys, one base64 key of at least 32 bytes per line; the first MACs new entries and checkpoints, the others only verify "+
 			"(empty: RDEV_AUDIT_KEY; failing that, with the embedded database, "+embeddedAuditKeyFile+" in the data directory, made on first use)")
-	f.String(&c.Key, "audit-key", "RDEV_AUDIT_KEY", "",
+	f.Secret(&c.Key, "audit-key", "RDEV_AUDIT_KEY",
 		"audit keys themselves, base64, separated by commas or spaces, the first signing; instead of RDEV_AUDIT_KEY_FILE")
 	f.String(&c.Checkpoints, "audit-checkpoints", "RDEV_AUDIT_CHECKPOINTS", "",
 		"file that signed audit checkpoints are appended to, one JSON line each (empty: "+embeddedAuditCheckpoints+

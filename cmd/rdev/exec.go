@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rdev-hq/rdev/client"
 	"github.com/rdev-hq/rdev/domain"
 )
 
@@ -21,11 +22,6 @@ const (
 	submitGrace = 5 * time.Second
 	// cancelGrace bounds following a command after asking to cancel it.
 	cancelGrace = 30 * time.Second
-)
-
-const (
-	executeMutation = `mutation($in: ExecuteCommandInput!) { executeCommand(input: $in) { command { id } } }`
-	cancelMutation  = `mutation($id: ID!) { cancelCommand(input: {id: $id}) { command { id } } }`
 )
 
 // runExec runs a command in a project, streams its output to stdout and
@@ -64,11 +60,12 @@ type execOptions struct {
 	conn           connFlags
 	project        string
 	argv           []string
+	prompt         string
 	priority       domain.Priority
 	workdir, token string
 	timeout        time.Duration
 	shell, detach  bool
-	env            []map[string]string
+	env            []client.EnvVar
 }
 
 func (o *execOptions) parse(args []string, c cli) error {
@@ -83,15 +80,22 @@ func (o *execOptions) parse(args []string, c cli) error {
 		if !ok || name == "" {
 			return fmt.Errorf("%q is not NAME=VALUE", s)
 		}
-		o.env = append(o.env, map[string]string{"name": name, "value": value})
+		o.env = append(o.env, client.EnvVar{Name: name, Value: value})
 		return nil
 	})
 	f.BoolVar(&o.shell, "shell", false, "run the arguments, joined by spaces, as a /bin/sh -c script")
+	f.StringVar(&o.prompt, "prompt", "", "run the Claude Code CLI with this prompt (a CLAUDE command: the server's RDEV_CLAUDE_COMMAND, then -p -- PROMPT); no ARGV")
 	f.StringVar(&o.token, "client-token", "", "idempotency token: submitting again with it runs nothing twice (default: random)")
 	f.BoolVar(&o.detach, "detach", false, "print the command's ID and exit without following it")
 	var err error
 	if o.project, o.argv, err = parseExecArgs(f, args); err != nil {
 		return err
+	}
+	switch {
+	case o.prompt != "" && (len(o.argv) > 0 || o.shell):
+		return usageError("--prompt runs a prompt, not a command: give PROJECT alone")
+	case o.prompt == "" && len(o.argv) == 0:
+		return usageError("exec needs a command after the project: rdev exec PROJECT -- ARGV…")
 	}
 	if o.priority, err = domain.ParsePriority(strings.ToUpper(priority)); err != nil {
 		return usageError(domain.ErrorMessage(err))
@@ -105,22 +109,16 @@ func (o *execOptions) parse(args []string, c cli) error {
 	return nil
 }
 
-// input returns the ExecuteCommandInput.
-func (o *execOptions) input() map[string]any {
-	in := map[string]any{"projectId": o.project, "priority": o.priority.String(), "clientToken": o.token}
-	if o.shell {
-		in["shell"] = strings.Join(o.argv, " ")
-	} else {
-		in["argv"] = o.argv
-	}
-	if o.env != nil {
-		in["env"] = o.env
-	}
-	if o.workdir != "" {
-		in["workdir"] = o.workdir
-	}
-	if o.timeout > 0 {
-		in["timeoutSeconds"] = int((o.timeout + time.Second - 1) / time.Second) // rounded up
+// input returns what to execute.
+func (o *execOptions) input() client.ExecuteInput {
+	in := client.ExecuteInput{ProjectID: o.project, Prompt: o.prompt, Env: o.env, Workdir: o.workdir,
+		Priority: client.Priority(o.priority.String()), Timeout: o.timeout, ClientToken: o.token}
+	switch {
+	case o.prompt != "":
+	case o.shell:
+		in.Shell = strings.Join(o.argv, " ")
+	default:
+		in.Argv = o.argv
 	}
 	return in
 }
@@ -130,32 +128,28 @@ func (o *execOptions) input() map[string]any {
 // and only its ID lets follow cancel it; after submitGrace it gives up
 // with errSubmitGrace. Retries after a network error carry the same client
 // token, so the command is queued once.
-func submit(ctx context.Context, cl *client, in map[string]any) (string, error) {
+func submit(ctx context.Context, cl *client.Client, in client.ExecuteInput) (string, error) {
 	sctx, stop := outlive(ctx, submitGrace, errSubmitGrace)
 	defer stop()
-	var r struct {
-		ExecuteCommand struct {
-			Command struct {
-				ID string `json:"id"`
-			} `json:"command"`
-		} `json:"executeCommand"`
-	}
-	err := cl.do(sctx, executeMutation, map[string]any{"in": in}, &r)
+	cmd, err := cl.Execute(sctx, in)
 	if cause := context.Cause(sctx); err != nil && errors.Is(cause, errSubmitGrace) {
 		return "", cause
 	}
-	return r.ExecuteCommand.Command.ID, err
+	if err != nil {
+		return "", err
+	}
+	return cmd.ID, nil
 }
 
-// parseExecArgs parses flags, then PROJECT, then the command. Flags may
-// also follow PROJECT if "--" or another flag comes right after it:
-// `rdev exec demo --shell -- 'ls | wc -l'`.
+// parseExecArgs parses flags, then PROJECT, then the command (none with
+// --prompt). Flags may also follow PROJECT if "--" or another flag comes
+// right after it: `rdev exec demo --shell -- 'ls | wc -l'`.
 func parseExecArgs(f *envFlags, args []string) (project string, argv []string, err error) {
 	if err := f.Parse(args); err != nil {
 		return "", nil, err
 	}
 	if f.NArg() == 0 {
-		return "", nil, usageError("exec needs a project and a command: rdev exec PROJECT -- ARGV…")
+		return "", nil, usageError("exec needs a project and a command: rdev exec PROJECT -- ARGV…, or rdev exec --prompt TEXT PROJECT")
 	}
 	project, rest := f.Arg(0), f.Args()[1:]
 	if len(rest) > 0 && strings.HasPrefix(rest[0], "-") {
@@ -163,9 +157,6 @@ func parseExecArgs(f *envFlags, args []string) (project string, argv []string, e
 			return "", nil, err
 		}
 		rest = f.Args()
-	}
-	if len(rest) == 0 {
-		return "", nil, usageError("exec needs a command after the project: rdev exec PROJECT -- ARGV…")
 	}
 	return project, rest, nil
 }
@@ -194,22 +185,22 @@ func outlive(ctx context.Context, grace time.Duration, cause error) (context.Con
 // follow streams the command's output to its end and returns its exit
 // code. Ctrl-C (ctx) does not stop following: it cancels the command, so
 // the user sees how it ended, and following goes on for cancelGrace more.
-func follow(ctx context.Context, cl *client, id string, c cli) (int, error) {
+func follow(ctx context.Context, cl *client.Client, id string, c cli) (int, error) {
 	stderr := &lockedWriter{w: c.stderr}
-	out := newFollower(cl, id, 0, c.stdout, stderr)
+	out := newPrinter(id, 0, c.stdout, stderr)
 	fctx, stop := outlive(ctx, cancelGrace, errCancelGrace)
 	defer stop()
 	unwatch := context.AfterFunc(ctx, func() {
 		_, _ = fmt.Fprintf(stderr, "rdev: cancelling command %s\n", id)
-		err := cl.do(fctx, cancelMutation, map[string]any{"id": id}, nil)
+		_, err := cl.Cancel(fctx, id)
 		// CONFLICT: it has just ended; a done fctx: following has ended.
-		if err != nil && errorCode(err) != "CONFLICT" && fctx.Err() == nil {
+		if err != nil && client.ErrorCode(err) != "CONFLICT" && fctx.Err() == nil {
 			_, _ = fmt.Fprintf(stderr, "rdev: cancelling command %s: %v\n", id, err)
 		}
 	})
 	defer unwatch()
 
-	fin, err := out.run(fctx)
+	fin, err := out.run(fctx, cl, 0)
 	switch {
 	case errors.Is(context.Cause(fctx), errCancelGrace):
 		_, _ = fmt.Fprintf(stderr, "rdev: command %s did not end within %s of cancelling; follow it with: rdev logs --follow --after-seq %d %s\n",

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -41,12 +43,38 @@ func (f *envFlags) lookup(env string) (string, bool) {
 	return v, v != ""
 }
 
-// String defines a string flag backed by env.
+// String defines a string flag backed by env. Help shows its default
+// with any password in it redacted (a database URL's userinfo, a
+// password=… setting).
 func (f *envFlags) String(p *string, name, env, def, usage string) {
 	if v, ok := f.lookup(env); ok {
 		def = v
 	}
 	f.StringVar(p, name, def, f.usage(env, usage))
+	f.Lookup(name).DefValue = redactSecrets(def)
+}
+
+// Secret defines a string flag backed by env whose value is a secret (an
+// API key, a signing key): help never shows it, only where it comes from.
+func (f *envFlags) Secret(p *string, name, env, usage string) {
+	f.StringVar(p, name, "", f.usage(env, usage))
+	if v, ok := f.lookup(env); ok {
+		*p = v
+		f.Lookup(name).Usage += " (set from " + env + ", not shown)"
+	}
+}
+
+// passwordSetting is a password in a key=value connection string.
+var passwordSetting = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|[^\s&]+)`)
+
+// redactSecrets hides the password of a URL with userinfo
+// (postgres://u:pw@h → postgres://u:xxxxx@h), in a URL's query
+// (?password=pw) and in a key=value connection string (password=pw).
+func redactSecrets(s string) string {
+	if u, err := url.Parse(s); err == nil && u.User != nil {
+		s = u.Redacted()
+	}
+	return passwordSetting.ReplaceAllString(s, "${1}xxxxx")
 }
 
 // Int defines an int flag backed by env.

@@ -31,7 +31,9 @@ Usage:
                                          rename an API key or narrow what it may do
   rdev audit verify [--checkpoints F]    check the audit log's chain, MACs and checkpoints (exit 1 on a break)
   rdev exec PROJECT -- ARGV…             run a command in a project and stream its output
-  rdev logs [--follow] COMMAND_ID        print a command's output
+  rdev exec --prompt TEXT PROJECT        run the Claude Code CLI with a prompt and stream its output
+  rdev logs [--follow] COMMAND_ID        print a command's output (exit with its status once it ended)
+  rdev cancel COMMAND_ID                 cancel a queued or running command
   rdev version                           print the version
 
 Run "rdev COMMAND --help" for the flags of a command. Every flag can also be
@@ -75,6 +77,8 @@ func run(ctx context.Context, args []string, c cli) int {
 		code, err = runExec(ctx, rest, c)
 	case "logs":
 		code, err = runLogs(ctx, rest, c)
+	case "cancel":
+		err = runCancel(ctx, rest, c)
 	case "version", "--version":
 		_, err = fmt.Fprintf(c.stdout, "rdev %s %s\n", version, commit)
 	case "help", "-h", "--help":
@@ -97,6 +101,12 @@ func run(ctx context.Context, args []string, c cli) int {
 	_, _ = fmt.Fprintf(c.stderr, "rdev: %v\n", err)
 	return exitFailure
 }
+
+// rdev's own exit statuses; a command's are client.Finished.ExitStatus.
+const (
+	exitFailure   = 1
+	exitCancelled = 130 // 128 + SIGINT: what Ctrl-C gives locally
+)
 
 // usageError is a mistake in how a command was called (exit status 2).
 type usageError string
