@@ -27,7 +27,8 @@ RUN useradd --uid 65532 --user-group --create-home --home-dir /home/rdev rdev \
 COPY --from=build /out/rdev /usr/local/bin/rdev
 USER 65532:65532
 WORKDIR /home/rdev
-ENV RDEV_DATA_DIR=/data RDEV_WORKSPACE=/workspace RDEV_EXECUTOR=local
+# In a container the port mapping, not the address, decides who reaches rdev.
+ENV RDEV_DATA_DIR=/data RDEV_WORKSPACE=/workspace RDEV_EXECUTOR=local RDEV_HOST=0.0.0.0
 EXPOSE 8080
 ENTRYPOINT ["rdev"]
 CMD ["serve"]
@@ -35,6 +36,7 @@ CMD ["serve"]
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/rdev /rdev
 USER 65532:65532
+ENV RDEV_HOST=0.0.0.0
 EXPOSE 8080
 ENTRYPOINT ["/rdev"]
 CMD ["serve"]

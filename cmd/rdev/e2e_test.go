@@ -123,10 +123,20 @@ var listening = regexp.MustCompile(`listening on (\S+)`)
 // says where it listens. The server gets SIGTERM at cleanup and must exit 0.
 func (in *instance) serve() *server {
 	in.t.Helper()
+	return in.serveWith(nil, "--host", "127.0.0.1", "--port", "0")
+}
+
+// serveWith starts `rdev serve args…` as serve does, its stderr going to
+// stderr if that is not nil.
+func (in *instance) serveWith(stderr io.Writer, args ...string) *server {
+	in.t.Helper()
 	s := &server{t: in.t, exited: make(chan struct{})}
-	s.cmd = exec.Command(rdevBin, "serve", "--host", "127.0.0.1", "--port", "0")
+	s.cmd = exec.Command(rdevBin, append([]string{"serve"}, args...)...)
 	s.cmd.Env = in.env
 	s.cmd.Stderr = &lockedWriter{mu: &s.mu, w: &s.stderr}
+	if stderr != nil {
+		s.cmd.Stderr = stderr
+	}
 	pipe, err := s.cmd.StdoutPipe()
 	if err != nil {
 		in.t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"strings"
 
+	"golang.org/x/term"
+
 	"github.com/rdev-hq/rdev/infra/telemetry"
 )
 
@@ -17,7 +19,7 @@ type logConfig struct {
 
 func (c *logConfig) register(f *envFlags) {
 	f.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
-	f.String(&c.LogFormat, "log-format", "RDEV_LOG_FORMAT", "json", "json or text")
+	f.String(&c.LogFormat, "log-format", "RDEV_LOG_FORMAT", "auto", "json, text, or auto: text when stderr is a terminal, json otherwise")
 }
 
 // logger returns the logger; a record logged with a context that carries a
@@ -28,11 +30,24 @@ func (c *logConfig) logger(w io.Writer) (*slog.Logger, error) {
 		return nil, fmt.Errorf("LOG_LEVEL: %q is not debug, info, warn or error", c.LogLevel)
 	}
 	opts := &slog.HandlerOptions{Level: level}
-	switch strings.ToLower(c.LogFormat) {
+	format := strings.ToLower(c.LogFormat)
+	if format == "auto" {
+		format = "json"
+		if isTerminal(w) {
+			format = "text" // a person reads it, beside the banner
+		}
+	}
+	switch format {
 	case "json":
 		return slog.New(telemetry.LogHandler(slog.NewJSONHandler(w, opts))), nil
 	case "text":
 		return slog.New(telemetry.LogHandler(slog.NewTextHandler(w, opts))), nil
 	}
-	return nil, fmt.Errorf("RDEV_LOG_FORMAT: %q is not json or text", c.LogFormat)
+	return nil, fmt.Errorf("RDEV_LOG_FORMAT: %q is not json, text or auto", c.LogFormat)
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(interface{ Fd() uintptr })
+	return ok && term.IsTerminal(int(f.Fd())) //nolint:gosec // a file descriptor fits in an int
 }

@@ -60,7 +60,7 @@ type serveConfig struct {
 
 func (c *serveConfig) register(f *envFlags) {
 	c.store.register(f)
-	f.String(&c.Host, "host", "RDEV_HOST", "0.0.0.0", "address to listen on")
+	f.String(&c.Host, "host", "RDEV_HOST", "", "address to listen on (empty: 127.0.0.1 with the embedded database, this machine only; 0.0.0.0, every interface, with DATABASE_URL)")
 	f.Int(&c.Port, "port", "PORT", 8080, "port to listen on")
 	f.String(&c.Workspace, "workspace", "RDEV_WORKSPACE", "./workspace", "root of local projects: each subdirectory is a project")
 	f.String(&c.ExampleProject, "example-project", "RDEV_EXAMPLE_PROJECT", "demo", "project directory created in an empty workspace (empty: none)")
@@ -327,7 +327,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 		s.close()
 		return nil, err
 	}
-	s.ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
+	s.ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", net.JoinHostPort(cfg.host(), strconv.Itoa(cfg.Port)))
 	if err != nil {
 		s.close()
 		return nil, err
@@ -484,11 +484,34 @@ func (s *server) close() {
 	}
 }
 
-// banner tells a person at a terminal where rdev is and how to start.
+// host is the address to listen on: as configured, or by default the
+// loopback address with the embedded database (a development setup, whose
+// GraphiQL, introspection and metrics are on, stays on this machine) and
+// every interface with Postgres (a deployment).
+func (c *serveConfig) host() string {
+	switch {
+	case c.Host != "":
+		return c.Host
+	case c.store.embedded():
+		return "127.0.0.1"
+	}
+	return "0.0.0.0"
+}
+
+// banner tells a person at a terminal where rdev is, who can reach it, and
+// how to start.
 func (s *server) banner(ctx context.Context, c cli) {
-	port := s.ln.Addr().(*net.TCPAddr).Port
-	url := fmt.Sprintf("http://localhost:%d", port)
-	_, _ = fmt.Fprintf(c.stdout, "rdev %s listening on %s\n  GraphQL:  %s/graphql\n  Projects: %s\n", version, s.ln.Addr(), url, s.backend.where)
+	addr := s.ln.Addr().(*net.TCPAddr)
+	host := "localhost"
+	if !addr.IP.IsUnspecified() {
+		host = addr.IP.String()
+	}
+	url := "http://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
+	reach := "every network interface"
+	if addr.IP.IsLoopback() {
+		reach = "this machine only; RDEV_HOST=0.0.0.0 (or --host 0.0.0.0) exposes it to the network"
+	}
+	_, _ = fmt.Fprintf(c.stdout, "rdev %s listening on %s (%s)\n  GraphQL:  %s/graphql\n  Projects: %s\n", version, addr, reach, url, s.backend.where)
 	if graphiql, _ := autoBool("", s.cfg.GraphiQL, s.cfg.store.embedded()); graphiql {
 		_, _ = fmt.Fprintf(c.stdout, "  GraphiQL: %s/\n", url)
 	}
