@@ -92,10 +92,11 @@ func (in *instance) cli(args ...string) (stdout, stderr string, code int) {
 	return out.String(), errb.String(), 0
 }
 
-// createKey runs `rdev keys create` and returns the token and key ID.
+// createKey runs `rdev keys create --init` (it may come before the first
+// serve) and returns the token and key ID.
 func (in *instance) createKey(args ...string) (token, id string) {
 	in.t.Helper()
-	out, errs, code := in.cli(append([]string{"keys", "create", "--json"}, args...)...)
+	out, errs, code := in.cli(append([]string{"keys", "create", "--json", "--init"}, args...)...)
 	if code != 0 {
 		in.t.Fatalf("keys create: exit %d: %s", code, errs)
 	}
@@ -372,6 +373,10 @@ func TestE2E_NodeClients(t *testing.T) {
 func TestE2E_Postgres(t *testing.T) {
 	url, _ := testenv.PostgresSchema(t)
 	in := newInstance(t, "DATABASE_URL="+url)
+	// An empty database is not rdev's: keys refuses it unless --init.
+	if _, errs, code := in.cli("keys", "create", "--name", "x", "--admin"); code != 1 || !strings.Contains(errs, "no rdev schema yet") {
+		t.Errorf("keys create on an empty database: exit %d, stderr %q", code, errs)
+	}
 	if out, errs, code := in.cli("migrate", "up"); code != 0 || !strings.Contains(out, "current") {
 		t.Fatalf("migrate up: %d %s %s", code, out, errs)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"strings"
@@ -26,7 +27,7 @@ func runKeys(ctx context.Context, args []string, c cli) error {
 	var cfg storeConfig
 	var audit auditConfig
 	var in domain.CreateAPIKey
-	var admin, asJSON bool
+	var admin, asJSON, create bool
 	var expires, grace time.Duration
 	var scopes, cidrs, projects, selectors []string
 	var rateLimit int
@@ -40,6 +41,7 @@ func runKeys(ctx context.Context, args []string, c cli) error {
 			narrowing = " (update: only narrowing; left out, it stays)"
 		} else {
 			f.BoolVar(&admin, "admin", false, "grant the admin scope (every scope)")
+			f.BoolVar(&create, "init", false, "create the database if there is none yet (a first key before the first rdev serve); without it, keys refuses a database that does not exist")
 		}
 		f.StringVar(&in.Name, "name", "", "the key's name (required to create)")
 		f.List(&scopes, "scopes", "", "scopes to grant: "+strings.Join(domain.Scopes(domain.AllScopes).Strings(), ", ")+narrowing)
@@ -71,7 +73,10 @@ func runKeys(ctx context.Context, args []string, c cli) error {
 	if err != nil {
 		return err
 	}
-	s, _, err := cfg.openMigrated(ctx)
+	s, err := cfg.openExisting(ctx, create)
+	if errors.Is(err, errNoDatabase) {
+		return noDatabaseError(cfg, args[0] == "create")
+	}
 	if err != nil {
 		return err
 	}
@@ -110,11 +115,12 @@ func runKeys(ctx context.Context, args []string, c cli) error {
 		}
 		if asJSON {
 			return json.NewEncoder(c.stdout).Encode(map[string]any{"id": k.ID, "name": k.Name, "scopes": k.Scopes.Strings(),
-				"projects": projectsJSON(k.Projects), "token": token})
+				"projects": projectsJSON(k.Projects), "token": token, "database": cfg.where()})
 		}
-		_, err = fmt.Fprintf(c.stdout, "Created API key %s (%s) with scopes %s, for %s.\n"+
-			"Its token is shown only now:\n\n  %s\n\nSend it as the header  Authorization: Bearer %s\n",
-			k.ID, k.Name, strings.Join(k.Scopes.Strings(), ","), k.Projects, token, token)
+		_, err = fmt.Fprintf(c.stdout, "Created API key %s (%s) with scopes %s, for %s, in %s.\n"+
+			"Its token is shown only now:\n\n  %s\n\nSend it as the header  Authorization: Bearer %s\n"+
+			"or use it with the CLI:  export RDEV_KEY=%s\n",
+			k.ID, k.Name, strings.Join(k.Scopes.Strings(), ","), k.Projects, cfg.where(), token, token, token)
 		return err
 	case "list":
 		return listKeys(ctx, svc, c, asJSON)
@@ -161,6 +167,24 @@ func runKeys(ctx context.Context, args []string, c cli) error {
 		return printKey(c, k, asJSON)
 	}
 	return usageError(fmt.Sprintf("keys: unknown action %q (want create, list, revoke, rotate or update)", args[0]))
+}
+
+// noDatabaseError explains that keys found no database: keys works on the
+// database that rdev serve uses, found the same way (DATABASE_URL, else
+// rdev.db in RDEV_DATA_DIR, ./data by default: relative to the directory
+// it runs in).
+func noDatabaseError(cfg storeConfig, create bool) error {
+	var msg string
+	if cfg.embedded() {
+		msg = fmt.Sprintf("no database at %s: run rdev keys in the directory rdev serve runs in, or point RDEV_DATA_DIR (--data-dir) at its data directory",
+			strings.TrimPrefix(cfg.where(), "sqlite:"))
+	} else {
+		msg = "the database at DATABASE_URL has no rdev schema yet: point DATABASE_URL at the database rdev serve uses"
+	}
+	if create {
+		msg += "; to make a new database here, pass --init"
+	}
+	return errors.New(msg)
 }
 
 // keyUpdate is the change that the flags given to keys update ask for: a

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -517,8 +518,12 @@ func (s *server) banner(ctx context.Context, c cli) {
 	}
 	keys, err := s.store.FindAPIKeys(ctx, domain.APIKeyFilter{Limit: 1})
 	if err == nil && len(keys) == 0 {
-		_, _ = fmt.Fprintf(c.stdout, "No API keys yet. Create the first one with:\n  rdev keys create --name admin --admin\n"+
-			"then send it as the header  Authorization: Bearer <token>\n")
+		create := "rdev keys create --name admin --admin"
+		if s.cfg.store.embedded() && s.cfg.store.DataDir != defaultDataDir {
+			create += " --data-dir " + filepath.Dir(strings.TrimPrefix(s.cfg.store.where(), "sqlite:"))
+		}
+		_, _ = fmt.Fprintf(c.stdout, "No API keys yet. Create the first one with:\n  %s\n"+
+			"then send it as the header  Authorization: Bearer <token>\n", create)
 	}
 }
 
