@@ -262,11 +262,23 @@ Optional labels go in .rdev/labels inside a project, one key=value a line:
     team=platform
     tier=dev
 `, example, p.root)
-	if err := os.WriteFile(filepath.Join(dir, "README.txt"), []byte(readme), 0o600); err != nil {
-		return fmt.Errorf("local: write example project: %w", err)
+	for name, content := range map[string]string{"README.txt": readme, "Makefile": exampleMakefile} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			return fmt.Errorf("local: write example project: %w", err)
+		}
 	}
 	return nil
 }
+
+// exampleMakefile gives the example project the task the README runs:
+// rdev exec demo -- make test.
+const exampleMakefile = `# The example project's tasks: try  rdev exec demo -- make test
+.PHONY: test
+test:
+	@echo "testing the example project"
+	@for t in 1 2 3; do sleep 1; echo "test $$t: ok"; done
+	@echo PASS
+`
 
 // stat returns the directory of the project named id, or ENOTFOUND. The id is
 // validated before it touches the file system, so it cannot name anything but
