@@ -25,7 +25,9 @@ GOLANGCI_LINT := $(strip $(RDEV_TOOLS_DIR))/golangci-lint-$(GOLANGCI_LINT_VERSIO
 # Stamped into the binary (cmd/rdev: var version, commit string).
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short --verify -q HEAD 2>/dev/null || echo unknown)
-LDFLAGS := -X main.version=$(strip $(VERSION)) -X main.commit=$(strip $(COMMIT))
+# -s -w drop the symbol table and DWARF (stack traces keep function names and
+# lines); -trimpath keeps the builder's paths out of the binary.
+LDFLAGS := -s -w -X main.version=$(strip $(VERSION)) -X main.commit=$(strip $(COMMIT))
 
 .PHONY: help
 help: ## List the targets and the variables they take
@@ -38,8 +40,8 @@ help: ## List the targets and the variables they take
 			printf "  %-15s %s [%s]\n", name, desc, value }' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## Build bin/rdev with the version and commit stamped in
-	$(GO) build -ldflags '$(LDFLAGS)' -o bin/rdev ./cmd/rdev
+build: ## Build bin/rdev, stripped (-trimpath -s -w), with the version and commit stamped in
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/rdev ./cmd/rdev
 
 .PHONY: run
 run: build ## Build, then run `bin/rdev serve $(ARGS)` (SQLite and local executor by default)

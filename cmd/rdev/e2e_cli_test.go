@@ -1,10 +1,13 @@
 package main_test
 
 import (
+	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The README's walk-through with the real binary: a detached `make test` in
@@ -74,4 +77,48 @@ func TestE2E_CLIWalkthrough(t *testing.T) {
 			t.Errorf("cancel again: exit %d, stderr %q; want 1 and CONFLICT", code, errs)
 		}
 	})
+}
+
+// The README's "valid for 30 days" example, run as printed with bash and
+// curl against a real server, makes a key that expires in 30 days.
+func TestE2E_READMEKeyValidFor30Days(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(readme), "valid for 30 days")
+	_, block, ok2 := strings.Cut(after, "```sh\n")
+	script, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README has no sh block after \"valid for 30 days\"")
+	}
+	for _, tool := range []string{"bash", "curl", "date"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is needed to run the README's example: %v", tool, err)
+		}
+	}
+	in := newInstance(t)
+	s := in.serve()
+	token, _ := in.createKey("--name", "admin", "--admin")
+	script = strings.ReplaceAll(script, "localhost:8080", strings.TrimPrefix(s.url, "http://"))
+	cmd := exec.CommandContext(t.Context(), "bash", "-euo", "pipefail", "-c", script)
+	cmd.Env = append(os.Environ(), "TOKEN="+token)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("the README's example failed: %v\n%s\n%s", err, script, out)
+	}
+	var r struct {
+		Data struct {
+			CreateAPIKey struct {
+				APIKey struct{ ExpiresAt time.Time }
+			}
+		}
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	want := time.Now().Add(30 * 24 * time.Hour)
+	if got := r.Data.CreateAPIKey.APIKey.ExpiresAt; got.Sub(want).Abs() > 5*time.Minute {
+		t.Errorf("the key expires at %s, want about %s (30 days from now): %s", got, want, out)
+	}
 }
