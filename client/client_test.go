@@ -19,13 +19,18 @@ import (
 func newClient(t *testing.T, f *clienttest.Server, o client.Options) *client.Client {
 	t.Helper()
 	if o.Retry == (client.Retry{}) {
-		o.Retry = client.Retry{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond, GiveUp: time.Second}
+		o.Retry = fastRetry(time.Second)
 	}
 	c, err := client.New(f.URL, clienttest.Key, &o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// fastRetry retries at once, and gives up after giveUp.
+func fastRetry(giveUp time.Duration) client.Retry {
+	return client.Retry{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond, GiveUp: giveUp}
 }
 
 // output collects what Tail delivers.
@@ -241,7 +246,7 @@ func TestClient_Tail(t *testing.T) {
 
 	t.Run("GivesUp", func(t *testing.T) {
 		f := clienttest.NewServer(t) // no script: the server hangs up after connection_init
-		c := newClient(t, f, client.Options{Retry: client.Retry{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond, GiveUp: 200 * time.Millisecond}})
+		c := newClient(t, f, client.Options{Retry: fastRetry(200 * time.Millisecond)})
 		start := time.Now()
 		var out output
 		_, err := c.Tail(t.Context(), "cmd1", out.opts(4))
@@ -325,7 +330,7 @@ func TestClient_Command(t *testing.T) {
 	t.Run("GivesUp", func(t *testing.T) {
 		f := clienttest.NewServer(t)
 		f.UnavailablePosts = 1 << 30
-		c := newClient(t, f, client.Options{Retry: client.Retry{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond, GiveUp: 200 * time.Millisecond}})
+		c := newClient(t, f, client.Options{Retry: fastRetry(200 * time.Millisecond)})
 		start := time.Now()
 		_, err := c.Command(t.Context(), "c")
 		if client.ErrorCode(err) != "UNAVAILABLE" || !client.Retryable(err) || !strings.Contains(err.Error(), "the database is unavailable") {

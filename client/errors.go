@@ -65,8 +65,11 @@ func (e *unreachableError) Error() string {
 	return fmt.Sprintf("cannot reach rdev at %s: is `rdev serve` running? (%v)", e.url, e.err)
 }
 
+// Is makes errors.Is(err, ErrUnreachable) true.
 func (e *unreachableError) Is(target error) bool { return target == ErrUnreachable }
-func (e *unreachableError) Unwrap() error        { return e.err }
+
+// Unwrap returns the dial error.
+func (e *unreachableError) Unwrap() error { return e.err }
 
 // refused reports whether err is a connection that never got going: the
 // address refused it or does not resolve.

@@ -74,14 +74,12 @@ func externalIP(t *testing.T) net.IP {
 // unless RDEV_LOG_FORMAT says which.
 func TestE2E_LogFormat(t *testing.T) {
 	t.Run("TerminalText", func(t *testing.T) {
-		master, slave := openPTY(t)
-		out := &syncBuffer{}
-		go func() { _, _ = io.Copy(out, master) }()
+		slave, shown := openPTY(t)
 		s := newInstance(t, "RDEV_LOG_FORMAT=auto").serveWith(slave, "--host", "127.0.0.1", "--port", "0")
 		_ = slave.Close() // the server holds its own copy
-		waitFor(t, "a log line on the terminal", func() bool { return strings.Contains(out.String(), "msg=\"rdev serving\"") })
-		if strings.Contains(out.String(), `{"time"`) {
-			t.Errorf("JSON on a terminal:\n%s", out.String())
+		waitFor(t, "a log line on the terminal", func() bool { return strings.Contains(shown(), "msg=\"rdev serving\"") })
+		if strings.Contains(shown(), `{"time"`) {
+			t.Errorf("JSON on a terminal:\n%s", shown())
 		}
 		s.stop()
 	})
@@ -92,19 +90,17 @@ func TestE2E_LogFormat(t *testing.T) {
 		}
 	})
 	t.Run("ForcedJSONOnTerminal", func(t *testing.T) {
-		master, slave := openPTY(t)
-		out := &syncBuffer{}
-		go func() { _, _ = io.Copy(out, master) }()
+		slave, shown := openPTY(t)
 		s := newInstance(t, "RDEV_LOG_FORMAT=json").serveWith(slave, "--host", "127.0.0.1", "--port", "0")
 		_ = slave.Close()
-		waitFor(t, "a JSON log line on the terminal", func() bool { return strings.Contains(out.String(), `"msg":"rdev serving"`) })
+		waitFor(t, "a JSON log line on the terminal", func() bool { return strings.Contains(shown(), `"msg":"rdev serving"`) })
 		s.stop()
 	})
 }
 
-// openPTY opens a pseudo-terminal: what the server gets as stderr (slave)
-// and where the test reads it (master).
-func openPTY(t *testing.T) (master, slave *os.File) {
+// openPTY opens a pseudo-terminal: slave is what the server gets as its
+// stderr, and shown returns what the terminal has shown so far.
+func openPTY(t *testing.T) (slave *os.File, shown func() string) {
 	t.Helper()
 	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
 	if err != nil {
@@ -123,24 +119,14 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = slave.Close() })
-	return master, slave
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+	var mu sync.Mutex
+	var out bytes.Buffer
+	go func() { _, _ = io.Copy(&lockedWriter{mu: &mu, w: &out}, master) }()
+	return slave, func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return out.String()
+	}
 }
 
 // waitFor fails t unless cond holds within 10 s.
