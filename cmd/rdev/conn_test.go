@@ -42,7 +42,7 @@ func TestConnFlags(t *testing.T) {
 		f := clienttest.NewServer(t)
 		for _, cmd := range []string{"exec", "logs", "cancel"} {
 			code, _, stderr := runCLI(t.Context(), t, f, cmd, "--help")
-			if code != 0 || strings.Contains(stderr, clienttest.Key) || !strings.Contains(stderr, "(set from RDEV_KEY, not shown)") {
+			if code != 0 || strings.Contains(stderr, clienttest.Key) || !strings.Contains(stderr, "(from RDEV_KEY, not shown)") {
 				t.Errorf("%s --help: exit %d, stderr %q; want the key's source, not the key", cmd, code, stderr)
 			}
 		}
@@ -106,7 +106,7 @@ func TestServeHelp_HidesSecrets(t *testing.T) {
 	if code != 0 || strings.Contains(help, "s3cret") {
 		t.Fatalf("exit %d; help shows a secret:\n%s", code, help)
 	}
-	for _, want := range []string{"postgres://rdev:xxxxx@db:5432/rdev?sslmode=disable", "redis://:xxxxx@127.0.0.1:6379/0", "(set from RDEV_AUDIT_KEY, not shown)"} {
+	for _, want := range []string{"postgres://rdev:xxxxx@db:5432/rdev?sslmode=disable", "redis://:xxxxx@127.0.0.1:6379/0", "(from RDEV_AUDIT_KEY, not shown)"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("help lacks %q", want)
 		}

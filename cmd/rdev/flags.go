@@ -57,11 +57,13 @@ func (f *envFlags) String(p *string, name, env, def, usage string) {
 // Secret defines a string flag backed by env whose value is a secret (an
 // API key, a signing key): help never shows it, only where it comes from.
 func (f *envFlags) Secret(p *string, name, env, usage string) {
-	f.StringVar(p, name, "", f.usage(env, usage))
-	if v, ok := f.lookup(env); ok {
-		*p = v
-		f.Lookup(name).Usage += " (set from " + env + ", not shown)"
+	v, ok := f.lookup(env)
+	if !ok {
+		f.StringVar(p, name, "", f.usage(env, usage))
+		return
 	}
+	f.StringVar(p, name, "", usage+" (from "+env+", not shown)")
+	*p = v
 }
 
 // passwordSetting is a password in a key=value connection string.

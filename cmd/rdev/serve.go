@@ -510,7 +510,7 @@ func (s *server) banner(ctx context.Context, c cli) {
 	url := "http://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
 	reach := "every network interface"
 	if addr.IP.IsLoopback() {
-		reach = "this machine only; RDEV_HOST=0.0.0.0 (or --host 0.0.0.0) exposes it to the network"
+		reach = "this machine only: --host 0.0.0.0 or RDEV_HOST=0.0.0.0 exposes it to the network"
 	}
 	_, _ = fmt.Fprintf(c.stdout, "rdev %s listening on %s (%s)\n  GraphQL:  %s/graphql\n  Projects: %s\n", version, addr, reach, url, s.backend.where)
 	if graphiql, _ := autoBool("", s.cfg.GraphiQL, s.cfg.store.embedded()); graphiql {
