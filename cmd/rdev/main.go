@@ -23,7 +23,7 @@ const usage = `rdev runs commands in long-lived development pods and streams the
 Usage:
   rdev serve [flags]                     run the API server (embedded defaults: SQLite, ./workspace)
   rdev migrate up|down|status [flags]    manage the database schema
-  rdev keys create --name N --scopes S   create an API key and print its token once
+  rdev keys create --name N --scopes S   create an API key and print its token once (--init: make the database)
   rdev keys list                         list API keys
   rdev keys revoke ID                    revoke an API key
   rdev keys rotate ID [--grace D]        give an API key a new secret and print its token once
