@@ -32,8 +32,9 @@ func (k ConnKind) String() string {
 		return "websocket"
 	case ConnSubscription:
 		return "subscription"
+	default:
+		return "sse"
 	}
-	return "sse"
 }
 
 // ConnLimits caps the long-lived connections one caller holds open at once:
