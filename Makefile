@@ -75,6 +75,10 @@ e2e: ## Run only the end-to-end tests (TestE2E_* in cmd/rdev: real binary, Node 
 	bash scripts/npm-ci.sh
 	$(GO) test -count=1 -run '^TestE2E' ./cmd/rdev/...
 
+.PHONY: graphiql-assets
+graphiql-assets: ## Refresh GraphiQL's embedded files (resolvers/graphiql/assets, licences included) from npm at the versions in resolvers/graphiql/npm/package-lock.json
+	cd resolvers/graphiql/npm && npm ci --no-audit --no-fund && node copy-assets.mjs
+
 .PHONY: faults
 faults: build ## Run the fault suite (internal/faulttest: its own PostgreSQL, real servers killed, the database restarted and paused); a SQLite disk filled up)
 	RDEV_FAULTS=1 RDEV_FAULTS_BIN="$(CURDIR)/bin/rdev" $(GO) test -count=1 -v -timeout 12m -run . ./internal/faulttest/

@@ -16,12 +16,12 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
-	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/rdev-hq/rdev/domain"
 	"github.com/rdev-hq/rdev/graph"
+	"github.com/rdev-hq/rdev/resolvers/graphiql"
 )
 
 // Defaults for Config's zero values.
@@ -40,7 +40,8 @@ const (
 // Config shapes the HTTP edge. Zero values take the defaults above.
 type Config struct {
 	Logger *slog.Logger
-	// GraphiQL serves the GraphiQL explorer at "/".
+	// GraphiQL serves the GraphiQL explorer at "/", from files embedded in
+	// the binary (package graphiql).
 	GraphiQL bool
 	// Introspection allows __schema and __type queries.
 	Introspection bool
@@ -98,7 +99,7 @@ type Config struct {
 
 // NewHandler returns the HTTP handler for the whole API: /graphql (POST, GET
 // for queries, WebSocket with graphql-transport-ws and graphql-ws, and SSE),
-// GraphiQL at / when enabled, /healthz, /readyz, and /metrics when given.
+// GraphiQL at / (its files under /graphiql/, embedded) when enabled, /healthz, /readyz, and /metrics when given.
 func NewHandler(root *Resolver, cfg Config) http.Handler {
 	cfg = withDefaults(cfg)
 	auth := &authenticator{keys: root.APIKeyService, limits: root.RateLimitService, trusted: cfg.TrustedProxies, log: cfg.Logger}
@@ -198,7 +199,9 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 		mux.Handle("GET /metrics", cfg.Metrics)
 	}
 	if cfg.GraphiQL {
-		mux.Handle("GET /{$}", playground.Handler("rdev", "/graphql"))
+		explorer := graphiql.New()
+		mux.Handle("GET /{$}", explorer)
+		mux.Handle("GET "+graphiql.Path, explorer)
 	}
 	return mux
 }

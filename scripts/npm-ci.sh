@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs `npm ci` in every directory under DIR (default: the repository root)
-# that has a package-lock.json, outside node_modules and .git. Node clients
-# for the end-to-end tests live in such directories (e2e/...). Prints nothing
-# but a note when there are none.
+# that has a package-lock.json, outside node_modules and .git: the Node
+# clients and the browser driver of the end-to-end tests (cmd/rdev/testdata),
+# examples/web, and GraphiQL's pinned packages (resolvers/graphiql/npm, which
+# a test compares with the embedded files). Prints nothing but a note when
+# there are none.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
