@@ -1,11 +1,12 @@
 // Copies the prebuilt browser bundles that rdev embeds for GraphiQL from
 // node_modules (installed by `npm ci` from package-lock.json) into ../assets
-// (or the directory given as the first argument), and writes LICENSES.txt with the licence of every package in the
-// locked tree: the bundles include their dependencies' code. Run by
-// `make graphiql-assets`; no bundler runs, the files are the npm packages'
-// own builds. The package's tests run it into a temporary directory and
+// (or the directory given as the first argument), with LICENSES.txt: the
+// licence of every package in the locked tree, since the bundles include
+// their dependencies' code, and versions.json. Run by `make
+// graphiql-assets`; no bundler runs, the files are the npm packages' own
+// builds. The package's tests run it into a temporary directory and
 // compare, so assets/ cannot drift from the lockfile.
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -38,7 +39,6 @@ for (const name of Object.keys(files)) {
 
 const lock = JSON.parse(readFileSync(join(here, "package-lock.json"), "utf8"));
 const sections = [];
-const direct = Object.keys(lock.packages[""].dependencies).sort();
 for (const path of Object.keys(lock.packages).filter((p) => p !== "").sort()) {
   const entry = lock.packages[path];
   if (entry.dev) continue;
@@ -59,14 +59,17 @@ for (const path of Object.keys(lock.packages).filter((p) => p !== "").sort()) {
   sections.push(`${pkg.name}@${pkg.version} (${pkg.license ?? "no licence field"})\n\n${text}`);
 }
 
+// The packages whose files are copied, and their locked versions.
+const copied = [...new Set(Object.values(files).map((f) => f.split("/").slice(0, f.startsWith("@") ? 2 : 1).join("/")))].sort();
+const versions = Object.fromEntries(copied.map((name) => [name, lock.packages[`node_modules/${name}`].version]));
 const rule = "\n\n" + "-".repeat(78) + "\n\n";
 writeFileSync(
   join(out, "LICENSES.txt"),
-  `rdev serves GraphiQL from these npm packages, pinned in resolvers/graphiql/npm/package-lock.json
-(${direct.join(", ")}); their browser bundles include code from the other
-packages of the locked tree below. Each package's licence follows.` + rule + sections.join(rule) + "\n",
+  `rdev serves GraphiQL from the browser bundles of these npm packages, pinned in
+resolvers/graphiql/npm/package-lock.json: ${copied.map((n) => `${n}@${versions[n]}`).join(", ")}.
+The bundles include code from other packages of the locked tree below (graphiql.min.js
+bundles graphql and graphql-ws among others). Each package's licence follows.` + rule + sections.join(rule) + "\n",
 );
 
-const versions = Object.fromEntries(direct.map((name) => [name, lock.packages[`node_modules/${name}`].version]));
 writeFileSync(join(out, "versions.json"), JSON.stringify(versions, null, 2) + "\n");
 console.log(`graphiql-assets: ${Object.keys(files).length} files and the licences of ${sections.length} packages in ${out}`);
