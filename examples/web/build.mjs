@@ -1,6 +1,7 @@
 // Builds the example into dist/ (or the directory given with --outdir): the
 // page and one bundle of src/main.js with its npm dependencies. With --serve
-// it serves dist/ at http://localhost:5173 and rebuilds on every request.
+// it serves dist/ at http://localhost:5173 (on loopback only) and rebuilds on
+// every request.
 import { copyFileSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -32,8 +33,8 @@ const options = {
 
 if (values.serve) {
   const ctx = await esbuild.context(options);
-  const { hosts, port } = await ctx.serve({ servedir: outdir, port: Number(values.port) });
-  console.log(`serving ${outdir} at http://${hosts[0] ?? "localhost"}:${port}/`);
+  const { port } = await ctx.serve({ servedir: outdir, host: "127.0.0.1", port: Number(values.port) });
+  console.log(`serving ${outdir} at http://localhost:${port}/`);
 } else {
   await esbuild.build(options);
 }
