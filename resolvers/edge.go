@@ -76,6 +76,9 @@ type edgeRequest struct {
 	// subscription is set when the edge counts the request's subscription
 	// against its caller's cap (an SSE stream's).
 	subscription bool
+	// stream is set when the request is answered with an event stream
+	// (see eventStreams).
+	stream bool
 	// refusal is set when the request is refused before its operation runs.
 	refusal refusal
 	// exec is the executor the POST and GET transports run the request's
@@ -105,26 +108,27 @@ func (e *edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	er := &edgeRequest{}
 	if upgrade {
 		// The upgrader checks the Origin of a WebSocket itself.
-		e.serve(w, r, er, true, false)
+		e.serve(w, r, er, true, streamNever)
 		return
 	}
 	if origin := r.Header["Origin"]; len(origin) > 0 && e.cors.apply(w, r, origin[0]) {
 		return
 	}
-	stream := sse.Supports(r)
+	wants := streamWanted(r)
 	er.w.ResponseWriter = w
-	if !stream {
+	if wants != streamAlways {
 		er.w.media = negotiate(r.Header.Get("Accept"))
 		er.w.refusal = &er.refusal
 	}
-	e.serve(&er.w, r, er, false, stream)
+	e.serve(&er.w, r, er, false, wants)
 	if er.w.held != nil {
 		er.w.finish(r)
 	}
 }
 
-// serve runs the steps of edge on r, answering through w.
-func (e *edge) serve(w http.ResponseWriter, r *http.Request, er *edgeRequest, upgrade, stream bool) {
+// serve runs the steps of edge on r, answering through w. wants says
+// whether r asks for an event stream (SSE).
+func (e *edge) serve(w http.ResponseWriter, r *http.Request, er *edgeRequest, upgrade bool, wants streamWant) {
 	caller, err := e.auth.callerOf(r)
 	w.Header().Set(headerRequestID, caller.RequestID)
 	if err != nil {
@@ -132,10 +136,24 @@ func (e *edge) serve(w http.ResponseWriter, r *http.Request, er *edgeRequest, up
 		return
 	}
 	ctx := context.WithValue(domain.NewContextWithCaller(r.Context(), caller), edgeRequestKey{}, er)
-	if !stream && !e.charge(ctx, w, er, upgrade) {
+	var body []byte
+	subscription := false
+	if wants == streamIfSubscription {
+		// Whether it streams depends on its operation: read it first.
+		var ok bool
+		if body, ok = e.readBody(w, r); !ok {
+			return
+		}
+		subscription = subscribes(r, body)
+		if subscription {
+			er.w.media, er.w.refusal = "", nil // its answer is a stream
+		}
+	}
+	er.stream = wants == streamAlways || subscription
+	if !er.stream && !e.charge(ctx, w, er, upgrade) {
 		return
 	}
-	if stream && e.conns != nil {
+	if er.stream && e.conns != nil {
 		release, err := e.conns.Open(caller, domain.ConnStream)
 		if err != nil {
 			writeError(w, 0, err)
@@ -143,14 +161,17 @@ func (e *edge) serve(w http.ResponseWriter, r *http.Request, er *edgeRequest, up
 		}
 		defer release()
 	}
-	body, ok := e.readBody(w, r)
-	if !ok {
-		return
+	if wants != streamIfSubscription {
+		var ok bool
+		if body, ok = e.readBody(w, r); !ok {
+			return
+		}
+		subscription = er.stream && subscribes(r, body)
 	}
 	// A stream is charged once its operation is known: a subscription is
 	// bounded by how many run at once instead, counted here, where a
 	// refusal can still be a 429.
-	if stream && subscribes(r, body) {
+	if subscription {
 		if e.conns != nil {
 			release, err := e.conns.Open(caller, domain.ConnSubscription)
 			if err != nil {
@@ -160,13 +181,51 @@ func (e *edge) serve(w http.ResponseWriter, r *http.Request, er *edgeRequest, up
 			defer release()
 			er.subscription = true
 		}
-	} else if stream && !e.charge(ctx, w, er, false) {
+	} else if er.stream && !e.charge(ctx, w, er, false) {
 		return
 	}
 	if !upgrade {
 		er.w.hint = &er.hint
 	}
 	e.next.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// streamWant is whether a request asks for its answer as an event stream.
+type streamWant uint8
+
+const (
+	streamNever streamWant = iota
+	// streamIfSubscription: it accepts an event stream and a single
+	// response alike (urql's fetch exchange asks so for every operation):
+	// a subscription streams, anything else gets one response.
+	streamIfSubscription
+	// streamAlways: it accepts only an event stream (graphql-sse).
+	streamAlways
+)
+
+// streamWanted tells whether r asks for an event stream: a POST of JSON
+// accepting text/event-stream, as the SSE transport takes them.
+func streamWanted(r *http.Request) streamWant {
+	if !sse.Supports(r) {
+		return streamNever
+	}
+	if acceptsSingle(r.Header.Get("Accept")) {
+		return streamIfSubscription
+	}
+	return streamAlways
+}
+
+// eventStreams is the SSE transport, for the requests the edge decided
+// stream: an operation other than a subscription is answered once, by the
+// POST transport, even from a client that would take an event stream.
+type eventStreams struct{ transport.SSE }
+
+// Supports reports whether r is to be answered with an event stream.
+func (t eventStreams) Supports(r *http.Request) bool {
+	if er := edgeRequestFrom(r.Context()); er != nil {
+		return er.stream
+	}
+	return t.SSE.Supports(r)
 }
 
 // charge charges the request to its caller's request budget, answering 429

@@ -70,6 +70,21 @@ func negotiate(accept string) string {
 	return best
 }
 
+// acceptsSingle reports whether accept takes a single response:
+// application/json or application/graphql-response+json with a q above 0.
+func acceptsSingle(accept string) bool {
+	for accept != "" {
+		var part string
+		part, accept, _ = strings.Cut(accept, ",")
+		typ, params, _ := strings.Cut(part, ";")
+		typ = strings.TrimSpace(typ)
+		if (strings.EqualFold(typ, mediaJSON) || strings.EqualFold(typ, mediaGraphQLResponse)) && quality(params) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // quality returns the q parameter among a media range's params: 1 if there
 // is none, 0 (not acceptable) if it is not a number from 0 to 1.
 func quality(params string) float64 {

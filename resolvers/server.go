@@ -107,7 +107,7 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: root, Directives: directives(root.AuditService), Complexity: costs()}))
 	// The first transport that supports a request serves it, so SSE (a POST
 	// that accepts text/event-stream) must come before POST.
-	srv.AddTransport(transport.SSE{KeepAlivePingInterval: cfg.KeepAlive})
+	srv.AddTransport(eventStreams{transport.SSE{KeepAlivePingInterval: cfg.KeepAlive}})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(refusalsTold{transport.GET{}})
 	srv.AddTransport(refusalsTold{transport.POST{}})

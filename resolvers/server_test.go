@@ -485,6 +485,61 @@ func TestHandler_SSE(t *testing.T) {
 	}
 }
 
+// TestHandler_StreamOnlyForSubscriptions: a client that accepts an event
+// stream and a single response alike (urql's fetch exchange sends this
+// Accept with every operation) gets one response for a query or a mutation,
+// in the negotiated media type with its status and rate headers, and an
+// event stream for a subscription.
+func TestHandler_StreamOnlyForSubscriptions(t *testing.T) {
+	const urqlAccept = "application/graphql-response+json, application/graphql+json, application/json, text/event-stream, multipart/mixed"
+	ts := newTestServer(t)
+	post := func(ctx context.Context, accept, body string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+"/graphql", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", accept)
+		req.Header.Set("Authorization", "Bearer "+ts.admin)
+		res, err := ts.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	for _, tc := range []struct{ name, accept, body, wantType string }{
+		{"Query", urqlAccept, `{"query":"{ projects { nodes { id } } }"}`, mediaGraphQLResponse},
+		{"RefusedQuery", urqlAccept, `{"query":"{ nope }"}`, mediaGraphQLResponse},
+		{"QueryJSONFirst", "application/json, text/event-stream", `{"query":"{ __typename }"}`, mediaJSON},
+		{"QueryStreamOnly", "text/event-stream", `{"query":"{ __typename }"}`, "text/event-stream"},
+		{"QueryJSONRefused", "text/event-stream, application/json;q=0", `{"query":"{ __typename }"}`, "text/event-stream"},
+		{"Subscription", urqlAccept, `{"query":"subscription { projectStatus { id } }"}`, "text/event-stream"},
+		{"NamedSubscription", urqlAccept, `{"query":"query Q { __typename } subscription S { projectStatus { id } }","operationName":"S"}`, "text/event-stream"},
+		{"NamedQuery", urqlAccept, `{"query":"query Q { __typename } subscription S { projectStatus { id } }","operationName":"Q"}`, mediaGraphQLResponse},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			res := post(ctx, tc.accept, tc.body)
+			defer func() { _ = res.Body.Close() }()
+			mt, _, _ := strings.Cut(res.Header.Get("Content-Type"), ";")
+			if mt != tc.wantType {
+				b, _ := io.ReadAll(res.Body)
+				t.Fatalf("Content-Type %q, want %s: %d %s", res.Header.Get("Content-Type"), tc.wantType, res.StatusCode, b)
+			}
+			if tc.wantType == "text/event-stream" {
+				return
+			}
+			b, _ := io.ReadAll(res.Body)
+			wantStatus := http.StatusOK
+			if tc.name == "RefusedQuery" {
+				wantStatus = http.StatusBadRequest
+			}
+			if res.StatusCode != wantStatus || !strings.HasPrefix(string(b), "{") {
+				t.Fatalf("%d %s, want %d and one JSON response", res.StatusCode, b, wantStatus)
+			}
+		})
+	}
+}
+
 // TestHandler_ProjectCommandsBatched checks that Project.commands loads the
 // commands of every project in one store query, not one per project.
 func TestHandler_ProjectCommandsBatched(t *testing.T) {
