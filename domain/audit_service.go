@@ -10,8 +10,8 @@ import (
 	"time"
 )
 
-// DefaultAuditRedact matches the environment variable and flag names whose
-// values the audit log never records.
+// DefaultAuditRedact matches the flag and assignment names in argv whose
+// values the audit log never records (env values it never records at all).
 const DefaultAuditRedact = `(?i)(secret|token|password|passwd|key|credential|auth)`
 
 // Redacted replaces a value the audit log does not keep.
@@ -27,8 +27,8 @@ type AuditService struct {
 	projects ProjectRepository
 }
 
-// NewAuditService returns a service over repo. Values of env variables and
-// flags whose names match redact are never recorded; nil means
+// NewAuditService returns a service over repo. Values of env variables, and
+// of argv flags whose names match redact, are never recorded; nil means
 // DefaultAuditRedact.
 func NewAuditService(repo AuditRepository, redact *regexp.Regexp) *AuditService {
 	if redact == nil {
@@ -83,14 +83,13 @@ func (s *AuditService) Refused(ctx context.Context, action, target string, err e
 	return s.refused(ctx, s.entry(ctx, action, target), err)
 }
 
-// redactEnv returns env as JSON with the values of matching names redacted.
+// redactEnv returns env as JSON with every value redacted: the audit log is
+// kept for good, and a command's environment values are kept only until it
+// starts, whatever their names.
 func (s *AuditService) redactEnv(env map[string]string) string {
 	out := make(map[string]string, len(env))
-	for k, v := range env {
-		if s.redact.MatchString(k) {
-			v = Redacted
-		}
-		out[k] = v
+	for k := range env {
+		out[k] = Redacted
 	}
 	b, _ := json.Marshal(out) // a map of strings always encodes.
 	return string(b)

@@ -43,16 +43,12 @@ func TestAuditCanonical(t *testing.T) {
 func TestAuditService_Redact(t *testing.T) {
 	s := NewAuditService(newAuditLog(), nil)
 	env := s.redactEnv(map[string]string{"API_TOKEN": "t0k", "HOME": "/home", "db_password": "pw", "GITHUB_AUTH": "a", "PATH": "/bin"})
-	for _, secret := range []string{"t0k", `"pw"`, `"a"`} {
-		if strings.Contains(env, secret) {
-			t.Errorf("redactEnv kept %s: %s", secret, env)
-		}
-	}
-	if !strings.Contains(env, `"HOME":"/home"`) || !strings.Contains(env, `"PATH":"/bin"`) || !strings.Contains(env, `"API_TOKEN":"[REDACTED]"`) {
-		t.Errorf("redactEnv = %s", env)
+	want := `{"API_TOKEN":"[REDACTED]","GITHUB_AUTH":"[REDACTED]","HOME":"[REDACTED]","PATH":"[REDACTED]","db_password":"[REDACTED]"}`
+	if env != want {
+		t.Errorf("redactEnv =\n%s\nwant every value redacted, whatever its name:\n%s", env, want)
 	}
 	argv := s.redactArgv([]string{"curl", "--token=abc", "--password", "hunter2", "-v", "SECRET_X=1", "x=y", "--name", "n"})
-	want := `["curl","--token=[REDACTED]","--password","[REDACTED]","-v","SECRET_X=[REDACTED]","x=y","--name","n"]`
+	want = `["curl","--token=[REDACTED]","--password","[REDACTED]","-v","SECRET_X=[REDACTED]","x=y","--name","n"]`
 	if argv != want {
 		t.Errorf("redactArgv =\n%s\nwant\n%s", argv, want)
 	}

@@ -92,7 +92,11 @@ type Command struct {
 	KeyID string
 	Type  CommandType
 	// Argv is exactly what is executed.
-	Argv    []string
+	Argv []string
+	// Env holds the values of the command's environment only until it
+	// starts: the claim that starts it returns them to the executor and
+	// leaves the names alone in storage, each with an empty value (see
+	// EnvCleared), so no stored command that has started keeps a value.
 	Env     map[string]string
 	Workdir string
 	// Priority orders the queue.
@@ -148,6 +152,25 @@ func (c *Command) Duration() time.Duration {
 		return 0
 	}
 	return c.FinishedAt.Sub(*c.StartedAt)
+}
+
+// EnvCleared reports whether storage no longer holds the values of c's
+// environment, only its names: c has started (or ended).
+func (c *Command) EnvCleared() bool {
+	return c.Status != CommandQueued
+}
+
+// EnvNames returns the names of c's environment variables, sorted.
+func (c *Command) EnvNames() []string {
+	return slices.Sorted(maps.Keys(c.Env))
+}
+
+// ClearEnv keeps the names of c's environment and drops their values, as
+// storage does when c starts.
+func (c *Command) ClearEnv() {
+	for k := range c.Env {
+		c.Env[k] = ""
+	}
 }
 
 // Lease returns the hold the command's owner has on it while it runs.

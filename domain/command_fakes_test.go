@@ -280,6 +280,7 @@ func (r *commandRepo) ClaimCommands(_ context.Context, req ClaimRequest) (out []
 		c.LeaseExpiresAt, c.StartedAt = new(req.LeaseUntil), new(req.Now)
 		c.LeaseEpoch++
 		out = append(out, c.Clone())
+		c.ClearEnv()
 	}
 	return out, nil
 }
@@ -335,9 +336,12 @@ func (r *commandRepo) ReleaseUnstarted(_ context.Context, owner string, started 
 			continue
 		}
 		c.Owner, c.LeaseExpiresAt, c.StartedAt = "", nil, nil
-		if c.CancelRequested {
+		switch {
+		case c.CancelRequested:
 			c.Status, c.FinishedAt = CommandCancelled, new(now)
-		} else {
+		case len(c.Env) > 0:
+			c.Status, c.FinishedAt, c.Reason = CommandInterrupted, new(now), "env values cleared"
+		default:
 			c.Status = CommandQueued
 		}
 		out = append(out, c.Clone())
@@ -401,6 +405,7 @@ func (r *commandRepo) RequestCancel(_ context.Context, id, reason string, now ti
 	switch c.Status {
 	case CommandQueued:
 		c.Status, c.Reason, c.FinishedAt = CommandCancelled, reason, new(now)
+		c.ClearEnv()
 		if audit != nil {
 			if err := r.audit.add(FinishEntry(c, Finish{Status: c.Status, Reason: reason, FinishedAt: now})); err != nil {
 				return nil, err

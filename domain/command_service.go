@@ -142,7 +142,7 @@ func differences(prev, c *Command) []string {
 		{"project", prev.ProjectID == c.ProjectID},
 		{"type", prev.Type == c.Type},
 		{"argv", slices.Equal(prev.Argv, c.Argv)},
-		{"env", maps.Equal(prev.Env, c.Env)},
+		{"env", sameEnv(prev, c)},
 		{"workdir", prev.Workdir == c.Workdir},
 		{"priority", prev.Priority == c.Priority},
 		{"timeout", prev.Timeout == c.Timeout},
@@ -152,6 +152,15 @@ func differences(prev, c *Command) []string {
 		}
 	}
 	return diff
+}
+
+// sameEnv reports whether c asks for prev's environment. Once prev has
+// started only the names are stored, so only the names are compared.
+func sameEnv(prev, c *Command) bool {
+	if prev.EnvCleared() {
+		return slices.Equal(prev.EnvNames(), c.EnvNames())
+	}
+	return maps.Equal(prev.Env, c.Env)
 }
 
 // Cancel stops a command: a QUEUED one ends CANCELLED at once, a RUNNING one

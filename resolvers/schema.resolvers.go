@@ -7,9 +7,7 @@ package resolvers
 
 import (
 	"context"
-	"maps"
 	"math"
-	"slices"
 	"time"
 
 	"github.com/rdev-hq/rdev/domain"
@@ -69,7 +67,7 @@ func (r *commandResolver) Project(ctx context.Context, obj *domain.Command) (*do
 }
 
 func (r *commandResolver) EnvNames(ctx context.Context, obj *domain.Command) ([]string, error) {
-	return slices.Sorted(maps.Keys(obj.Env)), nil
+	return obj.EnvNames(), nil
 }
 
 func (r *commandResolver) TimeoutSeconds(ctx context.Context, obj *domain.Command) (int, error) {

@@ -31,7 +31,7 @@ const (
 
 func (c *auditConfig) register(f *envFlags) {
 	f.String(&c.Redact, "audit-redact", "RDEV_AUDIT_REDACT", domain.DefaultAuditRedact,
-		"regexp of env variable and flag names whose values the audit log never records")
+		"regexp of argv flag and assignment names whose values the audit log never records (env values it never records at all)")
 	f.String(&c.KeyFile, "audit-key-file", "RDEV_AUDIT_KEY_FILE", "",
 		"file of audit keys, one base64 key of at least 32 bytes per line; the first MACs new entries and checkpoints, the others only verify "+
 			"(empty: RDEV_AUDIT_KEY; failing that, with the embedded database, "+embeddedAuditKeyFile+" in the data directory, made on first use)")

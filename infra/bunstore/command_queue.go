@@ -34,7 +34,8 @@ type queuedRow struct {
 
 // ClaimCommands moves up to r.Max QUEUED commands to RUNNING under r.Owner,
 // with leases until r.LeaseUntil and r.Now as their start, and returns them
-// in claim order: highest priority first, then oldest (lowest ID) first. A
+// with their env values, which the same update clears in storage (only the
+// names stay), in claim order: highest priority first, then oldest (lowest ID) first. A
 // project's command is skipped while the project has r.PerProject RUNNING
 // commands, counting those of every owner; r.PerProject <= 0 means no cap.
 // It returns EINVALID for an empty r.Owner.
@@ -65,11 +66,21 @@ func (s *Store) ClaimCommands(ctx context.Context, r domain.ClaimRequest) ([]*do
 		if err != nil || len(ids) == 0 {
 			return err
 		}
+		// The env values are read before the update clears them: this
+		// reply is the only place they are kept from now on.
+		var envs []envRow
+		err = tx.NewSelect().Model((*commandRow)(nil)).Column("id", "env").
+			Where("id IN (?)", bun.List(ids)).Where("env <> ?", s.emptyEnv()).
+			Scan(ctx, &envs)
+		if err := noRows(err); err != nil {
+			return fmt.Errorf("claim: read env: %w", err)
+		}
 		err = tx.NewUpdate().Model((*commandRow)(nil)).
 			Set("status = ?", string(domain.CommandRunning)).
 			Set("owner = ?", r.Owner).
 			Set("lease_expires_at = ?", storedTime(r.LeaseUntil)).
 			Set("lease_epoch = lease_epoch + 1").
+			Set("env = ?", s.envNamesOnly()).
 			// Never before the command was created: r.Now may have been
 			// read just before a command that this claim takes was queued.
 			Set("started_at = CASE WHEN created_at > ? THEN created_at ELSE ? END", storedTime(r.Now), storedTime(r.Now)).
@@ -81,6 +92,15 @@ func (s *Store) ClaimCommands(ctx context.Context, r domain.ClaimRequest) ([]*do
 			Scan(ctx, &rows)
 		if err := noRows(err); err != nil {
 			return fmt.Errorf("claim: update: %w", err)
+		}
+		values := make(map[string]map[string]string, len(envs))
+		for _, e := range envs {
+			values[e.ID] = e.Env
+		}
+		for _, row := range rows {
+			if v, ok := values[row.ID]; ok {
+				row.Env = v
+			}
 		}
 		return s.appendCommandEvents(ctx, tx, rows...)
 	})
@@ -244,7 +264,8 @@ func (s *Store) InterruptHeldBy(ctx context.Context, owners []string, now time.T
 // ReleaseUnstarted puts the commands RUNNING under owner that are not among
 // started back in the queue (QUEUED, without owner, lease or start), or ends
 // them CANCELLED at now if their cancellation was requested, and returns
-// them in ID order.
+// them in ID order. One with an environment cannot go back: the claim
+// cleared its values, so it ends INTERRUPTED (EnvLostReason) at now.
 func (s *Store) ReleaseUnstarted(ctx context.Context, owner string, started []string, now time.Time) ([]*domain.Command, error) {
 	if owner == "" {
 		return nil, domain.Errorf(domain.EINVALID, "release: the owner is empty")
@@ -252,18 +273,21 @@ func (s *Store) ReleaseUnstarted(ctx context.Context, owner string, started []st
 	var rows []*commandRow
 	err := s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		rows = nil
-		update := func(cancelled bool) ([]*commandRow, error) {
+		update := func(status domain.CommandStatus) ([]*commandRow, error) {
 			q := tx.NewUpdate().Model((*commandRow)(nil)).
 				Set("owner = ''").
 				Set("lease_expires_at = NULL").
 				Set("started_at = NULL").
+				Set("status = ?", string(status)).
 				Where("status = ?", string(domain.CommandRunning)).
-				Where("owner = ?", owner).
-				Where("cancel_requested = ?", cancelled)
-			if cancelled {
-				q = q.Set("status = ?", string(domain.CommandCancelled)).Set("finished_at = ?", storedTime(now))
-			} else {
-				q = q.Set("status = ?", string(domain.CommandQueued))
+				Where("owner = ?", owner)
+			switch status {
+			case domain.CommandQueued:
+				q = q.Where("cancel_requested = ?", false).Where("env = ?", s.emptyEnv())
+			case domain.CommandCancelled:
+				q = q.Set("finished_at = ?", storedTime(now)).Where("cancel_requested = ?", true)
+			default:
+				q = q.Set("finished_at = ?", storedTime(now)).Set("reason = ?", EnvLostReason)
 			}
 			if len(started) > 0 {
 				q = q.Where("id NOT IN (?)", bun.List(started))
@@ -274,22 +298,52 @@ func (s *Store) ReleaseUnstarted(ctx context.Context, owner string, started []st
 			}
 			return out, nil
 		}
-		queued, err := update(false)
-		if err != nil {
-			return err
+		for _, status := range []domain.CommandStatus{domain.CommandQueued, domain.CommandCancelled, domain.CommandInterrupted} {
+			changed, err := update(status)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, changed...)
+			if status != domain.CommandQueued {
+				if err := s.appendCommandEvents(ctx, tx, changed...); err != nil {
+					return err
+				}
+			}
 		}
-		cancelled, err := update(true)
-		if err != nil {
-			return err
-		}
-		rows = append(queued, cancelled...)
-		return s.appendCommandEvents(ctx, tx, cancelled...)
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	slices.SortFunc(rows, func(a, b *commandRow) int { return cmp.Compare(a.ID, b.ID) })
 	return commandsOf(rows), nil
+}
+
+// EnvLostReason is the Reason of a command that ReleaseUnstarted ended
+// because the claim that never reached its dispatcher cleared its env values.
+const EnvLostReason = "interrupted before it started: the claim that took it cleared its environment values, and its reply was lost; submit it again"
+
+// envRow is a command's environment as a claim reads it before clearing it.
+type envRow struct {
+	ID  string            `bun:"id"`
+	Env map[string]string `bun:"env"`
+}
+
+// emptyEnv is the stored env of a command without variables.
+func (s *Store) emptyEnv() bun.Safe {
+	if s.isPostgres() {
+		return bun.Safe("'{}'::jsonb")
+	}
+	return bun.Safe("'{}'")
+}
+
+// envNamesOnly is the env of the command being updated with every value
+// made empty: what storage keeps of it once the command has started.
+func (s *Store) envNamesOnly() bun.Safe {
+	if s.isPostgres() {
+		return bun.Safe("COALESCE((SELECT jsonb_object_agg(e.key, '') FROM jsonb_each(c.env) AS e), '{}'::jsonb)")
+	}
+	return bun.Safe("(SELECT json_group_object(e.key, '') FROM json_each(c.env) AS e)")
 }
 
 // TakenOverReason is the Reason of a command that InterruptHeldBy ended.
@@ -388,7 +442,7 @@ func (s *Store) lockedInIDOrder(q *bun.SelectQuery, skip bool) *bun.SelectQuery 
 }
 
 // RequestCancel cancels a QUEUED command at once (CANCELLED with reason,
-// finished at now), or flags a RUNNING one for its owner to stop, recording
+// finished at now, its env values cleared as a start clears them), or flags a RUNNING one for its owner to stop, recording
 // reason (a RUNNING command already flagged is left as it is). It returns the
 // command as it is after the change; ECONFLICT if it already ended;
 // ENOTFOUND if there is no such command. The command's row is locked while
@@ -414,7 +468,8 @@ func (s *Store) RequestCancel(ctx context.Context, id, reason string, now time.T
 		case domain.CommandQueued:
 			u = u.Set("status = ?", string(domain.CommandCancelled)).
 				Set("reason = ?", reason).
-				Set("finished_at = ?", storedTime(now))
+				Set("finished_at = ?", storedTime(now)).
+				Set("env = ?", s.envNamesOnly())
 		case domain.CommandRunning:
 			if row.CancelRequested {
 				out = row

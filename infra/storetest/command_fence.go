@@ -186,4 +186,28 @@ func testFencing(t *testing.T, newRepo func(t *testing.T) domain.CommandReposito
 			t.Errorf("ReleaseUnstarted(no owner) = %v, want INVALID_INPUT", err)
 		}
 	})
+
+	t.Run("ReleaseUnstartedWithEnv", func(t *testing.T) {
+		// The claim cleared its env values: it cannot run as asked, so it
+		// ends rather than going back to the queue without them.
+		t.Parallel()
+		repo, ctx := newRepo(t), t.Context()
+		mustCreateCommand(t, ctx, repo, fullCommand("web", 0))
+		claimed := mustClaim(t, ctx, repo, claimRequest("d1", 1, 0))
+		now := time.Now()
+		got, err := repo.ReleaseUnstarted(ctx, "d1", nil, now)
+		if err != nil || len(got) != 1 || got[0].ID != claimed[0].ID {
+			t.Fatalf("ReleaseUnstarted = %s, %v; want %s", commandIDs(got), err, commandIDs(claimed))
+		}
+		c := mustFindCommand(t, ctx, repo, claimed[0].ID)
+		if c.Status != domain.CommandInterrupted || c.Reason == "" || c.FinishedAt == nil || c.LeaseExpiresAt != nil || c.Env["HOME"] != "" {
+			t.Errorf("released with env: %+v, want INTERRUPTED with a reason, finished, no lease, no env values", c)
+		}
+		if again := mustClaim(t, ctx, repo, claimRequest("d2", 1, 0)); len(again) != 0 {
+			t.Errorf("claimed %s again without its env values", commandIDs(again))
+		}
+		if _, err := repo.ReleaseUnstarted(ctx, "", nil, now); domain.ErrorCode(err) != domain.EINVALID {
+			t.Errorf("ReleaseUnstarted(no owner) = %v, want INVALID_INPUT", err)
+		}
+	})
 }

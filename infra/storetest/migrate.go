@@ -4,6 +4,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/uptrace/bun/migrate"
 
 	"github.com/rdev-hq/rdev/domain"
@@ -61,6 +62,48 @@ func TestMigrations(t *testing.T, open func(t *testing.T) *bunstore.Store, ms fu
 		mustCreateAPIKey(t, ctx, s, k)
 	})
 
+	t.Run("ClearsStartedEnv", func(t *testing.T) {
+		// Commands stored before env values were cleared at start keep
+		// them; the migration that brought the clearing clears them.
+		t.Parallel()
+		s, ctx := open(t), t.Context()
+		before := migrate.NewMigrations()
+		for _, m := range ms().Sorted() {
+			if m.Name < envNamesMigration {
+				before.Add(m)
+			}
+		}
+		if len(before.Sorted()) == len(ms().Sorted()) {
+			t.Fatalf("no migration %s", envNamesMigration)
+		}
+		if err := s.Migrate(ctx, before); err != nil {
+			t.Fatalf("Migrate up to %s: %v", envNamesMigration, err)
+		}
+		cmds := map[domain.CommandStatus]*domain.Command{}
+		for i, status := range []domain.CommandStatus{domain.CommandQueued, domain.CommandSucceeded, domain.CommandCancelled, domain.CommandInterrupted} {
+			c := fullCommand("web", i)
+			mustCreateCommand(t, ctx, s, c)
+			if _, err := s.DB().ExecContext(ctx, "UPDATE commands SET status = ?, finished_at = created_at WHERE id = ? AND ? <> 'QUEUED'",
+				string(status), c.ID, string(status)); err != nil {
+				t.Fatalf("end %s: %v", c.ID, err)
+			}
+			cmds[status] = c
+		}
+		if err := s.Migrate(ctx, ms()); err != nil {
+			t.Fatalf("Migrate: %v", err)
+		}
+		for status, c := range cmds {
+			got := mustFindCommand(t, ctx, s, c.ID)
+			want := c.Env
+			if status != domain.CommandQueued {
+				want = map[string]string{"HOME": "", "EMPTY": "", "QUOTES": ""}
+			}
+			if diff := cmp.Diff(want, got.Env); diff != "" {
+				t.Errorf("%s command's env after the migration (-want +got):\n%s", status, diff)
+			}
+		}
+	})
+
 	t.Run("Concurrent", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := open(t), t.Context()
@@ -79,6 +122,10 @@ func TestMigrations(t *testing.T, open func(t *testing.T) *bunstore.Store, ms fu
 		assertStatus(t, s, ms(), true, 1)
 	})
 }
+
+// envNamesMigration is the migration that clears the env values of
+// commands that have started.
+const envNamesMigration = "20261207000015"
 
 func assertPending(tb testing.TB, s *bunstore.Store, ms *migrate.Migrations, want int) {
 	tb.Helper()
