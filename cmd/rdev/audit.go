@@ -104,7 +104,7 @@ func readAuditKeyring(path string) (*domain.AuditKeyring, error) {
 // unless another process made the file first: it is written beside it and
 // linked into place, so no reader ever sees it half written.
 func createAuditKeyFile(path string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("audit key file: %w", err)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), embeddedAuditKeyFile+".*")

@@ -24,7 +24,7 @@ func (f checkpointFile) WriteAuditCheckpoint(_ context.Context, c domain.AuditCh
 	if err != nil {
 		return fmt.Errorf("audit checkpoint: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(f.path), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(f.path), 0o700); err != nil {
 		return fmt.Errorf("audit checkpoint file: %w", err)
 	}
 	file, err := os.OpenFile(f.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600) //nolint:gosec // the operator's own checkpoint file

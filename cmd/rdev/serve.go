@@ -198,6 +198,9 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 			"operations", gql.TrustedDocuments.Len(), "only", gql.TrustedDocumentsOnly)
 	}
 
+	if err := cfg.store.prepareDataDir(log); err != nil {
+		return nil, err
+	}
 	s := &server{cfg: cfg, log: log}
 	if cfg.AutoMigrate {
 		s.store, s.ms, err = cfg.store.openMigrated(ctx)

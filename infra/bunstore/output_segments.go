@@ -105,7 +105,8 @@ func (g *segments) append(chunks []domain.OutputChunk, insert func([]segmentSpan
 // those rows keep failing to read with an error that names the file.
 func (g *segments) writable(stored lastStored) (int64, error) {
 	if g.w == nil {
-		if err := os.MkdirAll(g.dir, 0o750); err != nil {
+		// Chmod too: a directory an older rdev made is 0750.
+		if err := errors.Join(os.MkdirAll(g.dir, 0o700), os.Chmod(g.dir, 0o700)); err != nil {
 			return 0, fmt.Errorf("create output segment directory: %w", err)
 		}
 		n, err := g.last()

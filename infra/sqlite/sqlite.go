@@ -5,7 +5,9 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"github.com/uptrace/bun/dialect/sqlitedialect"
 	modernc "modernc.org/sqlite"
 
+	"github.com/rdev-hq/rdev/domain"
 	"github.com/rdev-hq/rdev/infra/bunstore"
 )
 
@@ -72,8 +75,11 @@ func Open(ctx context.Context, path string) (*bunstore.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %s: %w", path, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(abs), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: create directory for %s: %w", path, err)
+	}
+	if err := ownerOnly(abs); err != nil {
+		return nil, domain.Errorf(domain.EUNAVAILABLE, "sqlite: %s: %v", path, err)
 	}
 	base, err := modernc.NewConnector(dsn(abs))
 	if err != nil {
@@ -96,6 +102,26 @@ func Open(ctx context.Context, path string) (*bunstore.Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: start checkpointer: %w", path, err)
 	}
 	return store, nil
+}
+
+// ownerOnly makes the database file at abs, creating it empty if it is
+// missing, and its WAL and shared-memory files, if there, readable and
+// writable by their owner only. SQLite gives the -wal and -shm files it
+// creates the mode of the database file, so they stay 0600 too.
+func ownerOnly(abs string) error {
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600) //nolint:gosec // the path is the operator's
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	for _, name := range []string{abs, abs + "-wal", abs + "-shm"} {
+		if err := os.Chmod(name, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // OutputDir is the directory beside the database at path that holds the
@@ -123,6 +149,10 @@ func dsn(abs string) string {
 	q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", walAutocheckpointPages))
 	q.Add("_pragma", fmt.Sprintf("journal_size_limit(%d)", journalSizeLimit))
 	q.Add("_pragma", "foreign_keys(ON)")
+	// Deleted and overwritten content is zeroed where that costs no extra
+	// I/O, so an env value cleared at a command's start is not left in a
+	// page's free space.
+	q.Add("_pragma", "secure_delete(FAST)")
 	q.Set("_txlock", "immediate")
 	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q.Encode()}
 	return u.String()

@@ -91,6 +91,42 @@ func TestOpen(t *testing.T) {
 		}
 	})
 
+	t.Run("OwnerOnly", func(t *testing.T) {
+		// A new database, its WAL and shared memory are 0600 in a 0700
+		// directory; an existing database left open to others is tightened.
+		dir := filepath.Join(t.TempDir(), "data")
+		path := filepath.Join(dir, "rdev.db")
+		for _, loose := range []bool{false, true} {
+			if loose {
+				for _, f := range []string{path, path + "-wal"} {
+					if err := os.WriteFile(f, nil, 0o644); err != nil && !os.IsExist(err) {
+						t.Fatal(err)
+					}
+					if err := os.Chmod(f, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			s, err := sqlite.Open(t.Context(), path)
+			if err != nil {
+				t.Fatalf("Open(%s): %v", path, err)
+			}
+			if err := s.Migrate(t.Context(), migrations.SQLite()); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range []string{dir, path, path + "-wal", path + "-shm"} {
+				want := os.FileMode(0o600)
+				if f == dir {
+					want = 0o700
+				}
+				if info, err := os.Stat(f); err != nil || info.Mode().Perm() != want {
+					t.Errorf("loose=%v: %s: %v, %v; want mode %#o", loose, f, info.Mode(), err, want)
+				}
+			}
+			_ = s.Close()
+		}
+	})
+
 	t.Run("ErrUnavailable", func(t *testing.T) {
 		// A directory where the file should be.
 		path := t.TempDir()
