@@ -106,7 +106,7 @@ func (g *segments) append(chunks []domain.OutputChunk, insert func([]segmentSpan
 func (g *segments) writable(stored lastStored) (int64, error) {
 	if g.w == nil {
 		// Chmod too: a directory an older rdev made is 0750.
-		if err := errors.Join(os.MkdirAll(g.dir, 0o700), os.Chmod(g.dir, 0o700)); err != nil {
+		if err := errors.Join(os.MkdirAll(g.dir, 0o700), os.Chmod(g.dir, 0o700)); err != nil { //nolint:gosec // a directory: 0700 is owner-only
 			return 0, fmt.Errorf("create output segment directory: %w", err)
 		}
 		n, err := g.last()
