@@ -93,6 +93,9 @@ func (s *Store) ClaimCommands(ctx context.Context, r domain.ClaimRequest) ([]*do
 		if err := noRows(err); err != nil {
 			return fmt.Errorf("claim: update: %w", err)
 		}
+		if err := s.appendCommandEvents(ctx, tx, rows...); err != nil {
+			return err
+		}
 		values := make(map[string]map[string]string, len(envs))
 		for _, e := range envs {
 			values[e.ID] = e.Env
@@ -102,7 +105,7 @@ func (s *Store) ClaimCommands(ctx context.Context, r domain.ClaimRequest) ([]*do
 				row.Env = v
 			}
 		}
-		return s.appendCommandEvents(ctx, tx, rows...)
+		return nil
 	})
 	if err != nil {
 		return nil, err
