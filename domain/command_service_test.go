@@ -242,6 +242,22 @@ func TestCommandService_Execute_Idempotent(t *testing.T) {
 		}
 	})
 
+	// Once a command started, storage keeps its env names only: a retry is
+	// matched by them, and other names are still another command.
+	t.Run("EnvAfterItStarted", func(t *testing.T) {
+		e := newCommandEnv(t)
+		in := withToken("t1")
+		in.Env = []EnvVar{{Name: "A", Value: "1"}}
+		a := mustExecute(t, e, in)
+		claimAll(t, e, "other")
+		if b, err := e.svc.Execute(keyContext(t, writerKey), in); err != nil || b.ID != a.ID || b.Env["A"] != "" {
+			t.Errorf("retry after the start = %+v, %v; want %s with its env value cleared", b, err, a.ID)
+		}
+		in.Env = []EnvVar{{Name: "B", Value: "1"}}
+		_, err := e.svc.Execute(keyContext(t, writerKey), in)
+		wantCode(t, err, ECONFLICT)
+	})
+
 	t.Run("OKEvenWhenQueueFull", func(t *testing.T) {
 		e := newCommandEnv(t)
 		a := mustExecute(t, e, withToken("t1"))
