@@ -3,6 +3,7 @@ package deploy
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -115,6 +116,9 @@ func TestManifests_ProjectIsolation(t *testing.T) {
 				}
 			}
 		}
+		if v := dataVolume(rdev); v == nil || v.EmptyDir == nil {
+			t.Errorf("rdev's data directory is on volume %+v; want an emptyDir, which no other pod can mount", v)
+		}
 		if len(rdevSecrets) == 0 {
 			t.Error("found none of rdev's secrets; the check would prove nothing")
 		}
@@ -157,6 +161,28 @@ func TestManifests_ProjectIsolation(t *testing.T) {
 				ingressTyped, egressTyped, dns, https)
 		}
 	})
+}
+
+// dataVolume returns the volume that holds rdev's data directory
+// (RDEV_DATA_DIR), nil if it is on none.
+func dataVolume(spec *corev1.PodSpec) *corev1.Volume {
+	for _, c := range spec.Containers {
+		for _, e := range c.Env {
+			if e.Name != "RDEV_DATA_DIR" {
+				continue
+			}
+			for _, m := range c.VolumeMounts {
+				if e.Value == m.MountPath || strings.HasPrefix(e.Value, strings.TrimSuffix(m.MountPath, "/")+"/") {
+					for i := range spec.Volumes {
+						if spec.Volumes[i].Name == m.Name {
+							return &spec.Volumes[i]
+						}
+					}
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // portsOf returns a rule's ports as "PROTO/port", sorted; nil for a rule
