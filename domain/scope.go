@@ -18,6 +18,7 @@ const (
 	ScopeWebhooksRead  Scope = "webhooks:read"
 	ScopeWebhooksWrite Scope = "webhooks:write"
 	ScopeAuditRead     Scope = "audit:read"
+	ScopeSecretsWrite  Scope = "secrets:write"
 	ScopeAdmin         Scope = "admin"
 )
 
@@ -25,7 +26,7 @@ const (
 var AllScopes = []Scope{
 	ScopeProjectsRead, ScopeCommandsRead, ScopeCommandsWrite,
 	ScopeKeysRead, ScopeKeysWrite, ScopeWebhooksRead, ScopeWebhooksWrite,
-	ScopeAuditRead, ScopeAdmin,
+	ScopeAuditRead, ScopeSecretsWrite, ScopeAdmin,
 }
 
 // Valid reports whether s is a known scope.

@@ -1,0 +1,151 @@
+package secretbox_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rdev-hq/rdev/infra/secretbox"
+)
+
+func mustBox(tb testing.TB) *secretbox.Box {
+	tb.Helper()
+	key, err := secretbox.ParseKey(secretbox.NewKey())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b, err := secretbox.New(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+func TestBox_SealOpen(t *testing.T) {
+	b := mustBox(t)
+	ad := []byte("rdev secret\x00pay\x00TOKEN")
+	value := []byte("supersecretvalue")
+	sealed, err := b.Seal(value, ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(sealed, value) {
+		t.Fatal("the sealed value holds the plaintext")
+	}
+	if len(sealed) != len(value)+secretbox.Overhead {
+		t.Errorf("sealed %d bytes, want %d", len(sealed), len(value)+secretbox.Overhead)
+	}
+	again, err := b.Seal(value, ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(sealed, again) {
+		t.Error("sealing twice gave the same bytes: nonces or data keys are reused")
+	}
+
+	t.Run("OK", func(t *testing.T) {
+		got, err := b.Open(sealed, ad)
+		if err != nil || !bytes.Equal(got, value) {
+			t.Fatalf("Open = %q, %v; want %q", got, err, value)
+		}
+	})
+	t.Run("ErrTampered", func(t *testing.T) {
+		for i := range sealed {
+			changed := bytes.Clone(sealed)
+			changed[i] ^= 0x01
+			if got, err := b.Open(changed, ad); err == nil || got != nil {
+				t.Fatalf("byte %d flipped: Open = %q, %v; want an error and no plaintext", i, got, err)
+			} else if !errors.Is(err, secretbox.ErrOpen) {
+				t.Fatalf("byte %d flipped: %v does not wrap ErrOpen", i, err)
+			}
+		}
+		if _, err := b.Open(sealed[:len(sealed)-1], ad); err == nil {
+			t.Error("a truncated value opened")
+		}
+		if _, err := b.Open(nil, ad); err == nil {
+			t.Error("nothing opened")
+		}
+	})
+	t.Run("ErrWrongAD", func(t *testing.T) {
+		for _, other := range []string{"rdev secret\x00search\x00TOKEN", "rdev secret\x00pay\x00OTHER", ""} {
+			if got, err := b.Open(sealed, []byte(other)); err == nil || got != nil {
+				t.Errorf("opened under ad %q: %q, %v", other, got, err)
+			}
+		}
+	})
+	t.Run("ErrWrongKey", func(t *testing.T) {
+		other := mustBox(t)
+		_, err := other.Open(sealed, ad)
+		if err == nil {
+			t.Fatal("another key opened it")
+		}
+		if msg := err.Error(); !strings.Contains(msg, b.KeyID()) || !strings.Contains(msg, other.KeyID()) {
+			t.Errorf("error %q names neither key", msg)
+		}
+	})
+	t.Run("Rewrap", func(t *testing.T) {
+		next := mustBox(t)
+		plain, err := b.Open(sealed, ad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rewrapped, err := next.Seal(plain, ad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := next.Open(rewrapped, ad); err != nil || !bytes.Equal(got, value) {
+			t.Errorf("new key: %q, %v", got, err)
+		}
+		if _, err := b.Open(rewrapped, ad); err == nil {
+			t.Error("the old key opens a value rewrapped under the new one")
+		}
+	})
+}
+
+func TestNew_ErrKeySize(t *testing.T) {
+	for _, n := range []int{0, 16, 31, 33} {
+		if _, err := secretbox.New(make([]byte, n)); err == nil {
+			t.Errorf("a %d-byte key was taken", n)
+		}
+	}
+}
+
+func TestParseKey(t *testing.T) {
+	text := secretbox.NewKey()
+	key, err := secretbox.ParseKey("  " + text + "\n")
+	if err != nil || len(key) != secretbox.KeySize {
+		t.Fatalf("ParseKey = %d bytes, %v", len(key), err)
+	}
+	for _, bad := range []string{"", "not base64!", "c2hvcnQ="} {
+		if _, err := secretbox.ParseKey(bad); err == nil {
+			t.Errorf("ParseKey(%q) succeeded", bad)
+		} else if bad != "" && strings.Contains(err.Error(), bad) {
+			t.Errorf("ParseKey's error %q shows the key", err)
+		}
+	}
+}
+
+func TestLoadOrCreateKeyFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data", "secrets.key")
+	key, created, err := secretbox.LoadOrCreateKeyFile(path)
+	if err != nil || !created || len(key) != secretbox.KeySize {
+		t.Fatalf("first: %d bytes, created %v, %v", len(key), created, err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v, want 0600", fi.Mode().Perm())
+	}
+	if di, _ := os.Stat(filepath.Dir(path)); di.Mode().Perm() != 0o700 {
+		t.Errorf("key directory mode %v, want 0700", di.Mode().Perm())
+	}
+	again, created, err := secretbox.LoadOrCreateKeyFile(path)
+	if err != nil || created || !bytes.Equal(again, key) {
+		t.Fatalf("second: created %v, same %v, %v", created, bytes.Equal(again, key), err)
+	}
+}
