@@ -171,3 +171,7 @@ func TestWebhookQueue_Shared(t *testing.T) {
 	stores := mustOpenShared(t, 3)
 	storetest.TestWebhookQueueShared(t, []storetest.WebhookQueueStore{stores[0], stores[1], stores[2]}, 4, 15)
 }
+
+func TestSecretRepository(t *testing.T) {
+	storetest.TestSecretRepository(t, func(t *testing.T) storetest.SecretStore { return mustOpenMigrated(t) })
+}

@@ -252,3 +252,7 @@ func TestWebhookQueue_Shared(t *testing.T) {
 	}
 	storetest.TestWebhookQueueShared(t, []storetest.WebhookQueueStore{a, b}, 4, 10)
 }
+
+func TestSecretRepository(t *testing.T) {
+	storetest.TestSecretRepository(t, func(t *testing.T) storetest.SecretStore { return mustOpenMigrated(t) })
+}
