@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 )
@@ -40,6 +41,11 @@ type DispatcherConfig struct {
 	// Journal, if not nil, keeps the ends storage refuses on this machine
 	// until they are stored, across restarts.
 	Journal FinishJournal
+	// Secrets, if not nil, returns the environment variables a project's
+	// secrets give each of its commands (SecretService.Env), opened just
+	// before the command starts. A command's own Env wins over them: it
+	// can replace a secret's value for itself, never read it.
+	Secrets func(ctx context.Context, projectID string) (map[string]string, error)
 	// Gone, if not nil, reports whether the dispatcher named owner is known
 	// to have ended: an earlier process of the same rdev (its predecessor
 	// on this host, say). Run takes the commands such owners hold over as
@@ -499,8 +505,12 @@ func (d *Dispatcher) run(ctx context.Context, c *Command) {
 	if err == nil && p.Status != ProjectRunning {
 		err = Errorf(ECONFLICT, "project %s is %s", p.ID, p.Status)
 	}
+	var env map[string]string
 	if err == nil {
-		res, err = d.exec.Exec(xctx, ExecRequest{Project: p, Argv: c.Argv, Env: c.Env, Workdir: c.Workdir},
+		env, err = d.execEnv(xctx, c)
+	}
+	if err == nil {
+		res, err = d.exec.Exec(xctx, ExecRequest{Project: p, Argv: c.Argv, Env: env, Workdir: c.Workdir},
 			rec.writer(Stdout), rec.writer(Stderr))
 	}
 	// How the process ended is decided now: storing the rest of its output
@@ -534,6 +544,21 @@ func (d *Dispatcher) run(ctx context.Context, c *Command) {
 	}
 	ended = final
 	publishStatus(context.WithoutCancel(ctx), d.hub, d.bcast, final)
+}
+
+// execEnv returns c's environment: its project's secrets, then its own
+// Env, which wins. The secrets' values live only in the map returned, for
+// the executor; they are never stored, logged or traced.
+func (d *Dispatcher) execEnv(ctx context.Context, c *Command) (map[string]string, error) {
+	if d.cfg.Secrets == nil {
+		return c.Env, nil
+	}
+	env, err := d.cfg.Secrets(ctx, c.ProjectID)
+	if err != nil || len(env) == 0 {
+		return c.Env, err
+	}
+	maps.Copy(env, c.Env)
+	return env, nil
 }
 
 // Recording a command's end is tried again after finishRetryFirst, doubling

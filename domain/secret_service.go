@@ -195,7 +195,7 @@ func (s *SecretService) Env(ctx context.Context, projectID string) (map[string]s
 	for _, sec := range sealed {
 		v, err := s.sealer.Open(sec.Sealed, SecretAD(sec.ProjectID, sec.Name))
 		if err != nil {
-			return nil, fmt.Errorf("secret %s of project %s does not open: %w", sec.Name, sec.ProjectID, err)
+			return nil, Errorf(EUNAVAILABLE, "secret %s of project %s does not open: %v", sec.Name, sec.ProjectID, err)
 		}
 		env[sec.Name] = string(v)
 	}

@@ -1,0 +1,419 @@
+package domain
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// secretRepo is an in-memory SecretRepository.
+type secretRepo struct {
+	mu      sync.Mutex
+	secrets map[[2]string]*SealedSecret
+	check   []byte
+	audit   *auditLog
+}
+
+var _ SecretRepository = (*secretRepo)(nil)
+
+func newSecretRepo() *secretRepo {
+	return &secretRepo{secrets: map[[2]string]*SealedSecret{}, audit: newAuditLog()}
+}
+
+func (r *secretRepo) PutSecret(_ context.Context, s *SealedSecret, limit int, audit *AuditEntry) (*Secret, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := [2]string{s.ProjectID, s.Name}
+	if old, ok := r.secrets[k]; ok {
+		old.Sealed, old.UpdatedAt = bytes.Clone(s.Sealed), s.UpdatedAt
+	} else {
+		n := 0
+		for k := range r.secrets {
+			if k[0] == s.ProjectID {
+				n++
+			}
+		}
+		if n >= limit {
+			return nil, Errorf(ECONFLICT, "too many")
+		}
+		cp := *s
+		cp.Sealed = bytes.Clone(s.Sealed)
+		r.secrets[k] = &cp
+	}
+	if audit != nil {
+		_ = r.audit.add(audit)
+	}
+	sec := r.secrets[k].Secret
+	return &sec, nil
+}
+
+func (r *secretRepo) DeleteSecret(_ context.Context, projectID, name string, audit *AuditEntry) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := [2]string{projectID, name}
+	if _, ok := r.secrets[k]; !ok {
+		return Errorf(ENOTFOUND, "no secret")
+	}
+	delete(r.secrets, k)
+	if audit != nil {
+		_ = r.audit.add(audit)
+	}
+	return nil
+}
+
+func (r *secretRepo) sealed(projectID string) []*SealedSecret {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*SealedSecret
+	for k, s := range r.secrets {
+		if projectID == "" || k[0] == projectID {
+			cp := *s
+			out = append(out, &cp)
+		}
+	}
+	slices.SortFunc(out, func(a, b *SealedSecret) int { return strings.Compare(a.ProjectID+"/"+a.Name, b.ProjectID+"/"+b.Name) })
+	return out
+}
+
+func (r *secretRepo) FindSecrets(_ context.Context, projectID string) ([]*Secret, error) {
+	var out []*Secret
+	for _, s := range r.sealed(projectID) {
+		out = append(out, &s.Secret)
+	}
+	return out, nil
+}
+
+func (r *secretRepo) FindSealedSecrets(_ context.Context, projectID string) ([]*SealedSecret, error) {
+	return r.sealed(projectID), nil
+}
+
+func (r *secretRepo) SecretKeyCheck(context.Context) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.check == nil {
+		return nil, Errorf(ENOTFOUND, "none")
+	}
+	return r.check, nil
+}
+
+func (r *secretRepo) InitSecretKeyCheck(_ context.Context, check []byte) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.check == nil {
+		r.check = check
+	}
+	return r.check, nil
+}
+
+func (r *secretRepo) RewrapSecrets(_ context.Context, rewrap func(*SealedSecret) error, check []byte) (int, error) {
+	all := r.sealed("")
+	for _, s := range all {
+		if err := rewrap(s); err != nil {
+			return 0, err
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range all {
+		r.secrets[[2]string{s.ProjectID, s.Name}] = s
+	}
+	r.check = check
+	return len(all), nil
+}
+
+// xorSealer stands for infra/secretbox: it "seals" by XOR with its key
+// byte and prefixes the key byte and the associated data, so that a wrong
+// key or other associated data fails to open.
+type xorSealer byte
+
+func (x xorSealer) Seal(plaintext, ad []byte) ([]byte, error) {
+	out := append([]byte{byte(x)}, ad...)
+	out = append(out, 0)
+	for _, b := range plaintext {
+		out = append(out, b^byte(x))
+	}
+	return out, nil
+}
+
+func (x xorSealer) Open(sealed, ad []byte) ([]byte, error) {
+	if len(sealed) < len(ad)+2 || sealed[0] != byte(x) || !bytes.Equal(sealed[1:1+len(ad)], ad) {
+		return nil, errors.New("does not open")
+	}
+	var out []byte
+	for _, b := range sealed[len(ad)+2:] {
+		out = append(out, b^byte(x))
+	}
+	return out, nil
+}
+
+func newTestSecretService(sealer SecretSealer) (*SecretService, *secretRepo) {
+	repo := newSecretRepo()
+	projects := newProjectRepo(
+		&Project{ID: "pay", Status: ProjectRunning, Labels: map[string]string{"team": "payments"}},
+		&Project{ID: "search", Status: ProjectRunning},
+		&Project{ID: "web", Status: ProjectRunning},
+	)
+	return NewSecretService(repo, projects, sealer, NewAuditService(repo.audit, nil)), repo
+}
+
+func secretKey(tb testing.TB, scopes []Scope, projects ...string) context.Context {
+	tb.Helper()
+	return keyContext(tb, &APIKey{ID: "k1", Scopes: scopes, Projects: ProjectScope{Names: projects}})
+}
+
+func TestSecretService_Set(t *testing.T) {
+	t.Run("OK", func(t *testing.T) {
+		s, repo := newTestSecretService(xorSealer(7))
+		sec, err := s.Set(secretKey(t, []Scope{ScopeSecretsWrite}, "pay"), "pay", "API_TOKEN", "supersecretvalue")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sec.Name != "API_TOKEN" || sec.ProjectID != "pay" || sec.CreatedBy != "k1" {
+			t.Errorf("Set = %+v", sec)
+		}
+		stored := repo.sealed("pay")
+		if len(stored) != 1 || bytes.Contains(stored[0].Sealed, []byte("supersecretvalue")) {
+			t.Fatalf("stored %d values (want one), or one in clear", len(stored))
+		}
+		entries := repo.audit.all()
+		if len(entries) != 1 || entries[0].Action != AuditSecretSet || entries[0].Details["name"] != "API_TOKEN" ||
+			entries[0].Details[AuditProjectDetail] != "pay" {
+			t.Fatalf("audit = %+v", entries)
+		}
+		for k, v := range entries[0].Details {
+			if strings.Contains(k+v, "supersecretvalue") {
+				t.Errorf("audit detail %s=%s shows the value", k, v)
+			}
+		}
+		env, err := s.Env(t.Context(), "pay")
+		if err != nil || env["API_TOKEN"] != "supersecretvalue" {
+			t.Errorf("Env = %v, %v", env, err)
+		}
+	})
+	for _, tt := range []struct {
+		name, project, secret, value string
+		scopes                       []Scope
+		projects                     []string
+		code                         string
+	}{
+		{"ErrNoScope", "pay", "A", "v", []Scope{ScopeCommandsWrite, ScopeProjectsRead}, nil, EFORBIDDEN},
+		{"ErrOutOfScope", "search", "A", "v", []Scope{ScopeSecretsWrite}, []string{"pay"}, ENOTFOUND},
+		{"ErrNoProject", "nope", "A", "v", []Scope{ScopeSecretsWrite}, nil, ENOTFOUND},
+		{"ErrBadProject", "Not A Name", "A", "v", []Scope{ScopeSecretsWrite}, nil, ENOTFOUND},
+		{"ErrLowerCase", "pay", "token", "v", []Scope{ScopeSecretsWrite}, nil, EINVALID},
+		{"ErrDigitFirst", "pay", "1A", "v", []Scope{ScopeSecretsWrite}, nil, EINVALID},
+		{"ErrReservedPrefix", "pay", "RDEV_TOKEN", "v", []Scope{ScopeSecretsWrite}, nil, EINVALID},
+		{"ErrReservedName", "pay", "PATH", "v", []Scope{ScopeSecretsWrite}, nil, EINVALID},
+		{"ErrLinker", "pay", "LD_PRELOAD", "v", []Scope{ScopeSecretsWrite}, nil, EINVALID},
+		{"ErrNUL", "pay", "A", "a\x00b", []Scope{ScopeSecretsWrite}, nil, EINVALID},
+		{"ErrTooLong", "pay", "A", strings.Repeat("x", MaxSecretValueBytes+1), []Scope{ScopeSecretsWrite}, nil, EINVALID},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, repo := newTestSecretService(xorSealer(7))
+			_, err := s.Set(secretKey(t, tt.scopes, tt.projects...), tt.project, tt.secret, tt.value)
+			wantCode(t, err, tt.code)
+			if len(repo.sealed("")) != 0 {
+				t.Error("a refused set stored a secret")
+			}
+			if e := repo.audit.all(); len(e) != 1 || e[0].Outcome == AuditSuccess {
+				t.Errorf("audit = %+v, want the refusal", e)
+			}
+		})
+	}
+	t.Run("ErrNoKey", func(t *testing.T) {
+		s, _ := newTestSecretService(nil)
+		_, err := s.Set(operatorContext(t), "pay", "A", "v")
+		wantCode(t, err, EUNAVAILABLE)
+	})
+	t.Run("BySelector", func(t *testing.T) {
+		s, _ := newTestSecretService(xorSealer(7))
+		ctx := keyContext(t, &APIKey{ID: "k1", Scopes: Scopes{ScopeSecretsWrite, ScopeProjectsRead},
+			Projects: ProjectScope{Selectors: []LabelSelector{mustSelector(t, "team=payments")}}})
+		if _, err := s.Set(ctx, "pay", "A", "v"); err != nil {
+			t.Errorf("pay by selector: %v", err)
+		}
+		_, err := s.Set(ctx, "search", "A", "v")
+		wantCode(t, err, ENOTFOUND)
+		list, err := s.List(ctx, "pay")
+		if err != nil || len(list) != 1 {
+			t.Errorf("List(pay) = %v, %v", list, err)
+		}
+		_, err = s.List(ctx, "search")
+		wantCode(t, err, ENOTFOUND)
+	})
+}
+
+func mustSelector(tb testing.TB, text string) LabelSelector {
+	tb.Helper()
+	sel, err := ParseLabelSelector(text)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return sel
+}
+
+func TestSecretService_Delete(t *testing.T) {
+	s, repo := newTestSecretService(xorSealer(7))
+	op := operatorContext(t)
+	for _, p := range []string{"pay", "search"} {
+		if _, err := s.Set(op, p, "A", "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantCode(t, s.Delete(secretKey(t, []Scope{ScopeSecretsWrite}, "pay"), "search", "A"), ENOTFOUND)
+	wantCode(t, s.Delete(secretKey(t, []Scope{ScopeProjectsRead}), "pay", "A"), EFORBIDDEN)
+	wantCode(t, s.Delete(op, "pay", "NOPE"), ENOTFOUND)
+	wantCode(t, s.Delete(op, "pay", "bad name"), ENOTFOUND)
+	if err := s.Delete(secretKey(t, []Scope{ScopeSecretsWrite}, "pay"), "pay", "A"); err != nil {
+		t.Fatal(err)
+	}
+	if got := repo.sealed(""); len(got) != 1 || got[0].ProjectID != "search" {
+		t.Errorf("left %v, want search's only", got)
+	}
+	last := repo.audit.all()[len(repo.audit.all())-1]
+	if last.Action != AuditSecretDelete || last.Outcome != AuditSuccess || last.Details["name"] != "A" {
+		t.Errorf("last audit entry = %+v", last)
+	}
+}
+
+func TestSecretService_List(t *testing.T) {
+	s, _ := newTestSecretService(xorSealer(7))
+	op := operatorContext(t)
+	for _, n := range []string{"B", "A"} {
+		if _, err := s.Set(op, "pay", n, "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := s.List(secretKey(t, []Scope{ScopeProjectsRead}), "pay")
+	if err != nil || len(list) != 2 || list[0].Name != "A" {
+		t.Errorf("List = %v, %v", list, err)
+	}
+	_, err = s.List(secretKey(t, []Scope{ScopeCommandsRead}), "pay")
+	wantCode(t, err, EFORBIDDEN)
+}
+
+func TestSecretService_CheckKey(t *testing.T) {
+	s, repo := newTestSecretService(xorSealer(7))
+	if err := s.CheckKey(t.Context()); err != nil {
+		t.Fatalf("first start: %v", err)
+	}
+	if err := s.CheckKey(t.Context()); err != nil {
+		t.Fatalf("second start: %v", err)
+	}
+	wrong := NewSecretService(repo, nil, xorSealer(8), nil)
+	err := wrong.CheckKey(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "not the one the stored secrets were sealed with") {
+		t.Errorf("wrong key: %v", err)
+	}
+	none := NewSecretService(repo, nil, nil, nil)
+	if err := none.CheckKey(t.Context()); err == nil || !strings.Contains(err.Error(), "no secrets key") {
+		t.Errorf("no key with secrets stored: %v", err)
+	}
+	if err := NewSecretService(newSecretRepo(), nil, nil, nil).CheckKey(t.Context()); err != nil {
+		t.Errorf("no key and nothing stored: %v", err)
+	}
+}
+
+func TestSecretService_RotateKey(t *testing.T) {
+	s, repo := newTestSecretService(xorSealer(7))
+	op := operatorContext(t)
+	if err := s.CheckKey(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for i, n := range []string{"A", "B", "C"} {
+		v := strings.Repeat("v", i+1)
+		if _, err := s.Set(op, "pay", n, v); err != nil {
+			t.Fatal(err)
+		}
+		want[n] = v
+	}
+	n, err := s.RotateKey(t.Context(), xorSealer(9))
+	if err != nil || n != 3 {
+		t.Fatalf("RotateKey = %d, %v", n, err)
+	}
+	if err := s.CheckKey(t.Context()); err == nil {
+		t.Error("the old key still passes the key check")
+	}
+	next := NewSecretService(repo, nil, xorSealer(9), nil)
+	if err := next.CheckKey(t.Context()); err != nil {
+		t.Fatalf("new key: %v", err)
+	}
+	got, err := next.Env(t.Context(), "pay")
+	if err != nil || !maps.Equal(got, want) {
+		t.Errorf("Env under the new key = %v, %v; want %v", got, err, want)
+	}
+	if _, err := s.Env(t.Context(), "pay"); ErrorCode(err) != EUNAVAILABLE {
+		t.Errorf("Env under the old key: %v, want EUNAVAILABLE", err)
+	}
+}
+
+// A command's environment is its project's secrets, opened as it starts,
+// with its own env winning; a secret that does not open fails the command
+// with a reason that names the secret, never a value.
+func TestDispatcher_Secrets(t *testing.T) {
+	secrets, _ := newTestSecretService(xorSealer(7))
+	op := operatorContext(t)
+	for n, v := range map[string]string{"TOKEN": "s3cr3t-value", "SHARED": "from-secret"} {
+		if _, err := secrets.Set(op, "pay", n, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := newCommandEnv(t)
+	e.projects = newProjectRepo(&Project{ID: "pay", Status: ProjectRunning}, &Project{ID: "web", Status: ProjectRunning})
+	e.exec.program("ok", execScript{})
+	withEnv := e.queue(t, &Command{ProjectID: "pay", Argv: []string{"ok", "a"}, Env: map[string]string{"SHARED": "from-command", "OWN": "1"}})
+	cfg := testDispatcherConfig()
+	cfg.Secrets = secrets.Env
+	e.startDispatcher(t, cfg)
+	if got := e.waitFinal(t, withEnv.ID); got.Status != CommandSucceeded {
+		t.Fatalf("command %s: %s", got.Status, got.Reason)
+	}
+	other := e.queue(t, &Command{ProjectID: "web", Argv: []string{"ok", "b"}})
+	e.waitFinal(t, other.ID)
+
+	e.exec.mu.Lock()
+	reqs := slices.Clone(e.exec.reqs)
+	e.exec.mu.Unlock()
+	if len(reqs) != 2 {
+		t.Fatalf("%d runs", len(reqs))
+	}
+	if want := map[string]string{"TOKEN": "s3cr3t-value", "SHARED": "from-command", "OWN": "1"}; !maps.Equal(reqs[0].Env, want) {
+		t.Errorf("pay's command env = %v, want %v", reqs[0].Env, want)
+	}
+	if len(reqs[1].Env) != 0 {
+		t.Errorf("web's command got %v, want no secrets of pay", reqs[1].Env)
+	}
+	if stored := e.repo.command(withEnv.ID); stored.Env["TOKEN"] != "" {
+		t.Errorf("the stored command carries the secret: %v", stored.Env)
+	}
+}
+
+func TestDispatcher_SecretsDoNotOpen(t *testing.T) {
+	secrets, repo := newTestSecretService(xorSealer(7))
+	if _, err := secrets.Set(operatorContext(t), "web", "TOKEN", "s3cr3t-value"); err != nil {
+		t.Fatal(err)
+	}
+	wrong := NewSecretService(repo, nil, xorSealer(8), nil)
+	e := newCommandEnv(t)
+	e.exec.program("ok", execScript{})
+	c := e.queue(t, &Command{ProjectID: "web", Argv: []string{"ok", "a"}})
+	cfg := testDispatcherConfig()
+	cfg.Secrets = wrong.Env
+	e.startDispatcher(t, cfg)
+	got := e.waitFinal(t, c.ID)
+	if got.Status != CommandFailed || !strings.Contains(got.Reason, "secret TOKEN of project web does not open") ||
+		strings.Contains(got.Reason, "s3cr3t") {
+		t.Errorf("got %s %q", got.Status, got.Reason)
+	}
+	e.exec.mu.Lock()
+	defer e.exec.mu.Unlock()
+	if len(e.exec.reqs) != 0 {
+		t.Error("the command ran without its secrets")
+	}
+}
