@@ -176,6 +176,11 @@ type ComplexityRoot struct {
 		Webhook func(childComplexity int) int
 	}
 
+	DeleteSecretPayload struct {
+		Name      func(childComplexity int) int
+		ProjectID func(childComplexity int) int
+	}
+
 	DeleteWebhookPayload struct {
 		ID func(childComplexity int) int
 	}
@@ -198,12 +203,14 @@ type ComplexityRoot struct {
 		CancelCommand            func(childComplexity int, input model.CancelCommandInput) int
 		CreateAPIKey             func(childComplexity int, input model.CreateAPIKeyInput) int
 		CreateWebhook            func(childComplexity int, input model.CreateWebhookInput) int
+		DeleteSecret             func(childComplexity int, input model.DeleteSecretInput) int
 		DeleteWebhook            func(childComplexity int, input model.DeleteWebhookInput) int
 		ExecuteCommand           func(childComplexity int, input model.ExecuteCommandInput) int
 		RedeliverWebhookDelivery func(childComplexity int, input model.RedeliverWebhookDeliveryInput) int
 		RevokeAPIKey             func(childComplexity int, input model.RevokeAPIKeyInput) int
 		RotateAPIKey             func(childComplexity int, input model.RotateAPIKeyInput) int
 		RotateWebhookSecret      func(childComplexity int, input model.RotateWebhookSecretInput) int
+		SetSecret                func(childComplexity int, input model.SetSecretInput) int
 		TestWebhook              func(childComplexity int, input model.TestWebhookInput) int
 		UpdateAPIKey             func(childComplexity int, input model.UpdateAPIKeyInput) int
 		UpdateWebhook            func(childComplexity int, input model.UpdateWebhookInput) int
@@ -235,6 +242,7 @@ type ComplexityRoot struct {
 		ID          func(childComplexity int) int
 		Labels      func(childComplexity int) int
 		Namespace   func(childComplexity int) int
+		Secrets     func(childComplexity int) int
 		Status      func(childComplexity int) int
 	}
 
@@ -301,6 +309,17 @@ type ComplexityRoot struct {
 	RotateWebhookSecretPayload struct {
 		Secret  func(childComplexity int) int
 		Webhook func(childComplexity int) int
+	}
+
+	Secret struct {
+		CreatedAt func(childComplexity int) int
+		Name      func(childComplexity int) int
+		ProjectID func(childComplexity int) int
+		UpdatedAt func(childComplexity int) int
+	}
+
+	SetSecretPayload struct {
+		Secret func(childComplexity int) int
 	}
 
 	Subscription struct {
@@ -431,12 +450,15 @@ type MutationResolver interface {
 	RotateWebhookSecret(ctx context.Context, input model.RotateWebhookSecretInput) (*model.RotateWebhookSecretPayload, error)
 	TestWebhook(ctx context.Context, input model.TestWebhookInput) (*model.TestWebhookPayload, error)
 	RedeliverWebhookDelivery(ctx context.Context, input model.RedeliverWebhookDeliveryInput) (*model.RedeliverWebhookDeliveryPayload, error)
+	SetSecret(ctx context.Context, input model.SetSecretInput) (*model.SetSecretPayload, error)
+	DeleteSecret(ctx context.Context, input model.DeleteSecretInput) (*model.DeleteSecretPayload, error)
 }
 type ProjectResolver interface {
 	Labels(ctx context.Context, obj *domain.Project) ([]*model.Label, error)
 	Annotations(ctx context.Context, obj *domain.Project) ([]*model.Label, error)
 
 	Commands(ctx context.Context, obj *domain.Project, status *domain.CommandStatus, first *int) (*model.CommandConnection, error)
+	Secrets(ctx context.Context, obj *domain.Project) ([]*domain.Secret, error)
 }
 type ProjectScopeResolver interface {
 	Selectors(ctx context.Context, obj *domain.ProjectScope) ([]string, error)
@@ -1010,6 +1032,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CreateWebhookPayload.Webhook(childComplexity), true
 
+	case "DeleteSecretPayload.name":
+		if e.ComplexityRoot.DeleteSecretPayload.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeleteSecretPayload.Name(childComplexity), true
+	case "DeleteSecretPayload.projectId":
+		if e.ComplexityRoot.DeleteSecretPayload.ProjectID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeleteSecretPayload.ProjectID(childComplexity), true
+
 	case "DeleteWebhookPayload.id":
 		if e.ComplexityRoot.DeleteWebhookPayload.ID == nil {
 			break
@@ -1083,6 +1118,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateWebhook(childComplexity, args["input"].(model.CreateWebhookInput)), true
+	case "Mutation.deleteSecret":
+		if e.ComplexityRoot.Mutation.DeleteSecret == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deleteSecret_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeleteSecret(childComplexity, args["input"].(model.DeleteSecretInput)), true
 	case "Mutation.deleteWebhook":
 		if e.ComplexityRoot.Mutation.DeleteWebhook == nil {
 			break
@@ -1149,6 +1195,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RotateWebhookSecret(childComplexity, args["input"].(model.RotateWebhookSecretInput)), true
+	case "Mutation.setSecret":
+		if e.ComplexityRoot.Mutation.SetSecret == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setSecret_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetSecret(childComplexity, args["input"].(model.SetSecretInput)), true
 	case "Mutation.testWebhook":
 		if e.ComplexityRoot.Mutation.TestWebhook == nil {
 			break
@@ -1287,6 +1344,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Project.Namespace(childComplexity), true
+	case "Project.secrets":
+		if e.ComplexityRoot.Project.Secrets == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Project.Secrets(childComplexity), true
 	case "Project.status":
 		if e.ComplexityRoot.Project.Status == nil {
 			break
@@ -1559,6 +1622,38 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.RotateWebhookSecretPayload.Webhook(childComplexity), true
+
+	case "Secret.createdAt":
+		if e.ComplexityRoot.Secret.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Secret.CreatedAt(childComplexity), true
+	case "Secret.name":
+		if e.ComplexityRoot.Secret.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Secret.Name(childComplexity), true
+	case "Secret.projectId":
+		if e.ComplexityRoot.Secret.ProjectID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Secret.ProjectID(childComplexity), true
+	case "Secret.updatedAt":
+		if e.ComplexityRoot.Secret.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Secret.UpdatedAt(childComplexity), true
+
+	case "SetSecretPayload.secret":
+		if e.ComplexityRoot.SetSecretPayload.Secret == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SetSecretPayload.Secret(childComplexity), true
 
 	case "Subscription.commandEvents":
 		if e.ComplexityRoot.Subscription.CommandEvents == nil {
@@ -1867,6 +1962,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("CancelCommandInput", ec.unmarshalInputCancelCommandInput),
 			graphql.NewInputUnmarshaler("CreateAPIKeyInput", ec.unmarshalInputCreateAPIKeyInput),
 			graphql.NewInputUnmarshaler("CreateWebhookInput", ec.unmarshalInputCreateWebhookInput),
+			graphql.NewInputUnmarshaler("DeleteSecretInput", ec.unmarshalInputDeleteSecretInput),
 			graphql.NewInputUnmarshaler("DeleteWebhookInput", ec.unmarshalInputDeleteWebhookInput),
 			graphql.NewInputUnmarshaler("EnvVarInput", ec.unmarshalInputEnvVarInput),
 			graphql.NewInputUnmarshaler("ExecuteCommandInput", ec.unmarshalInputExecuteCommandInput),
@@ -1876,6 +1972,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("RevokeAPIKeyInput", ec.unmarshalInputRevokeAPIKeyInput),
 			graphql.NewInputUnmarshaler("RotateAPIKeyInput", ec.unmarshalInputRotateAPIKeyInput),
 			graphql.NewInputUnmarshaler("RotateWebhookSecretInput", ec.unmarshalInputRotateWebhookSecretInput),
+			graphql.NewInputUnmarshaler("SetSecretInput", ec.unmarshalInputSetSecretInput),
 			graphql.NewInputUnmarshaler("TestWebhookInput", ec.unmarshalInputTestWebhookInput),
 			graphql.NewInputUnmarshaler("UpdateAPIKeyInput", ec.unmarshalInputUpdateAPIKeyInput),
 			graphql.NewInputUnmarshaler("UpdateWebhookInput", ec.unmarshalInputUpdateWebhookInput),
@@ -2278,6 +2375,24 @@ type Mutation {
   new delivery. CONFLICT if its endpoint is disabled.
   """
   redeliverWebhookDelivery("Which delivery to send again." input: RedeliverWebhookDeliveryInput!): RedeliverWebhookDeliveryPayload! @hasScope(scope: WEBHOOKS_WRITE)
+
+  """
+  Sets a project's secret, replacing its value if it has one. Every command
+  of the project started from then on gets it as an environment variable
+  (a command's own env wins over it). The value is stored only encrypted
+  and is never shown again, by any field. INVALID_INPUT for a bad name or
+  value, NOT_FOUND for a project that does not exist or is out of the key's
+  project scope, CONFLICT when the project has 100 secrets already,
+  UNAVAILABLE when the server has no secrets key.
+  """
+  setSecret("Which secret, and its value." input: SetSecretInput!): SetSecretPayload! @hasScope(scope: SECRETS_WRITE)
+
+  """
+  Removes a project's secret: commands started from then on do not get it.
+  NOT_FOUND if there is none, or the project is out of the key's project
+  scope.
+  """
+  deleteSecret("Which secret to delete." input: DeleteSecretInput!): DeleteSecretPayload! @hasScope(scope: SECRETS_WRITE)
 }
 
 """
@@ -2614,6 +2729,8 @@ enum Scope {
   WEBHOOKS_WRITE
   "Read the audit log."
   AUDIT_READ
+  "Set and delete projects' secrets (their names are listed with projects:read; values are never shown)."
+  SECRETS_WRITE
   "Every scope, including those added later."
   ADMIN
 }
@@ -2816,6 +2933,70 @@ type Project {
     "How many commands to return, 0 to 100 (default 20)."
     first: Int
   ): CommandConnection!
+  """
+  The project's secrets, sorted by name: names and times only, never the
+  values. Needs the projects:read scope, as the project does.
+  """
+  secrets: [Secret!]!
+}
+
+"""
+A secret of a project, given to each of its commands as an environment
+variable. Its value is write-only: no field shows it.
+"""
+type Secret {
+  "The project it belongs to."
+  projectId: ID!
+  "The environment variable's name."
+  name: String!
+  "When it was first set."
+  createdAt: Time!
+  "When its value was last set."
+  updatedAt: Time!
+}
+
+"""
+Input of setSecret.
+"""
+input SetSecretInput {
+  "The project."
+  projectId: ID!
+  """
+  The environment variable's name: upper-case letters, digits and _, not
+  starting with a digit, at most 128 bytes; not RDEV_* or _RDEV_*, not LD_*,
+  and none of HOME, PATH, PWD, SHELL, USER, LOGNAME, TERM, TMPDIR.
+  """
+  name: String!
+  "The value: at most 32 KiB, without NUL bytes."
+  value: String!
+}
+
+"""
+Result of setSecret.
+"""
+type SetSecretPayload {
+  "The secret as stored, without its value."
+  secret: Secret!
+}
+
+"""
+Input of deleteSecret.
+"""
+input DeleteSecretInput {
+  "The project."
+  projectId: ID!
+  "The secret's name."
+  name: String!
+}
+
+"""
+Result of deleteSecret.
+"""
+type DeleteSecretPayload {
+  "The project the secret was deleted from."
+  projectId: ID!
+  "The deleted secret's name."
+  name: String!
 }
 
 """
@@ -3429,6 +3610,16 @@ func (ec *executionContext) childFields_CreateWebhookPayload(ctx context.Context
 	return nil, fmt.Errorf("no field named %q was found under type CreateWebhookPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_DeleteSecretPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "projectId":
+		return ec.fieldContext_DeleteSecretPayload_projectId(ctx, field)
+	case "name":
+		return ec.fieldContext_DeleteSecretPayload_name(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DeleteSecretPayload", field.Name)
+}
+
 func (ec *executionContext) childFields_DeleteWebhookPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -3495,6 +3686,8 @@ func (ec *executionContext) childFields_Project(ctx context.Context, field graph
 		return ec.fieldContext_Project_createdAt(ctx, field)
 	case "commands":
 		return ec.fieldContext_Project_commands(ctx, field)
+	case "secrets":
+		return ec.fieldContext_Project_secrets(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Project", field.Name)
 }
@@ -3597,6 +3790,28 @@ func (ec *executionContext) childFields_RotateWebhookSecretPayload(ctx context.C
 		return ec.fieldContext_RotateWebhookSecretPayload_secret(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type RotateWebhookSecretPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_Secret(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "projectId":
+		return ec.fieldContext_Secret_projectId(ctx, field)
+	case "name":
+		return ec.fieldContext_Secret_name(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Secret_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_Secret_updatedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Secret", field.Name)
+}
+
+func (ec *executionContext) childFields_SetSecretPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "secret":
+		return ec.fieldContext_SetSecretPayload_secret(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SetSecretPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_TestWebhookPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3907,6 +4122,20 @@ func (ec *executionContext) field_Mutation_createWebhook_args(ctx context.Contex
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_deleteSecret_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.DeleteSecretInput, error) {
+			return ec.unmarshalNDeleteSecretInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐDeleteSecretInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_deleteWebhook_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -3983,6 +4212,20 @@ func (ec *executionContext) field_Mutation_rotateWebhookSecret_args(ctx context.
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (model.RotateWebhookSecretInput, error) {
 			return ec.unmarshalNRotateWebhookSecretInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐRotateWebhookSecretInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setSecret_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.SetSecretInput, error) {
+			return ec.unmarshalNSetSecretInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐSetSecretInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -6516,6 +6759,52 @@ func (ec *executionContext) fieldContext_CreateWebhookPayload_secret(_ context.C
 	return graphql.NewScalarFieldContext("CreateWebhookPayload", field, false, false, "String")
 }
 
+func (ec *executionContext) _DeleteSecretPayload_projectId(ctx context.Context, field graphql.CollectedField, obj *model.DeleteSecretPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeleteSecretPayload_projectId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ProjectID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeleteSecretPayload_projectId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeleteSecretPayload", field, false, false, "ID")
+}
+
+func (ec *executionContext) _DeleteSecretPayload_name(ctx context.Context, field graphql.CollectedField, obj *model.DeleteSecretPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeleteSecretPayload_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeleteSecretPayload_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeleteSecretPayload", field, false, false, "String")
+}
+
 func (ec *executionContext) _DeleteWebhookPayload_id(ctx context.Context, field graphql.CollectedField, obj *model.DeleteWebhookPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -7416,6 +7705,130 @@ func (ec *executionContext) fieldContext_Mutation_redeliverWebhookDelivery(ctx c
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_setSecret(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setSecret(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetSecret(ctx, fc.Args["input"].(model.SetSecretInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope(ctx, "SECRETS_WRITE")
+				if err != nil {
+					var zeroVal *model.SetSecretPayload
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal *model.SetSecretPayload
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SetSecretPayload) graphql.Marshaler {
+			return ec.marshalNSetSecretPayload2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐSetSecretPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setSecret(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SetSecretPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setSecret_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_deleteSecret(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_deleteSecret(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DeleteSecret(ctx, fc.Args["input"].(model.DeleteSecretInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope(ctx, "SECRETS_WRITE")
+				if err != nil {
+					var zeroVal *model.DeleteSecretPayload
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal *model.DeleteSecretPayload
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DeleteSecretPayload) graphql.Marshaler {
+			return ec.marshalNDeleteSecretPayload2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐDeleteSecretPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_deleteSecret(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DeleteSecretPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_deleteSecret_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _OutputChunk_seq(ctx context.Context, field graphql.CollectedField, obj *model.OutputChunk) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -7842,6 +8255,38 @@ func (ec *executionContext) fieldContext_Project_commands(ctx context.Context, f
 	if fc.Args, err = ec.field_Project_commands_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Project_secrets(ctx context.Context, field graphql.CollectedField, obj *domain.Project) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Project_secrets(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Project().Secrets(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*domain.Secret) graphql.Marshaler {
+			return ec.marshalNSecret2ᚕᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐSecretᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Project_secrets(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Project",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Secret(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -9237,6 +9682,130 @@ func (ec *executionContext) _RotateWebhookSecretPayload_secret(ctx context.Conte
 }
 func (ec *executionContext) fieldContext_RotateWebhookSecretPayload_secret(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("RotateWebhookSecretPayload", field, false, false, "String")
+}
+
+func (ec *executionContext) _Secret_projectId(ctx context.Context, field graphql.CollectedField, obj *domain.Secret) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Secret_projectId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ProjectID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Secret_projectId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Secret", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Secret_name(ctx context.Context, field graphql.CollectedField, obj *domain.Secret) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Secret_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Secret_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Secret", field, false, false, "String")
+}
+
+func (ec *executionContext) _Secret_createdAt(ctx context.Context, field graphql.CollectedField, obj *domain.Secret) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Secret_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Secret_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Secret", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Secret_updatedAt(ctx context.Context, field graphql.CollectedField, obj *domain.Secret) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Secret_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Secret_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Secret", field, false, false, "Time")
+}
+
+func (ec *executionContext) _SetSecretPayload_secret(ctx context.Context, field graphql.CollectedField, obj *model.SetSecretPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SetSecretPayload_secret(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Secret, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Secret) graphql.Marshaler {
+			return ec.marshalNSecret2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐSecret(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SetSecretPayload_secret(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SetSecretPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Secret(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _Subscription_commandOutput(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
@@ -11822,6 +12391,55 @@ func UnmarshalCreateWebhookInput(ctx context.Context, raw any) (model.CreateWebh
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputDeleteSecretInput(ctx context.Context, obj any) (model.DeleteSecretInput, error) {
+	var it model.DeleteSecretInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"projectId", "name"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "projectId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("projectId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ProjectID = data
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalDeleteSecretInput unmarshals raw into the DeleteSecretInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalDeleteSecretInput(ctx context.Context, raw any) (model.DeleteSecretInput, error) {
+	var out model.DeleteSecretInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "DeleteSecretInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputDeleteWebhookInput(ctx context.Context, obj any) (model.DeleteWebhookInput, error) {
 	var it model.DeleteWebhookInput
 	if obj == nil {
@@ -12295,6 +12913,62 @@ func (ec *executionContext) unmarshalInputRotateWebhookSecretInput(ctx context.C
 func UnmarshalRotateWebhookSecretInput(ctx context.Context, raw any) (model.RotateWebhookSecretInput, error) {
 	var out model.RotateWebhookSecretInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "RotateWebhookSecretInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputSetSecretInput(ctx context.Context, obj any) (model.SetSecretInput, error) {
+	var it model.SetSecretInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"projectId", "name", "value"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "projectId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("projectId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ProjectID = data
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "value":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("value"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Value = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalSetSecretInput unmarshals raw into the SetSecretInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalSetSecretInput(ctx context.Context, raw any) (model.SetSecretInput, error) {
+	var out model.SetSecretInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "SetSecretInput", raw, &out)
 	return out, err
 }
 
@@ -13376,6 +14050,44 @@ func (ec *executionContext) _CreateWebhookPayload(ctx context.Context, sel ast.S
 	return out
 }
 
+var deleteSecretPayloadImplementors = []string{"DeleteSecretPayload"}
+
+func (ec *executionContext) _DeleteSecretPayload(ctx context.Context, sel ast.SelectionSet, obj *model.DeleteSecretPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, deleteSecretPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DeleteSecretPayload")
+		case "projectId":
+			out.Values[i] = ec._DeleteSecretPayload_projectId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "name":
+			out.Values[i] = ec._DeleteSecretPayload_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var deleteWebhookPayloadImplementors = []string{"DeleteWebhookPayload"}
 
 func (ec *executionContext) _DeleteWebhookPayload(ctx context.Context, sel ast.SelectionSet, obj *model.DeleteWebhookPayload) graphql.Marshaler {
@@ -13621,6 +14333,20 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "setSecret":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setSecret(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deleteSecret":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_deleteSecret(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -13820,6 +14546,12 @@ func (ec *executionContext) _Project(ctx context.Context, sel ast.SelectionSet, 
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Project_commands(ctx, field, obj)
+				})
+		case "secrets":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Project_secrets(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -14309,6 +15041,87 @@ func (ec *executionContext) _RotateWebhookSecretPayload(ctx context.Context, sel
 			}
 		case "secret":
 			out.Values[i] = ec._RotateWebhookSecretPayload_secret(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var secretImplementors = []string{"Secret"}
+
+func (ec *executionContext) _Secret(ctx context.Context, sel ast.SelectionSet, obj *domain.Secret) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, secretImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Secret")
+		case "projectId":
+			out.Values[i] = ec._Secret_projectId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "name":
+			out.Values[i] = ec._Secret_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._Secret_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updatedAt":
+			out.Values[i] = ec._Secret_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var setSecretPayloadImplementors = []string{"SetSecretPayload"}
+
+func (ec *executionContext) _SetSecretPayload(ctx context.Context, sel ast.SelectionSet, obj *model.SetSecretPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, setSecretPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SetSecretPayload")
+		case "secret":
+			out.Values[i] = ec._SetSecretPayload_secret(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -15566,6 +16379,19 @@ func (ec *executionContext) marshalNCreateWebhookPayload2ᚖgithubᚗcomᚋrdev�
 	return ec._CreateWebhookPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNDeleteSecretInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐDeleteSecretInput(ctx context.Context, v any) (model.DeleteSecretInput, error) {
+	res, err := ec.unmarshalInputDeleteSecretInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDeleteSecretPayload2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐDeleteSecretPayload(ctx context.Context, sel ast.SelectionSet, v *model.DeleteSecretPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DeleteSecretPayload!")
+		return graphql.Null
+	}
+	return ec._DeleteSecretPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNDeleteWebhookInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐDeleteWebhookInput(ctx context.Context, v any) (model.DeleteWebhookInput, error) {
 	res, err := ec.unmarshalInputDeleteWebhookInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -15922,6 +16748,7 @@ var (
 		"WEBHOOKS_READ":  domain.ScopeWebhooksRead,
 		"WEBHOOKS_WRITE": domain.ScopeWebhooksWrite,
 		"AUDIT_READ":     domain.ScopeAuditRead,
+		"SECRETS_WRITE":  domain.ScopeSecretsWrite,
 		"ADMIN":          domain.ScopeAdmin,
 	}
 	marshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope = map[domain.Scope]string{
@@ -15933,6 +16760,7 @@ var (
 		domain.ScopeWebhooksRead:  "WEBHOOKS_READ",
 		domain.ScopeWebhooksWrite: "WEBHOOKS_WRITE",
 		domain.ScopeAuditRead:     "AUDIT_READ",
+		domain.ScopeSecretsWrite:  "SECRETS_WRITE",
 		domain.ScopeAdmin:         "ADMIN",
 	}
 )
@@ -15965,6 +16793,43 @@ func (ec *executionContext) marshalNScope2ᚕgithubᚗcomᚋrdevᚑhqᚋrdevᚋd
 	}
 
 	return ret
+}
+
+func (ec *executionContext) marshalNSecret2ᚕᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐSecretᚄ(ctx context.Context, sel ast.SelectionSet, v []*domain.Secret) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSecret2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐSecret(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSecret2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐSecret(ctx context.Context, sel ast.SelectionSet, v *domain.Secret) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Secret!")
+		return graphql.Null
+	}
+	return ec._Secret(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNSetSecretInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐSetSecretInput(ctx context.Context, v any) (model.SetSecretInput, error) {
+	res, err := ec.unmarshalInputSetSecretInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNSetSecretPayload2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐSetSecretPayload(ctx context.Context, sel ast.SelectionSet, v *model.SetSecretPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SetSecretPayload!")
+		return graphql.Null
+	}
+	return ec._SetSecretPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNStream2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐStream(ctx context.Context, v any) (domain.Stream, error) {

@@ -48,6 +48,9 @@ var mutationActions = map[string]string{
 	"rotateWebhookSecret":      domain.AuditWebhookRotateSecret,
 	"testWebhook":              domain.AuditWebhookTest,
 	"redeliverWebhookDelivery": domain.AuditWebhookRedeliver,
+
+	"setSecret":    domain.AuditSecretSet,
+	"deleteSecret": domain.AuditSecretDelete,
 }
 
 // mutationAction returns the audit action of a mutation field; one missing

@@ -13,6 +13,7 @@ type Resolver struct {
 	HealthService  *domain.HealthService
 	AuditService   *domain.AuditService
 	WebhookService *domain.WebhookService
+	SecretService  *domain.SecretService
 	// RateLimitService charges keys' budgets; nil limits nothing.
 	RateLimitService *domain.RateLimitService
 }

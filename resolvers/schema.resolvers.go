@@ -264,6 +264,23 @@ func (r *mutationResolver) RedeliverWebhookDelivery(ctx context.Context, input m
 	return &model.RedeliverWebhookDeliveryPayload{Delivery: d}, nil
 }
 
+// SetSecret is the resolver for the setSecret field.
+func (r *mutationResolver) SetSecret(ctx context.Context, input model.SetSecretInput) (*model.SetSecretPayload, error) {
+	sec, err := r.SecretService.Set(ctx, input.ProjectID, input.Name, input.Value)
+	if err != nil {
+		return nil, err
+	}
+	return &model.SetSecretPayload{Secret: sec}, nil
+}
+
+// DeleteSecret is the resolver for the deleteSecret field.
+func (r *mutationResolver) DeleteSecret(ctx context.Context, input model.DeleteSecretInput) (*model.DeleteSecretPayload, error) {
+	if err := r.SecretService.Delete(ctx, input.ProjectID, input.Name); err != nil {
+		return nil, err
+	}
+	return &model.DeleteSecretPayload{ProjectID: input.ProjectID, Name: input.Name}, nil
+}
+
 // Labels is the resolver for the labels field.
 func (r *projectResolver) Labels(ctx context.Context, obj *domain.Project) ([]*model.Label, error) {
 	return labels(obj.Labels), nil
@@ -284,6 +301,11 @@ func (r *projectResolver) Commands(ctx context.Context, obj *domain.Project, sta
 		return nil, err
 	}
 	return commandConnection(p), nil
+}
+
+// Secrets is the resolver for the secrets field.
+func (r *projectResolver) Secrets(ctx context.Context, obj *domain.Project) ([]*domain.Secret, error) {
+	return r.SecretService.List(ctx, obj.ID)
 }
 
 // Selectors is the resolver for the selectors field.

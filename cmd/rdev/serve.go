@@ -56,6 +56,7 @@ type serveConfig struct {
 	audit              auditConfig
 	metrics            metricsConfig
 	webhooks           webhookConfig
+	secrets            secretsConfig
 	logConfig
 }
 
@@ -82,6 +83,7 @@ func (c *serveConfig) register(f *envFlags) {
 	c.rateLimit.register(f)
 	c.executor.register(f)
 	c.audit.register(f)
+	c.secrets.register(f)
 	c.metrics.register(f)
 	c.webhooks.register(f)
 	c.logConfig.register(f)
@@ -132,6 +134,7 @@ type server struct {
 	keys     *domain.APIKeyService
 	audit    *domain.AuditService
 	webhooks *domain.WebhookService
+	secrets  *domain.SecretService
 	// deliveries sends webhook messages through sender.
 	deliveries *domain.WebhookWorker
 	sender     *webhook.Sender
@@ -236,6 +239,10 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 	metrics := telemetry.New()
 	s.audit = domain.NewAuditService(metrics.AuditRepository(s.store), redact).JudgeProjectsWith(projects)
 	s.webhooks = domain.NewWebhookService(s.store, s.audit, cfg.webhooks.AllowHTTP)
+	if s.secrets, err = cfg.secrets.open(ctx, s.store, cfg.store, projects, s.audit, log); err != nil {
+		s.close()
+		return nil, err
+	}
 	observe := func(ws domain.WebhookSender) domain.WebhookSender {
 		return tracing.WebhookSender(metrics.WebhookSender(ws))
 	}
@@ -267,6 +274,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 			Concurrency: limits.Concurrency, PerProject: limits.PerProject,
 			LeaseTTL: cfg.commands.LeaseTTL, Output: cfg.commands.output(), Logger: log,
 			DrainTimeout: cfg.ShutdownTimeout, FinishGrace: cfg.commands.FinishGrace, Tracer: tracing, Writes: writes,
+			Secrets: s.secrets.Env,
 		})
 	metrics.Register(telemetry.NewWriteHealthCollector(writes))
 	s.health = domain.NewHealthService(append([]domain.HealthCheck{domain.HealthCheckFunc(s.databaseHealth), writes}, s.backend.checks...)...)
@@ -278,6 +286,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 		HealthService:  s.health,
 		AuditService:   s.audit,
 		WebhookService: s.webhooks,
+		SecretService:  s.secrets,
 		// Failed authentications are counted in memory: cheap, and per
 		// process is enough to slow guessing down.
 		RateLimitService: domain.NewRateLimitService(ratelimit.New(s.rateStore.store), ratelimit.New(ratelimit.NewMemoryStore()), rateLimits),

@@ -157,6 +157,22 @@ type CreateWebhookPayload struct {
 	Secret string `json:"secret"`
 }
 
+// Input of deleteSecret.
+type DeleteSecretInput struct {
+	// The project.
+	ProjectID string `json:"projectId"`
+	// The secret's name.
+	Name string `json:"name"`
+}
+
+// Result of deleteSecret.
+type DeleteSecretPayload struct {
+	// The project the secret was deleted from.
+	ProjectID string `json:"projectId"`
+	// The deleted secret's name.
+	Name string `json:"name"`
+}
+
 // Input of deleteWebhook.
 type DeleteWebhookInput struct {
 	// The endpoint to delete.
@@ -379,6 +395,24 @@ type RotateWebhookSecretPayload struct {
 	Webhook *domain.Webhook `json:"webhook"`
 	// The new signing secret. It is shown only this once.
 	Secret string `json:"secret"`
+}
+
+// Input of setSecret.
+type SetSecretInput struct {
+	// The project.
+	ProjectID string `json:"projectId"`
+	// The environment variable's name: upper-case letters, digits and _, not
+	// starting with a digit, at most 128 bytes; not RDEV_* or _RDEV_*, not LD_*,
+	// and none of HOME, PATH, PWD, SHELL, USER, LOGNAME, TERM, TMPDIR.
+	Name string `json:"name"`
+	// The value: at most 32 KiB, without NUL bytes.
+	Value string `json:"value"`
+}
+
+// Result of setSecret.
+type SetSecretPayload struct {
+	// The secret as stored, without its value.
+	Secret *domain.Secret `json:"secret"`
 }
 
 // Live streams. Over WebSocket (graphql-transport-ws or graphql-ws) or SSE.
