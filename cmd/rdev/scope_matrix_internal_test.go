@@ -172,17 +172,19 @@ func query(q string, vars map[string]any) func(*scopeMatrix, matrixKey) (string,
 
 func rootCases() map[string]rootCase {
 	const (
-		commandQ   = `query($id: ID!) { command(id: $id) { id project { id } } }`
-		projectQ   = `query($id: ID!) { project(id: $id) { id commands(first: 100) { nodes { id } } } }`
-		webhookQ   = `query($id: ID!) { webhook(id: $id) { id deliveries(first: 5) { nodes { id } } } }`
-		cancelM    = `mutation($id: ID!) { cancelCommand(input: {id: $id}) { command { id } } }`
-		executeM   = `mutation($p: ID!) { executeCommand(input: {projectId: $p, argv: ["true"]}) { command { id } } }`
-		updateM    = `mutation($id: ID!) { updateWebhook(input: {id: $id, description: "changed"}) { webhook { id } } }`
-		rotateHM   = `mutation($id: ID!) { rotateWebhookSecret(input: {id: $id}) { webhook { id } } }`
-		testHM     = `mutation($id: ID!) { testWebhook(input: {id: $id}) { delivery { id } } }`
-		redeliverM = `mutation($id: ID!) { redeliverWebhookDelivery(input: {id: $id}) { delivery { id } } }`
-		deleteM    = `mutation($id: ID!) { deleteWebhook(input: {id: $id}) { id } }`
-		outputS    = `subscription($id: ID!) { commandOutput(commandId: $id) {
+		commandQ      = `query($id: ID!) { command(id: $id) { id project { id } } }`
+		projectQ      = `query($id: ID!) { project(id: $id) { id commands(first: 100) { nodes { id } } } }`
+		webhookQ      = `query($id: ID!) { webhook(id: $id) { id deliveries(first: 5) { nodes { id } } } }`
+		cancelM       = `mutation($id: ID!) { cancelCommand(input: {id: $id}) { command { id } } }`
+		executeM      = `mutation($p: ID!) { executeCommand(input: {projectId: $p, argv: ["true"]}) { command { id } } }`
+		updateM       = `mutation($id: ID!) { updateWebhook(input: {id: $id, description: "changed"}) { webhook { id } } }`
+		rotateHM      = `mutation($id: ID!) { rotateWebhookSecret(input: {id: $id}) { webhook { id } } }`
+		testHM        = `mutation($id: ID!) { testWebhook(input: {id: $id}) { delivery { id } } }`
+		redeliverM    = `mutation($id: ID!) { redeliverWebhookDelivery(input: {id: $id}) { delivery { id } } }`
+		deleteM       = `mutation($id: ID!) { deleteWebhook(input: {id: $id}) { id } }`
+		setSecretM    = `mutation($p: ID!, $n: String!) { setSecret(input: {projectId: $p, name: $n, value: "v"}) { secret { name } } }`
+		deleteSecretM = `mutation($p: ID!, $n: String!) { deleteSecret(input: {projectId: $p, name: $n}) { name } }`
+		outputS       = `subscription($id: ID!) { commandOutput(commandId: $id) {
 			... on OutputChunk { seq } ... on CommandFinished { command { id project { id } } } } }`
 		eventsS = `subscription($p: ID!) { commandEvents(projectId: $p) { id projectId } }`
 		statusS = `subscription($p: ID) { projectStatus(projectId: $p) { id status } }`
@@ -338,6 +340,23 @@ func rootCases() map[string]rootCase {
 			own := m.do(t, k.token, `mutation { createWebhook(input: {url: "http://127.0.0.1:9/d", events: ["command.failed"]}) { webhook { id } } }`, nil)
 			wantCode(t, "deleteWebhook(own)", m.do(t, k.token, deleteM, map[string]any{"id": path(own.Data, "createWebhook", "webhook", "id")}), "")
 		}},
+		"Mutation.setSecret": {probe: func(*scopeMatrix, matrixKey) (string, map[string]any) {
+			return setSecretM, map[string]any{"p": "pay", "n": "PROBE"}
+		},
+			check: func(t *testing.T, m *scopeMatrix, k matrixKey) {
+				wantCode(t, "setSecret(pay)", m.do(t, k.token, setSecretM, map[string]any{"p": "pay", "n": "MATRIX"}), "")
+				wantCode(t, "setSecret(search)", m.do(t, k.token, setSecretM, map[string]any{"p": "search", "n": "MATRIX"}), outCode(k, ""))
+			}},
+		"Mutation.deleteSecret": {probe: func(*scopeMatrix, matrixKey) (string, map[string]any) {
+			return deleteSecretM, map[string]any{"p": "pay", "n": "PROBE"}
+		},
+			check: func(t *testing.T, m *scopeMatrix, k matrixKey) {
+				for _, p := range []string{"pay", "search"} {
+					wantCode(t, "setSecret as the admin", m.do(t, m.ts.token, setSecretM, map[string]any{"p": p, "n": "DOOMED"}), "")
+				}
+				wantCode(t, "deleteSecret(pay)", m.do(t, k.token, deleteSecretM, map[string]any{"p": "pay", "n": "DOOMED"}), "")
+				wantCode(t, "deleteSecret(search)", m.do(t, k.token, deleteSecretM, map[string]any{"p": "search", "n": "DOOMED"}), outCode(k, ""))
+			}},
 		"Subscription.commandOutput": {probe: byID(outputS, cmdPay), check: func(t *testing.T, m *scopeMatrix, k matrixKey) {
 			wantCode(t, "commandOutput(pay's)", m.subscribe(t, k.token, outputS, map[string]any{"id": m.cmdPay}, nil), "")
 			wantCode(t, "commandOutput(search's)", m.subscribe(t, k.token, outputS, map[string]any{"id": m.cmdSearch}, nil), outCode(k, ""))
@@ -463,6 +482,24 @@ func nestedCases() map[string]func(t *testing.T, m *scopeMatrix, k matrixKey) {
 			}
 			wantListed(t, "Project.commands", k, seen, m.cmdPay, m.cmdSearch)
 		},
+		"Project.secrets": func(t *testing.T, m *scopeMatrix, k matrixKey) {
+			for _, p := range []string{"pay", "search"} {
+				wantCode(t, "setSecret as the admin", m.do(t, m.ts.token, `mutation($p: ID!, $n: String!) {
+					setSecret(input: {projectId: $p, name: $n, value: "v"}) { secret { name } } }`,
+					map[string]any{"p": p, "n": "LISTED_" + strings.ToUpper(p)}), "")
+			}
+			r := m.do(t, k.token, `{ projects(first: 10) { nodes { id secrets { projectId name } } } }`, nil)
+			wantCode(t, "projects.secrets", r, "")
+			var seen []string
+			nodes, _ := path(r.Data, "projects", "nodes").([]any)
+			for _, n := range nodes {
+				secrets, _ := path(n, "secrets").([]any)
+				for _, sec := range secrets {
+					seen = append(seen, path(sec, "projectId").(string)+"/"+path(sec, "name").(string))
+				}
+			}
+			wantListed(t, "Project.secrets", k, seen, "pay/LISTED_PAY", "search/LISTED_SEARCH")
+		},
 		"Command.project": func(t *testing.T, m *scopeMatrix, k matrixKey) {
 			r := m.do(t, k.token, `{ commands(first: 100) { nodes { id project { id } } } }`, nil)
 			wantCode(t, "commands.project", r, "")
@@ -507,7 +544,7 @@ func nestedCases() map[string]func(t *testing.T, m *scopeMatrix, k matrixKey) {
 
 // scopedTypes are the types that carry a project's data, or lead to it.
 var scopedTypes = []string{"Project", "Command", "CommandConnection", "ProjectConnection", "Webhook",
-	"WebhookConnection", "WebhookDeliveryConnection", "AuditEntryConnection", "APIKey", "APIKeyConnection"}
+	"WebhookConnection", "WebhookDeliveryConnection", "AuditEntryConnection", "APIKey", "APIKeyConnection", "Secret"}
 
 // TestSchema_EveryFieldHonoursProjectScope runs the matrix. It is the
 // project-scope half of resolvers' TestSchema_EveryRootFieldDecidesAccess:
