@@ -225,46 +225,19 @@ func TestE2E_SecretsPostgres(t *testing.T) {
 
 	db := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(url)))
 	defer func() { _ = db.Close() }()
-	rows, err := db.QueryContext(t.Context(), `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 AND table_type = 'BASE TABLE'`, schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tables []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			t.Fatal(err)
-		}
-		tables = append(tables, name)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	_ = rows.Close()
+	tables := queryStrings(t, db, `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 AND table_type = 'BASE TABLE'`, schema)
 	if len(tables) < 5 {
 		t.Fatalf("tables %q: the schema is not rdev's", tables)
 	}
 	seen := 0
 	for _, table := range tables {
 		// Each row as text holds every column; bytea shows as hex.
-		rows, err := db.QueryContext(t.Context(), `SELECT t::text FROM "`+table+`" t`) //nolint:gosec // names from information_schema
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var row string
-			if err := rows.Scan(&row); err != nil {
-				t.Fatal(err)
-			}
+		for _, row := range queryStrings(t, db, `SELECT t::text FROM "`+table+`" t`) {
 			seen++
 			if strings.Contains(row, value) || strings.Contains(row, hex.EncodeToString([]byte(value))) {
 				t.Errorf("a row of %s holds the secret's value", table)
 			}
 		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		_ = rows.Close()
 	}
 	if seen == 0 {
 		t.Fatal("no rows: nothing was searched")
@@ -293,4 +266,26 @@ func jsonText(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// queryStrings returns the one text column of q's rows.
+func queryStrings(t *testing.T, db *sql.DB, q string, args ...any) []string {
+	t.Helper()
+	rows, err := db.QueryContext(t.Context(), q, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
