@@ -100,6 +100,15 @@ func TestE2E_Kubernetes(t *testing.T) {
 		t.Errorf("unknown project: %d %q", code, errs)
 	}
 
+	// A project secret reaches the pod's command (seen as its hash).
+	value := secretValue()
+	if r := s.query(token, setSecretM, map[string]any{"p": "kdemo", "n": "MY_TOKEN", "v": value}); r.code() != "" {
+		t.Fatalf("setSecret: %+v", r)
+	}
+	if out, errs, code := cli.cli("exec", "--shell", "kdemo", "--", hashScript); code != 0 || strings.TrimSpace(out) != sha256Hex(value) {
+		t.Errorf("the pod's command saw a MY_TOKEN hashing to %q (exit %d, stderr %q), want %s", out, code, errs, sha256Hex(value))
+	}
+
 	// The project that ran commands keeps its warm exec streams, counted
 	// on /metrics.
 	warm := ""
