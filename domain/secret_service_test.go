@@ -417,3 +417,19 @@ func TestDispatcher_SecretsDoNotOpen(t *testing.T) {
 		t.Error("the command ran without its secrets")
 	}
 }
+
+// FuzzValidateSecretName checks that every name it accepts is a variable
+// name the executors take, and never rdev's own.
+func FuzzValidateSecretName(f *testing.F) {
+	for _, s := range []string{"API_TOKEN", "_X", "1A", "RDEV_X", "PATH", "LD_PRELOAD", "a", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if ValidateSecretName(name) != nil {
+			return
+		}
+		if !envNamePattern.MatchString(name) || strings.HasPrefix(name, "RDEV_") || strings.HasPrefix(strings.ToLower(name), "_rdev_") {
+			t.Fatalf("accepted %q", name)
+		}
+	})
+}

@@ -149,3 +149,21 @@ func TestLoadOrCreateKeyFile(t *testing.T) {
 		t.Fatalf("second: created %v, same %v, %v", created, bytes.Equal(again, key), err)
 	}
 }
+
+// FuzzBox_Open feeds Open arbitrary bytes: it never panics, and opens only
+// what Seal made for that associated data.
+func FuzzBox_Open(f *testing.F) {
+	b := mustBox(f)
+	sealed, err := b.Seal([]byte("value"), []byte("ad"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(sealed, []byte("ad"))
+	f.Add([]byte{1}, []byte(""))
+	f.Fuzz(func(t *testing.T, data, ad []byte) {
+		got, err := b.Open(data, ad)
+		if err == nil && (!bytes.Equal(data, sealed) || string(ad) != "ad" || string(got) != "value") {
+			t.Fatalf("Open(%x, %q) = %q: opened bytes Seal did not make", data, ad, got)
+		}
+	})
+}
