@@ -199,13 +199,25 @@ func TestServer_EveryMutationIsAudited(t *testing.T) {
 			}
 			return webhookID
 		}},
+		"setSecret": {domain.AuditSecretSet, func(t *testing.T, rid string) string {
+			if errs := ts.gql(t, ts.token, rid, `mutation { setSecret(input: {projectId: "demo", name: "AUDITED", value: "s3cret-value"}) { secret { name } } }`, nil, nil); len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			return "demo"
+		}},
+		"deleteSecret": {domain.AuditSecretDelete, func(t *testing.T, rid string) string {
+			if errs := ts.gql(t, ts.token, rid, `mutation { deleteSecret(input: {projectId: "demo", name: "AUDITED"}) { name } }`, nil, nil); len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			return "demo"
+		}},
 	}
 	// The order the cases depend on; any other mutation fails below.
 	// cancelCommand stays last: the cancelled command's own command.finish
 	// entry follows it at a time of its own.
 	order := []string{"createAPIKey", "updateAPIKey", "rotateAPIKey", "revokeAPIKey",
 		"createWebhook", "updateWebhook", "rotateWebhookSecret", "testWebhook", "redeliverWebhookDelivery", "deleteWebhook",
-		"executeCommand", "cancelCommand"}
+		"setSecret", "deleteSecret", "executeCommand", "cancelCommand"}
 	for _, m := range mutations {
 		if _, ok := cases[m]; !ok {
 			t.Errorf("Mutation.%s has no audit test case: add one that runs it and expects its entry", m)
@@ -232,6 +244,16 @@ func TestServer_EveryMutationIsAudited(t *testing.T) {
 		if e.Actor != adminID || e.ClientIP != "127.0.0.1" || e.UserAgent != "audit-test/1.0" || e.RequestID != rid ||
 			e.Outcome != "SUCCESS" || e.ErrorCode != "" || len(e.Hash) != 64 || len(e.KeyID) != 16 || time.Since(e.At) > time.Minute {
 			t.Errorf("%s: entry %+v", m, e)
+		}
+		if m == "setSecret" || m == "deleteSecret" {
+			if e.detail("name") != "AUDITED" || e.detail("project") != "demo" {
+				t.Errorf("%s: details %+v, want the project and the secret's name", m, e.Details)
+			}
+			for _, d := range e.Details {
+				if strings.Contains(d.Key+d.Value, "s3cret-value") {
+					t.Errorf("%s: detail %s=%s holds the value", m, d.Key, d.Value)
+				}
+			}
 		}
 		if m == "executeCommand" {
 			if env := e.detail("env"); !strings.Contains(env, `"API_TOKEN":"[REDACTED]"`) || !strings.Contains(env, `"HOME":"[REDACTED]"`) {

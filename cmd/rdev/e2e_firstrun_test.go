@@ -24,8 +24,9 @@ func TestE2E_FirstRunBindsLoopback(t *testing.T) {
 		if port == s.url {
 			t.Fatalf("listening at %s, want 127.0.0.1", s.url)
 		}
-		if !strings.Contains(s.output(), "(this machine only: --host 0.0.0.0 or RDEV_HOST=0.0.0.0 exposes it to the network)") ||
-			!strings.Contains(s.output(), "GraphQL:  http://127.0.0.1:"+port+"/graphql") {
+		// serve returns at the banner's first line: wait for the rest.
+		if !s.waitOutput("GraphQL:  http://127.0.0.1:"+port+"/graphql") ||
+			!strings.Contains(s.output(), "(this machine only: --host 0.0.0.0 or RDEV_HOST=0.0.0.0 exposes it to the network)") {
 			t.Errorf("banner does not say who can reach it:\n%s", s.output())
 		}
 		// From another address of this machine, nothing answers.
