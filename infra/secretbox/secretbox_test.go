@@ -167,3 +167,18 @@ func FuzzBox_Open(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkBox_SealOpen(b *testing.B) {
+	box := mustBox(b)
+	value, ad := bytes.Repeat([]byte("x"), 64), []byte("rdev secret\x00pay\x00TOKEN")
+	b.ReportAllocs()
+	for b.Loop() {
+		sealed, err := box.Seal(value, ad)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := box.Open(sealed, ad); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
