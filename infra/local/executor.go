@@ -66,6 +66,7 @@ type Executor struct {
 	drain    time.Duration
 	env      map[string]string
 	groups   string // where running commands' process groups are recorded, or ""
+	sandbox  *Sandbox
 }
 
 var _ domain.Executor = (*Executor)(nil)
@@ -123,7 +124,7 @@ func NewExecutor(projects *Projects, opts ...ExecutorOption) *Executor {
 // It returns ENOTFOUND for a project or program that does not exist, and
 // ctx's error, without running anything, when ctx is already done.
 func (e *Executor) Exec(ctx context.Context, req domain.ExecRequest, stdout, stderr io.Writer) (domain.ExecResult, error) {
-	cmd, err := e.command(req)
+	cmd, dir, err := e.command(req)
 	if err != nil {
 		return domain.ExecResult{}, err
 	}
@@ -136,45 +137,50 @@ func (e *Executor) Exec(ctx context.Context, req domain.ExecRequest, stdout, std
 	if stderr == nil {
 		stderr = io.Discard
 	}
-	return e.run(ctx, cmd, req.Project.ID, stdout, stderr)
+	l, err := e.confine(cmd, dir)
+	if err != nil {
+		return domain.ExecResult{}, err
+	}
+	defer l.done()
+	return e.run(ctx, cmd, l, req.Project.ID, stdout, stderr)
 }
 
 // command checks req and builds the process to start, with its program
-// resolved to an absolute path.
-func (e *Executor) command(req domain.ExecRequest) (*exec.Cmd, error) {
+// resolved to an absolute path; it returns the project directory too.
+func (e *Executor) command(req domain.ExecRequest) (*exec.Cmd, string, error) {
 	if req.Project == nil {
-		return nil, domain.Errorf(domain.EINVALID, "exec: no project given")
+		return nil, "", domain.Errorf(domain.EINVALID, "exec: no project given")
 	}
 	if len(req.Argv) == 0 || req.Argv[0] == "" {
-		return nil, domain.Errorf(domain.EINVALID, "argv: the program name must not be empty")
+		return nil, "", domain.Errorf(domain.EINVALID, "argv: the program name must not be empty")
 	}
 	for i, a := range req.Argv {
 		if strings.IndexByte(a, 0) >= 0 {
-			return nil, domain.Errorf(domain.EINVALID, "argv: element %d holds a NUL byte", i)
+			return nil, "", domain.Errorf(domain.EINVALID, "argv: element %d holds a NUL byte", i)
 		}
 	}
 	id := req.Project.ID
 	dir, err := e.projects.Dir(id)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	wd, err := workdir(dir, req.Workdir)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	env, err := e.environ(dir, req.Env)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	path, err := lookPath(req.Argv[0], wd, env["PATH"], id)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	envv := make([]string, 0, len(env))
 	for _, k := range slices.Sorted(maps.Keys(env)) {
 		envv = append(envv, k+"="+env[k])
 	}
-	return &exec.Cmd{Path: path, Args: slices.Clone(req.Argv), Env: envv, Dir: wd}, nil
+	return &exec.Cmd{Path: path, Args: slices.Clone(req.Argv), Env: envv, Dir: wd}, dir, nil
 }
 
 // workdir returns the absolute, symlink-free directory that rel names inside

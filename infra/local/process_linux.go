@@ -58,7 +58,8 @@ type process struct {
 }
 
 // run starts cmd and follows it to its end (see Executor for the rules).
-func (e *Executor) run(ctx context.Context, cmd *exec.Cmd, project string, stdout, stderr io.Writer) (domain.ExecResult, error) {
+// l is the launch when cmd starts the sandbox launcher, nil otherwise.
+func (e *Executor) run(ctx context.Context, cmd *exec.Cmd, l *launch, project string, stdout, stderr io.Writer) (domain.ExecResult, error) {
 	// Pdeathsig kills the command's main process should rdev itself die
 	// (its own children, if it leaves any, are not reached). The signal
 	// follows the death of the thread that started the process, so that
@@ -88,6 +89,9 @@ func (e *Executor) run(ctx context.Context, cmd *exec.Cmd, project string, stdou
 	// EOF once every process holding them has let go.
 	outW.Close()
 	errW.Close()
+	if err == nil && l != nil {
+		err = l.started(cmd)
+	}
 	if err != nil {
 		outR.Close()
 		errR.Close()

@@ -11,7 +11,7 @@ import (
 )
 
 // run refuses: the Executor watches processes through Linux interfaces.
-func (e *Executor) run(_ context.Context, _ *exec.Cmd, _ string, _, _ io.Writer) (domain.ExecResult, error) {
+func (e *Executor) run(_ context.Context, _ *exec.Cmd, _ *launch, _ string, _, _ io.Writer) (domain.ExecResult, error) {
 	return domain.ExecResult{}, domain.Errorf(domain.EUNAVAILABLE, "the local executor runs on Linux only")
 }
 

@@ -1,0 +1,123 @@
+package local_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rdev-hq/rdev/domain"
+	"github.com/rdev-hq/rdev/infra/exectest"
+	"github.com/rdev-hq/rdev/infra/local"
+	"github.com/rdev-hq/rdev/internal/testenv"
+)
+
+// nobody is the user sandboxed commands run as when the tests run as root.
+const nobody = 65534
+
+// requireLandlock skips the test (fails it under RDEV_REQUIRE_SERVICES=1)
+// when the kernel offers no Landlock.
+func requireLandlock(tb testing.TB) {
+	tb.Helper()
+	var err error
+	if local.LandlockABI() == 0 {
+		err = errors.New("the kernel offers no Landlock (CONFIG_SECURITY_LANDLOCK, lsm=landlock)")
+	}
+	testenv.RequireService(tb, "Landlock", err)
+}
+
+// sandboxes are the confinements under test: Landlock alone (what stops a
+// command when rdev does not run as root), and, as root, Landlock with
+// another user.
+func sandboxes() map[string]local.Sandbox {
+	s := map[string]local.Sandbox{"landlock": {Landlock: true, UID: -1, GID: -1}}
+	if os.Geteuid() == 0 {
+		s["landlock+nobody"] = local.Sandbox{Landlock: true, UID: nobody, GID: nobody}
+	}
+	return s
+}
+
+func TestExecutor_ContractSandboxed(t *testing.T) {
+	requireLandlock(t)
+	for name, sb := range sandboxes() {
+		t.Run(name, func(t *testing.T) {
+			exectest.TestExecutor(t, func(t *testing.T) (domain.Executor, *domain.Project) {
+				ex, proj, _ := newExecutor(t, local.WithSandbox(sb))
+				return ex, proj
+			})
+		})
+	}
+}
+
+func TestExecutor_Sandbox(t *testing.T) {
+	requireLandlock(t)
+	for name, sb := range sandboxes() {
+		t.Run(name, func(t *testing.T) {
+			ex, proj, dir := newExecutor(t, local.WithSandbox(sb))
+			other := filepath.Join(filepath.Dir(dir), "other")
+			mustWrite(t, filepath.Join(other, "secret.txt"), "project B's secret\n")
+			data := t.TempDir()
+			db := filepath.Join(data, "rdev.db")
+			mustWrite(t, db, "SQLite format 3\n")
+			ctx := context.Background()
+			run := func(script string) (domain.ExecResult, string, string) {
+				t.Helper()
+				res, out, errOut, err := exec(t, ctx, ex, sh(proj, script))
+				if err != nil {
+					t.Fatalf("%s: %v", script, err)
+				}
+				return res, out, errOut
+			}
+			for _, script := range []string{
+				"cat ../other/secret.txt",
+				"cat " + filepath.Join(other, "secret.txt"),
+				"ls " + filepath.Dir(dir),
+				"cat " + db,
+				"echo x >> " + db,
+				"echo x > " + filepath.Join(data, "new"),
+				"ls " + data,
+			} {
+				if res, out, _ := run(script); res.ExitCode == 0 || out != "" {
+					t.Errorf("%q: exit %d, output %q; want it refused", script, res.ExitCode, out)
+				}
+			}
+			if b, err := os.ReadFile(db); err != nil || string(b) != "SQLite format 3\n" {
+				t.Errorf("rdev.db now holds %q (%v)", b, err)
+			}
+			res, out, errOut := run(`set -e; echo made > mine.txt; mkdir sub; cat mine.txt; ls /usr >/dev/null; echo t > "$TMPDIR/t"; cat "$TMPDIR/t"; id -u`)
+			if res.ExitCode != 0 {
+				t.Fatalf("work in the project: exit %d, stderr %q", res.ExitCode, errOut)
+			}
+			lines := strings.Fields(out)
+			if len(lines) != 3 || lines[0] != "made" || lines[1] != "t" {
+				t.Fatalf("work in the project printed %q", out)
+			}
+			if sb.UID >= 0 && lines[2] != "65534" {
+				t.Errorf("runs as uid %s, want %d", lines[2], nobody)
+			}
+			if b, err := os.ReadFile(filepath.Join(dir, "mine.txt")); err != nil || string(b) != "made\n" {
+				t.Errorf("mine.txt holds %q (%v)", b, err)
+			}
+		})
+	}
+}
+
+// TestExecutor_SandboxTempRemoved checks that a command's private temporary
+// directory does not outlive it.
+func TestExecutor_SandboxTempRemoved(t *testing.T) {
+	requireLandlock(t)
+	ex, proj, _ := newExecutor(t, local.WithSandbox(local.Sandbox{Landlock: true, UID: -1, GID: -1}))
+	_, out, _, err := exec(t, context.Background(), ex, sh(proj, `echo "$TMPDIR"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := strings.TrimSpace(out)
+	if !strings.Contains(tmp, "rdev-cmd-") {
+		t.Fatalf("TMPDIR is %q", tmp)
+	}
+	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s is still there after the command (%v)", tmp, err)
+	}
+}
