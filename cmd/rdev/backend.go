@@ -30,6 +30,7 @@ type executorConfig struct {
 	ProjectRoot string
 	StateDir    string
 	WarmIdle    time.Duration
+	Sandbox     sandboxConfig
 }
 
 func (c *executorConfig) register(f *envFlags) {
@@ -42,6 +43,7 @@ func (c *executorConfig) register(f *envFlags) {
 	f.Int(&c.Burst, "kube-burst", "RDEV_KUBE_BURST", kube.DefaultBurst, "request burst to the Kubernetes API server")
 	f.String(&c.ProjectRoot, "kube-project-root", "RDEV_KUBE_PROJECT_ROOT", "", "absolute directory in the containers that commands start in and workdir is relative to (empty: the container's working directory)")
 	f.String(&c.StateDir, "kube-state-dir", "RDEV_KUBE_STATE_DIR", kube.DefaultStateDir, "writable directory in the containers where each command's process group is recorded, so cancel can kill it")
+	c.Sandbox.register(f)
 	f.Duration(&c.WarmIdle, "kube-warm-idle", "RDEV_KUBE_WARM_IDLE", kube.DefaultWarmIdle, "how long a project that ran a command keeps exec streams open and ready for its next commands (0: an exec per command)")
 }
 
@@ -70,6 +72,8 @@ type backend struct {
 	start func(ctx context.Context)
 	// where describes it for the log and the banner.
 	where string
+	// warning, if set, is said loudly at start and in the banner.
+	warning string
 	// close releases what it holds (nil if nothing).
 	close func()
 	// warmStreams counts the warm exec streams; nil without Kubernetes.
@@ -88,12 +92,16 @@ func openBackend(cfg serveConfig, log *slog.Logger, changed func(*domain.Project
 		return backend{}, err
 	}
 	if kind == "local" {
+		sandbox, off, err := cfg.executor.Sandbox.resolve(cfg.Workspace, cfg.store.DataDir)
+		if err != nil {
+			return backend{}, err
+		}
 		projects := local.NewProjects(cfg.Workspace)
 		if err := projects.EnsureRoot(cfg.ExampleProject); err != nil {
 			return backend{}, fmt.Errorf("workspace %s: %w", cfg.Workspace, err)
 		}
 		exec := local.NewExecutor(projects, local.WithKillGrace(cfg.commands.KillGrace),
-			local.WithGroupsDir(filepath.Join(cfg.store.DataDir, "local-groups")))
+			local.WithGroupsDir(filepath.Join(cfg.store.DataDir, "local-groups")), local.WithSandbox(sandbox))
 		// Commands that were running when an earlier rdev died on this data
 		// directory end INTERRUPTED when their leases expire; what they
 		// started is ended here.
@@ -102,12 +110,17 @@ func openBackend(cfg serveConfig, log *slog.Logger, changed func(*domain.Project
 		} else if n > 0 {
 			log.Warn("ended the processes of commands an earlier rdev left running", "groups", n)
 		}
-		return backend{
+		b := backend{
 			projects: projects,
 			executor: exec,
 			close:    func() { _ = projects.Close() },
-			where:    "local processes in " + cfg.Workspace,
-		}, nil
+			where:    "local processes in " + cfg.Workspace + sandboxWhere(sandbox),
+		}
+		if off {
+			b.warning = sandboxOffWarning
+			log.Warn(sandboxOffWarning)
+		}
+		return b, nil
 	}
 	kubeconfig := cfg.executor.Kubeconfig
 	if strings.ContainsRune(kubeconfig, os.PathListSeparator) {

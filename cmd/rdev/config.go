@@ -49,6 +49,14 @@ func (c *storeConfig) where() string {
 	return "postgres"
 }
 
+// kind names the database without saying where it is: sqlite or postgres.
+func (c *storeConfig) kind() string {
+	if c.embedded() {
+		return "sqlite"
+	}
+	return "postgres"
+}
+
 func (c *storeConfig) sqlitePath() string { return filepath.Join(c.DataDir, "rdev.db") }
 
 // open opens the configured store and returns it with its migrations.

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/rdev-hq/rdev/infra/local"
 )
 
 // Set at build time with -ldflags "-X main.version=… -X main.commit=…".
@@ -50,6 +52,8 @@ type cli struct {
 }
 
 func main() {
+	// A sandboxed command's launcher is this binary; it never returns.
+	local.ServeLauncher()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], cli{getenv: os.Getenv, stdout: os.Stdout, stderr: os.Stderr})
 	stop()

@@ -355,7 +355,8 @@ func (s *server) databaseHealth(ctx context.Context) domain.ComponentHealth {
 	if err := s.databaseReady(ctx); err != nil {
 		return domain.ComponentHealth{Name: "database", Status: domain.ComponentDown, Detail: domain.ErrorMessage(err), Essential: true}
 	}
-	return domain.ComponentHealth{Name: "database", Status: domain.ComponentOK, Detail: s.cfg.store.where(), Essential: true}
+	// The kind only: where the database lies is no client's business.
+	return domain.ComponentHealth{Name: "database", Status: domain.ComponentOK, Detail: s.cfg.store.kind(), Essential: true}
 }
 
 // databaseReady returns EUNAVAILABLE unless the database answers and its
@@ -525,6 +526,9 @@ func (s *server) banner(ctx context.Context, c cli) {
 		reach = "this machine only: --host 0.0.0.0 or RDEV_HOST=0.0.0.0 exposes it to the network"
 	}
 	_, _ = fmt.Fprintf(c.stdout, "rdev %s listening on %s (%s)\n  GraphQL:  %s/graphql\n  Projects: %s\n", version, addr, reach, url, s.backend.where)
+	if s.backend.warning != "" {
+		_, _ = fmt.Fprintf(c.stdout, "  WARNING:  %s\n", s.backend.warning)
+	}
 	if graphiql, _ := autoBool("", s.cfg.GraphiQL, s.cfg.store.embedded()); graphiql {
 		_, _ = fmt.Fprintf(c.stdout, "  GraphiQL: %s/\n", url)
 	}

@@ -55,9 +55,13 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // hang the command. Background processes that let go of the output (a server
 // started with its output redirected) are left running, as they would be in
 // a Kubernetes pod. A process that moves to another process group or session
-// (setsid) escapes all of this: Executor is not a sandbox. Processes run as
-// rdev's user and can reach anything it can; the Workdir checks keep honest
-// requests inside the project, they are not a security boundary.
+// (setsid) escapes all of this.
+//
+// Confinement. Without WithSandbox, processes run as rdev's user and can
+// reach anything it can; the Workdir checks keep honest requests inside the
+// project, they are not a security boundary. With it, each command starts
+// through a launcher (ServeLauncher) that confines it with Landlock and runs
+// it as another user before executing it (see Sandbox).
 //
 // Executor needs Linux: it watches processes through waitid(2) and /proc.
 type Executor struct {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -70,7 +71,7 @@ func TestExecutor_Sandbox(t *testing.T) {
 				}
 				return res, out, errOut
 			}
-			for _, script := range []string{
+			refused := []string{
 				"cat ../other/secret.txt",
 				"cat " + filepath.Join(other, "secret.txt"),
 				"ls " + filepath.Dir(dir),
@@ -78,7 +79,16 @@ func TestExecutor_Sandbox(t *testing.T) {
 				"echo x >> " + db,
 				"echo x > " + filepath.Join(data, "new"),
 				"ls " + data,
-			} {
+				// A signal to a process outside the sandbox (this one).
+				"kill -0 " + strconv.Itoa(os.Getpid()) + " && echo alive",
+			}
+			// Its environment, unless the command keeps root's
+			// CAP_SYS_PTRACE, which Landlock lets pass (rdev never runs
+			// commands as root).
+			if sb.UID >= 0 || os.Geteuid() != 0 {
+				refused = append(refused, "cat /proc/"+strconv.Itoa(os.Getpid())+"/environ")
+			}
+			for _, script := range refused {
 				if res, out, _ := run(script); res.ExitCode == 0 || out != "" {
 					t.Errorf("%q: exit %d, output %q; want it refused", script, res.ExitCode, out)
 				}
@@ -119,5 +129,24 @@ func TestExecutor_SandboxTempRemoved(t *testing.T) {
 	}
 	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("%s is still there after the command (%v)", tmp, err)
+	}
+}
+
+// BenchmarkExecutor_Exec measures what the launcher adds to a command's
+// start: `true`, run plain and sandboxed.
+func BenchmarkExecutor_Exec(b *testing.B) {
+	for name, opts := range map[string][]local.ExecutorOption{
+		"plain":     nil,
+		"sandboxed": {local.WithSandbox(local.Sandbox{Landlock: local.LandlockABI() > 0, UID: -1, GID: -1})},
+	} {
+		b.Run(name, func(b *testing.B) {
+			ex, proj, _ := newExecutor(b, opts...)
+			req := domain.ExecRequest{Project: proj, Argv: []string{"true"}}
+			for b.Loop() {
+				if res, err := ex.Exec(context.Background(), req, nil, nil); err != nil || res.ExitCode != 0 {
+					b.Fatalf("%+v, %v", res, err)
+				}
+			}
+		})
 	}
 }
