@@ -20,7 +20,15 @@ func TestE2E_CLIWalkthrough(t *testing.T) {
 	if err := os.WriteFile(claude, []byte("#!/bin/sh\nfor a; do printf '[%s]\\n' \"$a\"; done\n"), 0o700); err != nil { //nolint:gosec // a test script must be executable
 		t.Fatal(err)
 	}
-	in := newInstance(t, "RDEV_CLAUDE_COMMAND="+claude+" --verbose")
+	// Installed outside the system directories, as in a home directory:
+	// the sandbox is told to let commands read and run it, and the user
+	// commands run as must be able to reach it.
+	for _, p := range []string{filepath.Dir(bin), bin, claude} {
+		if err := os.Chmod(p, 0o755); err != nil { //nolint:gosec // readable and executable by the commands' user
+			t.Fatal(err)
+		}
+	}
+	in := newInstance(t, "RDEV_CLAUDE_COMMAND="+claude+" --verbose", "RDEV_LOCAL_SANDBOX_READ="+bin)
 	s := in.serve()
 	token, _ := in.createKey("--name", "me", "--admin")
 	cli := &instance{t: t, env: append(append([]string{}, in.env...), "RDEV_SERVER="+s.url, "RDEV_KEY="+token)}

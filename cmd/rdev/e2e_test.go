@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/rdev-hq/rdev/domain"
+	"github.com/rdev-hq/rdev/infra/local"
 	"github.com/rdev-hq/rdev/internal/testenv"
 )
 
@@ -27,6 +28,9 @@ import (
 var rdevBin string
 
 func TestMain(m *testing.M) {
+	// In-process servers (the internal tests) start sandboxed commands
+	// through this test binary, as rdev's main does.
+	local.ServeLauncher()
 	if clientMode() {
 		return
 	}

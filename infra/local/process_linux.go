@@ -89,9 +89,6 @@ func (e *Executor) run(ctx context.Context, cmd *exec.Cmd, l *launch, project st
 	// EOF once every process holding them has let go.
 	outW.Close()
 	errW.Close()
-	if err == nil && l != nil {
-		err = l.started(cmd)
-	}
 	if err != nil {
 		outR.Close()
 		errR.Close()
@@ -105,13 +102,23 @@ func (e *Executor) run(ctx context.Context, cmd *exec.Cmd, l *launch, project st
 		copied: make(chan struct{}),
 		pipes:  []*os.File{outR, errR},
 	}
+	var wg sync.WaitGroup
+	wg.Go(func() { p.readers[0].copy(stdout, outR) })
+	wg.Go(func() { p.readers[1].copy(stderr, errR) })
+	// Read from the start: a sandboxed command may be running, and writing,
+	// before the launcher's report says so.
+	if l != nil {
+		if err := l.started(cmd); err != nil {
+			wg.Wait() // at end-of-file: the launcher has exited
+			outR.Close()
+			errR.Close()
+			return domain.ExecResult{}, startError(err, cmd.Args[0], project)
+		}
+	}
 	go func() {
 		waitExited(p.pgid)
 		close(p.exited)
 	}()
-	var wg sync.WaitGroup
-	wg.Go(func() { p.readers[0].copy(stdout, outR) })
-	wg.Go(func() { p.readers[1].copy(stderr, errR) })
 	go func() {
 		wg.Wait()
 		close(p.copied)

@@ -154,10 +154,13 @@ func own(dir string, uid, gid int) error {
 	root, err := os.OpenRoot(dir)
 	if err == nil {
 		err = fs.WalkDir(root.FS(), ".", func(p string, _ fs.DirEntry, err error) error {
-			if err != nil {
-				return err
+			if err == nil {
+				err = root.Lchown(p, uid, gid)
 			}
-			return root.Lchown(p, uid, gid)
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // removed meanwhile, by a command already running
+			}
+			return err
 		})
 		root.Close()
 	}
