@@ -120,6 +120,9 @@ func openBackend(cfg serveConfig, log *slog.Logger, changed func(*domain.Project
 			b.warning = sandboxOffWarning
 			log.Warn(sandboxOffWarning)
 		}
+		if os.Geteuid() == 0 && sandbox.UID < 0 {
+			log.Warn("commands run as rdev's user: RDEV_LOCAL_RUN_AS is not mapped in this user namespace", "run_as", cfg.executor.Sandbox.RunAs)
+		}
 		return b, nil
 	}
 	kubeconfig := cfg.executor.Kubeconfig

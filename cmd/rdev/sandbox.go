@@ -48,7 +48,12 @@ func (c *sandboxConfig) resolve(workspace, dataDir string) (local.Sandbox, bool,
 		if err != nil {
 			return s, false, err
 		}
-		s.UID, s.GID = uid, gid
+		// Root of a user namespace that maps only itself (unshare
+		// --map-root-user) is an unprivileged user outside it, and
+		// cannot become another one: commands keep its user.
+		if idMapped("/proc/self/uid_map", uid) && idMapped("/proc/self/gid_map", gid) {
+			s.UID, s.GID = uid, gid
+		}
 	}
 	switch c.Mode {
 	case "off":
@@ -126,4 +131,20 @@ func sandboxWhere(s local.Sandbox) string {
 		return ""
 	}
 	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// idMapped reports whether id is mapped in the user namespace whose map
+// (uid_map or gid_map) is the file name; true if that cannot be read.
+func idMapped(name string, id int) bool {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return true
+	}
+	for line := range strings.Lines(string(b)) {
+		var inside, outside, count int
+		if n, _ := fmt.Sscan(line, &inside, &outside, &count); n == 3 && id >= inside && id < inside+count {
+			return true
+		}
+	}
+	return false
 }

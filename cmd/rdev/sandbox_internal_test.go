@@ -66,3 +66,15 @@ func TestSandboxConfig_Resolve(t *testing.T) {
 		}
 	}
 }
+
+func TestIDMapped(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "uid_map")
+	if err := os.WriteFile(name, []byte("         0       1000          1\n      1000     100000      65536\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[int]bool{0: true, 1: false, 999: false, 1000: true, 66535: true, 66536: false} {
+		if got := idMapped(name, id); got != want {
+			t.Errorf("idMapped(%d) = %v, want %v", id, got, want)
+		}
+	}
+}

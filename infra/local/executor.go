@@ -43,7 +43,8 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 //	TERM=dumb
 //
 // then the variables given to WithEnv are added, then the request's Env (a
-// later one wins). A program name without a slash is looked up in that PATH,
+// later one wins); with WithSandbox, TMPDIR names the command's private
+// temporary directory unless one of those set it. A program name without a slash is looked up in that PATH,
 // not in rdev's; one with a slash is relative to the working directory.
 //
 // Stopping. When Exec's context ends, the whole process group gets SIGTERM,
