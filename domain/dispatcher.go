@@ -548,17 +548,31 @@ func (d *Dispatcher) run(ctx context.Context, c *Command) {
 
 // execEnv returns c's environment: its project's secrets, then its own
 // Env, which wins. The secrets' values live only in the map returned, for
-// the executor; they are never stored, logged or traced.
+// the executor; they are never stored, logged or traced. While storage is
+// unavailable (a restart, a failover) the command waits for it, trying
+// again as finish does, rather than fail for an outage; it gives up when
+// ctx ends (its timeout, a cancel) or the dispatcher gives up.
 func (d *Dispatcher) execEnv(ctx context.Context, c *Command) (map[string]string, error) {
 	if d.cfg.Secrets == nil {
 		return c.Env, nil
 	}
-	env, err := d.cfg.Secrets(ctx, c.ProjectID)
-	if err != nil || len(env) == 0 {
-		return c.Env, err
+	for wait := finishRetryFirst; ; wait = min(2*wait, finishRetryLongest) {
+		env, err := d.cfg.Secrets(ctx, c.ProjectID)
+		if ErrorCode(err) != EUNAVAILABLE {
+			if err != nil || len(env) == 0 {
+				return c.Env, err
+			}
+			maps.Copy(env, c.Env)
+			return env, nil
+		}
+		select {
+		case <-ctx.Done():
+			return c.Env, err
+		case <-d.giveUp.Done():
+			return c.Env, err
+		case <-time.After(wait):
+		}
 	}
-	maps.Copy(env, c.Env)
-	return env, nil
 }
 
 // Recording a command's end is tried again after finishRetryFirst, doubling

@@ -195,7 +195,8 @@ func (s *SecretService) Env(ctx context.Context, projectID string) (map[string]s
 	for _, sec := range sealed {
 		v, err := s.sealer.Open(sec.Sealed, SecretAD(sec.ProjectID, sec.Name))
 		if err != nil {
-			return nil, Errorf(EUNAVAILABLE, "secret %s of project %s does not open: %v", sec.Name, sec.ProjectID, err)
+			// Not an outage: waiting would not open it.
+			return nil, Errorf(EINTERNAL, "secret %s of project %s does not open: %v", sec.Name, sec.ProjectID, err)
 		}
 		env[sec.Name] = string(v)
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -348,8 +349,8 @@ func TestSecretService_RotateKey(t *testing.T) {
 	if err != nil || !maps.Equal(got, want) {
 		t.Errorf("Env under the new key = %v, %v; want %v", got, err, want)
 	}
-	if _, err := s.Env(t.Context(), "pay"); ErrorCode(err) != EUNAVAILABLE {
-		t.Errorf("Env under the old key: %v, want EUNAVAILABLE", err)
+	if _, err := s.Env(t.Context(), "pay"); ErrorCode(err) != EINTERNAL {
+		t.Errorf("Env under the old key: %v, want EINTERNAL (not an outage: waiting would not open it)", err)
 	}
 }
 
@@ -432,4 +433,38 @@ func FuzzValidateSecretName(f *testing.F) {
 			t.Fatalf("accepted %q", name)
 		}
 	})
+}
+
+// A command whose secrets cannot be read because storage is away (a
+// restart, a failover) waits for it and then runs: an outage never fails
+// it.
+func TestDispatcher_SecretsWaitForStorage(t *testing.T) {
+	secrets, _ := newTestSecretService(xorSealer(7))
+	if _, err := secrets.Set(operatorContext(t), "web", "TOKEN", "s3cr3t-value"); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	e := newCommandEnv(t)
+	e.exec.program("ok", execScript{})
+	c := e.queue(t, &Command{ProjectID: "web", Argv: []string{"ok", "a"}})
+	cfg := testDispatcherConfig()
+	cfg.Secrets = func(ctx context.Context, project string) (map[string]string, error) {
+		if calls.Add(1) <= 3 {
+			return nil, Errorf(EUNAVAILABLE, "the database is unavailable")
+		}
+		return secrets.Env(ctx, project)
+	}
+	e.startDispatcher(t, cfg)
+	got := e.waitFinal(t, c.ID)
+	if got.Status != CommandSucceeded {
+		t.Fatalf("command %s: %q, want SUCCEEDED once storage is back", got.Status, got.Reason)
+	}
+	if n := calls.Load(); n != 4 {
+		t.Errorf("secrets read %d times, want 4 (three outages, then the answer)", n)
+	}
+	e.exec.mu.Lock()
+	defer e.exec.mu.Unlock()
+	if len(e.exec.reqs) != 1 || e.exec.reqs[0].Env["TOKEN"] != "s3cr3t-value" {
+		t.Errorf("runs %v, want one with the secret", e.exec.reqs)
+	}
 }
