@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -222,9 +223,10 @@ func (e *Executor) Exec(ctx context.Context, req domain.ExecRequest, stdout, std
 	defer errOut.close()
 
 	pf := pidFile(e.stateDir)
+	env := envBlock(req)
 	var warm *warmStream
 	if e.warm != nil {
-		if warm, err = e.warm.start(ctx, t, wrapperParams(req, e.root, pf), out, errOut); err != nil {
+		if warm, err = e.warm.start(ctx, t, wrapperParams(req, e.root, pf), env, out, errOut); err != nil {
 			return domain.ExecResult{}, err
 		}
 	}
@@ -243,7 +245,8 @@ func (e *Executor) Exec(ctx context.Context, req domain.ExecRequest, stdout, std
 			}
 			// The wrapper exited before it took the request.
 		}
-		done <- e.streams.Stream(sctx, t, wrapped(req, e.root, pf), nil, out, errOut)
+		// The variables go on stdin, never in the exec's URL.
+		done <- e.streams.Stream(sctx, t, wrapped(req, e.root, pf), bytes.NewReader(env), out, errOut)
 	}()
 
 	select {

@@ -63,18 +63,27 @@ func (k *kwokProject) executor(opts ...ExecutorOption) *Executor {
 }
 
 // TestExecutor_ContractKwok runs the executor contract through a real API
-// server and kwok. kwok's exec keeps the stream open while any process
-// holds the output, so BackgroundChildHoldsOutput does not apply.
+// server and kwok, with warm streams (Warm) and without (Cold: every
+// command, its variables on the exec's stdin, has an exec of its own).
+// kwok's exec keeps the stream open while any process holds the output, so
+// BackgroundChildHoldsOutput does not apply.
 func TestExecutor_ContractKwok(t *testing.T) {
-	c := mustCluster(t)
-	k := newKwokProject(t, c, Config{})
-	ex := k.executor()
-	exectest.TestExecutor(t, func(t *testing.T) (domain.Executor, *domain.Project) {
-		if strings.HasSuffix(t.Name(), "/BackgroundChildHoldsOutput") {
-			t.Skip("kwok (like containerd) ends an exec stream only when every process holding its output has exited")
-		}
-		return ex, k.proj
-	})
+	for _, tt := range []struct {
+		name string
+		opts []ExecutorOption
+	}{{"Warm", nil}, {"Cold", []ExecutorOption{WithWarmIdle(0)}}} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := mustCluster(t)
+			k := newKwokProject(t, c, Config{})
+			ex := k.executor(tt.opts...)
+			exectest.TestExecutor(t, func(t *testing.T) (domain.Executor, *domain.Project) {
+				if strings.HasSuffix(t.Name(), "/BackgroundChildHoldsOutput") {
+					t.Skip("kwok (like containerd) ends an exec stream only when every process holding its output has exited")
+				}
+				return ex, k.proj
+			})
+		})
+	}
 }
 
 // lineWriter is a writer whose content can be awaited.

@@ -84,6 +84,15 @@ type execEndpoint struct {
 
 	mu       sync.Mutex
 	commands [][]string // of every exec, in order
+	uris     []string   // the request URIs of every exec, in order
+}
+
+// requestURIs returns the request URIs of the execs so far, as the API
+// server's audit log records them.
+func (ep *execEndpoint) requestURIs() []string {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	return slices.Clone(ep.uris)
 }
 
 // execs returns the commands of the execs so far.
@@ -103,6 +112,9 @@ func newExecEndpoint(t *testing.T, idle time.Duration) *execEndpoint {
 			http.NotFound(w, r)
 			return
 		}
+		ep.mu.Lock()
+		ep.uris = append(ep.uris, r.RequestURI)
+		ep.mu.Unlock()
 		// The API server turns the pod's exec options into the kubelet's.
 		q := r.URL.Query()
 		for from, to := range map[string]string{"stdin": "input", "stdout": "output", "stderr": "error", "tty": "tty"} {

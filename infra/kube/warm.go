@@ -5,7 +5,6 @@ import (
 	"io"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -20,8 +19,9 @@ import (
 //
 // The warm wrapper is warmLauncher running warmScript, which runs
 // wrapperSetup, prints "R" (the stream is up), reads the request, the
-// parameters wrapperParams gives the wrapper, as lines (see encodeRequest),
-// prints "A" (it has the request) and goes on as wrapperRun. The launcher
+// parameters wrapperParams gives the wrapper, as lines (see encodeLines),
+// goes on as wrapperEnv, which reads the variables (envBlock) that follow
+// them, prints "A" (it has the request) and goes on as wrapperRun. The launcher
 // makes it a process group leader first where it can, with setsid, so that
 // the command needs no exec of setsid. A watchdog, a sleep whose end (its
 // SIGCHLD) ends the wrapper, stops it should no request come within its idle
@@ -57,15 +57,12 @@ kill "$_rdev_w" 2>/dev/null
 wait "$_rdev_w" 2>/dev/null
 set --
 while [ "$_rdev_k" -gt 0 ]; do
-	IFS= read -r _rdev_l || exit 0
-	case $_rdev_l in
-	e*) _rdev_l=$(printf '%b.' "${_rdev_l#e}"); _rdev_l=${_rdev_l%.};;
-	*) _rdev_l=${_rdev_l#l};;
-	esac
+	_rdev_get || exit 0
 	set -- "$@" "$_rdev_l"
 	_rdev_k=$((_rdev_k-1))
 done
-printf A
+_rdev_noenv() { exit 0; }
+` + wrapperEnv + `printf A
 ` + wrapperRun
 
 const (
@@ -79,7 +76,8 @@ const (
 	// itself before it is cut.
 	warmCloseGrace = time.Second
 	// maxWarmRequest bounds a request sent over a warm stream; a larger one
-	// (a long prompt) gets an exec of its own, its argv in the URL as usual.
+	// (a long prompt) gets an exec of its own, its argv in the URL and its
+	// variables on stdin as usual.
 	maxWarmRequest = 16 << 10
 	// warmPerTarget is how many warm streams a project in use keeps: two,
 	// so that commands back to back each find one ready while the next
@@ -89,37 +87,6 @@ const (
 	// output: once it runs, and once it has the request.
 	warmMarks = "RA"
 )
-
-// encodeRequest returns the wrapper's positional parameters as the warm
-// wrapper reads them: their number on a line, then each on a line of its
-// own, "l" and the value, or, for a value holding a newline or a backslash,
-// "e" and the value with those written \n and \\ (printf %b reads it back).
-func encodeRequest(params []string) []byte {
-	var b strings.Builder
-	b.WriteString(strconv.Itoa(len(params)))
-	b.WriteByte('\n')
-	for _, p := range params {
-		if !strings.ContainsAny(p, "\n\\") {
-			b.WriteByte('l')
-			b.WriteString(p)
-			b.WriteByte('\n')
-			continue
-		}
-		b.WriteByte('e')
-		for _, r := range []byte(p) {
-			switch r {
-			case '\\':
-				b.WriteString(`\\`)
-			case '\n':
-				b.WriteString(`\n`)
-			default:
-				b.WriteByte(r)
-			}
-		}
-		b.WriteByte('\n')
-	}
-	return []byte(b.String())
-}
 
 // warmStream is one exec stream running the warm wrapper.
 type warmStream struct {
@@ -335,18 +302,18 @@ func (p *warmPool) close() {
 	}
 }
 
-// start sends params, the wrapper's positional parameters, to t's warm
-// stream, if there is one to take them. It returns the stream, or nil when
+// start sends params, the wrapper's positional parameters, followed by env,
+// the variables' envBlock, to t's warm stream, if there is one to take them. It returns the stream, or nil when
 // the command needs an exec of its own: no warm stream, a request too large,
 // or a stream that ended before it took the request (nothing ran then). A
 // warm stream still opening is waited for, until ctx ends (with ctx's
 // error, nothing run).
-func (p *warmPool) start(ctx context.Context, t Target, params []string, stdout, stderr io.Writer) (*warmStream, error) {
+func (p *warmPool) start(ctx context.Context, t Target, params []string, env []byte, stdout, stderr io.Writer) (*warmStream, error) {
 	w := p.take(t)
 	if w == nil {
 		return nil, nil
 	}
-	req := encodeRequest(params)
+	req := append(encodeLines(params), env...)
 	if len(req) > maxWarmRequest {
 		w.close()
 		return nil, nil

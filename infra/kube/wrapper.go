@@ -17,33 +17,48 @@ import (
 // a process, so every command runs under this POSIX sh wrapper. Its
 // positional parameters are, in order: the pid file, the project root (""
 // for the container's working directory), the working directory below it
-// ("" for the root), the number n of NAME=VALUE pairs, the n pairs, and then
-// the command's argv. Nothing from a request is ever part of the script
-// text.
+// ("" for the root), and then the command's argv. The command's variables
+// come on the wrapper's stdin (envBlock), never among its parameters: the
+// parameters are the exec request's URL, which API server audit logs and
+// proxies record. Nothing from a request is ever part of the script text.
 //
 // The command gets a process group of its own, so that a kill reaches it and
 // everything it starts and nothing else: when the wrapper is not a group
 // leader already, it execs the command through setsid, which (as the caller
 // leads no group) makes the same process, PID $$, the leader of a new group
 // without forking, so the group's ID is $$ before and after. It removes the
-// pid files of earlier commands whose processes are all gone; records the
-// group ("g PGID") in its pid file, or only its PID ("p PID") when it cannot
-// tell (no /proc, or no setsid);
+// pid files of earlier commands whose processes are all gone; reads the
+// variables; records the group ("g PGID") in its pid file, or only its PID
+// ("p PID") when it cannot tell (no /proc, or no setsid);
 // checks the working directory, exports the variables, looks the program up
 // in the resulting PATH, and execs it with stdin empty. Its own failures
 // leave a reason in <pid file>.err and exit 126 (cannot run) or 127 (not
 // found) without output. Its variables are prefixed _rdev_ (names that
 // requests may not set), so exported variables cannot change its course.
 //
-// It is in two parts: wrapperSetup, which needs only the directory of the
-// pid files in _rdev_dir, and wrapperRun, which takes the parameters; a warm
-// wrapper (warmScript) runs the first before its command is known.
+// It is in three parts: wrapperSetup, which needs only the directory of the
+// pid files in _rdev_dir; wrapperEnv, which takes the parameters and reads
+// the variables; and wrapperRun, which runs the command. A warm wrapper
+// (warmScript) runs the first before its command is known.
 const wrapperScript = `_rdev_dir=${1%/*}
-` + wrapperSetup + wrapperRun
+_rdev_noenv() { _rdev_fail 126 "env: the variables did not arrive on the exec's stdin"; }
+` + wrapperSetup + wrapperEnv + wrapperRun
 
-// wrapperSetup finds out how the command will get its process group, and
-// removes the pid files in _rdev_dir whose processes are all gone.
-const wrapperSetup = `_rdev_leader() { set -f; set -- $1; set +f; [ "$3" = "$$" ]; }
+// wrapperGet defines _rdev_get, which reads one value framed by encodeLines
+// from stdin into _rdev_l.
+const wrapperGet = `_rdev_get() {
+	IFS= read -r _rdev_l || return 1
+	case $_rdev_l in
+	e*) _rdev_l=$(printf '%b.' "${_rdev_l#e}"); _rdev_l=${_rdev_l%.};;
+	*) _rdev_l=${_rdev_l#l};;
+	esac
+}
+`
+
+// wrapperSetup finds out how the command will get its process group,
+// removes the pid files in _rdev_dir whose processes are all gone, and
+// defines _rdev_get (wrapperGet).
+const wrapperSetup = wrapperGet + `_rdev_leader() { set -f; set -- $1; set +f; [ "$3" = "$$" ]; }
 _rdev_mode=p _rdev_setsid=
 if read -r _rdev_st 2>/dev/null </proc/$$/stat; then
 	if _rdev_leader "${_rdev_st##*) }"; then _rdev_mode=g
@@ -57,12 +72,23 @@ for _rdev_o in "$_rdev_dir"/rdev-*.pid; do
 done
 `
 
-// wrapperRun records the process group and runs the command its positional
-// parameters describe.
-const wrapperRun = `_rdev_fail() { printf '%s\n' "$2" >"$_rdev_f.err" 2>/dev/null; exit "$1"; }
-_rdev_f=$1 _rdev_root=$2 _rdev_wd=$3 _rdev_n=$4
-shift 4
-echo "$_rdev_mode $$" >"$_rdev_f"
+// wrapperEnv takes the pid file, root and working directory from the
+// positional parameters, leaving argv, and reads the variables from stdin
+// (envBlock) into _rdev_n parameters before argv; it calls _rdev_noenv if
+// they do not all arrive. The shell's read takes no byte past the block's
+// last line, so whatever follows it on stdin is left for the command.
+// Nothing is exported yet: CDPATH and the like must not steer the wrapper.
+const wrapperEnv = `_rdev_fail() { printf '%s\n' "$2" >"$_rdev_f.err" 2>/dev/null; exit "$1"; }
+_rdev_f=$1 _rdev_root=$2 _rdev_wd=$3
+shift 3
+IFS= read -r _rdev_n || _rdev_noenv
+_rdev_i=$_rdev_n
+while [ "$_rdev_i" -gt 0 ]; do _rdev_get || _rdev_noenv; set -- "$_rdev_l" "$@"; _rdev_i=$((_rdev_i-1)); done
+`
+
+// wrapperRun records the process group and runs the command that wrapperEnv
+// left in the positional parameters.
+const wrapperRun = `echo "$_rdev_mode $$" >"$_rdev_f"
 if [ -e "$_rdev_f.cancel" ]; then rm -f "$_rdev_f" "$_rdev_f.cancel"; exit 143; fi
 if [ -n "$_rdev_root" ]; then
 	cd -- "$_rdev_root" 2>/dev/null || _rdev_fail 126 "project root $_rdev_root does not exist or is not a directory"
@@ -138,7 +164,8 @@ const reasonScript = `cat -- "$1.err" 2>/dev/null; rm -f -- "$1" "$1.err" "$1.ca
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // wrapped returns the argv that runs req under the wrapper, recording its
-// process group in pidFile.
+// process group in pidFile. It holds no variable's value: those go to the
+// wrapper's stdin (envBlock).
 func wrapped(req domain.ExecRequest, root, pidFile string) []string {
 	// "sh -c script name args...": the args are the positional parameters.
 	return append([]string{"/bin/sh", "-c", wrapperScript, "rdev"}, wrapperParams(req, root, pidFile)...)
@@ -146,16 +173,53 @@ func wrapped(req domain.ExecRequest, root, pidFile string) []string {
 
 // wrapperParams returns the wrapper's positional parameters for req.
 func wrapperParams(req domain.ExecRequest, root, pidFile string) []string {
+	return append([]string{pidFile, root, req.Workdir}, req.Argv...)
+}
+
+// envBlock returns req's variables as NAME=VALUE, sorted by name, framed by
+// encodeLines: what the wrapper reads from its stdin before anything else.
+func envBlock(req domain.ExecRequest) []byte {
 	names := make([]string, 0, len(req.Env))
 	for k := range req.Env {
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	params := []string{pidFile, root, req.Workdir, strconv.Itoa(len(names))}
-	for _, k := range names {
-		params = append(params, k+"="+req.Env[k])
+	pairs := make([]string, len(names))
+	for i, k := range names {
+		pairs[i] = k + "=" + req.Env[k]
 	}
-	return append(params, req.Argv...)
+	return encodeLines(pairs)
+}
+
+// encodeLines frames values as the wrapper's _rdev_get reads them: their
+// number on a line, then each on a line of its own, "l" and the value, or,
+// for a value holding a newline or a backslash, "e" and the value with those
+// written \n and \\ (printf %b reads it back). A value never holds a NUL.
+func encodeLines(values []string) []byte {
+	var b strings.Builder
+	b.WriteString(strconv.Itoa(len(values)))
+	b.WriteByte('\n')
+	for _, p := range values {
+		if !strings.ContainsAny(p, "\n\\") {
+			b.WriteByte('l')
+			b.WriteString(p)
+			b.WriteByte('\n')
+			continue
+		}
+		b.WriteByte('e')
+		for _, r := range []byte(p) {
+			switch r {
+			case '\\':
+				b.WriteString(`\\`)
+			case '\n':
+				b.WriteString(`\n`)
+			default:
+				b.WriteByte(r)
+			}
+		}
+		b.WriteByte('\n')
+	}
+	return []byte(b.String())
 }
 
 // validate checks what the wrapper cannot check itself. It returns EINVALID.
