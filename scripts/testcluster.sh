@@ -29,7 +29,9 @@
 # is not (Debian's google-cloud-sdk kubectl is 1.32), a sibling kubectl.1.<m>
 # next to it (m = 33..35) is used instead for this script's own calls.
 # DIR holds: kubeconfig, env, kubeconfig-NAME, pki/, etcd-data/, *.log,
-# *.pid, ports, kwok.yaml, objects.yaml, tokens.csv (admin,"system:masters").
+# *.pid, ports, kwok.yaml, objects.yaml, tokens.csv (admin,"system:masters"),
+# audit-policy.yaml and audit.log: the API server's audit log of pods/exec
+# requests at Metadata level (request URIs), as a production policy keeps it.
 #
 # In tests: `set -a; . DIR/env; set +a` exports KUBECONFIG and
 # RDEV_TEST_KUBECONFIG (both DIR/kubeconfig: user "admin", group
@@ -530,6 +532,24 @@ write_objects() {
 	EOF
 }
 
+# write_audit_policy records pods/exec requests, their URIs included, at
+# Metadata level, and nothing else.
+write_audit_policy() {
+	local dir="$1"
+	cat >"$dir/audit-policy.yaml" <<-EOF
+		apiVersion: audit.k8s.io/v1
+		kind: Policy
+		omitStages:
+		- RequestReceived
+		rules:
+		- level: Metadata
+		  resources:
+		  - group: ""
+		    resources: ["pods/exec"]
+		- level: None
+	EOF
+}
+
 write_kwok_config() {
 	local dir="$1" node_port="$2"
 	cat >"$dir/kwok.yaml" <<-EOF
@@ -653,6 +673,7 @@ cmd_start() {
 	chmod 0700 "$dir/etcd-data"
 	make_pki "$dir"
 	printf '%s,admin,admin,"system:masters"\n' "$(openssl rand -hex 16)" >"$dir/tokens.csv"
+	write_audit_policy "$dir"
 	chmod 0600 "$dir/tokens.csv"
 
 	# kwok serves the fake kubelet API (exec, logs) on one port, HTTP and
@@ -691,7 +712,9 @@ cmd_start() {
 		--service-cluster-ip-range=10.0.0.0/24 \
 		--disable-admission-plugins=ServiceAccount,TaintNodesByCondition \
 		--allow-privileged=true \
-		--profiling=false
+		--profiling=false \
+		--audit-policy-file="$dir/audit-policy.yaml" \
+		--audit-log-path="$dir/audit.log"
 	write_kubeconfig "$dir/kubeconfig" "$api_url" "$pki" admin admin
 	wait_for "$dir" kube-apiserver "kube-apiserver /readyz on $api_url" readyz "$dir"
 	log "kube-apiserver ready on $api_url ($((SECONDS - begin)) s)"

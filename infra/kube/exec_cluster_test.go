@@ -3,7 +3,9 @@ package kube
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/rdev-hq/rdev/domain"
 	"github.com/rdev-hq/rdev/infra/exectest"
+	"github.com/rdev-hq/rdev/internal/testenv"
 )
 
 // kwokProject is a project pod on the kwok node whose commands run as local
@@ -210,5 +213,56 @@ func TestExecutor_KwokErrors(t *testing.T) {
 	err := ex.streams.Stream(ctx, gone, []string{"true"}, nil, nil, nil)
 	if derr := execError(err, gone); domain.ErrorCode(derr) != domain.ENOTFOUND {
 		t.Errorf("exec in a missing pod: %v → %v, want ENOTFOUND", err, derr)
+	}
+}
+
+// TestExecutor_KwokEnvNotInAuditLog: the API server's audit log, recording
+// pods/exec at Metadata level (the policy scripts/testcluster.sh sets),
+// holds the exec requests of a project's commands, argv included, and none
+// of their variables' values: on execs of their own and over warm streams.
+func TestExecutor_KwokEnvNotInAuditLog(t *testing.T) {
+	c := mustCluster(t)
+	var (
+		err   error
+		start os.FileInfo
+	)
+	if c.dir == "" {
+		err = errors.New(testenv.KubeconfigEnv + " is not in a scripts/testcluster.sh directory")
+	} else {
+		start, err = os.Stat(filepath.Join(c.dir, "audit.log"))
+	}
+	testenv.RequireService(t, "the test cluster's audit log (start the cluster with the current scripts/testcluster.sh)", err)
+	k := newKwokProject(t, c, Config{})
+	// The log is the cluster's: read only what this test adds to it.
+	secret := "Zq7AuditSecret" + k.ns
+	marker := "marker-audit-" + k.ns
+	for _, name := range []string{"Cold", "Warm"} {
+		ex := k.executor()
+		if name == "Cold" {
+			ex = k.executor(WithWarmIdle(0))
+		}
+		req := shReq(k.proj, `printf %s "$RDEV_SECRET"`, marker+name)
+		req.Env = map[string]string{"RDEV_SECRET": secret + name}
+		// The second command of Warm takes a warm stream.
+		for range 2 {
+			var out lineWriter
+			if res, err := ex.Exec(t.Context(), req, &out, nil); err != nil || res.ExitCode != 0 || out.String() != secret+name {
+				t.Fatalf("%s: Exec = %+v, %v, stdout %q", name, res, err, out.String())
+			}
+		}
+	}
+	var audit []byte
+	eventually(t, 10*time.Second, func() string {
+		if audit, err = os.ReadFile(filepath.Join(c.dir, "audit.log")); err != nil {
+			return err.Error()
+		}
+		audit = audit[min(start.Size(), int64(len(audit))):]
+		if !bytes.Contains(audit, []byte(marker+"Cold")) {
+			return "no audit event holds the argv of the commands' own execs"
+		}
+		return ""
+	})
+	if i := bytes.Index(audit, []byte(secret)); i >= 0 {
+		t.Errorf("the audit log holds a variable's value: ...%s...", audit[max(0, i-200):min(len(audit), i+50)])
 	}
 }
