@@ -53,6 +53,13 @@ func SecretAD(projectID, name string) []byte {
 	return []byte("rdev secret\x00" + projectID + "\x00" + name)
 }
 
+// WebhookSecretAD returns the associated data a webhook endpoint's signing
+// secrets are sealed with: its ID, so that a sealed secret copied to another
+// endpoint does not open.
+func WebhookSecretAD(webhookID string) []byte {
+	return []byte("rdev webhook secret\x00" + webhookID)
+}
+
 // secretKeyCheckAD and secretKeyCheckValue make the key check: a known value
 // sealed under the key-encryption key, so that a wrong key is told at start
 // rather than found out when a command needs a secret.
@@ -128,9 +135,11 @@ type SecretRepository interface {
 	// InitSecretKeyCheck stores check unless one is stored already, and
 	// returns the one stored.
 	InitSecretKeyCheck(ctx context.Context, check []byte) ([]byte, error)
-	// RewrapSecrets calls rewrap on every stored secret and saves the
-	// sealed values it leaves, and replaces the key check with check, in
-	// one transaction: all or nothing. It returns how many secrets it
-	// rewrapped, or rewrap's first error unchanged, having saved nothing.
-	RewrapSecrets(ctx context.Context, rewrap func(*SealedSecret) error, check []byte) (int, error)
+	// RewrapSecrets calls rewrap on every sealed value stored (projects'
+	// secrets, bound to SecretAD, and webhook endpoints' signing secrets,
+	// bound to WebhookSecretAD) and saves the values it returns, and
+	// replaces the key check with check, in one transaction: all or
+	// nothing. It returns how many values it rewrapped, or rewrap's first
+	// error wrapped with what it was rewrapping, having saved nothing.
+	RewrapSecrets(ctx context.Context, rewrap func(sealed, ad []byte) ([]byte, error), check []byte) (int, error)
 }

@@ -203,10 +203,11 @@ func (s *SecretService) Env(ctx context.Context, projectID string) (map[string]s
 	return env, nil
 }
 
-// RotateKey seals every stored secret, and the key check, under to instead
-// of the service's key, in one transaction, and returns how many secrets
-// it rewrapped. The servers must then be started with to's key. It fails,
-// changing nothing, if a secret does not open under the current key.
+// RotateKey seals every stored secret and webhook signing secret, and the
+// key check, under to instead of the service's key, in one transaction,
+// and returns how many values it rewrapped. The servers must then be
+// started with to's key. It fails, changing nothing, if a value does not
+// open under the current key.
 func (s *SecretService) RotateKey(ctx context.Context, to SecretSealer) (int, error) {
 	if s.sealer == nil {
 		return 0, errNoSecretsKey()
@@ -218,13 +219,11 @@ func (s *SecretService) RotateKey(ctx context.Context, to SecretSealer) (int, er
 	if err != nil {
 		return 0, err
 	}
-	return s.repo.RewrapSecrets(ctx, func(sec *SealedSecret) error {
-		ad := SecretAD(sec.ProjectID, sec.Name)
-		v, err := s.sealer.Open(sec.Sealed, ad)
+	return s.repo.RewrapSecrets(ctx, func(sealed, ad []byte) ([]byte, error) {
+		v, err := s.sealer.Open(sealed, ad)
 		if err != nil {
-			return fmt.Errorf("secret %s of project %s does not open: %w", sec.Name, sec.ProjectID, err)
+			return nil, fmt.Errorf("does not open: %w", err)
 		}
-		sec.Sealed, err = to.Seal(v, ad)
-		return err
+		return to.Seal(v, ad)
 	}, check)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -111,12 +112,14 @@ func (r *secretRepo) InitSecretKeyCheck(_ context.Context, check []byte) ([]byte
 	return r.check, nil
 }
 
-func (r *secretRepo) RewrapSecrets(_ context.Context, rewrap func(*SealedSecret) error, check []byte) (int, error) {
+func (r *secretRepo) RewrapSecrets(_ context.Context, rewrap func(sealed, ad []byte) ([]byte, error), check []byte) (int, error) {
 	all := r.sealed("")
 	for _, s := range all {
-		if err := rewrap(s); err != nil {
-			return 0, err
+		sealed, err := rewrap(s.Sealed, SecretAD(s.ProjectID, s.Name))
+		if err != nil {
+			return 0, fmt.Errorf("secret %s of project %s: %w", s.Name, s.ProjectID, err)
 		}
+		s.Sealed = sealed
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

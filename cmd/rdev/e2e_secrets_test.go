@@ -225,6 +225,27 @@ func TestE2E_SecretsPostgres(t *testing.T) {
 
 	db := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(url)))
 	defer func() { _ = db.Close() }()
+	assertNoRowHolds(t, db, schema, value)
+	if path, err := exec.LookPath("pg_dump"); err == nil {
+		out, err := exec.CommandContext(t.Context(), path, "--schema="+schema, "--dbname="+testenv.PostgresURL()).Output() //nolint:gosec // the test's own database
+		switch {
+		case err != nil:
+			t.Logf("pg_dump did not run (%v); the rows were searched", err)
+		case !bytes.Contains(out, []byte("secrets")):
+			t.Errorf("pg_dump's output lacks the secrets table: %d bytes", len(out))
+		case bytes.Contains(out, []byte(value)) || bytes.Contains(out, []byte(hex.EncodeToString([]byte(value)))):
+			t.Error("pg_dump's output holds the secret's value")
+		}
+	}
+	if strings.Contains(s.output(), value) {
+		t.Error("the server's log holds the secret's value")
+	}
+}
+
+// assertNoRowHolds fails if value, or its hex, is in any row of any table
+// of schema.
+func assertNoRowHolds(t *testing.T, db *sql.DB, schema, value string) {
+	t.Helper()
 	tables := queryStrings(t, db, `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 AND table_type = 'BASE TABLE'`, schema)
 	if len(tables) < 5 {
 		t.Fatalf("tables %q: the schema is not rdev's", tables)
@@ -241,20 +262,6 @@ func TestE2E_SecretsPostgres(t *testing.T) {
 	}
 	if seen == 0 {
 		t.Fatal("no rows: nothing was searched")
-	}
-	if path, err := exec.LookPath("pg_dump"); err == nil {
-		out, err := exec.CommandContext(t.Context(), path, "--schema="+schema, "--dbname="+testenv.PostgresURL()).Output() //nolint:gosec // the test's own database
-		switch {
-		case err != nil:
-			t.Logf("pg_dump did not run (%v); the rows were searched", err)
-		case !bytes.Contains(out, []byte("secrets")):
-			t.Errorf("pg_dump's output lacks the secrets table: %d bytes", len(out))
-		case bytes.Contains(out, []byte(value)) || bytes.Contains(out, []byte(hex.EncodeToString([]byte(value)))):
-			t.Error("pg_dump's output holds the secret's value")
-		}
-	}
-	if strings.Contains(s.output(), value) {
-		t.Error("the server's log holds the secret's value")
 	}
 }
 

@@ -85,9 +85,11 @@ func (c *secretsConfig) usesEmbeddedKeyFile(store storeConfig) bool {
 	return c.Key == "" && c.KeyFile == "" && store.embedded()
 }
 
-// openSecrets returns the secret service over s, having checked that the
-// key is the one the stored secrets were sealed with: a wrong key stops the
-// server from starting.
+// open returns the secret service over s, having checked that the key is
+// the one the stored secrets were sealed with: a wrong key stops the server
+// from starting. With a key, s seals webhook endpoints' signing secrets
+// too, and those stored in clear before are sealed now; without one (only
+// with Postgres) they stay in clear, which it warns of.
 func (c *secretsConfig) open(ctx context.Context, s *bunstore.Store, store storeConfig, projects domain.ProjectRepository,
 	audit *domain.AuditService, log *slog.Logger) (*domain.SecretService, error) {
 	box, made, err := c.sealer(store, true)
@@ -97,7 +99,8 @@ func (c *secretsConfig) open(ctx context.Context, s *bunstore.Store, store store
 	var sealer domain.SecretSealer
 	switch {
 	case box == nil:
-		log.Warn("no secrets key: projects' secrets cannot be set; set RDEV_SECRETS_KEY_FILE (the same key on every replica)")
+		log.Warn("no secrets key: projects' secrets cannot be set, and webhook signing secrets are stored in the database in clear; " +
+			"set RDEV_SECRETS_KEY_FILE (the same key on every replica)")
 	case made != "":
 		log.Warn("generated a secrets key: keep a copy of it apart from the database; without it the secrets stored cannot be opened", "path", made, "key_id", box.KeyID())
 		sealer = box
@@ -109,11 +112,22 @@ func (c *secretsConfig) open(ctx context.Context, s *bunstore.Store, store store
 	if err := secrets.CheckKey(ctx); err != nil {
 		return nil, err
 	}
+	if sealer != nil {
+		s.SealWebhookSecretsWith(sealer)
+		n, err := s.SealClearWebhookSecrets(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			log.Info("sealed the webhook signing secrets stored in clear", "webhooks", n)
+		}
+	}
 	return secrets, nil
 }
 
-// runSecrets runs `rdev secrets rotate-key`: every secret, and the key
-// check, sealed again under a new key, in one transaction.
+// runSecrets runs `rdev secrets rotate-key`: every secret, every webhook
+// signing secret, and the key check, sealed again under a new key, in one
+// transaction.
 func runSecrets(ctx context.Context, args []string, c cli) error {
 	if len(args) == 0 || args[0] != "rotate-key" {
 		return usageError("secrets needs: rotate-key --new-key-file FILE")
@@ -164,7 +178,7 @@ func runSecrets(ctx context.Context, args []string, c cli) error {
 		}
 		then = "the new key replaced " + secrets.embeddedKeyFile(cfg)
 	}
-	_, err = fmt.Fprintf(c.stdout, "%s: %d secrets sealed again under key %s (was %s); %s\n",
+	_, err = fmt.Fprintf(c.stdout, "%s: %d secrets sealed again under key %s (was %s), webhook signing secrets included; %s\n",
 		cfg.where(), n, next.KeyID(), old.KeyID(), then)
 	return err
 }

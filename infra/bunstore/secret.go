@@ -174,11 +174,12 @@ func (s *Store) InitSecretKeyCheck(ctx context.Context, check []byte) ([]byte, e
 	return s.SecretKeyCheck(ctx)
 }
 
-// RewrapSecrets calls rewrap on every stored secret and saves the sealed
-// values it leaves, and replaces the key check with check, in one
-// transaction. It returns how many secrets it rewrapped, or rewrap's first
-// error unchanged, having saved nothing.
-func (s *Store) RewrapSecrets(ctx context.Context, rewrap func(*domain.SealedSecret) error, check []byte) (int, error) {
+// RewrapSecrets calls rewrap on every sealed value stored, projects'
+// secrets and webhook endpoints' signing secrets, and saves the values it
+// returns, and replaces the key check with check, in one transaction. It
+// returns how many values it rewrapped, or rewrap's first error wrapped
+// with what it was rewrapping, having saved nothing.
+func (s *Store) RewrapSecrets(ctx context.Context, rewrap func(sealed, ad []byte) ([]byte, error), check []byte) (int, error) {
 	n := 0
 	err := s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		var rows []*secretRow
@@ -190,21 +191,25 @@ func (s *Store) RewrapSecrets(ctx context.Context, rewrap func(*domain.SealedSec
 			return fmt.Errorf("load secrets: %w", translate(err))
 		}
 		for _, r := range rows {
-			sec := &domain.SealedSecret{Secret: *r.secret(), Sealed: r.Sealed}
-			if err := rewrap(sec); err != nil {
-				return err
+			sealed, err := rewrap(r.Sealed, domain.SecretAD(r.ProjectID, r.Name))
+			if err != nil {
+				return fmt.Errorf("secret %s of project %s: %w", r.Name, r.ProjectID, err)
 			}
-			r.Sealed = sec.Sealed
+			r.Sealed = sealed
 			if _, err := tx.NewUpdate().Model(r).Column("sealed").WherePK().Exec(ctx); err != nil {
 				return fmt.Errorf("save secret %s of %s: %w", r.Name, r.ProjectID, translate(err))
 			}
+		}
+		hooks, err := s.rewrapWebhookSecrets(ctx, tx, rewrap)
+		if err != nil {
+			return err
 		}
 		row := &secretKeyCheckRow{ID: 1, Sealed: check, UpdatedAt: storedTime(time.Now())}
 		if _, err := tx.NewInsert().Model(row).On("CONFLICT (id) DO UPDATE").
 			Set("sealed = EXCLUDED.sealed, updated_at = EXCLUDED.updated_at").Exec(ctx); err != nil {
 			return fmt.Errorf("store secrets key check: %w", translate(err))
 		}
-		n = len(rows)
+		n = len(rows) + hooks
 		return nil
 	})
 	return n, err

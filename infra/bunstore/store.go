@@ -28,6 +28,9 @@ type Store struct {
 	projects domain.ProjectRepository
 	// auditKeys MAC the audit entries appended; nil: they are unkeyed.
 	auditKeys *domain.AuditKeyring
+	// webhookSealer seals webhook endpoints' signing secrets; nil: they
+	// are written in clear (see SealWebhookSecretsWith).
+	webhookSealer domain.SecretSealer
 }
 
 var _ domain.APIKeyRepository = (*Store)(nil)

@@ -63,42 +63,70 @@ type webhookDeliveryRow struct {
 	TraceState     string     `bun:"trace_state"`
 }
 
-func newWebhookRow(w *domain.Webhook) *webhookRow {
+// newWebhookRow converts w to a row, its signing secrets sealed if the
+// store has a sealer.
+func (s *Store) newWebhookRow(w *domain.Webhook) (*webhookRow, error) {
+	secret, err := s.sealWebhookSecret(w.ID, w.Secret)
+	if err != nil {
+		return nil, err
+	}
+	previous, err := s.sealWebhookSecret(w.ID, w.PreviousSecret)
+	if err != nil {
+		return nil, err
+	}
 	events := w.Events
 	if events == nil {
 		events = []string{} // the column is NOT NULL
 	}
 	r := &webhookRow{
-		ID: w.ID, URL: w.URL, Description: w.Description, Events: events, Secret: w.Secret,
-		PreviousSecret: w.PreviousSecret, PreviousSecretExpiresAt: storedTimePtr(w.PreviousSecretExpiresAt),
+		ID: w.ID, URL: w.URL, Description: w.Description, Events: events, Secret: secret,
+		PreviousSecret: previous, PreviousSecretExpiresAt: storedTimePtr(w.PreviousSecretExpiresAt),
 		Enabled: w.Enabled, DisabledReason: w.DisabledReason, ConsecutiveFailures: w.ConsecutiveFailures,
 		CreatedBy: w.CreatedBy, CreatedAt: storedTime(w.CreatedAt), UpdatedAt: storedTime(w.UpdatedAt),
 	}
 	r.ProjectNames, r.ProjectSelectors = projectScopeColumns(w.Projects)
-	return r
+	return r, nil
 }
 
-// webhook converts a stored row back. A project scope that does not parse
-// is an error, never read as the unrestricted scope.
-func (r *webhookRow) webhook() (*domain.Webhook, error) {
+// webhookOf converts a stored row back, its signing secrets opened. A
+// project scope that does not parse is an error, never read as the
+// unrestricted scope; so is a sealed secret that does not open.
+func (s *Store) webhookOf(r *webhookRow) (*domain.Webhook, error) {
+	w, err := webhookWithoutSecrets(r)
+	if err != nil {
+		return nil, err
+	}
+	if w.Secret, err = s.openWebhookSecret(r.ID, r.Secret); err != nil {
+		return nil, err
+	}
+	if w.PreviousSecret, err = s.openWebhookSecret(r.ID, r.PreviousSecret); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// webhookWithoutSecrets converts a stored row back but for its signing
+// secrets, for what only routes events (and so works without the secrets
+// key, as `rdev keys revoke` does).
+func webhookWithoutSecrets(r *webhookRow) (*domain.Webhook, error) {
 	projects, err := projectScopeOf(r.ProjectNames, r.ProjectSelectors)
 	if err != nil {
 		return nil, fmt.Errorf("webhook %s: %w", r.ID, err)
 	}
 	return &domain.Webhook{
-		ID: r.ID, URL: r.URL, Description: r.Description, Events: r.Events, Secret: r.Secret,
-		PreviousSecret: r.PreviousSecret, PreviousSecretExpiresAt: storedTimePtr(r.PreviousSecretExpiresAt),
-		Enabled: r.Enabled, DisabledReason: r.DisabledReason, ConsecutiveFailures: r.ConsecutiveFailures,
+		ID: r.ID, URL: r.URL, Description: r.Description, Events: r.Events,
+		PreviousSecretExpiresAt: storedTimePtr(r.PreviousSecretExpiresAt),
+		Enabled:                 r.Enabled, DisabledReason: r.DisabledReason, ConsecutiveFailures: r.ConsecutiveFailures,
 		CreatedBy: r.CreatedBy, CreatedAt: storedTime(r.CreatedAt), UpdatedAt: storedTime(r.UpdatedAt),
 		Projects: projects,
 	}, nil
 }
 
-// webhooksOf converts stored rows back.
-func webhooksOf(rows []*webhookRow) ([]*domain.Webhook, error) {
+// webhooksOf converts stored rows back with convert.
+func webhooksOf(rows []*webhookRow, convert func(*webhookRow) (*domain.Webhook, error)) ([]*domain.Webhook, error) {
 	out := make([]*domain.Webhook, len(rows))
 	for i, r := range rows {
-		w, err := r.webhook()
+		w, err := convert(r)
 		if err != nil {
 			return nil, err
 		}
@@ -133,7 +161,11 @@ func (r *webhookDeliveryRow) delivery() *domain.WebhookDelivery {
 // transaction. It returns ECONFLICT if an endpoint with w's ID exists.
 func (s *Store) CreateWebhook(ctx context.Context, w *domain.Webhook, audit *domain.AuditEntry) error {
 	return s.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		if _, err := tx.NewInsert().Model(newWebhookRow(w)).Exec(ctx); err != nil {
+		row, err := s.newWebhookRow(w)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.NewInsert().Model(row).Exec(ctx); err != nil {
 			if isUniqueViolation(err) {
 				return domain.Errorf(domain.ECONFLICT, "webhook %q already exists", w.ID)
 			}
@@ -152,7 +184,7 @@ func (s *Store) FindWebhookByID(ctx context.Context, id string) (*domain.Webhook
 	} else if err != nil {
 		return nil, fmt.Errorf("find webhook %s: %w", id, translate(err))
 	}
-	return row.webhook()
+	return s.webhookOf(row)
 }
 
 // FindWebhooks returns the endpoints whose IDs sort after f.AfterID, in ID
@@ -169,7 +201,7 @@ func (s *Store) FindWebhooks(ctx context.Context, f domain.WebhookFilter) ([]*do
 	if err := q.Scan(ctx); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("find webhooks: %w", translate(err))
 	}
-	return webhooksOf(rows)
+	return webhooksOf(rows, s.webhookOf)
 }
 
 // UpdateWebhook loads the endpoint, calls update on it and saves the result,
@@ -189,21 +221,24 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, update func(*domai
 		} else if err != nil {
 			return fmt.Errorf("load webhook %s: %w", id, translate(err))
 		}
-		w, err := row.webhook()
+		w, err := s.webhookOf(row)
 		if err != nil {
 			return err
 		}
+		loaded := secretsOf(w)
 		if err := update(w); err != nil {
 			return err
 		}
 		if w.ID != id {
 			return fmt.Errorf("update webhook %s: the update changed its ID to %q", id, w.ID)
 		}
-		row = newWebhookRow(w)
+		if row, err = s.updatedWebhookRow(row, loaded, w); err != nil {
+			return err
+		}
 		if _, err := tx.NewUpdate().Model(row).WherePK().Exec(ctx); err != nil {
 			return fmt.Errorf("update webhook %s: %w", id, translate(err))
 		}
-		if saved, err = row.webhook(); err != nil {
+		if saved, err = s.webhookOf(row); err != nil {
 			return err
 		}
 		return s.appendAudit(ctx, tx, audit)
@@ -309,7 +344,7 @@ func (s *Store) appendWebhookEvents(ctx context.Context, tx bun.Tx, events ...do
 	if len(rows) == 0 {
 		return nil
 	}
-	ws, err := webhooksOf(rows)
+	ws, err := webhooksOf(rows, webhookWithoutSecrets)
 	if err != nil {
 		return err
 	}

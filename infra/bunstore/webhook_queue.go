@@ -91,7 +91,7 @@ func (s *Store) ClaimWebhookDeliveries(ctx context.Context, r domain.WebhookClai
 		}
 		byID := make(map[string]*domain.Webhook, len(hooks))
 		for _, h := range hooks {
-			w, err := h.webhook()
+			w, err := s.webhookOf(h)
 			if err != nil {
 				return err
 			}
@@ -138,10 +138,11 @@ func (s *Store) RecordWebhookAttempt(ctx context.Context, owner, deliveryID stri
 		} else if err != nil {
 			return fmt.Errorf("load webhook %s: %w", row.WebhookID, translate(err))
 		}
-		w, err := hook.webhook()
+		w, err := s.webhookOf(hook)
 		if err != nil {
 			return err
 		}
+		loaded := secretsOf(w)
 		d := row.delivery()
 		if err := record(d, w); err != nil {
 			return err
@@ -153,7 +154,11 @@ func (s *Store) RecordWebhookAttempt(ctx context.Context, owner, deliveryID stri
 		if _, err := tx.NewUpdate().Model(saved).WherePK().Exec(ctx); err != nil {
 			return fmt.Errorf("record webhook attempt %s: %w", deliveryID, translate(err))
 		}
-		if _, err := tx.NewUpdate().Model(newWebhookRow(w)).WherePK().Exec(ctx); err != nil {
+		hook, err = s.updatedWebhookRow(hook, loaded, w)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.NewUpdate().Model(hook).WherePK().Exec(ctx); err != nil {
 			return fmt.Errorf("record webhook attempt %s: webhook: %w", deliveryID, translate(err))
 		}
 		return nil

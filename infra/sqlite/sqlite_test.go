@@ -253,6 +253,10 @@ func TestWebhookQueue_Shared(t *testing.T) {
 	storetest.TestWebhookQueueShared(t, []storetest.WebhookQueueStore{a, b}, 4, 10)
 }
 
+func TestWebhookSealing(t *testing.T) {
+	storetest.TestWebhookSealing(t, func(t *testing.T) storetest.WebhookSealingStore { return mustOpenMigrated(t) })
+}
+
 func TestSecretRepository(t *testing.T) {
 	storetest.TestSecretRepository(t, func(t *testing.T) storetest.SecretStore { return mustOpenMigrated(t) })
 }

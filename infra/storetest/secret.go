@@ -204,13 +204,12 @@ func testRewrapSecrets(t *testing.T, s SecretStore) {
 	// A failure part way saves nothing.
 	boom := errors.New("boom")
 	calls := 0
-	_, err := s.RewrapSecrets(ctx, func(sec *domain.SealedSecret) error {
+	_, err := s.RewrapSecrets(ctx, func([]byte, []byte) ([]byte, error) {
 		calls++
 		if calls == 2 {
-			return boom
+			return nil, boom
 		}
-		sec.Sealed = []byte("half")
-		return nil
+		return []byte("half"), nil
 	}, []byte("new-check"))
 	if !errors.Is(err, boom) {
 		t.Fatalf("RewrapSecrets failing: %v, want boom", err)
@@ -220,15 +219,17 @@ func testRewrapSecrets(t *testing.T, s SecretStore) {
 		t.Errorf("key check %q after a failed rewrap", check)
 	}
 
-	n, err := s.RewrapSecrets(ctx, func(sec *domain.SealedSecret) error {
-		sec.Sealed = []byte("new-" + sec.Name)
-		return nil
+	n, err := s.RewrapSecrets(ctx, func(sealed, ad []byte) ([]byte, error) {
+		if want := domain.SecretAD("pay", "A"); string(sealed) == "old-a" && string(ad) != string(want) {
+			t.Errorf("rewrap of pay/A given associated data %q, want %q", ad, want)
+		}
+		return append([]byte("new-"), sealed...), nil
 	}, []byte("new-check"))
 	if err != nil || n != 2 {
 		t.Fatalf("RewrapSecrets = %d, %v; want 2", n, err)
 	}
-	assertSealed(t, ctx, s, "pay", "new-A")
-	assertSealed(t, ctx, s, "search", "new-B")
+	assertSealed(t, ctx, s, "pay", "new-old-a")
+	assertSealed(t, ctx, s, "search", "new-old-b")
 	if check, _ := s.SecretKeyCheck(ctx); string(check) != "new-check" {
 		t.Errorf("key check %q, want new-check", check)
 	}
