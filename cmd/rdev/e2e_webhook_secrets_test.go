@@ -58,13 +58,21 @@ func hookedRun(t *testing.T, in *instance, s *server) (token string, rcv *hookRe
 
 // TestE2E_WebhookSecretsSealed creates a webhook endpoint through the real
 // binary on the embedded database, receives verified messages, and then
-// finds its signing secret in no byte of the data directory; after `rdev
-// secrets rotate-key` and a restart, messages still verify.
+// finds its signing secret in no byte of the data directory; `rdev keys
+// revoke` works beside it, and after `rdev secrets rotate-key` and a
+// restart, messages still verify.
 func TestE2E_WebhookSecretsSealed(t *testing.T) {
 	in := newInstance(t, webhookEnv...)
 	token, rcv, secret := hookedRun(t, in, in.serve())
 	assertNowhere(t, in.data, secret)
 	assertNowhere(t, in.data, strings.TrimPrefix(secret, domain.WebhookSecretPrefix))
+
+	// The CLI opens the database without the secrets key; revoking a key
+	// queues a message to every endpoint, whose secret it need not open.
+	_, otherID := in.createKey("--name", "other", "--scopes", "projects:read")
+	if _, errs, code := in.cli("keys", "revoke", otherID); code != 0 {
+		t.Fatalf("keys revoke beside a sealed webhook secret: exit %d, %s", code, errs)
+	}
 
 	rotateKey(t, in, 1) // the data directory's key file is replaced
 	s := in.serve()
