@@ -136,54 +136,11 @@ func (e *edge) serve(w http.ResponseWriter, r *http.Request, er *edgeRequest, up
 		return
 	}
 	ctx := context.WithValue(domain.NewContextWithCaller(r.Context(), caller), edgeRequestKey{}, er)
-	var body []byte
-	subscription := false
-	if wants == streamIfSubscription {
-		// Whether it streams depends on its operation: read it first.
-		var ok bool
-		if body, ok = e.readBody(w, r); !ok {
-			return
-		}
-		subscription = subscribes(r, body)
-		if subscription {
-			er.w.media, er.w.refusal = "", nil // its answer is a stream
-		}
-	}
-	er.stream = wants == streamAlways || subscription
-	if !er.stream && !e.charge(ctx, w, er, upgrade) {
+	release, ok := e.admit(ctx, w, r, er, upgrade, wants)
+	if !ok {
 		return
 	}
-	if er.stream && e.conns != nil {
-		release, err := e.conns.Open(caller, domain.ConnStream)
-		if err != nil {
-			writeError(w, 0, err)
-			return
-		}
-		defer release()
-	}
-	if wants != streamIfSubscription {
-		var ok bool
-		if body, ok = e.readBody(w, r); !ok {
-			return
-		}
-		subscription = er.stream && subscribes(r, body)
-	}
-	// A stream is charged once its operation is known: a subscription is
-	// bounded by how many run at once instead, counted here, where a
-	// refusal can still be a 429.
-	if subscription {
-		if e.conns != nil {
-			release, err := e.conns.Open(caller, domain.ConnSubscription)
-			if err != nil {
-				writeError(w, 0, err)
-				return
-			}
-			defer release()
-			er.subscription = true
-		}
-	} else if er.stream && !e.charge(ctx, w, er, false) {
-		return
-	}
+	defer release()
 	if !upgrade {
 		er.w.hint = &er.hint
 	}
@@ -227,6 +184,57 @@ func (t eventStreams) Supports(r *http.Request) bool {
 	}
 	return t.SSE.Supports(r)
 }
+
+// admit charges r to its caller's request budget, or counts it against the
+// caller's caps for as long as it runs (see release), and reads its body. A
+// request that may stream has its body read first: whether it streams, and
+// whether it is charged, depend on its operation. A stream is counted as
+// one; a subscription is counted as one too and not charged, being bounded
+// by how many run at once; counting it here lets a refusal still be a 429.
+// It reports whether the request goes on.
+func (e *edge) admit(ctx context.Context, w http.ResponseWriter, r *http.Request, er *edgeRequest, upgrade bool, wants streamWant) (release func(), ok bool) {
+	if wants == streamNever {
+		if !e.charge(ctx, w, er, upgrade) {
+			return nil, false
+		}
+		_, ok = e.readBody(w, r)
+		return noRelease, ok
+	}
+	body, ok := e.readBody(w, r)
+	if !ok {
+		return nil, false
+	}
+	subscription := subscribes(r, body)
+	er.stream = wants == streamAlways || subscription
+	if !er.stream {
+		return noRelease, e.charge(ctx, w, er, false)
+	}
+	er.w.media, er.w.refusal = "", nil // its answer is a stream
+	caller := domain.CallerFromContext(ctx)
+	endStream, err := e.conns.Open(caller, domain.ConnStream)
+	if err != nil {
+		writeError(w, 0, err)
+		return nil, false
+	}
+	if !subscription {
+		if !e.charge(ctx, w, er, false) {
+			endStream()
+			return nil, false
+		}
+		return endStream, true
+	}
+	endSubscription, err := e.conns.Open(caller, domain.ConnSubscription)
+	if err != nil {
+		endStream()
+		writeError(w, 0, err)
+		return nil, false
+	}
+	er.subscription = true
+	return func() { endSubscription(); endStream() }, true
+}
+
+// noRelease is the release of a request admit counts against no cap.
+func noRelease() {}
 
 // charge charges the request to its caller's request budget, answering 429
 // if it is over, and arranges the RateLimit-* headers. It reports whether

@@ -306,13 +306,18 @@ func (p *Projects) load(id string, info fs.FileInfo) (*domain.Project, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newProject(id, info, labels), nil
+}
+
+// newProject is the project named id, whose directory has info, with labels.
+func newProject(id string, info fs.FileInfo, labels map[string]string) *domain.Project {
 	return &domain.Project{
 		ID:          id,
 		Status:      domain.ProjectRunning,
 		Labels:      labels,
 		Annotations: map[string]string{},
 		CreatedAt:   info.ModTime().UTC(),
-	}, nil
+	}
 }
 
 // labels returns the labels of the project named id, whose directory has

@@ -450,13 +450,7 @@ func (w *watcher) load(id string) (*domain.Project, error) {
 			return nil, err
 		}
 	}
-	return &domain.Project{
-		ID:          id,
-		Status:      domain.ProjectRunning,
-		Labels:      labels,
-		Annotations: map[string]string{},
-		CreatedAt:   info.ModTime().UTC(),
-	}, nil
+	return newProject(id, info, labels), nil
 }
 
 // add watches path for mask (adding to what its inode is watched for).
