@@ -194,6 +194,12 @@ type ExecRequest struct {
 	Project *Project
 	Argv    []string
 	Env     map[string]string
+	// SecretFiles are file secrets (SecretAsFile), name to value: the
+	// executor writes each to a file of that name in a directory of the
+	// command's own, readable only by the command's user, names that
+	// directory in $RDEV_SECRETS_DIR (SecretsDirVar), and removes it once
+	// the command has ended.
+	SecretFiles map[string]string
 	// Workdir is relative to the project's root; "" means the root.
 	Workdir string
 }

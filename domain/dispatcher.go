@@ -41,11 +41,11 @@ type DispatcherConfig struct {
 	// Journal, if not nil, keeps the ends storage refuses on this machine
 	// until they are stored, across restarts.
 	Journal FinishJournal
-	// Secrets, if not nil, returns the environment variables a project's
-	// secrets give each of its commands (SecretService.Env), opened just
-	// before the command starts. A command's own Env wins over them: it
-	// can replace a secret's value for itself, never read it.
-	Secrets func(ctx context.Context, projectID string) (map[string]string, error)
+	// Secrets, if not nil, returns what a project's secrets give each of
+	// its commands (SecretService.Open), opened just before the command
+	// starts. A command's own Env wins over its secret variables: it can
+	// replace a secret's value for itself, never read it.
+	Secrets func(ctx context.Context, projectID string) (ExecSecrets, error)
 	// Gone, if not nil, reports whether the dispatcher named owner is known
 	// to have ended: an earlier process of the same rdev (its predecessor
 	// on this host, say). Run takes the commands such owners hold over as
@@ -505,13 +505,17 @@ func (d *Dispatcher) run(ctx context.Context, c *Command) {
 	if err == nil && p.Status != ProjectRunning {
 		err = Errorf(ECONFLICT, "project %s is %s", p.ID, p.Status)
 	}
-	var env map[string]string
+	var secrets ExecSecrets
 	if err == nil {
-		env, err = d.execEnv(xctx, c)
+		secrets, err = d.execSecrets(xctx, c)
 	}
 	if err == nil {
-		res, err = d.exec.Exec(xctx, ExecRequest{Project: p, Argv: c.Argv, Env: env, Workdir: c.Workdir},
-			rec.writer(Stdout), rec.writer(Stderr))
+		req := ExecRequest{Project: p, Argv: c.Argv, Env: c.Env, SecretFiles: secrets.Files, Workdir: c.Workdir}
+		if len(secrets.Env) > 0 {
+			req.Env = secrets.Env
+			maps.Copy(req.Env, c.Env)
+		}
+		res, err = d.exec.Exec(xctx, req, rec.writer(Stdout), rec.writer(Stderr))
 	}
 	// How the process ended is decided now: storing the rest of its output
 	// may take long (while storage refuses it), and a shutdown, timeout or
@@ -546,30 +550,26 @@ func (d *Dispatcher) run(ctx context.Context, c *Command) {
 	publishStatus(context.WithoutCancel(ctx), d.hub, d.bcast, final)
 }
 
-// execEnv returns c's environment: its project's secrets, then its own
-// Env, which wins. The secrets' values live only in the map returned, for
-// the executor; they are never stored, logged or traced. While storage is
-// unavailable (a restart, a failover) the command waits for it, trying
-// again as finish does, rather than fail for an outage; it gives up when
-// ctx ends (its timeout, a cancel) or the dispatcher gives up.
-func (d *Dispatcher) execEnv(ctx context.Context, c *Command) (map[string]string, error) {
+// execSecrets returns the secrets of c's project, opened. Their values live
+// only in what it returns, for the executor; they are never stored, logged
+// or traced. While storage is unavailable (a restart, a failover) the
+// command waits for it, trying again as finish does, rather than fail for
+// an outage; it gives up when ctx ends (its timeout, a cancel) or the
+// dispatcher gives up.
+func (d *Dispatcher) execSecrets(ctx context.Context, c *Command) (ExecSecrets, error) {
 	if d.cfg.Secrets == nil {
-		return c.Env, nil
+		return ExecSecrets{}, nil
 	}
 	for wait := finishRetryFirst; ; wait = min(2*wait, finishRetryLongest) {
-		env, err := d.cfg.Secrets(ctx, c.ProjectID)
+		secrets, err := d.cfg.Secrets(ctx, c.ProjectID)
 		if ErrorCode(err) != EUNAVAILABLE {
-			if err != nil || len(env) == 0 {
-				return c.Env, err
-			}
-			maps.Copy(env, c.Env)
-			return env, nil
+			return secrets, err
 		}
 		select {
 		case <-ctx.Done():
-			return c.Env, err
+			return ExecSecrets{}, err
 		case <-d.giveUp.Done():
-			return c.Env, err
+			return ExecSecrets{}, err
 		case <-time.After(wait):
 		}
 	}

@@ -25,12 +25,36 @@ var secretNamePattern = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
 // executor sets them: a secret cannot replace them.
 var reservedSecretNames = []string{"HOME", "PATH", "PWD", "SHELL", "USER", "LOGNAME", "TERM", "TMPDIR"}
 
+// SecretDelivery says how a secret reaches a project's commands.
+type SecretDelivery string
+
+// The ways a secret reaches a command.
+const (
+	// SecretAsEnv gives it as an environment variable of its name.
+	SecretAsEnv SecretDelivery = "ENV"
+	// SecretAsFile gives it as a file of its name in a directory of the
+	// command's own, named by $RDEV_SECRETS_DIR (SecretsDirVar), readable
+	// only by the command's user and removed when the command ends; it is
+	// not in the command's environment, so the processes it starts do not
+	// inherit it and /proc/PID/environ does not show it.
+	SecretAsFile SecretDelivery = "FILE"
+)
+
+// SecretsDirVar names the variable that tells a command where its file
+// secrets are; it is set only for commands that have some.
+const SecretsDirVar = "RDEV_SECRETS_DIR"
+
+// Valid reports whether d is a known delivery.
+func (d SecretDelivery) Valid() bool { return d == SecretAsEnv || d == SecretAsFile }
+
 // Secret is a named value of a project, given to each of its commands as an
-// environment variable. Only its name and times are ever shown: the value
-// is write-only, and kept sealed (SecretSealer).
+// environment variable or a file (Delivery). Only its name, delivery and
+// times are ever shown: the value is write-only, and kept sealed
+// (SecretSealer).
 type Secret struct {
 	ProjectID string
 	Name      string
+	Delivery  SecretDelivery
 	// CreatedBy is the key that first set it, "" for the operator.
 	CreatedBy string
 	CreatedAt time.Time
@@ -99,6 +123,15 @@ func validateSecretValue(value string) error {
 		return Errorf(EINVALID, "value: holds a NUL byte, which an environment variable cannot")
 	}
 	return nil
+}
+
+// ExecSecrets are a project's secrets opened for one command, as the
+// executor gives them: Env as environment variables, Files as files of
+// those names in a directory of the command's own (SecretAsFile). They
+// live only in memory, for the executor.
+type ExecSecrets struct {
+	Env   map[string]string
+	Files map[string]string
 }
 
 // SecretSealer seals values with an authenticated cipher under a

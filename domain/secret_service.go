@@ -70,47 +70,65 @@ func (s *SecretService) CheckKey(ctx context.Context) error {
 	return nil
 }
 
-// Set seals value as the secret name of project projectID, replacing any
-// value it had, and returns the secret. It needs secrets:write; it returns
-// EINVALID for a bad name or value, ENOTFOUND for a project that does not
-// exist or is out of the caller's scope, ECONFLICT when the project has
-// MaxProjectSecrets already, and EUNAVAILABLE without a key.
-func (s *SecretService) Set(ctx context.Context, projectID, name, value string) (*Secret, error) {
-	entry := s.audit.entry(ctx, AuditSecretSet, Clip(projectID))
+// SecretInput is what Set stores: a secret's project, name, value and how
+// it reaches commands ("" means SecretAsEnv).
+type SecretInput struct {
+	ProjectID string
+	Name      string
+	Value     string
+	Delivery  SecretDelivery
+}
+
+// Set seals in.Value as the secret in.Name of project in.ProjectID,
+// replacing the value and delivery it had, and returns the secret. It
+// needs secrets:write; it returns EINVALID for a bad name, value or
+// delivery, ENOTFOUND for a project that does not exist or is out of the
+// caller's scope, ECONFLICT when the project has MaxProjectSecrets
+// already, and EUNAVAILABLE without a key.
+func (s *SecretService) Set(ctx context.Context, in SecretInput) (*Secret, error) {
+	entry := s.audit.entry(ctx, AuditSecretSet, Clip(in.ProjectID))
 	if entry != nil {
-		entry.Details = map[string]string{AuditProjectDetail: Clip(projectID), "name": Clip(name)}
+		entry.Details = map[string]string{AuditProjectDetail: Clip(in.ProjectID), "name": Clip(in.Name)}
 	}
-	sec, err := s.set(ctx, projectID, name, value, entry)
+	sec, err := s.set(ctx, in, entry)
 	if err != nil {
 		return nil, s.audit.refused(ctx, entry, err)
 	}
 	return sec, nil
 }
 
-func (s *SecretService) set(ctx context.Context, projectID, name, value string, entry *AuditEntry) (*Secret, error) {
+func (s *SecretService) set(ctx context.Context, in SecretInput, entry *AuditEntry) (*Secret, error) {
 	caller, err := Authorize(ctx, ScopeSecretsWrite)
 	if err != nil {
 		return nil, err
 	}
-	if err := ValidateSecretName(name); err != nil {
+	if err := ValidateSecretName(in.Name); err != nil {
 		return nil, err
 	}
-	if err := validateSecretValue(value); err != nil {
+	if err := validateSecretValue(in.Value); err != nil {
 		return nil, err
 	}
-	if err := s.findProject(ctx, caller, projectID); err != nil {
+	if in.Delivery == "" {
+		in.Delivery = SecretAsEnv
+	} else if !in.Delivery.Valid() {
+		return nil, Errorf(EINVALID, "delivery: %q is neither %s nor %s", Clip(string(in.Delivery)), SecretAsEnv, SecretAsFile)
+	}
+	if err := s.findProject(ctx, caller, in.ProjectID); err != nil {
 		return nil, err
 	}
 	if s.sealer == nil {
 		return nil, errNoSecretsKey()
 	}
-	sealed, err := s.sealer.Seal([]byte(value), SecretAD(projectID, name))
+	sealed, err := s.sealer.Seal([]byte(in.Value), SecretAD(in.ProjectID, in.Name))
 	if err != nil {
 		return nil, err
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	return s.repo.PutSecret(ctx, &SealedSecret{
-		Secret: Secret{ProjectID: projectID, Name: name, CreatedBy: caller.KeyID(), CreatedAt: now, UpdatedAt: now},
+		Secret: Secret{
+			ProjectID: in.ProjectID, Name: in.Name, Delivery: in.Delivery,
+			CreatedBy: caller.KeyID(), CreatedAt: now, UpdatedAt: now,
+		},
 		Sealed: sealed,
 	}, MaxProjectSecrets, entry)
 }
@@ -178,29 +196,36 @@ func (s *SecretService) List(ctx context.Context, projectID string) ([]*Secret, 
 	return s.repo.FindSecrets(ctx, projectID)
 }
 
-// Env returns the opened secrets of project projectID as environment
-// variables, for the executor as a command starts; nothing else may call
-// it. It returns EUNAVAILABLE if the project has secrets and there is no
-// key, and an error naming the secret (never its value) if one does not
+// Open returns the opened secrets of project projectID, each as its
+// delivery says, for the executor as a command starts; nothing else may
+// call it. It returns EUNAVAILABLE if the project has secrets and there is
+// no key, and an error naming the secret (never its value) if one does not
 // open.
-func (s *SecretService) Env(ctx context.Context, projectID string) (map[string]string, error) {
+func (s *SecretService) Open(ctx context.Context, projectID string) (ExecSecrets, error) {
 	sealed, err := s.repo.FindSealedSecrets(ctx, projectID)
 	if err != nil || len(sealed) == 0 {
-		return nil, err
+		return ExecSecrets{}, err
 	}
 	if s.sealer == nil {
-		return nil, errNoSecretsKey()
+		return ExecSecrets{}, errNoSecretsKey()
 	}
-	env := make(map[string]string, len(sealed))
+	var out ExecSecrets
 	for _, sec := range sealed {
 		v, err := s.sealer.Open(sec.Sealed, SecretAD(sec.ProjectID, sec.Name))
 		if err != nil {
 			// Not an outage: waiting would not open it.
-			return nil, Errorf(EINTERNAL, "secret %s of project %s does not open: %v", sec.Name, sec.ProjectID, err)
+			return ExecSecrets{}, Errorf(EINTERNAL, "secret %s of project %s does not open: %v", sec.Name, sec.ProjectID, err)
 		}
-		env[sec.Name] = string(v)
+		to := &out.Env
+		if sec.Delivery == SecretAsFile {
+			to = &out.Files
+		}
+		if *to == nil {
+			*to = make(map[string]string, len(sealed))
+		}
+		(*to)[sec.Name] = string(v)
 	}
-	return env, nil
+	return out, nil
 }
 
 // RotateKey seals every stored secret and webhook signing secret, and the

@@ -32,7 +32,7 @@ func (r *secretRepo) PutSecret(_ context.Context, s *SealedSecret, limit int, au
 	defer r.mu.Unlock()
 	k := [2]string{s.ProjectID, s.Name}
 	if old, ok := r.secrets[k]; ok {
-		old.Sealed, old.UpdatedAt = bytes.Clone(s.Sealed), s.UpdatedAt
+		old.Sealed, old.Delivery, old.UpdatedAt = bytes.Clone(s.Sealed), s.Delivery, s.UpdatedAt
 	} else {
 		n := 0
 		for k := range r.secrets {
@@ -173,7 +173,7 @@ func secretKey(tb testing.TB, scopes []Scope, projects ...string) context.Contex
 func TestSecretService_Set(t *testing.T) {
 	t.Run("OK", func(t *testing.T) {
 		s, repo := newTestSecretService(xorSealer(7))
-		sec, err := s.Set(secretKey(t, []Scope{ScopeSecretsWrite}, "pay"), "pay", "API_TOKEN", "supersecretvalue")
+		sec, err := s.Set(secretKey(t, []Scope{ScopeSecretsWrite}, "pay"), SecretInput{ProjectID: "pay", Name: "API_TOKEN", Value: "supersecretvalue"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -194,9 +194,31 @@ func TestSecretService_Set(t *testing.T) {
 				t.Errorf("audit detail %s=%s shows the value", k, v)
 			}
 		}
-		env, err := s.Env(t.Context(), "pay")
-		if err != nil || env["API_TOKEN"] != "supersecretvalue" {
-			t.Errorf("Env = %v, %v", env, err)
+		got, err := s.Open(t.Context(), "pay")
+		if err != nil || got.Env["API_TOKEN"] != "supersecretvalue" || len(got.Files) != 0 {
+			t.Errorf("Open = %+v, %v", got, err)
+		}
+	})
+	t.Run("Delivery", func(t *testing.T) {
+		s, repo := newTestSecretService(xorSealer(7))
+		op := operatorContext(t)
+		if _, err := s.Set(op, SecretInput{ProjectID: "pay", Name: "A", Value: "v", Delivery: "ENVIRONMENT"}); ErrorCode(err) != EINVALID {
+			t.Errorf("an unknown delivery: %v, want EINVALID", err)
+		}
+		sec, err := s.Set(op, SecretInput{ProjectID: "pay", Name: "A", Value: "v"})
+		if err != nil || sec.Delivery != SecretAsEnv {
+			t.Fatalf("Set without a delivery = %+v, %v; want ENV", sec, err)
+		}
+		// Setting it again moves it from the environment to a file.
+		if sec, err = s.Set(op, SecretInput{ProjectID: "pay", Name: "A", Value: "w", Delivery: SecretAsFile}); err != nil || sec.Delivery != SecretAsFile {
+			t.Fatalf("Set as a file = %+v, %v", sec, err)
+		}
+		if stored := repo.sealed("pay"); len(stored) != 1 || stored[0].Delivery != SecretAsFile {
+			t.Errorf("stored %+v", stored)
+		}
+		got, err := s.Open(t.Context(), "pay")
+		if err != nil || len(got.Env) != 0 || got.Files["A"] != "w" {
+			t.Errorf("Open = %+v, %v; want A as a file only", got, err)
 		}
 	})
 	for _, tt := range []struct {
@@ -219,7 +241,7 @@ func TestSecretService_Set(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s, repo := newTestSecretService(xorSealer(7))
-			_, err := s.Set(secretKey(t, tt.scopes, tt.projects...), tt.project, tt.secret, tt.value)
+			_, err := s.Set(secretKey(t, tt.scopes, tt.projects...), SecretInput{ProjectID: tt.project, Name: tt.secret, Value: tt.value})
 			wantCode(t, err, tt.code)
 			if len(repo.sealed("")) != 0 {
 				t.Error("a refused set stored a secret")
@@ -231,17 +253,17 @@ func TestSecretService_Set(t *testing.T) {
 	}
 	t.Run("ErrNoKey", func(t *testing.T) {
 		s, _ := newTestSecretService(nil)
-		_, err := s.Set(operatorContext(t), "pay", "A", "v")
+		_, err := s.Set(operatorContext(t), SecretInput{ProjectID: "pay", Name: "A", Value: "v"})
 		wantCode(t, err, EUNAVAILABLE)
 	})
 	t.Run("BySelector", func(t *testing.T) {
 		s, _ := newTestSecretService(xorSealer(7))
 		ctx := keyContext(t, &APIKey{ID: "k1", Scopes: Scopes{ScopeSecretsWrite, ScopeProjectsRead},
 			Projects: ProjectScope{Selectors: []LabelSelector{mustSelector(t, "team=payments")}}})
-		if _, err := s.Set(ctx, "pay", "A", "v"); err != nil {
+		if _, err := s.Set(ctx, SecretInput{ProjectID: "pay", Name: "A", Value: "v"}); err != nil {
 			t.Errorf("pay by selector: %v", err)
 		}
-		_, err := s.Set(ctx, "search", "A", "v")
+		_, err := s.Set(ctx, SecretInput{ProjectID: "search", Name: "A", Value: "v"})
 		wantCode(t, err, ENOTFOUND)
 		list, err := s.List(ctx, "pay")
 		if err != nil || len(list) != 1 {
@@ -265,7 +287,7 @@ func TestSecretService_Delete(t *testing.T) {
 	s, repo := newTestSecretService(xorSealer(7))
 	op := operatorContext(t)
 	for _, p := range []string{"pay", "search"} {
-		if _, err := s.Set(op, p, "A", "v"); err != nil {
+		if _, err := s.Set(op, SecretInput{ProjectID: p, Name: "A", Value: "v"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -289,7 +311,7 @@ func TestSecretService_List(t *testing.T) {
 	s, _ := newTestSecretService(xorSealer(7))
 	op := operatorContext(t)
 	for _, n := range []string{"B", "A"} {
-		if _, err := s.Set(op, "pay", n, "v"); err != nil {
+		if _, err := s.Set(op, SecretInput{ProjectID: "pay", Name: n, Value: "v"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -332,7 +354,7 @@ func TestSecretService_RotateKey(t *testing.T) {
 	want := map[string]string{}
 	for i, n := range []string{"A", "B", "C"} {
 		v := strings.Repeat("v", i+1)
-		if _, err := s.Set(op, "pay", n, v); err != nil {
+		if _, err := s.Set(op, SecretInput{ProjectID: "pay", Name: n, Value: v}); err != nil {
 			t.Fatal(err)
 		}
 		want[n] = v
@@ -348,12 +370,12 @@ func TestSecretService_RotateKey(t *testing.T) {
 	if err := next.CheckKey(t.Context()); err != nil {
 		t.Fatalf("new key: %v", err)
 	}
-	got, err := next.Env(t.Context(), "pay")
-	if err != nil || !maps.Equal(got, want) {
-		t.Errorf("Env under the new key = %v, %v; want %v", got, err, want)
+	got, err := next.Open(t.Context(), "pay")
+	if err != nil || !maps.Equal(got.Env, want) {
+		t.Errorf("Open under the new key = %v, %v; want %v", got.Env, err, want)
 	}
-	if _, err := s.Env(t.Context(), "pay"); ErrorCode(err) != EINTERNAL {
-		t.Errorf("Env under the old key: %v, want EINTERNAL (not an outage: waiting would not open it)", err)
+	if _, err := s.Open(t.Context(), "pay"); ErrorCode(err) != EINTERNAL {
+		t.Errorf("Open under the old key: %v, want EINTERNAL (not an outage: waiting would not open it)", err)
 	}
 }
 
@@ -364,16 +386,19 @@ func TestDispatcher_Secrets(t *testing.T) {
 	secrets, _ := newTestSecretService(xorSealer(7))
 	op := operatorContext(t)
 	for n, v := range map[string]string{"TOKEN": "s3cr3t-value", "SHARED": "from-secret"} {
-		if _, err := secrets.Set(op, "pay", n, v); err != nil {
+		if _, err := secrets.Set(op, SecretInput{ProjectID: "pay", Name: n, Value: v}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if _, err := secrets.Set(op, SecretInput{ProjectID: "pay", Name: "KEY_PEM", Value: "-----BEGIN-----\n", Delivery: SecretAsFile}); err != nil {
+		t.Fatal(err)
 	}
 	e := newCommandEnv(t)
 	e.projects = newProjectRepo(&Project{ID: "pay", Status: ProjectRunning}, &Project{ID: "web", Status: ProjectRunning})
 	e.exec.program("ok", execScript{})
 	withEnv := e.queue(t, &Command{ProjectID: "pay", Argv: []string{"ok", "a"}, Env: map[string]string{"SHARED": "from-command", "OWN": "1"}})
 	cfg := testDispatcherConfig()
-	cfg.Secrets = secrets.Env
+	cfg.Secrets = secrets.Open
 	e.startDispatcher(t, cfg)
 	if got := e.waitFinal(t, withEnv.ID); got.Status != CommandSucceeded {
 		t.Fatalf("command %s: %s", got.Status, got.Reason)
@@ -390,8 +415,11 @@ func TestDispatcher_Secrets(t *testing.T) {
 	if want := map[string]string{"TOKEN": "s3cr3t-value", "SHARED": "from-command", "OWN": "1"}; !maps.Equal(reqs[0].Env, want) {
 		t.Errorf("pay's command env = %v, want %v", reqs[0].Env, want)
 	}
-	if len(reqs[1].Env) != 0 {
-		t.Errorf("web's command got %v, want no secrets of pay", reqs[1].Env)
+	if want := map[string]string{"KEY_PEM": "-----BEGIN-----\n"}; !maps.Equal(reqs[0].SecretFiles, want) {
+		t.Errorf("pay's command files = %v, want %v (and not in its env)", reqs[0].SecretFiles, want)
+	}
+	if len(reqs[1].Env) != 0 || len(reqs[1].SecretFiles) != 0 {
+		t.Errorf("web's command got %v %v, want no secrets of pay", reqs[1].Env, reqs[1].SecretFiles)
 	}
 	if stored := e.repo.command(withEnv.ID); stored.Env["TOKEN"] != "" {
 		t.Errorf("the stored command carries the secret: %v", stored.Env)
@@ -400,7 +428,7 @@ func TestDispatcher_Secrets(t *testing.T) {
 
 func TestDispatcher_SecretsDoNotOpen(t *testing.T) {
 	secrets, repo := newTestSecretService(xorSealer(7))
-	if _, err := secrets.Set(operatorContext(t), "web", "TOKEN", "s3cr3t-value"); err != nil {
+	if _, err := secrets.Set(operatorContext(t), SecretInput{ProjectID: "web", Name: "TOKEN", Value: "s3cr3t-value"}); err != nil {
 		t.Fatal(err)
 	}
 	wrong := NewSecretService(repo, nil, xorSealer(8), nil)
@@ -408,7 +436,7 @@ func TestDispatcher_SecretsDoNotOpen(t *testing.T) {
 	e.exec.program("ok", execScript{})
 	c := e.queue(t, &Command{ProjectID: "web", Argv: []string{"ok", "a"}})
 	cfg := testDispatcherConfig()
-	cfg.Secrets = wrong.Env
+	cfg.Secrets = wrong.Open
 	e.startDispatcher(t, cfg)
 	got := e.waitFinal(t, c.ID)
 	if got.Status != CommandFailed || !strings.Contains(got.Reason, "secret TOKEN of project web does not open") ||
@@ -443,7 +471,7 @@ func FuzzValidateSecretName(f *testing.F) {
 // it.
 func TestDispatcher_SecretsWaitForStorage(t *testing.T) {
 	secrets, _ := newTestSecretService(xorSealer(7))
-	if _, err := secrets.Set(operatorContext(t), "web", "TOKEN", "s3cr3t-value"); err != nil {
+	if _, err := secrets.Set(operatorContext(t), SecretInput{ProjectID: "web", Name: "TOKEN", Value: "s3cr3t-value"}); err != nil {
 		t.Fatal(err)
 	}
 	var calls atomic.Int32
@@ -451,11 +479,11 @@ func TestDispatcher_SecretsWaitForStorage(t *testing.T) {
 	e.exec.program("ok", execScript{})
 	c := e.queue(t, &Command{ProjectID: "web", Argv: []string{"ok", "a"}})
 	cfg := testDispatcherConfig()
-	cfg.Secrets = func(ctx context.Context, project string) (map[string]string, error) {
+	cfg.Secrets = func(ctx context.Context, project string) (ExecSecrets, error) {
 		if calls.Add(1) <= 3 {
-			return nil, Errorf(EUNAVAILABLE, "the database is unavailable")
+			return ExecSecrets{}, Errorf(EUNAVAILABLE, "the database is unavailable")
 		}
-		return secrets.Env(ctx, project)
+		return secrets.Open(ctx, project)
 	}
 	e.startDispatcher(t, cfg)
 	got := e.waitFinal(t, c.ID)

@@ -313,6 +313,7 @@ type ComplexityRoot struct {
 
 	Secret struct {
 		CreatedAt func(childComplexity int) int
+		Delivery  func(childComplexity int) int
 		Name      func(childComplexity int) int
 		ProjectID func(childComplexity int) int
 		UpdatedAt func(childComplexity int) int
@@ -1629,6 +1630,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Secret.CreatedAt(childComplexity), true
+	case "Secret.delivery":
+		if e.ComplexityRoot.Secret.Delivery == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Secret.Delivery(childComplexity), true
 	case "Secret.name":
 		if e.ComplexityRoot.Secret.Name == nil {
 			break
@@ -2377,9 +2384,10 @@ type Mutation {
   redeliverWebhookDelivery("Which delivery to send again." input: RedeliverWebhookDeliveryInput!): RedeliverWebhookDeliveryPayload! @hasScope(scope: WEBHOOKS_WRITE)
 
   """
-  Sets a project's secret, replacing its value if it has one. Every command
-  of the project started from then on gets it as an environment variable
-  (a command's own env wins over it). The value is stored only encrypted
+  Sets a project's secret, replacing its value and delivery if it has one.
+  Every command of the project started from then on gets it, as an
+  environment variable (a command's own env wins over it) or as a file
+  (see SecretDelivery). The value is stored only encrypted
   and is never shown again, by any field. INVALID_INPUT for a bad name or
   value, NOT_FOUND for a project that does not exist or is out of the key's
   project scope, CONFLICT when the project has 100 secrets already,
@@ -2942,13 +2950,15 @@ type Project {
 
 """
 A secret of a project, given to each of its commands as an environment
-variable. Its value is write-only: no field shows it.
+variable or a file. Its value is write-only: no field shows it.
 """
 type Secret {
   "The project it belongs to."
   projectId: ID!
-  "The environment variable's name."
+  "The environment variable's name, or the file's."
   name: String!
+  "How it reaches the project's commands."
+  delivery: SecretDelivery!
   "When it was first set."
   createdAt: Time!
   "When its value was last set."
@@ -2969,6 +2979,23 @@ input SetSecretInput {
   name: String!
   "The value: at most 32 KiB, without NUL bytes."
   value: String!
+  "How it reaches the project's commands (default ENV)."
+  delivery: SecretDelivery = ENV
+}
+
+"""
+How a secret reaches each command of its project.
+"""
+enum SecretDelivery {
+  "As an environment variable of its name."
+  ENV
+  """
+  As a file of its name, in a directory of the command's own that the
+  variable RDEV_SECRETS_DIR names: readable only by the command's user,
+  removed when the command ends, and not in the environment, so the
+  processes the command starts do not inherit it.
+  """
+  FILE
 }
 
 """
@@ -3798,6 +3825,8 @@ func (ec *executionContext) childFields_Secret(ctx context.Context, field graphq
 		return ec.fieldContext_Secret_projectId(ctx, field)
 	case "name":
 		return ec.fieldContext_Secret_name(ctx, field)
+	case "delivery":
+		return ec.fieldContext_Secret_delivery(ctx, field)
 	case "createdAt":
 		return ec.fieldContext_Secret_createdAt(ctx, field)
 	case "updatedAt":
@@ -9730,6 +9759,29 @@ func (ec *executionContext) fieldContext_Secret_name(_ context.Context, field gr
 	return graphql.NewScalarFieldContext("Secret", field, false, false, "String")
 }
 
+func (ec *executionContext) _Secret_delivery(ctx context.Context, field graphql.CollectedField, obj *domain.Secret) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Secret_delivery(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Delivery, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.SecretDelivery) graphql.Marshaler {
+			return ec.marshalNSecretDelivery2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐSecretDelivery(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Secret_delivery(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Secret", field, false, false, "SecretDelivery")
+}
+
 func (ec *executionContext) _Secret_createdAt(ctx context.Context, field graphql.CollectedField, obj *domain.Secret) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -12927,7 +12979,11 @@ func (ec *executionContext) unmarshalInputSetSecretInput(ctx context.Context, ob
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"projectId", "name", "value"}
+	if _, present := asMap["delivery"]; !present {
+		asMap["delivery"] = "ENV"
+	}
+
+	fieldsInOrder := [...]string{"projectId", "name", "value", "delivery"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -12955,6 +13011,13 @@ func (ec *executionContext) unmarshalInputSetSecretInput(ctx context.Context, ob
 				return it, err
 			}
 			it.Value = data
+		case "delivery":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("delivery"))
+			data, err := ec.unmarshalOSecretDelivery2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐSecretDelivery(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Delivery = data
 		}
 	}
 	return it, nil
@@ -15082,6 +15145,11 @@ func (ec *executionContext) _Secret(ctx context.Context, sel ast.SelectionSet, o
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "delivery":
+			out.Values[i] = ec._Secret_delivery(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "createdAt":
 			out.Values[i] = ec._Secret_createdAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -16819,6 +16887,32 @@ func (ec *executionContext) marshalNSecret2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋ
 	return ec._Secret(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNSecretDelivery2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐSecretDelivery(ctx context.Context, v any) (domain.SecretDelivery, error) {
+	tmp, err := scalars.UnmarshalString(v)
+	res := unmarshalNSecretDelivery2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐSecretDelivery[tmp]
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNSecretDelivery2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐSecretDelivery(ctx context.Context, sel ast.SelectionSet, v domain.SecretDelivery) graphql.Marshaler {
+	_ = sel
+	res := scalars.MarshalString(marshalNSecretDelivery2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐSecretDelivery[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "SecretDelivery!")
+	}
+	return res
+}
+
+var (
+	unmarshalNSecretDelivery2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐSecretDelivery = map[string]domain.SecretDelivery{
+		"ENV":  domain.SecretAsEnv,
+		"FILE": domain.SecretAsFile,
+	}
+	marshalNSecretDelivery2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐSecretDelivery = map[domain.SecretDelivery]string{
+		domain.SecretAsEnv:  "ENV",
+		domain.SecretAsFile: "FILE",
+	}
+)
+
 func (ec *executionContext) unmarshalNSetSecretInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐSetSecretInput(ctx context.Context, v any) (model.SetSecretInput, error) {
 	res, err := ec.unmarshalInputSetSecretInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -17591,6 +17685,36 @@ func (ec *executionContext) marshalOScope2ᚕgithubᚗcomᚋrdevᚑhqᚋrdevᚋd
 
 	return ret
 }
+
+func (ec *executionContext) unmarshalOSecretDelivery2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐSecretDelivery(ctx context.Context, v any) (*domain.SecretDelivery, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tmp, err := scalars.UnmarshalString(v)
+	res := unmarshalOSecretDelivery2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐSecretDelivery[tmp]
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOSecretDelivery2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐSecretDelivery(ctx context.Context, sel ast.SelectionSet, v *domain.SecretDelivery) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := scalars.MarshalString(marshalOSecretDelivery2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐSecretDelivery[*v])
+	return res
+}
+
+var (
+	unmarshalOSecretDelivery2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐSecretDelivery = map[string]domain.SecretDelivery{
+		"ENV":  domain.SecretAsEnv,
+		"FILE": domain.SecretAsFile,
+	}
+	marshalOSecretDelivery2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐSecretDelivery = map[domain.SecretDelivery]string{
+		domain.SecretAsEnv:  "ENV",
+		domain.SecretAsFile: "FILE",
+	}
+)
 
 func (ec *executionContext) unmarshalOString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
 	if v == nil {

@@ -266,7 +266,11 @@ func (r *mutationResolver) RedeliverWebhookDelivery(ctx context.Context, input m
 
 // SetSecret is the resolver for the setSecret field.
 func (r *mutationResolver) SetSecret(ctx context.Context, input model.SetSecretInput) (*model.SetSecretPayload, error) {
-	sec, err := r.SecretService.Set(ctx, input.ProjectID, input.Name, input.Value)
+	in := domain.SecretInput{ProjectID: input.ProjectID, Name: input.Name, Value: input.Value}
+	if input.Delivery != nil {
+		in.Delivery = *input.Delivery
+	}
+	sec, err := r.SecretService.Set(ctx, in)
 	if err != nil {
 		return nil, err
 	}

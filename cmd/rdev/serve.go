@@ -274,7 +274,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 			Concurrency: limits.Concurrency, PerProject: limits.PerProject,
 			LeaseTTL: cfg.commands.LeaseTTL, Output: cfg.commands.output(), Logger: log,
 			DrainTimeout: cfg.ShutdownTimeout, FinishGrace: cfg.commands.FinishGrace, Tracer: tracing, Writes: writes,
-			Secrets: s.secrets.Env,
+			Secrets: s.secrets.Open,
 		})
 	metrics.Register(telemetry.NewWriteHealthCollector(writes))
 	s.health = domain.NewHealthService(append([]domain.HealthCheck{domain.HealthCheckFunc(s.databaseHealth), writes}, s.backend.checks...)...)

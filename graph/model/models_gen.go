@@ -407,6 +407,8 @@ type SetSecretInput struct {
 	Name string `json:"name"`
 	// The value: at most 32 KiB, without NUL bytes.
 	Value string `json:"value"`
+	// How it reaches the project's commands (default ENV).
+	Delivery *domain.SecretDelivery `json:"delivery,omitempty"`
 }
 
 // Result of setSecret.

@@ -21,6 +21,7 @@ type secretRow struct {
 	ProjectID string    `bun:"project_id,pk"`
 	Name      string    `bun:"name,pk"`
 	Sealed    []byte    `bun:"sealed"`
+	Delivery  string    `bun:"delivery"`
 	CreatedBy string    `bun:"created_by,nullzero"`
 	CreatedAt time.Time `bun:"created_at"`
 	UpdatedAt time.Time `bun:"updated_at"`
@@ -35,9 +36,17 @@ type secretKeyCheckRow struct {
 	UpdatedAt time.Time `bun:"updated_at"`
 }
 
+// delivery returns d as stored: "" is SecretAsEnv.
+func delivery(d domain.SecretDelivery) string {
+	if d == "" {
+		return string(domain.SecretAsEnv)
+	}
+	return string(d)
+}
+
 func (r *secretRow) secret() *domain.Secret {
 	return &domain.Secret{
-		ProjectID: r.ProjectID, Name: r.Name, CreatedBy: r.CreatedBy,
+		ProjectID: r.ProjectID, Name: r.Name, Delivery: domain.SecretDelivery(r.Delivery), CreatedBy: r.CreatedBy,
 		CreatedAt: storedTime(r.CreatedAt), UpdatedAt: storedTime(r.UpdatedAt),
 	}
 }
@@ -62,8 +71,8 @@ func (s *Store) PutSecret(ctx context.Context, sec *domain.SealedSecret, limit i
 			Where("?TableAlias.project_id = ? AND ?TableAlias.name = ?", sec.ProjectID, sec.Name).Scan(ctx)
 		switch {
 		case err == nil:
-			row.Sealed, row.UpdatedAt = sec.Sealed, storedTime(sec.UpdatedAt)
-			if _, err := tx.NewUpdate().Model(row).Column("sealed", "updated_at").WherePK().Exec(ctx); err != nil {
+			row.Sealed, row.Delivery, row.UpdatedAt = sec.Sealed, delivery(sec.Delivery), storedTime(sec.UpdatedAt)
+			if _, err := tx.NewUpdate().Model(row).Column("sealed", "delivery", "updated_at").WherePK().Exec(ctx); err != nil {
 				return fmt.Errorf("update secret %s of %s: %w", sec.Name, sec.ProjectID, translate(err))
 			}
 		case errors.Is(err, sql.ErrNoRows):
@@ -75,7 +84,7 @@ func (s *Store) PutSecret(ctx context.Context, sec *domain.SealedSecret, limit i
 				return domain.Errorf(domain.ECONFLICT, "project %q has %d secrets, the most it may have: delete one first", sec.ProjectID, n)
 			}
 			row = &secretRow{
-				ProjectID: sec.ProjectID, Name: sec.Name, Sealed: sec.Sealed, CreatedBy: sec.CreatedBy,
+				ProjectID: sec.ProjectID, Name: sec.Name, Sealed: sec.Sealed, Delivery: delivery(sec.Delivery), CreatedBy: sec.CreatedBy,
 				CreatedAt: storedTime(sec.CreatedAt), UpdatedAt: storedTime(sec.UpdatedAt),
 			}
 			if _, err := tx.NewInsert().Model(row).Exec(ctx); err != nil {
@@ -127,7 +136,7 @@ func (s *Store) findSecretRows(ctx context.Context, projectID string, columns ..
 // FindSecrets returns a project's secrets sorted by name, without their
 // sealed values (which are not even read).
 func (s *Store) FindSecrets(ctx context.Context, projectID string) ([]*domain.Secret, error) {
-	rows, err := s.findSecretRows(ctx, projectID, "project_id", "name", "created_by", "created_at", "updated_at")
+	rows, err := s.findSecretRows(ctx, projectID, "project_id", "name", "delivery", "created_by", "created_at", "updated_at")
 	if err != nil {
 		return nil, err
 	}

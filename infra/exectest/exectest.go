@@ -48,6 +48,7 @@ func TestExecutor(t *testing.T, newExec NewFunc) {
 	t.Run("ExitCode", func(t *testing.T) { t.Parallel(); testExitCode(t, newExec) })
 	t.Run("Signal", func(t *testing.T) { t.Parallel(); testSignal(t, newExec) })
 	t.Run("Env", func(t *testing.T) { t.Parallel(); testEnv(t, newExec) })
+	t.Run("SecretFiles", func(t *testing.T) { t.Parallel(); testSecretFiles(t, newExec) })
 	t.Run("Workdir", func(t *testing.T) { t.Parallel(); testWorkdir(t, newExec) })
 	t.Run("WorkdirInvalid", func(t *testing.T) { t.Parallel(); testWorkdirInvalid(t, newExec) })
 	t.Run("Cancel", func(t *testing.T) { t.Parallel(); testCancel(t, newExec) })
@@ -143,6 +144,38 @@ func testEnv(t *testing.T, newExec NewFunc) {
 	r := run(t, t.Context(), ex, req)
 	r.want(t, 0, "")
 	r.wantOutput(t, "two words|x=y é", "")
+}
+
+// testSecretFiles: file secrets are files of their names in a directory
+// that $RDEV_SECRETS_DIR names, readable by the command's user only, with
+// their values exactly (a newline and a backslash included), not in the
+// environment; the directory is gone once Exec has returned, and a
+// command without file secrets gets no such variable.
+func testSecretFiles(t *testing.T, newExec NewFunc) {
+	ex, proj := newExec(t)
+	value := "line one\nline two\\ é\n"
+	req := sh(proj, `set -e
+d=$RDEV_SECRETS_DIR
+printf '%s\n' "$d"
+cat "$d/EXECTEST_PEM"
+printf '|'
+cat "$d/EXECTEST_TOKEN"
+printf '|'
+ls -ld "$d" "$d/EXECTEST_PEM" | cut -c1-10 | tr '\n' ' '
+env | grep -c EXECTEST_ || true`)
+	req.SecretFiles = map[string]string{"EXECTEST_PEM": value, "EXECTEST_TOKEN": "t0k"}
+	r := run(t, t.Context(), ex, req)
+	r.want(t, 0, "")
+	dir, rest, _ := strings.Cut(r.stdout, "\n")
+	if !strings.HasPrefix(dir, "/") {
+		t.Fatalf("RDEV_SECRETS_DIR = %q, want an absolute directory (stdout %q, stderr %q)", dir, r.stdout, r.stderr)
+	}
+	if want := value + "|t0k|dr-x------ -r-------- 0\n"; rest != want {
+		t.Errorf("the command read %q, want %q (the values, a directory and files for its user only, no variable)", rest, want)
+	}
+	after := run(t, t.Context(), ex, sh(proj, `test -e "$1" && echo left || echo gone; printf '%s' "${RDEV_SECRETS_DIR-unset}"`, dir))
+	after.want(t, 0, "")
+	after.wantOutput(t, "gone\nunset", "")
 }
 
 // testWorkdir: Workdir is relative to the project's root.

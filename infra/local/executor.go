@@ -44,7 +44,11 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 //
 // then the variables given to WithEnv are added, then the request's Env (a
 // later one wins); with WithSandbox, TMPDIR names the command's private
-// temporary directory unless one of those set it. A program name without a slash is looked up in that PATH,
+// temporary directory unless one of those set it. A request's file secrets
+// (SecretFiles) are written to a directory of the command's own in shared
+// memory (/dev/shm where there is one), readable only by the command's
+// user and, with Landlock, by no other command; RDEV_SECRETS_DIR names it,
+// and it is removed when Exec returns. A program name without a slash is looked up in that PATH,
 // not in rdev's; one with a slash is relative to the working directory.
 //
 // Stopping. When Exec's context ends, the whole process group gets SIGTERM,
@@ -142,7 +146,19 @@ func (e *Executor) Exec(ctx context.Context, req domain.ExecRequest, stdout, std
 	if stderr == nil {
 		stderr = io.Discard
 	}
-	l, err := e.confine(cmd, dir)
+	uid, gid := -1, -1
+	if e.sandbox.switches() {
+		uid, gid = e.sandbox.UID, e.sandbox.GID
+	}
+	secrets, err := writeSecretFiles(req.SecretFiles, uid, gid)
+	if err != nil {
+		return domain.ExecResult{}, err
+	}
+	defer removeSecretFiles(secrets)
+	if secrets != "" {
+		cmd.Env = append(cmd.Env, domain.SecretsDirVar+"="+secrets)
+	}
+	l, err := e.confine(cmd, dir, secrets)
 	if err != nil {
 		return domain.ExecResult{}, err
 	}

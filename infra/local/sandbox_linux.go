@@ -55,13 +55,14 @@ type launch struct {
 	tmp    string   // the command's private temporary directory
 }
 
-// confine turns cmd, which runs in the project directory dir, into a start
+// confine turns cmd, which runs in the project directory dir and reads its
+// file secrets in secrets ("" for none), into a start
 // of the launcher (this very binary, which ServeLauncher turns into it)
 // that confines itself as e.sandbox says and then executes cmd's program.
 // It returns nil, with cmd untouched, when there is no sandbox. The
 // command gets a private temporary directory, exported as TMPDIR unless
 // the request set that; launch.done removes it.
-func (e *Executor) confine(cmd *exec.Cmd, dir string) (*launch, error) {
+func (e *Executor) confine(cmd *exec.Cmd, dir, secrets string) (*launch, error) {
 	s := e.sandbox
 	if s == nil {
 		return nil, nil
@@ -87,6 +88,9 @@ func (e *Executor) confine(cmd *exec.Cmd, dir string) (*launch, error) {
 	if s.Landlock {
 		spec.Write = []string{dir, tmp}
 		spec.ReadOnly = slices.Concat(SystemReadOnly, s.ReadOnly)
+		if secrets != "" {
+			spec.ReadOnly = append(spec.ReadOnly, secrets)
+		}
 	}
 	b, err := json.Marshal(spec)
 	if err != nil {

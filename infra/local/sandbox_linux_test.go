@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rdev-hq/rdev/domain"
 	"github.com/rdev-hq/rdev/infra/exectest"
@@ -109,6 +110,48 @@ func TestExecutor_Sandbox(t *testing.T) {
 			}
 			if b, err := os.ReadFile(filepath.Join(dir, "mine.txt")); err != nil || string(b) != "made\n" {
 				t.Errorf("mine.txt holds %q (%v)", b, err)
+			}
+		})
+	}
+}
+
+// TestExecutor_SandboxSecretFiles checks that a command's file secrets are
+// out of reach of every other command, even one of the same project
+// running as the same user at the same time.
+func TestExecutor_SandboxSecretFiles(t *testing.T) {
+	requireLandlock(t)
+	for name, sb := range sandboxes() {
+		t.Run(name, func(t *testing.T) {
+			ex, proj, dir := newExecutor(t, local.WithSandbox(sb))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			holder := sh(proj, `echo "$RDEV_SECRETS_DIR" > held; while :; do sleep 0.05; done`)
+			holder.SecretFiles = map[string]string{"TOKEN": "held-value"}
+			done := make(chan error, 1)
+			go func() { _, _, _, err := exec(t, ctx, ex, holder); done <- err }()
+			var held string
+			for deadline := time.Now().Add(30 * time.Second); held == ""; time.Sleep(20 * time.Millisecond) {
+				if b, err := os.ReadFile(filepath.Join(dir, "held")); err == nil && strings.HasSuffix(string(b), "\n") {
+					held = strings.TrimSpace(string(b))
+				} else if time.Now().After(deadline) {
+					t.Fatal("the holding command never wrote its secrets directory")
+				}
+			}
+			if b, err := os.ReadFile(filepath.Join(held, "TOKEN")); err != nil || string(b) != "held-value" {
+				t.Fatalf("the secret file holds %q (%v)", b, err)
+			}
+			for _, script := range []string{"cat " + filepath.Join(held, "TOKEN"), "ls " + held, "ls " + filepath.Dir(held)} {
+				res, out, _, err := exec(t, ctx, ex, sh(proj, script))
+				if err != nil || res.ExitCode == 0 || out != "" {
+					t.Errorf("%q from another command: exit %d, output %q, %v; want it refused", script, res.ExitCode, out, err)
+				}
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(held); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s is still there after the command (%v)", held, err)
 			}
 		})
 	}

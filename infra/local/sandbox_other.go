@@ -13,6 +13,6 @@ func ServeLauncher() {}
 // launch is a sandboxed start; there is none here.
 type launch struct{}
 
-func (e *Executor) confine(*exec.Cmd, string) (*launch, error) { return nil, nil }
-func (l *launch) started(*exec.Cmd) error                      { return nil }
-func (l *launch) done()                                        {}
+func (e *Executor) confine(*exec.Cmd, string, string) (*launch, error) { return nil, nil }
+func (l *launch) started(*exec.Cmd) error                              { return nil }
+func (l *launch) done()                                                {}

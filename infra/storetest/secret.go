@@ -44,7 +44,7 @@ func TestSecretRepository(t *testing.T, newStore func(t *testing.T) SecretStore)
 func newSealedSecret(project, name string, sealed []byte) *domain.SealedSecret {
 	now := at(time.Now())
 	return &domain.SealedSecret{
-		Secret: domain.Secret{ProjectID: project, Name: name, CreatedBy: "key1", CreatedAt: now, UpdatedAt: now},
+		Secret: domain.Secret{ProjectID: project, Name: name, Delivery: domain.SecretAsEnv, CreatedBy: "key1", CreatedAt: now, UpdatedAt: now},
 		Sealed: sealed,
 	}
 }
@@ -87,12 +87,14 @@ func testPutSecret(t *testing.T, s SecretStore) {
 	mustPutSecret(t, ctx, s, newSealedSecret("pay", "A_FIRST", []byte("a")))
 	mustPutSecret(t, ctx, s, newSealedSecret("search", "TOKEN", []byte("other")))
 
-	// Setting again replaces the value and the update time only.
+	// Setting again replaces the value, the delivery and the update time
+	// only.
 	later := newSealedSecret("pay", "TOKEN", []byte("new"))
+	later.Delivery = domain.SecretAsFile
 	later.CreatedBy, later.CreatedAt, later.UpdatedAt = "key2", at(time.Now().Add(time.Hour)), at(time.Now().Add(time.Hour))
 	got = mustPutSecret(t, ctx, s, later)
-	if !got.CreatedAt.Equal(first.CreatedAt) || got.CreatedBy != "key1" || !got.UpdatedAt.Equal(later.UpdatedAt) {
-		t.Errorf("set again: %+v, want the first creation and the new update time", got)
+	if !got.CreatedAt.Equal(first.CreatedAt) || got.CreatedBy != "key1" || !got.UpdatedAt.Equal(later.UpdatedAt) || got.Delivery != domain.SecretAsFile {
+		t.Errorf("set again: %+v, want the first creation, the new update time and FILE", got)
 	}
 
 	list, err := s.FindSecrets(ctx, "pay")
@@ -101,17 +103,18 @@ func testPutSecret(t *testing.T, s SecretStore) {
 	}
 	var names []string
 	for _, sec := range list {
-		names = append(names, sec.Name)
+		names = append(names, sec.Name+" "+string(sec.Delivery))
 		assertUTC(t, "FindSecrets", &sec.CreatedAt, &sec.UpdatedAt)
 	}
-	if diff := cmp.Diff([]string{"A_FIRST", "TOKEN"}, names); diff != "" {
+	if diff := cmp.Diff([]string{"A_FIRST ENV", "TOKEN FILE"}, names); diff != "" {
 		t.Errorf("FindSecrets(pay) (-want +got):\n%s", diff)
 	}
 	sealed, err := s.FindSealedSecrets(ctx, "pay")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(sealed) != 2 || !bytes.Equal(sealed[1].Sealed, []byte("new")) || !bytes.Equal(sealed[0].Sealed, []byte("a")) {
+	if len(sealed) != 2 || !bytes.Equal(sealed[1].Sealed, []byte("new")) || !bytes.Equal(sealed[0].Sealed, []byte("a")) ||
+		sealed[1].Delivery != domain.SecretAsFile || sealed[0].Delivery != domain.SecretAsEnv {
 		t.Errorf("FindSealedSecrets(pay) = %+v", sealed)
 	}
 	if none, err := s.FindSecrets(ctx, "nope"); err != nil || len(none) != 0 {
