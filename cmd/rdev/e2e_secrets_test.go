@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -22,9 +23,10 @@ import (
 )
 
 const (
-	setSecretM    = `mutation($p: ID!, $n: String!, $v: String!) { setSecret(input: {projectId: $p, name: $n, value: $v}) { secret { projectId name createdAt updatedAt } } }`
-	deleteSecretM = `mutation($p: ID!, $n: String!) { deleteSecret(input: {projectId: $p, name: $n}) { projectId name } }`
-	secretsQ      = `query($p: ID!) { project(id: $p) { secrets { name createdAt updatedAt } } }`
+	setSecretM     = `mutation($p: ID!, $n: String!, $v: String!) { setSecret(input: {projectId: $p, name: $n, value: $v}) { secret { projectId name createdAt updatedAt } } }`
+	deleteSecretM  = `mutation($p: ID!, $n: String!) { deleteSecret(input: {projectId: $p, name: $n}) { projectId name } }`
+	setFileSecretM = `mutation($p: ID!, $n: String!, $v: String!) { setSecret(input: {projectId: $p, name: $n, value: $v, delivery: FILE}) { secret { name delivery } } }`
+	secretsQ       = `query($p: ID!) { project(id: $p) { secrets { name delivery createdAt updatedAt } } }`
 	// hashScript prints the SHA-256 of $MY_TOKEN, never the value itself.
 	hashScript = `printf %s "$MY_TOKEN" | sha256sum | cut -d' ' -f1`
 )
@@ -143,6 +145,23 @@ func TestE2E_Secrets(t *testing.T) {
 	if got := execHash(t, in, s, runner); got != want {
 		t.Errorf("the command saw a MY_TOKEN hashing to %s, want %s", got, want)
 	}
+
+	// A file secret: a file of the command's own, not a variable, gone
+	// once the command has ended.
+	fileRand := secretValue()
+	fileValue := fileRand + "\n-----END KEY-----\n"
+	if r := s.query(writer, setFileSecretM, map[string]any{"p": "demo", "n": "DEPLOY_KEY", "v": fileValue}); r.code() != "" ||
+		!strings.Contains(jsonText(t, r.Data), `"delivery":"FILE"`) {
+		t.Fatalf("setSecret as a file: %+v", r)
+	}
+	cli := &instance{t: t, env: append(append([]string{}, in.env...), "RDEV_SERVER="+s.url, "RDEV_KEY="+runner)}
+	out, errs, code := cli.cli("exec", "--shell", "demo", "--",
+		`echo "$RDEV_SECRETS_DIR"; sha256sum < "$RDEV_SECRETS_DIR/DEPLOY_KEY" | cut -d' ' -f1; printf '%s\n' "${DEPLOY_KEY-unset}"`)
+	if f := strings.Fields(out); code != 0 || len(f) != 3 || f[1] != sha256Hex(fileValue) || f[2] != "unset" {
+		t.Errorf("file secret: exit %d, stdout %q, stderr %q; want its directory, the file's hash and no variable", code, out, errs)
+	} else if _, err := os.Stat(f[0]); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the command's secrets directory %s outlived it (%v)", f[0], err)
+	}
 	audit := s.query(admin, `{ auditLog(first: 100) { nodes { action details { key value } } } }`, nil)
 	text := jsonText(t, audit.Data)
 	if !strings.Contains(text, "secret.set") || !strings.Contains(text, "secret.delete") || strings.Contains(text, value) {
@@ -151,8 +170,9 @@ func TestE2E_Secrets(t *testing.T) {
 
 	s.stop()
 	assertNowhere(t, in.data, value)
-	if strings.Contains(s.output(), value) {
-		t.Error("the server's log holds the secret's value")
+	assertNowhere(t, in.data, fileRand)
+	if strings.Contains(s.output(), value) || strings.Contains(s.output(), fileRand) {
+		t.Error("the server's log holds a secret's value")
 	}
 
 	t.Run("SurvivesRestart", func(t *testing.T) {
@@ -181,7 +201,7 @@ func TestE2E_Secrets(t *testing.T) {
 			t.Fatal(err)
 		}
 		out, errs, code := in.cli("secrets", "rotate-key", "--new-key-file", newKey)
-		if code != 0 || !strings.Contains(out, "1 secrets sealed again") {
+		if code != 0 || !strings.Contains(out, "2 secrets sealed again") {
 			t.Fatalf("rotate-key: exit %d, stdout %q, stderr %q", code, out, errs)
 		}
 		// The old key now fails start-up; the new one (which replaced the

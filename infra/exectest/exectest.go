@@ -170,7 +170,7 @@ env | grep -c EXECTEST_ || true`)
 	if !strings.HasPrefix(dir, "/") {
 		t.Fatalf("RDEV_SECRETS_DIR = %q, want an absolute directory (stdout %q, stderr %q)", dir, r.stdout, r.stderr)
 	}
-	if want := value + "|t0k|dr-x------ -r-------- 0\n"; rest != want {
+	if want := value + "|t0k|drwx------ -r-------- 0\n"; rest != want {
 		t.Errorf("the command read %q, want %q (the values, a directory and files for its user only, no variable)", rest, want)
 	}
 	after := run(t, t.Context(), ex, sh(proj, `test -e "$1" && echo left || echo gone; printf '%s' "${RDEV_SECRETS_DIR-unset}"`, dir))

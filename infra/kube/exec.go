@@ -224,6 +224,9 @@ func (e *Executor) Exec(ctx context.Context, req domain.ExecRequest, stdout, std
 
 	pf := pidFile(e.stateDir)
 	env := envBlock(req)
+	if len(req.SecretFiles) > 0 {
+		defer e.forget(ctx, t, pf)
+	}
 	var warm *warmStream
 	if e.warm != nil {
 		if warm, err = e.warm.start(ctx, t, wrapperParams(req, e.root, pf), env, out, errOut); err != nil {
@@ -321,6 +324,16 @@ func (e *Executor) kill(ctx context.Context, t Target, pf string) (string, error
 		}
 	}
 	return strings.TrimSpace(out.String()), nil
+}
+
+// forget removes the file secrets of the command whose pid file is pf,
+// once it has ended. Should that fail (the API server unreachable), the
+// next command's wrapper in the pod removes them, as it finds the
+// command's processes gone.
+func (e *Executor) forget(ctx context.Context, t Target, pf string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), helperTimeout)
+	defer cancel()
+	_ = e.streams.Stream(ctx, t, []string{"/bin/sh", "-c", forgetScript, "rdev-forget", pf}, nil, io.Discard, io.Discard)
 }
 
 // reason returns what the wrapper reported about its own failure, if any.

@@ -241,8 +241,9 @@ func TestExecutor_KwokEnvNotInAuditLog(t *testing.T) {
 		if name == "Cold" {
 			ex = k.executor(WithWarmIdle(0))
 		}
-		req := shReq(k.proj, `printf %s "$RDEV_SECRET"`, marker+name)
+		req := shReq(k.proj, `printf %s "$RDEV_SECRET"; [ "$(cat "$RDEV_SECRETS_DIR/FILE_SECRET")" = "$RDEV_SECRET-file" ]`, marker+name)
 		req.Env = map[string]string{"RDEV_SECRET": secret + name}
+		req.SecretFiles = map[string]string{"FILE_SECRET": secret + name + "-file"}
 		// The second command of Warm takes a warm stream.
 		for range 2 {
 			var out lineWriter
@@ -263,6 +264,6 @@ func TestExecutor_KwokEnvNotInAuditLog(t *testing.T) {
 		return ""
 	})
 	if i := bytes.Index(audit, []byte(secret)); i >= 0 {
-		t.Errorf("the audit log holds a variable's value: ...%s...", audit[max(0, i-200):min(len(audit), i+50)])
+		t.Errorf("the audit log holds a variable's or a secret file's value: ...%s...", audit[max(0, i-200):min(len(audit), i+50)])
 	}
 }

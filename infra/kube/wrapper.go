@@ -4,8 +4,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"path"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -68,28 +69,51 @@ fi
 for _rdev_o in "$_rdev_dir"/rdev-*.pid; do
 	read -r _rdev_m _rdev_q 2>/dev/null <"$_rdev_o" && [ -n "$_rdev_q" ] || continue
 	if [ "$_rdev_m" = g ]; then _rdev_t=-$_rdev_q; else _rdev_t=$_rdev_q; fi
-	kill -s 0 -- "$_rdev_t" 2>/dev/null || kill -s 0 -- "$_rdev_q" 2>/dev/null || rm -f -- "$_rdev_o"
+	kill -s 0 -- "$_rdev_t" 2>/dev/null || kill -s 0 -- "$_rdev_q" 2>/dev/null || rm -rf -- "$_rdev_o" "$_rdev_o.s"
+done
+for _rdev_o in "$_rdev_dir"/rdev-*.pid.s; do
+	[ -e "${_rdev_o%.s}" ] || rm -rf -- "$_rdev_o"
 done
 `
 
 // wrapperEnv takes the pid file, root and working directory from the
 // positional parameters, leaving argv, and reads the variables from stdin
-// (envBlock) into _rdev_n parameters before argv; it calls _rdev_noenv if
-// they do not all arrive. The shell's read takes no byte past the block's
-// last line, so whatever follows it on stdin is left for the command.
-// Nothing is exported yet: CDPATH and the like must not steer the wrapper.
+// (envBlock) into _rdev_n parameters before argv, then the file secrets'
+// names and values into _rdev_m parameters before those; it calls
+// _rdev_noenv if they do not all arrive. The shell's read takes no byte
+// past the block's last line, so whatever follows it on stdin is left for
+// the command. Nothing is exported yet: CDPATH and the like must not steer
+// the wrapper.
 const wrapperEnv = `_rdev_fail() { printf '%s\n' "$2" >"$_rdev_f.err" 2>/dev/null; exit "$1"; }
 _rdev_f=$1 _rdev_root=$2 _rdev_wd=$3
 shift 3
 IFS= read -r _rdev_n || _rdev_noenv
 _rdev_i=$_rdev_n
 while [ "$_rdev_i" -gt 0 ]; do _rdev_get || _rdev_noenv; set -- "$_rdev_l" "$@"; _rdev_i=$((_rdev_i-1)); done
+IFS= read -r _rdev_m || _rdev_noenv
+_rdev_i=$_rdev_m
+while [ "$_rdev_i" -gt 0 ]; do _rdev_get || _rdev_noenv; set -- "$_rdev_l" "$@"; _rdev_i=$((_rdev_i-1)); done
 `
 
 // wrapperRun records the process group and runs the command that wrapperEnv
-// left in the positional parameters.
+// left in the positional parameters. File secrets go to <pid file>.s,
+// made only once the pid file is there (a directory without its pid file
+// is left over, and the next wrapper removes it): the directory 0700 and
+// the files 0400, the values written by the shell's printf, never on a
+// command line.
 const wrapperRun = `echo "$_rdev_mode $$" >"$_rdev_f"
 if [ -e "$_rdev_f.cancel" ]; then rm -f "$_rdev_f" "$_rdev_f.cancel"; exit 143; fi
+_rdev_s=
+if [ "$_rdev_m" -gt 0 ]; then
+	_rdev_s=$_rdev_f.s
+	(
+		umask 077
+		mkdir -- "$_rdev_s" || exit 1
+		while [ "$_rdev_m" -gt 0 ]; do printf '%s' "$1" >"$_rdev_s/$2" || exit 1; shift 2; _rdev_m=$((_rdev_m-2)); done
+		chmod 400 "$_rdev_s"/* || exit 1
+	) || { rm -rf -- "$_rdev_s"; _rdev_fail 126 "secrets: cannot write the command's secret files in $_rdev_s"; }
+	shift "$_rdev_m"
+fi
 if [ -n "$_rdev_root" ]; then
 	cd -- "$_rdev_root" 2>/dev/null || _rdev_fail 126 "project root $_rdev_root does not exist or is not a directory"
 fi
@@ -99,6 +123,7 @@ if [ -n "$_rdev_wd" ]; then
 	case "$PWD/" in "${_rdev_top%/}"/*) ;; *) _rdev_fail 126 "workdir: \"$_rdev_wd\" leads out of the project directory";; esac
 fi
 while [ "$_rdev_n" -gt 0 ]; do export "$1" || _rdev_fail 126 "env: cannot set a variable"; shift; _rdev_n=$((_rdev_n-1)); done
+[ -z "$_rdev_s" ] || export RDEV_SECRETS_DIR="$_rdev_s"
 _rdev_p=$1
 case $_rdev_p in
 */*)
@@ -155,10 +180,14 @@ done
 i=0
 while [ "$sig" = KILL ] && alive && [ "$i" -lt "$limit" ]; do tick; i=$((i+1)); done
 if [ "$sig" = KILL ] && alive; then echo "alive KILL"; else echo "gone $sig"; fi
-rm -f "$f" "$f.cancel" "$f.err"`
+rm -rf "$f" "$f.cancel" "$f.err" "$f.s"`
 
 // reasonScript prints and removes the reason the wrapper left in $1.err.
-const reasonScript = `cat -- "$1.err" 2>/dev/null; rm -f -- "$1" "$1.err" "$1.cancel"`
+const reasonScript = `cat -- "$1.err" 2>/dev/null; rm -rf -- "$1" "$1.err" "$1.cancel" "$1.s"`
+
+// forgetScript removes the file secrets of the command whose pid file is
+// $1, once it has ended.
+const forgetScript = `rm -rf -- "$1.s"`
 
 // envName is a variable name the shell can export.
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -176,19 +205,20 @@ func wrapperParams(req domain.ExecRequest, root, pidFile string) []string {
 	return append([]string{pidFile, root, req.Workdir}, req.Argv...)
 }
 
-// envBlock returns req's variables as NAME=VALUE, sorted by name, framed by
-// encodeLines: what the wrapper reads from its stdin before anything else.
+// envBlock returns what the wrapper reads from its stdin before anything
+// else: req's variables as NAME=VALUE, sorted by name, framed by
+// encodeLines, then its file secrets as name and value, sorted by name,
+// framed the same way.
 func envBlock(req domain.ExecRequest) []byte {
-	names := make([]string, 0, len(req.Env))
-	for k := range req.Env {
-		names = append(names, k)
+	pairs := make([]string, 0, len(req.Env))
+	for _, k := range slices.Sorted(maps.Keys(req.Env)) {
+		pairs = append(pairs, k+"="+req.Env[k])
 	}
-	sort.Strings(names)
-	pairs := make([]string, len(names))
-	for i, k := range names {
-		pairs[i] = k + "=" + req.Env[k]
+	files := make([]string, 0, 2*len(req.SecretFiles))
+	for _, k := range slices.Sorted(maps.Keys(req.SecretFiles)) {
+		files = append(files, k, req.SecretFiles[k])
 	}
-	return encodeLines(pairs)
+	return append(encodeLines(pairs), encodeLines(files)...)
 }
 
 // encodeLines frames values as the wrapper's _rdev_get reads them: their
@@ -241,6 +271,11 @@ func validate(req domain.ExecRequest) error {
 		}
 		if strings.HasPrefix(strings.ToLower(k), "_rdev_") {
 			return domain.Errorf(domain.EINVALID, "env: %q: names starting with _rdev_ are reserved", domain.Clip(k))
+		}
+	}
+	for k, v := range req.SecretFiles {
+		if !envName.MatchString(k) || strings.IndexByte(v, 0) >= 0 {
+			return domain.Errorf(domain.EINVALID, "secret file: %q is not a valid name, or its value holds a NUL byte", domain.Clip(k))
 		}
 	}
 	wd := req.Workdir

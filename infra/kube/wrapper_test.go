@@ -24,11 +24,12 @@ func TestWrapperEnv_ReadsTheBlockAndLeavesTheRest(t *testing.T) {
 	for i, v := range awkward {
 		env["V"+itoa(i)] = v
 	}
-	block := envBlock(domain.ExecRequest{Env: env})
+	files := map[string]string{"F_A": awkward[3], "F_B": awkward[7]}
+	block := envBlock(domain.ExecRequest{Env: env, SecretFiles: files})
 	const rest = "rest of stdin\nl1\n\x00binary\\n"
 	script := `_rdev_noenv() { exit 9; }
 ` + wrapperGet + wrapperEnv + `[ -z "${V0+set}" ] || exit 8
-printf '%s\0' "$_rdev_f" "$_rdev_root" "$_rdev_wd" "$_rdev_n" "$@"
+printf '%s\0' "$_rdev_f" "$_rdev_root" "$_rdev_wd" "$_rdev_n" "$_rdev_m" "$@"
 printf '%s' --; cat`
 	run := func(stdin []byte) ([]byte, error) {
 		c := exec.CommandContext(t.Context(), "/bin/sh", "-c", script, "rdev", "pf", "root", "wd", "argv0", "argv 1")
@@ -45,13 +46,17 @@ printf '%s' --; cat`
 		t.Fatalf("output %q has no end of the parameters", out)
 	}
 	got := strings.Split(string(fields), "\x00")
-	want := []string{"pf", "root", "wd", itoa(len(env))}
-	// wrapperEnv puts each variable before the ones read earlier.
+	// wrapperEnv puts each value before the ones read earlier: the files'
+	// (read last, by name) first, value before name.
+	want := []string{"pf", "root", "wd", itoa(len(env)), "4", awkward[7], "F_B", awkward[3], "F_A"}
+	const vars = 9
 	for i := len(awkward) - 1; i >= 0; i-- {
 		want = append(want, "V"+itoa(i)+"="+awkward[i])
 	}
-	slices.SortFunc(want[4:], strings.Compare)
-	slices.SortFunc(got[4:len(got)-2], strings.Compare)
+	slices.SortFunc(want[vars:], strings.Compare)
+	if len(got) > vars+2 {
+		slices.SortFunc(got[vars:len(got)-2], strings.Compare)
+	}
 	want = append(want, "argv0", "argv 1")
 	if !slices.Equal(got, want) {
 		t.Errorf("parameters after wrapperEnv:\n got %q\nwant %q", got, want)
@@ -97,6 +102,8 @@ func TestExecutor_EnvNotInExecURL(t *testing.T) {
 			value := secret + "/" + strings.Repeat("p", tt.pad) + "&x=1 \n'\""
 			req := shReq(proj, `printf %s "$RDEV_SECRET"`, "marker-url")
 			req.Env = map[string]string{"RDEV_SECRET": value, "OTHER": secret}
+			req.SecretFiles = map[string]string{"TOKEN_FILE": secret + "-file"}
+			req.Argv[2] = `[ "$(cat "$RDEV_SECRETS_DIR/TOKEN_FILE")" = "$OTHER-file" ] || exit 3; ` + req.Argv[2]
 			res, out, _, err := runHarness(t, t.Context(), ex, req)
 			if err != nil || res.ExitCode != 0 || out != value {
 				t.Fatalf("Exec = %+v, %v, stdout %d bytes (want the value, %d bytes)", res, err, len(out), len(value))

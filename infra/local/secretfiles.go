@@ -25,7 +25,7 @@ func secretFilesRoot() string {
 
 // writeSecretFiles writes files, name to value, to a fresh directory that
 // only the user uid (rdev's own when uid is negative) can read: the
-// directory 0500 and each file 0400, both theirs. It returns "" when there
+// directory 0700 and each file 0400, both theirs. It returns "" when there
 // are no files. The caller removes the directory once the command has
 // ended (removeSecretFiles).
 func writeSecretFiles(files map[string]string, uid, gid int) (string, error) {
@@ -73,19 +73,13 @@ func fillSecretDir(dir string, files map[string]string, uid, gid int) error {
 			return fmt.Errorf("local: secrets directory: %w", err)
 		}
 	}
-	if err := os.Chmod(dir, 0o500); err != nil {
-		return fmt.Errorf("local: secrets directory: %w", err)
-	}
 	return nil
 }
 
 // removeSecretFiles removes a directory writeSecretFiles made ("" is
-// none). Its mode keeps even its owner from removing files in it, so it is
-// made writable first.
+// none).
 func removeSecretFiles(dir string) {
-	if dir == "" {
-		return
+	if dir != "" {
+		_ = os.RemoveAll(dir)
 	}
-	_ = os.Chmod(dir, 0o700)
-	_ = os.RemoveAll(dir)
 }
