@@ -42,7 +42,7 @@ const (
 
 // SecretsDirVar names the variable that tells a command where its file
 // secrets are; it is set only for commands that have some.
-const SecretsDirVar = "RDEV_SECRETS_DIR"
+const SecretsDirVar = "RDEV_SECRETS_DIR" //nolint:gosec // the name of a variable, not a credential.
 
 // Valid reports whether d is a known delivery.
 func (d SecretDelivery) Valid() bool { return d == SecretAsEnv || d == SecretAsFile }

@@ -3,8 +3,8 @@ package kube
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"path"
 	"maps"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"

@@ -137,7 +137,8 @@ func TestExecutor_SandboxSecretFiles(t *testing.T) {
 					t.Fatal("the holding command never wrote its secrets directory")
 				}
 			}
-			if b, err := os.ReadFile(filepath.Join(held, "TOKEN")); err != nil || string(b) != "held-value" {
+			b, err := os.ReadFile(filepath.Join(held, "TOKEN")) //nolint:gosec // the command's own secrets directory.
+			if err != nil || string(b) != "held-value" {
 				t.Fatalf("the secret file holds %q (%v)", b, err)
 			}
 			for _, script := range []string{"cat " + filepath.Join(held, "TOKEN"), "ls " + held, "ls " + filepath.Dir(held)} {
@@ -150,7 +151,7 @@ func TestExecutor_SandboxSecretFiles(t *testing.T) {
 			if err := <-done; err != nil {
 				t.Fatal(err)
 			}
-			if _, err := os.Stat(held); !errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Stat(held); !errors.Is(err, os.ErrNotExist) { //nolint:gosec // the command's own secrets directory.
 				t.Errorf("%s is still there after the command (%v)", held, err)
 			}
 		})
