@@ -56,15 +56,30 @@ func TestE2E_LocalSandbox(t *testing.T) {
 		{"sh", "-c", "echo x > " + filepath.Join(in.data, "planted")},
 		{"ls", in.data},
 	}
-	if _, err := exec.LookPath("sqlite3"); err == nil {
-		refused = append(refused, []string{"sqlite3", db, `INSERT INTO api_keys (id) VALUES ('planted')`})
-	}
 	for _, argv := range refused {
 		out, errs, code := cli.cli(append([]string{"exec", "demo", "--"}, argv...)...)
 		if code == 0 || out != "" {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want it refused", argv, code, out, errs)
 		}
 	}
+	// The escalation as it was seen: sqlite3 run from a command to make a
+	// key of its own an admin.
+	t.Run("Sqlite3", func(t *testing.T) {
+		_, err := exec.LookPath("sqlite3")
+		testenv.RequireService(t, "sqlite3 (Debian's sqlite3)", err)
+		insert := `INSERT INTO api_keys (id, name, scopes) VALUES ('planted', 'planted', '["admin"]')`
+		out, errs, code := cli.cli("exec", "demo", "--", "sqlite3", db, insert)
+		if code == 0 || out != "" {
+			t.Errorf("sqlite3 from a command: exit %d, stdout %q, stderr %q; want it refused", code, out, errs)
+		}
+		if !strings.Contains(errs, "unable to open database") {
+			t.Errorf("sqlite3 from a command: stderr %q, want sqlite3's own refusal (the test would prove less)", errs)
+		}
+		keys, errs, code := in.cli("keys", "list")
+		if code != 0 || strings.Contains(keys, "planted") {
+			t.Errorf("rdev keys list: exit %d, %q %q; want no planted key", code, keys, errs)
+		}
+	})
 	if _, err := os.Stat(filepath.Join(in.data, "planted")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a command wrote into the data directory (%v)", err)
 	}
