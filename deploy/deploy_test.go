@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 var kustomizations = map[string]int{
 	"base":             10,
 	"examples/project": 2,
-	"overlays/dev":     18,
+	"overlays/dev":     19,
 }
 
 // render runs `kubectl kustomize dir` and decodes the objects.
@@ -111,8 +111,12 @@ func TestManifests_Render(t *testing.T) {
 		}
 		if d := byKind["Deployment/rdev"]; d == nil {
 			t.Error("no Deployment rdev")
-		} else if r := number(d, "spec", "replicas"); r != 2 {
-			t.Errorf("Deployment rdev has %v replicas, want 2", r)
+		} else {
+			if r := number(d, "spec", "replicas"); r != 2 {
+				t.Errorf("Deployment rdev has %v replicas, want 2", r)
+			}
+			checkKeyFromSecret(t, d, "RDEV_SECRETS_KEY_FILE", "rdev-secrets-key")
+			checkKeyFromSecret(t, d, "RDEV_AUDIT_KEY_FILE", "rdev-audit-key")
 		}
 		if p := byKind["PodDisruptionBudget/rdev"]; p == nil {
 			t.Error("no PodDisruptionBudget")
@@ -131,6 +135,50 @@ func TestManifests_Render(t *testing.T) {
 			t.Errorf("default-deny selects %v with types %v, rules %v/%v: want every pod, both directions, no rules", sel, types, hasIngress, hasEgress)
 		}
 	})
+}
+
+// checkKeyFromSecret checks that the rdev container of Deployment d reads
+// the key file variable from a read-only mount of the Secret secret: keys
+// stay out of the database, the image and the ConfigMap.
+func checkKeyFromSecret(t *testing.T, d *unstructured.Unstructured, variable, secret string) {
+	t.Helper()
+	containers, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	volumes, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "volumes")
+	if len(containers) == 0 {
+		t.Fatal("Deployment rdev has no container")
+	}
+	c := containers[0].(map[string]any)
+	path := ""
+	envs, _, _ := unstructured.NestedSlice(c, "env")
+	for _, e := range envs {
+		if e := e.(map[string]any); e["name"] == variable {
+			path, _ = e["value"].(string)
+		}
+	}
+	if path == "" {
+		t.Errorf("the rdev container does not set %s", variable)
+		return
+	}
+	mounts, _, _ := unstructured.NestedSlice(c, "volumeMounts")
+	for _, m := range mounts {
+		m := m.(map[string]any)
+		dir, _ := m["mountPath"].(string)
+		if !strings.HasPrefix(path, dir+"/") {
+			continue
+		}
+		if m["readOnly"] != true {
+			t.Errorf("%s is mounted writable", dir)
+		}
+		for _, v := range volumes {
+			if v := v.(map[string]any); v["name"] == m["name"] {
+				if name, _, _ := unstructured.NestedString(v, "secret", "secretName"); name != secret {
+					t.Errorf("%s (%s) comes from %v, want the Secret %s", variable, path, v, secret)
+				}
+				return
+			}
+		}
+	}
+	t.Errorf("%s=%s is on no mounted volume", variable, path)
 }
 
 // number returns the number at fields of o, -1 if there is none (decoded
