@@ -79,7 +79,7 @@ done
 // wrapperEnv takes the pid file, root and working directory from the
 // positional parameters, leaving argv, and reads the variables from stdin
 // (envBlock) into _rdev_n parameters before argv, then the file secrets'
-// names and values into _rdev_m parameters before those; it calls
+// names and values into _rdev_nf parameters before those; it calls
 // _rdev_noenv if they do not all arrive. The shell's read takes no byte
 // past the block's last line, so whatever follows it on stdin is left for
 // the command. Nothing is exported yet: CDPATH and the like must not steer
@@ -90,8 +90,8 @@ shift 3
 IFS= read -r _rdev_n || _rdev_noenv
 _rdev_i=$_rdev_n
 while [ "$_rdev_i" -gt 0 ]; do _rdev_get || _rdev_noenv; set -- "$_rdev_l" "$@"; _rdev_i=$((_rdev_i-1)); done
-IFS= read -r _rdev_m || _rdev_noenv
-_rdev_i=$_rdev_m
+IFS= read -r _rdev_nf || _rdev_noenv
+_rdev_i=$_rdev_nf
 while [ "$_rdev_i" -gt 0 ]; do _rdev_get || _rdev_noenv; set -- "$_rdev_l" "$@"; _rdev_i=$((_rdev_i-1)); done
 `
 
@@ -104,15 +104,15 @@ while [ "$_rdev_i" -gt 0 ]; do _rdev_get || _rdev_noenv; set -- "$_rdev_l" "$@";
 const wrapperRun = `echo "$_rdev_mode $$" >"$_rdev_f"
 if [ -e "$_rdev_f.cancel" ]; then rm -f "$_rdev_f" "$_rdev_f.cancel"; exit 143; fi
 _rdev_s=
-if [ "$_rdev_m" -gt 0 ]; then
+if [ "$_rdev_nf" -gt 0 ]; then
 	_rdev_s=$_rdev_f.s
 	(
 		umask 077
 		mkdir -- "$_rdev_s" || exit 1
-		while [ "$_rdev_m" -gt 0 ]; do printf '%s' "$1" >"$_rdev_s/$2" || exit 1; shift 2; _rdev_m=$((_rdev_m-2)); done
+		while [ "$_rdev_nf" -gt 0 ]; do printf '%s' "$1" >"$_rdev_s/$2" || exit 1; shift 2; _rdev_nf=$((_rdev_nf-2)); done
 		chmod 400 "$_rdev_s"/* || exit 1
 	) || { rm -rf -- "$_rdev_s"; _rdev_fail 126 "secrets: cannot write the command's secret files in $_rdev_s"; }
-	shift "$_rdev_m"
+	shift "$_rdev_nf"
 fi
 if [ -n "$_rdev_root" ]; then
 	cd -- "$_rdev_root" 2>/dev/null || _rdev_fail 126 "project root $_rdev_root does not exist or is not a directory"

@@ -29,7 +29,7 @@ func TestWrapperEnv_ReadsTheBlockAndLeavesTheRest(t *testing.T) {
 	const rest = "rest of stdin\nl1\n\x00binary\\n"
 	script := `_rdev_noenv() { exit 9; }
 ` + wrapperGet + wrapperEnv + `[ -z "${V0+set}" ] || exit 8
-printf '%s\0' "$_rdev_f" "$_rdev_root" "$_rdev_wd" "$_rdev_n" "$_rdev_m" "$@"
+printf '%s\0' "$_rdev_f" "$_rdev_root" "$_rdev_wd" "$_rdev_n" "$_rdev_nf" "$@"
 printf '%s' --; cat`
 	run := func(stdin []byte) ([]byte, error) {
 		c := exec.CommandContext(t.Context(), "/bin/sh", "-c", script, "rdev", "pf", "root", "wd", "argv0", "argv 1")
