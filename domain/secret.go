@@ -145,6 +145,19 @@ type SecretSealer interface {
 	Open(sealed, ad []byte) ([]byte, error)
 }
 
+// SecretKeyNamer is a SecretSealer whose sealed values name the key that
+// sealed them (infra/secretbox, a keyring that seals under its first key
+// and opens under any): RotateKey then leaves the values already under the
+// sealing key as they are and reports which keys the stored values are
+// under.
+type SecretKeyNamer interface {
+	// SealingKeyID returns the ID of the key Seal seals under.
+	SealingKeyID() string
+	// SealedKeyID returns the ID of the key sealed was sealed under, ""
+	// if it names none.
+	SealedKeyID(sealed []byte) string
+}
+
 // SecretRepository stores sealed secrets and the key check.
 type SecretRepository interface {
 	// PutSecret inserts s, or replaces the sealed value and UpdatedAt of the

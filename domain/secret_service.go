@@ -3,6 +3,8 @@ package domain
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -228,27 +230,62 @@ func (s *SecretService) Open(ctx context.Context, projectID string) (ExecSecrets
 	return out, nil
 }
 
+// KeyRotation is what RotateKey did.
+type KeyRotation struct {
+	// Rewrapped is how many values it sealed again.
+	Rewrapped int
+	// Stored is how many sealed values there are, the key check left out.
+	Stored int
+	// KeyIDs are the IDs of the keys the stored values are sealed under
+	// now, the key check included, sorted; nil unless the new sealer is a
+	// SecretKeyNamer.
+	KeyIDs []string
+}
+
 // RotateKey seals every stored secret and webhook signing secret, and the
-// key check, under to instead of the service's key, in one transaction,
-// and returns how many values it rewrapped. The servers must then be
-// started with to's key. It fails, changing nothing, if a value does not
-// open under the current key.
-func (s *SecretService) RotateKey(ctx context.Context, to SecretSealer) (int, error) {
+// key check, under to instead of the key it was sealed under, in one
+// transaction. The service's sealer opens them: a keyring holding the old
+// keys and to's. When to is a SecretKeyNamer, the values already under its
+// sealing key are left as they are. Servers must seal under to's key from
+// then on. It fails, changing nothing, if a value does not open.
+func (s *SecretService) RotateKey(ctx context.Context, to SecretSealer) (KeyRotation, error) {
+	var r KeyRotation
 	if s.sealer == nil {
-		return 0, errNoSecretsKey()
+		return r, errNoSecretsKey()
 	}
 	if err := s.CheckKey(ctx); err != nil {
-		return 0, err
+		return r, err
 	}
 	check, err := to.Seal(secretKeyCheckValue, secretKeyCheckAD)
 	if err != nil {
-		return 0, err
+		return r, err
 	}
-	return s.repo.RewrapSecrets(ctx, func(sealed, ad []byte) ([]byte, error) {
+	namer, _ := to.(SecretKeyNamer)
+	ids := map[string]bool{}
+	r.Stored, err = s.repo.RewrapSecrets(ctx, func(sealed, ad []byte) ([]byte, error) {
+		if namer != nil && namer.SealedKeyID(sealed) == namer.SealingKeyID() {
+			ids[namer.SealingKeyID()] = true
+			return sealed, nil
+		}
 		v, err := s.sealer.Open(sealed, ad)
 		if err != nil {
 			return nil, fmt.Errorf("does not open: %w", err)
 		}
-		return to.Seal(v, ad)
+		out, err := to.Seal(v, ad)
+		if err == nil {
+			r.Rewrapped++
+			if namer != nil {
+				ids[namer.SealedKeyID(out)] = true
+			}
+		}
+		return out, err
 	}, check)
+	if err != nil {
+		return KeyRotation{}, err
+	}
+	if namer != nil {
+		ids[namer.SealedKeyID(check)] = true
+		r.KeyIDs = slices.Sorted(maps.Keys(ids))
+	}
+	return r, nil
 }

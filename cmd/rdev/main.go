@@ -32,8 +32,8 @@ Usage:
   rdev keys update ID [--name N] [--scopes S] [--allowed-cidrs C] [--rate-limit N] [--expires D] [--projects P] [--project-selector L]
                                          rename an API key or narrow what it may do
   rdev audit verify [--checkpoints F]    check the audit log's chain, MACs and checkpoints (exit 1 on a break)
-  rdev secrets rotate-key --new-key-file F
-                                         seal every project secret again under a new key, in one transaction
+  rdev secrets rotate-key [--new-key-file F]
+                                         seal every project secret again under the new key (F's, else the first of the keyring)
   rdev exec PROJECT -- ARGV…             run a command in a project and stream its output
   rdev exec --prompt TEXT PROJECT        run the Claude Code CLI with a prompt and stream its output
   rdev logs [--follow] COMMAND_ID        print a command's output (exit with its status once it ended)

@@ -239,7 +239,8 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 	metrics := telemetry.New()
 	s.audit = domain.NewAuditService(metrics.AuditRepository(s.store), redact).JudgeProjectsWith(projects)
 	s.webhooks = domain.NewWebhookService(s.store, s.audit, cfg.webhooks.AllowHTTP)
-	if s.secrets, err = cfg.secrets.open(ctx, s.store, cfg.store, projects, s.audit, log); err != nil {
+	var keys keyring
+	if s.secrets, keys, err = cfg.secrets.open(ctx, s.store, cfg.store, projects, s.audit, log); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -276,8 +277,8 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 			DrainTimeout: cfg.ShutdownTimeout, FinishGrace: cfg.commands.FinishGrace, Tracer: tracing, Writes: writes,
 			Secrets: s.secrets.Open,
 		})
-	metrics.Register(telemetry.NewWriteHealthCollector(writes))
-	s.health = domain.NewHealthService(append([]domain.HealthCheck{domain.HealthCheckFunc(s.databaseHealth), writes}, s.backend.checks...)...)
+	metrics.Register(telemetry.NewWriteHealthCollector(writes), telemetry.NewSecretsKeysCollector(keyIDs(keys)))
+	s.health = domain.NewHealthService(append([]domain.HealthCheck{domain.HealthCheckFunc(s.databaseHealth), writes, keysHealth(keys)}, s.backend.checks...)...)
 	projectService = domain.NewProjectService(projects, s.hub)
 	root := &resolvers.Resolver{
 		ProjectService: projectService,

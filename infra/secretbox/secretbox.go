@@ -13,7 +13,10 @@
 //
 // The KEK id is an HMAC of a fixed text under the KEK: it names the key
 // without revealing it, so that a value sealed under another key is told
-// apart from a changed one.
+// apart from a changed one, and so that a keyring (Ring, KeyFile: several
+// keys, the first sealing) opens a value with exactly the key that sealed
+// it. Rotating keys without stopping servers relies on that: see
+// docs/operations.md.
 package secretbox
 
 import (
@@ -180,45 +183,24 @@ func NewKey() string {
 	return base64.StdEncoding.EncodeToString(key)
 }
 
-// ReadKeyFile reads a key-encryption key from path (base64 text), such as
-// a file of a mounted Kubernetes Secret.
-func ReadKeyFile(path string) ([]byte, error) {
-	data, err := os.ReadFile(path) //nolint:gosec // the operator names the key file.
-	if err != nil {
-		return nil, fmt.Errorf("secrets key file: %w", err)
-	}
-	key, err := ParseKey(string(data))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return key, nil
-}
-
-// LoadOrCreateKeyFile reads the key in path, or writes a fresh one there
-// (mode 0600, in a directory made 0700 if it is missing) if there is no
-// file. created reports whether it wrote one.
-func LoadOrCreateKeyFile(path string) (key []byte, created bool, err error) {
-	key, err = ReadKeyFile(path)
-	if err == nil || !errors.Is(err, os.ErrNotExist) {
-		return key, false, err
-	}
+// CreateKeyFile writes a fresh key to path (mode 0600, in a directory
+// made 0700 if it is missing) unless there is a file there already, and
+// reports whether it wrote one. Read the file with OpenKeyFile.
+func CreateKeyFile(path string) (created bool, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, false, fmt.Errorf("secrets key file: %w", err)
+		return false, fmt.Errorf("secrets key file: %w", err)
 	}
-	text := NewKey()
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) //nolint:gosec // the path is the server's own data directory.
 	if errors.Is(err, os.ErrExist) {
-		key, err = ReadKeyFile(path) // another process made it meanwhile
-		return key, false, err
+		return false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("secrets key file: %w", err)
+		return false, fmt.Errorf("secrets key file: %w", err)
 	}
-	_, werr := f.WriteString(text + "\n")
+	_, werr := f.WriteString(NewKey() + "\n")
 	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
 		_ = os.Remove(path)
-		return nil, false, fmt.Errorf("secrets key file: %w", err)
+		return false, fmt.Errorf("secrets key file: %w", err)
 	}
-	key, err = ParseKey(text)
-	return key, true, err
+	return true, nil
 }

@@ -128,11 +128,11 @@ func TestParseKey(t *testing.T) {
 	}
 }
 
-func TestLoadOrCreateKeyFile(t *testing.T) {
+func TestCreateKeyFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "data", "secrets.key")
-	key, created, err := secretbox.LoadOrCreateKeyFile(path)
-	if err != nil || !created || len(key) != secretbox.KeySize {
-		t.Fatalf("first: %d bytes, created %v, %v", len(key), created, err)
+	created, err := secretbox.CreateKeyFile(path)
+	if err != nil || !created {
+		t.Fatalf("first: created %v, %v", created, err)
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -144,9 +144,16 @@ func TestLoadOrCreateKeyFile(t *testing.T) {
 	if di, _ := os.Stat(filepath.Dir(path)); di.Mode().Perm() != 0o700 {
 		t.Errorf("key directory mode %v, want 0700", di.Mode().Perm())
 	}
-	again, created, err := secretbox.LoadOrCreateKeyFile(path)
-	if err != nil || created || !bytes.Equal(again, key) {
-		t.Fatalf("second: created %v, same %v, %v", created, bytes.Equal(again, key), err)
+	ring, err := secretbox.ReadRingFile(path)
+	if err != nil || len(ring.KeyIDs()) != 1 {
+		t.Fatalf("the file made: %v", err)
+	}
+	created, err = secretbox.CreateKeyFile(path)
+	if err != nil || created {
+		t.Fatalf("second: created %v, %v", created, err)
+	}
+	if again, err := secretbox.ReadRingFile(path); err != nil || again.SealingKeyID() != ring.SealingKeyID() {
+		t.Fatalf("second: the key changed (%v)", err)
 	}
 }
 

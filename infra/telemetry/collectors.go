@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"log/slog"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -189,6 +190,30 @@ func NewAuthCollector(stats func() domain.AuthStats) prometheus.Collector {
 			ch <- prometheus.MustNewConstMetric(lookups, prometheus.CounterValue, float64(st.CacheMisses), "miss")
 			ch <- prometheus.MustNewConstMetric(cached, prometheus.GaugeValue, float64(st.CachedCredentials))
 			ch <- prometheus.MustNewConstMetric(guarded, prometheus.GaugeValue, float64(st.Guarded))
+			return nil
+		}}
+}
+
+// NewSecretsKeysCollector reports the key-encryption keys held now, by ID
+// (never a key): rdev_secrets_keys{key_id, sealing} is 1 for each, sealing
+// "true" for the first, the one that seals; and
+// rdev_secrets_key_file_stale is 1 while the key file changed and was not
+// taken. keys returns the IDs, the sealing one first (none without a key),
+// and whether the file is stale.
+func NewSecretsKeysCollector(keys func() (ids []string, stale bool)) prometheus.Collector {
+	held := prometheus.NewDesc("rdev_secrets_keys", "Key-encryption keys of secrets held now, by ID; sealing is true for the one that seals.", []string{"key_id", "sealing"}, nil)
+	staleDesc := prometheus.NewDesc("rdev_secrets_key_file_stale", "1 while the secrets key file changed and is not taken (the keys read before are kept).", nil, nil)
+	return &funcCollector{descs: []*prometheus.Desc{held, staleDesc}, what: "secrets keys",
+		collect: func(_ context.Context, ch chan<- prometheus.Metric) error {
+			ids, stale := keys()
+			for i, id := range ids {
+				ch <- prometheus.MustNewConstMetric(held, prometheus.GaugeValue, 1, id, strconv.FormatBool(i == 0))
+			}
+			v := 0.0
+			if stale {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(staleDesc, prometheus.GaugeValue, v)
 			return nil
 		}}
 }
