@@ -359,9 +359,9 @@ func TestSecretService_RotateKey(t *testing.T) {
 		}
 		want[n] = v
 	}
-	n, err := s.RotateKey(t.Context(), xorSealer(9))
-	if err != nil || n != 3 {
-		t.Fatalf("RotateKey = %d, %v", n, err)
+	r, err := s.RotateKey(t.Context(), xorSealer(9))
+	if err != nil || r.Rewrapped != 3 || r.Stored != 3 || r.KeyIDs != nil {
+		t.Fatalf("RotateKey = %+v, %v; want 3 of 3 rewrapped, no key IDs (the sealer names none)", r, err)
 	}
 	if err := s.CheckKey(t.Context()); err == nil {
 		t.Error("the old key still passes the key check")
@@ -376,6 +376,99 @@ func TestSecretService_RotateKey(t *testing.T) {
 	}
 	if _, err := s.Open(t.Context(), "pay"); ErrorCode(err) != EINTERNAL {
 		t.Errorf("Open under the old key: %v, want EINTERNAL (not an outage: waiting would not open it)", err)
+	}
+}
+
+// xorRing stands for a keyring of infra/secretbox: it seals under its
+// first key and opens under the key the sealed value names, if it holds it.
+type xorRing []xorSealer
+
+func (r xorRing) Seal(plaintext, ad []byte) ([]byte, error) { return r[0].Seal(plaintext, ad) }
+
+func (r xorRing) Open(sealed, ad []byte) ([]byte, error) {
+	for _, k := range r {
+		if len(sealed) > 0 && sealed[0] == byte(k) {
+			return k.Open(sealed, ad)
+		}
+	}
+	return nil, errors.New("sealed under a key not held")
+}
+
+func (r xorRing) SealingKeyID() string { return fmt.Sprint(byte(r[0])) }
+
+func (r xorRing) SealedKeyID(sealed []byte) string {
+	if len(sealed) == 0 {
+		return ""
+	}
+	return fmt.Sprint(sealed[0])
+}
+
+// A keyring passes the key check if any of its keys sealed it.
+func TestSecretService_CheckKeyRing(t *testing.T) {
+	s, repo := newTestSecretService(xorSealer(7))
+	if err := s.CheckKey(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		ring xorRing
+		ok   bool
+	}{
+		{"NewFirst", xorRing{9, 7}, true},
+		{"OldFirst", xorRing{7, 9}, true},
+		{"ErrOldMissing", xorRing{9, 8}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := NewSecretService(repo, nil, tt.ring, nil).CheckKey(t.Context())
+			if (err == nil) != tt.ok {
+				t.Errorf("CheckKey = %v, want ok %v", err, tt.ok)
+			}
+		})
+	}
+}
+
+// RotateKey with a keyring rewraps only what is under an older key, and
+// reports the keys in use after: the new one only.
+func TestSecretService_RotateKeyRing(t *testing.T) {
+	old, repo := newTestSecretService(xorSealer(7))
+	op := operatorContext(t)
+	if err := old.CheckKey(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"A": "a", "B": "bb", "C": "ccc"}
+	for _, n := range []string{"A", "B"} {
+		if _, err := old.Set(op, "pay", n, want[n]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A server that took the ring [9, 7] seals under 9 and opens both.
+	ring := xorRing{9, 7}
+	both := NewSecretService(repo, newProjectRepo(&Project{ID: "pay", Status: ProjectRunning}), ring, nil)
+	if _, err := both.Set(op, "pay", "C", want["C"]); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := both.Env(t.Context(), "pay"); err != nil || !maps.Equal(got, want) {
+		t.Fatalf("Env under both keys = %v, %v", got, err)
+	}
+
+	r, err := both.RotateKey(t.Context(), ring)
+	if err != nil || r.Rewrapped != 2 || r.Stored != 3 || !slices.Equal(r.KeyIDs, []string{"9"}) {
+		t.Fatalf("RotateKey = %+v, %v; want 2 of 3 rewrapped, key 9 alone in use", r, err)
+	}
+	again, err := both.RotateKey(t.Context(), ring)
+	if err != nil || again.Rewrapped != 0 || !slices.Equal(again.KeyIDs, []string{"9"}) {
+		t.Errorf("RotateKey again = %+v, %v; want nothing rewrapped", again, err)
+	}
+	// The old key removed, everything opens.
+	next := NewSecretService(repo, nil, xorRing{9}, nil)
+	if err := next.CheckKey(t.Context()); err != nil {
+		t.Fatalf("the new key alone: %v", err)
+	}
+	if got, err := next.Env(t.Context(), "pay"); err != nil || !maps.Equal(got, want) {
+		t.Errorf("Env under the new key alone = %v, %v; want %v", got, err, want)
+	}
+	if err := NewSecretService(repo, nil, xorRing{7}, nil).CheckKey(t.Context()); err == nil {
+		t.Error("the old key alone still passes the key check")
 	}
 }
 
