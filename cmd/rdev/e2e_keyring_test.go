@@ -300,6 +300,19 @@ func TestE2E_SecretsRotateReplicas(t *testing.T) {
 		}
 		loop.waitRuns(4)
 	})
+	t.Run("BadSecretKeepsRing", func(t *testing.T) {
+		secret.write(t, "not a key")
+		for i, s := range replicas {
+			got := keysDetail(t, s, admin)
+			if !strings.HasPrefix(got, "DEGRADED keys: 2 ("+newID+", "+oldID+"), sealing under "+newID+"; the key file changed and is not taken (line 1") ||
+				strings.Contains(got, secret.dir) {
+				t.Errorf("replica %d's health with a bad key file: %q", i, got)
+			}
+		}
+		loop.waitRuns(2)
+		secret.write(t, newKey, oldKey)
+		holds(t, "OK keys: 2 ("+newID+", "+oldID+"), sealing under "+newID)
+	})
 	t.Run("2RotateKey", func(t *testing.T) {
 		out, errs, code := a.cli("secrets", "rotate-key")
 		if code != 0 || !strings.Contains(out, "1 values sealed again under key "+newID) || !strings.Contains(out, "2 stored") ||
