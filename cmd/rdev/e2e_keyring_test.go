@@ -163,7 +163,7 @@ func TestE2E_SecretsRotateLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, errs, code := in.cli("secrets", "rotate-key", "--new-key-file", newFile)
-	if code != 0 || !strings.Contains(out, "1 values sealed again under key "+newID) || !strings.Contains(out, "key IDs in use: "+newID+";") {
+	if code != 0 || !strings.Contains(out, "1 secrets sealed again under key "+newID) || !strings.Contains(out, "key IDs in use: "+newID+";") {
 		t.Fatalf("rotate-key: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 	loop.waitRuns(2)
@@ -315,7 +315,7 @@ func TestE2E_SecretsRotateReplicas(t *testing.T) {
 	})
 	t.Run("2RotateKey", func(t *testing.T) {
 		out, errs, code := a.cli("secrets", "rotate-key")
-		if code != 0 || !strings.Contains(out, "1 values sealed again under key "+newID) || !strings.Contains(out, "2 stored") ||
+		if code != 0 || !strings.Contains(out, "1 secrets sealed again under key "+newID) || !strings.Contains(out, "2 stored") ||
 			!strings.Contains(out, "key IDs in use: "+newID+";") || !strings.Contains(out, "no value is sealed under key "+oldID) {
 			t.Fatalf("rotate-key: exit %d, stdout %q, stderr %q", code, out, errs)
 		}

@@ -132,7 +132,7 @@ func printRotation(w io.Writer, where string, total int, r domain.KeyRotation, t
 	default:
 		then = "no other key is held"
 	}
-	_, err := fmt.Fprintf(w, "%s: %d values sealed again under key %s (projects' secrets and webhook signing secrets, %d stored); key IDs in use: %s; %s\n",
+	_, err := fmt.Fprintf(w, "%s: %d secrets sealed again under key %s (webhook signing secrets included; %d stored); key IDs in use: %s; %s\n",
 		where, total, to.SealingKeyID(), r.Stored, strings.Join(r.KeyIDs, ", "), then)
 	return err
 }

@@ -204,3 +204,24 @@ rdev_db_connections_idle 1
 		t.Errorf("after the connection is released: %v", err)
 	}
 }
+
+func TestSecretsKeysCollector(t *testing.T) {
+	ids, stale := []string{"aaaa", "bbbb"}, true
+	c := telemetry.NewSecretsKeysCollector(func() ([]string, bool) { return ids, stale })
+	want := `
+# HELP rdev_secrets_key_file_stale 1 while the secrets key file changed and is not taken (the keys read before are kept).
+# TYPE rdev_secrets_key_file_stale gauge
+rdev_secrets_key_file_stale 1
+# HELP rdev_secrets_keys Key-encryption keys of secrets held now, by ID; sealing is true for the one that seals.
+# TYPE rdev_secrets_keys gauge
+rdev_secrets_keys{key_id="aaaa",sealing="true"} 1
+rdev_secrets_keys{key_id="bbbb",sealing="false"} 1
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+	ids, stale = nil, false
+	if n := testutil.CollectAndCount(c); n != 1 {
+		t.Errorf("without a key: %d metrics, want rdev_secrets_key_file_stale alone", n)
+	}
+}
