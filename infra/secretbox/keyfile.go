@@ -104,31 +104,40 @@ func (k *KeyFile) reload(seen *keyFileState, force bool) *keyFileState {
 	if !force && sameFile(st.seen, fi) {
 		return st
 	}
-	next := *st
+	next := k.read(st)
 	next.seen = fi
+	k.state.Store(next)
+	return next
+}
+
+// read reads the file and returns the state it leads to from st: its ring
+// if it is valid, else st's ring with the reason it is not, logged once.
+func (k *KeyFile) read(st *keyFileState) *keyFileState {
+	next := *st
 	data, err := os.ReadFile(k.path) //nolint:gosec // the operator names the key file.
-	var ring *Ring
-	switch {
-	case err != nil:
-	case sha256.Sum256(data) == st.sum:
+	if err == nil && sha256.Sum256(data) == st.sum {
+		if st.bad != nil {
+			k.log.Info("the secrets key file is valid again", "sealing_key_id", st.ring.SealingKeyID(), "key_ids", st.ring.KeyIDs())
+		}
 		next.bad = nil // back as it was, or only touched
-		k.state.Store(&next)
 		return &next
-	default:
+	}
+	var ring *Ring
+	if err == nil {
 		ring, err = ParseRing(string(data))
 	}
 	if err != nil {
+		if st.bad == nil {
+			next.since = time.Now()
+		}
 		if st.bad == nil || st.bad.Error() != err.Error() {
 			k.log.Error("the secrets key file changed and is not a valid keyring: keeping the keys read before",
 				"path", k.path, "err", err, "sealing_key_id", st.ring.SealingKeyID(), "keys", len(st.ring.boxes))
-			next.since = time.Now()
 		}
 		next.bad = err
-		k.state.Store(&next)
 		return &next
 	}
 	next.ring, next.sum, next.bad = ring, sha256.Sum256(data), nil
-	k.state.Store(&next)
 	k.log.Info("read the changed secrets key file", "sealing_key_id", ring.SealingKeyID(), "key_ids", ring.KeyIDs())
 	return &next
 }

@@ -113,8 +113,8 @@ func (r *Ring) Seal(plaintext, ad []byte) ([]byte, error) {
 // names. It fails as Box.Open does, and with an error wrapping
 // ErrUnknownKey if the ring does not hold that key.
 func (r *Ring) Open(sealed, ad []byte) ([]byte, error) {
-	if len(sealed) < Overhead {
-		return nil, fmt.Errorf("%w: %d bytes, too short", ErrOpen, len(sealed))
+	if len(sealed) < Overhead || sealed[0] != version1 {
+		return r.boxes[0].Open(sealed, ad) // says why it is no envelope
 	}
 	var id [idSize]byte
 	copy(id[:], sealed[1:headSize])

@@ -116,3 +116,19 @@ func FuzzParseRing(f *testing.F) {
 		}
 	})
 }
+
+// What is no envelope fails as such, not as a value under an unknown key
+// (which would make a KeyFile read its file again).
+func TestRing_OpenNoEnvelope(t *testing.T) {
+	r := ringOf(t, secretbox.NewKey())
+	sealed, err := r.Seal([]byte("v"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed[0] = 9
+	for _, bad := range [][]byte{nil, []byte("short"), sealed} {
+		if _, err := r.Open(bad, nil); !errors.Is(err, secretbox.ErrOpen) || errors.Is(err, secretbox.ErrUnknownKey) {
+			t.Errorf("Open(%x) = %v, want ErrOpen, not ErrUnknownKey", bad, err)
+		}
+	}
+}
