@@ -128,6 +128,30 @@ func keysDetail(t *testing.T, s *server, token string) string {
 	return ""
 }
 
+// serveWithSecret makes project demo in in's workspace and an admin key,
+// starts a server, and sets demo's MY_TOKEN through it; it returns the
+// server, the key's token and the value.
+func serveWithSecret(t *testing.T, in *instance) (s *server, admin, value string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(in.workspace, "demo"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	admin, _ = in.createKey("--name", "admin", "--admin")
+	s = in.serve()
+	return s, admin, setMyToken(t, s, admin)
+}
+
+// setMyToken sets demo's MY_TOKEN to a fresh value through s, and returns
+// the value.
+func setMyToken(t *testing.T, s *server, token string) string {
+	t.Helper()
+	value := secretValue()
+	if r := s.query(token, setSecretM, map[string]any{"p": "demo", "n": "MY_TOKEN", "v": value}); r.code() != "" {
+		t.Fatalf("setSecret: %+v", r)
+	}
+	return value
+}
+
 // TestE2E_SecretsRotateLive rotates the key of a running embedded server:
 // commands that get their secret keep succeeding while `rdev secrets
 // rotate-key --new-key-file` runs beside it; the server takes the new key
@@ -135,15 +159,7 @@ func keysDetail(t *testing.T, s *server, token string) string {
 // opens after a restart with the new key alone.
 func TestE2E_SecretsRotateLive(t *testing.T) {
 	in := newInstance(t)
-	if err := os.MkdirAll(filepath.Join(in.workspace, "demo"), 0o750); err != nil {
-		t.Fatal(err)
-	}
-	admin, _ := in.createKey("--name", "admin", "--admin")
-	s := in.serve()
-	value := secretValue()
-	if r := s.query(admin, setSecretM, map[string]any{"p": "demo", "n": "MY_TOKEN", "v": value}); r.code() != "" {
-		t.Fatalf("setSecret: %+v", r)
-	}
+	s, admin, value := serveWithSecret(t, in)
 	keyFile := filepath.Join(in.data, "secrets.key")
 	oldKey, err := os.ReadFile(keyFile) //nolint:gosec // the test's own key
 	if err != nil {
@@ -183,10 +199,7 @@ func TestE2E_SecretsRotateLive(t *testing.T) {
 	}
 
 	// Set by the server that ran through the rotation: under the new key.
-	later := secretValue()
-	if r := s.query(admin, setSecretM, map[string]any{"p": "demo", "n": "MY_TOKEN", "v": later}); r.code() != "" {
-		t.Fatalf("setSecret after rotation: %+v", r)
-	}
+	later := setMyToken(t, s, admin)
 	if got := execHash(t, in, s, admin); got != sha256Hex(later) {
 		t.Errorf("after rotation, before restart: hash %s, want %s", got, sha256Hex(later))
 	}
@@ -276,10 +289,7 @@ func TestE2E_SecretsRotateReplicas(t *testing.T) {
 	admin, _ := a.createKey("--name", "admin", "--admin")
 	sa, sb := a.serve(), b.serve()
 	replicas := []*server{sa, sb}
-	value := secretValue()
-	if r := sa.query(admin, setSecretM, map[string]any{"p": "demo", "n": "MY_TOKEN", "v": value}); r.code() != "" {
-		t.Fatalf("setSecret: %+v", r)
-	}
+	value := setMyToken(t, sa, admin)
 	loop := startHashLoop(t, a, replicas, admin, sha256Hex(value))
 	loop.waitRuns(2)
 	holds := func(t *testing.T, want string) {
@@ -338,5 +348,39 @@ func TestE2E_SecretsRotateReplicas(t *testing.T) {
 		if got := execHash(t, a, s, admin); got != sha256Hex(value) {
 			t.Errorf("replica %d after a restart with the new key alone: hash %s", i, got)
 		}
+	}
+}
+
+// TestE2E_SecretsLateReplica shows what happens to a server that has not
+// yet seen step 1 of the rotation when the values move to the new key:
+// its commands with secrets fail (never with garbage), and once its key
+// file holds the new key they succeed again, without a restart.
+func TestE2E_SecretsLateReplica(t *testing.T) {
+	oldKey, newKey := secretbox.NewKey(), secretbox.NewKey()
+	secret := &mountedSecret{dir: t.TempDir()}
+	secret.write(t, oldKey)
+	in := newInstance(t, "RDEV_SECRETS_KEY_FILE="+secret.path())
+	s, admin, value := serveWithSecret(t, in)
+	// Another replica's rotation, run with the new ring while this
+	// server's mount still shows the old key alone.
+	ring := filepath.Join(t.TempDir(), "ring")
+	if err := os.WriteFile(ring, []byte(newKey+"\n"+oldKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rotator := &instance{t: t, env: append(slices.Clone(in.env), "RDEV_SECRETS_KEY_FILE="+ring)}
+	if out, errs, code := rotator.cli("secrets", "rotate-key"); code != 0 || !strings.Contains(out, "key IDs in use: "+keyIDOf(t, newKey)+";") {
+		t.Fatalf("rotate-key: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if got, err := runHash(t.Context(), in, s, admin); err == nil || got != "" {
+		t.Errorf("a command on the server without the new key: %q, %v; want it to fail", got, err)
+	} else if !strings.Contains(err.Error(), "sealed under a key not held") {
+		t.Errorf("the failure does not say why: %v", err)
+	}
+	secret.write(t, newKey, oldKey)
+	if got := execHash(t, in, s, admin); got != sha256Hex(value) {
+		t.Errorf("once the mount shows the new ring: hash %s, want %s", got, sha256Hex(value))
+	}
+	if !strings.Contains(s.output(), "read the changed secrets key file") {
+		t.Errorf("the server did not log that it read the changed file: %s", s.output())
 	}
 }
