@@ -437,18 +437,18 @@ func TestSecretService_RotateKeyRing(t *testing.T) {
 	}
 	want := map[string]string{"A": "a", "B": "bb", "C": "ccc"}
 	for _, n := range []string{"A", "B"} {
-		if _, err := old.Set(op, "pay", n, want[n]); err != nil {
+		if _, err := old.Set(op, SecretInput{ProjectID: "pay", Name: n, Value: want[n]}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A server that took the ring [9, 7] seals under 9 and opens both.
 	ring := xorRing{9, 7}
 	both := NewSecretService(repo, newProjectRepo(&Project{ID: "pay", Status: ProjectRunning}), ring, nil)
-	if _, err := both.Set(op, "pay", "C", want["C"]); err != nil {
+	if _, err := both.Set(op, SecretInput{ProjectID: "pay", Name: "C", Value: want["C"]}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := both.Env(t.Context(), "pay"); err != nil || !maps.Equal(got, want) {
-		t.Fatalf("Env under both keys = %v, %v", got, err)
+	if got, err := both.Open(t.Context(), "pay"); err != nil || !maps.Equal(got.Env, want) {
+		t.Fatalf("Open under both keys = %v, %v", got.Env, err)
 	}
 
 	r, err := both.RotateKey(t.Context(), ring)
@@ -464,8 +464,8 @@ func TestSecretService_RotateKeyRing(t *testing.T) {
 	if err := next.CheckKey(t.Context()); err != nil {
 		t.Fatalf("the new key alone: %v", err)
 	}
-	if got, err := next.Env(t.Context(), "pay"); err != nil || !maps.Equal(got, want) {
-		t.Errorf("Env under the new key alone = %v, %v; want %v", got, err, want)
+	if got, err := next.Open(t.Context(), "pay"); err != nil || !maps.Equal(got.Env, want) {
+		t.Errorf("Open under the new key alone = %v, %v; want %v", got.Env, err, want)
 	}
 	if err := NewSecretService(repo, nil, xorRing{7}, nil).CheckKey(t.Context()); err == nil {
 		t.Error("the old key alone still passes the key check")
