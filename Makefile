@@ -4,6 +4,9 @@
 # Pinned tool versions: the only place they are set. bash scripts/install-tools.sh
 # reads them from here. gqlgen's version comes from go.mod (see tools.go).
 GOLANGCI_LINT_VERSION := v2.15.0
+# The Claude Code CLI (npm @anthropic-ai/claude-code) that the agent tests run
+# against a fake model API: bash scripts/install-claude.sh reads it from here.
+CLAUDE_CODE_VERSION := 2.1.328
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c

@@ -270,6 +270,87 @@ func validateClientToken(token string) error {
 	return nil
 }
 
+// ---------------------------------------------------------------- agents
+
+// Limits of an agent run's input.
+const (
+	// MaxAgentPromptBytes bounds a prompt, which travels as one argument
+	// (Linux takes at most 128 KiB in one).
+	MaxAgentPromptBytes = 100 << 10
+	// MaxAgentSystemPromptBytes bounds appended system prompt text.
+	MaxAgentSystemPromptBytes = 16 << 10
+	// MaxAgentTools bounds allowed and disallowed tools, each.
+	MaxAgentTools = 64
+	// MaxAgentToolBytes bounds one tool name or rule.
+	MaxAgentToolBytes = 256
+	// MaxAgentModelBytes bounds a model name.
+	MaxAgentModelBytes = 128
+	// MaxAgentTurns bounds maxTurns.
+	MaxAgentTurns = 1000
+)
+
+var (
+	// agentSessionPattern is a UUID, the form of Claude Code's session IDs
+	// (and Codex's and Gemini's).
+	agentSessionPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	// agentModelPattern is a model name or alias ("sonnet",
+	// "claude-opus-4-1-20250805", "sonnet[1m]", "us.anthropic.claude…:0").
+	agentModelPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/@\[\]-]*$`)
+	// agentToolPattern is a tool name ("Bash", "mcp__github__get_issue"),
+	// optionally with a rule in parentheses ("Bash(git log:*)",
+	// "Edit(/src/**)"): no white space or comma outside the parentheses,
+	// which CLIs take as list separators, and no control characters.
+	agentToolPattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]*(\([^()\x00-\x1f\x7f]*\))?$`)
+)
+
+// ValidateAgentRequest checks what every agent protocol passes on: a prompt
+// (ValidatePrompt, at most MaxAgentPromptBytes), a session ID that is a UUID,
+// a model name of letters, digits and ._:/@[]- (at most MaxAgentModelBytes),
+// at most MaxAgentTools tools of each kind, each a name with an optional
+// rule in parentheses, maxTurns between 0 (the CLI's default) and
+// MaxAgentTurns, and system prompt text that is valid UTF-8 without control
+// characters but tab and newlines. It returns EINVALID naming the field.
+// The permission mode is each protocol's to check.
+func ValidateAgentRequest(r AgentRequest) error {
+	if err := ValidatePrompt(r.Prompt, MaxAgentPromptBytes); err != nil {
+		return err
+	}
+	if r.SessionID != "" && !agentSessionPattern.MatchString(r.SessionID) {
+		return Errorf(EINVALID, "sessionId: %q is not a session ID (a UUID)", Clip(r.SessionID))
+	}
+	if r.Model != "" && (len(r.Model) > MaxAgentModelBytes || !agentModelPattern.MatchString(r.Model)) {
+		return Errorf(EINVALID, "model: %q is not a model name (letters, digits and ._:/@[]-, at most %d bytes)", Clip(r.Model), MaxAgentModelBytes)
+	}
+	if err := validateAgentTools("allowedTools", r.AllowedTools); err != nil {
+		return err
+	}
+	if err := validateAgentTools("disallowedTools", r.DisallowedTools); err != nil {
+		return err
+	}
+	if r.MaxTurns < 0 || r.MaxTurns > MaxAgentTurns {
+		return Errorf(EINVALID, "maxTurns: must be between 1 and %d (or 0 for the agent's default), got %d", MaxAgentTurns, r.MaxTurns)
+	}
+	switch p := r.AppendSystemPrompt; {
+	case len(p) > MaxAgentSystemPromptBytes:
+		return Errorf(EINVALID, "appendSystemPrompt: at most %d bytes, got %d", MaxAgentSystemPromptBytes, len(p))
+	case !utf8.ValidString(p) || hasControl(p):
+		return Errorf(EINVALID, "appendSystemPrompt: must be valid UTF-8 without control characters (tab and newlines allowed)")
+	}
+	return nil
+}
+
+func validateAgentTools(field string, tools []string) error {
+	if len(tools) > MaxAgentTools {
+		return Errorf(EINVALID, "%s: at most %d tools, got %d", field, MaxAgentTools, len(tools))
+	}
+	for i, t := range tools {
+		if len(t) > MaxAgentToolBytes || !utf8.ValidString(t) || !agentToolPattern.MatchString(t) {
+			return Errorf(EINVALID, "%s[%d]: %q is not a tool (a name of letters, digits and _.-, optionally with a rule in parentheses, e.g. Bash(git log:*); at most %d bytes)", field, i, Clip(t), MaxAgentToolBytes)
+		}
+	}
+	return nil
+}
+
 // ---------------------------------------------------------------- API keys
 
 // validateKeyName returns EINVALID unless name is 1..MaxKeyNameLength
