@@ -130,6 +130,10 @@ $(GOLANGCI_LINT):
 tools: ## Install the pinned tools (golangci-lint) into $(RDEV_TOOLS_DIR) if missing
 	@GOLANGCI_LINT_VERSION=$(GOLANGCI_LINT_VERSION) RDEV_TOOLS_DIR="$(strip $(RDEV_TOOLS_DIR))" bash scripts/install-tools.sh
 
+.PHONY: claude
+claude: ## Install the pinned Claude Code CLI (npm, about 360 MB) into $(RDEV_TOOLS_DIR) if missing, for the agent tests
+	@CLAUDE_CODE_VERSION=$(CLAUDE_CODE_VERSION) RDEV_TOOLS_DIR="$(strip $(RDEV_TOOLS_DIR))" bash scripts/install-claude.sh
+
 .PHONY: ci
 ci: ## Run the CI script (.ci/run) locally
 	bash .ci/run
