@@ -255,7 +255,9 @@ func TestClaudeCode_Argv(t *testing.T) {
 			{"allowedTools[0]", with(func(r *AgentRequest) { r.AllowedTools = []string{"Bash(ls"} })},
 			{"allowedTools[0]", with(func(r *AgentRequest) { r.AllowedTools = []string{""} })},
 			{"allowedTools", with(func(r *AgentRequest) { r.AllowedTools = many })},
-			{"disallowedTools[0]", with(func(r *AgentRequest) { r.DisallowedTools = []string{"Bash(" + strings.Repeat("x", MaxAgentToolBytes) + ")"} })},
+			{"disallowedTools[0]", with(func(r *AgentRequest) {
+				r.DisallowedTools = []string{"Bash(" + strings.Repeat("x", MaxAgentToolBytes) + ")"}
+			})},
 			{"permissionMode", with(func(r *AgentRequest) { r.PermissionMode = "yolo" })},
 			{"permissionMode", with(func(r *AgentRequest) { r.PermissionMode = "default" })},
 			{"maxTurns", with(func(r *AgentRequest) { r.MaxTurns = -1 })},

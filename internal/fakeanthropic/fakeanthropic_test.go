@@ -2,6 +2,7 @@ package fakeanthropic_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -19,8 +20,15 @@ type sse struct {
 	data  map[string]any
 }
 
+// reply is a response, read whole.
+type reply struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
 // post sends body to the server's path and returns the response.
-func post(t *testing.T, url, path, body string) *http.Response {
+func post(t *testing.T, url, path, body string) reply {
 	t.Helper()
 	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, url+path, strings.NewReader(body))
 	if err != nil {
@@ -31,16 +39,20 @@ func post(t *testing.T, url, path, body string) *http.Response {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = resp.Body.Close() })
-	return resp
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reply{status: resp.StatusCode, header: resp.Header, body: b}
 }
 
 // readSSE reads every event of a stream.
-func readSSE(t *testing.T, r io.Reader) []sse {
+func readSSE(t *testing.T, body []byte) []sse {
 	t.Helper()
 	var events []sse
 	var cur sse
-	sc := bufio.NewScanner(r)
+	sc := bufio.NewScanner(bytes.NewReader(body))
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
@@ -103,10 +115,10 @@ func TestServer_Stream(t *testing.T) {
 
 	t.Run("ToolUse", func(t *testing.T) {
 		resp := post(t, url, "/v1/messages?beta=true", body)
-		if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || ct != "text/event-stream" {
-			t.Fatalf("status %d, content type %q", resp.StatusCode, ct)
+		if ct := resp.header.Get("Content-Type"); resp.status != http.StatusOK || ct != "text/event-stream" {
+			t.Fatalf("status %d, content type %q", resp.status, ct)
 		}
-		events := readSSE(t, resp.Body)
+		events := readSSE(t, resp.body)
 		want := []string{
 			"message_start",
 			"content_block_start", "ping", "content_block_delta", "content_block_delta", "content_block_stop",
@@ -134,7 +146,7 @@ func TestServer_Stream(t *testing.T) {
 		}
 	})
 	t.Run("Text", func(t *testing.T) {
-		events := readSSE(t, post(t, url, "/v1/messages", body).Body)
+		events := readSSE(t, post(t, url, "/v1/messages", body).body)
 		if got := deltas(events, "text_delta", "text"); got != "Three files, ✓." {
 			t.Errorf("text %q", got)
 		}
@@ -143,7 +155,7 @@ func TestServer_Stream(t *testing.T) {
 		}
 	})
 	t.Run("Spent", func(t *testing.T) {
-		events := readSSE(t, post(t, url, "/v1/messages", body).Body)
+		events := readSSE(t, post(t, url, "/v1/messages", body).body)
 		if got := deltas(events, "text_delta", "text"); got != fakeanthropic.Spent || stopReason(events) != "end_turn" {
 			t.Errorf("text %q, stop_reason %v: want the end_turn answer of a spent script", got, stopReason(events))
 		}
@@ -154,7 +166,7 @@ func TestServer_Stream(t *testing.T) {
 			Content    []map[string]any
 			StopReason string `json:"stop_reason"`
 		}
-		if err := json.NewDecoder(post(t, url, "/v1/messages", `{"model":"m","messages":[]}`).Body).Decode(&m); err != nil {
+		if err := json.Unmarshal(post(t, url, "/v1/messages", `{"model":"m","messages":[]}`).body, &m); err != nil {
 			t.Fatal(err)
 		}
 		if len(m.Content) != 1 || m.Content[0]["text"] != "whole" || m.StopReason != "end_turn" {
@@ -162,8 +174,8 @@ func TestServer_Stream(t *testing.T) {
 		}
 	})
 	t.Run("OtherPath", func(t *testing.T) {
-		if resp := post(t, url, "/v1/complete", "{}"); resp.StatusCode != http.StatusNotFound {
-			t.Errorf("status %d, want 404", resp.StatusCode)
+		if resp := post(t, url, "/v1/complete", "{}"); resp.status != http.StatusNotFound {
+			t.Errorf("status %d, want 404", resp.status)
 		}
 	})
 	t.Run("Recorded", func(t *testing.T) {

@@ -36,7 +36,7 @@ func findClaude() (string, error) {
 			return "", err
 		}
 	}
-	fi, err := os.Stat(path)
+	fi, err := os.Stat(path) //nolint:gosec // the test's own RDEV_TEST_CLAUDE or tools cache
 	if err != nil {
 		return "", err
 	}
