@@ -2,7 +2,6 @@ package domain
 
 import (
 	"bytes"
-	"unicode/utf8"
 )
 
 // DefaultMaxAgentLine is the longest line an AgentParser decodes, unless told
@@ -105,22 +104,11 @@ func (p *AgentParser) endLine(events []AgentEvent, line []byte) []AgentEvent {
 // maxLine, keeping the rest.
 func (p *AgentParser) cutOverlong(events []AgentEvent) []AgentEvent {
 	for len(p.partial) > p.maxLine {
-		cut := runeCut(p.partial, p.maxLine)
+		cut := runeBoundary(p.partial, p.maxLine)
 		events = append(events, &AgentRaw{Line: string(p.partial[:cut])})
 		n := copy(p.partial, p.partial[cut:])
 		p.partial = p.partial[:n]
 		p.overlong = true
 	}
 	return events
-}
-
-// runeCut returns where to cut b, at most n bytes in (n < len(b)): before the
-// UTF-8 character that n falls in, unless that leaves nothing.
-func runeCut(b []byte, n int) int {
-	for i := n; i > n-utf8.UTFMax && i > 0; i-- {
-		if utf8.RuneStart(b[i]) {
-			return i
-		}
-	}
-	return n
 }

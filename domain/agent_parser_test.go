@@ -71,12 +71,15 @@ func TestAgentParser_SplitAnywhere(t *testing.T) {
 			}
 			wantEvents(t, parseAll(claude, 0, bytewise...), whole)
 			// Split in two at every boundary, for the transcripts with the
-			// most kinds of lines.
+			// most kinds of lines. What is under test is the framing, so
+			// each line is decoded once (memoProtocol), keeping this quick
+			// under the race detector.
 			if name != "claude-tool.jsonl" && name != "claude-edited-forward-compat.jsonl" {
 				return
 			}
+			memo := memoProtocol{AgentProtocol: claude, decoded: map[string][]AgentEvent{}}
 			for i := range len(b) + 1 {
-				if got := parseAll(claude, 0, b[:i], b[i:]); !reflect.DeepEqual(got, whole) {
+				if got := parseAll(memo, 0, b[:i], b[i:]); !reflect.DeepEqual(got, whole) {
 					t.Fatalf("split at %d: events:\n%s\nwant:\n%s", i, formatEvents(got), formatEvents(whole))
 				}
 			}
@@ -143,6 +146,21 @@ func TestAgentParser_Overlong(t *testing.T) {
 	exact := []byte(`{"type":"x"}    `)
 	wantEvents(t, parseAll(claude, len(exact), exact), []AgentEvent{&AgentRaw{Line: string(exact)}})
 	wantEvents(t, parseAll(claude, len(exact)-1, exact), []AgentEvent{&AgentRaw{Line: string(exact[:len(exact)-1])}, &AgentRaw{Line: " "}})
+}
+
+// memoProtocol decodes each distinct line once.
+type memoProtocol struct {
+	AgentProtocol
+	decoded map[string][]AgentEvent
+}
+
+func (m memoProtocol) DecodeLine(line []byte) []AgentEvent {
+	events, ok := m.decoded[string(line)]
+	if !ok {
+		events = m.AgentProtocol.DecodeLine(line)
+		m.decoded[string(line)] = events
+	}
+	return events
 }
 
 // silentProtocol breaks DecodeLine's promise: it yields nothing.

@@ -126,6 +126,21 @@ func normalized(events []domain.AgentEvent) []domain.AgentEvent {
 	return out
 }
 
+// wantEvents checks run's events against want, apart from session IDs, the
+// list of tools, durations and cost (checked elsewhere), then against the
+// recorded transcript.
+func wantEvents(t *testing.T, run agentRun, want []domain.AgentEvent, transcript string) {
+	t.Helper()
+	ignore := cmp.Options{
+		cmpopts.IgnoreFields(domain.AgentStarted{}, "SessionID", "Tools"),
+		cmpopts.IgnoreFields(domain.AgentFinished{}, "SessionID", "DurationMs", "CostUSD"),
+	}
+	if diff := cmp.Diff(want, run.events, ignore); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	checkTranscript(t, transcript, run)
+}
+
 // toolTurn is a scripted tool call with a fixed ID, so transcripts do not
 // depend on the order the subtests run in.
 func toolTurn(id, say, name string, input any) fakeanthropic.Turn {
@@ -147,8 +162,6 @@ func TestExecutor_ClaudeCode(t *testing.T) {
 	}
 	env := fakeanthropic.Env(url, t.TempDir())
 	proto := domain.NewClaudeCode(claude)
-	ignore := cmpopts.IgnoreFields(domain.AgentStarted{}, "SessionID", "Tools")
-	ignoreEnd := cmpopts.IgnoreFields(domain.AgentFinished{}, "SessionID", "DurationMs", "CostUSD")
 
 	// started checks the first event and returns the run's session.
 	started := func(t *testing.T, run agentRun) string {
@@ -183,10 +196,7 @@ func TestExecutor_ClaudeCode(t *testing.T) {
 			&domain.AgentMessage{Role: domain.AgentRoleAssistant, Text: "Hello from the fake model."},
 			&domain.AgentFinished{Status: domain.AgentSucceeded, Result: "Hello from the fake model.", InputTokens: 100, OutputTokens: 20, NumTurns: 1},
 		}
-		if diff := cmp.Diff(want, run.events, ignore, ignoreEnd); diff != "" {
-			t.Errorf("events (-want +got):\n%s", diff)
-		}
-		checkTranscript(t, "claude-text.jsonl", run)
+		wantEvents(t, run, want, "claude-text.jsonl")
 	})
 
 	t.Run("ToolUse", func(t *testing.T) {
@@ -209,10 +219,7 @@ func TestExecutor_ClaudeCode(t *testing.T) {
 			&domain.AgentMessage{Role: domain.AgentRoleAssistant, Text: "There are 3 files."},
 			&domain.AgentFinished{Status: domain.AgentSucceeded, Result: "There are 3 files.", InputTokens: 200, OutputTokens: 40, NumTurns: 2},
 		}
-		if diff := cmp.Diff(want, run.events, ignore, ignoreEnd); diff != "" {
-			t.Errorf("events (-want +got):\n%s", diff)
-		}
-		checkTranscript(t, "claude-tool.jsonl", run)
+		wantEvents(t, run, want, "claude-tool.jsonl")
 	})
 
 	t.Run("Resume", func(t *testing.T) {
