@@ -3,6 +3,7 @@ package domain
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 )
 
 // An agent run is a command that runs an AI coding agent's CLI (Claude Code
@@ -185,7 +186,7 @@ func (r *AgentProtocols) Lookup(name string) (AgentProtocol, error) {
 	if p, ok := r.byName[name]; ok {
 		return p, nil
 	}
-	return nil, Errorf(EINVALID, "agent: unknown agent protocol %q (known: %v)", Clip(name), r.Names())
+	return nil, Errorf(EINVALID, "agent: unknown agent protocol %q (known: %s)", Clip(name), strings.Join(r.Names(), ", "))
 }
 
 // Names returns the names of the registered protocols, sorted.

@@ -177,7 +177,7 @@ func TestAgentProtocols(t *testing.T) {
 	}
 	_, err := r.Lookup("codex")
 	wantInvalid(t, err, "agent")
-	if !strings.Contains(ErrorMessage(err), "claude-code, silent") && !strings.Contains(ErrorMessage(err), "[claude-code silent]") {
+	if !strings.Contains(ErrorMessage(err), "(known: claude-code, silent)") {
 		t.Errorf("message %q does not name the known protocols", ErrorMessage(err))
 	}
 	if got := r.Names(); !reflect.DeepEqual(got, []string{"claude-code", "silent"}) {

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -152,7 +153,8 @@ func toolTurn(id, say, name string, input any) fakeanthropic.Turn {
 // TestExecutor_ClaudeCode runs the real Claude Code CLI through the local
 // executor against a fake model API, and checks the events its output
 // parses to: a text answer, a Bash tool call that really runs in the
-// project, a resumed session, a failing tool, and the turn limit.
+// project, a resumed session, a failing tool, every option of the argv
+// builder, and the turn limit.
 func TestExecutor_ClaudeCode(t *testing.T) {
 	claude := testenv.ClaudeCLI(t)
 	fake, url := fakeanthropic.Start(t)
@@ -272,6 +274,40 @@ func TestExecutor_ClaudeCode(t *testing.T) {
 			t.Errorf("tool result = %#v, want an error about missing.txt", result)
 		}
 		checkTranscript(t, "claude-tool-error.jsonl", run)
+	})
+
+	// Every option the argv builder passes is taken by the real CLI as
+	// meant, input that starts with dashes included.
+	t.Run("Options", func(t *testing.T) {
+		fake.Script(fakeanthropic.Text("Fine."))
+		before := len(fake.Requests())
+		run := runAgent(t, ex, proj, proto, domain.AgentRequest{
+			Prompt:             "--help",
+			Model:              "claude-sonnet-4-5",
+			AllowedTools:       []string{"Bash(ls:*)", "Read"},
+			DisallowedTools:    []string{"WebFetch", "WebSearch"},
+			PermissionMode:     "dontAsk",
+			MaxTurns:           2,
+			AppendSystemPrompt: "--Answer in one word.",
+		}, env)
+		started(t, run)
+		s := run.events[0].(*domain.AgentStarted)
+		if s.Model != "claude-sonnet-4-5" || slices.Contains(s.Tools, "WebFetch") || slices.Contains(s.Tools, "WebSearch") {
+			t.Errorf("started %+v: want model claude-sonnet-4-5, without WebFetch and WebSearch", s)
+		}
+		if f, ok := run.events[len(run.events)-1].(*domain.AgentFinished); !ok || f.Status != domain.AgentSucceeded || f.Result != "Fine." {
+			t.Errorf("last event %#v, want the answer Fine.", run.events[len(run.events)-1])
+		}
+		reqs := fake.Requests()[before:]
+		if len(reqs) != 1 {
+			t.Fatalf("%d requests to the model API, want 1", len(reqs))
+		}
+		body := string(reqs[0].Body)
+		last := string(reqs[0].Messages[len(reqs[0].Messages)-1])
+		if reqs[0].Model != "claude-sonnet-4-5" || !strings.Contains(body, "--Answer in one word.") || !strings.Contains(last, `"--help"`) {
+			t.Errorf("request of model %s, with the system prompt text: %v, ending with the prompt: %s",
+				reqs[0].Model, strings.Contains(body, "--Answer in one word."), last)
+		}
 	})
 
 	t.Run("MaxTurns", func(t *testing.T) {
