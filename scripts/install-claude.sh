@@ -44,6 +44,7 @@ mkdir -p "$tools_dir"
 # never leaves a half-written cache entry that later runs would trust.
 tmp="$(mktemp -d "$tools_dir/.claude-code-$version.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
+chmod 755 "$tmp" # mktemp's 0700 would hide it from other users' tests
 printf '{"private": true}\n' >"$tmp/package.json"
 # --include=optional: the program itself is the optional dependency for this
 # platform. The package asks for Node >= 22 in engines, but what runs is a
@@ -54,7 +55,12 @@ if ! (cd "$tmp" && npm install --no-audit --no-fund --no-save --include=optional
 fi
 reports_version "$tmp/node_modules/.bin/claude" ||
 	die "the installed claude does not report version $version: $("$tmp/node_modules/.bin/claude" --version 2>&1 | head -n 3)"
-mv "$tmp" "$dir"
-trap - EXIT
+# -T: never into $dir if another install made it meanwhile; then that one
+# is used, if it is good.
+if mv -T "$tmp" "$dir" 2>/dev/null; then
+	trap - EXIT
+elif ! reports_version "$bin"; then
+	die "could not move $tmp to $dir"
+fi
 log "installed $bin"
 printf '%s\n' "$bin"
