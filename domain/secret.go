@@ -158,6 +158,39 @@ type SecretKeyNamer interface {
 	SealedKeyID(sealed []byte) string
 }
 
+// SecretValue is a secret with its value in clear, as a SecretStore opens
+// it for the executor as a command starts.
+type SecretValue struct {
+	Secret
+	Value string
+}
+
+// SecretStore keeps projects' secrets: their values where only the
+// executor reads them, and their names and times for anyone allowed to
+// list them. Two adapters hold them: SealedSecrets (sealed in rdev's
+// database) and infra/kube's store (a Kubernetes Secret per project).
+type SecretStore interface {
+	// PutSecret sets the value and delivery of secret s (its project and
+	// name), replacing those it had (keeping its CreatedAt and CreatedBy),
+	// and appends audit unless it is nil: in the change's own transaction
+	// where the store has them, otherwise right after the change (an error
+	// then says the change was made). It returns the secret as stored,
+	// ECONFLICT if the project would have more than limit secrets, or
+	// more than the store holds, and EUNAVAILABLE if the store cannot be
+	// reached or cannot keep values.
+	PutSecret(ctx context.Context, s *Secret, value string, limit int, audit *AuditEntry) (*Secret, error)
+	// DeleteSecret removes a secret and appends audit unless it is nil, as
+	// PutSecret does. It returns ENOTFOUND if there is none.
+	DeleteSecret(ctx context.Context, projectID, name string, audit *AuditEntry) error
+	// FindSecrets returns a project's secrets sorted by name, without
+	// their values.
+	FindSecrets(ctx context.Context, projectID string) ([]*Secret, error)
+	// OpenSecrets returns a project's secrets sorted by name, with their
+	// values, for the executor only. An error names a secret, never shows
+	// a value.
+	OpenSecrets(ctx context.Context, projectID string) ([]*SecretValue, error)
+}
+
 // SecretRepository stores sealed secrets and the key check.
 type SecretRepository interface {
 	// PutSecret inserts s, or replaces the sealed value and UpdatedAt of the

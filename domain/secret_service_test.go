@@ -155,14 +155,26 @@ func (x xorSealer) Open(sealed, ad []byte) ([]byte, error) {
 	return out, nil
 }
 
-func newTestSecretService(sealer SecretSealer) (*SecretService, *secretRepo) {
+// sealedService is a SecretService over SealedSecrets, with the store's
+// key methods (CheckKey, RotateKey) at hand.
+type sealedService struct {
+	*SecretService
+	*SealedSecrets
+}
+
+func newSealedService(repo SecretRepository, projects ProjectRepository, sealer SecretSealer, audit *AuditService) *sealedService {
+	sealed := NewSealedSecrets(repo, sealer)
+	return &sealedService{SecretService: NewSecretService(sealed, projects, audit), SealedSecrets: sealed}
+}
+
+func newTestSecretService(sealer SecretSealer) (*sealedService, *secretRepo) {
 	repo := newSecretRepo()
 	projects := newProjectRepo(
 		&Project{ID: "pay", Status: ProjectRunning, Labels: map[string]string{"team": "payments"}},
 		&Project{ID: "search", Status: ProjectRunning},
 		&Project{ID: "web", Status: ProjectRunning},
 	)
-	return NewSecretService(repo, projects, sealer, NewAuditService(repo.audit, nil)), repo
+	return newSealedService(repo, projects, sealer, NewAuditService(repo.audit, nil)), repo
 }
 
 func secretKey(tb testing.TB, scopes []Scope, projects ...string) context.Context {
@@ -323,7 +335,7 @@ func TestSecretService_List(t *testing.T) {
 	wantCode(t, err, EFORBIDDEN)
 }
 
-func TestSecretService_CheckKey(t *testing.T) {
+func TestSealedSecrets_CheckKey(t *testing.T) {
 	s, repo := newTestSecretService(xorSealer(7))
 	if err := s.CheckKey(t.Context()); err != nil {
 		t.Fatalf("first start: %v", err)
@@ -331,21 +343,21 @@ func TestSecretService_CheckKey(t *testing.T) {
 	if err := s.CheckKey(t.Context()); err != nil {
 		t.Fatalf("second start: %v", err)
 	}
-	wrong := NewSecretService(repo, nil, xorSealer(8), nil)
+	wrong := newSealedService(repo, nil, xorSealer(8), nil)
 	err := wrong.CheckKey(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "not the one the stored secrets were sealed with") {
 		t.Errorf("wrong key: %v", err)
 	}
-	none := NewSecretService(repo, nil, nil, nil)
+	none := newSealedService(repo, nil, nil, nil)
 	if err := none.CheckKey(t.Context()); err == nil || !strings.Contains(err.Error(), "no secrets key") {
 		t.Errorf("no key with secrets stored: %v", err)
 	}
-	if err := NewSecretService(newSecretRepo(), nil, nil, nil).CheckKey(t.Context()); err != nil {
+	if err := newSealedService(newSecretRepo(), nil, nil, nil).CheckKey(t.Context()); err != nil {
 		t.Errorf("no key and nothing stored: %v", err)
 	}
 }
 
-func TestSecretService_RotateKey(t *testing.T) {
+func TestSealedSecrets_RotateKey(t *testing.T) {
 	s, repo := newTestSecretService(xorSealer(7))
 	op := operatorContext(t)
 	if err := s.CheckKey(t.Context()); err != nil {
@@ -366,7 +378,7 @@ func TestSecretService_RotateKey(t *testing.T) {
 	if err := s.CheckKey(t.Context()); err == nil {
 		t.Error("the old key still passes the key check")
 	}
-	next := NewSecretService(repo, nil, xorSealer(9), nil)
+	next := newSealedService(repo, nil, xorSealer(9), nil)
 	if err := next.CheckKey(t.Context()); err != nil {
 		t.Fatalf("new key: %v", err)
 	}
@@ -404,7 +416,7 @@ func (r xorRing) SealedKeyID(sealed []byte) string {
 }
 
 // A keyring passes the key check if any of its keys sealed it.
-func TestSecretService_CheckKeyRing(t *testing.T) {
+func TestSealedSecrets_CheckKeyRing(t *testing.T) {
 	s, repo := newTestSecretService(xorSealer(7))
 	if err := s.CheckKey(t.Context()); err != nil {
 		t.Fatal(err)
@@ -419,7 +431,7 @@ func TestSecretService_CheckKeyRing(t *testing.T) {
 		{"ErrOldMissing", xorRing{9, 8}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			err := NewSecretService(repo, nil, tt.ring, nil).CheckKey(t.Context())
+			err := newSealedService(repo, nil, tt.ring, nil).CheckKey(t.Context())
 			if (err == nil) != tt.ok {
 				t.Errorf("CheckKey = %v, want ok %v", err, tt.ok)
 			}
@@ -429,7 +441,7 @@ func TestSecretService_CheckKeyRing(t *testing.T) {
 
 // RotateKey with a keyring rewraps only what is under an older key, and
 // reports the keys in use after: the new one only.
-func TestSecretService_RotateKeyRing(t *testing.T) {
+func TestSealedSecrets_RotateKeyRing(t *testing.T) {
 	old, repo := newTestSecretService(xorSealer(7))
 	op := operatorContext(t)
 	if err := old.CheckKey(t.Context()); err != nil {
@@ -443,7 +455,7 @@ func TestSecretService_RotateKeyRing(t *testing.T) {
 	}
 	// A server that took the ring [9, 7] seals under 9 and opens both.
 	ring := xorRing{9, 7}
-	both := NewSecretService(repo, newProjectRepo(&Project{ID: "pay", Status: ProjectRunning}), ring, nil)
+	both := newSealedService(repo, newProjectRepo(&Project{ID: "pay", Status: ProjectRunning}), ring, nil)
 	if _, err := both.Set(op, SecretInput{ProjectID: "pay", Name: "C", Value: want["C"]}); err != nil {
 		t.Fatal(err)
 	}
@@ -460,14 +472,14 @@ func TestSecretService_RotateKeyRing(t *testing.T) {
 		t.Errorf("RotateKey again = %+v, %v; want nothing rewrapped", again, err)
 	}
 	// The old key removed, everything opens.
-	next := NewSecretService(repo, nil, xorRing{9}, nil)
+	next := newSealedService(repo, nil, xorRing{9}, nil)
 	if err := next.CheckKey(t.Context()); err != nil {
 		t.Fatalf("the new key alone: %v", err)
 	}
 	if got, err := next.Open(t.Context(), "pay"); err != nil || !maps.Equal(got.Env, want) {
 		t.Errorf("Open under the new key alone = %v, %v; want %v", got.Env, err, want)
 	}
-	if err := NewSecretService(repo, nil, xorRing{7}, nil).CheckKey(t.Context()); err == nil {
+	if err := newSealedService(repo, nil, xorRing{7}, nil).CheckKey(t.Context()); err == nil {
 		t.Error("the old key alone still passes the key check")
 	}
 }
@@ -524,7 +536,7 @@ func TestDispatcher_SecretsDoNotOpen(t *testing.T) {
 	if _, err := secrets.Set(operatorContext(t), SecretInput{ProjectID: "web", Name: "TOKEN", Value: "s3cr3t-value"}); err != nil {
 		t.Fatal(err)
 	}
-	wrong := NewSecretService(repo, nil, xorSealer(8), nil)
+	wrong := newSealedService(repo, nil, xorSealer(8), nil)
 	e := newCommandEnv(t)
 	e.exec.program("ok", execScript{})
 	c := e.queue(t, &Command{ProjectID: "web", Argv: []string{"ok", "a"}})

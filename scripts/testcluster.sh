@@ -30,8 +30,9 @@
 # next to it (m = 33..35) is used instead for this script's own calls.
 # DIR holds: kubeconfig, env, kubeconfig-NAME, pki/, etcd-data/, *.log,
 # *.pid, ports, kwok.yaml, objects.yaml, tokens.csv (admin,"system:masters"),
-# audit-policy.yaml and audit.log: the API server's audit log of pods/exec
-# requests at Metadata level (request URIs), as a production policy keeps it.
+# audit-policy.yaml and audit.log: the API server's audit log of pods/exec and
+# secrets requests at Metadata level (request URIs), as a production policy
+# keeps it.
 #
 # In tests: `set -a; . DIR/env; set +a` exports KUBECONFIG and
 # RDEV_TEST_KUBECONFIG (both DIR/kubeconfig: user "admin", group
@@ -532,8 +533,9 @@ write_objects() {
 	EOF
 }
 
-# write_audit_policy records pods/exec requests, their URIs included, at
-# Metadata level, and nothing else.
+# write_audit_policy records pods/exec and secrets requests, their URIs
+# included, at Metadata level (never their bodies, which for secrets hold the
+# values), and nothing else.
 write_audit_policy() {
 	local dir="$1"
 	cat >"$dir/audit-policy.yaml" <<-EOF
@@ -545,7 +547,7 @@ write_audit_policy() {
 		- level: Metadata
 		  resources:
 		  - group: ""
-		    resources: ["pods/exec"]
+		    resources: ["pods/exec", "secrets"]
 		- level: None
 	EOF
 }
