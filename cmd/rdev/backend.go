@@ -82,6 +82,9 @@ type backend struct {
 	// ("closed", "half-open", "open") of cluster; nil without one.
 	breakerState func() string
 	cluster      string
+	// secrets returns the store of projects' secrets in the cluster,
+	// recording audit entries in audit; nil without Kubernetes.
+	secrets func(audit domain.AuditRepository) domain.SecretStore
 }
 
 // openBackend opens the configured backend. changed is told of every change
@@ -155,6 +158,7 @@ func openBackend(cfg serveConfig, log *slog.Logger, changed func(*domain.Project
 		},
 		start:        projects.Start,
 		breakerState: cluster.Breaker().State,
+		secrets:      func(audit domain.AuditRepository) domain.SecretStore { return cluster.NewSecrets(projects, audit) },
 		cluster:      cluster.Host(),
 		where:        fmt.Sprintf("pods labelled %s in namespaces %s of %s", cluster.LabelKey(), strings.Join(cluster.Namespaces(), ","), cluster.Host()),
 	}, nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rdev-hq/rdev/domain"
 	"github.com/rdev-hq/rdev/infra/bunstore"
+	"github.com/rdev-hq/rdev/infra/kube"
 	"github.com/rdev-hq/rdev/infra/secretbox"
 )
 
@@ -19,7 +20,14 @@ import (
 type secretsConfig struct {
 	Key     string
 	KeyFile string
+	Backend string
 }
+
+// The values of RDEV_SECRETS_BACKEND.
+const (
+	secretsInDatabase   = "database"
+	secretsInKubernetes = "kubernetes"
+)
 
 // embeddedSecretsKeyFile is the key made in RDEV_DATA_DIR for the embedded
 // database when none is configured.
@@ -33,6 +41,26 @@ func (c *secretsConfig) register(f *envFlags) {
 			"with Postgres, secrets cannot be set)")
 	f.Secret(&c.Key, "secrets-key", "RDEV_SECRETS_KEY",
 		"the keys that encrypt projects' secrets themselves, one a line, each base64 of 32 bytes, the first sealing; instead of RDEV_SECRETS_KEY_FILE")
+	f.String(&c.Backend, "secrets-backend", "RDEV_SECRETS_BACKEND", secretsInDatabase,
+		"where projects' secrets are kept: database (encrypted in rdev's database under the secrets key) or kubernetes "+
+			"(a Secret "+kube.SecretNamePrefix+"<project> in each project pod's namespace, protected as the cluster protects Secrets; only with the kube executor). "+
+			"Webhook signing secrets stay encrypted in the database either way")
+}
+
+// backend validates RDEV_SECRETS_BACKEND against the executor: the
+// kubernetes backend needs the kube executor, whose cluster holds the
+// Secrets.
+func (c *secretsConfig) backend(executor string) (string, error) {
+	switch c.Backend {
+	case secretsInDatabase, "":
+		return secretsInDatabase, nil
+	case secretsInKubernetes:
+		if executor != "kube" {
+			return "", fmt.Errorf("RDEV_SECRETS_BACKEND=kubernetes keeps projects' secrets in Kubernetes Secrets beside their pods: it needs RDEV_EXECUTOR=kube, not %s", executor)
+		}
+		return secretsInKubernetes, nil
+	}
+	return "", fmt.Errorf("RDEV_SECRETS_BACKEND: %q is not database or kubernetes", c.Backend)
 }
 
 // keyring is the key-encryption keys a process holds: fixed (a
@@ -104,20 +132,23 @@ func (c *secretsConfig) usesEmbeddedKeyFile(store storeConfig) bool {
 	return c.Key == "" && c.KeyFile == "" && store.embedded()
 }
 
-// open returns the secret service over s and the keys it holds (nil if
-// none), having checked that the keys open the stored secrets: a wrong
-// key stops the server from starting. With a key, s seals webhook
-// endpoints' signing secrets too, and those stored in clear before are
-// sealed now; without one (only with Postgres) they stay in clear, which
-// it warns of.
+// open returns the secret service and the keys it holds (nil if none),
+// keeping projects' secrets in the database (s) or, with the kubernetes
+// backend, in kubeStore. Either way it checks that the keys open the
+// database's sealed values: a wrong key stops the server from starting.
+// With a key, s seals webhook endpoints' signing secrets too, and those
+// stored in clear before are sealed now; without one (only with Postgres)
+// they stay in clear, which it warns of.
 func (c *secretsConfig) open(ctx context.Context, s *bunstore.Store, store storeConfig, projects domain.ProjectRepository,
-	audit *domain.AuditService, log *slog.Logger) (*domain.SecretService, keyring, error) {
+	audit *domain.AuditService, kubeStore domain.SecretStore, log *slog.Logger) (*domain.SecretService, keyring, error) {
 	ring, made, err := c.keyring(store, true, log)
 	if err != nil {
 		return nil, nil, err
 	}
 	var sealer domain.SecretSealer
 	switch {
+	case ring == nil && kubeStore != nil:
+		log.Warn("no secrets key: webhook signing secrets are stored in the database in clear; set RDEV_SECRETS_KEY_FILE (the same key on every replica)")
 	case ring == nil:
 		log.Warn("no secrets key: projects' secrets cannot be set, and webhook signing secrets are stored in the database in clear; " +
 			"set RDEV_SECRETS_KEY_FILE (the same key on every replica)")
@@ -125,11 +156,11 @@ func (c *secretsConfig) open(ctx context.Context, s *bunstore.Store, store store
 		log.Warn("generated a secrets key: keep a copy of it apart from the database; without it the secrets stored cannot be opened", "path", made, "key_id", ring.SealingKeyID())
 		sealer = ring
 	default:
-		log.Info("projects' secrets are encrypted", "key_id", ring.SealingKeyID(), "key_ids", ring.Ring().KeyIDs())
+		log.Info("secrets in the database are encrypted", "key_id", ring.SealingKeyID(), "key_ids", ring.Ring().KeyIDs())
 		sealer = ring
 	}
-	secrets := domain.NewSecretService(s, projects, sealer, audit)
-	if err := secrets.CheckKey(ctx); err != nil {
+	sealed := domain.NewSealedSecrets(s, sealer)
+	if err := sealed.CheckKey(ctx); err != nil {
 		return nil, nil, err
 	}
 	if sealer != nil {
@@ -142,7 +173,11 @@ func (c *secretsConfig) open(ctx context.Context, s *bunstore.Store, store store
 			log.Info("sealed the webhook signing secrets stored in clear", "webhooks", n)
 		}
 	}
-	return secrets, ring, nil
+	if kubeStore != nil {
+		log.Info("projects' secrets are kept in Kubernetes Secrets, one per project in its pod's namespace", "name", kube.SecretNamePrefix+"<project>")
+		return domain.NewSecretService(kubeStore, projects, audit), ring, nil
+	}
+	return domain.NewSecretService(sealed, projects, audit), ring, nil
 }
 
 // keysHealth reports "secrets key": how many keys ring holds and which

@@ -80,7 +80,7 @@ func runSecrets(ctx context.Context, args []string, c cli) error {
 			return fmt.Errorf("secrets key file: %w", err)
 		}
 	}
-	total, r, err := rotateAll(ctx, domain.NewSecretService(s, nil, to, nil), to)
+	total, r, err := rotateAll(ctx, domain.NewSealedSecrets(s, to), to)
 	if err != nil {
 		if dataFile != "" {
 			err = fmt.Errorf("%w (%s holds the new keys and the old ones: every value opens; run rotate-key again)", err, dataFile)
@@ -100,7 +100,7 @@ func runSecrets(ctx context.Context, args []string, c cli) error {
 // many values it rewrapped in all and the last pass. Values still being
 // sealed under an older key after maxRotatePasses mean a server does not
 // seal under the new key yet: an error says so.
-func rotateAll(ctx context.Context, svc *domain.SecretService, to *secretbox.Ring) (int, domain.KeyRotation, error) {
+func rotateAll(ctx context.Context, svc *domain.SealedSecrets, to *secretbox.Ring) (int, domain.KeyRotation, error) {
 	total := 0
 	for range maxRotatePasses {
 		r, err := svc.RotateKey(ctx, to)

@@ -196,6 +196,14 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 	if err := cfg.timeouts.validate(); err != nil {
 		return nil, err
 	}
+	executor, err := cfg.executor.kind()
+	if err != nil {
+		return nil, err
+	}
+	secretsBackend, err := cfg.secrets.backend(executor)
+	if err != nil {
+		return nil, err
+	}
 	if gql.TrustedDocuments != nil {
 		log.Info("trusted documents loaded", "path", cfg.graphQL.TrustedDocuments,
 			"operations", gql.TrustedDocuments.Len(), "only", gql.TrustedDocumentsOnly)
@@ -237,10 +245,15 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 	projects := s.backend.projects
 	s.store.ProjectsFrom(projects)
 	metrics := telemetry.New()
-	s.audit = domain.NewAuditService(metrics.AuditRepository(s.store), redact).JudgeProjectsWith(projects)
+	auditRepo := metrics.AuditRepository(s.store)
+	s.audit = domain.NewAuditService(auditRepo, redact).JudgeProjectsWith(projects)
 	s.webhooks = domain.NewWebhookService(s.store, s.audit, cfg.webhooks.AllowHTTP)
+	var kubeSecrets domain.SecretStore
+	if secretsBackend == secretsInKubernetes {
+		kubeSecrets = s.backend.secrets(auditRepo)
+	}
 	var keys keyring
-	if s.secrets, keys, err = cfg.secrets.open(ctx, s.store, cfg.store, projects, s.audit, log); err != nil {
+	if s.secrets, keys, err = cfg.secrets.open(ctx, s.store, cfg.store, projects, s.audit, kubeSecrets, log); err != nil {
 		s.close()
 		return nil, err
 	}
