@@ -124,6 +124,40 @@ func TestManifests_ProjectIsolation(t *testing.T) {
 		}
 	})
 
+	t.Run("SecretsVolume", func(t *testing.T) {
+		// The project's own Secret (RDEV_SECRETS_BACKEND=kubernetes), as
+		// files: optional, read-only, at the documented path, readable by
+		// no one but the pod's user and group.
+		want := "rdev-secrets-" + project.Labels["rdev.dev/project"]
+		var vol *corev1.Volume
+		for i, v := range project.Spec.Volumes {
+			if v.Secret != nil && v.Secret.SecretName == want {
+				vol = &project.Spec.Volumes[i]
+			}
+		}
+		if vol == nil {
+			t.Fatalf("the project pod does not mount its Secret %s", want)
+		}
+		if s := vol.Secret; s.Optional == nil || !*s.Optional || s.DefaultMode == nil || *s.DefaultMode&^0o440 != 0 {
+			t.Errorf("volume %s: want optional, mode at most 0440; got %+v", vol.Name, s)
+		}
+		mounted := false
+		for _, c := range project.Spec.Containers {
+			for _, m := range c.VolumeMounts {
+				if m.Name != vol.Name {
+					continue
+				}
+				mounted = true
+				if !m.ReadOnly || m.MountPath != "/var/run/secrets/rdev" {
+					t.Errorf("container %s mounts %s at %s, read-only %v; want /var/run/secrets/rdev, read-only", c.Name, vol.Name, m.MountPath, m.ReadOnly)
+				}
+			}
+		}
+		if !mounted {
+			t.Errorf("no container mounts volume %s", vol.Name)
+		}
+	})
+
 	t.Run("NetworkPolicy", func(t *testing.T) {
 		var ingressTyped, egressTyped, dns, https bool
 		for _, np := range policies {

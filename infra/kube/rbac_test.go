@@ -68,6 +68,7 @@ func TestRBAC_ShippedRoleIsEnough(t *testing.T) {
 	want := []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{""}, Resources: []string{"pods/exec"}, Verbs: []string{"create", "get"}},
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "create", "update"}},
 	}
 	if diff := cmp.Diff(want, role.Rules); diff != "" {
 		t.Fatalf("deploy/base/rbac.yaml Role rules (-want +got):\n%s", diff)
@@ -130,6 +131,26 @@ func TestRBAC_ShippedRoleIsEnough(t *testing.T) {
 		t.Errorf("refusals opened the breaker: %s", s)
 	}
 
+	// Projects' secrets in Secrets beside their pods.
+	secrets := cl.NewSecrets(projects, nil)
+	now := time.Now().UTC()
+	for _, name := range []string{"A", "B"} {
+		if _, err := secrets.PutSecret(t.Context(), &domain.Secret{ProjectID: "p", Name: name, CreatedAt: now, UpdatedAt: now}, "v", 10, nil); err != nil {
+			t.Fatalf("setting secret %s as %s: %v", name, user, err)
+		}
+	}
+	if err := secrets.DeleteSecret(t.Context(), "p", "A", nil); err != nil {
+		t.Errorf("deleting a secret as %s: %v", user, err)
+	}
+	if open, err := secrets.OpenSecrets(t.Context(), "p"); err != nil || len(open) != 1 || open[0].Name != "B" {
+		t.Errorf("opening secrets as %s: %+v, %v", user, open, err)
+	}
+	// Without the secrets rule (q's namespace), FORBIDDEN, saying what rdev
+	// needs.
+	if _, err := secrets.FindSecrets(t.Context(), "q"); domain.ErrorCode(err) != domain.EFORBIDDEN || !strings.Contains(err.Error(), "get, create and update on secrets") {
+		t.Errorf("listing secrets without the Role's secrets rule as %s: %v, want EFORBIDDEN", user, err)
+	}
+
 	// Nothing beyond the Role.
 	client := cl.Client()
 	zero := int64(0)
@@ -137,6 +158,16 @@ func TestRBAC_ShippedRoleIsEnough(t *testing.T) {
 		"list secrets": func() error {
 			_, err := client.CoreV1().Secrets(ns).List(t.Context(), metav1.ListOptions{})
 			return err
+		},
+		"watch secrets": func() error {
+			w, err := client.CoreV1().Secrets(ns).Watch(t.Context(), metav1.ListOptions{})
+			if err == nil {
+				w.Stop()
+			}
+			return err
+		},
+		"delete a secret": func() error {
+			return client.CoreV1().Secrets(ns).Delete(t.Context(), SecretName("p"), metav1.DeleteOptions{})
 		},
 		"delete a pod": func() error {
 			return client.CoreV1().Pods(ns).Delete(t.Context(), "p-0", metav1.DeleteOptions{GracePeriodSeconds: &zero})

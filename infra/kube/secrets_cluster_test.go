@@ -53,7 +53,9 @@ func (a *auditLog) ReadAuditChain(context.Context, int64, int) ([]*domain.AuditE
 	return nil, nil
 }
 
-func (a *auditLog) AuditHead(context.Context) (domain.AuditHead, error) { return domain.AuditHead{}, nil }
+func (a *auditLog) AuditHead(context.Context) (domain.AuditHead, error) {
+	return domain.AuditHead{}, nil
+}
 
 func (a *auditLog) actions() []string {
 	a.mu.Lock()
