@@ -44,3 +44,23 @@ func TestStartupErrors_HidePasswords(t *testing.T) {
 		})
 	}
 }
+
+// RDEV_SECRETS_BACKEND is database by default, kubernetes only with the
+// kube executor, and nothing else.
+func TestSecretsConfig_Backend(t *testing.T) {
+	for _, tt := range []struct {
+		backend, executor, want, err string
+	}{
+		{"", "local", "database", ""},
+		{"database", "kube", "database", ""},
+		{"kubernetes", "kube", "kubernetes", ""},
+		{"kubernetes", "local", "", "it needs RDEV_EXECUTOR=kube, not local"},
+		{"vault", "kube", "", `"vault" is not database or kubernetes`},
+	} {
+		c := secretsConfig{Backend: tt.backend}
+		got, err := c.backend(tt.executor)
+		if got != tt.want || (err == nil) != (tt.err == "") || (err != nil && !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("backend %q with executor %s: %q, %v; want %q, %q", tt.backend, tt.executor, got, err, tt.want, tt.err)
+		}
+	}
+}

@@ -109,6 +109,10 @@ type projectSecret struct {
 	ns, name string
 	obj      *corev1.Secret
 	meta     map[string]secretMeta
+	// names are the keys that are valid secret names, sorted: a key added
+	// by hand that rdev would refuse (PATH, LD_PRELOAD, …) never reaches a
+	// command.
+	names []string
 }
 
 // PutSecret sets the key s.Name of the project's Secret to value, creating
@@ -171,8 +175,8 @@ func (s *Secrets) FindSecrets(ctx context.Context, projectID string) ([]*domain.
 	if err != nil || ps.obj == nil {
 		return []*domain.Secret{}, err
 	}
-	out := make([]*domain.Secret, 0, len(ps.obj.Data))
-	for _, name := range slices.Sorted(maps.Keys(ps.obj.Data)) {
+	out := make([]*domain.Secret, 0, len(ps.names))
+	for _, name := range ps.names {
 		out = append(out, ps.secret(projectID, name))
 	}
 	return out, nil
@@ -185,8 +189,8 @@ func (s *Secrets) OpenSecrets(ctx context.Context, projectID string) ([]*domain.
 	if err != nil || ps.obj == nil {
 		return nil, err
 	}
-	out := make([]*domain.SecretValue, 0, len(ps.obj.Data))
-	for _, name := range slices.Sorted(maps.Keys(ps.obj.Data)) {
+	out := make([]*domain.SecretValue, 0, len(ps.names))
+	for _, name := range ps.names {
 		out = append(out, &domain.SecretValue{Secret: *ps.secret(projectID, name), Value: string(ps.obj.Data[name])})
 	}
 	return out, nil
@@ -286,6 +290,7 @@ func (s *Secrets) read(ctx context.Context, projectID string) (*projectSecret, e
 	}
 	maps.DeleteFunc(ps.meta, func(name string, _ secretMeta) bool { _, ok := obj.Data[name]; return !ok })
 	ps.obj = obj
+	ps.names = validNames(obj.Data)
 	return ps, nil
 }
 
@@ -313,6 +318,12 @@ func (s *Secrets) record(ctx context.Context, audit *domain.AuditEntry) error {
 		return fmt.Errorf("recording it in the audit log failed: %w", err)
 	}
 	return nil
+}
+
+// validNames returns the keys of data that are valid secret names, sorted.
+func validNames(data map[string][]byte) []string {
+	names := slices.Sorted(maps.Keys(data))
+	return slices.DeleteFunc(names, func(n string) bool { return domain.ValidateSecretName(n) != nil })
 }
 
 // dataSize is what the API server counts against MaxSecretBytes.

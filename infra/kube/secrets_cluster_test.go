@@ -197,6 +197,29 @@ func TestSecrets_Cluster(t *testing.T) {
 		}
 	})
 
+	t.Run("KeysAddedByHand", func(t *testing.T) {
+		// A key rdev would refuse as a name never reaches a command.
+		obj, err := c.client.CoreV1().Secrets(ns).Get(ctx, "rdev-secrets-p", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj.Data["LD_PRELOAD"], obj.Data["HAND_MADE"] = []byte("/tmp/x.so"), []byte("h")
+		if _, err := c.client.CoreV1().Secrets(ns).Update(ctx, obj, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		open, err := s.OpenSecrets(ctx, "p")
+		var names []string
+		for _, o := range open {
+			names = append(names, o.Name)
+		}
+		if err != nil || !cmp.Equal(names, []string{"A_FIRST", "HAND_MADE"}) {
+			t.Errorf("OpenSecrets after keys added by hand: %v, %v; want A_FIRST and HAND_MADE", names, err)
+		}
+		if list, err := s.FindSecrets(ctx, "p"); err != nil || len(list) != 2 || !list[1].CreatedAt.Equal(obj.CreationTimestamp.UTC()) {
+			t.Errorf("FindSecrets after keys added by hand: %+v, %v", list, err)
+		}
+	})
+
 	t.Run("NotRdevs", func(t *testing.T) {
 		foreign := &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "rdev-secrets-q", Labels: map[string]string{"app": "other"}},
