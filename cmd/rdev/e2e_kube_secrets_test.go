@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/rdev-hq/rdev/infra/secretbox"
 	"github.com/rdev-hq/rdev/internal/testenv"
 )
 
@@ -25,7 +26,8 @@ import (
 // scope. With the database backend the value is nowhere in the data
 // directory; with the kubernetes backend it is in the project's Secret,
 // nowhere in rdev's data directory, and not in the API server's audit log
-// (which records the Secret's requests).
+// (which records the Secret's requests), and rdev secrets rotate-key leaves
+// it alone, saying so.
 func TestE2E_KubeSecrets(t *testing.T) {
 	kc, clusterDir := testenv.KubeCluster(t)
 	for _, backend := range []string{"database", "kubernetes"} {
@@ -105,6 +107,22 @@ func TestE2E_KubeSecrets(t *testing.T) {
 					t.Errorf("the project's Secret holds %d keys, MY_TOKEN matching: %v", len(stored), string(stored["MY_TOKEN"]) == value)
 				}
 				assertNotInAuditLog(t, clusterDir, auditStart, value)
+
+				// Rotating rdev's key leaves the Secrets alone, and says so.
+				newKey := filepath.Join(t.TempDir(), "new.key")
+				if err := os.WriteFile(newKey, []byte(secretbox.NewKey()+"\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				out, errs, code := in.cli("secrets", "rotate-key", "--new-key-file", newKey)
+				if code != 0 || !strings.Contains(out, "0 secrets sealed again") || !strings.Contains(out, "not rotated: the cluster's encryption at rest covers them") {
+					t.Errorf("rotate-key: exit %d, stdout %q, stderr %q", code, out, errs)
+				}
+				s = in.serve()
+				waitKubeExec(t, in, s, admin, "kdemo")
+				if got := kubeExecHash(t, in, s, runner, "kdemo"); got != want {
+					t.Errorf("after rotate-key: hash %s, want %s", got, want)
+				}
+				s.stop()
 			}
 		})
 	}
