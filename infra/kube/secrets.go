@@ -27,7 +27,7 @@ const (
 	ManagedBy      = "rdev"
 	// SecretTimesAnnotation holds, as JSON, each key's creation and update
 	// times and the API key that created it: what Project.secrets lists.
-	SecretTimesAnnotation = "rdev.dev/secrets"
+	SecretTimesAnnotation = "rdev.dev/secrets" //nolint:gosec // an annotation key, not a credential
 	// MaxSecretBytes is the most a Secret's data (keys and values) may
 	// hold, as the API server enforces it.
 	MaxSecretBytes = 1 << 20
