@@ -71,17 +71,7 @@ func TestE2E_Kubernetes(t *testing.T) {
 	}
 
 	cli := &instance{t: t, env: append(append([]string{}, in.env...), "RDEV_SERVER="+s.url, "RDEV_KEY="+token)}
-	// kwok learns of its Exec object through a watch of its own, maybe
-	// after the pod became ready.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		_, errs, code := cli.cli("exec", "kdemo", "--", "true")
-		if code == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("commands never ran in the pod: %d %s", code, errs)
-		}
-	}
+	waitKubeExec(t, in, s, token, "kdemo")
 	out, errs, code := cli.cli("exec", "kdemo", "--", "sh", "-c", "seq 1 2000; echo oops >&2; pwd")
 	if code != 0 {
 		t.Errorf("exit code %d (stderr %q)", code, errs)
