@@ -21,7 +21,8 @@ import (
 
 // TestE2E_KubeSecrets runs the real binary with the kube executor against
 // a real API server, with each secrets backend: a secret set through the
-// API reaches the pod's command (seen as its hash), survives a restart,
+// API reaches the pod's command (seen as its hash; a FILE secret as a file
+// of the command's own), survives a restart,
 // and is refused to a key without secrets:write or out of its project
 // scope. With the database backend the value is nowhere in the data
 // directory; with the kubernetes backend it is in the project's Secret,
@@ -76,6 +77,21 @@ func TestE2E_KubeSecrets(t *testing.T) {
 			if got := kubeExecHash(t, in, s, runner, "kdemo"); got != want {
 				t.Errorf("kdemo's command saw a MY_TOKEN hashing to %s, want %s", got, want)
 			}
+			// A file secret: a file of the command's own in the pod, not a
+			// variable.
+			fileValue := secretValue()
+			if r := s.query(writer, setFileSecretM, map[string]any{"p": "kdemo", "n": "DEPLOY_KEY", "v": fileValue}); r.code() != "" {
+				t.Fatalf("setSecret as a file: %+v", r)
+			}
+			cli := &instance{t: t, env: append(append([]string{}, in.env...), "RDEV_SERVER="+s.url, "RDEV_KEY="+runner)}
+			out, errs, code := cli.cli("exec", "--shell", "kdemo", "--",
+				`sha256sum < "$RDEV_SECRETS_DIR/DEPLOY_KEY" | cut -d' ' -f1; printf '%s\n' "${DEPLOY_KEY-unset}"`)
+			if f := strings.Fields(out); code != 0 || len(f) != 2 || f[0] != sha256Hex(fileValue) || f[1] != "unset" {
+				t.Errorf("file secret: exit %d, stdout %q, stderr %q; want the file's hash and no variable", code, out, errs)
+			}
+			if r := s.query(runner, secretsQ, map[string]any{"p": "kdemo"}); !strings.Contains(jsonText(t, r.Data), `"delivery":"FILE","name":"DEPLOY_KEY"`) {
+				t.Errorf("Project.secrets after a file secret: %+v", r)
+			}
 			if got := kubeExecHash(t, in, s, runner, "kother"); got != sha256Hex("") {
 				t.Errorf("kother's command saw a MY_TOKEN hashing to %s, want none", got)
 			}
@@ -92,8 +108,9 @@ func TestE2E_KubeSecrets(t *testing.T) {
 			}
 			s.stop()
 			assertNowhere(t, in.data, value)
-			if strings.Contains(s.output(), value) {
-				t.Error("the server's log holds the secret's value")
+			assertNowhere(t, in.data, fileValue)
+			if strings.Contains(s.output(), value) || strings.Contains(s.output(), fileValue) {
+				t.Error("the server's log holds a secret's value")
 			}
 
 			stored := kubeSecretData(t, kc, nsDemo, "rdev-secrets-kdemo")
@@ -103,10 +120,12 @@ func TestE2E_KubeSecrets(t *testing.T) {
 					t.Errorf("the database backend made a Kubernetes Secret: keys %v", stored)
 				}
 			case "kubernetes":
-				if string(stored["MY_TOKEN"]) != value || len(stored) != 1 {
-					t.Errorf("the project's Secret holds %d keys, MY_TOKEN matching: %v", len(stored), string(stored["MY_TOKEN"]) == value)
+				if string(stored["MY_TOKEN"]) != value || string(stored["DEPLOY_KEY"]) != fileValue || len(stored) != 2 {
+					t.Errorf("the project's Secret holds %d keys, MY_TOKEN matching %v, DEPLOY_KEY matching %v",
+						len(stored), string(stored["MY_TOKEN"]) == value, string(stored["DEPLOY_KEY"]) == fileValue)
 				}
 				assertNotInAuditLog(t, clusterDir, auditStart, value)
+				assertNotInAuditLog(t, clusterDir, auditStart, fileValue)
 
 				// Rotating rdev's key leaves the Secrets alone, and says so.
 				newKey := filepath.Join(t.TempDir(), "new.key")

@@ -25,8 +25,9 @@ const (
 	// changes no other.
 	ManagedByLabel = "app.kubernetes.io/managed-by"
 	ManagedBy      = "rdev"
-	// SecretTimesAnnotation holds, as JSON, each key's creation and update
-	// times and the API key that created it: what Project.secrets lists.
+	// SecretTimesAnnotation holds, as JSON, each key's delivery (ENV or
+	// FILE), creation and update times and the API key that created it:
+	// what Project.secrets lists, never a value.
 	SecretTimesAnnotation = "rdev.dev/secrets" //nolint:gosec // an annotation key, not a credential
 	// MaxSecretBytes is the most a Secret's data (keys and values) may
 	// hold, as the API server enforces it.
@@ -99,9 +100,12 @@ func (c *Cluster) NewSecrets(projects domain.ProjectRepository, audit domain.Aud
 
 // secretMeta is one key's entry in SecretTimesAnnotation.
 type secretMeta struct {
-	CreatedAt time.Time `json:"createdAt"`
-	UpdatedAt time.Time `json:"updatedAt"`
-	CreatedBy string    `json:"createdBy,omitempty"`
+	// Delivery is how the secret reaches commands; "" (a key added by
+	// hand) is SecretAsEnv.
+	Delivery  domain.SecretDelivery `json:"delivery,omitempty"`
+	CreatedAt time.Time             `json:"createdAt"`
+	UpdatedAt time.Time             `json:"updatedAt"`
+	CreatedBy string                `json:"createdBy,omitempty"`
 }
 
 // projectSecret is a project's Secret as read: nil obj if there is none.
@@ -115,8 +119,9 @@ type projectSecret struct {
 	names []string
 }
 
-// PutSecret sets the key s.Name of the project's Secret to value, creating
-// the Secret if it has none, and then appends audit. It returns ECONFLICT
+// PutSecret sets the key s.Name of the project's Secret to value, and its
+// delivery in SecretTimesAnnotation, creating the Secret if it has none,
+// and then appends audit. It returns ECONFLICT
 // if the project would have more than limit secrets or more than
 // MaxSecretBytes, or if the Secret is not rdev's.
 func (s *Secrets) PutSecret(ctx context.Context, sec *domain.Secret, value string, limit int, audit *domain.AuditEntry) (*domain.Secret, error) {
@@ -129,7 +134,7 @@ func (s *Secrets) PutSecret(ctx context.Context, sec *domain.Secret, value strin
 			}
 			m = secretMeta{CreatedAt: sec.CreatedAt, CreatedBy: sec.CreatedBy}
 		}
-		m.UpdatedAt = sec.UpdatedAt
+		m.UpdatedAt, m.Delivery = sec.UpdatedAt, sec.Delivery
 		if size := dataSize(ps.obj.Data) - len(ps.obj.Data[sec.Name]) + len(sec.Name) + len(value); size > MaxSecretBytes {
 			return domain.Errorf(domain.ECONFLICT, "project %q's secrets would take %d bytes, more than the %d a Kubernetes Secret holds: delete some first", sec.ProjectID, size, MaxSecretBytes)
 		}
@@ -306,7 +311,11 @@ func (ps *projectSecret) secret(projectID, name string) *domain.Secret {
 }
 
 func (m secretMeta) secret(projectID, name string) *domain.Secret {
-	return &domain.Secret{ProjectID: projectID, Name: name, CreatedBy: m.CreatedBy, CreatedAt: m.CreatedAt.UTC(), UpdatedAt: m.UpdatedAt.UTC()}
+	d := m.Delivery
+	if !d.Valid() {
+		d = domain.SecretAsEnv
+	}
+	return &domain.Secret{ProjectID: projectID, Name: name, Delivery: d, CreatedBy: m.CreatedBy, CreatedAt: m.CreatedAt.UTC(), UpdatedAt: m.UpdatedAt.UTC()}
 }
 
 // record appends audit to the audit log, if there is one and an entry.

@@ -68,7 +68,7 @@ func (a *auditLog) actions() []string {
 }
 
 func newSecret(project, name string, at time.Time, by string) *domain.Secret {
-	return &domain.Secret{ProjectID: project, Name: name, CreatedBy: by, CreatedAt: at, UpdatedAt: at}
+	return &domain.Secret{ProjectID: project, Name: name, Delivery: domain.SecretAsEnv, CreatedBy: by, CreatedAt: at, UpdatedAt: at}
 }
 
 func wantErrCode(t *testing.T, what string, err error, code string) {
@@ -79,7 +79,8 @@ func wantErrCode(t *testing.T, what string, err error, code string) {
 }
 
 // TestSecrets_Cluster runs the Kubernetes secret store against a real API
-// server: set, replace, list with times, open, delete, not found, the
+// server: set, replace (delivery included), list with times, open,
+// delete, not found, the
 // limits, concurrent writers, and a Secret that is not rdev's left alone.
 func TestSecrets_Cluster(t *testing.T) {
 	t.Parallel()
@@ -102,8 +103,10 @@ func TestSecrets_Cluster(t *testing.T) {
 		if _, err := s.PutSecret(ctx, newSecret("p", "A_FIRST", t0, ""), "a", 10, nil); err != nil {
 			t.Fatal(err)
 		}
-		got, err = s.PutSecret(ctx, newSecret("p", "TOKEN", t1, "k2"), "v2", 10, nil)
-		want := &domain.Secret{ProjectID: "p", Name: "TOKEN", CreatedBy: "k1", CreatedAt: t0, UpdatedAt: t1}
+		asFile := newSecret("p", "TOKEN", t1, "k2")
+		asFile.Delivery = domain.SecretAsFile
+		got, err = s.PutSecret(ctx, asFile, "v2", 10, nil)
+		want := &domain.Secret{ProjectID: "p", Name: "TOKEN", Delivery: domain.SecretAsFile, CreatedBy: "k1", CreatedAt: t0, UpdatedAt: t1}
 		if err != nil || !cmp.Equal(want, got) {
 			t.Errorf("replacing: %+v, %v; want %+v", got, err, want)
 		}
@@ -116,7 +119,7 @@ func TestSecrets_Cluster(t *testing.T) {
 			string(obj.Data["TOKEN"]) != "v2" || string(obj.Data["A_FIRST"]) != "a" || len(obj.Data) != 2 {
 			t.Errorf("the Secret as stored: type %s, labels %v, data %q", obj.Type, obj.Labels, obj.Data)
 		}
-		if a := obj.Annotations[SecretTimesAnnotation]; !strings.Contains(a, `"TOKEN":{"createdAt":"2026-12-07T10:00:00.000123Z","updatedAt":"2026-12-07T11:00:00.000123Z","createdBy":"k1"}`) || strings.Contains(a, "v2") {
+		if a := obj.Annotations[SecretTimesAnnotation]; !strings.Contains(a, `"TOKEN":{"delivery":"FILE","createdAt":"2026-12-07T10:00:00.000123Z","updatedAt":"2026-12-07T11:00:00.000123Z","createdBy":"k1"}`) || strings.Contains(a, "v2") {
 			t.Errorf("annotation %s = %s", SecretTimesAnnotation, a)
 		}
 
@@ -126,7 +129,8 @@ func TestSecrets_Cluster(t *testing.T) {
 			t.Errorf("FindSecrets: %v (-want +got):\n%s", err, cmp.Diff(wantList, list))
 		}
 		open, err := s.OpenSecrets(ctx, "p")
-		if err != nil || len(open) != 2 || open[0].Name != "A_FIRST" || open[0].Value != "a" || open[1].Value != "v2" || !open[1].CreatedAt.Equal(t0) {
+		if err != nil || len(open) != 2 || open[0].Name != "A_FIRST" || open[0].Value != "a" || open[1].Value != "v2" || !open[1].CreatedAt.Equal(t0) ||
+			open[1].Delivery != domain.SecretAsFile || open[0].Delivery != domain.SecretAsEnv {
 			t.Errorf("OpenSecrets: %+v, %v", open, err)
 		}
 
@@ -215,7 +219,8 @@ func TestSecrets_Cluster(t *testing.T) {
 		if err != nil || !cmp.Equal(names, []string{"A_FIRST", "HAND_MADE"}) {
 			t.Errorf("OpenSecrets after keys added by hand: %v, %v; want A_FIRST and HAND_MADE", names, err)
 		}
-		if list, err := s.FindSecrets(ctx, "p"); err != nil || len(list) != 2 || !list[1].CreatedAt.Equal(obj.CreationTimestamp.UTC()) {
+		if list, err := s.FindSecrets(ctx, "p"); err != nil || len(list) != 2 || !list[1].CreatedAt.Equal(obj.CreationTimestamp.UTC()) ||
+			list[1].Delivery != domain.SecretAsEnv {
 			t.Errorf("FindSecrets after keys added by hand: %+v, %v", list, err)
 		}
 	})
