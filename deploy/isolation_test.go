@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -274,4 +275,37 @@ func convert[T any](t *testing.T, o *unstructured.Unstructured) *T {
 		t.Fatalf("%s/%s: %v", o.GetKind(), o.GetName(), err)
 	}
 	return out
+}
+
+// TestManifests_SecretsBackendMatchesRole: the shipped Role grants rdev
+// rights on Secrets exactly when the shipped config keeps projects'
+// secrets in Kubernetes Secrets, and then only get, create and update.
+func TestManifests_SecretsBackendMatchesRole(t *testing.T) {
+	var backend string
+	var secretVerbs []string
+	for _, o := range render(t, "base") {
+		switch o.GetKind() {
+		case "ConfigMap":
+			data, _, _ := unstructured.NestedStringMap(o.Object, "data")
+			if b, ok := data["RDEV_SECRETS_BACKEND"]; ok {
+				backend = b
+			}
+		case "Role":
+			for _, r := range convert[rbacv1.Role](t, o).Rules {
+				if slices.Contains(r.Resources, "secrets") {
+					secretVerbs = append(secretVerbs, r.Verbs...)
+				}
+			}
+		}
+	}
+	switch backend {
+	case "kubernetes":
+		if !slices.Equal(secretVerbs, []string{"get", "create", "update"}) {
+			t.Errorf("RDEV_SECRETS_BACKEND=kubernetes with verbs %v on secrets; want get, create, update", secretVerbs)
+		}
+	default:
+		if len(secretVerbs) > 0 {
+			t.Errorf("RDEV_SECRETS_BACKEND=%q, yet the Role grants %v on secrets", backend, secretVerbs)
+		}
+	}
 }
