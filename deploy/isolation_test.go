@@ -129,7 +129,7 @@ func TestManifests_ProjectIsolation(t *testing.T) {
 		// The project's own Secret (RDEV_SECRETS_BACKEND=kubernetes), as
 		// files: optional, read-only, at the documented path, readable by
 		// no one but the pod's user and group.
-		want := "rdev-secrets-" + project.Labels["rdev.dev/project"]
+		want := "rdev-project-secrets-" + project.Labels["rdev.dev/project"]
 		var vol *corev1.Volume
 		for i, v := range project.Spec.Volumes {
 			if v.Secret != nil && v.Secret.SecretName == want {

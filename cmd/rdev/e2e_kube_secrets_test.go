@@ -113,7 +113,7 @@ func TestE2E_KubeSecrets(t *testing.T) {
 				t.Error("the server's log holds a secret's value")
 			}
 
-			stored := kubeSecretData(t, kc, nsDemo, "rdev-secrets-kdemo")
+			stored := kubeSecretData(t, kc, nsDemo, "rdev-project-secrets-kdemo")
 			switch backend {
 			case "database":
 				if stored != nil {
@@ -219,11 +219,11 @@ func assertNotInAuditLog(t *testing.T, clusterDir string, start int64, value str
 			t.Fatal(err)
 		}
 		audit = b[min(start, int64(len(b))):]
-		if bytes.Contains(audit, []byte("/secrets/rdev-secrets-kdemo")) {
+		if bytes.Contains(audit, []byte("/secrets/rdev-project-secrets-kdemo")) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the audit log records no request for the Secret rdev-secrets-kdemo (%d bytes searched): is its policy the one scripts/testcluster.sh writes?", len(audit))
+			t.Fatalf("the audit log records no request for the Secret rdev-project-secrets-kdemo (%d bytes searched): is its policy the one scripts/testcluster.sh writes?", len(audit))
 		}
 	}
 	for _, form := range []string{value, hex.EncodeToString([]byte(value)), base64.StdEncoding.EncodeToString([]byte(value))} {

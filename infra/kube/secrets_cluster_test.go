@@ -111,7 +111,7 @@ func TestSecrets_Cluster(t *testing.T) {
 			t.Errorf("replacing: %+v, %v; want %+v", got, err, want)
 		}
 
-		obj, err := c.client.CoreV1().Secrets(ns).Get(ctx, "rdev-secrets-p", metav1.GetOptions{})
+		obj, err := c.client.CoreV1().Secrets(ns).Get(ctx, "rdev-project-secrets-p", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -203,7 +203,7 @@ func TestSecrets_Cluster(t *testing.T) {
 
 	t.Run("KeysAddedByHand", func(t *testing.T) {
 		// A key rdev would refuse as a name never reaches a command.
-		obj, err := c.client.CoreV1().Secrets(ns).Get(ctx, "rdev-secrets-p", metav1.GetOptions{})
+		obj, err := c.client.CoreV1().Secrets(ns).Get(ctx, "rdev-project-secrets-p", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -227,7 +227,7 @@ func TestSecrets_Cluster(t *testing.T) {
 
 	t.Run("NotRdevs", func(t *testing.T) {
 		foreign := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "rdev-secrets-q", Labels: map[string]string{"app": "other"}},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "rdev-project-secrets-q", Labels: map[string]string{"app": "other"}},
 			Data:       map[string][]byte{"TOKEN": []byte("theirs")},
 		}
 		foreign, err := c.client.CoreV1().Secrets(ns).Create(ctx, foreign, metav1.CreateOptions{})
@@ -245,7 +245,7 @@ func TestSecrets_Cluster(t *testing.T) {
 		if len(open) != 0 {
 			t.Errorf("opened a Secret that is not rdev's: %+v", open)
 		}
-		after, err := c.client.CoreV1().Secrets(ns).Get(ctx, "rdev-secrets-q", metav1.GetOptions{})
+		after, err := c.client.CoreV1().Secrets(ns).Get(ctx, "rdev-project-secrets-q", metav1.GetOptions{})
 		if err != nil || after.ResourceVersion != foreign.ResourceVersion || string(after.Data["TOKEN"]) != "theirs" {
 			t.Errorf("the Secret that is not rdev's was changed: %+v, %v", after, err)
 		}
