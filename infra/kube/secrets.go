@@ -20,7 +20,7 @@ import (
 // Names and labels of the Kubernetes Secrets that hold projects' secrets.
 const (
 	// SecretNamePrefix followed by the project's ID names its Secret.
-	SecretNamePrefix = "rdev-project-secrets-"
+	SecretNamePrefix = "rdev-project-secrets-" //nolint:gosec // a name prefix, not a credential
 	// ManagedByLabel set to ManagedBy marks a Secret as rdev's: rdev
 	// changes no other.
 	ManagedByLabel = "app.kubernetes.io/managed-by"
