@@ -60,15 +60,7 @@ func TestE2E_KubeSecrets(t *testing.T) {
 			if r := s.query(writer, setSecretM, vars); r.code() != "" {
 				t.Fatalf("setSecret: %+v", r)
 			}
-			if r := s.query(writer, setSecretM, map[string]any{"p": "kdemo", "n": "UNUSED", "v": "x"}); r.code() != "" {
-				t.Fatalf("setSecret UNUSED: %+v", r)
-			}
-			if r := s.query(writer, deleteSecretM, map[string]any{"p": "kdemo", "n": "UNUSED"}); r.code() != "" {
-				t.Errorf("deleteSecret: %+v", r)
-			}
-			if r := s.query(writer, deleteSecretM, map[string]any{"p": "kdemo", "n": "UNUSED"}); r.code() != "NOT_FOUND" {
-				t.Errorf("deleteSecret again: %+v", r)
-			}
+			setAndDelete(t, s, writer, "kdemo")
 			if r := s.query(runner, secretsQ, map[string]any{"p": "kdemo"}); r.code() != "" || !strings.Contains(jsonText(t, r.Data), `"name":"MY_TOKEN"`) ||
 				strings.Contains(jsonText(t, r.Data), "UNUSED") {
 				t.Errorf("Project.secrets: %+v", r)

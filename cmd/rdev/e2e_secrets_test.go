@@ -51,6 +51,21 @@ func execHash(t *testing.T, in *instance, s *server, token string) string {
 	return strings.TrimSpace(out)
 }
 
+// setAndDelete sets the secret UNUSED of project with token, deletes it,
+// and then finds deleting it again NOT_FOUND.
+func setAndDelete(t *testing.T, s *server, token, project string) {
+	t.Helper()
+	if r := s.query(token, setSecretM, map[string]any{"p": project, "n": "UNUSED", "v": "x"}); r.code() != "" {
+		t.Fatalf("setSecret UNUSED: %+v", r)
+	}
+	if r := s.query(token, deleteSecretM, map[string]any{"p": project, "n": "UNUSED"}); r.code() != "" {
+		t.Errorf("deleteSecret: %+v", r)
+	}
+	if r := s.query(token, deleteSecretM, map[string]any{"p": project, "n": "UNUSED"}); r.code() != "NOT_FOUND" {
+		t.Errorf("deleteSecret again: %+v", r)
+	}
+}
+
 // assertNowhere fails if value, or its hex, is in any file under dir.
 func assertNowhere(t *testing.T, dir, value string) {
 	t.Helper()
@@ -127,15 +142,7 @@ func TestE2E_Secrets(t *testing.T) {
 	if r.code() != "" {
 		t.Fatalf("setSecret: %+v", r)
 	}
-	if got := s.query(writer, setSecretM, map[string]any{"p": "demo", "n": "UNUSED", "v": "x"}); got.code() != "" {
-		t.Fatalf("setSecret UNUSED: %+v", got)
-	}
-	if got := s.query(writer, deleteSecretM, map[string]any{"p": "demo", "n": "UNUSED"}); got.code() != "" {
-		t.Errorf("deleteSecret: %+v", got)
-	}
-	if got := s.query(writer, deleteSecretM, map[string]any{"p": "demo", "n": "UNUSED"}); got.code() != "NOT_FOUND" {
-		t.Errorf("deleteSecret again: %+v", got)
-	}
+	setAndDelete(t, s, writer, "demo")
 	listed := s.query(runner, secretsQ, map[string]any{"p": "demo"})
 	if listed.code() != "" || !strings.Contains(jsonText(t, listed.Data), `"name":"MY_TOKEN"`) {
 		t.Errorf("Project.secrets: %+v", listed)
