@@ -93,7 +93,14 @@ func runSecrets(ctx context.Context, args []string, c cli) error {
 			return fmt.Errorf("the secrets are sealed under the new key, but %s still holds the old keys too (%w): copy %s over it", dataFile, err, newKeyFile)
 		}
 	}
-	return printRotation(c.stdout, cfg.where(), total, r, to, dataFile, newKeyFile != "")
+	if err := printRotation(c.stdout, cfg.where(), total, r, to, dataFile, newKeyFile != ""); err != nil {
+		return err
+	}
+	if secrets.Backend == secretsInKubernetes {
+		_, err = fmt.Fprintln(c.stdout, "projects' secrets kept in Kubernetes Secrets (RDEV_SECRETS_BACKEND=kubernetes) are not sealed by these keys "+
+			"and were not rotated: the cluster's encryption at rest covers them")
+	}
+	return err
 }
 
 // rotateAll runs RotateKey until a pass rewraps nothing, and returns how
