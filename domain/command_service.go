@@ -21,6 +21,8 @@ type CommandService struct {
 	limits   CommandLimits
 	tracer   CommandTracer
 	now      func() time.Time
+	// envSealer, if not nil, seals the env values of queued commands.
+	envSealer SecretSealer
 }
 
 // NewCommandService returns a service that records every execute and cancel
@@ -32,6 +34,14 @@ func NewCommandService(commands CommandRepository, projects ProjectRepository, h
 		tracer = NopCommandTracer{}
 	}
 	return &CommandService{commands: commands, projects: projects, hub: hub, bcast: bcast, audit: audit, limits: limits, tracer: tracer, now: time.Now}
+}
+
+// SealEnvWith makes the service store the env values of the commands it
+// queues sealed under sealer (SealedEnvPrefix), for the dispatcher to open
+// as each starts (DispatcherConfig.EnvSealer). Without it they are stored
+// in clear until the command starts. Call it before the service is used.
+func (s *CommandService) SealEnvWith(sealer SecretSealer) {
+	s.envSealer = sealer
 }
 
 // Execute validates and queues a command and returns it QUEUED. The same
@@ -77,7 +87,7 @@ func (s *CommandService) execute(ctx context.Context, in ExecuteCommand, entry *
 	}
 	if c.ClientToken != "" {
 		if prev, err := s.commands.FindCommandByClientToken(ctx, caller.KeyID(), c.ClientToken); err == nil {
-			return replay(prev, c)
+			return s.replay(prev, c)
 		} else if ErrorCode(err) != ENOTFOUND {
 			return nil, err
 		}
@@ -103,14 +113,21 @@ func (s *CommandService) execute(ctx context.Context, in ExecuteCommand, entry *
 	tc := s.tracer.TraceContext(ctx)
 	c.TraceParent, c.TraceState = tc.Parent, tc.State
 	s.audit.executeEntry(entry, c)
-	if err := s.commands.CreateCommand(ctx, c, entry); err != nil {
+	stored := c
+	if s.envSealer != nil && len(c.Env) > 0 {
+		stored = c.Clone()
+		if stored.Env, err = sealEnv(s.envSealer, c.ID, c.Env); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.commands.CreateCommand(ctx, stored, entry); err != nil {
 		if ErrorCode(err) == ECONFLICT && c.ClientToken != "" {
 			// A concurrent request with the same token won the race.
 			prev, err := s.commands.FindCommandByClientToken(ctx, caller.KeyID(), c.ClientToken)
 			if err != nil {
 				return nil, err
 			}
-			return replay(prev, c)
+			return s.replay(prev, c)
 		}
 		return nil, err
 	}
@@ -123,8 +140,14 @@ func (s *CommandService) execute(ctx context.Context, in ExecuteCommand, entry *
 // a request with the same token that asks for c: the same command again (a
 // retry), or ECONFLICT, naming prev, if c is another one. Returning prev
 // then would tell the client its new command was queued when it was not.
-func replay(prev, c *Command) (*Command, error) {
-	if diff := differences(prev, c); len(diff) > 0 {
+func (s *CommandService) replay(prev, c *Command) (*Command, error) {
+	env, err := openEnv(s.envSealer, prev)
+	if err != nil {
+		return nil, err
+	}
+	asked := prev.Clone()
+	asked.Env = env
+	if diff := differences(asked, c); len(diff) > 0 {
 		return nil, Errorf(ECONFLICT, "clientToken %q was already used for command %s, which has another %s: "+
 			"use a new clientToken for a new command", Clip(c.ClientToken), prev.ID, strings.Join(diff, ", "))
 	}

@@ -46,6 +46,10 @@ type DispatcherConfig struct {
 	// starts. A command's own Env wins over its secret variables: it can
 	// replace a secret's value for itself, never read it.
 	Secrets func(ctx context.Context, projectID string) (ExecSecrets, error)
+	// EnvSealer opens the env values that CommandService.SealEnvWith
+	// sealed, as each command starts. A command with a sealed value that
+	// does not open fails, its reason naming the variable.
+	EnvSealer SecretSealer
 	// Gone, if not nil, reports whether the dispatcher named owner is known
 	// to have ended: an earlier process of the same rdev (its predecessor
 	// on this host, say). Run takes the commands such owners hold over as
@@ -505,15 +509,21 @@ func (d *Dispatcher) run(ctx context.Context, c *Command) {
 	if err == nil && p.Status != ProjectRunning {
 		err = Errorf(ECONFLICT, "project %s is %s", p.ID, p.Status)
 	}
-	var secrets ExecSecrets
+	var (
+		secrets ExecSecrets
+		env     map[string]string
+	)
+	if err == nil {
+		env, err = openEnv(d.cfg.EnvSealer, c)
+	}
 	if err == nil {
 		secrets, err = d.execSecrets(xctx, c)
 	}
 	if err == nil {
-		req := ExecRequest{Project: p, Argv: c.Argv, Env: c.Env, SecretFiles: secrets.Files, Workdir: c.Workdir}
+		req := ExecRequest{Project: p, Argv: c.Argv, Env: env, SecretFiles: secrets.Files, Workdir: c.Workdir}
 		if len(secrets.Env) > 0 {
 			req.Env = secrets.Env
-			maps.Copy(req.Env, c.Env)
+			maps.Copy(req.Env, env)
 		}
 		res, err = d.exec.Exec(xctx, req, rec.writer(Stdout), rec.writer(Stderr))
 	}

@@ -274,6 +274,12 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 	s.keys = domain.NewAPIKeyService(s.store, s.audit, events, bcast)
 	s.keys.DefaultRateLimit = rateLimits.RequestsPerSecond
 	s.commands = domain.NewCommandService(s.store, projects, events, bcast, s.audit, limits, tracing)
+	var envSealer domain.SecretSealer
+	if keys != nil {
+		// Queued commands' env values are stored only sealed.
+		envSealer = keys
+		s.commands.SealEnvWith(envSealer)
+	}
 	writes := new(domain.WriteHealth)
 	owner, gone := dispatcherOwner()
 	var journal domain.FinishJournal
@@ -288,7 +294,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 			Concurrency: limits.Concurrency, PerProject: limits.PerProject,
 			LeaseTTL: cfg.commands.LeaseTTL, Output: cfg.commands.output(), Logger: log,
 			DrainTimeout: cfg.ShutdownTimeout, FinishGrace: cfg.commands.FinishGrace, Tracer: tracing, Writes: writes,
-			Secrets: s.secrets.Open,
+			Secrets: s.secrets.Open, EnvSealer: envSealer,
 		})
 	metrics.Register(telemetry.NewWriteHealthCollector(writes), telemetry.NewSecretsKeysCollector(keyIDs(keys)))
 	s.health = domain.NewHealthService(append([]domain.HealthCheck{domain.HealthCheckFunc(s.databaseHealth), writes, keysHealth(keys)}, s.backend.checks...)...)

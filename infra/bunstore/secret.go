@@ -3,8 +3,11 @@ package bunstore
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -184,7 +187,8 @@ func (s *Store) InitSecretKeyCheck(ctx context.Context, check []byte) ([]byte, e
 }
 
 // RewrapSecrets calls rewrap on every sealed value stored, projects'
-// secrets and webhook endpoints' signing secrets, and saves the values it
+// secrets, webhook endpoints' signing secrets and queued commands' env
+// values, and saves the values it
 // returns, and replaces the key check with check, in one transaction. It
 // returns how many values it rewrapped, or rewrap's first error wrapped
 // with what it was rewrapping, having saved nothing.
@@ -213,13 +217,64 @@ func (s *Store) RewrapSecrets(ctx context.Context, rewrap func(sealed, ad []byte
 		if err != nil {
 			return err
 		}
+		envs, err := s.rewrapCommandEnv(ctx, tx, rewrap)
+		if err != nil {
+			return err
+		}
 		row := &secretKeyCheckRow{ID: 1, Sealed: check, UpdatedAt: storedTime(time.Now())}
 		if _, err := tx.NewInsert().Model(row).On("CONFLICT (id) DO UPDATE").
 			Set("sealed = EXCLUDED.sealed, updated_at = EXCLUDED.updated_at").Exec(ctx); err != nil {
 			return fmt.Errorf("store secrets key check: %w", translate(err))
 		}
-		n = len(rows) + hooks
+		n = len(rows) + hooks + envs
 		return nil
 	})
 	return n, err
+}
+
+// rewrapCommandEnv calls rewrap, inside tx, on every sealed env value of a
+// queued command (domain.SealedEnvPrefix) and saves what it returns, and
+// returns how many it rewrapped. The commands that have started hold no
+// values.
+func (s *Store) rewrapCommandEnv(ctx context.Context, tx bun.Tx, rewrap func(sealed, ad []byte) ([]byte, error)) (int, error) {
+	var rows []envRow
+	q := tx.NewSelect().Model((*commandRow)(nil)).Column("id", "env").
+		Where("status = ?", string(domain.CommandQueued)).Where("env <> ?", s.emptyEnv()).OrderExpr("id")
+	if s.isPostgres() {
+		q = q.For("UPDATE")
+	}
+	if err := q.Scan(ctx, &rows); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("load queued commands' env: %w", translate(err))
+	}
+	n := 0
+	for _, r := range rows {
+		changed := false
+		for name, v := range r.Env {
+			text, ok := strings.CutPrefix(v, domain.SealedEnvPrefix)
+			if !ok {
+				continue
+			}
+			sealed, err := base64.StdEncoding.DecodeString(text)
+			if err != nil {
+				return 0, fmt.Errorf("env %s of command %s: sealed value: %w", name, r.ID, err)
+			}
+			if sealed, err = rewrap(sealed, domain.CommandEnvAD(r.ID, name)); err != nil {
+				return 0, fmt.Errorf("env %s of command %s: %w", name, r.ID, err)
+			}
+			r.Env[name] = domain.SealedEnvPrefix + base64.StdEncoding.EncodeToString(sealed)
+			changed = true
+			n++
+		}
+		if !changed {
+			continue
+		}
+		env, err := json.Marshal(r.Env)
+		if err != nil {
+			return 0, fmt.Errorf("save env of command %s: %w", r.ID, err)
+		}
+		if _, err := tx.NewUpdate().Model((*commandRow)(nil)).Set("env = ?", string(env)).Where("id = ?", r.ID).Exec(ctx); err != nil {
+			return 0, fmt.Errorf("save env of command %s: %w", r.ID, translate(err))
+		}
+	}
+	return n, nil
 }

@@ -260,3 +260,7 @@ func TestWebhookSealing(t *testing.T) {
 func TestSecretRepository(t *testing.T) {
 	storetest.TestSecretRepository(t, func(t *testing.T) storetest.SecretStore { return mustOpenMigrated(t) })
 }
+
+func TestCommandEnvRewrap(t *testing.T) {
+	storetest.TestCommandEnvRewrap(t, func(t *testing.T) storetest.CommandEnvSealingStore { return mustOpenMigrated(t) })
+}
