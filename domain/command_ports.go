@@ -202,6 +202,10 @@ type ExecRequest struct {
 	SecretFiles map[string]string
 	// Workdir is relative to the project's root; "" means the root.
 	Workdir string
+	// Network is what network the command may reach; "" is NetworkAny.
+	// An executor that cannot hold a policy other than NetworkAny must
+	// refuse to run the command, never run it with the network.
+	Network ProjectNetwork
 }
 
 // ExecResult is how a process ended.

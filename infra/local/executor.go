@@ -158,7 +158,7 @@ func (e *Executor) Exec(ctx context.Context, req domain.ExecRequest, stdout, std
 	if secrets != "" {
 		cmd.Env = append(cmd.Env, domain.SecretsDirVar+"="+secrets)
 	}
-	l, err := e.confine(cmd, dir, secrets)
+	l, err := e.confine(cmd, dir, secrets, req.Network)
 	if err != nil {
 		return domain.ExecResult{}, err
 	}

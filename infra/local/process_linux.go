@@ -64,7 +64,10 @@ func (e *Executor) run(ctx context.Context, cmd *exec.Cmd, l *launch, project st
 	// (its own children, if it leaves any, are not reached). The signal
 	// follows the death of the thread that started the process, so that
 	// thread is held for Start: a thread the runtime lets go of is kept.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{} // confine may have set one
+	}
+	cmd.SysProcAttr.Setpgid, cmd.SysProcAttr.Pdeathsig = true, syscall.SIGKILL
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return domain.ExecResult{}, fmt.Errorf("local: output pipe: %w", err)
@@ -92,6 +95,9 @@ func (e *Executor) run(ctx context.Context, cmd *exec.Cmd, l *launch, project st
 	if err != nil {
 		outR.Close()
 		errR.Close()
+		if l != nil && l.network != "" {
+			err = netnsRefused(err, project, l.network)
+		}
 		return domain.ExecResult{}, startError(err, cmd.Args[0], project)
 	}
 
@@ -523,10 +529,13 @@ func startTime(pid int) (uint64, bool) {
 
 // startError turns a failed start into a domain error: a program (or the
 // interpreter its #! line names) that does not exist is ENOTFOUND, one that
-// cannot be executed is EINVALID.
+// cannot be executed is EINVALID; a domain error is returned as it is.
 func startError(err error, name, project string) error {
 	var errno syscall.Errno
+	var known *domain.Error
 	switch {
+	case errors.As(err, &known):
+		return err
 	case errors.Is(err, fs.ErrNotExist):
 		return domain.Errorf(domain.ENOTFOUND, "program %q (or the interpreter it names) not found in project %q", domain.Clip(name), project)
 	case errors.As(err, &errno) && (errno == syscall.EACCES || errno == syscall.EPERM ||

@@ -1,5 +1,7 @@
 package local
 
+import "github.com/rdev-hq/rdev/domain"
+
 // Sandbox says how each command of an Executor is confined (see
 // WithSandbox).
 type Sandbox struct {
@@ -33,4 +35,10 @@ func (s *Sandbox) switches() bool { return s != nil && s.UID >= 0 }
 // as rdev's user and see all it sees.
 func WithSandbox(s Sandbox) ExecutorOption {
 	return func(e *Executor) { e.sandbox = &s }
+}
+
+// isolated reports whether commands with network policy n run in a
+// network namespace of their own.
+func isolated(n domain.ProjectNetwork) bool {
+	return n != "" && n != domain.NetworkAny
 }

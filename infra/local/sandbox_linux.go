@@ -17,6 +17,8 @@ import (
 	"github.com/landlock-lsm/go-landlock/landlock"
 	llsyscall "github.com/landlock-lsm/go-landlock/landlock/syscall"
 	"golang.org/x/sys/unix"
+
+	"github.com/rdev-hq/rdev/domain"
 )
 
 // launchEnv carries a launch's spec to the launcher; the launcher removes
@@ -46,6 +48,11 @@ type launchSpec struct {
 	Write    []string `json:"rw,omitempty"`
 	UID      int      `json:"uid"`
 	GID      int      `json:"gid"`
+	// Network is the command's network policy unless it is ANY; the
+	// launcher then runs in a network namespace of its own, and HostNet
+	// is the inode of rdev's, which it must not be in.
+	Network string `json:"net,omitempty"`
+	HostNet uint64 `json:"hostnet,omitempty"`
 }
 
 // launch is a command started through the launcher.
@@ -53,21 +60,35 @@ type launch struct {
 	report *os.File // read end of the launcher's report pipe
 	w      *os.File // its write end, the launcher's
 	tmp    string   // the command's private temporary directory
+	// network is the command's policy when it has a network namespace of
+	// its own, "" otherwise.
+	network domain.ProjectNetwork
 }
 
 // confine turns cmd, which runs in the project directory dir and reads its
 // file secrets in secrets ("" for none), into a start
 // of the launcher (this very binary, which ServeLauncher turns into it)
-// that confines itself as e.sandbox says and then executes cmd's program.
-// It returns nil, with cmd untouched, when there is no sandbox. The
-// command gets a private temporary directory, exported as TMPDIR unless
-// the request set that; launch.done removes it.
-func (e *Executor) confine(cmd *exec.Cmd, dir, secrets string) (*launch, error) {
+// that confines itself as e.sandbox and the network policy network say
+// and then executes cmd's program. It returns nil, with cmd untouched,
+// when there is neither a sandbox nor a network to keep the command from.
+// The command gets a private temporary directory, exported as TMPDIR
+// unless the request set that; launch.done removes it.
+func (e *Executor) confine(cmd *exec.Cmd, dir, secrets string, network domain.ProjectNetwork) (*launch, error) {
 	s := e.sandbox
-	if s == nil {
+	if s == nil && !isolated(network) {
 		return nil, nil
+	} else if s == nil {
+		s = &Sandbox{UID: -1, GID: -1}
 	}
 	spec := launchSpec{Program: cmd.Path, Landlock: s.Landlock, UID: -1, GID: -1}
+	if isolated(network) {
+		ns, err := netnsID()
+		if err != nil {
+			return nil, fmt.Errorf("local: %w", err)
+		}
+		spec.Network, spec.HostNet = string(network), ns
+		cmd.SysProcAttr = netnsAttr(network, s.switches())
+	}
 	if s.switches() {
 		spec.UID, spec.GID = s.UID, s.GID
 		if err := own(dir, s.UID, s.GID); err != nil {
@@ -79,6 +100,9 @@ func (e *Executor) confine(cmd *exec.Cmd, dir, secrets string) (*launch, error) 
 		return nil, fmt.Errorf("local: command temporary directory: %w", err)
 	}
 	l := &launch{tmp: tmp}
+	if isolated(network) {
+		l.network = network
+	}
 	if s.switches() {
 		if err := os.Chown(tmp, s.UID, s.GID); err != nil {
 			l.done()
@@ -211,12 +235,21 @@ func ServeLauncher() {
 
 // confine applies the spec to this process.
 func (s launchSpec) confine(parent int) error {
+	if s.Network != "" {
+		// First: making the loopback up needs the privileges dropped below.
+		if err := s.enterNetwork(); err != nil {
+			return err
+		}
+	}
 	if s.Landlock {
-		// Network access is not handled (left as it is); the IPC scopes
-		// are: no signals to, and no abstract sockets of, processes
-		// outside the sandbox.
+		// The IPC scopes are handled: no signals to, and no abstract
+		// sockets of, processes outside the sandbox. TCP is left as it
+		// is, but for NONE: no bind or connect at all, a second wall
+		// behind the empty network namespace.
 		cfg := landlock.V7.BestEffort()
-		cfg.HandledAccessNet = 0
+		if domain.ProjectNetwork(s.Network) != domain.NetworkNone {
+			cfg.HandledAccessNet = 0
+		}
 		err := cfg.Restrict(
 			landlock.RODirs(s.ReadOnly...).IgnoreIfMissing(),
 			landlock.RWDirs(s.Write...),

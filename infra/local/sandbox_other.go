@@ -2,7 +2,11 @@
 
 package local
 
-import "os/exec"
+import (
+	"os/exec"
+
+	"github.com/rdev-hq/rdev/domain"
+)
 
 // LandlockABI returns 0: Landlock is Linux's.
 func LandlockABI() int { return 0 }
@@ -13,6 +17,12 @@ func ServeLauncher() {}
 // launch is a sandboxed start; there is none here.
 type launch struct{}
 
-func (e *Executor) confine(*exec.Cmd, string, string) (*launch, error) { return nil, nil }
-func (l *launch) started(*exec.Cmd) error                              { return nil }
-func (l *launch) done()                                                {}
+// confine refuses a network policy: network namespaces are Linux's.
+func (e *Executor) confine(_ *exec.Cmd, _, _ string, n domain.ProjectNetwork) (*launch, error) {
+	if isolated(n) {
+		return nil, domain.Errorf(domain.EUNAVAILABLE, "network policy %s needs Linux network namespaces", n)
+	}
+	return nil, nil
+}
+func (l *launch) started(*exec.Cmd) error { return nil }
+func (l *launch) done()                   {}

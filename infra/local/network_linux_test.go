@@ -1,0 +1,139 @@
+package local_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rdev-hq/rdev/domain"
+	"github.com/rdev-hq/rdev/infra/local"
+)
+
+// probeCopy copies this test binary, the network probe, to a directory
+// that the user sandboxed commands run as can reach, and returns its path.
+func probeCopy(tb testing.TB) string {
+	tb.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dir := tb.TempDir()
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil { //nolint:gosec // the probe is run by another user
+			tb.Fatal(err)
+		}
+	}
+	src, err := os.Open(self)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer src.Close()
+	path := filepath.Join(dir, "netprobe")
+	dst, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o755) //nolint:gosec // an executable
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		tb.Fatal(err)
+	}
+	if err := dst.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// hostListener listens on the host's 127.0.0.1, as rdev or its database
+// do, until the test ends, and returns its address.
+func hostListener(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestExecutor_Network runs the network probe under each policy, with
+// each sandbox and with none: NONE has no interface up and reaches
+// nothing, LOOPBACK reaches its own 127.0.0.1 and not the host's, ANY
+// reaches the host's.
+func TestExecutor_Network(t *testing.T) {
+	probe := probeCopy(t)
+	host := hostListener(t)
+	setups := map[string][]local.ExecutorOption{"unsandboxed": nil}
+	if local.LandlockABI() > 0 {
+		for name, sb := range sandboxes() {
+			sb.ReadOnly = []string{filepath.Dir(probe)}
+			setups[name] = []local.ExecutorOption{local.WithSandbox(sb)}
+		}
+	}
+	want := map[domain.ProjectNetwork]map[string]string{
+		domain.NetworkAny:      {"dial " + host: "connected", "serve": "served"},
+		domain.NetworkLoopback: {"dial " + host: "refused", "serve": "served", "up": "up: lo"},
+		domain.NetworkNone:     {"dial " + host: "refused", "serve": "not served", "up": "up: none"},
+		"":                     {"dial " + host: "connected"},
+	}
+	for name, opts := range setups {
+		t.Run(name, func(t *testing.T) {
+			ex, proj, _ := newExecutor(t, opts...)
+			for network, probes := range want {
+				for mode, prefix := range probes {
+					req := domain.ExecRequest{Project: proj, Argv: []string{probe}, Network: network,
+						Env: map[string]string{"RDEV_TEST_NETPROBE": mode}}
+					res, out, errOut, err := exec(t, context.Background(), ex, req)
+					if err != nil || res.ExitCode != 0 {
+						t.Fatalf("%s, %q: %+v, %v, stderr %q", network, mode, res, err, errOut)
+					}
+					if !strings.HasPrefix(out, prefix) {
+						t.Errorf("%s, %q printed %q, want %s…", network, mode, out, prefix)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestExecutor_NetworkNoPrivileges checks that a command given a network
+// namespace of its own keeps no capability from making it (CAP_NET_ADMIN,
+// in a user namespace when rdev is not root) and, when rdev is root, runs
+// as the sandbox's user.
+func TestExecutor_NetworkNoPrivileges(t *testing.T) {
+	requireLandlock(t)
+	for name, sb := range sandboxes() {
+		if sb.UID < 0 && os.Geteuid() == 0 {
+			continue // root that does not switch runs commands as root
+		}
+		t.Run(name, func(t *testing.T) {
+			ex, proj, _ := newExecutor(t, local.WithSandbox(sb))
+			req := sh(proj, "id -u; grep Cap /proc/self/status")
+			req.Network = domain.NetworkLoopback
+			res, out, errOut, err := exec(t, context.Background(), ex, req)
+			if err != nil || res.ExitCode != 0 {
+				t.Fatalf("%+v, %v, stderr %q", res, err, errOut)
+			}
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			if sb.UID >= 0 && lines[0] != "65534" {
+				t.Errorf("runs as uid %s, want %d", lines[0], nobody)
+			}
+			for _, l := range lines[1:] {
+				if f := strings.Fields(l); len(f) == 2 && f[0] != "CapBnd:" && strings.Trim(f[1], "0") != "" {
+					t.Errorf("the command holds capabilities: %s", l)
+				}
+			}
+		})
+	}
+}
