@@ -264,3 +264,7 @@ func TestSecretRepository(t *testing.T) {
 func TestCommandEnvRewrap(t *testing.T) {
 	storetest.TestCommandEnvRewrap(t, func(t *testing.T) storetest.CommandEnvSealingStore { return mustOpenMigrated(t) })
 }
+
+func TestProjectNetworkRepository(t *testing.T) {
+	storetest.TestProjectNetworkRepository(t, func(t *testing.T) storetest.ProjectNetworkStore { return mustOpenMigrated(t) })
+}
