@@ -210,6 +210,7 @@ type ComplexityRoot struct {
 		RevokeAPIKey             func(childComplexity int, input model.RevokeAPIKeyInput) int
 		RotateAPIKey             func(childComplexity int, input model.RotateAPIKeyInput) int
 		RotateWebhookSecret      func(childComplexity int, input model.RotateWebhookSecretInput) int
+		SetProjectNetwork        func(childComplexity int, input model.SetProjectNetworkInput) int
 		SetSecret                func(childComplexity int, input model.SetSecretInput) int
 		TestWebhook              func(childComplexity int, input model.TestWebhookInput) int
 		UpdateAPIKey             func(childComplexity int, input model.UpdateAPIKeyInput) int
@@ -242,6 +243,7 @@ type ComplexityRoot struct {
 		ID          func(childComplexity int) int
 		Labels      func(childComplexity int) int
 		Namespace   func(childComplexity int) int
+		Network     func(childComplexity int) int
 		Secrets     func(childComplexity int) int
 		Status      func(childComplexity int) int
 	}
@@ -317,6 +319,11 @@ type ComplexityRoot struct {
 		Name      func(childComplexity int) int
 		ProjectID func(childComplexity int) int
 		UpdatedAt func(childComplexity int) int
+	}
+
+	SetProjectNetworkPayload struct {
+		Network   func(childComplexity int) int
+		ProjectID func(childComplexity int) int
 	}
 
 	SetSecretPayload struct {
@@ -453,6 +460,7 @@ type MutationResolver interface {
 	RedeliverWebhookDelivery(ctx context.Context, input model.RedeliverWebhookDeliveryInput) (*model.RedeliverWebhookDeliveryPayload, error)
 	SetSecret(ctx context.Context, input model.SetSecretInput) (*model.SetSecretPayload, error)
 	DeleteSecret(ctx context.Context, input model.DeleteSecretInput) (*model.DeleteSecretPayload, error)
+	SetProjectNetwork(ctx context.Context, input model.SetProjectNetworkInput) (*model.SetProjectNetworkPayload, error)
 }
 type ProjectResolver interface {
 	Labels(ctx context.Context, obj *domain.Project) ([]*model.Label, error)
@@ -460,6 +468,7 @@ type ProjectResolver interface {
 
 	Commands(ctx context.Context, obj *domain.Project, status *domain.CommandStatus, first *int) (*model.CommandConnection, error)
 	Secrets(ctx context.Context, obj *domain.Project) ([]*domain.Secret, error)
+	Network(ctx context.Context, obj *domain.Project) (domain.ProjectNetwork, error)
 }
 type ProjectScopeResolver interface {
 	Selectors(ctx context.Context, obj *domain.ProjectScope) ([]string, error)
@@ -1196,6 +1205,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RotateWebhookSecret(childComplexity, args["input"].(model.RotateWebhookSecretInput)), true
+	case "Mutation.setProjectNetwork":
+		if e.ComplexityRoot.Mutation.SetProjectNetwork == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setProjectNetwork_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetProjectNetwork(childComplexity, args["input"].(model.SetProjectNetworkInput)), true
 	case "Mutation.setSecret":
 		if e.ComplexityRoot.Mutation.SetSecret == nil {
 			break
@@ -1345,6 +1365,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Project.Namespace(childComplexity), true
+	case "Project.network":
+		if e.ComplexityRoot.Project.Network == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Project.Network(childComplexity), true
 	case "Project.secrets":
 		if e.ComplexityRoot.Project.Secrets == nil {
 			break
@@ -1654,6 +1680,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Secret.UpdatedAt(childComplexity), true
+
+	case "SetProjectNetworkPayload.network":
+		if e.ComplexityRoot.SetProjectNetworkPayload.Network == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SetProjectNetworkPayload.Network(childComplexity), true
+	case "SetProjectNetworkPayload.projectId":
+		if e.ComplexityRoot.SetProjectNetworkPayload.ProjectID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SetProjectNetworkPayload.ProjectID(childComplexity), true
 
 	case "SetSecretPayload.secret":
 		if e.ComplexityRoot.SetSecretPayload.Secret == nil {
@@ -1979,6 +2018,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("RevokeAPIKeyInput", ec.unmarshalInputRevokeAPIKeyInput),
 			graphql.NewInputUnmarshaler("RotateAPIKeyInput", ec.unmarshalInputRotateAPIKeyInput),
 			graphql.NewInputUnmarshaler("RotateWebhookSecretInput", ec.unmarshalInputRotateWebhookSecretInput),
+			graphql.NewInputUnmarshaler("SetProjectNetworkInput", ec.unmarshalInputSetProjectNetworkInput),
 			graphql.NewInputUnmarshaler("SetSecretInput", ec.unmarshalInputSetSecretInput),
 			graphql.NewInputUnmarshaler("TestWebhookInput", ec.unmarshalInputTestWebhookInput),
 			graphql.NewInputUnmarshaler("UpdateAPIKeyInput", ec.unmarshalInputUpdateAPIKeyInput),
@@ -2401,6 +2441,17 @@ type Mutation {
   scope.
   """
   deleteSecret("Which secret to delete." input: DeleteSecretInput!): DeleteSecretPayload! @hasScope(scope: SECRETS_WRITE)
+
+  """
+  Sets what network a project's commands may reach (see ProjectNetwork), or,
+  with network null, gives the project the server's default again
+  (RDEV_LOCAL_NETWORK). Commands started from then on get it; running ones
+  keep theirs. Needs the admin scope. INVALID_INPUT when the server's
+  executor cannot hold the policy (the Kubernetes executor holds only ANY:
+  restrict pods with NetworkPolicies), NOT_FOUND for a project that does not
+  exist or is out of the key's project scope.
+  """
+  setProjectNetwork("Which project, and its policy." input: SetProjectNetworkInput!): SetProjectNetworkPayload! @hasScope(scope: ADMIN)
 }
 
 """
@@ -2946,6 +2997,49 @@ type Project {
   values. Needs the projects:read scope, as the project does.
   """
   secrets: [Secret!]!
+  """
+  What network the project's commands may reach: the policy an admin set
+  for it (setProjectNetwork), or else the server's default.
+  """
+  network: ProjectNetwork!
+}
+
+"""
+What network a project's commands may reach. The local executor holds it
+with a network namespace per command; the Kubernetes executor holds only
+ANY (the pods' NetworkPolicies decide there).
+"""
+enum ProjectNetwork {
+  "The network as it is: whatever rdev's host reaches, rdev itself included."
+  ANY
+  """
+  A network of the command's own with only a loopback interface: it reaches
+  servers it started itself on 127.0.0.1, neither the host's loopback
+  services (rdev, its database) nor any other host.
+  """
+  LOOPBACK
+  "A network of the command's own with no interface up: no network at all."
+  NONE
+}
+
+"""
+Input of setProjectNetwork.
+"""
+input SetProjectNetworkInput {
+  "The project."
+  projectId: ID!
+  "Its policy; null gives it the server's default again."
+  network: ProjectNetwork
+}
+
+"""
+Result of setProjectNetwork.
+"""
+type SetProjectNetworkPayload {
+  "The project."
+  projectId: ID!
+  "The policy now in force for its commands."
+  network: ProjectNetwork!
 }
 
 """
@@ -3715,6 +3809,8 @@ func (ec *executionContext) childFields_Project(ctx context.Context, field graph
 		return ec.fieldContext_Project_commands(ctx, field)
 	case "secrets":
 		return ec.fieldContext_Project_secrets(ctx, field)
+	case "network":
+		return ec.fieldContext_Project_network(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Project", field.Name)
 }
@@ -3833,6 +3929,16 @@ func (ec *executionContext) childFields_Secret(ctx context.Context, field graphq
 		return ec.fieldContext_Secret_updatedAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Secret", field.Name)
+}
+
+func (ec *executionContext) childFields_SetProjectNetworkPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "projectId":
+		return ec.fieldContext_SetProjectNetworkPayload_projectId(ctx, field)
+	case "network":
+		return ec.fieldContext_SetProjectNetworkPayload_network(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SetProjectNetworkPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_SetSecretPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4241,6 +4347,20 @@ func (ec *executionContext) field_Mutation_rotateWebhookSecret_args(ctx context.
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (model.RotateWebhookSecretInput, error) {
 			return ec.unmarshalNRotateWebhookSecretInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐRotateWebhookSecretInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setProjectNetwork_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.SetProjectNetworkInput, error) {
+			return ec.unmarshalNSetProjectNetworkInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐSetProjectNetworkInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -7858,6 +7978,68 @@ func (ec *executionContext) fieldContext_Mutation_deleteSecret(ctx context.Conte
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_setProjectNetwork(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setProjectNetwork(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetProjectNetwork(ctx, fc.Args["input"].(model.SetProjectNetworkInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope(ctx, "ADMIN")
+				if err != nil {
+					var zeroVal *model.SetProjectNetworkPayload
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal *model.SetProjectNetworkPayload
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SetProjectNetworkPayload) graphql.Marshaler {
+			return ec.marshalNSetProjectNetworkPayload2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐSetProjectNetworkPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setProjectNetwork(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SetProjectNetworkPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setProjectNetwork_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _OutputChunk_seq(ctx context.Context, field graphql.CollectedField, obj *model.OutputChunk) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8318,6 +8500,29 @@ func (ec *executionContext) fieldContext_Project_secrets(_ context.Context, fiel
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _Project_network(ctx context.Context, field graphql.CollectedField, obj *domain.Project) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Project_network(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Project().Network(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.ProjectNetwork) graphql.Marshaler {
+			return ec.marshalNProjectNetwork2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectNetwork(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Project_network(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Project", field, true, true, "ProjectNetwork")
 }
 
 func (ec *executionContext) _ProjectConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.ProjectConnection) (ret graphql.Marshaler) {
@@ -9826,6 +10031,52 @@ func (ec *executionContext) _Secret_updatedAt(ctx context.Context, field graphql
 }
 func (ec *executionContext) fieldContext_Secret_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Secret", field, false, false, "Time")
+}
+
+func (ec *executionContext) _SetProjectNetworkPayload_projectId(ctx context.Context, field graphql.CollectedField, obj *model.SetProjectNetworkPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SetProjectNetworkPayload_projectId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ProjectID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SetProjectNetworkPayload_projectId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SetProjectNetworkPayload", field, false, false, "ID")
+}
+
+func (ec *executionContext) _SetProjectNetworkPayload_network(ctx context.Context, field graphql.CollectedField, obj *model.SetProjectNetworkPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SetProjectNetworkPayload_network(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Network, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.ProjectNetwork) graphql.Marshaler {
+			return ec.marshalNProjectNetwork2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectNetwork(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SetProjectNetworkPayload_network(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SetProjectNetworkPayload", field, false, false, "ProjectNetwork")
 }
 
 func (ec *executionContext) _SetSecretPayload_secret(ctx context.Context, field graphql.CollectedField, obj *model.SetSecretPayload) (ret graphql.Marshaler) {
@@ -12968,6 +13219,55 @@ func UnmarshalRotateWebhookSecretInput(ctx context.Context, raw any) (model.Rota
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputSetProjectNetworkInput(ctx context.Context, obj any) (model.SetProjectNetworkInput, error) {
+	var it model.SetProjectNetworkInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"projectId", "network"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "projectId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("projectId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ProjectID = data
+		case "network":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("network"))
+			data, err := ec.unmarshalOProjectNetwork2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectNetwork(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Network = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalSetProjectNetworkInput unmarshals raw into the SetProjectNetworkInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalSetProjectNetworkInput(ctx context.Context, raw any) (model.SetProjectNetworkInput, error) {
+	var out model.SetProjectNetworkInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "SetProjectNetworkInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputSetSecretInput(ctx context.Context, obj any) (model.SetSecretInput, error) {
 	var it model.SetSecretInput
 	if obj == nil {
@@ -14410,6 +14710,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "setProjectNetwork":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setProjectNetwork(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -14615,6 +14922,12 @@ func (ec *executionContext) _Project(ctx context.Context, sel ast.SelectionSet, 
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Project_secrets(ctx, field, obj)
+				})
+		case "network":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Project_network(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -15157,6 +15470,44 @@ func (ec *executionContext) _Secret(ctx context.Context, sel ast.SelectionSet, o
 			}
 		case "updatedAt":
 			out.Values[i] = ec._Secret_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var setProjectNetworkPayloadImplementors = []string{"SetProjectNetworkPayload"}
+
+func (ec *executionContext) _SetProjectNetworkPayload(ctx context.Context, sel ast.SelectionSet, obj *model.SetProjectNetworkPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, setProjectNetworkPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SetProjectNetworkPayload")
+		case "projectId":
+			out.Values[i] = ec._SetProjectNetworkPayload_projectId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "network":
+			out.Values[i] = ec._SetProjectNetworkPayload_network(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -16671,6 +17022,34 @@ func (ec *executionContext) marshalNProjectEdge2ᚖgithubᚗcomᚋrdevᚑhqᚋrd
 	return ec._ProjectEdge(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNProjectNetwork2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectNetwork(ctx context.Context, v any) (domain.ProjectNetwork, error) {
+	tmp, err := scalars.UnmarshalString(v)
+	res := unmarshalNProjectNetwork2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectNetwork[tmp]
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNProjectNetwork2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectNetwork(ctx context.Context, sel ast.SelectionSet, v domain.ProjectNetwork) graphql.Marshaler {
+	_ = sel
+	res := scalars.MarshalString(marshalNProjectNetwork2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectNetwork[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "ProjectNetwork!")
+	}
+	return res
+}
+
+var (
+	unmarshalNProjectNetwork2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectNetwork = map[string]domain.ProjectNetwork{
+		"ANY":      domain.NetworkAny,
+		"LOOPBACK": domain.NetworkLoopback,
+		"NONE":     domain.NetworkNone,
+	}
+	marshalNProjectNetwork2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectNetwork = map[domain.ProjectNetwork]string{
+		domain.NetworkAny:      "ANY",
+		domain.NetworkLoopback: "LOOPBACK",
+		domain.NetworkNone:     "NONE",
+	}
+)
+
 func (ec *executionContext) marshalNProjectScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectScope(ctx context.Context, sel ast.SelectionSet, v domain.ProjectScope) graphql.Marshaler {
 	return ec._ProjectScope(ctx, sel, &v)
 }
@@ -16912,6 +17291,19 @@ var (
 		domain.SecretAsFile: "FILE",
 	}
 )
+
+func (ec *executionContext) unmarshalNSetProjectNetworkInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐSetProjectNetworkInput(ctx context.Context, v any) (model.SetProjectNetworkInput, error) {
+	res, err := ec.unmarshalInputSetProjectNetworkInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNSetProjectNetworkPayload2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐSetProjectNetworkPayload(ctx context.Context, sel ast.SelectionSet, v *model.SetProjectNetworkPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SetProjectNetworkPayload!")
+		return graphql.Null
+	}
+	return ec._SetProjectNetworkPayload(ctx, sel, v)
+}
 
 func (ec *executionContext) unmarshalNSetSecretInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐSetSecretInput(ctx context.Context, v any) (model.SetSecretInput, error) {
 	res, err := ec.unmarshalInputSetSecretInput(ctx, v)
@@ -17613,6 +18005,38 @@ func (ec *executionContext) unmarshalOProjectFilter2ᚖgithubᚗcomᚋrdevᚑhq�
 	res, err := ec.unmarshalInputProjectFilter(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
+
+func (ec *executionContext) unmarshalOProjectNetwork2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectNetwork(ctx context.Context, v any) (*domain.ProjectNetwork, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tmp, err := scalars.UnmarshalString(v)
+	res := unmarshalOProjectNetwork2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectNetwork[tmp]
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOProjectNetwork2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectNetwork(ctx context.Context, sel ast.SelectionSet, v *domain.ProjectNetwork) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := scalars.MarshalString(marshalOProjectNetwork2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectNetwork[*v])
+	return res
+}
+
+var (
+	unmarshalOProjectNetwork2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectNetwork = map[string]domain.ProjectNetwork{
+		"ANY":      domain.NetworkAny,
+		"LOOPBACK": domain.NetworkLoopback,
+		"NONE":     domain.NetworkNone,
+	}
+	marshalOProjectNetwork2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectNetwork = map[domain.ProjectNetwork]string{
+		domain.NetworkAny:      "ANY",
+		domain.NetworkLoopback: "LOOPBACK",
+		domain.NetworkNone:     "NONE",
+	}
+)
 
 func (ec *executionContext) unmarshalOProjectStatus2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProjectStatus(ctx context.Context, v any) (*domain.ProjectStatus, error) {
 	if v == nil {

@@ -14,6 +14,7 @@ type Resolver struct {
 	AuditService   *domain.AuditService
 	WebhookService *domain.WebhookService
 	SecretService  *domain.SecretService
+	NetworkService *domain.ProjectNetworkService
 	// RateLimitService charges keys' budgets; nil limits nothing.
 	RateLimitService *domain.RateLimitService
 }

@@ -285,6 +285,15 @@ func (r *mutationResolver) DeleteSecret(ctx context.Context, input model.DeleteS
 	return &model.DeleteSecretPayload{ProjectID: input.ProjectID, Name: input.Name}, nil
 }
 
+// SetProjectNetwork is the resolver for the setProjectNetwork field.
+func (r *mutationResolver) SetProjectNetwork(ctx context.Context, input model.SetProjectNetworkInput) (*model.SetProjectNetworkPayload, error) {
+	n, err := r.NetworkService.Set(ctx, input.ProjectID, deref(input.Network))
+	if err != nil {
+		return nil, err
+	}
+	return &model.SetProjectNetworkPayload{ProjectID: input.ProjectID, Network: n}, nil
+}
+
 // Labels is the resolver for the labels field.
 func (r *projectResolver) Labels(ctx context.Context, obj *domain.Project) ([]*model.Label, error) {
 	return labels(obj.Labels), nil
@@ -310,6 +319,11 @@ func (r *projectResolver) Commands(ctx context.Context, obj *domain.Project, sta
 // Secrets is the resolver for the secrets field.
 func (r *projectResolver) Secrets(ctx context.Context, obj *domain.Project) ([]*domain.Secret, error) {
 	return r.SecretService.List(ctx, obj.ID)
+}
+
+// Network is the resolver for the network field.
+func (r *projectResolver) Network(ctx context.Context, obj *domain.Project) (domain.ProjectNetwork, error) {
+	return r.NetworkService.Get(ctx, obj)
 }
 
 // Selectors is the resolver for the selectors field.

@@ -70,6 +70,11 @@ type backend struct {
 	// start starts watching projects, until ctx ends; nil if there is
 	// nothing to watch.
 	start func(ctx context.Context)
+	// network is the network policy of projects an admin set none for;
+	// networks says whether the executor holds policies (ExecRequest's
+	// Network) other than ANY.
+	network  domain.ProjectNetwork
+	networks bool
 	// where describes it for the log and the banner.
 	where string
 	// warning, if set, is said loudly at start and in the banner.
@@ -94,6 +99,10 @@ func openBackend(cfg serveConfig, log *slog.Logger, changed func(*domain.Project
 	if err != nil {
 		return backend{}, err
 	}
+	network, err := cfg.executor.Sandbox.network(kind)
+	if err != nil {
+		return backend{}, err
+	}
 	if kind == "local" {
 		sandbox, off, err := cfg.executor.Sandbox.resolve(cfg.Workspace, cfg.store.DataDir)
 		if err != nil {
@@ -113,11 +122,16 @@ func openBackend(cfg serveConfig, log *slog.Logger, changed func(*domain.Project
 		} else if n > 0 {
 			log.Warn("ended the processes of commands an earlier rdev left running", "groups", n)
 		}
+		if err := exec.CheckNetwork(network); err != nil {
+			return backend{}, fmt.Errorf("RDEV_LOCAL_NETWORK=%s: %s; set it to any to run commands with the host's network", cfg.executor.Sandbox.Network, domain.ErrorMessage(err))
+		}
 		b := backend{
 			projects: projects,
 			executor: exec,
+			network:  network,
+			networks: true,
 			close:    func() { _ = projects.Close() },
-			where:    "local processes in " + cfg.Workspace + sandboxWhere(sandbox),
+			where:    "local processes in " + cfg.Workspace + sandboxWhere(sandbox, network),
 		}
 		if off {
 			b.warning = sandboxOffWarning

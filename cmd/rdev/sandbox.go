@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/rdev-hq/rdev/domain"
 	"github.com/rdev-hq/rdev/infra/local"
 )
 
@@ -17,6 +18,8 @@ type sandboxConfig struct {
 	Mode     string
 	RunAs    string
 	ReadOnly []string
+	// Network is the network policy of projects an admin set none for.
+	Network string
 }
 
 // sandboxOffWarning is logged and printed in the banner when commands run
@@ -26,6 +29,7 @@ const sandboxOffWarning = "the local sandbox is off (RDEV_LOCAL_SANDBOX=off): co
 func (c *sandboxConfig) register(f *envFlags) {
 	f.String(&c.Mode, "local-sandbox", "RDEV_LOCAL_SANDBOX", "auto", "confine local commands with Landlock to their project directory and the system directories: auto or on (refuse to start without Landlock), off (commands can read and change rdev's data)")
 	f.String(&c.RunAs, "local-run-as", "RDEV_LOCAL_RUN_AS", "nobody", "user (name, uid or uid:gid) local commands run as when rdev runs as root; never root")
+	f.String(&c.Network, "local-network", "RDEV_LOCAL_NETWORK", "any", "network local commands reach unless an admin set their project's (setProjectNetwork): any (rdev, its database and every host rdev reaches), loopback (their own 127.0.0.1 only), none; pick loopback or none when others run commands")
 	f.List(&c.ReadOnly, "local-sandbox-read", "RDEV_LOCAL_SANDBOX_READ", "further paths sandboxed local commands may read and execute, beside "+strings.Join(local.SystemReadOnly, ","))
 }
 
@@ -117,15 +121,34 @@ func lookupRunAs(v string) (uid, gid int, err error) {
 	return uid, gid, nil
 }
 
+// network resolves RDEV_LOCAL_NETWORK for the executor kind ("local" or
+// "kube"): the Kubernetes executor holds no policy but any.
+func (c *sandboxConfig) network(kind string) (domain.ProjectNetwork, error) {
+	n, err := domain.ParseProjectNetwork(c.Network)
+	if c.Network == "" {
+		n, err = domain.NetworkAny, nil
+	}
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("RDEV_LOCAL_NETWORK: %q is not any, loopback or none", c.Network)
+	case kind != "local" && n != domain.NetworkAny:
+		return "", fmt.Errorf("RDEV_LOCAL_NETWORK=%s: the Kubernetes executor holds no network policy of its own; restrict the project pods with NetworkPolicies (deploy/) and unset it", c.Network)
+	}
+	return n, nil
+}
+
 // sandboxWhere describes the confinement of local commands for the log
 // and the banner.
-func sandboxWhere(s local.Sandbox) string {
+func sandboxWhere(s local.Sandbox, network domain.ProjectNetwork) string {
 	var parts []string
 	if s.Landlock {
 		parts = append(parts, "sandboxed with Landlock")
 	}
 	if s.UID >= 0 {
 		parts = append(parts, fmt.Sprintf("as uid %d", s.UID))
+	}
+	if network != domain.NetworkAny {
+		parts = append(parts, "network "+strings.ToLower(string(network))+" unless set per project")
 	}
 	if len(parts) == 0 {
 		return ""

@@ -135,6 +135,7 @@ type server struct {
 	audit    *domain.AuditService
 	webhooks *domain.WebhookService
 	secrets  *domain.SecretService
+	networks *domain.ProjectNetworkService
 	// deliveries sends webhook messages through sender.
 	deliveries *domain.WebhookWorker
 	sender     *webhook.Sender
@@ -288,7 +289,12 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 	} else {
 		journal = j
 	}
-	s.dispatcher = domain.NewDispatcher(s.store, projects, tracing.Executor(s.backend.executor), metrics.Hub(events), bcast,
+	s.networks = domain.NewProjectNetworkService(s.store, projects, s.audit, s.backend.network, s.backend.networks)
+	runs := s.backend.executor
+	if s.backend.networks {
+		runs = s.networks.Executor(runs)
+	}
+	s.dispatcher = domain.NewDispatcher(s.store, projects, tracing.Executor(runs), metrics.Hub(events), bcast,
 		domain.DispatcherConfig{
 			Owner: owner, Gone: gone, Journal: journal,
 			Concurrency: limits.Concurrency, PerProject: limits.PerProject,
@@ -307,6 +313,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 		AuditService:   s.audit,
 		WebhookService: s.webhooks,
 		SecretService:  s.secrets,
+		NetworkService: s.networks,
 		// Failed authentications are counted in memory: cheap, and per
 		// process is enough to slow guessing down.
 		RateLimitService: domain.NewRateLimitService(ratelimit.New(s.rateStore.store), ratelimit.New(ratelimit.NewMemoryStore()), rateLimits),

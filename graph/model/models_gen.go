@@ -397,6 +397,22 @@ type RotateWebhookSecretPayload struct {
 	Secret string `json:"secret"`
 }
 
+// Input of setProjectNetwork.
+type SetProjectNetworkInput struct {
+	// The project.
+	ProjectID string `json:"projectId"`
+	// Its policy; null gives it the server's default again.
+	Network *domain.ProjectNetwork `json:"network,omitempty"`
+}
+
+// Result of setProjectNetwork.
+type SetProjectNetworkPayload struct {
+	// The project.
+	ProjectID string `json:"projectId"`
+	// The policy now in force for its commands.
+	Network domain.ProjectNetwork `json:"network"`
+}
+
 // Input of setSecret.
 type SetSecretInput struct {
 	// The project.

@@ -1,9 +1,11 @@
 package local
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -43,15 +45,65 @@ func netnsID() (uint64, error) {
 }
 
 // netnsRefused explains the error of starting a launcher in a new network
-// namespace for project, whose policy is n: the kernel refusing the
-// namespace (no user namespaces for unprivileged users, a limit reached).
+// namespace for policy n, for project (or "" for CheckNetwork): the kernel
+// refusing the namespace (no user namespaces for unprivileged users, a
+// limit reached) is EUNAVAILABLE; other errors are returned as they are.
 func netnsRefused(err error, project string, n domain.ProjectNetwork) error {
 	var errno syscall.Errno
 	if !errors.As(err, &errno) || (errno != syscall.EPERM && errno != syscall.EINVAL &&
 		errno != syscall.ENOSPC && errno != syscall.EUSERS && errno != syscall.EACCES) {
 		return err
 	}
-	return domain.Errorf(domain.EUNAVAILABLE, "project %s may reach network %s only, but the kernel refused the command a network namespace of its own (%v): it was not run; see RDEV_LOCAL_NETWORK in docs/operations.md", project, n, errno)
+	msg := fmt.Sprintf("the kernel refuses commands a network namespace of their own (%v), which network policy %s needs", errno, n)
+	if project == "" {
+		return domain.Errorf(domain.EUNAVAILABLE, "%s", msg)
+	}
+	return domain.Errorf(domain.EUNAVAILABLE, "project %s: %s: the command was not run", project, msg)
+}
+
+// CheckNetwork makes sure that commands can be given network policy n: it
+// starts a launcher that enters a network namespace as it would for a
+// command, and ends there. It returns EUNAVAILABLE, saying why, if the
+// kernel refuses.
+func (e *Executor) CheckNetwork(n domain.ProjectNetwork) error {
+	if !isolated(n) {
+		return nil
+	}
+	ns, err := netnsID()
+	if err != nil {
+		return fmt.Errorf("local: %w", err)
+	}
+	// No Program: the launcher ends once it has entered the namespace.
+	spec := launchSpec{Network: string(n), HostNet: ns, UID: -1, GID: -1}
+	if e.sandbox.switches() {
+		spec.UID, spec.GID = e.sandbox.UID, e.sandbox.GID
+	}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return fmt.Errorf("local: launch: %w", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("local: launch report pipe: %w", err)
+	}
+	l := &launch{report: r, w: w, network: n}
+	defer l.done()
+	cmd := &exec.Cmd{
+		Path: "/proc/self/exe", Args: []string{"rdev-network-check"},
+		Env:         []string{launchEnv + "=" + string(b)},
+		ExtraFiles:  []*os.File{w},
+		SysProcAttr: netnsAttr(n, e.sandbox.switches()),
+	}
+	if err := cmd.Start(); err != nil {
+		return netnsRefused(err, "", n)
+	}
+	if err := l.started(cmd); err != nil {
+		return domain.Errorf(domain.EUNAVAILABLE, "commands cannot be given network policy %s: %v", n, err)
+	}
+	if err := cmd.Wait(); err != nil {
+		return domain.Errorf(domain.EUNAVAILABLE, "commands cannot be given network policy %s: the check ended with %v", n, err)
+	}
+	return nil
 }
 
 // enterNetwork is the launcher's part of a network policy: it makes sure

@@ -137,3 +137,16 @@ func TestExecutor_NetworkNoPrivileges(t *testing.T) {
 		})
 	}
 }
+
+func TestExecutor_CheckNetwork(t *testing.T) {
+	for name, sb := range sandboxes() {
+		t.Run(name, func(t *testing.T) {
+			ex, _, _ := newExecutor(t, local.WithSandbox(sb))
+			for _, n := range domain.ProjectNetworks {
+				if err := ex.CheckNetwork(n); err != nil {
+					t.Errorf("CheckNetwork(%s): %v", n, err)
+				}
+			}
+		})
+	}
+}

@@ -25,4 +25,11 @@ func (e *Executor) confine(_ *exec.Cmd, _, _ string, n domain.ProjectNetwork) (*
 	return nil, nil
 }
 func (l *launch) started(*exec.Cmd) error { return nil }
+
+// CheckNetwork returns EUNAVAILABLE for a policy other than ANY:
+// network namespaces are Linux's.
+func (e *Executor) CheckNetwork(n domain.ProjectNetwork) error {
+	_, err := e.confine(nil, "", "", n)
+	return err
+}
 func (l *launch) done()                   {}
