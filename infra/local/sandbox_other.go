@@ -32,4 +32,4 @@ func (e *Executor) CheckNetwork(n domain.ProjectNetwork) error {
 	_, err := e.confine(nil, "", "", n)
 	return err
 }
-func (l *launch) done()                   {}
+func (l *launch) done() {}
