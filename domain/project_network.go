@@ -156,11 +156,14 @@ func (s *ProjectNetworkService) Executor(ex Executor) Executor {
 	return networkExecutor{ex: ex, s: s}
 }
 
+// networkExecutor is the Executor ProjectNetworkService.Executor returns.
 type networkExecutor struct {
 	ex Executor
 	s  *ProjectNetworkService
 }
 
+// Exec runs req with its project's network policy, or not at all if that
+// cannot be read.
 func (e networkExecutor) Exec(ctx context.Context, req ExecRequest, stdout, stderr io.Writer) (ExecResult, error) {
 	if req.Project != nil {
 		n, err := e.s.effective(ctx, req.Project.ID)

@@ -52,7 +52,7 @@ func (s *Store) FindProjectNetworks(ctx context.Context, ids []string) (map[stri
 		return out, nil
 	}
 	var rows []*projectNetworkRow
-	err := s.db.NewSelect().Model(&rows).Where("?TableAlias.project_id IN (?)", bun.In(ids)).Scan(ctx)
+	err := s.db.NewSelect().Model(&rows).Where("?TableAlias.project_id IN (?)", bun.List(ids)).Scan(ctx)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("find project networks: %w", translate(err))
 	}
