@@ -205,6 +205,12 @@ func TestServer_EveryMutationIsAudited(t *testing.T) {
 			}
 			return "demo"
 		}},
+		"setProjectNetwork": {domain.AuditProjectNetwork, func(t *testing.T, rid string) string {
+			if errs := ts.gql(t, ts.token, rid, `mutation { setProjectNetwork(input: {projectId: "demo", network: NONE}) { network } }`, nil, nil); len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			return "demo"
+		}},
 		"deleteSecret": {domain.AuditSecretDelete, func(t *testing.T, rid string) string {
 			if errs := ts.gql(t, ts.token, rid, `mutation { deleteSecret(input: {projectId: "demo", name: "AUDITED"}) { name } }`, nil, nil); len(errs) > 0 {
 				t.Fatal(errs)
@@ -217,7 +223,7 @@ func TestServer_EveryMutationIsAudited(t *testing.T) {
 	// entry follows it at a time of its own.
 	order := []string{"createAPIKey", "updateAPIKey", "rotateAPIKey", "revokeAPIKey",
 		"createWebhook", "updateWebhook", "rotateWebhookSecret", "testWebhook", "redeliverWebhookDelivery", "deleteWebhook",
-		"setSecret", "deleteSecret", "executeCommand", "cancelCommand"}
+		"setSecret", "deleteSecret", "setProjectNetwork", "executeCommand", "cancelCommand"}
 	for _, m := range mutations {
 		if _, ok := cases[m]; !ok {
 			t.Errorf("Mutation.%s has no audit test case: add one that runs it and expects its entry", m)
@@ -254,6 +260,9 @@ func TestServer_EveryMutationIsAudited(t *testing.T) {
 					t.Errorf("%s: detail %s=%s holds the value", m, d.Key, d.Value)
 				}
 			}
+		}
+		if m == "setProjectNetwork" && (e.detail("network") != "NONE" || e.detail("project") != "demo") {
+			t.Errorf("%s: details %+v, want the project and the policy", m, e.Details)
 		}
 		if m == "executeCommand" {
 			if env := e.detail("env"); !strings.Contains(env, `"API_TOKEN":"[REDACTED]"`) || !strings.Contains(env, `"HOME":"[REDACTED]"`) {

@@ -184,6 +184,7 @@ func rootCases() map[string]rootCase {
 		deleteM       = `mutation($id: ID!) { deleteWebhook(input: {id: $id}) { id } }`
 		setSecretM    = `mutation($p: ID!, $n: String!) { setSecret(input: {projectId: $p, name: $n, value: "v"}) { secret { name } } }`
 		deleteSecretM = `mutation($p: ID!, $n: String!) { deleteSecret(input: {projectId: $p, name: $n}) { name } }`
+		setNetworkM   = `mutation($p: ID!) { setProjectNetwork(input: {projectId: $p, network: null}) { network } }`
 		outputS       = `subscription($id: ID!) { commandOutput(commandId: $id) {
 			... on OutputChunk { seq } ... on CommandFinished { command { id project { id } } } } }`
 		eventsS = `subscription($p: ID!) { commandEvents(projectId: $p) { id projectId } }`
@@ -356,6 +357,13 @@ func rootCases() map[string]rootCase {
 				}
 				wantCode(t, "deleteSecret(pay)", m.do(t, k.token, deleteSecretM, map[string]any{"p": "pay", "n": "DOOMED"}), "")
 				wantCode(t, "deleteSecret(search)", m.do(t, k.token, deleteSecretM, map[string]any{"p": "search", "n": "DOOMED"}), outCode(k, ""))
+			}},
+		"Mutation.setProjectNetwork": {probe: func(*scopeMatrix, matrixKey) (string, map[string]any) {
+			return setNetworkM, map[string]any{"p": "pay"}
+		},
+			check: func(t *testing.T, m *scopeMatrix, k matrixKey) {
+				wantCode(t, "setProjectNetwork(pay)", m.do(t, k.token, setNetworkM, map[string]any{"p": "pay"}), "")
+				wantCode(t, "setProjectNetwork(search)", m.do(t, k.token, setNetworkM, map[string]any{"p": "search"}), outCode(k, ""))
 			}},
 		"Subscription.commandOutput": {probe: byID(outputS, cmdPay), check: func(t *testing.T, m *scopeMatrix, k matrixKey) {
 			wantCode(t, "commandOutput(pay's)", m.subscribe(t, k.token, outputS, map[string]any{"id": m.cmdPay}, nil), "")
