@@ -128,7 +128,7 @@ func TestE2E_ProjectNetworkDefault(t *testing.T) {
 	mustWriteFile(t, filepath.Join(in.workspace, "demo", "README.txt"), "demo\n")
 	admin, _ := in.createKey("--name", "admin", "--admin")
 	s := in.serve()
-	if !strings.Contains(s.output(), "network loopback") {
+	if !s.waitOutput("network loopback") {
 		t.Errorf("the banner does not name the network policy: %s", s.output())
 	}
 	u, err := url.Parse(s.url)
