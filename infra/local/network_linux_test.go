@@ -2,11 +2,14 @@ package local_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/rdev-hq/rdev/domain"
@@ -146,6 +149,69 @@ func TestExecutor_CheckNetwork(t *testing.T) {
 				if err := ex.CheckNetwork(n); err != nil {
 					t.Errorf("CheckNetwork(%s): %v", n, err)
 				}
+			}
+		})
+	}
+}
+
+// refusedEnv, set, makes TestExecutor_NetworkRefusedInside run: in a user
+// namespace of its own where no network namespace may be made.
+const refusedEnv = "RDEV_TEST_NETNS_REFUSED"
+
+// TestExecutor_NetworkRefused runs TestExecutor_NetworkRefusedInside in a
+// user namespace of its own, whose limit of network namespaces it sets to
+// 0: a kernel that refuses commands a network namespace.
+func TestExecutor_NetworkRefused(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := osexec.CommandContext(t.Context(), self, "-test.run=^TestExecutor_NetworkRefusedInside$", "-test.v")
+	cmd.Env = append(os.Environ(), refusedEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}},
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil && strings.Contains(string(out), "operation not permitted") {
+		t.Skipf("no user namespace for this test: %v", err)
+	}
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestExecutor_NetworkRefusedInside") {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+}
+
+func TestExecutor_NetworkRefusedInside(t *testing.T) {
+	if os.Getenv(refusedEnv) == "" {
+		t.Skip("run by TestExecutor_NetworkRefused")
+	}
+	if err := os.WriteFile("/proc/sys/user/max_net_namespaces", []byte("0\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	opts := map[string][]local.ExecutorOption{"unsandboxed": nil}
+	if local.LandlockABI() > 0 {
+		opts["landlock"] = []local.ExecutorOption{local.WithSandbox(local.Sandbox{Landlock: true, UID: -1, GID: -1})}
+	}
+	for name, o := range opts {
+		t.Run(name, func(t *testing.T) {
+			ex, proj, dir := newExecutor(t, o...)
+			for _, n := range []domain.ProjectNetwork{domain.NetworkLoopback, domain.NetworkNone} {
+				if err := ex.CheckNetwork(n); domain.ErrorCode(err) != domain.EUNAVAILABLE || !strings.Contains(err.Error(), "network namespace") {
+					t.Errorf("CheckNetwork(%s) = %v, want EUNAVAILABLE naming the network namespace", n, err)
+				}
+				req := sh(proj, "echo ran > ran.txt")
+				req.Network = n
+				_, _, _, err := exec(t, context.Background(), ex, req)
+				if domain.ErrorCode(err) != domain.EUNAVAILABLE || !strings.Contains(domain.ErrorMessage(err), "was not run") {
+					t.Errorf("%s: Exec = %v, want EUNAVAILABLE saying it was not run", n, err)
+				}
+				if _, err := os.Stat(filepath.Join(dir, "ran.txt")); !errors.Is(err, os.ErrNotExist) {
+					t.Fatalf("%s: the command ran (%v)", n, err)
+				}
+			}
+			if res, _, _, err := exec(t, context.Background(), ex, sh(proj, "true")); err != nil || res.ExitCode != 0 {
+				t.Errorf("ANY: %+v, %v; want it run", res, err)
 			}
 		})
 	}
