@@ -128,13 +128,22 @@ func (s *ProjectNetworkService) set(ctx context.Context, projectID string, n Pro
 	return s.repo.SetProjectNetwork(ctx, projectID, n, entry)
 }
 
-// Get returns the network policy in force for project p, which the caller
-// has been given already. It needs projects:read.
-func (s *ProjectNetworkService) Get(ctx context.Context, p *Project) (ProjectNetwork, error) {
+// Of returns the network policies in force for projects ids, which the
+// caller has been given already, in one read. It needs projects:read.
+func (s *ProjectNetworkService) Of(ctx context.Context, ids []string) (map[string]ProjectNetwork, error) {
 	if _, err := Authorize(ctx, ScopeProjectsRead); err != nil {
-		return "", err
+		return nil, err
 	}
-	return s.effective(ctx, p.ID)
+	set, err := s.repo.FindProjectNetworks(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		if _, ok := set[id]; !ok {
+			set[id] = s.def
+		}
+	}
+	return set, nil
 }
 
 // effective returns the policy of project id: its own, or the default.

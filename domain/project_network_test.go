@@ -63,11 +63,12 @@ func TestProjectNetworkService_Set(t *testing.T) {
 		if n, err := s.Set(ctx, "pay", NetworkNone); err != nil || n != NetworkNone {
 			t.Fatalf("Set NONE = %s, %v", n, err)
 		}
-		if n, err := s.Get(ctx, &Project{ID: "pay"}); err != nil || n != NetworkNone {
-			t.Errorf("Get pay = %s, %v; want NONE", n, err)
+		got, err := s.Of(ctx, []string{"pay", "search"})
+		if err != nil || got["pay"] != NetworkNone || got["search"] != NetworkLoopback {
+			t.Errorf("Of = %v, %v; want pay NONE, search the default, LOOPBACK", got, err)
 		}
-		if n, err := s.Get(ctx, &Project{ID: "search"}); err != nil || n != NetworkLoopback {
-			t.Errorf("Get search = %s, %v; want the default, LOOPBACK", n, err)
+		if _, err := s.Of(context.Background(), []string{"pay"}); ErrorCode(err) != EUNAUTHENTICATED {
+			t.Errorf("Of without a key = %v, want EUNAUTHENTICATED", err)
 		}
 		if n, err := s.Set(ctx, "pay", ""); err != nil || n != NetworkLoopback {
 			t.Fatalf("reset = %s, %v; want the default", n, err)

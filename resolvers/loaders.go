@@ -29,11 +29,18 @@ type loaders struct {
 	once sync.Once
 	// commands is set by once.
 	commands *dataloader.Loader[projectCommandsKey, domain.Page[*domain.Command]]
+
+	networkSvc  *domain.ProjectNetworkService
+	networkOnce sync.Once
+	// networks is set by networkOnce.
+	networks *dataloader.Loader[string, domain.ProjectNetwork]
 }
 
 type loadersKey struct{}
 
-func newLoaders(svc *domain.CommandService) *loaders { return &loaders{svc: svc} }
+func newLoaders(svc *domain.CommandService, networks *domain.ProjectNetworkService) *loaders {
+	return &loaders{svc: svc, networkSvc: networks}
+}
 
 // commandsLoader returns the project commands loader, making it first.
 func (l *loaders) commandsLoader() *dataloader.Loader[projectCommandsKey, domain.Page[*domain.Command]] {
@@ -78,6 +85,25 @@ func loadProjectCommands(ctx context.Context, svc *domain.CommandService, keys [
 
 func (l *loaders) projectCommands(ctx context.Context, projectID string, status domain.CommandStatus, first int) (domain.Page[*domain.Command], error) {
 	return l.commandsLoader().Load(ctx, projectCommandsKey{projectID, status, first})()
+}
+
+// projectNetwork returns the network policy of project id, read with those
+// of the other projects of the operation in one query.
+func (l *loaders) projectNetwork(ctx context.Context, id string) (domain.ProjectNetwork, error) {
+	l.networkOnce.Do(func() {
+		l.networks = dataloader.NewBatchedLoader(
+			func(ctx context.Context, ids []string) []*dataloader.Result[domain.ProjectNetwork] {
+				found, err := l.networkSvc.Of(ctx, ids)
+				out := make([]*dataloader.Result[domain.ProjectNetwork], len(ids))
+				for i, id := range ids {
+					out[i] = &dataloader.Result[domain.ProjectNetwork]{Data: found[id], Error: err}
+				}
+				return out
+			},
+			dataloader.WithCache[string, domain.ProjectNetwork](&dataloader.NoCache[string, domain.ProjectNetwork]{}),
+		)
+	})
+	return l.networks.Load(ctx, id)()
 }
 
 func withLoaders(ctx context.Context, l *loaders) context.Context {

@@ -323,7 +323,7 @@ func (r *projectResolver) Secrets(ctx context.Context, obj *domain.Project) ([]*
 
 // Network is the resolver for the network field.
 func (r *projectResolver) Network(ctx context.Context, obj *domain.Project) (domain.ProjectNetwork, error) {
-	return r.NetworkService.Get(ctx, obj)
+	return loadersFrom(ctx).projectNetwork(ctx, obj.ID)
 }
 
 // Selectors is the resolver for the selectors field.

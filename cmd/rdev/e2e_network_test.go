@@ -92,8 +92,16 @@ func TestE2E_ProjectNetwork(t *testing.T) {
 	if out, code := reach("other"); code != 0 || out != "reached\n" {
 		t.Errorf("other, without a policy: exit %d, %q; want rdev reached", code, out)
 	}
-	if n := network("other"); n != "ANY" {
-		t.Errorf("other's network is %q, want ANY", n)
+	list := s.query(runner, `{ projects(first: 10) { nodes { id network } } }`, nil)
+	if len(list.Errors) > 0 {
+		t.Fatalf("projects: %+v", list.Errors)
+	}
+	listed := map[string]any{}
+	for _, n := range list.Data["projects"].(map[string]any)["nodes"].([]any) {
+		listed[n.(map[string]any)["id"].(string)] = n.(map[string]any)["network"]
+	}
+	if listed["demo"] != "NONE" || listed["other"] != "ANY" {
+		t.Errorf("projects list networks %v, want demo NONE and other ANY", listed)
 	}
 
 	if r := s.query(admin, set, map[string]any{"id": "demo", "n": nil}); len(r.Errors) > 0 ||
