@@ -208,6 +208,11 @@ func (e *Executor) Exec(ctx context.Context, req domain.ExecRequest, stdout, std
 	if err := validate(req); err != nil {
 		return domain.ExecResult{}, err
 	}
+	if req.Network != "" && req.Network != domain.NetworkAny {
+		// A pod's network is its NetworkPolicies' to decide: refuse
+		// rather than run the command with more network than asked.
+		return domain.ExecResult{}, domain.Errorf(domain.EINVALID, "network policy %s: the Kubernetes executor holds none but ANY; restrict the pod with a NetworkPolicy", req.Network)
+	}
 	if err := ctx.Err(); err != nil {
 		return domain.ExecResult{}, err
 	}

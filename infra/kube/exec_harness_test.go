@@ -103,6 +103,7 @@ func TestExecutor_Kubelet(t *testing.T) {
 			"EnvName":    {Project: proj, Argv: []string{"true"}, Env: map[string]string{"A-B": "x"}},
 			"WorkdirAbs": {Project: proj, Argv: []string{"true"}, Workdir: "/etc"},
 			"WorkdirUp":  {Project: proj, Argv: []string{"true"}, Workdir: "a/../../b"},
+			"Network":    {Project: proj, Argv: []string{"true"}, Network: domain.NetworkNone},
 		} {
 			if _, err := ex.Exec(t.Context(), req, nil, nil); domain.ErrorCode(err) != domain.EINVALID {
 				t.Errorf("%s: err = %v, want EINVALID", name, err)
