@@ -28,7 +28,7 @@ func TestE2E_LocalSandbox(t *testing.T) {
 	admin, _ := in.createKey("--name", "admin", "--admin")
 	runner, _ := in.createKey("--name", "runner", "--scopes", "commands:read,commands:write,projects:read")
 	s := in.serve()
-	if !strings.Contains(s.output(), "sandboxed with Landlock") {
+	if !s.waitOutput("sandboxed with Landlock") {
 		t.Errorf("banner does not say commands are sandboxed: %s", s.output())
 	}
 	cli := &instance{t: t, env: append(append([]string{}, in.env...), "RDEV_SERVER="+s.url, "RDEV_KEY="+runner)}
