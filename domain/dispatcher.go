@@ -531,7 +531,7 @@ func (d *Dispatcher) run(ctx context.Context, c *Command) {
 	// may take long (while storage refuses it), and a shutdown, timeout or
 	// cancel that comes meanwhile must not rewrite a clean exit.
 	cause, endedAt := context.Cause(xctx), d.now().UTC().Truncate(time.Microsecond)
-	out := rec.close()
+	out := rec.close(endedAt)
 	fin := Finish{OutputBytes: out.total, LastSeq: out.lastSeq, Truncated: out.truncated, LostBytes: out.lostBytes, FinishedAt: endedAt}
 	d.decide(&fin, c, res, err, cause)
 	if out.leaseLost {

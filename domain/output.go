@@ -97,6 +97,7 @@ type recorder struct {
 	recorderDeps
 
 	mu         sync.Mutex
+	endedAt    time.Time  // set by close
 	drained    *sync.Cond // signalled when pending shrinks or work arrives
 	partial    map[Stream][]byte
 	fills      map[Stream]*block // the block each stream's partial is in
@@ -343,7 +344,12 @@ func (r *recorder) emit(s Stream, data []byte) {
 	// output. data is always in the stream's block: fill put it there.
 	blk := r.fills[s]
 	blk.retain()
-	r.pending = append(r.pending, segment{stream: s, data: data, blk: blk, at: r.now()})
+	at := r.now()
+	if !r.endedAt.IsZero() && at.After(r.endedAt) {
+		// What close flushes was written before the process ended.
+		at = r.endedAt
+	}
+	r.pending = append(r.pending, segment{stream: s, data: data, blk: blk, at: at})
 	r.pendingLen += len(data)
 	r.drained.Broadcast()
 }
@@ -549,9 +555,12 @@ type recorded struct {
 }
 
 // close sends unfinished lines, waits until all output and the tail window
-// are stored (or given up), and returns what was recorded.
-func (r *recorder) close() recorded {
+// are stored (or given up), and returns what was recorded. endedAt, if not
+// zero, is when the process ended: nothing sent from then on is stamped
+// later.
+func (r *recorder) close(endedAt time.Time) recorded {
 	r.mu.Lock()
+	r.endedAt = endedAt
 	for s, t := range r.timers {
 		t.Stop()
 		delete(r.timers, s)

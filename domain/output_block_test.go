@@ -102,7 +102,7 @@ func recordThrough(t *testing.T, e *commandEnv, id string, text string) {
 				time.Sleep(100 * time.Microsecond)
 			}
 		}
-		out := rec.close()
+		out := rec.close(time.Time{})
 		c, err := e.repo.FinishCommand(context.Background(), Lease{CommandID: id, Owner: producerOwner}, Finish{
 			Status: CommandSucceeded, ExitCode: ptr(0), FinishedAt: time.Now().UTC(),
 			OutputBytes: out.total, LastSeq: out.lastSeq, Truncated: out.truncated,

@@ -29,7 +29,7 @@ func closeRecorder(tb testing.TB, rec *recorder) recorderTotals {
 	tb.Helper()
 	done := make(chan recorderTotals, 1)
 	go func() {
-		done <- rec.close()
+		done <- rec.close(time.Time{})
 	}()
 	select {
 	case t := <-done:

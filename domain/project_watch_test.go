@@ -89,6 +89,11 @@ func TestProjectService_Watch(t *testing.T) {
 			t.Fatal(err)
 		}
 		recv(t, ch)
+		// The current state, which the catch-up reads whenever it comes
+		// (it may come while the changes below are still being sent).
+		repo.mu.Lock()
+		repo.projects["web"] = project("web", ProjectFailed)
+		repo.mu.Unlock()
 		// Flip the state more often than the buffer holds, without reading.
 		for i := range projectWatchBuffer * 3 {
 			st := ProjectNotReady
@@ -97,9 +102,6 @@ func TestProjectService_Watch(t *testing.T) {
 			}
 			s.Changed(project("web", st))
 		}
-		repo.mu.Lock()
-		repo.projects["web"] = project("web", ProjectFailed)
-		repo.mu.Unlock()
 		if hub.dropCount() == 0 {
 			t.Fatal("the watcher was never dropped: the test proves nothing")
 		}
