@@ -185,6 +185,9 @@ type SecretStore interface {
 	// FindSecrets returns a project's secrets sorted by name, without
 	// their values.
 	FindSecrets(ctx context.Context, projectID string) ([]*Secret, error)
+	// FindSecretsOf returns the secrets of each of projectIDs, as
+	// FindSecrets does, by project; a project without secrets is absent.
+	FindSecretsOf(ctx context.Context, projectIDs []string) (map[string][]*Secret, error)
 	// OpenSecrets returns a project's secrets sorted by name, with their
 	// values, for the executor only. An error names a secret, never shows
 	// a value.
@@ -205,6 +208,10 @@ type SecretRepository interface {
 	// FindSecrets returns a project's secrets sorted by name, without
 	// their values.
 	FindSecrets(ctx context.Context, projectID string) ([]*Secret, error)
+	// FindSecretsOf returns the secrets of each of projectIDs, sorted by
+	// name and without their values, by project, in one query; a project
+	// without secrets is absent.
+	FindSecretsOf(ctx context.Context, projectIDs []string) (map[string][]*Secret, error)
 	// FindSealedSecrets returns a project's secrets sorted by name, with
 	// their sealed values.
 	FindSealedSecrets(ctx context.Context, projectID string) ([]*SealedSecret, error)

@@ -51,6 +51,12 @@ func (s *SealedSecrets) FindSecrets(ctx context.Context, projectID string) ([]*S
 	return s.repo.FindSecrets(ctx, projectID)
 }
 
+// FindSecretsOf returns the secrets of each of projectIDs, by project, in
+// one read.
+func (s *SealedSecrets) FindSecretsOf(ctx context.Context, projectIDs []string) (map[string][]*Secret, error) {
+	return s.repo.FindSecretsOf(ctx, projectIDs)
+}
+
 // OpenSecrets returns a project's secrets with their values opened. It
 // returns EUNAVAILABLE if the project has secrets and there is no key, and
 // EINTERNAL naming the secret (never its value) if one does not open: not

@@ -148,6 +148,26 @@ func (s *SecretService) List(ctx context.Context, projectID string) ([]*Secret, 
 	return s.store.FindSecrets(ctx, projectID)
 }
 
+// ListOf returns the secrets of each of projectIDs as List does, by
+// project, in one read of the store where it can; a project without
+// secrets is absent. A project out of the caller's scope, or not a
+// project's name, is ENOTFOUND for the whole call.
+func (s *SecretService) ListOf(ctx context.Context, projectIDs []string) (map[string][]*Secret, error) {
+	caller, err := Authorize(ctx, ScopeProjectsRead)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range projectIDs {
+		if ValidateProjectID(id) != nil {
+			return nil, projectNotFound(id)
+		}
+		if err := admitProject(ctx, s.projects, caller, id); err != nil {
+			return nil, err
+		}
+	}
+	return s.store.FindSecretsOf(ctx, projectIDs)
+}
+
 // Open returns the secrets of project projectID, each as its delivery
 // says, for the executor as a command starts; nothing else may call it. It
 // returns EUNAVAILABLE while the store cannot give them (no key, no API

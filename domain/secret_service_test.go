@@ -90,6 +90,16 @@ func (r *secretRepo) FindSecrets(_ context.Context, projectID string) ([]*Secret
 	return out, nil
 }
 
+func (r *secretRepo) FindSecretsOf(ctx context.Context, projectIDs []string) (map[string][]*Secret, error) {
+	out := map[string][]*Secret{}
+	for _, id := range projectIDs {
+		if list, _ := r.FindSecrets(ctx, id); len(list) > 0 {
+			out[id] = list
+		}
+	}
+	return out, nil
+}
+
 func (r *secretRepo) FindSealedSecrets(_ context.Context, projectID string) ([]*SealedSecret, error) {
 	return r.sealed(projectID), nil
 }

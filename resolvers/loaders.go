@@ -34,12 +34,17 @@ type loaders struct {
 	networkOnce sync.Once
 	// networks is set by networkOnce.
 	networks *dataloader.Loader[string, domain.ProjectNetwork]
+
+	secretSvc  *domain.SecretService
+	secretOnce sync.Once
+	// secrets is set by secretOnce.
+	secrets *dataloader.Loader[string, []*domain.Secret]
 }
 
 type loadersKey struct{}
 
-func newLoaders(svc *domain.CommandService, networks *domain.ProjectNetworkService) *loaders {
-	return &loaders{svc: svc, networkSvc: networks}
+func newLoaders(root *Resolver) *loaders {
+	return &loaders{svc: root.CommandService, networkSvc: root.NetworkService, secretSvc: root.SecretService}
 }
 
 // commandsLoader returns the project commands loader, making it first.
@@ -104,6 +109,25 @@ func (l *loaders) projectNetwork(ctx context.Context, id string) (domain.Project
 		)
 	})
 	return l.networks.Load(ctx, id)()
+}
+
+// projectSecrets returns the secrets of project id, read with those of the
+// other projects of the operation in one read of the store.
+func (l *loaders) projectSecrets(ctx context.Context, id string) ([]*domain.Secret, error) {
+	l.secretOnce.Do(func() {
+		l.secrets = dataloader.NewBatchedLoader(
+			func(ctx context.Context, ids []string) []*dataloader.Result[[]*domain.Secret] {
+				found, err := l.secretSvc.ListOf(ctx, ids)
+				out := make([]*dataloader.Result[[]*domain.Secret], len(ids))
+				for i, id := range ids {
+					out[i] = &dataloader.Result[[]*domain.Secret]{Data: found[id], Error: err}
+				}
+				return out
+			},
+			dataloader.WithCache[string, []*domain.Secret](&dataloader.NoCache[string, []*domain.Secret]{}),
+		)
+	})
+	return l.secrets.Load(ctx, id)()
 }
 
 func withLoaders(ctx context.Context, l *loaders) context.Context {

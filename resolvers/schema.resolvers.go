@@ -318,7 +318,14 @@ func (r *projectResolver) Commands(ctx context.Context, obj *domain.Project, sta
 
 // Secrets is the resolver for the secrets field.
 func (r *projectResolver) Secrets(ctx context.Context, obj *domain.Project) ([]*domain.Secret, error) {
-	return r.SecretService.List(ctx, obj.ID)
+	list, err := loadersFrom(ctx).projectSecrets(ctx, obj.ID)
+	if err != nil {
+		return nil, err
+	}
+	if list == nil {
+		list = []*domain.Secret{}
+	}
+	return list, nil
 }
 
 // Network is the resolver for the network field.

@@ -146,7 +146,7 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 			return graphql.OneShot(&graphql.Response{Errors: errs})
 		}
 		if !subscription {
-			return next(withLoaders(ctx, newLoaders(root.CommandService, root.NetworkService)))
+			return next(withLoaders(ctx, newLoaders(root)))
 		}
 		if !domain.Guarded(ctx) {
 			// A stream outside a guarded connection (SSE) ends on its own
@@ -154,7 +154,7 @@ func NewHandler(root *Resolver, cfg Config) http.Handler {
 			ctx = root.APIKeyService.Guard(ctx)
 		}
 		// Only a subscription's responses can end for want of one.
-		responses := next(withStreamEnd(withLoaders(ctx, newLoaders(root.CommandService, root.NetworkService))))
+		responses := next(withStreamEnd(withLoaders(ctx, newLoaders(root))))
 		if release == nil {
 			return responses
 		}

@@ -150,6 +150,26 @@ func (s *Store) FindSecrets(ctx context.Context, projectID string) ([]*domain.Se
 	return out, nil
 }
 
+// FindSecretsOf returns the secrets of each of projectIDs, sorted by name
+// and without their sealed values, by project, in one query.
+func (s *Store) FindSecretsOf(ctx context.Context, projectIDs []string) (map[string][]*domain.Secret, error) {
+	out := make(map[string][]*domain.Secret)
+	if len(projectIDs) == 0 {
+		return out, nil
+	}
+	var rows []*secretRow
+	err := s.db.NewSelect().Model(&rows).Column("project_id", "name", "delivery", "created_by", "created_at", "updated_at").
+		Where("?TableAlias.project_id IN (?)", bun.List(projectIDs)).
+		OrderExpr("?TableAlias.project_id ASC, ?TableAlias.name ASC").Scan(ctx)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("find secrets of %d projects: %w", len(projectIDs), translate(err))
+	}
+	for _, r := range rows {
+		out[r.ProjectID] = append(out[r.ProjectID], r.secret())
+	}
+	return out, nil
+}
+
 // FindSealedSecrets returns a project's secrets sorted by name, with their
 // sealed values.
 func (s *Store) FindSealedSecrets(ctx context.Context, projectID string) ([]*domain.SealedSecret, error) {

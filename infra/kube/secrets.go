@@ -187,6 +187,22 @@ func (s *Secrets) FindSecrets(ctx context.Context, projectID string) ([]*domain.
 	return out, nil
 }
 
+// FindSecretsOf returns the secrets of each of projectIDs, by project: one
+// read of each project's Secret, as Kubernetes keeps them apart.
+func (s *Secrets) FindSecretsOf(ctx context.Context, projectIDs []string) (map[string][]*domain.Secret, error) {
+	out := make(map[string][]*domain.Secret, len(projectIDs))
+	for _, id := range projectIDs {
+		list, err := s.FindSecrets(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if len(list) > 0 {
+			out[id] = list
+		}
+	}
+	return out, nil
+}
+
 // OpenSecrets returns the keys of the project's Secret with their values,
 // sorted by name, as the API server has them now.
 func (s *Secrets) OpenSecrets(ctx context.Context, projectID string) ([]*domain.SecretValue, error) {

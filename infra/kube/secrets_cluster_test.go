@@ -128,6 +128,9 @@ func TestSecrets_Cluster(t *testing.T) {
 		if err != nil || !cmp.Equal(wantList, list) {
 			t.Errorf("FindSecrets: %v (-want +got):\n%s", err, cmp.Diff(wantList, list))
 		}
+		if of, err := s.FindSecretsOf(ctx, []string{"p", "none-here"}); err != nil || len(of) != 1 || !cmp.Equal(wantList, of["p"]) {
+			t.Errorf("FindSecretsOf: %v, %v; want p's secrets only", of, err)
+		}
 		open, err := s.OpenSecrets(ctx, "p")
 		if err != nil || len(open) != 2 || open[0].Name != "A_FIRST" || open[0].Value != "a" || open[1].Value != "v2" || !open[1].CreatedAt.Equal(t0) ||
 			open[1].Delivery != domain.SecretAsFile || open[0].Delivery != domain.SecretAsEnv {

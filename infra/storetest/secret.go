@@ -117,6 +117,25 @@ func testPutSecret(t *testing.T, s SecretStore) {
 		sealed[1].Delivery != domain.SecretAsFile || sealed[0].Delivery != domain.SecretAsEnv {
 		t.Errorf("FindSealedSecrets(pay) = %+v", sealed)
 	}
+	of, err := s.FindSecretsOf(ctx, []string{"pay", "search", "nope"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byProject := map[string][]string{}
+	for p, list := range of {
+		for _, sec := range list {
+			if sec.ProjectID != p {
+				t.Errorf("FindSecretsOf: %s/%s listed under %s", sec.ProjectID, sec.Name, p)
+			}
+			byProject[p] = append(byProject[p], sec.Name+" "+string(sec.Delivery))
+		}
+	}
+	if diff := cmp.Diff(map[string][]string{"pay": {"A_FIRST ENV", "TOKEN FILE"}, "search": {"TOKEN ENV"}}, byProject); diff != "" {
+		t.Errorf("FindSecretsOf (-want +got):\n%s", diff)
+	}
+	if none, err := s.FindSecretsOf(ctx, nil); err != nil || len(none) != 0 {
+		t.Errorf("FindSecretsOf(none) = %v, %v", none, err)
+	}
 	if none, err := s.FindSecrets(ctx, "nope"); err != nil || len(none) != 0 {
 		t.Errorf("FindSecrets(nope) = %v, %v; want none", none, err)
 	}
