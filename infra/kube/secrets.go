@@ -188,11 +188,15 @@ func (s *Secrets) FindSecrets(ctx context.Context, projectID string) ([]*domain.
 }
 
 // FindSecretsOf returns the secrets of each of projectIDs, by project: one
-// read of each project's Secret, as Kubernetes keeps them apart.
+// read of each project's Secret, as Kubernetes keeps them apart. A project
+// whose pod is gone meanwhile is absent, as one without secrets is.
 func (s *Secrets) FindSecretsOf(ctx context.Context, projectIDs []string) (map[string][]*domain.Secret, error) {
 	out := make(map[string][]*domain.Secret, len(projectIDs))
 	for _, id := range projectIDs {
 		list, err := s.FindSecrets(ctx, id)
+		if domain.ErrorCode(err) == domain.ENOTFOUND {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
