@@ -105,6 +105,10 @@ type Command struct {
 	Timeout time.Duration
 	// ClientToken makes submission idempotent per key; "" for none.
 	ClientToken string
+	// AgentProtocol names the AgentProtocol of an agent run (see
+	// AgentService), whose standard output that protocol reads; "" for
+	// every other command.
+	AgentProtocol string
 
 	Status CommandStatus
 	// ExitCode is set when the process exited by itself.

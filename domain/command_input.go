@@ -69,4 +69,8 @@ type ExecuteCommand struct {
 	// TimeoutSeconds nil means the default timeout.
 	TimeoutSeconds *int
 	ClientToken    string
+
+	// agentProtocol, set by AgentService only, makes the command an agent
+	// run of that protocol whose argv (of Type) the protocol built.
+	agentProtocol string
 }

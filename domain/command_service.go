@@ -164,6 +164,7 @@ func differences(prev, c *Command) []string {
 	}{
 		{"project", prev.ProjectID == c.ProjectID},
 		{"type", prev.Type == c.Type},
+		{"agent protocol", prev.AgentProtocol == c.AgentProtocol},
 		{"argv", slices.Equal(prev.Argv, c.Argv)},
 		{"env", sameEnv(prev, c)},
 		{"workdir", prev.Workdir == c.Workdir},

@@ -104,7 +104,7 @@ func commandFrom(in ExecuteCommand, lim CommandLimits) (*Command, error) {
 	if err := ValidateProjectID(in.ProjectID); err != nil {
 		return nil, err
 	}
-	c := &Command{ProjectID: in.ProjectID, Status: CommandQueued, Priority: in.Priority}
+	c := &Command{ProjectID: in.ProjectID, Status: CommandQueued, Priority: in.Priority, AgentProtocol: in.agentProtocol}
 	var err error
 	if c.Type, c.Argv, err = argvFrom(in, lim); err != nil {
 		return nil, err
@@ -130,6 +130,10 @@ func commandFrom(in ExecuteCommand, lim CommandLimits) (*Command, error) {
 
 // argvFrom turns the one given form of the program into argv.
 func argvFrom(in ExecuteCommand, lim CommandLimits) (CommandType, []string, error) {
+	if in.agentProtocol != "" {
+		// The protocol built and checked argv; only its bounds are left.
+		return in.Type, in.Argv, validateArgv(in.Argv, lim)
+	}
 	given := 0
 	for _, set := range []bool{len(in.Argv) > 0, in.Shell != "", in.Prompt != ""} {
 		if set {
