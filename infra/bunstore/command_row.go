@@ -24,6 +24,8 @@ type commandRow struct {
 	// ClientToken is NULL when empty, so commands without one never
 	// conflict in the (key_id, client_token) unique constraint.
 	ClientToken string `bun:"client_token,nullzero"`
+	// AgentProtocol is "" for a command that is not an agent run.
+	AgentProtocol string `bun:"agent_protocol"`
 
 	Status string `bun:"status"`
 	// ExitCode is NULL until the process exits by itself.
@@ -87,6 +89,7 @@ func newCommandRow(c *domain.Command) *commandRow {
 		Priority:        int(c.Priority),
 		TimeoutMS:       c.Timeout.Milliseconds(),
 		ClientToken:     c.ClientToken,
+		AgentProtocol:   c.AgentProtocol,
 		Status:          string(c.Status),
 		ExitCode:        c.ExitCode,
 		Signal:          c.Signal,
@@ -127,6 +130,7 @@ func (r *commandRow) command() *domain.Command {
 		Priority:        domain.Priority(r.Priority),
 		Timeout:         time.Duration(r.TimeoutMS) * time.Millisecond,
 		ClientToken:     r.ClientToken,
+		AgentProtocol:   r.AgentProtocol,
 		Status:          domain.CommandStatus(r.Status),
 		ExitCode:        r.ExitCode,
 		Signal:          r.Signal,

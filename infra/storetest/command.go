@@ -477,6 +477,8 @@ func fullCommand(project string, i int) *domain.Command {
 	c.Priority = domain.PriorityHigh
 	c.Timeout = 90 * time.Second
 	c.ClientToken = "token-" + c.ID
+	// Stores keep it whatever the argv: they do not read it.
+	c.AgentProtocol = domain.ClaudeCodeProtocol
 	return c
 }
 
