@@ -48,8 +48,9 @@ type AgentRun struct {
 	Started *AgentStarted
 	// Finished is the agent's own summary of its end (status, result, cost
 	// and tokens); nil until it printed one, and for ever for an agent
-	// that died without.
-	Finished *AgentFinished
+	// that died without. FinishedAt is where in the output it came.
+	Finished   *AgentFinished
+	FinishedAt AgentEventItem
 }
 
 // SessionID returns the agent's session, which a later run can resume: the
@@ -152,19 +153,17 @@ func (s *AgentService) summarize(ctx context.Context, c *Command) (*AgentRun, er
 	if err != nil || (c.LastSeq == 0 && c.Status == CommandQueued) {
 		return run, nil //nolint:nilerr // an unknown protocol has no events to read
 	}
-	parser := NewAgentParser(p, 0)
-	note := func(events []AgentEvent) {
-		for _, e := range events {
-			switch e := e.(type) {
-			case *AgentStarted:
-				if run.Started == nil {
-					run.Started = e
-				}
-			case *AgentFinished:
-				run.Finished = e
+	st := &agentStream{parser: NewAgentParser(p, 0), emit: func(_ context.Context, it AgentEventItem) bool {
+		switch e := it.Event.(type) {
+		case *AgentStarted:
+			if run.Started == nil {
+				run.Started = e
 			}
+		case *AgentFinished:
+			run.Finished, run.FinishedAt = e, it
 		}
-	}
+		return true
+	}}
 	batch := s.commands.subscriberBuffer() / 2
 	for after := int64(0); ; {
 		chunks, err := s.commands.commands.ReadOutput(ctx, c.ID, after, streamReadBatch, batch)
@@ -174,14 +173,12 @@ func (s *AgentService) summarize(ctx context.Context, c *Command) (*AgentRun, er
 		if len(chunks) == 0 {
 			break
 		}
-		for _, ch := range chunks {
-			if ch.Stream == Stdout {
-				note(parser.Parse([]byte(ch.Data)))
-			}
+		for i := range chunks {
+			st.take(ctx, OutputEvent{Chunk: &chunks[i]})
 		}
 		after = chunks[len(chunks)-1].Seq
 	}
-	note(parser.Close())
+	st.send(ctx, st.parser.Close())
 	return run, nil
 }
 
@@ -195,6 +192,13 @@ func (s *AgentService) summarize(ctx context.Context, c *Command) (*AgentRun, er
 // unknown run, EINVALID for a negative afterSeq or one past the end of a
 // finished run.
 func (s *AgentService) Events(ctx context.Context, id string, afterSeq int64) (<-chan AgentEventItem, error) {
+	return AgentEventsAs(ctx, s, id, afterSeq, func(it AgentEventItem) AgentEventItem { return it })
+}
+
+// AgentEventsAs is Events with each item mapped by f on the stream's own
+// goroutine, so a transport that needs its own event type costs no extra
+// goroutine per subscriber.
+func AgentEventsAs[T any](ctx context.Context, s *AgentService, id string, afterSeq int64, f func(AgentEventItem) T) (<-chan T, error) {
 	c, err := s.find(ctx, id)
 	if err != nil {
 		return nil, err
@@ -213,10 +217,17 @@ func (s *AgentService) Events(ctx context.Context, id string, afterSeq int64) (<
 	if err != nil {
 		return nil, err
 	}
-	out := make(chan AgentEventItem, 4)
+	out := make(chan T, 4)
 	go func() {
 		defer close(out)
-		st := &agentStream{parser: NewAgentParser(p, 0), after: afterSeq, out: out}
+		st := &agentStream{parser: NewAgentParser(p, 0), after: afterSeq, emit: func(ctx context.Context, it AgentEventItem) bool {
+			select {
+			case out <- f(it):
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}}
 		for e := range output {
 			if !st.take(ctx, e) {
 				return
@@ -234,7 +245,8 @@ type agentStream struct {
 	// seq and index are where the next event comes from.
 	seq   int64
 	index int
-	out   chan<- AgentEventItem
+	// emit passes an item on; it returns false when ctx ended first.
+	emit func(ctx context.Context, it AgentEventItem) bool
 }
 
 // take handles one output event; it returns false when the stream is over
@@ -255,11 +267,7 @@ func (st *agentStream) take(ctx context.Context, e OutputEvent) bool {
 		if !st.send(ctx, st.parser.Close()) {
 			return false
 		}
-		end := AgentEventItem{Seq: e.Finished.LastSeq, End: e.Finished}
-		select {
-		case st.out <- end:
-		case <-ctx.Done():
-		}
+		st.emit(ctx, AgentEventItem{Seq: e.Finished.LastSeq, End: e.Finished})
 		return false
 	}
 	return true
@@ -272,9 +280,7 @@ func (st *agentStream) send(ctx context.Context, events []AgentEvent) bool {
 		if item.Seq <= st.after {
 			continue
 		}
-		select {
-		case st.out <- item:
-		case <-ctx.Done():
+		if !st.emit(ctx, item) {
 			return false
 		}
 	}

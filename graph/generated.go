@@ -32,6 +32,7 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
 	APIKey() APIKeyResolver
+	AgentRun() AgentRunResolver
 	AuditEntry() AuditEntryResolver
 	Command() CommandResolver
 	ComponentHealth() ComponentHealthResolver
@@ -75,6 +76,78 @@ type ComplexityRoot struct {
 	APIKeyEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	AgentFinished struct {
+		CacheReadTokens func(childComplexity int) int
+		CostUsd         func(childComplexity int) int
+		DurationMs      func(childComplexity int) int
+		Index           func(childComplexity int) int
+		InputTokens     func(childComplexity int) int
+		NumTurns        func(childComplexity int) int
+		OutputTokens    func(childComplexity int) int
+		Result          func(childComplexity int) int
+		Seq             func(childComplexity int) int
+		SessionID       func(childComplexity int) int
+		Status          func(childComplexity int) int
+	}
+
+	AgentMessage struct {
+		Index func(childComplexity int) int
+		Role  func(childComplexity int) int
+		Seq   func(childComplexity int) int
+		Text  func(childComplexity int) int
+	}
+
+	AgentRaw struct {
+		Index func(childComplexity int) int
+		Line  func(childComplexity int) int
+		Seq   func(childComplexity int) int
+	}
+
+	AgentRun struct {
+		Command   func(childComplexity int) int
+		CreatedAt func(childComplexity int) int
+		Finished  func(childComplexity int) int
+		ID        func(childComplexity int) int
+		Model     func(childComplexity int) int
+		Project   func(childComplexity int) int
+		Protocol  func(childComplexity int) int
+		SessionID func(childComplexity int) int
+		Status    func(childComplexity int) int
+	}
+
+	AgentRunEnded struct {
+		Command  func(childComplexity int) int
+		ExitCode func(childComplexity int) int
+		Index    func(childComplexity int) int
+		Seq      func(childComplexity int) int
+		Status   func(childComplexity int) int
+	}
+
+	AgentStarted struct {
+		Cwd       func(childComplexity int) int
+		Index     func(childComplexity int) int
+		Model     func(childComplexity int) int
+		Seq       func(childComplexity int) int
+		SessionID func(childComplexity int) int
+		Tools     func(childComplexity int) int
+	}
+
+	AgentToolResult struct {
+		Content   func(childComplexity int) int
+		Index     func(childComplexity int) int
+		IsError   func(childComplexity int) int
+		Seq       func(childComplexity int) int
+		ToolUseID func(childComplexity int) int
+	}
+
+	AgentToolUse struct {
+		Index     func(childComplexity int) int
+		Input     func(childComplexity int) int
+		Name      func(childComplexity int) int
+		Seq       func(childComplexity int) int
+		ToolUseID func(childComplexity int) int
 	}
 
 	AuditEntry struct {
@@ -210,6 +283,7 @@ type ComplexityRoot struct {
 		RevokeAPIKey             func(childComplexity int, input model.RevokeAPIKeyInput) int
 		RotateAPIKey             func(childComplexity int, input model.RotateAPIKeyInput) int
 		RotateWebhookSecret      func(childComplexity int, input model.RotateWebhookSecretInput) int
+		RunAgent                 func(childComplexity int, input model.RunAgentInput) int
 		SetProjectNetwork        func(childComplexity int, input model.SetProjectNetworkInput) int
 		SetSecret                func(childComplexity int, input model.SetSecretInput) int
 		TestWebhook              func(childComplexity int, input model.TestWebhookInput) int
@@ -268,6 +342,7 @@ type ComplexityRoot struct {
 	Query struct {
 		APIKey   func(childComplexity int, id string) int
 		APIKeys  func(childComplexity int, first *int, after *string) int
+		AgentRun func(childComplexity int, id string) int
 		AuditLog func(childComplexity int, filter *model.AuditFilter, first *int, after *string) int
 		Command  func(childComplexity int, id string) int
 		Commands func(childComplexity int, projectID *string, status *domain.CommandStatus, first *int, after *string) int
@@ -313,6 +388,10 @@ type ComplexityRoot struct {
 		Webhook func(childComplexity int) int
 	}
 
+	RunAgentPayload struct {
+		AgentRun func(childComplexity int) int
+	}
+
 	Secret struct {
 		CreatedAt func(childComplexity int) int
 		Delivery  func(childComplexity int) int
@@ -331,6 +410,7 @@ type ComplexityRoot struct {
 	}
 
 	Subscription struct {
+		AgentEvents   func(childComplexity int, runID string, afterSeq *int) int
 		CommandEvents func(childComplexity int, projectID string) int
 		CommandOutput func(childComplexity int, commandID string, afterSeq *int) int
 		ProjectStatus func(childComplexity int, projectID *string) int
@@ -416,6 +496,17 @@ type APIKeyResolver interface {
 	RateLimit(ctx context.Context, obj *domain.APIKey) (*int, error)
 	CreatedByID(ctx context.Context, obj *domain.APIKey) (*string, error)
 }
+type AgentRunResolver interface {
+	ID(ctx context.Context, obj *domain.AgentRun) (string, error)
+
+	Project(ctx context.Context, obj *domain.AgentRun) (*domain.Project, error)
+	Status(ctx context.Context, obj *domain.AgentRun) (domain.CommandStatus, error)
+	Protocol(ctx context.Context, obj *domain.AgentRun) (string, error)
+	SessionID(ctx context.Context, obj *domain.AgentRun) (*string, error)
+	Model(ctx context.Context, obj *domain.AgentRun) (*string, error)
+	CreatedAt(ctx context.Context, obj *domain.AgentRun) (*time.Time, error)
+	Finished(ctx context.Context, obj *domain.AgentRun) (*model.AgentFinished, error)
+}
 type AuditEntryResolver interface {
 	Seq(ctx context.Context, obj *domain.AuditEntry) (int, error)
 
@@ -452,6 +543,7 @@ type MutationResolver interface {
 	UpdateAPIKey(ctx context.Context, input model.UpdateAPIKeyInput) (*model.UpdateAPIKeyPayload, error)
 	ExecuteCommand(ctx context.Context, input model.ExecuteCommandInput) (*model.ExecuteCommandPayload, error)
 	CancelCommand(ctx context.Context, input model.CancelCommandInput) (*model.CancelCommandPayload, error)
+	RunAgent(ctx context.Context, input model.RunAgentInput) (*model.RunAgentPayload, error)
 	CreateWebhook(ctx context.Context, input model.CreateWebhookInput) (*model.CreateWebhookPayload, error)
 	UpdateWebhook(ctx context.Context, input model.UpdateWebhookInput) (*model.UpdateWebhookPayload, error)
 	DeleteWebhook(ctx context.Context, input model.DeleteWebhookInput) (*model.DeleteWebhookPayload, error)
@@ -482,6 +574,7 @@ type QueryResolver interface {
 	APIKeys(ctx context.Context, first *int, after *string) (*model.APIKeyConnection, error)
 	APIKey(ctx context.Context, id string) (*domain.APIKey, error)
 	Command(ctx context.Context, id string) (*domain.Command, error)
+	AgentRun(ctx context.Context, id string) (*domain.AgentRun, error)
 	Commands(ctx context.Context, projectID *string, status *domain.CommandStatus, first *int, after *string) (*model.CommandConnection, error)
 	Queue(ctx context.Context) (*model.Queue, error)
 	AuditLog(ctx context.Context, filter *model.AuditFilter, first *int, after *string) (*model.AuditEntryConnection, error)
@@ -491,6 +584,7 @@ type QueryResolver interface {
 type SubscriptionResolver interface {
 	CommandOutput(ctx context.Context, commandID string, afterSeq *int) (<-chan model.CommandOutputEvent, error)
 	CommandEvents(ctx context.Context, projectID string) (<-chan *domain.Command, error)
+	AgentEvents(ctx context.Context, runID string, afterSeq *int) (<-chan model.AgentEvent, error)
 	ProjectStatus(ctx context.Context, projectID *string) (<-chan *domain.Project, error)
 }
 type WebhookResolver interface {
@@ -634,6 +728,302 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.APIKeyEdge.Node(childComplexity), true
+
+	case "AgentFinished.cacheReadTokens":
+		if e.ComplexityRoot.AgentFinished.CacheReadTokens == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentFinished.CacheReadTokens(childComplexity), true
+	case "AgentFinished.costUsd":
+		if e.ComplexityRoot.AgentFinished.CostUsd == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentFinished.CostUsd(childComplexity), true
+	case "AgentFinished.durationMs":
+		if e.ComplexityRoot.AgentFinished.DurationMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentFinished.DurationMs(childComplexity), true
+	case "AgentFinished.index":
+		if e.ComplexityRoot.AgentFinished.Index == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentFinished.Index(childComplexity), true
+	case "AgentFinished.inputTokens":
+		if e.ComplexityRoot.AgentFinished.InputTokens == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentFinished.InputTokens(childComplexity), true
+	case "AgentFinished.numTurns":
+		if e.ComplexityRoot.AgentFinished.NumTurns == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentFinished.NumTurns(childComplexity), true
+	case "AgentFinished.outputTokens":
+		if e.ComplexityRoot.AgentFinished.OutputTokens == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentFinished.OutputTokens(childComplexity), true
+	case "AgentFinished.result":
+		if e.ComplexityRoot.AgentFinished.Result == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentFinished.Result(childComplexity), true
+	case "AgentFinished.seq":
+		if e.ComplexityRoot.AgentFinished.Seq == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentFinished.Seq(childComplexity), true
+	case "AgentFinished.sessionId":
+		if e.ComplexityRoot.AgentFinished.SessionID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentFinished.SessionID(childComplexity), true
+	case "AgentFinished.status":
+		if e.ComplexityRoot.AgentFinished.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentFinished.Status(childComplexity), true
+
+	case "AgentMessage.index":
+		if e.ComplexityRoot.AgentMessage.Index == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentMessage.Index(childComplexity), true
+	case "AgentMessage.role":
+		if e.ComplexityRoot.AgentMessage.Role == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentMessage.Role(childComplexity), true
+	case "AgentMessage.seq":
+		if e.ComplexityRoot.AgentMessage.Seq == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentMessage.Seq(childComplexity), true
+	case "AgentMessage.text":
+		if e.ComplexityRoot.AgentMessage.Text == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentMessage.Text(childComplexity), true
+
+	case "AgentRaw.index":
+		if e.ComplexityRoot.AgentRaw.Index == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentRaw.Index(childComplexity), true
+	case "AgentRaw.line":
+		if e.ComplexityRoot.AgentRaw.Line == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentRaw.Line(childComplexity), true
+	case "AgentRaw.seq":
+		if e.ComplexityRoot.AgentRaw.Seq == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentRaw.Seq(childComplexity), true
+
+	case "AgentRun.command":
+		if e.ComplexityRoot.AgentRun.Command == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentRun.Command(childComplexity), true
+	case "AgentRun.createdAt":
+		if e.ComplexityRoot.AgentRun.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentRun.CreatedAt(childComplexity), true
+	case "AgentRun.finished":
+		if e.ComplexityRoot.AgentRun.Finished == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentRun.Finished(childComplexity), true
+	case "AgentRun.id":
+		if e.ComplexityRoot.AgentRun.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentRun.ID(childComplexity), true
+	case "AgentRun.model":
+		if e.ComplexityRoot.AgentRun.Model == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentRun.Model(childComplexity), true
+	case "AgentRun.project":
+		if e.ComplexityRoot.AgentRun.Project == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentRun.Project(childComplexity), true
+	case "AgentRun.protocol":
+		if e.ComplexityRoot.AgentRun.Protocol == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentRun.Protocol(childComplexity), true
+	case "AgentRun.sessionId":
+		if e.ComplexityRoot.AgentRun.SessionID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentRun.SessionID(childComplexity), true
+	case "AgentRun.status":
+		if e.ComplexityRoot.AgentRun.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentRun.Status(childComplexity), true
+
+	case "AgentRunEnded.command":
+		if e.ComplexityRoot.AgentRunEnded.Command == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentRunEnded.Command(childComplexity), true
+	case "AgentRunEnded.exitCode":
+		if e.ComplexityRoot.AgentRunEnded.ExitCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentRunEnded.ExitCode(childComplexity), true
+	case "AgentRunEnded.index":
+		if e.ComplexityRoot.AgentRunEnded.Index == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentRunEnded.Index(childComplexity), true
+	case "AgentRunEnded.seq":
+		if e.ComplexityRoot.AgentRunEnded.Seq == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentRunEnded.Seq(childComplexity), true
+	case "AgentRunEnded.status":
+		if e.ComplexityRoot.AgentRunEnded.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentRunEnded.Status(childComplexity), true
+
+	case "AgentStarted.cwd":
+		if e.ComplexityRoot.AgentStarted.Cwd == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentStarted.Cwd(childComplexity), true
+	case "AgentStarted.index":
+		if e.ComplexityRoot.AgentStarted.Index == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentStarted.Index(childComplexity), true
+	case "AgentStarted.model":
+		if e.ComplexityRoot.AgentStarted.Model == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentStarted.Model(childComplexity), true
+	case "AgentStarted.seq":
+		if e.ComplexityRoot.AgentStarted.Seq == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentStarted.Seq(childComplexity), true
+	case "AgentStarted.sessionId":
+		if e.ComplexityRoot.AgentStarted.SessionID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentStarted.SessionID(childComplexity), true
+	case "AgentStarted.tools":
+		if e.ComplexityRoot.AgentStarted.Tools == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentStarted.Tools(childComplexity), true
+
+	case "AgentToolResult.content":
+		if e.ComplexityRoot.AgentToolResult.Content == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentToolResult.Content(childComplexity), true
+	case "AgentToolResult.index":
+		if e.ComplexityRoot.AgentToolResult.Index == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentToolResult.Index(childComplexity), true
+	case "AgentToolResult.isError":
+		if e.ComplexityRoot.AgentToolResult.IsError == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentToolResult.IsError(childComplexity), true
+	case "AgentToolResult.seq":
+		if e.ComplexityRoot.AgentToolResult.Seq == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentToolResult.Seq(childComplexity), true
+	case "AgentToolResult.toolUseId":
+		if e.ComplexityRoot.AgentToolResult.ToolUseID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentToolResult.ToolUseID(childComplexity), true
+
+	case "AgentToolUse.index":
+		if e.ComplexityRoot.AgentToolUse.Index == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentToolUse.Index(childComplexity), true
+	case "AgentToolUse.input":
+		if e.ComplexityRoot.AgentToolUse.Input == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentToolUse.Input(childComplexity), true
+	case "AgentToolUse.name":
+		if e.ComplexityRoot.AgentToolUse.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentToolUse.Name(childComplexity), true
+	case "AgentToolUse.seq":
+		if e.ComplexityRoot.AgentToolUse.Seq == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentToolUse.Seq(childComplexity), true
+	case "AgentToolUse.toolUseId":
+		if e.ComplexityRoot.AgentToolUse.ToolUseID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentToolUse.ToolUseID(childComplexity), true
 
 	case "AuditEntry.action":
 		if e.ComplexityRoot.AuditEntry.Action == nil {
@@ -1205,6 +1595,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RotateWebhookSecret(childComplexity, args["input"].(model.RotateWebhookSecretInput)), true
+	case "Mutation.runAgent":
+		if e.ComplexityRoot.Mutation.RunAgent == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_runAgent_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RunAgent(childComplexity, args["input"].(model.RunAgentInput)), true
 	case "Mutation.setProjectNetwork":
 		if e.ComplexityRoot.Mutation.SetProjectNetwork == nil {
 			break
@@ -1457,6 +1858,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.APIKeys(childComplexity, args["first"].(*int), args["after"].(*string)), true
+	case "Query.agentRun":
+		if e.ComplexityRoot.Query.AgentRun == nil {
+			break
+		}
+
+		args, err := ec.field_Query_agentRun_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.AgentRun(childComplexity, args["id"].(string)), true
 	case "Query.auditLog":
 		if e.ComplexityRoot.Query.AuditLog == nil {
 			break
@@ -1650,6 +2062,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.RotateWebhookSecretPayload.Webhook(childComplexity), true
 
+	case "RunAgentPayload.agentRun":
+		if e.ComplexityRoot.RunAgentPayload.AgentRun == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RunAgentPayload.AgentRun(childComplexity), true
+
 	case "Secret.createdAt":
 		if e.ComplexityRoot.Secret.CreatedAt == nil {
 			break
@@ -1701,6 +2120,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.SetSecretPayload.Secret(childComplexity), true
 
+	case "Subscription.agentEvents":
+		if e.ComplexityRoot.Subscription.AgentEvents == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_agentEvents_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.AgentEvents(childComplexity, args["runId"].(string), args["afterSeq"].(*int)), true
 	case "Subscription.commandEvents":
 		if e.ComplexityRoot.Subscription.CommandEvents == nil {
 			break
@@ -2018,6 +2448,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("RevokeAPIKeyInput", ec.unmarshalInputRevokeAPIKeyInput),
 			graphql.NewInputUnmarshaler("RotateAPIKeyInput", ec.unmarshalInputRotateAPIKeyInput),
 			graphql.NewInputUnmarshaler("RotateWebhookSecretInput", ec.unmarshalInputRotateWebhookSecretInput),
+			graphql.NewInputUnmarshaler("RunAgentInput", ec.unmarshalInputRunAgentInput),
 			graphql.NewInputUnmarshaler("SetProjectNetworkInput", ec.unmarshalInputSetProjectNetworkInput),
 			graphql.NewInputUnmarshaler("SetSecretInput", ec.unmarshalInputSetSecretInput),
 			graphql.NewInputUnmarshaler("TestWebhookInput", ec.unmarshalInputTestWebhookInput),
@@ -2194,6 +2625,12 @@ type Query {
   One command by ID. Errors with NOT_FOUND if there is none.
   """
   command("The command's ID." id: ID!): Command @hasScope(scope: COMMANDS_READ)
+
+  """
+  One agent run by ID (the ID of its command). Errors with NOT_FOUND if there
+  is none, or if that command is not an agent run.
+  """
+  agentRun("The run's ID." id: ID!): AgentRun @hasScope(scope: COMMANDS_READ)
 
   """
   Commands, newest first, optionally of one project and in one state.
@@ -2388,6 +2825,16 @@ type Mutation {
   cancelCommand("Which command to cancel." input: CancelCommandInput!): CancelCommandPayload @hasScope(scope: COMMANDS_WRITE)
 
   """
+  Queues a run of an AI coding agent (Claude Code) in a project and returns it;
+  follow it with the agentEvents subscription (or commandOutput for its raw
+  output). An agent run is a command: the same queue, limits, timeout,
+  cancelCommand, audit entries and webhooks. Bad options are INVALID_INPUT,
+  naming the field; clientToken works as in executeCommand. Null when it
+  fails, as executeCommand is.
+  """
+  runAgent("What to ask, where, and how." input: RunAgentInput!): RunAgentPayload @hasScope(scope: COMMANDS_WRITE)
+
+  """
   Adds a webhook endpoint, sent a signed message (Standard Webhooks) for each
   event it subscribes to. The signing secret is returned only here.
   """
@@ -2476,6 +2923,25 @@ type Subscription {
   Status changes (queued, running, finished) of every command in a project.
   """
   commandEvents("The project to watch." projectId: ID!): Command! @hasScope(scope: COMMANDS_READ)
+
+  """
+  An agent run's typed events, derived from its standard output: those of
+  output chunks with a seq above afterSeq — stored ones first, then live
+  ones, then one AgentRunEnded — in order, whether the run is queued,
+  running or long finished, whichever rdev process runs it. Every event
+  carries the seq of the chunk that completed it and its index among that
+  chunk's events; to resume after a dropped connection, pass the seq before
+  the last one received and skip the (seq, index) pairs already seen, or the
+  last seq received when its chunk's events all arrived. NOT_FOUND for a
+  command that is not an agent run; INVALID_INPUT for a negative afterSeq or
+  one past the end of a finished run.
+  """
+  agentEvents(
+    "The run to follow."
+    runId: ID!
+    "Send only events of chunks with a greater seq; default 0 (everything)."
+    afterSeq: Int
+  ): AgentEvent! @hasScope(scope: COMMANDS_READ)
 
   """
   Changes of a project's status, labels or annotations — of one project,
@@ -3491,6 +3957,222 @@ type RedeliverWebhookDeliveryPayload {
   "The new delivery."
   delivery: WebhookDelivery!
 }
+
+"""
+Input of runAgent. Only prompt is required; the rest are the agent CLI's
+options, each checked before anything is queued.
+"""
+input RunAgentInput {
+  "The project to run in; it must be RUNNING."
+  projectId: ID!
+  "The task, as the user wrote it."
+  prompt: String!
+  "Continue this session of the agent (AgentRun.sessionId of an earlier run in the same project)."
+  sessionId: String
+  "The model; the agent's default when omitted."
+  model: String
+  "Tools (or rules such as \"Bash(git log:*)\") the agent may use without asking."
+  allowedTools: [String!]
+  "Tools the agent may not use."
+  disallowedTools: [String!]
+  "The agent's permission mode, in its own words (Claude Code: acceptEdits, auto, bypassPermissions, manual, dontAsk, plan)."
+  permissionMode: String
+  "The most model turns; the agent's default when omitted."
+  maxTurns: Int
+  "Text added to the end of the agent's system prompt."
+  appendSystemPrompt: String
+  "Environment variables of the run (such as ANTHROPIC_BASE_URL); the project's secrets are given as to any command."
+  env: [EnvVarInput!]
+  "Queue priority; default NORMAL."
+  priority: Priority
+  "The timeout in seconds; default and maximum are set by the server."
+  timeoutSeconds: Int
+  "An idempotency token, as in executeCommand: the same token from the same key with the same run returns that run."
+  clientToken: String
+}
+
+"""
+Result of runAgent.
+"""
+type RunAgentPayload {
+  "The run, QUEUED (or as it is now, for a repeated clientToken)."
+  agentRun: AgentRun!
+}
+
+"""
+A run of an AI coding agent: a command whose output its protocol reads.
+"""
+type AgentRun {
+  "The run's ID, the ID of its command."
+  id: ID!
+  "The command that runs the agent: its status, exit code, output, cancellation."
+  command: Command!
+  "The project it runs in; null if the project is gone."
+  project: Project
+  "The command's status."
+  status: CommandStatus!
+  "The agent protocol that reads its output, e.g. claude-code."
+  protocol: String!
+  "The agent's session, to pass as sessionId to continue the conversation; null until the agent started."
+  sessionId: String
+  "The model the agent reported at its start; null until then."
+  model: String
+  "When it was queued."
+  createdAt: Time!
+  "The agent's own summary of its end, with cost and tokens; null until it printed one (and for ever for an agent that died without)."
+  finished: AgentFinished
+}
+
+"""
+An item of an agentEvents stream.
+"""
+union AgentEvent = AgentStarted | AgentMessage | AgentToolUse | AgentToolResult | AgentFinished | AgentRaw | AgentRunEnded
+
+"""
+The agent is up.
+"""
+type AgentStarted {
+  "The seq of the output chunk that completed the event."
+  seq: Int!
+  "The event's place among those of its chunk, from 0."
+  index: Int!
+  "The agent's session; a later run can continue it."
+  sessionId: String!
+  "The model it uses."
+  model: String!
+  "The tools it may use."
+  tools: [String!]!
+  "Its working directory."
+  cwd: String!
+}
+
+"""
+Who wrote an AgentMessage.
+"""
+enum AgentRole {
+  "The model."
+  ASSISTANT
+  "The user (the prompt, when the agent echoes it)."
+  USER
+}
+
+"""
+Text from the model (or, echoed, to it).
+"""
+type AgentMessage {
+  "The seq of the output chunk that completed the event."
+  seq: Int!
+  "The event's place among those of its chunk, from 0."
+  index: Int!
+  "Who wrote it."
+  role: AgentRole!
+  "The text."
+  text: String!
+}
+
+"""
+The model calling a tool.
+"""
+type AgentToolUse {
+  "The seq of the output chunk that completed the event."
+  seq: Int!
+  "The event's place among those of its chunk, from 0."
+  index: Int!
+  "The call's ID, which its AgentToolResult names."
+  toolUseId: String!
+  "The tool."
+  name: String!
+  "The tool's input as the model wrote it: JSON text."
+  input: String!
+}
+
+"""
+What a tool call gave back to the model.
+"""
+type AgentToolResult {
+  "The seq of the output chunk that completed the event."
+  seq: Int!
+  "The event's place among those of its chunk, from 0."
+  index: Int!
+  "The AgentToolUse it answers."
+  toolUseId: String!
+  "Whether the tool failed."
+  isError: Boolean!
+  "Its text (content that is not text, such as an image, as JSON)."
+  content: String!
+}
+
+"""
+How an agent ended, in its own judgement.
+"""
+enum AgentStatus {
+  "It finished its answer."
+  SUCCEEDED
+  "It reported an error (the model API failed, ...); result says what."
+  FAILED
+  "It stopped at its turn limit."
+  MAX_TURNS
+  "It stopped at its own spending limit."
+  OVER_BUDGET
+}
+
+"""
+The agent's own summary at its end.
+"""
+type AgentFinished {
+  "The seq of the output chunk that completed the event."
+  seq: Int!
+  "The event's place among those of its chunk, from 0."
+  index: Int!
+  "How it ended."
+  status: AgentStatus!
+  "Its final answer, or its error."
+  result: String!
+  "What the run cost, in US dollars, as the agent computed it."
+  costUsd: Float!
+  "Input tokens."
+  inputTokens: Int!
+  "Output tokens."
+  outputTokens: Int!
+  "Input tokens read from the prompt cache."
+  cacheReadTokens: Int!
+  "Model turns."
+  numTurns: Int!
+  "How long the agent ran, in milliseconds, by its own clock."
+  durationMs: Int!
+  "Its session."
+  sessionId: String!
+}
+
+"""
+A line of output the protocol did not understand (or not entirely): not JSON,
+or an event type or content block it does not know, from a newer agent. It
+follows the events of what it did understand of the same line.
+"""
+type AgentRaw {
+  "The seq of the output chunk that completed the line."
+  seq: Int!
+  "The event's place among those of its chunk, from 0."
+  index: Int!
+  "The line, without its line end."
+  line: String!
+}
+
+"""
+The last event of an agentEvents stream: the run's command ended.
+"""
+type AgentRunEnded {
+  "The command's last seq."
+  seq: Int!
+  "Always 0."
+  index: Int!
+  "How the command ended."
+  status: CommandStatus!
+  "The exit status, when the agent's process exited by itself."
+  exitCode: Int
+  "The command as it ended."
+  command: Command!
+}
 `, BuiltIn: false},
 }
 var parsedSchema = gqlparser.MustLoadSchema(sources...)
@@ -3551,6 +4233,58 @@ func (ec *executionContext) childFields_APIKeyEdge(ctx context.Context, field gr
 		return ec.fieldContext_APIKeyEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type APIKeyEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_AgentFinished(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "seq":
+		return ec.fieldContext_AgentFinished_seq(ctx, field)
+	case "index":
+		return ec.fieldContext_AgentFinished_index(ctx, field)
+	case "status":
+		return ec.fieldContext_AgentFinished_status(ctx, field)
+	case "result":
+		return ec.fieldContext_AgentFinished_result(ctx, field)
+	case "costUsd":
+		return ec.fieldContext_AgentFinished_costUsd(ctx, field)
+	case "inputTokens":
+		return ec.fieldContext_AgentFinished_inputTokens(ctx, field)
+	case "outputTokens":
+		return ec.fieldContext_AgentFinished_outputTokens(ctx, field)
+	case "cacheReadTokens":
+		return ec.fieldContext_AgentFinished_cacheReadTokens(ctx, field)
+	case "numTurns":
+		return ec.fieldContext_AgentFinished_numTurns(ctx, field)
+	case "durationMs":
+		return ec.fieldContext_AgentFinished_durationMs(ctx, field)
+	case "sessionId":
+		return ec.fieldContext_AgentFinished_sessionId(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AgentFinished", field.Name)
+}
+
+func (ec *executionContext) childFields_AgentRun(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_AgentRun_id(ctx, field)
+	case "command":
+		return ec.fieldContext_AgentRun_command(ctx, field)
+	case "project":
+		return ec.fieldContext_AgentRun_project(ctx, field)
+	case "status":
+		return ec.fieldContext_AgentRun_status(ctx, field)
+	case "protocol":
+		return ec.fieldContext_AgentRun_protocol(ctx, field)
+	case "sessionId":
+		return ec.fieldContext_AgentRun_sessionId(ctx, field)
+	case "model":
+		return ec.fieldContext_AgentRun_model(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_AgentRun_createdAt(ctx, field)
+	case "finished":
+		return ec.fieldContext_AgentRun_finished(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AgentRun", field.Name)
 }
 
 func (ec *executionContext) childFields_AuditEntry(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3913,6 +4647,14 @@ func (ec *executionContext) childFields_RotateWebhookSecretPayload(ctx context.C
 		return ec.fieldContext_RotateWebhookSecretPayload_secret(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type RotateWebhookSecretPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_RunAgentPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "agentRun":
+		return ec.fieldContext_RunAgentPayload_agentRun(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RunAgentPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_Secret(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4355,6 +5097,20 @@ func (ec *executionContext) field_Mutation_rotateWebhookSecret_args(ctx context.
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_runAgent_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.RunAgentInput, error) {
+			return ec.unmarshalNRunAgentInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐRunAgentInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_setProjectNetwork_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -4458,6 +5214,20 @@ func (ec *executionContext) field_Query___type_args(ctx context.Context, rawArgs
 		return nil, err
 	}
 	args["name"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_agentRun_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
 	return args, nil
 }
 
@@ -4656,6 +5426,28 @@ func (ec *executionContext) field_Query_webhooks_args(ctx context.Context, rawAr
 		return nil, err
 	}
 	args["after"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_agentEvents_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "runId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["runId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "afterSeq",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["afterSeq"] = arg1
 	return args, nil
 }
 
@@ -5262,6 +6054,1146 @@ func (ec *executionContext) fieldContext_APIKeyEdge_node(_ context.Context, fiel
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _AgentFinished_seq(ctx context.Context, field graphql.CollectedField, obj *model.AgentFinished) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentFinished_seq(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Seq, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentFinished_seq(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentFinished", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AgentFinished_index(ctx context.Context, field graphql.CollectedField, obj *model.AgentFinished) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentFinished_index(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Index, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentFinished_index(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentFinished", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AgentFinished_status(ctx context.Context, field graphql.CollectedField, obj *model.AgentFinished) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentFinished_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.AgentStatus) graphql.Marshaler {
+			return ec.marshalNAgentStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentFinished_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentFinished", field, false, false, "AgentStatus")
+}
+
+func (ec *executionContext) _AgentFinished_result(ctx context.Context, field graphql.CollectedField, obj *model.AgentFinished) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentFinished_result(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Result, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentFinished_result(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentFinished", field, false, false, "String")
+}
+
+func (ec *executionContext) _AgentFinished_costUsd(ctx context.Context, field graphql.CollectedField, obj *model.AgentFinished) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentFinished_costUsd(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CostUsd, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentFinished_costUsd(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentFinished", field, false, false, "Float")
+}
+
+func (ec *executionContext) _AgentFinished_inputTokens(ctx context.Context, field graphql.CollectedField, obj *model.AgentFinished) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentFinished_inputTokens(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.InputTokens, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentFinished_inputTokens(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentFinished", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AgentFinished_outputTokens(ctx context.Context, field graphql.CollectedField, obj *model.AgentFinished) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentFinished_outputTokens(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OutputTokens, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentFinished_outputTokens(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentFinished", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AgentFinished_cacheReadTokens(ctx context.Context, field graphql.CollectedField, obj *model.AgentFinished) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentFinished_cacheReadTokens(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CacheReadTokens, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentFinished_cacheReadTokens(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentFinished", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AgentFinished_numTurns(ctx context.Context, field graphql.CollectedField, obj *model.AgentFinished) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentFinished_numTurns(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NumTurns, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentFinished_numTurns(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentFinished", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AgentFinished_durationMs(ctx context.Context, field graphql.CollectedField, obj *model.AgentFinished) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentFinished_durationMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DurationMs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentFinished_durationMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentFinished", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AgentFinished_sessionId(ctx context.Context, field graphql.CollectedField, obj *model.AgentFinished) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentFinished_sessionId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SessionID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentFinished_sessionId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentFinished", field, false, false, "String")
+}
+
+func (ec *executionContext) _AgentMessage_seq(ctx context.Context, field graphql.CollectedField, obj *model.AgentMessage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentMessage_seq(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Seq, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentMessage_seq(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentMessage", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AgentMessage_index(ctx context.Context, field graphql.CollectedField, obj *model.AgentMessage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentMessage_index(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Index, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentMessage_index(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentMessage", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AgentMessage_role(ctx context.Context, field graphql.CollectedField, obj *model.AgentMessage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentMessage_role(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Role, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.AgentRole) graphql.Marshaler {
+			return ec.marshalNAgentRole2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentRole(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentMessage_role(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentMessage", field, false, false, "AgentRole")
+}
+
+func (ec *executionContext) _AgentMessage_text(ctx context.Context, field graphql.CollectedField, obj *model.AgentMessage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentMessage_text(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Text, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentMessage_text(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentMessage", field, false, false, "String")
+}
+
+func (ec *executionContext) _AgentRaw_seq(ctx context.Context, field graphql.CollectedField, obj *model.AgentRaw) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentRaw_seq(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Seq, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentRaw_seq(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentRaw", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AgentRaw_index(ctx context.Context, field graphql.CollectedField, obj *model.AgentRaw) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentRaw_index(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Index, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentRaw_index(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentRaw", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AgentRaw_line(ctx context.Context, field graphql.CollectedField, obj *model.AgentRaw) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentRaw_line(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Line, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentRaw_line(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentRaw", field, false, false, "String")
+}
+
+func (ec *executionContext) _AgentRun_id(ctx context.Context, field graphql.CollectedField, obj *domain.AgentRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentRun_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AgentRun().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentRun_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentRun", field, true, true, "ID")
+}
+
+func (ec *executionContext) _AgentRun_command(ctx context.Context, field graphql.CollectedField, obj *domain.AgentRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentRun_command(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Command, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Command) graphql.Marshaler {
+			return ec.marshalNCommand2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommand(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentRun_command(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AgentRun",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Command(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AgentRun_project(ctx context.Context, field graphql.CollectedField, obj *domain.AgentRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentRun_project(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AgentRun().Project(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Project) graphql.Marshaler {
+			return ec.marshalOProject2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProject(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AgentRun_project(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AgentRun",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Project(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AgentRun_status(ctx context.Context, field graphql.CollectedField, obj *domain.AgentRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentRun_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AgentRun().Status(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.CommandStatus) graphql.Marshaler {
+			return ec.marshalNCommandStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentRun_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentRun", field, true, true, "CommandStatus")
+}
+
+func (ec *executionContext) _AgentRun_protocol(ctx context.Context, field graphql.CollectedField, obj *domain.AgentRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentRun_protocol(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AgentRun().Protocol(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentRun_protocol(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentRun", field, true, true, "String")
+}
+
+func (ec *executionContext) _AgentRun_sessionId(ctx context.Context, field graphql.CollectedField, obj *domain.AgentRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentRun_sessionId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AgentRun().SessionID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AgentRun_sessionId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentRun", field, true, true, "String")
+}
+
+func (ec *executionContext) _AgentRun_model(ctx context.Context, field graphql.CollectedField, obj *domain.AgentRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentRun_model(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AgentRun().Model(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AgentRun_model(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentRun", field, true, true, "String")
+}
+
+func (ec *executionContext) _AgentRun_createdAt(ctx context.Context, field graphql.CollectedField, obj *domain.AgentRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentRun_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AgentRun().CreatedAt(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalNTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentRun_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentRun", field, true, true, "Time")
+}
+
+func (ec *executionContext) _AgentRun_finished(ctx context.Context, field graphql.CollectedField, obj *domain.AgentRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentRun_finished(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AgentRun().Finished(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AgentFinished) graphql.Marshaler {
+			return ec.marshalOAgentFinished2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐAgentFinished(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AgentRun_finished(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AgentRun",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AgentFinished(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AgentRunEnded_seq(ctx context.Context, field graphql.CollectedField, obj *model.AgentRunEnded) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentRunEnded_seq(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Seq, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentRunEnded_seq(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentRunEnded", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AgentRunEnded_index(ctx context.Context, field graphql.CollectedField, obj *model.AgentRunEnded) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentRunEnded_index(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Index, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentRunEnded_index(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentRunEnded", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AgentRunEnded_status(ctx context.Context, field graphql.CollectedField, obj *model.AgentRunEnded) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentRunEnded_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.CommandStatus) graphql.Marshaler {
+			return ec.marshalNCommandStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommandStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentRunEnded_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentRunEnded", field, false, false, "CommandStatus")
+}
+
+func (ec *executionContext) _AgentRunEnded_exitCode(ctx context.Context, field graphql.CollectedField, obj *model.AgentRunEnded) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentRunEnded_exitCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExitCode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AgentRunEnded_exitCode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentRunEnded", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AgentRunEnded_command(ctx context.Context, field graphql.CollectedField, obj *model.AgentRunEnded) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentRunEnded_command(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Command, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Command) graphql.Marshaler {
+			return ec.marshalNCommand2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐCommand(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentRunEnded_command(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AgentRunEnded",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Command(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AgentStarted_seq(ctx context.Context, field graphql.CollectedField, obj *model.AgentStarted) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentStarted_seq(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Seq, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentStarted_seq(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentStarted", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AgentStarted_index(ctx context.Context, field graphql.CollectedField, obj *model.AgentStarted) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentStarted_index(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Index, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentStarted_index(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentStarted", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AgentStarted_sessionId(ctx context.Context, field graphql.CollectedField, obj *model.AgentStarted) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentStarted_sessionId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SessionID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentStarted_sessionId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentStarted", field, false, false, "String")
+}
+
+func (ec *executionContext) _AgentStarted_model(ctx context.Context, field graphql.CollectedField, obj *model.AgentStarted) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentStarted_model(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Model, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentStarted_model(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentStarted", field, false, false, "String")
+}
+
+func (ec *executionContext) _AgentStarted_tools(ctx context.Context, field graphql.CollectedField, obj *model.AgentStarted) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentStarted_tools(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Tools, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentStarted_tools(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentStarted", field, false, false, "String")
+}
+
+func (ec *executionContext) _AgentStarted_cwd(ctx context.Context, field graphql.CollectedField, obj *model.AgentStarted) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentStarted_cwd(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cwd, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentStarted_cwd(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentStarted", field, false, false, "String")
+}
+
+func (ec *executionContext) _AgentToolResult_seq(ctx context.Context, field graphql.CollectedField, obj *model.AgentToolResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentToolResult_seq(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Seq, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentToolResult_seq(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentToolResult", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AgentToolResult_index(ctx context.Context, field graphql.CollectedField, obj *model.AgentToolResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentToolResult_index(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Index, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentToolResult_index(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentToolResult", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AgentToolResult_toolUseId(ctx context.Context, field graphql.CollectedField, obj *model.AgentToolResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentToolResult_toolUseId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ToolUseID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentToolResult_toolUseId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentToolResult", field, false, false, "String")
+}
+
+func (ec *executionContext) _AgentToolResult_isError(ctx context.Context, field graphql.CollectedField, obj *model.AgentToolResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentToolResult_isError(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.IsError, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentToolResult_isError(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentToolResult", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _AgentToolResult_content(ctx context.Context, field graphql.CollectedField, obj *model.AgentToolResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentToolResult_content(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Content, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentToolResult_content(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentToolResult", field, false, false, "String")
+}
+
+func (ec *executionContext) _AgentToolUse_seq(ctx context.Context, field graphql.CollectedField, obj *model.AgentToolUse) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentToolUse_seq(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Seq, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentToolUse_seq(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentToolUse", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AgentToolUse_index(ctx context.Context, field graphql.CollectedField, obj *model.AgentToolUse) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentToolUse_index(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Index, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentToolUse_index(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentToolUse", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AgentToolUse_toolUseId(ctx context.Context, field graphql.CollectedField, obj *model.AgentToolUse) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentToolUse_toolUseId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ToolUseID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentToolUse_toolUseId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentToolUse", field, false, false, "String")
+}
+
+func (ec *executionContext) _AgentToolUse_name(ctx context.Context, field graphql.CollectedField, obj *model.AgentToolUse) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentToolUse_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentToolUse_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentToolUse", field, false, false, "String")
+}
+
+func (ec *executionContext) _AgentToolUse_input(ctx context.Context, field graphql.CollectedField, obj *model.AgentToolUse) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentToolUse_input(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Input, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentToolUse_input(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentToolUse", field, false, false, "String")
 }
 
 func (ec *executionContext) _AuditEntry_seq(ctx context.Context, field graphql.CollectedField, obj *domain.AuditEntry) (ret graphql.Marshaler) {
@@ -7482,6 +9414,68 @@ func (ec *executionContext) fieldContext_Mutation_cancelCommand(ctx context.Cont
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_runAgent(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_runAgent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RunAgent(ctx, fc.Args["input"].(model.RunAgentInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope(ctx, "COMMANDS_WRITE")
+				if err != nil {
+					var zeroVal *model.RunAgentPayload
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal *model.RunAgentPayload
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.RunAgentPayload) graphql.Marshaler {
+			return ec.marshalORunAgentPayload2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐRunAgentPayload(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_runAgent(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RunAgentPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_runAgent_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_createWebhook(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -9145,6 +11139,68 @@ func (ec *executionContext) fieldContext_Query_command(ctx context.Context, fiel
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_agentRun(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_agentRun(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().AgentRun(ctx, fc.Args["id"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope(ctx, "COMMANDS_READ")
+				if err != nil {
+					var zeroVal *domain.AgentRun
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal *domain.AgentRun
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.AgentRun) graphql.Marshaler {
+			return ec.marshalOAgentRun2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentRun(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_agentRun(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AgentRun(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_agentRun_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_commands(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -9918,6 +11974,38 @@ func (ec *executionContext) fieldContext_RotateWebhookSecretPayload_secret(_ con
 	return graphql.NewScalarFieldContext("RotateWebhookSecretPayload", field, false, false, "String")
 }
 
+func (ec *executionContext) _RunAgentPayload_agentRun(ctx context.Context, field graphql.CollectedField, obj *model.RunAgentPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RunAgentPayload_agentRun(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AgentRun, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.AgentRun) graphql.Marshaler {
+			return ec.marshalNAgentRun2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentRun(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RunAgentPayload_agentRun(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RunAgentPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AgentRun(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Secret_projectId(ctx context.Context, field graphql.CollectedField, obj *domain.Secret) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -10229,6 +12317,68 @@ func (ec *executionContext) fieldContext_Subscription_commandEvents(ctx context.
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Subscription_commandEvents_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Subscription_agentEvents(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_agentEvents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().AgentEvents(ctx, fc.Args["runId"].(string), fc.Args["afterSeq"].(*int))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope(ctx, "COMMANDS_READ")
+				if err != nil {
+					var zeroVal model.AgentEvent
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal model.AgentEvent
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v model.AgentEvent) graphql.Marshaler {
+			return ec.marshalNAgentEvent2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐAgentEvent(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_agentEvents(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type AgentEvent does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_agentEvents_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -13219,6 +15369,132 @@ func UnmarshalRotateWebhookSecretInput(ctx context.Context, raw any) (model.Rota
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputRunAgentInput(ctx context.Context, obj any) (model.RunAgentInput, error) {
+	var it model.RunAgentInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"projectId", "prompt", "sessionId", "model", "allowedTools", "disallowedTools", "permissionMode", "maxTurns", "appendSystemPrompt", "env", "priority", "timeoutSeconds", "clientToken"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "projectId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("projectId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ProjectID = data
+		case "prompt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("prompt"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Prompt = data
+		case "sessionId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("sessionId"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SessionID = data
+		case "model":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("model"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Model = data
+		case "allowedTools":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("allowedTools"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AllowedTools = data
+		case "disallowedTools":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("disallowedTools"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DisallowedTools = data
+		case "permissionMode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("permissionMode"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PermissionMode = data
+		case "maxTurns":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("maxTurns"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MaxTurns = data
+		case "appendSystemPrompt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("appendSystemPrompt"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AppendSystemPrompt = data
+		case "env":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("env"))
+			data, err := ec.unmarshalOEnvVarInput2ᚕᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐEnvVarInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Env = data
+		case "priority":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("priority"))
+			data, err := ec.unmarshalOPriority2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐPriority(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Priority = data
+		case "timeoutSeconds":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("timeoutSeconds"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TimeoutSeconds = data
+		case "clientToken":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clientToken"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClientToken = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalRunAgentInput unmarshals raw into the RunAgentInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalRunAgentInput(ctx context.Context, raw any) (model.RunAgentInput, error) {
+	var out model.RunAgentInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "RunAgentInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputSetProjectNetworkInput(ctx context.Context, obj any) (model.SetProjectNetworkInput, error) {
 	var it model.SetProjectNetworkInput
 	if obj == nil {
@@ -13542,6 +15818,68 @@ func UnmarshalUpdateWebhookInput(ctx context.Context, raw any) (model.UpdateWebh
 
 // region    ************************** interface.gotpl ***************************
 
+func (ec *executionContext) _AgentEvent(ctx context.Context, sel ast.SelectionSet, obj model.AgentEvent) graphql.Marshaler {
+	switch obj := (obj).(type) {
+	case nil:
+		return graphql.Null
+	case model.AgentToolUse:
+		return ec._AgentToolUse(ctx, sel, &obj)
+	case *model.AgentToolUse:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._AgentToolUse(ctx, sel, obj)
+	case model.AgentToolResult:
+		return ec._AgentToolResult(ctx, sel, &obj)
+	case *model.AgentToolResult:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._AgentToolResult(ctx, sel, obj)
+	case model.AgentStarted:
+		return ec._AgentStarted(ctx, sel, &obj)
+	case *model.AgentStarted:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._AgentStarted(ctx, sel, obj)
+	case model.AgentRunEnded:
+		return ec._AgentRunEnded(ctx, sel, &obj)
+	case *model.AgentRunEnded:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._AgentRunEnded(ctx, sel, obj)
+	case model.AgentRaw:
+		return ec._AgentRaw(ctx, sel, &obj)
+	case *model.AgentRaw:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._AgentRaw(ctx, sel, obj)
+	case model.AgentMessage:
+		return ec._AgentMessage(ctx, sel, &obj)
+	case *model.AgentMessage:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._AgentMessage(ctx, sel, obj)
+	case model.AgentFinished:
+		return ec._AgentFinished(ctx, sel, &obj)
+	case *model.AgentFinished:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._AgentFinished(ctx, sel, obj)
+	default:
+		if typedObj, ok := obj.(graphql.Marshaler); ok {
+			return typedObj
+		} else {
+			panic(fmt.Errorf("unexpected type %T; non-generated variants of AgentEvent must implement graphql.Marshaler", obj))
+		}
+	}
+}
+
 func (ec *executionContext) _CommandOutputEvent(ctx context.Context, sel ast.SelectionSet, obj model.CommandOutputEvent) graphql.Marshaler {
 	switch obj := (obj).(type) {
 	case nil:
@@ -13739,6 +16077,478 @@ func (ec *executionContext) _APIKeyEdge(ctx context.Context, sel ast.SelectionSe
 			}
 		case "node":
 			out.Values[i] = ec._APIKeyEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var agentFinishedImplementors = []string{"AgentFinished", "AgentEvent"}
+
+func (ec *executionContext) _AgentFinished(ctx context.Context, sel ast.SelectionSet, obj *model.AgentFinished) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, agentFinishedImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AgentFinished")
+		case "seq":
+			out.Values[i] = ec._AgentFinished_seq(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "index":
+			out.Values[i] = ec._AgentFinished_index(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "status":
+			out.Values[i] = ec._AgentFinished_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "result":
+			out.Values[i] = ec._AgentFinished_result(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "costUsd":
+			out.Values[i] = ec._AgentFinished_costUsd(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "inputTokens":
+			out.Values[i] = ec._AgentFinished_inputTokens(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "outputTokens":
+			out.Values[i] = ec._AgentFinished_outputTokens(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cacheReadTokens":
+			out.Values[i] = ec._AgentFinished_cacheReadTokens(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "numTurns":
+			out.Values[i] = ec._AgentFinished_numTurns(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "durationMs":
+			out.Values[i] = ec._AgentFinished_durationMs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "sessionId":
+			out.Values[i] = ec._AgentFinished_sessionId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var agentMessageImplementors = []string{"AgentMessage", "AgentEvent"}
+
+func (ec *executionContext) _AgentMessage(ctx context.Context, sel ast.SelectionSet, obj *model.AgentMessage) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, agentMessageImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AgentMessage")
+		case "seq":
+			out.Values[i] = ec._AgentMessage_seq(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "index":
+			out.Values[i] = ec._AgentMessage_index(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "role":
+			out.Values[i] = ec._AgentMessage_role(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "text":
+			out.Values[i] = ec._AgentMessage_text(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var agentRawImplementors = []string{"AgentRaw", "AgentEvent"}
+
+func (ec *executionContext) _AgentRaw(ctx context.Context, sel ast.SelectionSet, obj *model.AgentRaw) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, agentRawImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AgentRaw")
+		case "seq":
+			out.Values[i] = ec._AgentRaw_seq(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "index":
+			out.Values[i] = ec._AgentRaw_index(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "line":
+			out.Values[i] = ec._AgentRaw_line(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var agentRunImplementors = []string{"AgentRun"}
+
+func (ec *executionContext) _AgentRun(ctx context.Context, sel ast.SelectionSet, obj *domain.AgentRun) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, agentRunImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AgentRun")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AgentRun_id(ctx, field, obj)
+				})
+		case "command":
+			out.Values[i] = ec._AgentRun_command(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "project":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AgentRun_project(ctx, field, obj)
+				})
+		case "status":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AgentRun_status(ctx, field, obj)
+				})
+		case "protocol":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AgentRun_protocol(ctx, field, obj)
+				})
+		case "sessionId":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AgentRun_sessionId(ctx, field, obj)
+				})
+		case "model":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AgentRun_model(ctx, field, obj)
+				})
+		case "createdAt":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AgentRun_createdAt(ctx, field, obj)
+				})
+		case "finished":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AgentRun_finished(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var agentRunEndedImplementors = []string{"AgentRunEnded", "AgentEvent"}
+
+func (ec *executionContext) _AgentRunEnded(ctx context.Context, sel ast.SelectionSet, obj *model.AgentRunEnded) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, agentRunEndedImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AgentRunEnded")
+		case "seq":
+			out.Values[i] = ec._AgentRunEnded_seq(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "index":
+			out.Values[i] = ec._AgentRunEnded_index(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "status":
+			out.Values[i] = ec._AgentRunEnded_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "exitCode":
+			out.Values[i] = ec._AgentRunEnded_exitCode(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "command":
+			out.Values[i] = ec._AgentRunEnded_command(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var agentStartedImplementors = []string{"AgentStarted", "AgentEvent"}
+
+func (ec *executionContext) _AgentStarted(ctx context.Context, sel ast.SelectionSet, obj *model.AgentStarted) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, agentStartedImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AgentStarted")
+		case "seq":
+			out.Values[i] = ec._AgentStarted_seq(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "index":
+			out.Values[i] = ec._AgentStarted_index(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "sessionId":
+			out.Values[i] = ec._AgentStarted_sessionId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "model":
+			out.Values[i] = ec._AgentStarted_model(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "tools":
+			out.Values[i] = ec._AgentStarted_tools(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cwd":
+			out.Values[i] = ec._AgentStarted_cwd(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var agentToolResultImplementors = []string{"AgentToolResult", "AgentEvent"}
+
+func (ec *executionContext) _AgentToolResult(ctx context.Context, sel ast.SelectionSet, obj *model.AgentToolResult) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, agentToolResultImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AgentToolResult")
+		case "seq":
+			out.Values[i] = ec._AgentToolResult_seq(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "index":
+			out.Values[i] = ec._AgentToolResult_index(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "toolUseId":
+			out.Values[i] = ec._AgentToolResult_toolUseId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "isError":
+			out.Values[i] = ec._AgentToolResult_isError(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "content":
+			out.Values[i] = ec._AgentToolResult_content(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var agentToolUseImplementors = []string{"AgentToolUse", "AgentEvent"}
+
+func (ec *executionContext) _AgentToolUse(ctx context.Context, sel ast.SelectionSet, obj *model.AgentToolUse) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, agentToolUseImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AgentToolUse")
+		case "seq":
+			out.Values[i] = ec._AgentToolUse_seq(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "index":
+			out.Values[i] = ec._AgentToolUse_index(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "toolUseId":
+			out.Values[i] = ec._AgentToolUse_toolUseId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "name":
+			out.Values[i] = ec._AgentToolUse_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "input":
+			out.Values[i] = ec._AgentToolUse_input(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -14654,6 +17464,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
+		case "runAgent":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_runAgent(ctx, field)
+			})
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		case "createWebhook":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createWebhook(ctx, field)
@@ -15133,6 +17950,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_command(ctx, field)
 				})
+		case "agentRun":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_agentRun(ctx, field)
+				})
 		case "commands":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, true,
@@ -15437,6 +18260,39 @@ func (ec *executionContext) _RotateWebhookSecretPayload(ctx context.Context, sel
 	return out
 }
 
+var runAgentPayloadImplementors = []string{"RunAgentPayload"}
+
+func (ec *executionContext) _RunAgentPayload(ctx context.Context, sel ast.SelectionSet, obj *model.RunAgentPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, runAgentPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RunAgentPayload")
+		case "agentRun":
+			out.Values[i] = ec._RunAgentPayload_agentRun(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var secretImplementors = []string{"Secret"}
 
 func (ec *executionContext) _Secret(ctx context.Context, sel ast.SelectionSet, obj *domain.Secret) graphql.Marshaler {
@@ -15578,6 +18434,8 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 		return ec._Subscription_commandOutput(ctx, fields[0])
 	case "commandEvents":
 		return ec._Subscription_commandEvents(ctx, fields[0])
+	case "agentEvents":
+		return ec._Subscription_agentEvents(ctx, fields[0])
 	case "projectStatus":
 		return ec._Subscription_projectStatus(ctx, fields[0])
 	default:
@@ -16493,6 +19351,78 @@ var (
 	}
 )
 
+func (ec *executionContext) marshalNAgentEvent2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐAgentEvent(ctx context.Context, sel ast.SelectionSet, v model.AgentEvent) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AgentEvent!")
+		return graphql.Null
+	}
+	return ec._AgentEvent(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNAgentRole2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentRole(ctx context.Context, v any) (domain.AgentRole, error) {
+	tmp, err := scalars.UnmarshalString(v)
+	res := unmarshalNAgentRole2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentRole[tmp]
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAgentRole2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentRole(ctx context.Context, sel ast.SelectionSet, v domain.AgentRole) graphql.Marshaler {
+	_ = sel
+	res := scalars.MarshalString(marshalNAgentRole2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentRole[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "AgentRole!")
+	}
+	return res
+}
+
+var (
+	unmarshalNAgentRole2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentRole = map[string]domain.AgentRole{
+		"ASSISTANT": domain.AgentRoleAssistant,
+		"USER":      domain.AgentRoleUser,
+	}
+	marshalNAgentRole2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentRole = map[domain.AgentRole]string{
+		domain.AgentRoleAssistant: "ASSISTANT",
+		domain.AgentRoleUser:      "USER",
+	}
+)
+
+func (ec *executionContext) marshalNAgentRun2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentRun(ctx context.Context, sel ast.SelectionSet, v *domain.AgentRun) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AgentRun!")
+		return graphql.Null
+	}
+	return ec._AgentRun(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNAgentStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentStatus(ctx context.Context, v any) (domain.AgentStatus, error) {
+	tmp, err := scalars.UnmarshalString(v)
+	res := unmarshalNAgentStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentStatus[tmp]
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAgentStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentStatus(ctx context.Context, sel ast.SelectionSet, v domain.AgentStatus) graphql.Marshaler {
+	_ = sel
+	res := scalars.MarshalString(marshalNAgentStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentStatus[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "AgentStatus!")
+	}
+	return res
+}
+
+var (
+	unmarshalNAgentStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentStatus = map[string]domain.AgentStatus{
+		"SUCCEEDED":   domain.AgentSucceeded,
+		"FAILED":      domain.AgentFailed,
+		"MAX_TURNS":   domain.AgentMaxTurns,
+		"OVER_BUDGET": domain.AgentOverBudget,
+	}
+	marshalNAgentStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentStatus = map[domain.AgentStatus]string{
+		domain.AgentSucceeded:  "SUCCEEDED",
+		domain.AgentFailed:     "FAILED",
+		domain.AgentMaxTurns:   "MAX_TURNS",
+		domain.AgentOverBudget: "OVER_BUDGET",
+	}
+)
+
 func (ec *executionContext) marshalNAuditEntry2ᚕᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAuditEntryᚄ(ctx context.Context, sel ast.SelectionSet, v []*domain.AuditEntry) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -16834,6 +19764,20 @@ func (ec *executionContext) unmarshalNExecuteCommandInput2githubᚗcomᚋrdevᚑ
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) unmarshalNFloat2float64(ctx context.Context, v any) (float64, error) {
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNFloat2float64(ctx context.Context, sel ast.SelectionSet, v float64) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalFloatContext(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Float!")
+	}
+	return graphql.WrapContextMarshaler(ctx, res)
+}
+
 func (ec *executionContext) marshalNHealth2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐHealth(ctx context.Context, sel ast.SelectionSet, v *domain.Health) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "Health!")
@@ -17170,6 +20114,11 @@ func (ec *executionContext) marshalNRotateWebhookSecretPayload2ᚖgithubᚗcom�
 	return ec._RotateWebhookSecretPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNRunAgentInput2githubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐRunAgentInput(ctx context.Context, v any) (model.RunAgentInput, error) {
+	res, err := ec.unmarshalInputRunAgentInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope(ctx context.Context, v any) (domain.Scope, error) {
 	tmp, err := scalars.UnmarshalString(v)
 	res := unmarshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope[tmp]
@@ -17408,6 +20357,24 @@ func (ec *executionContext) unmarshalNTime2timeᚐTime(ctx context.Context, v an
 func (ec *executionContext) marshalNTime2timeᚐTime(ctx context.Context, sel ast.SelectionSet, v time.Time) graphql.Marshaler {
 	_ = sel
 	res := graphql.MarshalTime(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Time!")
+	}
+	return res
+}
+
+func (ec *executionContext) unmarshalNTime2ᚖtimeᚐTime(ctx context.Context, v any) (*time.Time, error) {
+	res, err := graphql.UnmarshalTime(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNTime2ᚖtimeᚐTime(ctx context.Context, sel ast.SelectionSet, v *time.Time) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Time!")
+		return graphql.Null
+	}
+	_ = sel
+	res := graphql.MarshalTime(*v)
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "Time!")
 	}
@@ -17719,6 +20686,20 @@ func (ec *executionContext) marshalOAPIKey2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋ
 		return graphql.Null
 	}
 	return ec._APIKey(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOAgentFinished2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐAgentFinished(ctx context.Context, sel ast.SelectionSet, v *model.AgentFinished) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._AgentFinished(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOAgentRun2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentRun(ctx context.Context, sel ast.SelectionSet, v *domain.AgentRun) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._AgentRun(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOAuditFilter2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐAuditFilter(ctx context.Context, v any) (*model.AuditFilter, error) {
@@ -18073,6 +21054,13 @@ var (
 		domain.ProjectGone:     "GONE",
 	}
 )
+
+func (ec *executionContext) marshalORunAgentPayload2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋgraphᚋmodelᚐRunAgentPayload(ctx context.Context, sel ast.SelectionSet, v *model.RunAgentPayload) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._RunAgentPayload(ctx, sel, v)
+}
 
 func (ec *executionContext) unmarshalOScope2ᚕgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScopeᚄ(ctx context.Context, v any) ([]domain.Scope, error) {
 	if v == nil {

@@ -10,6 +10,7 @@ type Resolver struct {
 	ProjectService *domain.ProjectService
 	APIKeyService  *domain.APIKeyService
 	CommandService *domain.CommandService
+	AgentService   *domain.AgentService
 	HealthService  *domain.HealthService
 	AuditService   *domain.AuditService
 	WebhookService *domain.WebhookService

@@ -50,6 +50,44 @@ func (r *aPIKeyResolver) CreatedByID(ctx context.Context, obj *domain.APIKey) (*
 	return &obj.CreatedBy, nil
 }
 
+func (r *agentRunResolver) ID(ctx context.Context, obj *domain.AgentRun) (string, error) {
+	return obj.Command.ID, nil
+}
+
+func (r *agentRunResolver) Project(ctx context.Context, obj *domain.AgentRun) (*domain.Project, error) {
+	return (&commandResolver{r.Resolver}).Project(ctx, obj.Command)
+}
+
+func (r *agentRunResolver) Status(ctx context.Context, obj *domain.AgentRun) (domain.CommandStatus, error) {
+	return obj.Command.Status, nil
+}
+
+func (r *agentRunResolver) Protocol(ctx context.Context, obj *domain.AgentRun) (string, error) {
+	return obj.Command.AgentProtocol, nil
+}
+
+func (r *agentRunResolver) SessionID(ctx context.Context, obj *domain.AgentRun) (*string, error) {
+	return optional(obj.SessionID()), nil
+}
+
+func (r *agentRunResolver) Model(ctx context.Context, obj *domain.AgentRun) (*string, error) {
+	if obj.Started == nil {
+		return nil, nil
+	}
+	return optional(obj.Started.Model), nil
+}
+
+func (r *agentRunResolver) CreatedAt(ctx context.Context, obj *domain.AgentRun) (*time.Time, error) {
+	return &obj.Command.CreatedAt, nil
+}
+
+func (r *agentRunResolver) Finished(ctx context.Context, obj *domain.AgentRun) (*model.AgentFinished, error) {
+	if obj.Finished == nil {
+		return nil, nil
+	}
+	return agentFinished(obj.Finished, int(obj.FinishedAt.Seq), obj.FinishedAt.Index), nil
+}
+
 func (r *auditEntryResolver) Seq(ctx context.Context, obj *domain.AuditEntry) (int, error) {
 	return int(obj.Seq), nil
 }
@@ -199,6 +237,18 @@ func (r *mutationResolver) CancelCommand(ctx context.Context, input model.Cancel
 		return nil, err
 	}
 	return &model.CancelCommandPayload{Command: c}, nil
+}
+
+func (r *mutationResolver) RunAgent(ctx context.Context, input model.RunAgentInput) (*model.RunAgentPayload, error) {
+	// Charged as executeCommand is: an agent run is a command.
+	if _, err := r.RateLimitService.ChargeExecute(ctx, 1); err != nil {
+		return nil, err
+	}
+	run, err := r.AgentService.Run(ctx, runAgent(input))
+	if err != nil {
+		return nil, err
+	}
+	return &model.RunAgentPayload{AgentRun: run}, nil
 }
 
 // CreateWebhook is the resolver for the createWebhook field.
@@ -393,6 +443,10 @@ func (r *queryResolver) Command(ctx context.Context, id string) (*domain.Command
 	return r.CommandService.Get(ctx, id)
 }
 
+func (r *queryResolver) AgentRun(ctx context.Context, id string) (*domain.AgentRun, error) {
+	return r.AgentService.Get(ctx, id)
+}
+
 func (r *queryResolver) Commands(ctx context.Context, projectID *string, status *domain.CommandStatus, first *int, after *string) (*model.CommandConnection, error) {
 	req, err := domain.NewPageRequest(first, after)
 	if err != nil {
@@ -453,6 +507,10 @@ func (r *subscriptionResolver) CommandEvents(ctx context.Context, projectID stri
 	return r.CommandService.Events(streamContext(ctx), projectID)
 }
 
+func (r *subscriptionResolver) AgentEvents(ctx context.Context, runID string, afterSeq *int) (<-chan model.AgentEvent, error) {
+	return domain.AgentEventsAs(streamContext(ctx), r.AgentService, runID, int64(deref(afterSeq)), agentEvent)
+}
+
 func (r *subscriptionResolver) ProjectStatus(ctx context.Context, projectID *string) (<-chan *domain.Project, error) {
 	return r.ProjectService.Watch(streamContext(ctx), deref(projectID))
 }
@@ -501,6 +559,8 @@ func (r *webhookDeliveryResolver) LatencyMs(ctx context.Context, obj *domain.Web
 
 func (r *Resolver) APIKey() graph.APIKeyResolver { return &aPIKeyResolver{r} }
 
+func (r *Resolver) AgentRun() graph.AgentRunResolver { return &agentRunResolver{r} }
+
 func (r *Resolver) AuditEntry() graph.AuditEntryResolver { return &auditEntryResolver{r} }
 
 func (r *Resolver) Command() graph.CommandResolver { return &commandResolver{r} }
@@ -527,6 +587,7 @@ func (r *Resolver) WebhookDelivery() graph.WebhookDeliveryResolver {
 
 type (
 	aPIKeyResolver          struct{ *Resolver }
+	agentRunResolver        struct{ *Resolver }
 	auditEntryResolver      struct{ *Resolver }
 	commandResolver         struct{ *Resolver }
 	componentHealthResolver struct{ *Resolver }

@@ -23,6 +23,9 @@ type commandConfig struct {
 	OutputHold       time.Duration
 	FinishGrace      time.Duration
 	ClaudeCommand    string
+	// AgentClaude is the program (and leading arguments) of Claude Code
+	// agent runs.
+	AgentClaude string
 }
 
 func (c *commandConfig) register(f *envFlags) {
@@ -40,6 +43,16 @@ func (c *commandConfig) register(f *envFlags) {
 	f.Duration(&c.OutputHold, "output-hold", "RDEV_OUTPUT_HOLD", domain.DefaultOutputConfig.HoldFor, "how long output that storage refuses is held and tried again (the command's writes block meanwhile) before it is recorded as lost")
 	f.Duration(&c.FinishGrace, "finish-grace", "RDEV_FINISH_GRACE", 30*time.Second, "at shutdown, how long results that storage refuses are still tried (a command whose result is never stored is interrupted when its lease expires)")
 	f.String(&c.ClaudeCommand, "claude-command", "RDEV_CLAUDE_COMMAND", strings.Join(d.ClaudeCommand, " "), "program and flags of CLAUDE commands; the prompt follows after -p")
+	f.String(&c.AgentClaude, "agent-claude-command", "RDEV_AGENT_CLAUDE_COMMAND", "claude", "program (and leading arguments) of Claude Code agent runs (runAgent); rdev adds -p, the stream-json output options, the run's options and the prompt")
+}
+
+// agentProtocols returns the registry of the agent protocols runs may use.
+func (c *commandConfig) agentProtocols() (*domain.AgentProtocols, error) {
+	claude := strings.Fields(c.AgentClaude)
+	if len(claude) == 0 {
+		return nil, fmt.Errorf("RDEV_AGENT_CLAUDE_COMMAND: must name a program")
+	}
+	return domain.NewAgentProtocols(domain.NewClaudeCode(claude...)), nil
 }
 
 func (c *commandConfig) limits() (domain.CommandLimits, error) {

@@ -305,7 +305,12 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 	metrics.Register(telemetry.NewWriteHealthCollector(writes), telemetry.NewSecretsKeysCollector(keyIDs(keys)))
 	s.health = domain.NewHealthService(append([]domain.HealthCheck{domain.HealthCheckFunc(s.databaseHealth), writes, keysHealth(keys)}, s.backend.checks...)...)
 	projectService = domain.NewProjectService(projects, s.hub)
+	protocols, err := cfg.commands.agentProtocols()
+	if err != nil {
+		return nil, err
+	}
 	root := &resolvers.Resolver{
+		AgentService:   domain.NewAgentService(s.commands, protocols, domain.ClaudeCodeProtocol),
 		ProjectService: projectService,
 		APIKeyService:  s.keys,
 		CommandService: s.commands,

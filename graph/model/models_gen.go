@@ -8,6 +8,11 @@ import (
 	"github.com/rdev-hq/rdev/domain"
 )
 
+// An item of an agentEvents stream.
+type AgentEvent interface {
+	IsAgentEvent()
+}
+
 // An item of a commandOutput stream.
 type CommandOutputEvent interface {
 	IsCommandOutputEvent()
@@ -30,6 +35,128 @@ type APIKeyEdge struct {
 	// The key.
 	Node *domain.APIKey `json:"node"`
 }
+
+// The agent's own summary at its end.
+type AgentFinished struct {
+	// The seq of the output chunk that completed the event.
+	Seq int `json:"seq"`
+	// The event's place among those of its chunk, from 0.
+	Index int `json:"index"`
+	// How it ended.
+	Status domain.AgentStatus `json:"status"`
+	// Its final answer, or its error.
+	Result string `json:"result"`
+	// What the run cost, in US dollars, as the agent computed it.
+	CostUsd float64 `json:"costUsd"`
+	// Input tokens.
+	InputTokens int `json:"inputTokens"`
+	// Output tokens.
+	OutputTokens int `json:"outputTokens"`
+	// Input tokens read from the prompt cache.
+	CacheReadTokens int `json:"cacheReadTokens"`
+	// Model turns.
+	NumTurns int `json:"numTurns"`
+	// How long the agent ran, in milliseconds, by its own clock.
+	DurationMs int `json:"durationMs"`
+	// Its session.
+	SessionID string `json:"sessionId"`
+}
+
+func (AgentFinished) IsAgentEvent() {}
+
+// Text from the model (or, echoed, to it).
+type AgentMessage struct {
+	// The seq of the output chunk that completed the event.
+	Seq int `json:"seq"`
+	// The event's place among those of its chunk, from 0.
+	Index int `json:"index"`
+	// Who wrote it.
+	Role domain.AgentRole `json:"role"`
+	// The text.
+	Text string `json:"text"`
+}
+
+func (AgentMessage) IsAgentEvent() {}
+
+// A line of output the protocol did not understand (or not entirely): not JSON,
+// or an event type or content block it does not know, from a newer agent. It
+// follows the events of what it did understand of the same line.
+type AgentRaw struct {
+	// The seq of the output chunk that completed the line.
+	Seq int `json:"seq"`
+	// The event's place among those of its chunk, from 0.
+	Index int `json:"index"`
+	// The line, without its line end.
+	Line string `json:"line"`
+}
+
+func (AgentRaw) IsAgentEvent() {}
+
+// The last event of an agentEvents stream: the run's command ended.
+type AgentRunEnded struct {
+	// The command's last seq.
+	Seq int `json:"seq"`
+	// Always 0.
+	Index int `json:"index"`
+	// How the command ended.
+	Status domain.CommandStatus `json:"status"`
+	// The exit status, when the agent's process exited by itself.
+	ExitCode *int `json:"exitCode,omitempty"`
+	// The command as it ended.
+	Command *domain.Command `json:"command"`
+}
+
+func (AgentRunEnded) IsAgentEvent() {}
+
+// The agent is up.
+type AgentStarted struct {
+	// The seq of the output chunk that completed the event.
+	Seq int `json:"seq"`
+	// The event's place among those of its chunk, from 0.
+	Index int `json:"index"`
+	// The agent's session; a later run can continue it.
+	SessionID string `json:"sessionId"`
+	// The model it uses.
+	Model string `json:"model"`
+	// The tools it may use.
+	Tools []string `json:"tools"`
+	// Its working directory.
+	Cwd string `json:"cwd"`
+}
+
+func (AgentStarted) IsAgentEvent() {}
+
+// What a tool call gave back to the model.
+type AgentToolResult struct {
+	// The seq of the output chunk that completed the event.
+	Seq int `json:"seq"`
+	// The event's place among those of its chunk, from 0.
+	Index int `json:"index"`
+	// The AgentToolUse it answers.
+	ToolUseID string `json:"toolUseId"`
+	// Whether the tool failed.
+	IsError bool `json:"isError"`
+	// Its text (content that is not text, such as an image, as JSON).
+	Content string `json:"content"`
+}
+
+func (AgentToolResult) IsAgentEvent() {}
+
+// The model calling a tool.
+type AgentToolUse struct {
+	// The seq of the output chunk that completed the event.
+	Seq int `json:"seq"`
+	// The event's place among those of its chunk, from 0.
+	Index int `json:"index"`
+	// The call's ID, which its AgentToolResult names.
+	ToolUseID string `json:"toolUseId"`
+	// The tool.
+	Name string `json:"name"`
+	// The tool's input as the model wrote it: JSON text.
+	Input string `json:"input"`
+}
+
+func (AgentToolUse) IsAgentEvent() {}
 
 // A page of audit entries.
 type AuditEntryConnection struct {
@@ -395,6 +522,43 @@ type RotateWebhookSecretPayload struct {
 	Webhook *domain.Webhook `json:"webhook"`
 	// The new signing secret. It is shown only this once.
 	Secret string `json:"secret"`
+}
+
+// Input of runAgent. Only prompt is required; the rest are the agent CLI's
+// options, each checked before anything is queued.
+type RunAgentInput struct {
+	// The project to run in; it must be RUNNING.
+	ProjectID string `json:"projectId"`
+	// The task, as the user wrote it.
+	Prompt string `json:"prompt"`
+	// Continue this session of the agent (AgentRun.sessionId of an earlier run in the same project).
+	SessionID *string `json:"sessionId,omitempty"`
+	// The model; the agent's default when omitted.
+	Model *string `json:"model,omitempty"`
+	// Tools (or rules such as "Bash(git log:*)") the agent may use without asking.
+	AllowedTools []string `json:"allowedTools,omitempty"`
+	// Tools the agent may not use.
+	DisallowedTools []string `json:"disallowedTools,omitempty"`
+	// The agent's permission mode, in its own words (Claude Code: acceptEdits, auto, bypassPermissions, manual, dontAsk, plan).
+	PermissionMode *string `json:"permissionMode,omitempty"`
+	// The most model turns; the agent's default when omitted.
+	MaxTurns *int `json:"maxTurns,omitempty"`
+	// Text added to the end of the agent's system prompt.
+	AppendSystemPrompt *string `json:"appendSystemPrompt,omitempty"`
+	// Environment variables of the run (such as ANTHROPIC_BASE_URL); the project's secrets are given as to any command.
+	Env []*EnvVarInput `json:"env,omitempty"`
+	// Queue priority; default NORMAL.
+	Priority *domain.Priority `json:"priority,omitempty"`
+	// The timeout in seconds; default and maximum are set by the server.
+	TimeoutSeconds *int `json:"timeoutSeconds,omitempty"`
+	// An idempotency token, as in executeCommand: the same token from the same key with the same run returns that run.
+	ClientToken *string `json:"clientToken,omitempty"`
+}
+
+// Result of runAgent.
+type RunAgentPayload struct {
+	// The run, QUEUED (or as it is now, for a repeated clientToken).
+	AgentRun *domain.AgentRun `json:"agentRun"`
 }
 
 // Input of setProjectNetwork.
