@@ -36,6 +36,7 @@ Usage:
                                          seal every project secret again under the new key (F's, else the first of the keyring)
   rdev exec PROJECT -- ARGV…             run a command in a project and stream its output
   rdev exec --prompt TEXT PROJECT        run the Claude Code CLI with a prompt and stream its output
+  rdev agent PROJECT "PROMPT"            run an AI coding agent (Claude Code) and render its events (--resume S, --json)
   rdev logs [--follow] COMMAND_ID        print a command's output (exit with its status once it ended)
   rdev cancel COMMAND_ID                 cancel a queued or running command
   rdev version                           print the version
@@ -85,6 +86,8 @@ func run(ctx context.Context, args []string, c cli) int {
 		code, err = runExec(ctx, rest, c)
 	case "logs":
 		code, err = runLogs(ctx, rest, c)
+	case "agent":
+		code, err = runAgent(ctx, rest, c)
 	case "cancel":
 		err = runCancel(ctx, rest, c)
 	case "version", "--version":
