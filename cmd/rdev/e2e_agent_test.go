@@ -343,7 +343,9 @@ func TestE2E_Agent(t *testing.T) {
 		}
 		// A plain command is no agent run.
 		r := s.query(runner, `mutation { executeCommand(input: {projectId: "demo", argv: ["true"]}) { command { id } } }`, nil)
-		var p struct{ ExecuteCommand struct{ Command struct{ ID string } } }
+		var p struct {
+			ExecuteCommand struct{ Command struct{ ID string } }
+		}
 		remarshal(t, r.Data, &p)
 		if r := s.query(reader, `query($id: ID!) { agentRun(id: $id) { id } }`, map[string]any{"id": p.ExecuteCommand.Command.ID}); r.code() != "NOT_FOUND" {
 			t.Errorf("agentRun of a plain command: %+v, want NOT_FOUND", r.Errors)

@@ -32,8 +32,10 @@ import (
 // scopeMatrix holds the server and its fixtures.
 type scopeMatrix struct {
 	ts *testServer
-	// cmdPay and cmdSearch are finished commands in pay and search.
+	// cmdPay and cmdSearch are finished commands in pay and search;
+	// runPay and runSearch finished agent runs.
 	cmdPay, cmdSearch string
+	runPay, runSearch string
 	// hookAdmin is an endpoint made by an unrestricted key, and
 	// deliveryAdmin one of its deliveries.
 	hookAdmin, deliveryAdmin string
@@ -187,13 +189,17 @@ func rootCases() map[string]rootCase {
 		setNetworkM   = `mutation($p: ID!) { setProjectNetwork(input: {projectId: $p, network: null}) { network } }`
 		outputS       = `subscription($id: ID!) { commandOutput(commandId: $id) {
 			... on OutputChunk { seq } ... on CommandFinished { command { id project { id } } } } }`
-		eventsS = `subscription($p: ID!) { commandEvents(projectId: $p) { id projectId } }`
-		statusS = `subscription($p: ID) { projectStatus(projectId: $p) { id status } }`
+		eventsS   = `subscription($p: ID!) { commandEvents(projectId: $p) { id projectId } }`
+		agentRunQ = `query($id: ID!) { agentRun(id: $id) { id project { id } command { id } } }`
+		runAgentM = `mutation($p: ID!) { runAgent(input: {projectId: $p, prompt: "hi"}) { agentRun { id } } }`
+		agentS    = `subscription($id: ID!) { agentEvents(runId: $id) { ... on AgentRaw { seq } ... on AgentRunEnded { seq } } }`
+		statusS   = `subscription($p: ID) { projectStatus(projectId: $p) { id status } }`
 	)
 	byID := func(q string, in func(*scopeMatrix, matrixKey) string) func(*scopeMatrix, matrixKey) (string, map[string]any) {
 		return func(m *scopeMatrix, k matrixKey) (string, map[string]any) { return q, map[string]any{"id": in(m, k)} }
 	}
 	cmdPay := func(m *scopeMatrix, _ matrixKey) string { return m.cmdPay }
+	runPay := func(m *scopeMatrix, _ matrixKey) string { return m.runPay }
 	ownHook := func(_ *scopeMatrix, k matrixKey) string { return k.hook }
 	return map[string]rootCase{
 		"Query.viewer": {probe: query(`{ viewer { id } }`, nil), check: func(t *testing.T, m *scopeMatrix, k matrixKey) {
@@ -236,6 +242,14 @@ func rootCases() map[string]rootCase {
 				t.Errorf("command(pay's).project = %v, want pay", path(r.Data, "command", "project"))
 			}
 			wantCode(t, "command(search's)", m.do(t, k.token, commandQ, map[string]any{"id": m.cmdSearch}), outCode(k, ""))
+		}},
+		"Query.agentRun": {probe: byID(agentRunQ, runPay), check: func(t *testing.T, m *scopeMatrix, k matrixKey) {
+			r := m.do(t, k.token, agentRunQ, map[string]any{"id": m.runPay})
+			wantCode(t, "agentRun(pay's)", r, "")
+			if path(r.Data, "agentRun", "project", "id") != "pay" {
+				t.Errorf("agentRun(pay's).project = %v, want pay", path(r.Data, "agentRun", "project"))
+			}
+			wantCode(t, "agentRun(search's)", m.do(t, k.token, agentRunQ, map[string]any{"id": m.runSearch}), outCode(k, ""))
 		}},
 		"Query.commands": {probe: query(`{ commands { nodes { id } } }`, nil), check: func(t *testing.T, m *scopeMatrix, k matrixKey) {
 			q := `query($p: ID) { commands(projectId: $p, first: 100) { nodes { id } } }`
@@ -306,6 +320,11 @@ func rootCases() map[string]rootCase {
 				wantCode(t, "executeCommand(pay)", m.do(t, k.token, executeM, map[string]any{"p": "pay"}), "")
 				wantCode(t, "executeCommand(search)", m.do(t, k.token, executeM, map[string]any{"p": "search"}), outCode(k, ""))
 			}},
+		"Mutation.runAgent": {probe: func(*scopeMatrix, matrixKey) (string, map[string]any) { return runAgentM, map[string]any{"p": "pay"} },
+			check: func(t *testing.T, m *scopeMatrix, k matrixKey) {
+				wantCode(t, "runAgent(pay)", m.do(t, k.token, runAgentM, map[string]any{"p": "pay"}), "")
+				wantCode(t, "runAgent(search)", m.do(t, k.token, runAgentM, map[string]any{"p": "search"}), outCode(k, ""))
+			}},
 		"Mutation.cancelCommand": {probe: byID(cancelM, cmdPay), check: func(t *testing.T, m *scopeMatrix, k matrixKey) {
 			// Both ended: reaching one is CONFLICT, not reaching it NOT_FOUND.
 			wantCode(t, "cancelCommand(pay's)", m.do(t, k.token, cancelM, map[string]any{"id": m.cmdPay}), domain.ECONFLICT)
@@ -368,6 +387,10 @@ func rootCases() map[string]rootCase {
 		"Subscription.commandOutput": {probe: byID(outputS, cmdPay), check: func(t *testing.T, m *scopeMatrix, k matrixKey) {
 			wantCode(t, "commandOutput(pay's)", m.subscribe(t, k.token, outputS, map[string]any{"id": m.cmdPay}, nil), "")
 			wantCode(t, "commandOutput(search's)", m.subscribe(t, k.token, outputS, map[string]any{"id": m.cmdSearch}, nil), outCode(k, ""))
+		}},
+		"Subscription.agentEvents": {probe: byID(agentS, runPay), check: func(t *testing.T, m *scopeMatrix, k matrixKey) {
+			wantCode(t, "agentEvents(pay's)", m.subscribe(t, k.token, agentS, map[string]any{"id": m.runPay}, nil), "")
+			wantCode(t, "agentEvents(search's)", m.subscribe(t, k.token, agentS, map[string]any{"id": m.runSearch}, nil), outCode(k, ""))
 		}},
 		"Subscription.commandEvents": {probe: func(*scopeMatrix, matrixKey) (string, map[string]any) { return eventsS, map[string]any{"p": "pay"} },
 			check: func(t *testing.T, m *scopeMatrix, k matrixKey) {
@@ -525,6 +548,22 @@ func nestedCases() map[string]func(t *testing.T, m *scopeMatrix, k matrixKey) {
 			r := m.subscribe(t, k.token, q, map[string]any{"id": m.cmdPay}, nil)
 			wantCode(t, "commandOutput(pay's).command", r, "")
 		},
+		"AgentRun.command": func(t *testing.T, m *scopeMatrix, k matrixKey) {
+			r := m.do(t, k.token, `query($id: ID!) { agentRun(id: $id) { command { id projectId } } }`, map[string]any{"id": m.runPay})
+			wantCode(t, "agentRun(pay's).command", r, "")
+			if path(r.Data, "agentRun", "command", "id") != m.runPay {
+				t.Errorf("agentRun(pay's).command = %v", path(r.Data, "agentRun", "command"))
+			}
+		},
+		"AgentRun.project": func(t *testing.T, m *scopeMatrix, k matrixKey) {
+			r := m.do(t, k.token, `query($id: ID!) { agentRun(id: $id) { project { id } } }`, map[string]any{"id": m.runPay})
+			wantCode(t, "agentRun(pay's).project", r, "")
+		},
+		"AgentRunEnded.command": func(t *testing.T, m *scopeMatrix, k matrixKey) {
+			q := `subscription($id: ID!) { agentEvents(runId: $id) { ... on AgentRunEnded { command { id project { id } } } ... on AgentRaw { seq } } }`
+			r := m.subscribe(t, k.token, q, map[string]any{"id": m.runPay}, nil)
+			wantCode(t, "agentEvents(pay's).command", r, "")
+		},
 		"Webhook.deliveries": func(t *testing.T, m *scopeMatrix, k matrixKey) {
 			// Newest first, and the other cases add deliveries meanwhile:
 			// page through all of them.
@@ -641,6 +680,20 @@ var projectScopes = []struct {
 	{"selector", nil, []string{"team=payments"}},
 }
 
+// runAgent queues an agent run in project as the admin. (No agent CLI is
+// installed: it fails, which is an end as good as any here.)
+func (m *scopeMatrix) runAgent(t *testing.T, project string) string {
+	t.Helper()
+	var r struct {
+		RunAgent struct{ AgentRun struct{ ID string } }
+	}
+	if errs := m.ts.gql(t, m.ts.token, "run", `mutation($p: ID!) { runAgent(input: {projectId: $p, prompt: "hi"}) { agentRun { id } } }`,
+		map[string]any{"p": project}, &r); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	return r.RunAgent.AgentRun.ID
+}
+
 // newScopeMatrix starts the server with projects pay and search, their
 // commands, endpoints and keys of each project scope.
 func newScopeMatrix(t *testing.T) (*scopeMatrix, []matrixKey) {
@@ -657,7 +710,8 @@ func newScopeMatrix(t *testing.T) (*scopeMatrix, []matrixKey) {
 	m := &scopeMatrix{ts: ts}
 	m.cmdPay = ts.execute(t, map[string]any{"projectId": "pay", "argv": []string{"echo", "pay"}})
 	m.cmdSearch = ts.execute(t, map[string]any{"projectId": "search", "argv": []string{"echo", "search"}})
-	for _, id := range []string{m.cmdPay, m.cmdSearch} {
+	m.runPay, m.runSearch = m.runAgent(t, "pay"), m.runAgent(t, "search")
+	for _, id := range []string{m.cmdPay, m.cmdSearch, m.runPay, m.runSearch} {
 		if !waitFor(20*time.Second, func() bool {
 			c, err := ts.commands.Get(domain.NewOperatorContext(context.Background()), id)
 			return err == nil && c.Status.Final()
