@@ -82,13 +82,22 @@ func (o *agentOptions) parse(args []string, c cli) error {
 	})
 	f.StringVar(&o.in.ClientToken, "client-token", "", "idempotency token: submitting again with it runs nothing twice (default: random)")
 	f.BoolVar(&o.json, "json", false, "print the run's typed events as JSON lines instead of rendering them")
-	if err := f.Parse(args); err != nil {
-		return err
+	// Flags may come before, between and after PROJECT and PROMPT; a
+	// prompt that starts with "-" follows "--".
+	var pos []string
+	for {
+		if err := f.Parse(args); err != nil {
+			return err
+		}
+		if args = f.Args(); len(args) == 0 {
+			break
+		}
+		pos, args = append(pos, args[0]), args[1:]
 	}
-	if f.NArg() != 2 {
+	if len(pos) != 2 {
 		return usageError(`agent needs a project and a prompt: rdev agent PROJECT "PROMPT"`)
 	}
-	o.in.ProjectID, o.in.Prompt = f.Arg(0), f.Arg(1)
+	o.in.ProjectID, o.in.Prompt = pos[0], pos[1]
 	p, err := domain.ParsePriority(strings.ToUpper(priority))
 	if err != nil {
 		return usageError(domain.ErrorMessage(err))

@@ -167,10 +167,9 @@ func TestE2E_Agent(t *testing.T) {
 	for _, f := range []string{"a.txt", "b.txt", "main.go"} {
 		mustWriteFile(t, filepath.Join(project, f), "content of "+f+"\n")
 	}
-	// The agent keeps its sessions in HOME, the project directory: the
-	// command's user (nobody, when rdev runs as root) must be able to
-	// write there, as it must to change the project's files.
-	mustChmod(t, project, 0o777)
+	// The agent keeps its sessions in HOME, the project directory, by its
+	// absolute path: the command's user (nobody, when rdev runs as root)
+	// must be able to traverse the directories above it.
 	for p := filepath.Dir(project); p != os.TempDir() && p != "/"; p = filepath.Dir(p) {
 		mustChmod(t, p, 0o755)
 	}
@@ -354,15 +353,17 @@ func TestE2E_Agent(t *testing.T) {
 
 	t.Run("CLI", func(t *testing.T) {
 		cli := &instance{t: t, env: append(append([]string{}, in.env...), "RDEV_SERVER="+s.url, "RDEV_KEY="+runner)}
-		args := []string{"agent", "--allowed-tools", "Bash", "--max-turns", "4"}
+		var envFlags []string
 		for _, v := range env {
-			args = append(args, "--env", v["name"]+"="+v["value"])
+			envFlags = append(envFlags, "--env", v["name"]+"="+v["value"])
 		}
+		args := append([]string{"agent", "--allowed-tools", "Bash", "--max-turns", "4"}, envFlags...)
 		fake.Script(
 			fakeanthropic.Tool("I will count the files.", "Bash", map[string]string{"command": "ls | wc -l", "description": "Count the files"}),
 			fakeanthropic.Text("There are 3 files."),
 		)
-		out, errs, code := cli.cli(append(args, "demo", "list the files and count them")...)
+		// As the README shows it: flags may follow the prompt.
+		out, errs, code := cli.cli(append([]string{"agent", "demo", "list the files and count them", "--allowed-tools", "Bash"}, envFlags...)...)
 		t.Logf("rdev agent demo \"list the files and count them\":\n%s", out)
 		if code != 0 {
 			t.Fatalf("exit %d, stderr %q", code, errs)
