@@ -72,14 +72,7 @@ func (o *agentOptions) parse(args []string, c cli) error {
 	f.StringVar(&o.in.AppendSystemPrompt, "append-system-prompt", "", "text added to the agent's system prompt")
 	f.StringVar(&priority, "priority", "NORMAL", "queue priority: LOW, NORMAL, HIGH or URGENT")
 	f.DurationVar(&o.in.Timeout, "timeout", 0, "kill the run after this long, e.g. 10m; 0 uses the server's default")
-	f.Func("env", "an environment variable NAME=VALUE for the run (repeatable)", func(s string) error {
-		name, value, ok := strings.Cut(s, "=")
-		if !ok || name == "" {
-			return fmt.Errorf("%q is not NAME=VALUE", s)
-		}
-		o.in.Env = append(o.in.Env, client.EnvVar{Name: name, Value: value})
-		return nil
-	})
+	envFlag(f, "run", &o.in.Env)
 	f.StringVar(&o.in.ClientToken, "client-token", "", "idempotency token: submitting again with it runs nothing twice (default: random)")
 	f.BoolVar(&o.json, "json", false, "print the run's typed events as JSON lines instead of rendering them")
 	// Flags may come before, between and after PROJECT and PROMPT; a
@@ -135,13 +128,7 @@ type agentRenderer interface {
 func followAgent(ctx context.Context, cl *client.Client, id string, r agentRenderer, stderr io.Writer) (int, error) {
 	fctx, stop := outlive(ctx, cancelGrace, errCancelGrace)
 	defer stop()
-	unwatch := context.AfterFunc(ctx, func() {
-		_, _ = fmt.Fprintf(stderr, "rdev: cancelling agent run %s\n", id)
-		if _, err := cl.Cancel(fctx, id); err != nil && client.ErrorCode(err) != "CONFLICT" && fctx.Err() == nil {
-			_, _ = fmt.Fprintf(stderr, "rdev: cancelling agent run %s: %v\n", id, err)
-		}
-	})
-	defer unwatch()
+	defer cancelOnInterrupt(ctx, fctx, cl, "agent run", id, stderr)()
 	var agentStatus string
 	end, err := cl.FollowAgent(fctx, id, 0, func(e *client.AgentEvent) error {
 		if e.Type == client.AgentFinished {

@@ -75,14 +75,7 @@ func (o *execOptions) parse(args []string, c cli) error {
 	f.StringVar(&priority, "priority", "NORMAL", "queue priority: LOW, NORMAL, HIGH or URGENT")
 	f.DurationVar(&o.timeout, "timeout", 0, "kill the command after this long, e.g. 30s or 2h; 0 uses the server's default")
 	f.StringVar(&o.workdir, "workdir", "", "working directory, relative to the project root")
-	f.Func("env", "an environment variable NAME=VALUE for the command (repeatable)", func(s string) error {
-		name, value, ok := strings.Cut(s, "=")
-		if !ok || name == "" {
-			return fmt.Errorf("%q is not NAME=VALUE", s)
-		}
-		o.env = append(o.env, client.EnvVar{Name: name, Value: value})
-		return nil
-	})
+	envFlag(f, "command", &o.env)
 	f.BoolVar(&o.shell, "shell", false, "run the arguments, joined by spaces, as a /bin/sh -c script")
 	f.StringVar(&o.prompt, "prompt", "", "run the Claude Code CLI with this prompt (a CLAUDE command: the server's RDEV_CLAUDE_COMMAND, then -p -- PROMPT); no ARGV")
 	f.StringVar(&o.token, "client-token", "", "idempotency token: submitting again with it runs nothing twice (default: random)")
@@ -107,6 +100,19 @@ func (o *execOptions) parse(args []string, c cli) error {
 		o.token = rand.Text()
 	}
 	return nil
+}
+
+// envFlag registers --env NAME=VALUE, repeatable, appending to env; what
+// names the command or run it is for.
+func envFlag(f *envFlags, what string, env *[]client.EnvVar) {
+	f.Func("env", "an environment variable NAME=VALUE for the "+what+" (repeatable)", func(s string) error {
+		name, value, ok := strings.Cut(s, "=")
+		if !ok || name == "" {
+			return fmt.Errorf("%q is not NAME=VALUE", s)
+		}
+		*env = append(*env, client.EnvVar{Name: name, Value: value})
+		return nil
+	})
 }
 
 // input returns what to execute.
@@ -190,15 +196,7 @@ func follow(ctx context.Context, cl *client.Client, id string, c cli) (int, erro
 	out := newPrinter(id, 0, c.stdout, stderr)
 	fctx, stop := outlive(ctx, cancelGrace, errCancelGrace)
 	defer stop()
-	unwatch := context.AfterFunc(ctx, func() {
-		_, _ = fmt.Fprintf(stderr, "rdev: cancelling command %s\n", id)
-		_, err := cl.Cancel(fctx, id)
-		// CONFLICT: it has just ended; a done fctx: following has ended.
-		if err != nil && client.ErrorCode(err) != "CONFLICT" && fctx.Err() == nil {
-			_, _ = fmt.Fprintf(stderr, "rdev: cancelling command %s: %v\n", id, err)
-		}
-	})
-	defer unwatch()
+	defer cancelOnInterrupt(ctx, fctx, cl, "command", id, stderr)()
 
 	fin, err := out.run(fctx, cl, 0)
 	switch {
@@ -210,6 +208,20 @@ func follow(ctx context.Context, cl *client.Client, id string, c cli) (int, erro
 		return 0, err
 	}
 	return fin.report(stderr, id), nil
+}
+
+// cancelOnInterrupt cancels command id (what names it: "command", "agent
+// run") when ctx ends, within fctx, and says so on stderr. The returned
+// function stops watching.
+func cancelOnInterrupt(ctx, fctx context.Context, cl *client.Client, what, id string, stderr io.Writer) func() bool {
+	return context.AfterFunc(ctx, func() {
+		_, _ = fmt.Fprintf(stderr, "rdev: cancelling %s %s\n", what, id)
+		_, err := cl.Cancel(fctx, id)
+		// CONFLICT: it has just ended; a done fctx: following has ended.
+		if err != nil && client.ErrorCode(err) != "CONFLICT" && fctx.Err() == nil {
+			_, _ = fmt.Fprintf(stderr, "rdev: cancelling %s %s: %v\n", what, id, err)
+		}
+	})
 }
 
 // lockedWriter serializes writes: exec's stderr gets the command's STDERR
