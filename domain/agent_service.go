@@ -82,10 +82,26 @@ type AgentEventItem struct {
 // Run validates the request with the protocol's rules, and queues the
 // agent's command as CommandService.Execute does (same queue, limits,
 // audit, idempotency by ClientToken). It needs commands:write; EINVALID for
-// bad input or an unknown protocol, and the codes of Execute.
+// bad input or an unknown protocol, and the codes of Execute. A request
+// refused before it reaches Execute is recorded in the audit log as a
+// refused command.execute, as Execute records its own refusals.
 func (s *AgentService) Run(ctx context.Context, in RunAgent) (*AgentRun, error) {
-	if _, err := Authorize(ctx, ScopeCommandsWrite); err != nil {
+	cmd, err := s.command(ctx, in)
+	if err != nil {
+		return nil, s.commands.audit.Refused(ctx, AuditCommandExecute, "", err)
+	}
+	c, err := s.commands.Execute(ctx, cmd)
+	if err != nil {
 		return nil, err
+	}
+	return s.summarize(ctx, c)
+}
+
+// command returns the command of an agent run of in, for a caller with
+// commands:write.
+func (s *AgentService) command(ctx context.Context, in RunAgent) (ExecuteCommand, error) {
+	if _, err := Authorize(ctx, ScopeCommandsWrite); err != nil {
+		return ExecuteCommand{}, err
 	}
 	name := in.Protocol
 	if name == "" {
@@ -93,24 +109,20 @@ func (s *AgentService) Run(ctx context.Context, in RunAgent) (*AgentRun, error) 
 	}
 	p, err := s.protocols.Lookup(name)
 	if err != nil {
-		return nil, err
+		return ExecuteCommand{}, err
 	}
 	argv, err := p.Argv(in.Request)
 	if err != nil {
-		return nil, err
+		return ExecuteCommand{}, err
 	}
 	typ := CommandExec
 	if name == ClaudeCodeProtocol {
 		typ = CommandClaude
 	}
-	c, err := s.commands.Execute(ctx, ExecuteCommand{
+	return ExecuteCommand{
 		ProjectID: in.ProjectID, Type: typ, Argv: argv, Env: in.Env, Priority: in.Priority,
 		TimeoutSeconds: in.TimeoutSeconds, ClientToken: in.ClientToken, agentProtocol: name,
-	})
-	if err != nil {
-		return nil, err
-	}
-	return s.summarize(ctx, c)
+	}, nil
 }
 
 // Get returns an agent run with what its stored output says of its start

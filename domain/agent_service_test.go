@@ -70,6 +70,11 @@ func TestAgentService_Run(t *testing.T) {
 			if n := len(e.repo.newestFirst(func(*Command) bool { return true })); n != 0 {
 				t.Errorf("%d commands queued by a refused run", n)
 			}
+			// Refused, wherever it was: recorded as such.
+			entries := e.repo.audit.all()
+			if len(entries) != 1 || entries[0].Action != AuditCommandExecute || entries[0].Outcome == AuditSuccess || entries[0].ErrorCode != tt.code {
+				t.Errorf("audit log %+v, want one refused %s with %s", entries, AuditCommandExecute, tt.code)
+			}
 		})
 	}
 }
