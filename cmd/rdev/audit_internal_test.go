@@ -146,6 +146,18 @@ func TestServer_EveryMutationIsAudited(t *testing.T) {
 			commandID = out.ExecuteCommand.Command.ID
 			return commandID
 		}},
+		// An agent run is a command: its entry is the command's. It waits
+		// in the queue behind executeCommand's (one command a project),
+		// so its end is not recorded between the cases.
+		"runAgent": {domain.AuditCommandExecute, func(t *testing.T, rid string) string {
+			var out struct {
+				RunAgent struct{ AgentRun struct{ ID string } }
+			}
+			if errs := ts.gql(t, ts.token, rid, `mutation { runAgent(input: {projectId: "demo", prompt: "audit me", maxTurns: 2}) { agentRun { id } } }`, nil, &out); len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			return out.RunAgent.AgentRun.ID
+		}},
 		"cancelCommand": {domain.AuditCommandCancel, func(t *testing.T, rid string) string {
 			if errs := ts.gql(t, ts.token, rid, `mutation($id: ID!) { cancelCommand(input: {id: $id}) { command { id } } }`, map[string]any{"id": commandID}, nil); len(errs) > 0 {
 				t.Fatal(errs)
@@ -223,7 +235,7 @@ func TestServer_EveryMutationIsAudited(t *testing.T) {
 	// entry follows it at a time of its own.
 	order := []string{"createAPIKey", "updateAPIKey", "rotateAPIKey", "revokeAPIKey",
 		"createWebhook", "updateWebhook", "rotateWebhookSecret", "testWebhook", "redeliverWebhookDelivery", "deleteWebhook",
-		"setSecret", "deleteSecret", "setProjectNetwork", "executeCommand", "cancelCommand"}
+		"setSecret", "deleteSecret", "setProjectNetwork", "executeCommand", "runAgent", "cancelCommand"}
 	for _, m := range mutations {
 		if _, ok := cases[m]; !ok {
 			t.Errorf("Mutation.%s has no audit test case: add one that runs it and expects its entry", m)
@@ -263,6 +275,9 @@ func TestServer_EveryMutationIsAudited(t *testing.T) {
 		}
 		if m == "setProjectNetwork" && (e.detail("network") != "NONE" || e.detail("project") != "demo") {
 			t.Errorf("%s: details %+v, want the project and the policy", m, e.Details)
+		}
+		if m == "runAgent" && (e.detail("project") != "demo" || !strings.Contains(e.detail("argv"), `"--max-turns=2","--","audit me"`)) {
+			t.Errorf("runAgent: details %+v, want the project and the agent's argv", e.Details)
 		}
 		if m == "executeCommand" {
 			if env := e.detail("env"); !strings.Contains(env, `"API_TOKEN":"[REDACTED]"`) || !strings.Contains(env, `"HOME":"[REDACTED]"`) {
