@@ -150,6 +150,10 @@ type AgentRequest struct {
 	MaxTurns int
 	// AppendSystemPrompt is added to the end of the agent's system prompt.
 	AppendSystemPrompt string
+	// MaxCostUSD, if above 0, is what the run may spend on model calls:
+	// the agent stops once its cost passes it and the run ends
+	// OVER_BUDGET.
+	MaxCostUSD float64
 }
 
 // AgentProtocols is a registry of protocols by name. The zero value is

@@ -43,7 +43,8 @@ var ClaudePermissionModes = []string{"acceptEdits", "auto", "bypassPermissions",
 //
 //	claude -p --output-format stream-json --verbose [--resume=S] [--model=M]
 //	  [--allowedTools T...] [--disallowedTools T...] [--permission-mode=P]
-//	  [--max-turns=N] [--append-system-prompt=TEXT] -- PROMPT
+//	  [--max-turns=N] [--max-budget-usd=USD] [--append-system-prompt=TEXT]
+//	  -- PROMPT
 //
 // Values are joined to their options with "=" and the prompt follows "--",
 // so no input, whatever it starts with, is read as an option; the tool
@@ -75,6 +76,9 @@ func (c *ClaudeCode) Argv(r AgentRequest) ([]string, error) {
 	opt("--permission-mode", r.PermissionMode)
 	if r.MaxTurns > 0 {
 		opt("--max-turns", strconv.Itoa(r.MaxTurns))
+	}
+	if r.MaxCostUSD > 0 {
+		opt("--max-budget-usd", strconv.FormatFloat(r.MaxCostUSD, 'f', -1, 64))
 	}
 	opt("--append-system-prompt", r.AppendSystemPrompt)
 	return append(argv, "--", r.Prompt), nil

@@ -3,6 +3,7 @@ package domain
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -208,6 +209,7 @@ func TestClaudeCode_Argv(t *testing.T) {
 			DisallowedTools:    []string{"WebFetch"},
 			PermissionMode:     "acceptEdits",
 			MaxTurns:           7,
+			MaxCostUSD:         0.25,
 			AppendSystemPrompt: "-be brief",
 		})
 		if err != nil {
@@ -217,7 +219,7 @@ func TestClaudeCode_Argv(t *testing.T) {
 			"/opt/claude/bin/claude", "--bare", "-p", "--output-format", "stream-json", "--verbose",
 			"--resume=79cb06ca-7def-4083-b4b6-16a004f25781", "--model=sonnet[1m]",
 			"--allowedTools", "Bash(git log:*)", "Read", "--disallowedTools", "WebFetch",
-			"--permission-mode=acceptEdits", "--max-turns=7", "--append-system-prompt=-be brief",
+			"--permission-mode=acceptEdits", "--max-turns=7", "--max-budget-usd=0.25", "--append-system-prompt=-be brief",
 			"--", "--help me\nplease",
 		}
 		if !reflect.DeepEqual(argv, want) {
@@ -262,6 +264,10 @@ func TestClaudeCode_Argv(t *testing.T) {
 			{"permissionMode", with(func(r *AgentRequest) { r.PermissionMode = "default" })},
 			{"maxTurns", with(func(r *AgentRequest) { r.MaxTurns = -1 })},
 			{"maxTurns", with(func(r *AgentRequest) { r.MaxTurns = MaxAgentTurns + 1 })},
+			{"maxCostUsd", with(func(r *AgentRequest) { r.MaxCostUSD = -0.5 })},
+			{"maxCostUsd", with(func(r *AgentRequest) { r.MaxCostUSD = MaxAgentCostUSD + 1 })},
+			{"maxCostUsd", with(func(r *AgentRequest) { r.MaxCostUSD = math.NaN() })},
+			{"maxCostUsd", with(func(r *AgentRequest) { r.MaxCostUSD = math.Inf(1) })},
 			{"appendSystemPrompt", with(func(r *AgentRequest) { r.AppendSystemPrompt = "\x1b[31m" })},
 			{"appendSystemPrompt", with(func(r *AgentRequest) { r.AppendSystemPrompt = strings.Repeat("s", MaxAgentSystemPromptBytes+1) })},
 			{"appendSystemPrompt", with(func(r *AgentRequest) { r.AppendSystemPrompt = "\xff" })},

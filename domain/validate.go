@@ -7,6 +7,7 @@ package domain
 // test file of the feature it serves) with a seed corpus in testdata/fuzz.
 
 import (
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -291,6 +292,8 @@ const (
 	MaxAgentModelBytes = 128
 	// MaxAgentTurns bounds maxTurns.
 	MaxAgentTurns = 1000
+	// MaxAgentCostUSD bounds maxCostUsd.
+	MaxAgentCostUSD = 10000
 )
 
 var (
@@ -333,6 +336,9 @@ func ValidateAgentRequest(r AgentRequest) error {
 	}
 	if r.MaxTurns < 0 || r.MaxTurns > MaxAgentTurns {
 		return Errorf(EINVALID, "maxTurns: must be between 1 and %d (or 0 for the agent's default), got %d", MaxAgentTurns, r.MaxTurns)
+	}
+	if c := r.MaxCostUSD; c < 0 || c > MaxAgentCostUSD || math.IsNaN(c) {
+		return Errorf(EINVALID, "maxCostUsd: must be above 0 and at most %g (or 0 for no limit), got %g", float64(MaxAgentCostUSD), c)
 	}
 	switch p := r.AppendSystemPrompt; {
 	case len(p) > MaxAgentSystemPromptBytes:

@@ -310,6 +310,18 @@ func TestExecutor_ClaudeCode(t *testing.T) {
 		}
 	})
 
+	t.Run("MaxBudget", func(t *testing.T) {
+		fake.Script(toolTurn("toolu_budget", "", "Bash", map[string]string{"command": "true", "description": "Do nothing"}))
+		run := runAgent(t, ex, proj, proto, domain.AgentRequest{Prompt: "spend", AllowedTools: []string{"Bash"}, MaxTurns: 5, MaxCostUSD: 0.0001}, env)
+		session := started(t, run)
+		f := finished(t, run, session)
+		// The agent checks its budget after each model turn: the first one
+		// already spent more, so its tool call never ran.
+		if f.Status != domain.AgentOverBudget || f.CostUSD <= 0.0001 || f.NumTurns != 1 || run.res.ExitCode != 1 {
+			t.Errorf("end = %#v with exit code %d, want OVER_BUDGET after one turn, exit code 1", f, run.res.ExitCode)
+		}
+	})
+
 	t.Run("MaxTurns", func(t *testing.T) {
 		fake.Script(toolTurn("toolu_again", "", "Bash", map[string]string{"command": "true", "description": "Do nothing"}))
 		run := runAgent(t, ex, proj, proto, domain.AgentRequest{Prompt: "loop", AllowedTools: []string{"Bash"}, MaxTurns: 1}, env)
