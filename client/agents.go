@@ -15,12 +15,15 @@ type AgentInput struct {
 	Prompt    string
 	// SessionID continues that session of the agent (AgentRun.SessionID of
 	// an earlier run in the same project).
-	SessionID          string
-	Model              string
-	AllowedTools       []string
-	DisallowedTools    []string
-	PermissionMode     string
-	MaxTurns           int
+	SessionID       string
+	Model           string
+	AllowedTools    []string
+	DisallowedTools []string
+	PermissionMode  string
+	MaxTurns        int
+	// MaxCostUSD, if above 0, is what the run may spend on model calls:
+	// past it the run ends OVER_BUDGET.
+	MaxCostUSD         float64
 	AppendSystemPrompt string
 	Env                []EnvVar
 	Priority           Priority
@@ -51,6 +54,9 @@ func (in AgentInput) vars() map[string]any {
 	}
 	if in.MaxTurns > 0 {
 		v["maxTurns"] = in.MaxTurns
+	}
+	if in.MaxCostUSD > 0 {
+		v["maxCostUsd"] = in.MaxCostUSD
 	}
 	if in.Env != nil {
 		v["env"] = in.Env

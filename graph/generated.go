@@ -3979,6 +3979,12 @@ input RunAgentInput {
   permissionMode: String
   "The most model turns; the agent's default when omitted."
   maxTurns: Int
+  """
+  What the run may spend on model calls, in US dollars, as the agent counts
+  it: once a turn takes its cost past this, the agent stops and the run
+  ends OVER_BUDGET. Above 0 and at most 10000; no limit when omitted.
+  """
+  maxCostUsd: Float
   "Text added to the end of the agent's system prompt."
   appendSystemPrompt: String
   "Environment variables of the run (such as ANTHROPIC_BASE_URL); the project's secrets are given as to any command."
@@ -15380,7 +15386,7 @@ func (ec *executionContext) unmarshalInputRunAgentInput(ctx context.Context, obj
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"projectId", "prompt", "sessionId", "model", "allowedTools", "disallowedTools", "permissionMode", "maxTurns", "appendSystemPrompt", "env", "priority", "timeoutSeconds", "clientToken"}
+	fieldsInOrder := [...]string{"projectId", "prompt", "sessionId", "model", "allowedTools", "disallowedTools", "permissionMode", "maxTurns", "maxCostUsd", "appendSystemPrompt", "env", "priority", "timeoutSeconds", "clientToken"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -15443,6 +15449,13 @@ func (ec *executionContext) unmarshalInputRunAgentInput(ctx context.Context, obj
 				return it, err
 			}
 			it.MaxTurns = data
+		case "maxCostUsd":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("maxCostUsd"))
+			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MaxCostUsd = data
 		case "appendSystemPrompt":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("appendSystemPrompt"))
 			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
@@ -20848,6 +20861,23 @@ func (ec *executionContext) marshalOExecuteCommandPayload2ᚖgithubᚗcomᚋrdev
 		return graphql.Null
 	}
 	return ec._ExecuteCommandPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOFloat2ᚖfloat64(ctx context.Context, v any) (*float64, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOFloat2ᚖfloat64(ctx context.Context, sel ast.SelectionSet, v *float64) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	res := graphql.MarshalFloatContext(*v)
+	return graphql.WrapContextMarshaler(ctx, res)
 }
 
 func (ec *executionContext) unmarshalOID2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {

@@ -12,7 +12,7 @@ func runAgent(in model.RunAgentInput) domain.RunAgent {
 			Prompt: in.Prompt, SessionID: deref(in.SessionID), Model: deref(in.Model),
 			AllowedTools: in.AllowedTools, DisallowedTools: in.DisallowedTools,
 			PermissionMode: deref(in.PermissionMode), MaxTurns: deref(in.MaxTurns),
-			AppendSystemPrompt: deref(in.AppendSystemPrompt),
+			AppendSystemPrompt: deref(in.AppendSystemPrompt), MaxCostUSD: deref(in.MaxCostUsd),
 		},
 		TimeoutSeconds: in.TimeoutSeconds, ClientToken: deref(in.ClientToken), Priority: domain.PriorityNormal,
 	}

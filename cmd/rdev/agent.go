@@ -66,6 +66,7 @@ func (o *agentOptions) parse(args []string, c cli) error {
 	f.StringVar(&o.in.SessionID, "resume", "", "continue this session (printed at the end of a run) in the same project")
 	f.StringVar(&o.in.Model, "model", "", "the model; the agent's default when empty")
 	f.IntVar(&o.in.MaxTurns, "max-turns", 0, "the most model turns; 0 for the agent's default")
+	f.Float64Var(&o.in.MaxCostUSD, "max-cost", 0, "the most the run may spend on model calls, in US dollars; past it the run ends OVER_BUDGET; 0 for no limit")
 	f.StringVar(&allowed, "allowed-tools", "", "comma-separated tools the agent may use without asking, e.g. Bash,Read")
 	f.StringVar(&disallowed, "disallowed-tools", "", "comma-separated tools the agent may not use")
 	f.StringVar(&o.in.PermissionMode, "permission-mode", "", "the agent's permission mode, e.g. acceptEdits")
@@ -96,8 +97,8 @@ func (o *agentOptions) parse(args []string, c cli) error {
 		return usageError(domain.ErrorMessage(err))
 	}
 	o.in.Priority = client.Priority(p.String())
-	if o.in.Timeout < 0 || o.in.MaxTurns < 0 {
-		return usageError("--timeout and --max-turns must not be negative")
+	if o.in.Timeout < 0 || o.in.MaxTurns < 0 || o.in.MaxCostUSD < 0 {
+		return usageError("--timeout, --max-turns and --max-cost must not be negative")
 	}
 	o.in.AllowedTools, o.in.DisallowedTools = toolList(allowed), toolList(disallowed)
 	if o.in.ClientToken == "" {

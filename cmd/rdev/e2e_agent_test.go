@@ -332,6 +332,7 @@ func TestE2E_Agent(t *testing.T) {
 		}{
 			{"PermissionMode", runner, run, map[string]any{"in": map[string]any{"projectId": "demo", "prompt": "hi", "permissionMode": "yolo"}}, "INVALID_INPUT"},
 			{"MaxTurns", runner, run, map[string]any{"in": map[string]any{"projectId": "demo", "prompt": "hi", "maxTurns": -1}}, "INVALID_INPUT"},
+			{"MaxCost", runner, run, map[string]any{"in": map[string]any{"projectId": "demo", "prompt": "hi", "maxCostUsd": -1}}, "INVALID_INPUT"},
 			{"Forbidden", reader, run, map[string]any{"in": map[string]any{"projectId": "demo", "prompt": "hi"}}, "FORBIDDEN"},
 			{"NoProject", runner, run, map[string]any{"in": map[string]any{"projectId": "nope", "prompt": "hi"}}, "NOT_FOUND"},
 			{"NoRun", reader, `query($id: ID!) { agentRun(id: $id) { id } }`, map[string]any{"id": "nope"}, "NOT_FOUND"},
@@ -397,6 +398,18 @@ func TestE2E_Agent(t *testing.T) {
 			"--env", "ANTHROPIC_API_KEY=sk-ant-fake", "demo", "loop")
 		if code == 0 || !strings.Contains(out, "✗ MAX_TURNS") {
 			t.Errorf("a run stopped at its turn limit: exit %d:\n%s", code, out)
+		}
+
+		// Stopped by its budget: the turn that passed it was the last, and
+		// its tool call never ran.
+		fake.Script(fakeanthropic.Tool("", "Bash", map[string]string{"command": "touch spent", "description": "Spend"}))
+		out, _, code = cli.cli("agent", "--allowed-tools", "Bash", "--max-turns", "5", "--max-cost", "0.0001", "--env", "ANTHROPIC_BASE_URL="+url,
+			"--env", "ANTHROPIC_API_KEY=sk-ant-fake", "demo", "spend")
+		if code == 0 || !strings.Contains(out, "✗ OVER_BUDGET") {
+			t.Errorf("a run over its budget: exit %d:\n%s", code, out)
+		}
+		if _, err := os.Stat(filepath.Join(in.workspace, "demo", "spent")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the tool call of the turn over budget ran (%v)", err)
 		}
 	})
 }

@@ -543,6 +543,10 @@ type RunAgentInput struct {
 	PermissionMode *string `json:"permissionMode,omitempty"`
 	// The most model turns; the agent's default when omitted.
 	MaxTurns *int `json:"maxTurns,omitempty"`
+	// What the run may spend on model calls, in US dollars, as the agent counts
+	// it: once a turn takes its cost past this, the agent stops and the run
+	// ends OVER_BUDGET. Above 0 and at most 10000; no limit when omitted.
+	MaxCostUsd *float64 `json:"maxCostUsd,omitempty"`
 	// Text added to the end of the agent's system prompt.
 	AppendSystemPrompt *string `json:"appendSystemPrompt,omitempty"`
 	// Environment variables of the run (such as ANTHROPIC_BASE_URL); the project's secrets are given as to any command.
