@@ -216,3 +216,35 @@ func TestExecutor_NetworkRefusedInside(t *testing.T) {
 		})
 	}
 }
+
+// TestExecutor_NetworkAsUser runs the network tests again as a user with
+// no privileges, as an rdev not run as root runs them: the namespaces
+// then come with a user namespace of their own. Only root can switch to
+// that user; otherwise the tests above already ran that way.
+func TestExecutor_NetworkAsUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("not root: TestExecutor_Network ran without privileges already")
+	}
+	setpriv, err := osexec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("no setpriv (util-linux) to drop privileges with")
+	}
+	probe := probeCopy(t)
+	cmd := osexec.CommandContext(t.Context(), setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+		probe, "-test.run=^(TestExecutor_Network|TestExecutor_NetworkNoPrivileges|TestExecutor_CheckNetwork)$", "-test.v", "-test.count=1")
+	cmd.Dir = filepath.Dir(probe)
+	cmd.Env = append(os.Environ(), "TMPDIR=/tmp", "HOME=/tmp")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("as uid 65534: %v\n%s", err, out)
+	}
+	for _, name := range []string{"TestExecutor_Network", "TestExecutor_NetworkNoPrivileges", "TestExecutor_CheckNetwork"} {
+		if !strings.Contains(string(out), "--- PASS: "+name+" ") {
+			t.Errorf("as uid 65534, %s did not pass:\n%s", name, out)
+		}
+	}
+	t.Logf("as uid 65534:\n%s", out)
+	if strings.Contains(string(out), "--- SKIP") {
+		t.Errorf("as uid 65534, a test skipped:\n%s", out)
+	}
+}
