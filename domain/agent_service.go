@@ -122,6 +122,7 @@ func (s *AgentService) command(ctx context.Context, in RunAgent) (ExecuteCommand
 	return ExecuteCommand{
 		ProjectID: in.ProjectID, Type: typ, Argv: argv, Env: in.Env, Priority: in.Priority,
 		TimeoutSeconds: in.TimeoutSeconds, ClientToken: in.ClientToken, agentProtocol: name,
+		agentSession: in.Request.SessionID,
 	}, nil
 }
 

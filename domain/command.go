@@ -109,6 +109,10 @@ type Command struct {
 	// AgentService), whose standard output that protocol reads; "" for
 	// every other command.
 	AgentProtocol string
+	// AgentSession is the agent session an agent run resumes; "" for a
+	// run that starts a new one and for every other command. Only one
+	// QUEUED or RUNNING run of a project may resume a given session.
+	AgentSession string
 
 	Status CommandStatus
 	// ExitCode is set when the process exited by itself.

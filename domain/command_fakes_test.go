@@ -97,6 +97,13 @@ func (r *commandRepo) CreateCommand(_ context.Context, c *Command, audit *AuditE
 			}
 		}
 	}
+	if c.AgentSession != "" {
+		for _, o := range r.cmds {
+			if o.ProjectID == c.ProjectID && o.AgentSession == c.AgentSession && !o.Status.Final() {
+				return Errorf(ECONFLICT, "agent session %q of project %s already has active run %s", c.AgentSession, c.ProjectID, o.ID)
+			}
+		}
+	}
 	if err := r.audit.add(audit); err != nil {
 		return err
 	}
@@ -162,6 +169,7 @@ func (r *commandRepo) FindCommands(_ context.Context, f CommandFilter) ([]*Comma
 		return (f.ProjectID == "" || c.ProjectID == f.ProjectID) &&
 			(f.ProjectIDs == nil || slices.Contains(f.ProjectIDs, c.ProjectID)) &&
 			(f.Status == "" || c.Status == f.Status) &&
+			(f.AgentSession == "" || c.AgentSession == f.AgentSession) &&
 			(f.BeforeID == "" || c.ID < f.BeforeID) &&
 			(f.ChangedSince.IsZero() || changedSince(c, f.ChangedSince))
 	})

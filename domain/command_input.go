@@ -73,4 +73,7 @@ type ExecuteCommand struct {
 	// agentProtocol, set by AgentService only, makes the command an agent
 	// run of that protocol whose argv (of Type) the protocol built.
 	agentProtocol string
+	// agentSession, set by AgentService only, is the session the agent
+	// run resumes.
+	agentSession string
 }

@@ -13,6 +13,8 @@ type CommandFilter struct {
 	// when empty): a caller's project scope.
 	ProjectIDs []string
 	Status     CommandStatus
+	// AgentSession, unless "", keeps only agent runs that resume it.
+	AgentSession string
 	// BeforeID pages backwards from the newest: only IDs below it.
 	BeforeID string
 	// ChangedSince, unless zero, keeps only commands queued, started or
@@ -114,7 +116,10 @@ type QueueStats struct {
 type CommandRepository interface {
 	// CreateCommand inserts a QUEUED command and, in the same transaction,
 	// appends audit unless it is nil. It returns ECONFLICT when the key
-	// already has a command with the same ClientToken.
+	// already has a command with the same ClientToken, or when c resumes an
+	// agent session (AgentSession) that a QUEUED or RUNNING command of its
+	// project resumes too: one run of a session at a time, however many
+	// processes queue them at once.
 	CreateCommand(ctx context.Context, c *Command, audit *AuditEntry) error
 	// FindCommandByID returns ENOTFOUND if there is no such command.
 	FindCommandByID(ctx context.Context, id string) (*Command, error)

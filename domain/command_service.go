@@ -99,6 +99,9 @@ func (s *CommandService) execute(ctx context.Context, in ExecuteCommand, entry *
 	if p.Status != ProjectRunning {
 		return nil, Errorf(ECONFLICT, "project %s is %s: commands run only in RUNNING projects", p.ID, p.Status)
 	}
+	if err := s.sessionFree(ctx, c); err != nil {
+		return nil, err
+	}
 	if s.limits.MaxQueuedPerKey > 0 {
 		n, err := s.commands.CountQueued(ctx, caller.KeyID())
 		if err != nil {
@@ -121,19 +124,55 @@ func (s *CommandService) execute(ctx context.Context, in ExecuteCommand, entry *
 		}
 	}
 	if err := s.commands.CreateCommand(ctx, stored, entry); err != nil {
-		if ErrorCode(err) == ECONFLICT && c.ClientToken != "" {
+		if ErrorCode(err) != ECONFLICT {
+			return nil, err
+		}
+		if c.ClientToken != "" {
 			// A concurrent request with the same token won the race.
-			prev, err := s.commands.FindCommandByClientToken(ctx, caller.KeyID(), c.ClientToken)
-			if err != nil {
-				return nil, err
+			prev, ferr := s.commands.FindCommandByClientToken(ctx, caller.KeyID(), c.ClientToken)
+			if ferr == nil {
+				return s.replay(prev, c)
+			} else if ErrorCode(ferr) != ENOTFOUND {
+				return nil, ferr
 			}
-			return s.replay(prev, c)
+		}
+		// Or a concurrent run of the same agent session was queued first:
+		// say which, if it is still there.
+		if serr := s.sessionFree(ctx, c); serr != nil {
+			return nil, serr
 		}
 		return nil, err
 	}
 	s.publish(ctx, QueueTopic, Event{Kind: EventQueued, CommandID: c.ID})
 	s.publishStatus(ctx, c)
 	return c, nil
+}
+
+// sessionFree returns ECONFLICT, naming the run, if c resumes an agent
+// session that a QUEUED or RUNNING command of its project resumes too. The
+// store's unique index keeps it so under concurrency; this check names the
+// run that holds the session.
+func (s *CommandService) sessionFree(ctx context.Context, c *Command) error {
+	if c.AgentSession == "" {
+		return nil
+	}
+	for _, st := range []CommandStatus{CommandRunning, CommandQueued} {
+		found, err := s.commands.FindCommands(ctx, CommandFilter{ProjectID: c.ProjectID, AgentSession: c.AgentSession, Status: st, Limit: 1})
+		if err != nil {
+			return err
+		}
+		if len(found) > 0 {
+			return sessionBusy(c.ProjectID, c.AgentSession, found[0])
+		}
+	}
+	return nil
+}
+
+// sessionBusy is the ECONFLICT of a run of session in project while run
+// other is active.
+func sessionBusy(project, session string, other *Command) error {
+	return Errorf(ECONFLICT, "agent session %q of project %s is in use: agent run %s is %s; "+
+		"wait for it to end (or cancel it) before resuming the session", Clip(session), project, other.ID, other.Status)
 }
 
 // replay returns prev, the command a client token was first used for, to
@@ -165,6 +204,7 @@ func differences(prev, c *Command) []string {
 		{"project", prev.ProjectID == c.ProjectID},
 		{"type", prev.Type == c.Type},
 		{"agent protocol", prev.AgentProtocol == c.AgentProtocol},
+		{"agent session", prev.AgentSession == c.AgentSession},
 		{"argv", slices.Equal(prev.Argv, c.Argv)},
 		{"env", sameEnv(prev, c)},
 		{"workdir", prev.Workdir == c.Workdir},

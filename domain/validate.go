@@ -105,7 +105,7 @@ func commandFrom(in ExecuteCommand, lim CommandLimits) (*Command, error) {
 	if err := ValidateProjectID(in.ProjectID); err != nil {
 		return nil, err
 	}
-	c := &Command{ProjectID: in.ProjectID, Status: CommandQueued, Priority: in.Priority, AgentProtocol: in.agentProtocol}
+	c := &Command{ProjectID: in.ProjectID, Status: CommandQueued, Priority: in.Priority, AgentProtocol: in.agentProtocol, AgentSession: in.agentSession}
 	var err error
 	if c.Type, c.Argv, err = argvFrom(in, lim); err != nil {
 		return nil, err

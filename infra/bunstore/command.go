@@ -65,6 +65,14 @@ func (s *Store) createConflict(ctx context.Context, c *domain.Command) error {
 			return domain.Errorf(domain.ECONFLICT, "the key already has command %s with client token %q", other.ID, c.ClientToken)
 		}
 	}
+	if c.AgentSession != "" {
+		for _, st := range []domain.CommandStatus{domain.CommandRunning, domain.CommandQueued} {
+			active, err := s.FindCommands(ctx, domain.CommandFilter{ProjectID: c.ProjectID, AgentSession: c.AgentSession, Status: st, Limit: 1})
+			if err == nil && len(active) > 0 && active[0].ID != c.ID {
+				return domain.Errorf(domain.ECONFLICT, "agent session %q of project %s already has active run %s", c.AgentSession, c.ProjectID, active[0].ID)
+			}
+		}
+	}
 	return domain.Errorf(domain.ECONFLICT, "command %q already exists", c.ID)
 }
 
@@ -118,6 +126,9 @@ func (s *Store) FindCommands(ctx context.Context, f domain.CommandFilter) ([]*do
 	}
 	if f.Status != "" {
 		q = q.Where("?TableAlias.status = ?", string(f.Status))
+	}
+	if f.AgentSession != "" {
+		q = q.Where("?TableAlias.agent_session = ?", f.AgentSession)
 	}
 	if f.BeforeID != "" {
 		q = q.Where("?TableAlias.id < ?", f.BeforeID)

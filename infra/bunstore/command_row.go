@@ -26,6 +26,9 @@ type commandRow struct {
 	ClientToken string `bun:"client_token,nullzero"`
 	// AgentProtocol is "" for a command that is not an agent run.
 	AgentProtocol string `bun:"agent_protocol"`
+	// AgentSession is "" unless the command is an agent run that resumes
+	// a session.
+	AgentSession string `bun:"agent_session"`
 
 	Status string `bun:"status"`
 	// ExitCode is NULL until the process exits by itself.
@@ -90,6 +93,7 @@ func newCommandRow(c *domain.Command) *commandRow {
 		TimeoutMS:       c.Timeout.Milliseconds(),
 		ClientToken:     c.ClientToken,
 		AgentProtocol:   c.AgentProtocol,
+		AgentSession:    c.AgentSession,
 		Status:          string(c.Status),
 		ExitCode:        c.ExitCode,
 		Signal:          c.Signal,
@@ -131,6 +135,7 @@ func (r *commandRow) command() *domain.Command {
 		Timeout:         time.Duration(r.TimeoutMS) * time.Millisecond,
 		ClientToken:     r.ClientToken,
 		AgentProtocol:   r.AgentProtocol,
+		AgentSession:    r.AgentSession,
 		Status:          domain.CommandStatus(r.Status),
 		ExitCode:        r.ExitCode,
 		Signal:          r.Signal,

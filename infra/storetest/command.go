@@ -21,6 +21,7 @@ func TestCommandRepository(t *testing.T, newRepo func(t *testing.T) domain.Comma
 		fn   func(*testing.T, func(*testing.T) domain.CommandRepository)
 	}{
 		{"CreateCommand", testCreateCommand},
+		{"AgentSession", testAgentSession},
 		{"FindCommandByID", testFindCommandByID},
 		{"FindCommandByClientToken", testFindCommandByClientToken},
 		{"FindCommands", testFindCommands},
@@ -479,6 +480,7 @@ func fullCommand(project string, i int) *domain.Command {
 	c.ClientToken = "token-" + c.ID
 	// Stores keep it whatever the argv: they do not read it.
 	c.AgentProtocol = domain.ClaudeCodeProtocol
+	c.AgentSession = "session-" + c.ID
 	return c
 }
 

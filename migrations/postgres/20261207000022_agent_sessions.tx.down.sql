@@ -1,0 +1,3 @@
+DROP INDEX commands_active_agent_session;
+--bun:split
+ALTER TABLE commands DROP COLUMN agent_session;
