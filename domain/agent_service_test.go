@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -224,4 +225,79 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+func TestAgentService_RunSession(t *testing.T) {
+	resume := func(project, token string) RunAgent {
+		return RunAgent{ProjectID: project, ClientToken: token, Request: AgentRequest{Prompt: "go on", SessionID: "0b5c4f1e-6d0a-4e55-9c1b-2f7a3e8d9a01"}}
+	}
+
+	t.Run("ErrConflict", func(t *testing.T) {
+		e, s := newAgentEnv(t)
+		ctx := keyContext(t, writerKey)
+		first, err := s.Run(ctx, resume("web", ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := e.repo.command(first.Command.ID); c.AgentSession != "0b5c4f1e-6d0a-4e55-9c1b-2f7a3e8d9a01" {
+			t.Fatalf("stored run resumes %q, want the session asked for", c.AgentSession)
+		}
+		for _, st := range []CommandStatus{CommandQueued, CommandRunning} {
+			e.repo.set(func(r *commandRepo) { r.cmds[first.Command.ID].Status = st })
+			_, err = s.Run(ctx, resume("web", ""))
+			wantCode(t, err, ECONFLICT)
+			if !strings.Contains(err.Error(), first.Command.ID) || !strings.Contains(err.Error(), string(st)) {
+				t.Errorf("conflict %q does not name run %s and its status %s", err, first.Command.ID, st)
+			}
+		}
+		entries := e.repo.audit.all()
+		if last := entries[len(entries)-1]; last.Outcome == AuditSuccess || last.ErrorCode != ECONFLICT {
+			t.Errorf("last audit entry %+v, want the refused run", last)
+		}
+		// Another project, another session, or a new session: free.
+		for _, in := range []RunAgent{resume("api", ""), {ProjectID: "web", Request: AgentRequest{Prompt: "x", SessionID: "0b5c4f1e-6d0a-4e55-9c1b-2f7a3e8d9a02"}}, {ProjectID: "web", Request: AgentRequest{Prompt: "x"}}} {
+			if _, err := s.Run(ctx, in); err != nil {
+				t.Errorf("Run(%+v) = %v", in, err)
+			}
+		}
+		// Ended, the session is free again.
+		e.repo.set(func(r *commandRepo) { r.cmds[first.Command.ID].Status = CommandSucceeded })
+		if _, err := s.Run(ctx, resume("web", "")); err != nil {
+			t.Fatalf("Run after the session's run ended = %v", err)
+		}
+	})
+
+	t.Run("RetryIsNotConflict", func(t *testing.T) {
+		_, s := newAgentEnv(t)
+		ctx := keyContext(t, writerKey)
+		a, err := s.Run(ctx, resume("web", "tok"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := s.Run(ctx, resume("web", "tok"))
+		if err != nil || b.Command.ID != a.Command.ID {
+			t.Fatalf("retry = %v, %v; want run %s again", b, err, a.Command.ID)
+		}
+	})
+
+	t.Run("ErrConflictRace", func(t *testing.T) {
+		// A run of the session is queued by another process between the
+		// check and the insert: the store refuses, and the error names it.
+		e, s := newAgentEnv(t)
+		ctx := keyContext(t, writerKey)
+		var other *AgentRun
+		e.repo.set(func(r *commandRepo) {
+			r.beforeCreate = func(*Command) {
+				if other == nil {
+					other = &AgentRun{} // the run below creates too
+					other = must(s.Run(ctx, resume("web", "")))
+				}
+			}
+		})
+		_, err := s.Run(ctx, resume("web", ""))
+		wantCode(t, err, ECONFLICT)
+		if other == nil || other.Command == nil || !strings.Contains(err.Error(), other.Command.ID) {
+			t.Errorf("conflict %q does not name the run that won, %+v", err, other)
+		}
+	})
 }
