@@ -324,6 +324,33 @@ func TestE2E_Agent(t *testing.T) {
 		}
 	})
 
+	t.Run("SessionInUse", func(t *testing.T) {
+		// A resumed run waits for the model; meanwhile another run of its
+		// session is refused, naming it.
+		release := make(chan struct{})
+		fake.Script(fakeanthropic.Turn{Text: "Still 3 files.", Wait: release})
+		before := len(fake.Requests())
+		resume := map[string]any{"prompt": "and now?", "sessionId": started.SessionID, "maxTurns": 2}
+		busy := start(t, resume)
+		for deadline := time.Now().Add(time.Minute); len(fake.Requests()) == before; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the resumed run did not reach the model API within a minute")
+			}
+		}
+		in := map[string]any{"projectId": "demo", "env": env, "prompt": "again?", "sessionId": started.SessionID}
+		r := s.query(runner, run, map[string]any{"in": in})
+		if r.code() != "CONFLICT" || !strings.Contains(r.Errors[0].Message, busy) {
+			t.Errorf("runAgent on a session in use: %+v, want CONFLICT naming run %s", r.Errors, busy)
+		}
+		close(release)
+		if events := s.agentEvents(t, reader, busy, 0); len(events) < 2 || events[len(events)-2].Result != "Still 3 files." {
+			t.Fatalf("the held run's events %+v", events)
+		}
+		// Ended, the session can be resumed again.
+		fake.Script(fakeanthropic.Text("Yes."))
+		s.agentEvents(t, reader, start(t, resume), 0)
+	})
+
 	t.Run("Errors", func(t *testing.T) {
 		for _, tt := range []struct {
 			name, token, query string

@@ -38,6 +38,9 @@ type Turn struct {
 	// Usage is the turn's token counts; zero values are filled in (see
 	// DefaultUsage).
 	Usage Usage
+	// Wait, if not nil, holds the answer until it is closed (or the client
+	// gives up): a run that stays RUNNING as long as a test needs.
+	Wait <-chan struct{}
 }
 
 // ToolUse is a tool_use content block: the model calling a tool by name with
@@ -163,6 +166,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !isMessages {
 		writeError(w, http.StatusNotFound, "not_found_error", "the fake model API serves only POST /v1/messages")
 		return
+	}
+	if turn.Wait != nil {
+		select {
+		case <-turn.Wait:
+		case <-r.Context().Done():
+			return
+		}
 	}
 	if turn.Text == "" && turn.ToolUse == nil {
 		turn.Text = Spent

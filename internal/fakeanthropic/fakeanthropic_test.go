@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -192,4 +193,29 @@ func TestServer_Stream(t *testing.T) {
 			t.Errorf("last request %+v", reqs[4])
 		}
 	})
+}
+
+func TestServer_Wait(t *testing.T) {
+	release := make(chan struct{})
+	s, url := fakeanthropic.Start(t, fakeanthropic.Turn{Text: "late", Wait: release})
+	got := make(chan reply, 1)
+	go func() { got <- post(t, url, "/v1/messages", `{"model":"m","messages":[]}`) }()
+	// The request arrived, and is held until the release.
+	for len(s.Requests()) == 0 {
+		select {
+		case r := <-got:
+			t.Fatalf("answered before the release: %s", r.body)
+		default:
+			runtime.Gosched()
+		}
+	}
+	select {
+	case r := <-got:
+		t.Fatalf("answered before the release: %s", r.body)
+	default:
+	}
+	close(release)
+	if r := <-got; r.status != http.StatusOK || !strings.Contains(string(r.body), "late") {
+		t.Errorf("after the release: %d %s", r.status, r.body)
+	}
 }
