@@ -15,6 +15,8 @@ type AgentService struct {
 	protocols *AgentProtocols
 	// fallback is the protocol of runs that name none.
 	fallback string
+	// runs, if not nil, keeps the summaries of ended runs.
+	runs AgentRunRepository
 }
 
 // NewAgentService returns a service that runs agents of protocols through
@@ -94,7 +96,7 @@ func (s *AgentService) Run(ctx context.Context, in RunAgent) (*AgentRun, error) 
 	if err != nil {
 		return nil, err
 	}
-	return s.summarize(ctx, c)
+	return s.summarize(ctx, c, false)
 }
 
 // command returns the command of an agent run of in, for a caller with
@@ -127,7 +129,7 @@ func (s *AgentService) command(ctx context.Context, in RunAgent) (ExecuteCommand
 }
 
 // Get returns an agent run with what its stored output says of its start
-// and end. It needs commands:read; ENOTFOUND if there is no such run (a
+// and end; the end comes from its stored summary when it has one. It needs commands:read; ENOTFOUND if there is no such run (a
 // command that is not an agent run is none) or its project is outside the
 // caller's project scope.
 func (s *AgentService) Get(ctx context.Context, id string) (*AgentRun, error) {
@@ -135,7 +137,16 @@ func (s *AgentService) Get(ctx context.Context, id string) (*AgentRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.summarize(ctx, c)
+	if sum := s.storedSummary(ctx, c); sum != nil {
+		run, err := s.summarize(ctx, c, true)
+		if err != nil {
+			return nil, err
+		}
+		run.Finished = &sum.Finished
+		run.FinishedAt = AgentEventItem{Seq: sum.Seq, Index: sum.Index, Event: run.Finished}
+		return run, nil
+	}
+	return s.summarize(ctx, c, false)
 }
 
 // find returns the command of agent run id, for a caller with commands:read.
@@ -158,9 +169,9 @@ func agentRunNotFound(id string) error {
 }
 
 // summarize reads c's stored standard output for its first AgentStarted
-// and last AgentFinished. A run of a protocol this process does not know
-// has neither.
-func (s *AgentService) summarize(ctx context.Context, c *Command) (*AgentRun, error) {
+// and last AgentFinished; with startOnly, it stops at the AgentStarted. A
+// run of a protocol this process does not know has neither.
+func (s *AgentService) summarize(ctx context.Context, c *Command, startOnly bool) (*AgentRun, error) {
 	run := &AgentRun{Command: c}
 	p, err := s.protocols.Lookup(c.AgentProtocol)
 	if err != nil || (c.LastSeq == 0 && c.Status == CommandQueued) {
@@ -172,6 +183,7 @@ func (s *AgentService) summarize(ctx context.Context, c *Command) (*AgentRun, er
 			if run.Started == nil {
 				run.Started = e
 			}
+			return !startOnly
 		case *AgentFinished:
 			run.Finished, run.FinishedAt = e, it
 		}
@@ -187,7 +199,9 @@ func (s *AgentService) summarize(ctx context.Context, c *Command) (*AgentRun, er
 			break
 		}
 		for i := range chunks {
-			st.take(ctx, OutputEvent{Chunk: &chunks[i]})
+			if !st.take(ctx, OutputEvent{Chunk: &chunks[i]}) {
+				return run, nil
+			}
 		}
 		after = chunks[len(chunks)-1].Seq
 	}

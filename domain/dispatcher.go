@@ -55,6 +55,10 @@ type DispatcherConfig struct {
 	// on this host, say). Run takes the commands such owners hold over as
 	// it starts, at once, instead of when their leases expire.
 	Gone func(owner string) bool
+	// Finished, if not nil, is called with each command whose end this
+	// process stored, once, after its status is published (such as
+	// AgentService.Record). Its error is logged; the command's end stands.
+	Finished func(ctx context.Context, c *Command) error
 }
 
 // Causes of a command's context ending, which decide its final state.
@@ -204,6 +208,7 @@ func (d *Dispatcher) replay(ctx, base context.Context) (refused bool) {
 			d.log.Info("recorded the end of a command that an earlier process kept", "command", c.ID, "status", final.Status)
 			d.dropKept(c.ID)
 			publishStatus(ctx, d.hub, d.bcast, final)
+			d.finished(ctx, final)
 		case errors.Is(err, ErrLeaseLost), code == EINVALID, code == ENOTFOUND:
 			d.log.Warn("the end of a command an earlier process kept was not recorded", "command", c.ID, "status", p.Finish.Status, "err", err)
 			d.dropKept(c.ID)
@@ -212,6 +217,7 @@ func (d *Dispatcher) replay(ctx, base context.Context) (refused bool) {
 			d.wg.Go(func() {
 				if final, err := d.finish(context.WithoutCancel(base), c, p.Finish); err == nil {
 					publishStatus(context.WithoutCancel(base), d.hub, d.bcast, final)
+					d.finished(context.WithoutCancel(base), final)
 				}
 			})
 		}
@@ -558,6 +564,17 @@ func (d *Dispatcher) run(ctx context.Context, c *Command) {
 	}
 	ended = final
 	publishStatus(context.WithoutCancel(ctx), d.hub, d.bcast, final)
+	d.finished(context.WithoutCancel(ctx), final)
+}
+
+// finished passes c, whose end this process stored, to the Finished hook.
+func (d *Dispatcher) finished(ctx context.Context, c *Command) {
+	if d.cfg.Finished == nil {
+		return
+	}
+	if err := d.cfg.Finished(ctx, c); err != nil {
+		d.log.WarnContext(ctx, "after the end of a command", "command", c.ID, "status", c.Status, "err", err)
+	}
 }
 
 // execSecrets returns the secrets of c's project, opened. Their values live

@@ -294,23 +294,25 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 	if s.backend.networks {
 		runs = s.networks.Executor(runs)
 	}
+	protocols, err := cfg.commands.agentProtocols()
+	if err != nil {
+		return nil, err
+	}
+	agents := domain.NewAgentService(s.commands, protocols, domain.ClaudeCodeProtocol)
+	agents.RecordSummariesIn(s.store)
 	s.dispatcher = domain.NewDispatcher(s.store, projects, tracing.Executor(runs), metrics.Hub(events), bcast,
 		domain.DispatcherConfig{
 			Owner: owner, Gone: gone, Journal: journal,
 			Concurrency: limits.Concurrency, PerProject: limits.PerProject,
 			LeaseTTL: cfg.commands.LeaseTTL, Output: cfg.commands.output(), Logger: log,
 			DrainTimeout: cfg.ShutdownTimeout, FinishGrace: cfg.commands.FinishGrace, Tracer: tracing, Writes: writes,
-			Secrets: s.secrets.Open, EnvSealer: envSealer,
+			Secrets: s.secrets.Open, EnvSealer: envSealer, Finished: agents.Record,
 		})
 	metrics.Register(telemetry.NewWriteHealthCollector(writes), telemetry.NewSecretsKeysCollector(keyIDs(keys)))
 	s.health = domain.NewHealthService(append([]domain.HealthCheck{domain.HealthCheckFunc(s.databaseHealth), writes, keysHealth(keys)}, s.backend.checks...)...)
 	projectService = domain.NewProjectService(projects, s.hub)
-	protocols, err := cfg.commands.agentProtocols()
-	if err != nil {
-		return nil, err
-	}
 	root := &resolvers.Resolver{
-		AgentService:   domain.NewAgentService(s.commands, protocols, domain.ClaudeCodeProtocol),
+		AgentService:   agents,
 		ProjectService: projectService,
 		APIKeyService:  s.keys,
 		CommandService: s.commands,

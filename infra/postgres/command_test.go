@@ -46,3 +46,9 @@ func mustOpenShared(tb testing.TB, n int) []*bunstore.Store {
 	}
 	return stores
 }
+
+func TestAgentRunRepository(t *testing.T) {
+	storetest.TestAgentRunRepository(t, func(t *testing.T) domain.AgentRunRepository {
+		return mustOpenMigrated(t)
+	})
+}

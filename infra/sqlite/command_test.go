@@ -46,3 +46,9 @@ func mustOpenFile(t testing.TB, path string) *bunstore.Store {
 	})
 	return s
 }
+
+func TestAgentRunRepository(t *testing.T) {
+	storetest.TestAgentRunRepository(t, func(t *testing.T) domain.AgentRunRepository {
+		return mustOpenMigrated(t)
+	})
+}
