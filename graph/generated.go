@@ -33,6 +33,7 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 type ResolverRoot interface {
 	APIKey() APIKeyResolver
 	AgentRun() AgentRunResolver
+	AgentSession() AgentSessionResolver
 	AuditEntry() AuditEntryResolver
 	Command() CommandResolver
 	ComponentHealth() ComponentHealthResolver
@@ -123,6 +124,17 @@ type ComplexityRoot struct {
 		Index    func(childComplexity int) int
 		Seq      func(childComplexity int) int
 		Status   func(childComplexity int) int
+	}
+
+	AgentSession struct {
+		CacheReadTokens func(childComplexity int) int
+		ID              func(childComplexity int) int
+		InputTokens     func(childComplexity int) int
+		LastActiveAt    func(childComplexity int) int
+		OutputTokens    func(childComplexity int) int
+		Project         func(childComplexity int) int
+		Runs            func(childComplexity int) int
+		TotalCostUsd    func(childComplexity int) int
 	}
 
 	AgentStarted struct {
@@ -340,19 +352,20 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		APIKey   func(childComplexity int, id string) int
-		APIKeys  func(childComplexity int, first *int, after *string) int
-		AgentRun func(childComplexity int, id string) int
-		AuditLog func(childComplexity int, filter *model.AuditFilter, first *int, after *string) int
-		Command  func(childComplexity int, id string) int
-		Commands func(childComplexity int, projectID *string, status *domain.CommandStatus, first *int, after *string) int
-		Health   func(childComplexity int) int
-		Project  func(childComplexity int, id string) int
-		Projects func(childComplexity int, first *int, after *string, filter *model.ProjectFilter) int
-		Queue    func(childComplexity int) int
-		Viewer   func(childComplexity int) int
-		Webhook  func(childComplexity int, id string) int
-		Webhooks func(childComplexity int, first *int, after *string) int
+		APIKey        func(childComplexity int, id string) int
+		APIKeys       func(childComplexity int, first *int, after *string) int
+		AgentRun      func(childComplexity int, id string) int
+		AgentSessions func(childComplexity int, projectID string, first *int) int
+		AuditLog      func(childComplexity int, filter *model.AuditFilter, first *int, after *string) int
+		Command       func(childComplexity int, id string) int
+		Commands      func(childComplexity int, projectID *string, status *domain.CommandStatus, first *int, after *string) int
+		Health        func(childComplexity int) int
+		Project       func(childComplexity int, id string) int
+		Projects      func(childComplexity int, first *int, after *string, filter *model.ProjectFilter) int
+		Queue         func(childComplexity int) int
+		Viewer        func(childComplexity int) int
+		Webhook       func(childComplexity int, id string) int
+		Webhooks      func(childComplexity int, first *int, after *string) int
 	}
 
 	Queue struct {
@@ -507,6 +520,14 @@ type AgentRunResolver interface {
 	CreatedAt(ctx context.Context, obj *domain.AgentRun) (*time.Time, error)
 	Finished(ctx context.Context, obj *domain.AgentRun) (*model.AgentFinished, error)
 }
+type AgentSessionResolver interface {
+	Project(ctx context.Context, obj *domain.AgentSession) (*domain.Project, error)
+
+	TotalCostUsd(ctx context.Context, obj *domain.AgentSession) (float64, error)
+	InputTokens(ctx context.Context, obj *domain.AgentSession) (int, error)
+	OutputTokens(ctx context.Context, obj *domain.AgentSession) (int, error)
+	CacheReadTokens(ctx context.Context, obj *domain.AgentSession) (int, error)
+}
 type AuditEntryResolver interface {
 	Seq(ctx context.Context, obj *domain.AuditEntry) (int, error)
 
@@ -575,6 +596,7 @@ type QueryResolver interface {
 	APIKey(ctx context.Context, id string) (*domain.APIKey, error)
 	Command(ctx context.Context, id string) (*domain.Command, error)
 	AgentRun(ctx context.Context, id string) (*domain.AgentRun, error)
+	AgentSessions(ctx context.Context, projectID string, first *int) ([]*domain.AgentSession, error)
 	Commands(ctx context.Context, projectID *string, status *domain.CommandStatus, first *int, after *string) (*model.CommandConnection, error)
 	Queue(ctx context.Context) (*model.Queue, error)
 	AuditLog(ctx context.Context, filter *model.AuditFilter, first *int, after *string) (*model.AuditEntryConnection, error)
@@ -925,6 +947,55 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AgentRunEnded.Status(childComplexity), true
+
+	case "AgentSession.cacheReadTokens":
+		if e.ComplexityRoot.AgentSession.CacheReadTokens == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentSession.CacheReadTokens(childComplexity), true
+	case "AgentSession.id":
+		if e.ComplexityRoot.AgentSession.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentSession.ID(childComplexity), true
+	case "AgentSession.inputTokens":
+		if e.ComplexityRoot.AgentSession.InputTokens == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentSession.InputTokens(childComplexity), true
+	case "AgentSession.lastActiveAt":
+		if e.ComplexityRoot.AgentSession.LastActiveAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentSession.LastActiveAt(childComplexity), true
+	case "AgentSession.outputTokens":
+		if e.ComplexityRoot.AgentSession.OutputTokens == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentSession.OutputTokens(childComplexity), true
+	case "AgentSession.project":
+		if e.ComplexityRoot.AgentSession.Project == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentSession.Project(childComplexity), true
+	case "AgentSession.runs":
+		if e.ComplexityRoot.AgentSession.Runs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentSession.Runs(childComplexity), true
+	case "AgentSession.totalCostUsd":
+		if e.ComplexityRoot.AgentSession.TotalCostUsd == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AgentSession.TotalCostUsd(childComplexity), true
 
 	case "AgentStarted.cwd":
 		if e.ComplexityRoot.AgentStarted.Cwd == nil {
@@ -1869,6 +1940,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.AgentRun(childComplexity, args["id"].(string)), true
+	case "Query.agentSessions":
+		if e.ComplexityRoot.Query.AgentSessions == nil {
+			break
+		}
+
+		args, err := ec.field_Query_agentSessions_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.AgentSessions(childComplexity, args["projectId"].(string), args["first"].(*int)), true
 	case "Query.auditLog":
 		if e.ComplexityRoot.Query.AuditLog == nil {
 			break
@@ -2631,6 +2713,19 @@ type Query {
   is none, or if that command is not an agent run.
   """
   agentRun("The run's ID." id: ID!): AgentRun @hasScope(scope: COMMANDS_READ)
+
+  """
+  The agent sessions of a project, the most recently active first: each with
+  its runs and what they cost, summed over the runs that ended with the
+  agent's summary. Errors with NOT_FOUND for a project outside the key's
+  project scope, INVALID_INPUT for first outside 1 to 100.
+  """
+  agentSessions(
+    "The project."
+    projectId: ID!
+    "How many sessions, 1 to 100; 20 if omitted."
+    first: Int
+  ): [AgentSession!]! @hasScope(scope: COMMANDS_READ)
 
   """
   Commands, newest first, optionally of one project and in one state.
@@ -4030,6 +4125,29 @@ type AgentRun {
 }
 
 """
+One conversation of an agent in a project, which runs continue by passing its
+ID as sessionId (one run at a time), with what its ended runs cost.
+"""
+type AgentSession {
+  "The agent's session ID."
+  id: ID!
+  "The project it runs in; null if the project is gone."
+  project: Project
+  "How many of its runs ended with the agent's summary."
+  runs: Int!
+  "What those runs cost, in US dollars, as the agent computed it."
+  totalCostUsd: Float!
+  "Their input tokens."
+  inputTokens: Int!
+  "Their output tokens."
+  outputTokens: Int!
+  "Their input tokens read from the prompt cache."
+  cacheReadTokens: Int!
+  "When its latest run ended."
+  lastActiveAt: Time!
+}
+
+"""
 An item of an agentEvents stream.
 """
 union AgentEvent = AgentStarted | AgentMessage | AgentToolUse | AgentToolResult | AgentFinished | AgentRaw | AgentRunEnded
@@ -4291,6 +4409,28 @@ func (ec *executionContext) childFields_AgentRun(ctx context.Context, field grap
 		return ec.fieldContext_AgentRun_finished(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type AgentRun", field.Name)
+}
+
+func (ec *executionContext) childFields_AgentSession(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_AgentSession_id(ctx, field)
+	case "project":
+		return ec.fieldContext_AgentSession_project(ctx, field)
+	case "runs":
+		return ec.fieldContext_AgentSession_runs(ctx, field)
+	case "totalCostUsd":
+		return ec.fieldContext_AgentSession_totalCostUsd(ctx, field)
+	case "inputTokens":
+		return ec.fieldContext_AgentSession_inputTokens(ctx, field)
+	case "outputTokens":
+		return ec.fieldContext_AgentSession_outputTokens(ctx, field)
+	case "cacheReadTokens":
+		return ec.fieldContext_AgentSession_cacheReadTokens(ctx, field)
+	case "lastActiveAt":
+		return ec.fieldContext_AgentSession_lastActiveAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AgentSession", field.Name)
 }
 
 func (ec *executionContext) childFields_AuditEntry(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5234,6 +5374,28 @@ func (ec *executionContext) field_Query_agentRun_args(ctx context.Context, rawAr
 		return nil, err
 	}
 	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_agentSessions_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "projectId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["projectId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
 	return args, nil
 }
 
@@ -6832,6 +6994,199 @@ func (ec *executionContext) fieldContext_AgentRunEnded_command(_ context.Context
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _AgentSession_id(ctx context.Context, field graphql.CollectedField, obj *domain.AgentSession) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentSession_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentSession_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentSession", field, false, false, "ID")
+}
+
+func (ec *executionContext) _AgentSession_project(ctx context.Context, field graphql.CollectedField, obj *domain.AgentSession) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentSession_project(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AgentSession().Project(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Project) graphql.Marshaler {
+			return ec.marshalOProject2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐProject(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AgentSession_project(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AgentSession",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Project(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AgentSession_runs(ctx context.Context, field graphql.CollectedField, obj *domain.AgentSession) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentSession_runs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Runs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentSession_runs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentSession", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AgentSession_totalCostUsd(ctx context.Context, field graphql.CollectedField, obj *domain.AgentSession) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentSession_totalCostUsd(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AgentSession().TotalCostUsd(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentSession_totalCostUsd(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentSession", field, true, true, "Float")
+}
+
+func (ec *executionContext) _AgentSession_inputTokens(ctx context.Context, field graphql.CollectedField, obj *domain.AgentSession) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentSession_inputTokens(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AgentSession().InputTokens(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentSession_inputTokens(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentSession", field, true, true, "Int")
+}
+
+func (ec *executionContext) _AgentSession_outputTokens(ctx context.Context, field graphql.CollectedField, obj *domain.AgentSession) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentSession_outputTokens(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AgentSession().OutputTokens(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentSession_outputTokens(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentSession", field, true, true, "Int")
+}
+
+func (ec *executionContext) _AgentSession_cacheReadTokens(ctx context.Context, field graphql.CollectedField, obj *domain.AgentSession) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentSession_cacheReadTokens(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AgentSession().CacheReadTokens(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentSession_cacheReadTokens(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentSession", field, true, true, "Int")
+}
+
+func (ec *executionContext) _AgentSession_lastActiveAt(ctx context.Context, field graphql.CollectedField, obj *domain.AgentSession) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AgentSession_lastActiveAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastActiveAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AgentSession_lastActiveAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AgentSession", field, false, false, "Time")
 }
 
 func (ec *executionContext) _AgentStarted_seq(ctx context.Context, field graphql.CollectedField, obj *model.AgentStarted) (ret graphql.Marshaler) {
@@ -11201,6 +11556,68 @@ func (ec *executionContext) fieldContext_Query_agentRun(ctx context.Context, fie
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_agentRun_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_agentSessions(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_agentSessions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().AgentSessions(ctx, fc.Args["projectId"].(string), fc.Args["first"].(*int))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNScope2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐScope(ctx, "COMMANDS_READ")
+				if err != nil {
+					var zeroVal []*domain.AgentSession
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal []*domain.AgentSession
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*domain.AgentSession) graphql.Marshaler {
+			return ec.marshalNAgentSession2ᚕᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentSessionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_agentSessions(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AgentSession(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_agentSessions_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -16418,6 +16835,79 @@ func (ec *executionContext) _AgentRunEnded(ctx context.Context, sel ast.Selectio
 	return out
 }
 
+var agentSessionImplementors = []string{"AgentSession"}
+
+func (ec *executionContext) _AgentSession(ctx context.Context, sel ast.SelectionSet, obj *domain.AgentSession) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, agentSessionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AgentSession")
+		case "id":
+			out.Values[i] = ec._AgentSession_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "project":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AgentSession_project(ctx, field, obj)
+				})
+		case "runs":
+			out.Values[i] = ec._AgentSession_runs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "totalCostUsd":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AgentSession_totalCostUsd(ctx, field, obj)
+				})
+		case "inputTokens":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AgentSession_inputTokens(ctx, field, obj)
+				})
+		case "outputTokens":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AgentSession_outputTokens(ctx, field, obj)
+				})
+		case "cacheReadTokens":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AgentSession_cacheReadTokens(ctx, field, obj)
+				})
+		case "lastActiveAt":
+			out.Values[i] = ec._AgentSession_lastActiveAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var agentStartedImplementors = []string{"AgentStarted", "AgentEvent"}
 
 func (ec *executionContext) _AgentStarted(ctx context.Context, sel ast.SelectionSet, obj *model.AgentStarted) graphql.Marshaler {
@@ -17969,6 +18459,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_agentRun(ctx, field)
 				})
+		case "agentSessions":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_agentSessions(ctx, field)
+				})
 		case "commands":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, true,
@@ -19404,6 +19900,30 @@ func (ec *executionContext) marshalNAgentRun2ᚖgithubᚗcomᚋrdevᚑhqᚋrdev�
 		return graphql.Null
 	}
 	return ec._AgentRun(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNAgentSession2ᚕᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentSessionᚄ(ctx context.Context, sel ast.SelectionSet, v []*domain.AgentSession) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAgentSession2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentSession(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNAgentSession2ᚖgithubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentSession(ctx context.Context, sel ast.SelectionSet, v *domain.AgentSession) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AgentSession!")
+		return graphql.Null
+	}
+	return ec._AgentSession(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNAgentStatus2githubᚗcomᚋrdevᚑhqᚋrdevᚋdomainᚐAgentStatus(ctx context.Context, v any) (domain.AgentStatus, error) {

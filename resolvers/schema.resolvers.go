@@ -88,6 +88,30 @@ func (r *agentRunResolver) Finished(ctx context.Context, obj *domain.AgentRun) (
 	return agentFinished(obj.Finished, int(obj.FinishedAt.Seq), obj.FinishedAt.Index), nil
 }
 
+func (r *agentSessionResolver) Project(ctx context.Context, obj *domain.AgentSession) (*domain.Project, error) {
+	p, err := r.ProjectService.Get(ctx, obj.ProjectID)
+	if domain.ErrorCode(err) == domain.ENOTFOUND {
+		return nil, nil
+	}
+	return p, err
+}
+
+func (r *agentSessionResolver) TotalCostUsd(ctx context.Context, obj *domain.AgentSession) (float64, error) {
+	return obj.CostUSD, nil
+}
+
+func (r *agentSessionResolver) InputTokens(ctx context.Context, obj *domain.AgentSession) (int, error) {
+	return int(obj.InputTokens), nil
+}
+
+func (r *agentSessionResolver) OutputTokens(ctx context.Context, obj *domain.AgentSession) (int, error) {
+	return int(obj.OutputTokens), nil
+}
+
+func (r *agentSessionResolver) CacheReadTokens(ctx context.Context, obj *domain.AgentSession) (int, error) {
+	return int(obj.CacheReadTokens), nil
+}
+
 func (r *auditEntryResolver) Seq(ctx context.Context, obj *domain.AuditEntry) (int, error) {
 	return int(obj.Seq), nil
 }
@@ -447,6 +471,10 @@ func (r *queryResolver) AgentRun(ctx context.Context, id string) (*domain.AgentR
 	return r.AgentService.Get(ctx, id)
 }
 
+func (r *queryResolver) AgentSessions(ctx context.Context, projectID string, first *int) ([]*domain.AgentSession, error) {
+	return r.AgentService.Sessions(ctx, projectID, first)
+}
+
 func (r *queryResolver) Commands(ctx context.Context, projectID *string, status *domain.CommandStatus, first *int, after *string) (*model.CommandConnection, error) {
 	req, err := domain.NewPageRequest(first, after)
 	if err != nil {
@@ -561,6 +589,8 @@ func (r *Resolver) APIKey() graph.APIKeyResolver { return &aPIKeyResolver{r} }
 
 func (r *Resolver) AgentRun() graph.AgentRunResolver { return &agentRunResolver{r} }
 
+func (r *Resolver) AgentSession() graph.AgentSessionResolver { return &agentSessionResolver{r} }
+
 func (r *Resolver) AuditEntry() graph.AuditEntryResolver { return &auditEntryResolver{r} }
 
 func (r *Resolver) Command() graph.CommandResolver { return &commandResolver{r} }
@@ -588,6 +618,7 @@ func (r *Resolver) WebhookDelivery() graph.WebhookDeliveryResolver {
 type (
 	aPIKeyResolver          struct{ *Resolver }
 	agentRunResolver        struct{ *Resolver }
+	agentSessionResolver    struct{ *Resolver }
 	auditEntryResolver      struct{ *Resolver }
 	commandResolver         struct{ *Resolver }
 	componentHealthResolver struct{ *Resolver }
