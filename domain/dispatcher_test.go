@@ -904,3 +904,33 @@ func TestDispatcher_ExpiresAfterALeaseOfStorage(t *testing.T) {
 		t.Errorf("a dead process's command: %s, want INTERRUPTED once storage answered a lease long", got.Status)
 	}
 }
+
+// TestDispatcher_FinishedHook: the Finished hook sees each command whose end
+// was stored, once, as it ended; its error leaves the command's end alone.
+func TestDispatcher_FinishedHook(t *testing.T) {
+	e := newCommandEnv(t)
+	e.exec.program("echo", execScript{steps: []execStep{{data: "a\n"}}})
+	var (
+		mu   sync.Mutex
+		seen []*Command
+	)
+	cfg := testDispatcherConfig()
+	cfg.Finished = func(_ context.Context, c *Command) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, c.Clone())
+		return errors.New("could not keep it")
+	}
+	c := mustExecute(t, e, ExecuteCommand{ProjectID: "api", Argv: []string{"echo", "t"}})
+	e.startDispatcher(t, cfg)
+	final := e.waitFinal(t, c.ID)
+	waitFor(t, "the hook", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) > 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 || seen[0].ID != c.ID || seen[0].Status != CommandSucceeded || seen[0].LastSeq != final.LastSeq {
+		t.Errorf("the hook saw %+v, want %s SUCCEEDED once", seen, c.ID)
+	}
+	if final.Status != CommandSucceeded {
+		t.Errorf("status %s after the hook failed, want SUCCEEDED", final.Status)
+	}
+}
