@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -296,6 +297,7 @@ func TestE2E_Agent(t *testing.T) {
 		}
 	})
 
+	var resumedCost float64
 	t.Run("Resume", func(t *testing.T) {
 		fake.Script(fakeanthropic.Text("We counted 3 files."))
 		before := len(fake.Requests())
@@ -306,6 +308,8 @@ func TestE2E_Agent(t *testing.T) {
 		}
 		if f := events[len(events)-2]; f.Type != "AgentFinished" || f.Result != "We counted 3 files." || f.SessionID != started.SessionID {
 			t.Errorf("resumed run finished %+v", f)
+		} else {
+			resumedCost = f.CostUsd
 		}
 		reqs := fake.Requests()[before:]
 		if len(reqs) != 1 {
@@ -321,6 +325,40 @@ func TestE2E_Agent(t *testing.T) {
 			if !strings.Contains(seen.String(), s) {
 				t.Errorf("the resumed request lacks %s", s)
 			}
+		}
+	})
+
+	t.Run("AgentSessions", func(t *testing.T) {
+		// Both runs of the session, summed from their stored summaries
+		// (stored as each command ended, so perhaps just after the stream).
+		type session struct {
+			ID, LastActiveAt                string
+			Runs, InputTokens, OutputTokens int
+			TotalCostUsd                    float64
+			Project                         struct{ ID string }
+		}
+		var got []session
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			r := s.query(reader, `query { agentSessions(projectId: "demo", first: 10) { id runs totalCostUsd inputTokens outputTokens lastActiveAt project { id } } }`, nil)
+			if len(r.Errors) > 0 {
+				t.Fatal(r.Errors)
+			}
+			var p struct{ AgentSessions []session }
+			remarshal(t, r.Data, &p)
+			if got = p.AgentSessions; len(got) == 1 && got[0].Runs == 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("agentSessions = %+v, want one session of 2 runs", got)
+			}
+		}
+		a := got[0]
+		if want := fin.CostUsd + resumedCost; a.ID != started.SessionID || a.Project.ID != "demo" || resumedCost <= 0 ||
+			math.Abs(a.TotalCostUsd-want) > 1e-9 || a.InputTokens < fin.InputTokens || a.LastActiveAt == "" {
+			t.Errorf("session %+v, want %s costing %v + %v", a, started.SessionID, fin.CostUsd, resumedCost)
+		}
+		if r := s.query(reader, `query { agentSessions(projectId: "demo", first: 0) { id } }`, nil); r.code() != "INVALID_INPUT" {
+			t.Errorf("agentSessions(first: 0): %+v, want INVALID_INPUT", r.Errors)
 		}
 	})
 
