@@ -299,7 +299,7 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 		return nil, err
 	}
 	agents := domain.NewAgentService(s.commands, protocols, domain.ClaudeCodeProtocol)
-	agents.RecordSummariesIn(s.store)
+	agents.RecordSummariesIn(metrics.AgentRunRepository(s.store))
 	s.dispatcher = domain.NewDispatcher(s.store, projects, tracing.Executor(runs), metrics.Hub(events), bcast,
 		domain.DispatcherConfig{
 			Owner: owner, Gone: gone, Journal: journal,

@@ -18,3 +18,6 @@ func (m *Metrics) CommandDuration() *prometheus.HistogramVec   { return m.comman
 func (m *Metrics) OutputBytes() prometheus.Counter             { return m.outputBytes }
 func (m *Metrics) AuditFailures() prometheus.Counter           { return m.auditFailures }
 func (m *Metrics) WebhookDeliveries() *prometheus.CounterVec   { return m.webhookDeliveries }
+func (m *Metrics) AgentRuns() *prometheus.CounterVec           { return m.agentRuns }
+func (m *Metrics) AgentCost() *prometheus.CounterVec           { return m.agentCost }
+func (m *Metrics) AgentTokens() *prometheus.CounterVec         { return m.agentTokens }

@@ -20,16 +20,18 @@ type boundedLabel struct {
 	mu   sync.Mutex
 	max  int
 	seen map[string]struct{}
+	// valid says which values may be labels at all.
+	valid func(string) bool
 }
 
 func newBoundedLabel(limit int) *boundedLabel {
-	return &boundedLabel{max: limit, seen: map[string]struct{}{}}
+	return &boundedLabel{max: limit, seen: map[string]struct{}{}, valid: isName}
 }
 
 // value returns v if it is a GraphQL name (an identifier) of bounded length
 // that is already known or still fits; "other" otherwise.
 func (b *boundedLabel) value(v string) string {
-	if !isName(v) {
+	if !b.valid(v) {
 		return "other"
 	}
 	b.mu.Lock()

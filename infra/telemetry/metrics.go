@@ -56,6 +56,11 @@ type Metrics struct {
 
 	webhookDeliveries *prometheus.CounterVec
 	webhookDuration   *prometheus.HistogramVec
+
+	agentRuns   *prometheus.CounterVec
+	agentCost   *prometheus.CounterVec
+	agentTokens *prometheus.CounterVec
+	projects    *boundedLabel
 }
 
 // New returns metrics registered in a fresh registry.
@@ -120,6 +125,19 @@ func New() *Metrics {
 			Help:    "Time of one webhook delivery attempt, by outcome.",
 			Buckets: durationBuckets,
 		}, []string{"outcome"}),
+		agentRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rdev_agent_runs_total",
+			Help: "Agent runs that ended with the agent's summary, recorded by this process, by project and the agent's status.",
+		}, []string{"project", "status"}),
+		agentCost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rdev_agent_cost_usd_total",
+			Help: "What those agent runs cost, in US dollars as the agent computed it, by project.",
+		}, []string{"project"}),
+		agentTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rdev_agent_tokens_total",
+			Help: "Model tokens of those agent runs, by project and kind (input, output, cache_read).",
+		}, []string{"project", "kind"}),
+		projects: &boundedLabel{max: MaxProjectLabels, seen: map[string]struct{}{}, valid: isProjectLabel},
 	}
 	m.requestsBy.child, m.durationBy.child = m.requestCounter, m.requestObserver
 	m.operationsBy.child, m.opDurationBy.child = m.operationCounter, m.operationObserver
@@ -130,6 +148,7 @@ func New() *Metrics {
 		m.gqlOperations, m.gqlDuration, m.subsActive, m.rateLimited,
 		m.commandsFinished, m.commandDuration, m.outputBytes,
 		m.auditFailures, m.webhookDeliveries, m.webhookDuration,
+		m.agentRuns, m.agentCost, m.agentTokens,
 	)
 	return m
 }
