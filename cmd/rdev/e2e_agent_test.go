@@ -360,6 +360,17 @@ func TestE2E_Agent(t *testing.T) {
 		if r := s.query(reader, `query { agentSessions(projectId: "demo", first: 0) { id } }`, nil); r.code() != "INVALID_INPUT" {
 			t.Errorf("agentSessions(first: 0): %+v, want INVALID_INPUT", r.Errors)
 		}
+
+		// The same two runs, in the metrics.
+		body, mfs := scrape(t, s.url+"/metrics")
+		runs, _ := value(mfs, "rdev_agent_runs_total", map[string]string{"project": "demo", "status": "SUCCEEDED"})
+		cost, _ := value(mfs, "rdev_agent_cost_usd_total", map[string]string{"project": "demo"})
+		input, _ := value(mfs, "rdev_agent_tokens_total", map[string]string{"project": "demo", "kind": "input"})
+		output, _ := value(mfs, "rdev_agent_tokens_total", map[string]string{"project": "demo", "kind": "output"})
+		if runs != 2 || math.Abs(cost-a.TotalCostUsd) > 1e-9 || input != float64(a.InputTokens) || output != float64(a.OutputTokens) {
+			t.Errorf("agent metrics: %v runs, $%v, %v/%v tokens; want 2, $%v, %d/%d", runs, cost, input, output, a.TotalCostUsd, a.InputTokens, a.OutputTokens)
+		}
+		promtoolCheck(t, body)
 	})
 
 	t.Run("SessionInUse", func(t *testing.T) {
