@@ -251,6 +251,11 @@ func rootCases() map[string]rootCase {
 			}
 			wantCode(t, "agentRun(search's)", m.do(t, k.token, agentRunQ, map[string]any{"id": m.runSearch}), outCode(k, ""))
 		}},
+		"Query.agentSessions": {probe: query(`{ agentSessions(projectId: "pay") { id } }`, nil), check: func(t *testing.T, m *scopeMatrix, k matrixKey) {
+			q := `query($p: ID!) { agentSessions(projectId: $p) { id project { id } } }`
+			wantCode(t, "agentSessions(pay)", m.do(t, k.token, q, map[string]any{"p": "pay"}), "")
+			wantCode(t, "agentSessions(search)", m.do(t, k.token, q, map[string]any{"p": "search"}), outCode(k, ""))
+		}},
 		"Query.commands": {probe: query(`{ commands { nodes { id } } }`, nil), check: func(t *testing.T, m *scopeMatrix, k matrixKey) {
 			q := `query($p: ID) { commands(projectId: $p, first: 100) { nodes { id } } }`
 			r := m.do(t, k.token, q, nil)
@@ -558,6 +563,12 @@ func nestedCases() map[string]func(t *testing.T, m *scopeMatrix, k matrixKey) {
 		"AgentRun.project": func(t *testing.T, m *scopeMatrix, k matrixKey) {
 			r := m.do(t, k.token, `query($id: ID!) { agentRun(id: $id) { project { id } } }`, map[string]any{"id": m.runPay})
 			wantCode(t, "agentRun(pay's).project", r, "")
+		},
+		"AgentSession.project": func(t *testing.T, m *scopeMatrix, k matrixKey) {
+			// Sessions come only from runs that ended with the agent's
+			// summary: the project is reached through its own scope check.
+			r := m.do(t, k.token, `query { agentSessions(projectId: "pay") { project { id } } }`, nil)
+			wantCode(t, "agentSessions(pay).project", r, "")
 		},
 		"AgentRunEnded.command": func(t *testing.T, m *scopeMatrix, k matrixKey) {
 			q := `subscription($id: ID!) { agentEvents(runId: $id) { ... on AgentRunEnded { command { id project { id } } } ... on AgentRaw { seq } } }`
