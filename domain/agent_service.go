@@ -17,6 +17,8 @@ type AgentService struct {
 	fallback string
 	// runs, if not nil, keeps the summaries of ended runs.
 	runs AgentRunRepository
+	// budgets limit what runs spend a day.
+	budgets AgentBudgets
 }
 
 // NewAgentService returns a service that runs agents of protocols through
@@ -88,6 +90,11 @@ type AgentEventItem struct {
 // refused before it reaches Execute is recorded in the audit log as a
 // refused command.execute, as Execute records its own refusals.
 func (s *AgentService) Run(ctx context.Context, in RunAgent) (*AgentRun, error) {
+	cost, err := s.capCost(ctx, in)
+	if err != nil {
+		return nil, s.commands.audit.Refused(ctx, AuditCommandExecute, "", err)
+	}
+	in.Request.MaxCostUSD = cost
 	cmd, err := s.command(ctx, in)
 	if err != nil {
 		return nil, s.commands.audit.Refused(ctx, AuditCommandExecute, "", err)

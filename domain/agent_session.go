@@ -45,6 +45,10 @@ type AgentRunRepository interface {
 	// summaries that name one, the most recently active first (then by ID),
 	// at most limit.
 	FindAgentSessions(ctx context.Context, projectID string, limit int) ([]*AgentSession, error)
+	// AgentSpend returns the cost of the stored summaries of runs that
+	// ended at or after since: of project projectID's runs, and of those
+	// key keyID queued.
+	AgentSpend(ctx context.Context, since time.Time, projectID, keyID string) (AgentSpend, error)
 }
 
 // The bounds of AgentService.Sessions' first.

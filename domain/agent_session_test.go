@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 )
 
 // agentRuns is an in-memory AgentRunRepository.
@@ -16,6 +17,16 @@ type agentRuns struct {
 	saves int
 	// saveErr, if set, fails every save.
 	saveErr error
+	// spend is what AgentSpend returns; spendAsked what it was asked.
+	spend      AgentSpend
+	spendAsked []string
+}
+
+func (r *agentRuns) AgentSpend(_ context.Context, since time.Time, project, key string) (AgentSpend, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.spendAsked = append(r.spendAsked, since.Format(time.DateTime)+" "+project+" "+key)
+	return r.spend, nil
 }
 
 func (r *agentRuns) SaveAgentSummary(_ context.Context, s *AgentSummary) error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -26,6 +27,8 @@ type commandConfig struct {
 	// AgentClaude is the program (and leading arguments) of Claude Code
 	// agent runs.
 	AgentClaude string
+	// AgentBudgets are the daily limits on what agent runs spend.
+	AgentBudgets domain.AgentBudgets
 }
 
 func (c *commandConfig) register(f *envFlags) {
@@ -43,6 +46,8 @@ func (c *commandConfig) register(f *envFlags) {
 	f.Duration(&c.OutputHold, "output-hold", "RDEV_OUTPUT_HOLD", domain.DefaultOutputConfig.HoldFor, "how long output that storage refuses is held and tried again (the command's writes block meanwhile) before it is recorded as lost")
 	f.Duration(&c.FinishGrace, "finish-grace", "RDEV_FINISH_GRACE", 30*time.Second, "at shutdown, how long results that storage refuses are still tried (a command whose result is never stored is interrupted when its lease expires)")
 	f.String(&c.ClaudeCommand, "claude-command", "RDEV_CLAUDE_COMMAND", strings.Join(d.ClaudeCommand, " "), "program and flags of CLAUDE commands; the prompt follows after -p")
+	f.Float(&c.AgentBudgets.PerProjectUSD, "agent-daily-budget-project", "RDEV_AGENT_DAILY_BUDGET_PROJECT", 0, "US dollars agent runs of one project may spend per UTC day, as the agents count it; past it runs are refused (CONFLICT) and each run gets at most what is left as its maxCostUsd (0: no limit)")
+	f.Float(&c.AgentBudgets.PerKeyUSD, "agent-daily-budget-key", "RDEV_AGENT_DAILY_BUDGET_KEY", 0, "US dollars agent runs of one API key may spend per UTC day, across projects, as RDEV_AGENT_DAILY_BUDGET_PROJECT (0: no limit)")
 	f.String(&c.AgentClaude, "agent-claude-command", "RDEV_AGENT_CLAUDE_COMMAND", "claude", "program (and leading arguments) of Claude Code agent runs (runAgent); rdev adds -p, the stream-json output options, the run's options and the prompt")
 }
 
@@ -53,6 +58,18 @@ func (c *commandConfig) agentProtocols() (*domain.AgentProtocols, error) {
 		return nil, fmt.Errorf("RDEV_AGENT_CLAUDE_COMMAND: must name a program")
 	}
 	return domain.NewAgentProtocols(domain.NewClaudeCode(claude...)), nil
+}
+
+// agentBudgets returns the daily agent budgets, checked.
+func (c *commandConfig) agentBudgets() (domain.AgentBudgets, error) {
+	for env, v := range map[string]float64{
+		"RDEV_AGENT_DAILY_BUDGET_PROJECT": c.AgentBudgets.PerProjectUSD, "RDEV_AGENT_DAILY_BUDGET_KEY": c.AgentBudgets.PerKeyUSD,
+	} {
+		if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+			return domain.AgentBudgets{}, fmt.Errorf("%s: must be a number of US dollars, 0 or more, got %g", env, v)
+		}
+	}
+	return c.AgentBudgets, nil
 }
 
 func (c *commandConfig) limits() (domain.CommandLimits, error) {

@@ -89,6 +89,12 @@ func (f *envFlags) Bool(p *bool, name, env string, def bool, usage string) {
 	f.BoolVar(p, name, envValue(f, env, def, strconv.ParseBool, "true or false"), f.usage(env, usage))
 }
 
+// Float defines a float64 flag backed by env.
+func (f *envFlags) Float(p *float64, name, env string, def float64, usage string) {
+	parse := func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }
+	f.Float64Var(p, name, envValue(f, env, def, parse, "a number"), f.usage(env, usage))
+}
+
 // Duration defines a duration flag backed by env.
 func (f *envFlags) Duration(p *time.Duration, name, env string, def time.Duration, usage string) {
 	f.DurationVar(p, name, envValue(f, env, def, time.ParseDuration, "a duration such as 30s or 5m"), f.usage(env, usage))

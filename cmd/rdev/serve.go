@@ -300,6 +300,11 @@ func openServer(ctx context.Context, cfg serveConfig, log *slog.Logger, tracing 
 	}
 	agents := domain.NewAgentService(s.commands, protocols, domain.ClaudeCodeProtocol)
 	agents.RecordSummariesIn(metrics.AgentRunRepository(s.store))
+	budgets, err := cfg.commands.agentBudgets()
+	if err != nil {
+		return nil, err
+	}
+	agents.LimitDailySpend(budgets)
 	s.dispatcher = domain.NewDispatcher(s.store, projects, tracing.Executor(runs), metrics.Hub(events), bcast,
 		domain.DispatcherConfig{
 			Owner: owner, Gone: gone, Journal: journal,

@@ -106,3 +106,20 @@ func (s *Store) FindAgentSessions(ctx context.Context, projectID string, limit i
 	}
 	return out, nil
 }
+
+// AgentSpend sums the cost of the runs that ended at or after since: of
+// project projectID, and of those key keyID queued.
+func (s *Store) AgentSpend(ctx context.Context, since time.Time, projectID, keyID string) (domain.AgentSpend, error) {
+	var out domain.AgentSpend
+	err := s.db.NewSelect().TableExpr("agent_runs AS a").
+		Join("JOIN commands AS c ON c.id = a.command_id").
+		ColumnExpr("COALESCE(SUM(CASE WHEN a.project_id = ? THEN a.cost_usd ELSE 0.0 END), 0.0)", projectID).
+		ColumnExpr("COALESCE(SUM(CASE WHEN c.key_id = ? THEN a.cost_usd ELSE 0.0 END), 0.0)", keyID).
+		Where("a.ended_at >= ?", storedTime(since)).
+		Where("a.project_id = ? OR c.key_id = ?", projectID, keyID).
+		Scan(ctx, &out.ProjectUSD, &out.KeyUSD)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return domain.AgentSpend{}, fmt.Errorf("sum agent spending of %s: %w", projectID, translate(err))
+	}
+	return out, nil
+}

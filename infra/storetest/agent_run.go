@@ -37,6 +37,43 @@ func TestAgentRunRepository(t *testing.T, newRepo func(t *testing.T) domain.Agen
 		}
 	})
 
+	t.Run("AgentSpend", func(t *testing.T) {
+		t.Parallel()
+		repo, ctx := newRepo(t), t.Context()
+		commands, ok := repo.(domain.CommandRepository)
+		if !ok {
+			t.Fatal("the repository does not store commands, which AgentSpend joins")
+		}
+		for i, r := range []struct {
+			project, key string
+			cost         float64
+			ended        time.Time
+		}{
+			{"web", "k1", 1, commandBase.Add(-time.Minute)}, // before the day
+			{"web", "k1", 0.5, commandBase},
+			{"web", "k2", 0.25, commandBase.Add(time.Hour)},
+			{"api", "k1", 0.125, commandBase.Add(2 * time.Hour)},
+			{"api", "k2", 8, commandBase.Add(3 * time.Hour)},
+		} {
+			c := newCommand(r.project, 100+i)
+			c.KeyID = r.key
+			mustCreateCommand(t, ctx, commands, c)
+			if err := repo.SaveAgentSummary(ctx, summary(c.ID, r.project, "", r.cost, at(r.ended))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := repo.AgentSpend(ctx, at(commandBase), "web", "k1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (domain.AgentSpend{ProjectUSD: 0.75, KeyUSD: 0.625}); got != want {
+			t.Errorf("AgentSpend(web, k1) = %+v, want %+v (since the day began: web's runs, and k1's in any project)", got, want)
+		}
+		if got, err := repo.AgentSpend(ctx, at(commandBase), "nope", "none"); err != nil || got != (domain.AgentSpend{}) {
+			t.Errorf("AgentSpend of nothing = %+v, %v", got, err)
+		}
+	})
+
 	t.Run("FindAgentSessions", func(t *testing.T) {
 		t.Parallel()
 		repo, ctx := newRepo(t), t.Context()
