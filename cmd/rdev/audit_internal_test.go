@@ -342,9 +342,11 @@ func TestServer_EveryMutationIsAudited(t *testing.T) {
 	if err != nil || keys == nil {
 		t.Fatalf("the embedded default's audit key: %v, %v", keys, err)
 	}
+	// Entries may still be appended meanwhile (a command's end is audited
+	// as it is stored): Verify covers at least those searched above.
 	r, err := domain.AuditVerifier{Keys: keys}.Verify(t.Context(), ts.store)
-	if err != nil || r.Break != nil || r.Entries != int64(len(all)) || r.Keyed != r.Entries {
-		t.Errorf("Verify = %+v, %v; want %d intact keyed entries", r, err, len(all))
+	if err != nil || r.Break != nil || r.Entries < int64(len(all)) || r.Keyed != r.Entries {
+		t.Errorf("Verify = %+v, %v; want at least %d intact keyed entries", r, err, len(all))
 	}
 }
 
