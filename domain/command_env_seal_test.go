@@ -22,7 +22,7 @@ func TestCommandService_SealedEnv(t *testing.T) {
 
 	stored := e.repo.command(c.ID)
 	for name, v := range stored.Env {
-		if !strings.HasPrefix(v, SealedEnvPrefix) || strings.Contains(v, "s3cr3t") {
+		if !strings.HasPrefix(v, SealedTextPrefix) || strings.Contains(v, "s3cr3t") {
 			t.Errorf("stored env %s = %q, want it sealed", name, v)
 		}
 	}

@@ -37,7 +37,7 @@ func NewCommandService(commands CommandRepository, projects ProjectRepository, h
 }
 
 // SealEnvWith makes the service store the env values of the commands it
-// queues sealed under sealer (SealedEnvPrefix), for the dispatcher to open
+// queues sealed under sealer (SealedTextPrefix), for the dispatcher to open
 // as each starts (DispatcherConfig.EnvSealer). Without it they are stored
 // in clear until the command starts. Call it before the service is used.
 func (s *CommandService) SealEnvWith(sealer SecretSealer) {

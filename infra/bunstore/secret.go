@@ -3,11 +3,9 @@ package bunstore
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -253,7 +251,7 @@ func (s *Store) RewrapSecrets(ctx context.Context, rewrap func(sealed, ad []byte
 }
 
 // rewrapCommandEnv calls rewrap, inside tx, on every sealed env value of a
-// queued command (domain.SealedEnvPrefix) and saves what it returns, and
+// queued command (domain.SealedTextPrefix) and saves what it returns, and
 // returns how many it rewrapped. The commands that have started hold no
 // values.
 func (s *Store) rewrapCommandEnv(ctx context.Context, tx bun.Tx, rewrap func(sealed, ad []byte) ([]byte, error)) (int, error) {
@@ -270,20 +268,15 @@ func (s *Store) rewrapCommandEnv(ctx context.Context, tx bun.Tx, rewrap func(sea
 	for _, r := range rows {
 		changed := false
 		for name, v := range r.Env {
-			text, ok := strings.CutPrefix(v, domain.SealedEnvPrefix)
-			if !ok {
-				continue
-			}
-			sealed, err := base64.StdEncoding.DecodeString(text)
+			text, sealed, err := domain.RewrapText(v, domain.CommandEnvAD(r.ID, name), rewrap)
 			if err != nil {
-				return 0, fmt.Errorf("env %s of command %s: sealed value: %w", name, r.ID, err)
-			}
-			if sealed, err = rewrap(sealed, domain.CommandEnvAD(r.ID, name)); err != nil {
 				return 0, fmt.Errorf("env %s of command %s: %w", name, r.ID, err)
 			}
-			r.Env[name] = domain.SealedEnvPrefix + base64.StdEncoding.EncodeToString(sealed)
-			changed = true
-			n++
+			if sealed {
+				r.Env[name] = text
+				changed = true
+				n++
+			}
 		}
 		if !changed {
 			continue

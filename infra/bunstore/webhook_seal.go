@@ -3,7 +3,6 @@ package bunstore
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,9 +13,9 @@ import (
 )
 
 // sealedWebhookSecret marks a signing secret column that holds a sealed
-// value (the base64 of the sealer's envelope) rather than the secret
-// itself; a secret in clear starts with domain.WebhookSecretPrefix.
-const sealedWebhookSecret = "sealed:"
+// value (domain.SealText) rather than the secret itself; a secret in clear
+// starts with domain.WebhookSecretPrefix.
+const sealedWebhookSecret = domain.SealedTextPrefix
 
 // SealWebhookSecretsWith makes the store seal the signing secrets of the
 // webhook endpoints it writes from now on with sealer, bound to the
@@ -33,32 +32,24 @@ func (s *Store) sealWebhookSecret(id, secret string) (string, error) {
 	if s.webhookSealer == nil || secret == "" {
 		return secret, nil
 	}
-	sealed, err := s.webhookSealer.Seal([]byte(secret), domain.WebhookSecretAD(id))
+	sealed, err := domain.SealText(s.webhookSealer, secret, domain.WebhookSecretAD(id))
 	if err != nil {
 		return "", fmt.Errorf("seal the secret of webhook %s: %w", id, err)
 	}
-	return sealedWebhookSecret + base64.StdEncoding.EncodeToString(sealed), nil
+	return sealed, nil
 }
 
 // openWebhookSecret returns the signing secret that column, of endpoint id,
 // holds: opened if it is sealed, else as it is.
 func (s *Store) openWebhookSecret(id, column string) (string, error) {
-	text, ok := strings.CutPrefix(column, sealedWebhookSecret)
-	if !ok {
-		return column, nil
-	}
-	if s.webhookSealer == nil {
+	if s.webhookSealer == nil && strings.HasPrefix(column, sealedWebhookSecret) {
 		return "", domain.Errorf(domain.EUNAVAILABLE, "webhook %s: its signing secret is sealed and no secrets key is configured (RDEV_SECRETS_KEY_FILE or RDEV_SECRETS_KEY)", id)
 	}
-	sealed, err := base64.StdEncoding.DecodeString(text)
-	if err != nil {
-		return "", fmt.Errorf("webhook %s: sealed signing secret: %w", id, err)
-	}
-	secret, err := s.webhookSealer.Open(sealed, domain.WebhookSecretAD(id))
+	secret, _, err := domain.OpenText(s.webhookSealer, column, domain.WebhookSecretAD(id))
 	if err != nil {
 		return "", fmt.Errorf("webhook %s: signing secret: %w", id, err)
 	}
-	return string(secret), nil
+	return secret, nil
 }
 
 // SealClearWebhookSecrets seals, in one transaction, the signing secrets
@@ -118,20 +109,15 @@ func (s *Store) rewrapWebhookSecrets(ctx context.Context, tx bun.Tx, rewrap func
 	for _, r := range rows {
 		changed := false
 		for _, col := range []*string{&r.Secret, &r.PreviousSecret} {
-			text, ok := strings.CutPrefix(*col, sealedWebhookSecret)
-			if !ok {
-				continue
-			}
-			sealed, err := base64.StdEncoding.DecodeString(text)
+			text, sealed, err := domain.RewrapText(*col, domain.WebhookSecretAD(r.ID), rewrap)
 			if err != nil {
-				return 0, fmt.Errorf("webhook %s: sealed signing secret: %w", r.ID, err)
-			}
-			if sealed, err = rewrap(sealed, domain.WebhookSecretAD(r.ID)); err != nil {
 				return 0, fmt.Errorf("signing secret of webhook %s: %w", r.ID, err)
 			}
-			*col = sealedWebhookSecret + base64.StdEncoding.EncodeToString(sealed)
-			changed = true
-			n++
+			if sealed {
+				*col = text
+				changed = true
+				n++
+			}
 		}
 		if !changed {
 			continue

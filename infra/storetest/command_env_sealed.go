@@ -17,13 +17,13 @@ type CommandEnvSealingStore interface {
 }
 
 // TestCommandEnvRewrap checks that RewrapSecrets rewraps the sealed env
-// values of queued commands (domain.SealedEnvPrefix), bound to the
+// values of queued commands (domain.SealedTextPrefix), bound to the
 // command and the variable, and leaves values in clear and the commands
 // that have started alone. newStore returns a fresh, empty store.
 func TestCommandEnvRewrap(t *testing.T, newStore func(t *testing.T) CommandEnvSealingStore) {
 	s := newStore(t)
 	ctx := t.Context()
-	sealed := func(v string) string { return domain.SealedEnvPrefix + base64.StdEncoding.EncodeToString([]byte(v)) }
+	sealed := func(v string) string { return domain.SealedTextPrefix + base64.StdEncoding.EncodeToString([]byte(v)) }
 	// The older command is claimed, so it starts; the other stays queued.
 	started := newCommand("pay", 1)
 	started.Env = map[string]string{"GONE": sealed("old-gone")}
